@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets everything up, builds the VS Code extension (.vsix), and runs the main job on the bundled
+# examples: every finding with its live CPU-step verdict.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --vsix
+ls -1 vscode-client/*.vsix 2>/dev/null | sed 's/^/built: /' || true
+set +e
+.venv/bin/gradpath confirm examples/ fixtures/seeds/
+rc=$?
+set -e
+# exit status 1 means "findings reported", which is what the examples are for
+[ "$rc" -le 1 ]

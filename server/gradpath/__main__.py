@@ -1,0 +1,3 @@
+from gradpath.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""Parsing with recovery, a line index, and column conversions.
+
+`ast` gives columns as UTF-8 byte offsets; everything else in Gradpath uses character offsets
+(code points), and the LSP layer converts those to UTF-16 code units.
+"""
+from __future__ import annotations
+
+import ast
+import re
+import warnings
+from dataclasses import dataclass, field
+
+from gradpath.analysis.findings import Span
+
+MAX_RECOVERY_ATTEMPTS = 25
+
+
+@dataclass
+class SyntaxProblem:
+    message: str
+    span: Span
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines without their terminators; handles \n, \r\n and \r like Python's tokenizer."""
+    return re.split(r"\r\n|\r|\n", text)
+
+
+@dataclass
+class SourceFile:
+    text: str
+    path: str | None = None
+    tree: ast.Module | None = None
+    syntax_error: SyntaxProblem | None = None
+    blanked_lines: set[int] = field(default_factory=set)
+    lines: list[str] = field(default_factory=list)
+
+    @classmethod
+    def parse(cls, text: str, path: str | None = None) -> "SourceFile":
+        text = text.replace("\x00", " ")  # ast refuses NUL; keep positions stable
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        src = cls(text=text, path=path, lines=split_lines(text))
+        src._parse()
+        return src
+
+    # -- parsing with recovery -----------------------------------------------------------------
+    def _parse(self) -> None:
+        text = self.text
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self.tree = ast.parse(text, filename=self.path or "<unknown>")
+                return
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+                self.syntax_error = self._problem(exc)
+            lines = list(self.lines)
+            for _ in range(MAX_RECOVERY_ATTEMPTS):
+                bad = self._bad_lines(text, lines)
+                if not bad:
+                    break
+                for ln in bad:
+                    if 1 <= ln <= len(lines):
+                        lines[ln - 1] = _blank(lines[ln - 1])
+                        self.blanked_lines.add(ln)
+                try:
+                    self.tree = ast.parse("\n".join(lines))
+                    return
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    text = "\n".join(lines)
+                    continue
+            # Last resort: the longest prefix that parses (binary search on line count).
+            lo, hi, best = 0, len(self.lines), None
+            while lo <= hi:
+                mid = (lo + hi) // 2
+                try:
+                    best = ast.parse("\n".join(self.lines[:mid]))
+                    lo = mid + 1
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    hi = mid - 1
+            self.tree = best or ast.Module(body=[], type_ignores=[])
+
+    def _problem(self, exc: Exception) -> SyntaxProblem:
+        if isinstance(exc, SyntaxError) and exc.lineno:
+            ln = max(1, min(exc.lineno, len(self.lines)))
+            line = self.lines[ln - 1] if self.lines else ""
+            # SyntaxError.offset is 1-based in characters for str input.
+            col = max(0, min((exc.offset or 1) - 1, len(line)))
+            end = len(line) if col >= len(line.rstrip()) else max(col + 1, len(line.rstrip()))
+            if col >= end:
+                col = 0
+            msg = exc.msg or "invalid syntax"
+            return SyntaxProblem(f"SyntaxError: {msg}", Span(ln, col, ln, max(end, col)))
+        if isinstance(exc, RecursionError):
+            return SyntaxProblem("the file is nested too deeply to analyse", Span(1, 0, 1, 0))
+        return SyntaxProblem(f"cannot parse: {exc}", Span(1, 0, 1, 0))
+
+    @staticmethod
+    def _bad_lines(text: str, lines: list[str]) -> list[int]:
+        try:
+            compile(text, "<recover>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
+            return []
+        except SyntaxError as exc:
+            ln = exc.lineno or 0
+            out = [ln]
+            end = getattr(exc, "end_lineno", None)
+            if end and end != ln and end - ln < 50:
+                out.extend(range(ln + 1, end + 1))
+            # An unclosed bracket is reported where it opens; the statement runs to the end of the
+            # bracket's extent, which we cannot know: also blank the following line if it is
+            # more indented (continuation) than the opener.
+            return [x for x in out if x > 0]
+        except (ValueError, RecursionError, MemoryError):
+            return []
+
+    # -- positions -----------------------------------------------------------------------------
+    def line_text(self, line: int) -> str:
+        if 1 <= line <= len(self.lines):
+            return self.lines[line - 1]
+        return ""
+
+    def char_col(self, line: int, byte_col: int) -> int:
+        """Convert an ast (UTF-8 byte) column on a 1-based line to a character column."""
+        s = self.line_text(line)
+        if s.isascii():
+            return byte_col
+        return len(s.encode("utf-8")[:byte_col].decode("utf-8", errors="ignore"))
+
+    def span_of(self, node: ast.AST) -> Span:
+        line = getattr(node, "lineno", 1)
+        end_line = getattr(node, "end_lineno", None) or line
+        col = self.char_col(line, getattr(node, "col_offset", 0))
+        end_col = getattr(node, "end_col_offset", None)
+        end_col = self.char_col(end_line, end_col) if end_col is not None else len(self.line_text(end_line))
+        return Span(line, col, end_line, end_col)
+
+    def text_of(self, node: ast.AST) -> str:
+        return self.text_in(self.span_of(node))
+
+    def text_in(self, span: Span) -> str:
+        if span.line == span.end_line:
+            return self.line_text(span.line)[span.col:span.end_col]
+        parts = [self.line_text(span.line)[span.col:]]
+        for ln in range(span.line + 1, span.end_line):
+            parts.append(self.line_text(ln))
+        parts.append(self.line_text(span.end_line)[:span.end_col])
+        return "\n".join(parts)
+
+    def indent_of(self, line: int) -> str:
+        s = self.line_text(line)
+        return s[: len(s) - len(s.lstrip(" \t"))]
+
+    def line_span(self, line: int) -> Span:
+        """Span of a line's non-blank text."""
+        s = self.line_text(line)
+        start = len(s) - len(s.lstrip())
+        return Span(line, start, line, len(s.rstrip()))
+
+    @property
+    def newline(self) -> str:
+        if "\r\n" in self.text:
+            return "\r\n"
+        return "\n"
+
+
+def _blank(line: str) -> str:
+    """Replace a statement line by `pass` at the same indentation (keeps blocks valid)."""
+    stripped = line.lstrip(" \t")
+    if not stripped:
+        return line
+    indent = line[: len(line) - len(stripped)]
+    return indent + "pass"
+
+
+def utf16_len(s: str) -> int:
+    if s.isascii():
+        return len(s)
+    return len(s.encode("utf-16-le")) // 2
+
+
+def char_to_utf16(line_text: str, col: int) -> int:
+    return utf16_len(line_text[:col])
+
+
+def utf16_to_char(line_text: str, col16: int) -> int:
+    if line_text.isascii():
+        return min(col16, len(line_text))
+    units = 0
+    for i, ch in enumerate(line_text):
+        if units >= col16:
+            return i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return len(line_text)
