@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the VS Code extension: npm ci (from vscode-client/package-lock.json), type-check, esbuild
+# bundle, then `vsce package` -> vscode-client/gradpath.vsix. Skips npm ci when node_modules already
+# matches the lock file.
+set -euo pipefail
+cd "$(dirname "$0")/../vscode-client"
+export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
+if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_modules/.gradpath-lock-copy; then
+  npm ci --silent --no-fund --no-audit >/dev/null
+  cp package-lock.json node_modules/.gradpath-lock-copy
+fi
+npx --no-install tsc -p . --noEmit
+npx --no-install esbuild src/extension.ts --bundle --outfile=dist/extension.js --external:vscode \
+  --format=cjs --platform=node --target=node20 --minify-syntax --log-level=warning
+rm -f gradpath.vsix
+npx --no-install vsce package --no-dependencies --allow-missing-repository --skip-license \
+  -o gradpath.vsix >/dev/null
+echo "built: vscode-client/gradpath.vsix ($(du -k gradpath.vsix | cut -f1) KiB)"

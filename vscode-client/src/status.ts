@@ -1,0 +1,115 @@
+// What the status bar item says. Pure: no `vscode` import.
+
+export type ServerState = "starting" | "running" | "stopped" | "error" | "disabled";
+
+export interface LiveSummary {
+  confirmed: number;
+  notReproduced: number;
+  notRun: number;
+  /** The file it ran on, for the tooltip. */
+  file?: string;
+  /** Why a single not-run happened, when the server said. */
+  reason?: string;
+}
+
+const ICONS: Record<ServerState, string> = {
+  starting: "$(loading~spin)",
+  running: "$(check)",
+  stopped: "$(circle-slash)",
+  error: "$(error)",
+  disabled: "$(circle-slash)",
+};
+
+export function liveText(live: LiveSummary): string {
+  const parts: string[] = [];
+  if (live.confirmed) {
+    parts.push(`${live.confirmed} confirmed`);
+  }
+  if (live.notReproduced) {
+    parts.push(`${live.notReproduced} not reproduced`);
+  }
+  if (live.notRun) {
+    parts.push(`${live.notRun} not run`);
+  }
+  return parts.length ? parts.join(", ") : "nothing to confirm";
+}
+
+export function statusBar(state: ServerState, live?: LiveSummary, detail?: string): { text: string; tooltip: string } {
+  let text = `${ICONS[state]} Gradpath`;
+  if (state !== "running") {
+    text += `: ${state}`;
+  }
+  const tips = [`Gradpath language server: ${state}`];
+  if (detail) {
+    tips.push(detail);
+  }
+  if (live) {
+    text += ` · live: ${liveText(live)}`;
+    tips.push(`Last live CPU step${live.file ? ` (${live.file})` : ""}: ${liveText(live)}${live.reason ? ` (${live.reason})` : ""}`);
+  }
+  tips.push("Click to show the Gradpath output.");
+  return { text, tooltip: tips.join("\n") };
+}
+
+function verdictOf(item: unknown): { verdict: string; reason?: string } | undefined {
+  if (!item || typeof item !== "object") {
+    return undefined;
+  }
+  const o = item as Record<string, unknown>;
+  if (typeof o.verdict === "string") {
+    return { verdict: o.verdict, reason: typeof o.reason === "string" ? o.reason : undefined };
+  }
+  if (o.live && typeof o.live === "object") {
+    return verdictOf(o.live);
+  }
+  return undefined;
+}
+
+/**
+ * Counts verdicts in whatever the server returned for a live step: a list of findings or verdicts
+ * (`[{verdict}]`, `[{live: {verdict}}]`), or an object holding one (`{verdicts: {id: {verdict}}}`,
+ * `{findings: [...]}`, `{results: [...]}`). Undefined when there is no verdict in it at all.
+ */
+export function summarizeLive(result: unknown, file?: string): LiveSummary | undefined {
+  const items: unknown[] = [];
+  const collect = (v: unknown) => {
+    if (Array.isArray(v)) {
+      items.push(...v);
+    } else if (v && typeof v === "object") {
+      items.push(...Object.values(v as Record<string, unknown>));
+    }
+  };
+  if (Array.isArray(result)) {
+    collect(result);
+  } else if (result && typeof result === "object") {
+    const o = result as Record<string, unknown>;
+    for (const key of ["verdicts", "findings", "results", "items"]) {
+      if (key in o) {
+        collect(o[key]);
+      }
+    }
+    if (!items.length && verdictOf(o)) {
+      items.push(o);
+    }
+    if (!file && typeof o.uri === "string") {
+      file = o.uri.split("/").pop();
+    }
+  }
+  const verdicts = items.map(verdictOf).filter((v): v is { verdict: string; reason?: string } => !!v);
+  if (!verdicts.length) {
+    return undefined;
+  }
+  const s: LiveSummary = { confirmed: 0, notReproduced: 0, notRun: 0, file };
+  for (const v of verdicts) {
+    const k = v.verdict.toLowerCase().replace(/[_ ]/g, "-");
+    if (k === "confirmed") {
+      s.confirmed++;
+    } else if (k === "not-reproduced") {
+      s.notReproduced++;
+    } else {
+      s.notRun++;
+      s.reason = s.reason ?? v.reason;
+    }
+  }
+  return s;
+}

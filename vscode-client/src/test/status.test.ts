@@ -1,0 +1,30 @@
+import { test } from "node:test";
+import * as assert from "node:assert/strict";
+import { statusBar, summarizeLive } from "../status";
+
+test("status bar text for each state", () => {
+  assert.equal(statusBar("running").text, "$(check) Gradpath");
+  assert.equal(statusBar("starting").text, "$(loading~spin) Gradpath: starting");
+  assert.equal(statusBar("error", undefined, "no python").text, "$(error) Gradpath: error");
+  assert.match(statusBar("error", undefined, "no python").tooltip, /no python/);
+  assert.equal(statusBar("stopped").text, "$(circle-slash) Gradpath: stopped");
+});
+
+test("the last live step shows next to the state", () => {
+  const live = { confirmed: 2, notReproduced: 0, notRun: 1, file: "bug.py", reason: "needs network" };
+  const s = statusBar("running", live);
+  assert.equal(s.text, "$(check) Gradpath · live: 2 confirmed, 1 not run");
+  assert.match(s.tooltip, /Last live CPU step \(bug.py\): 2 confirmed, 1 not run \(needs network\)/);
+});
+
+test("live results in the shapes a server may return", () => {
+  assert.deepEqual(summarizeLive([{ verdict: "confirmed" }, { live: { verdict: "not-run", reason: "timed out" } }], "a.py"), {
+    confirmed: 1, notReproduced: 0, notRun: 1, file: "a.py", reason: "timed out",
+  });
+  assert.deepEqual(summarizeLive({ uri: "file:///w/b.py", verdicts: { "GP101:22:23": { verdict: "not_reproduced" } } }), {
+    confirmed: 0, notReproduced: 1, notRun: 0, file: "b.py",
+  });
+  assert.equal(summarizeLive({ findings: [{ code: "GP101" }] }), undefined);
+  assert.equal(summarizeLive(null), undefined);
+  assert.equal(summarizeLive("done"), undefined);
+});
