@@ -1,0 +1,103 @@
+"""One `gradpath.analysis.resolve.Resolver` per workspace root, used in two passes.
+
+The fast pass (no jedi) feeds the first publish; the slow pass (jedi) runs in the background only
+when the resolver says the file needs it, and its result is republished when it differs. Every
+call is guarded: the resolver module may not exist yet, or may fail, and the analysis must go on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+log = logging.getLogger("gradpath.lsp")
+
+
+class ResolverPool:
+    def __init__(self, sys_path: list[str] | None = None):
+        self._lock = threading.Lock()
+        self._fast: dict[str, Any] = {}
+        self._slow: dict[str, Any] = {}
+        self.sys_path = sys_path
+        self._cls = None
+        self._missing = False
+
+    def _resolver_cls(self):
+        if self._cls is None and not self._missing:
+            try:
+                from gradpath.analysis.resolve import Resolver
+                self._cls = Resolver
+            except Exception as exc:  # not written yet, or broken: static pass only
+                self._missing = True
+                log.info("no resolver available (%s): imported names are resolved statically only", exc)
+        return self._cls
+
+    def _make(self, root: str, use_jedi: bool):
+        cls = self._resolver_cls()
+        if cls is None:
+            return None
+        try:
+            return cls(root, self.sys_path, use_jedi)
+        except TypeError:
+            try:
+                return cls(root=root, sys_path=self.sys_path, use_jedi=use_jedi)
+            except Exception:
+                log.exception("cannot create a resolver for %s", root)
+        except Exception:
+            log.exception("cannot create a resolver for %s", root)
+        return None
+
+    def get(self, root: str | None, slow: bool) -> Any:
+        root = os.path.abspath(root or os.getcwd())
+        table = self._slow if slow else self._fast
+        with self._lock:
+            if root not in table:
+                table[root] = self._make(root, use_jedi=slow)
+            return table[root]
+
+    @staticmethod
+    def needs_slow_pass(fast_resolver, text: str, path: str | None) -> bool:
+        """Ask the resolver whether jedi could add anything for this text."""
+        if fast_resolver is None:
+            return False
+        fn = getattr(fast_resolver, "needs_slow_pass", None)
+        if fn is None:
+            return False
+        try:
+            from gradpath.analysis.engine import Context
+            from gradpath.analysis.source import SourceFile
+            ctx = Context(SourceFile.parse(text, path), path, fast_resolver)
+            return bool(fn(ctx))
+        except Exception:
+            log.exception("needs_slow_pass failed for %s", path)
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            for r in list(self._fast.values()) + list(self._slow.values()):
+                close = getattr(r, "close", None)
+                if callable(close):
+                    try:
+                        close()
+                    except Exception:
+                        pass
+            self._fast.clear()
+            self._slow.clear()
+
+
+def root_for(path: str | None, roots: list[str]) -> str | None:
+    """The deepest workspace root that contains `path`; else the file's folder."""
+    if path:
+        ap = os.path.abspath(path)
+        best = None
+        for r in roots:
+            r = os.path.abspath(r)
+            if ap == r or ap.startswith(r.rstrip(os.sep) + os.sep):
+                if best is None or len(r) > len(best):
+                    best = r
+        if best:
+            return best
+        return os.path.dirname(ap)
+    return roots[0] if roots else None
+

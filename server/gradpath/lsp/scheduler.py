@@ -1,0 +1,299 @@
+"""Analysis scheduling: debounce, run off the event loop, publish only the current version.
+
+Everything here is called on the event loop thread except `_analyse`, which runs in a thread pool.
+A unit is a text document (key = its uri) or a notebook (key = the notebook's uri).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from lsprotocol import types
+
+from gradpath.analysis.engine import AnalysisResult, Context, analyze
+from gradpath.lsp.convert import diagnostics_by_uri
+from gradpath.lsp.notebook import Snapshot, notebook_snapshot
+from gradpath.lsp.resolvers import ResolverPool, root_for
+
+log = logging.getLogger("gradpath.lsp")
+
+
+def uri_to_path(uri: str) -> str | None:
+    try:
+        from pygls.uris import to_fs_path
+        if not uri.startswith("file:"):
+            return None
+        return to_fs_path(uri)
+    except Exception:
+        return None
+
+
+@dataclass
+class UnitState:
+    snapshot: Snapshot | None = None  # what the current findings were computed from
+    result: AnalysisResult | None = None
+    verdicts: dict[str, Any] = field(default_factory=dict)  # finding id -> live Verdict
+    live_run: dict | None = None
+    published: set[str] = field(default_factory=set)  # uris we published diagnostics for
+    task: asyncio.Task | None = None
+    slow_task: asyncio.Task | None = None
+    slow_done_for: object = None  # version the slow pass already ran for
+    _ctx: tuple[object, Context] | None = None
+
+    @property
+    def findings(self):
+        return self.result.findings if self.result is not None else []
+
+
+class Analyzer:
+    def __init__(self, server):
+        self.server = server
+        self.units: dict[str, UnitState] = {}
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradpath-analysis")
+        self.slow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradpath-jedi")
+        self.resolvers = ResolverPool()
+        self._latest: dict[str, object] = {}  # key -> latest known version (read by threads)
+        self._lock = threading.Lock()
+        self.analyses = 0  # count of analyses run (for logs and tests)
+
+    # -- documents -------------------------------------------------------------------------------
+    @property
+    def ws(self):
+        return self.server.workspace
+
+    @property
+    def encoding(self) -> str:
+        enc = self.ws.position_encoding
+        return str(getattr(enc, "value", enc) or "utf-16")
+
+    def roots(self) -> list[str]:
+        out = []
+        try:
+            for f in self.ws.folders.values():
+                p = uri_to_path(f.uri)
+                if p:
+                    out.append(p)
+            if not out and self.ws.root_path:
+                out.append(self.ws.root_path)
+        except Exception:
+            pass
+        return out
+
+    def unit_key(self, uri: str) -> str:
+        """The unit a document belongs to: its notebook's uri for a notebook cell."""
+        try:
+            nb = self.ws.get_notebook_document(cell_uri=uri)
+        except Exception:
+            nb = None
+        return nb.uri if nb is not None else uri
+
+    def snapshot(self, key: str) -> Snapshot | None:
+        ws = self.ws
+        nb = ws.get_notebook_document(notebook_uri=key)
+        if nb is not None:
+            return notebook_snapshot(nb, ws.text_documents, uri_to_path(key))
+        doc = ws.text_documents.get(unquote(key))
+        if doc is None:
+            return None
+        text = doc.source
+        return Snapshot(key, (doc.version, hash(text)), text, uri_to_path(key), doc_version=doc.version)
+
+    def is_open(self, key: str) -> bool:
+        return (self.ws.get_notebook_document(notebook_uri=key) is not None
+                or unquote(key) in self.ws.text_documents)
+
+    # -- scheduling ------------------------------------------------------------------------------
+    def schedule(self, key: str, delay_s: float = 0.0) -> None:
+        st = self.units.setdefault(key, UnitState())
+        snap = self.snapshot(key)
+        if snap is not None:
+            with self._lock:
+                self._latest[key] = snap.version
+        if st.task is not None and not st.task.done():
+            st.task.cancel()
+        st.task = asyncio.ensure_future(self._run(key, delay_s))
+
+    def schedule_all(self) -> None:
+        keys = set(self.units)
+        keys.update(self.ws.notebook_documents.keys())
+        for uri in list(self.ws.text_documents.keys()):
+            keys.add(self.unit_key(uri))
+        for key in keys:
+            if self.is_open(key):
+                self.schedule(key, 0.0)
+
+    async def _run(self, key: str, delay_s: float) -> None:
+        try:
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            if not self.server.settings.enable:
+                return
+            snap = self.snapshot(key)
+            if snap is None:
+                return
+            options = self.server.settings.options
+            loop = asyncio.get_running_loop()
+            result, needs_slow = await loop.run_in_executor(self.pool, self._analyse, snap, options, False)
+            if not self._current(key, snap):
+                return  # a newer version exists: its own task will publish
+            self._store(key, snap, result)
+            self.publish(key)
+            self.server.on_analysed(key)
+            if needs_slow:
+                st = self.units[key]
+                if st.slow_task is not None and not st.slow_task.done():
+                    st.slow_task.cancel()
+                st.slow_task = asyncio.ensure_future(self._slow(key, snap, options))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("analysis of %s failed", key)
+
+    async def _slow(self, key: str, snap: Snapshot, options) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self.slow_pool, self._analyse, snap, options, True)
+            if out is None or not self._current(key, snap):
+                return
+            result, _ = out
+            st = self.units.get(key)
+            if st is None or st.snapshot is None or st.snapshot.version != snap.version:
+                return
+            st.slow_done_for = snap.version
+            before = [f.to_dict() for f in st.findings]
+            if [f.to_dict() for f in result.findings] != before:
+                log.info("%s: the jedi pass changed the findings; republishing", key)
+                self._store(key, snap, result)
+                self.publish(key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("slow analysis of %s failed", key)
+
+    def _current(self, key: str, snap: Snapshot) -> bool:
+        cur = self.snapshot(key)
+        return cur is not None and cur.version == snap.version
+
+    def _store(self, key: str, snap: Snapshot, result: AnalysisResult) -> None:
+        st = self.units.setdefault(key, UnitState())
+        if st.snapshot is not None and st.snapshot.text != snap.text:
+            st.verdicts = {}  # verdicts belong to the text they ran on
+            st.live_run = None
+        st.snapshot, st.result = snap, result
+        st._ctx = None
+
+    def _analyse(self, snap: Snapshot, options, slow: bool):
+        """Runs in a worker thread. Returns (AnalysisResult, needs_slow_pass) or None if stale."""
+        if slow:
+            with self._lock:
+                if self._latest.get(snap.key) != snap.version:
+                    return None
+        root = root_for(snap.path, self.roots())
+        resolver = self.resolvers.get(root, slow) if (snap.path or root) else None
+        result = analyze(snap.text, snap.path, options, resolver=resolver)
+        self.analyses += 1
+        needs = False
+        if not slow and resolver is not None:
+            needs = ResolverPool.needs_slow_pass(resolver, snap.text, snap.path)
+        return result, needs
+
+    async def current(self, key: str) -> UnitState | None:
+        """The unit's state, analysed at the document's current version (analysing now, without
+        publishing, when the last result is older)."""
+        snap = self.snapshot(key)
+        if snap is None:
+            return None
+        st = self.units.setdefault(key, UnitState())
+        if st.snapshot is not None and st.snapshot.version == snap.version:
+            return st
+        loop = asyncio.get_running_loop()
+        result, _ = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options, False)
+        if self._current(key, snap):
+            self._store(key, snap, result)
+            return st
+        tmp = UnitState(snapshot=snap, result=result)
+        return tmp
+
+    def context(self, st: UnitState) -> Context | None:
+        """Facts of the analysed snapshot (built once per version, for hover and code lenses)."""
+        snap = st.snapshot
+        if snap is None:
+            return None
+        if st._ctx is not None and st._ctx[0] == snap.version:
+            return st._ctx[1]
+        from gradpath.analysis.source import SourceFile
+        root = root_for(snap.path, self.roots())
+        resolver = self.resolvers.get(root, False) if (snap.path or root) else None
+        ctx = Context(SourceFile.parse(snap.text, snap.path), snap.path, resolver)
+        try:
+            ctx.facts  # noqa: B018 - build now, in the caller's thread
+        except Exception:
+            log.exception("facts failed for %s", snap.key)
+        st._ctx = (snap.version, ctx)
+        return ctx
+
+    # -- publishing ------------------------------------------------------------------------------
+    def publish(self, key: str) -> None:
+        st = self.units.get(key)
+        if st is None or st.snapshot is None:
+            return
+        snap = st.snapshot
+        by_uri = diagnostics_by_uri(st.findings, snap, self.encoding, st.verdicts)
+        for uri in st.published - set(by_uri):
+            self._send(uri, [], None)
+        for uri, diags in by_uri.items():
+            self._send(uri, diags, snap.cell_version(uri))
+        st.published = set(by_uri)
+
+    def _send(self, uri: str, diags: list, version: int | None) -> None:
+        self.server.text_document_publish_diagnostics(
+            types.PublishDiagnosticsParams(uri=uri, diagnostics=diags, version=version))
+
+    def close(self, key: str, uris=(), notebook: bool = False) -> None:
+        """Forget a unit and clear every diagnostic we published for it (a text document's own uri
+        always; a notebook's cells, given in `uris`, and whatever cells we published to)."""
+        st = self.units.pop(key, None)
+        with self._lock:
+            self._latest.pop(key, None)
+        clear = set(uris) if notebook else set(uris) | {key}
+        if st is not None:
+            for t in (st.task, st.slow_task):
+                if t is not None and not t.done():
+                    t.cancel()
+            clear |= st.published
+        for uri in sorted(clear):
+            self._send(uri, [], None)
+
+    def clear_all(self) -> None:
+        for key in list(self.units):
+            st = self.units[key]
+            for t in (st.task, st.slow_task):
+                if t is not None and not t.done():
+                    t.cancel()
+            for uri in st.published:
+                self._send(uri, [], None)
+            st.published = set()
+            st.snapshot, st.result = None, None
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.slow_pool.shutdown(wait=False, cancel_futures=True)
+        self.resolvers.close()
+
+
+def analyse_file(path: str, options) -> AnalysisResult | None:
+    """For gradpath.checkWorkspace: one file from disk."""
+    from gradpath.cli import read_source
+    from pathlib import Path
+    try:
+        text = read_source(Path(path))
+    except OSError as exc:
+        log.warning("%s: cannot read: %s", path, exc)
+        return None
+    return analyze(text, os.fspath(path), options)

@@ -1,0 +1,356 @@
+"""`gradpath serve`: the pygls 2 language server (stdio). Wiring only; the work is in
+scheduler.py (analysis, publishing), convert.py, actions.py, hover.py, lenses.py, commands.py.
+
+Client contract (see settings.py for the settings keys):
+- initializationOptions: the "gradpath" settings section (also accepted wrapped as
+  {"gradpath": {...}} or {"settings": {...}}), plus `trusted` (false = never execute user code).
+- workspace/didChangeConfiguration: {"gradpath": {...}} (or the section itself); with null settings
+  the server pulls the "gradpath" section through workspace/configuration.
+- Commands: gradpath.confirm [uri, findingId?], gradpath.checkWorkspace [].
+- Notification gradpath/status (server -> client): {"state": "ready"|"busy"|"live"|"disabled",
+  "message": str, "version": str, "trusted": bool, "liveOnSave": bool, "live"?: {"uri",
+  "confirmed", "not-reproduced", "not-run", "seconds", "stale"}}.
+- window/logMessage: the server's log (level from the `logLevel` setting, default info).
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+from typing import Any
+
+from lsprotocol import types
+from pygls.lsp.server import LanguageServer
+
+from gradpath import __version__
+from gradpath.lsp import actions as actions_mod
+from gradpath.lsp import commands as commands_mod
+from gradpath.lsp import hover as hover_mod
+from gradpath.lsp import lenses as lenses_mod
+from gradpath.lsp import logs
+from gradpath.lsp.convert import diagnostics_by_uri, to_units
+from gradpath.lsp.scheduler import Analyzer
+from gradpath.lsp.settings import EditorSettings
+
+log = logging.getLogger("gradpath.lsp")
+
+STATUS_NOTIFICATION = "gradpath/status"
+PYTHON_LANGUAGES = {"python", "python3", "ipython", None, ""}
+
+
+class GradpathServer(LanguageServer):
+    def __init__(self):
+        super().__init__(
+            "gradpath", __version__,
+            text_document_sync_kind=types.TextDocumentSyncKind.Incremental,
+            notebook_document_sync=types.NotebookDocumentSyncOptions(
+                notebook_selector=[types.NotebookDocumentFilterWithCells(
+                    notebook="*", cells=[types.NotebookCellLanguage(language="python")])],
+                save=True),
+            max_workers=4,
+        )
+        self.settings = EditorSettings()
+        self.analyzer = Analyzer(self)
+        self.live = commands_mod.LiveManager()
+        self.workspace_published: set[str] = set()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.initialized = False
+        self.client_log: logs.ClientLogHandler | None = None
+        self.pending_live: set[str] = set()
+
+    # -- messages to the client ------------------------------------------------------------------
+    def send_status(self, state: str, message: str = "", **extra: Any) -> None:
+        params = {"state": state, "message": message, "version": __version__,
+                  "trusted": self.settings.trusted, "liveOnSave": self.settings.live_on_save}
+        params.update(extra)
+        try:
+            self.protocol.notify(STATUS_NOTIFICATION, params)
+        except Exception:
+            log.debug("status notification failed", exc_info=True)
+
+    def show_message(self, message: str, kind: types.MessageType = types.MessageType.Info) -> None:
+        try:
+            self.window_show_message(types.ShowMessageParams(type=kind, message=message))
+        except Exception:
+            log.debug("showMessage failed", exc_info=True)
+
+    def report_server_error(self, error: Exception, source) -> None:
+        # Errors are logged (file, stderr, window/logMessage), not shown as pop-ups.
+        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
+
+    # -- settings --------------------------------------------------------------------------------
+    def apply_settings(self, settings: EditorSettings) -> None:
+        before = self.settings
+        self.settings = settings
+        logs.set_client_level(self.client_log, settings.log_level)
+        for p in settings.problems:
+            log.warning("settings: %s", p)
+        if before.enable and not settings.enable:
+            self.analyzer.clear_all()
+            self.send_status("disabled", "Gradpath is disabled")
+            return
+        self.analyzer.schedule_all()
+        self.send_status("ready", "settings applied")
+
+    # -- hooks -----------------------------------------------------------------------------------
+    def on_analysed(self, key: str) -> None:
+        if key in self.pending_live:
+            self.pending_live.discard(key)
+            if self.settings.live_allowed and self.settings.live_on_save:
+                asyncio.ensure_future(self._live_on_save(key))
+
+    async def _live_on_save(self, key: str) -> None:
+        try:
+            await commands_mod.confirm(self, key)
+        except commands_mod.CommandError as exc:
+            log.info("live step on save skipped: %s", exc.message)
+        except Exception:
+            log.exception("live step on save failed")
+
+
+server = None  # set by build()
+
+
+def guarded(default: Any = None):
+    """No handler exception may take the server down or leave a request unanswered badly: log it
+    and answer `default`."""
+    def deco(fn):
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def wrapper(*a, **kw):
+                try:
+                    return await fn(*a, **kw)
+                except commands_mod.CommandError:
+                    raise
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s failed", fn.__name__)
+                    return default
+        else:
+            @functools.wraps(fn)
+            def wrapper(*a, **kw):
+                try:
+                    return fn(*a, **kw)
+                except Exception:
+                    log.exception("%s failed", fn.__name__)
+                    return default
+        return wrapper
+    return deco
+
+
+def _is_python(doc: types.TextDocumentItem) -> bool:
+    return doc.language_id in PYTHON_LANGUAGES or doc.uri.endswith((".py", ".pyi"))
+
+
+def build() -> GradpathServer:
+    ls = GradpathServer()
+
+    @ls.feature(types.INITIALIZE)
+    @guarded()
+    def initialize(ls: GradpathServer, params: types.InitializeParams):
+        try:
+            ls.loop = asyncio.get_running_loop()
+        except RuntimeError:
+            ls.loop = None
+        ls.client_log = logs.ClientLogHandler(ls)
+        logging.getLogger("gradpath").addHandler(ls.client_log)
+        ls.settings = EditorSettings.parse(params.initialization_options or {})
+        logs.set_client_level(ls.client_log, ls.settings.log_level)
+
+    @ls.feature(types.INITIALIZED)
+    @guarded()
+    async def initialized(ls: GradpathServer, params: types.InitializedParams):
+        ls.initialized = True
+        for p in ls.settings.problems:
+            log.warning("settings: %s", p)
+        log.info("gradpath %s ready (trusted=%s, live.onSave=%s, encoding=%s)", __version__,
+                 ls.settings.trusted, ls.settings.live_on_save, ls.analyzer.encoding)
+        ls.send_status("ready" if ls.settings.enable else "disabled",
+                       "Gradpath is ready" if ls.settings.enable else "Gradpath is disabled")
+        caps = ls.client_capabilities
+        if caps and caps.workspace and caps.workspace.configuration:
+            await _pull_configuration(ls)
+
+    async def _pull_configuration(ls: GradpathServer):
+        try:
+            res = await asyncio.wait_for(ls.workspace_configuration_async(types.ConfigurationParams(
+                items=[types.ConfigurationItem(section="gradpath")])), 5)
+        except Exception:
+            log.debug("workspace/configuration failed", exc_info=True)
+            return
+        if res and isinstance(res[0], dict) and res[0]:
+            ls.apply_settings(EditorSettings.parse(res[0], base=ls.settings))
+
+    @ls.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    @guarded()
+    async def did_change_configuration(ls: GradpathServer, params: types.DidChangeConfigurationParams):
+        raw = params.settings
+        if isinstance(raw, dict) and raw:
+            ls.apply_settings(EditorSettings.parse(raw, base=ls.settings))
+        else:
+            await _pull_configuration(ls)
+
+    # -- text documents ---------------------------------------------------------------------------
+    @ls.feature(types.TEXT_DOCUMENT_DID_OPEN)
+    @guarded()
+    def did_open(ls: GradpathServer, params: types.DidOpenTextDocumentParams):
+        if _is_python(params.text_document):
+            ls.analyzer.schedule(ls.analyzer.unit_key(params.text_document.uri), 0.0)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_CHANGE)
+    @guarded()
+    def did_change(ls: GradpathServer, params: types.DidChangeTextDocumentParams):
+        key = ls.analyzer.unit_key(params.text_document.uri)
+        if key in ls.analyzer.units or ls.analyzer.is_open(key):
+            ls.analyzer.schedule(key, ls.settings.debounce_ms / 1000.0)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
+    @guarded()
+    def did_save(ls: GradpathServer, params: types.DidSaveTextDocumentParams):
+        key = ls.analyzer.unit_key(params.text_document.uri)
+        if ls.analyzer.is_open(key):
+            if ls.settings.live_on_save and ls.settings.live_allowed:
+                ls.pending_live.add(key)
+            ls.analyzer.schedule(key, 0.0)
+
+    @ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)
+    @guarded()
+    def did_close(ls: GradpathServer, params: types.DidCloseTextDocumentParams):
+        ls.analyzer.close(params.text_document.uri)
+        ls.workspace_published.discard(params.text_document.uri)
+
+    # -- notebooks --------------------------------------------------------------------------------
+    @ls.feature(types.NOTEBOOK_DOCUMENT_DID_OPEN)
+    @guarded()
+    def nb_open(ls: GradpathServer, params: types.DidOpenNotebookDocumentParams):
+        ls.analyzer.schedule(params.notebook_document.uri, 0.0)
+
+    @ls.feature(types.NOTEBOOK_DOCUMENT_DID_CHANGE)
+    @guarded()
+    def nb_change(ls: GradpathServer, params: types.DidChangeNotebookDocumentParams):
+        ls.analyzer.schedule(params.notebook_document.uri, ls.settings.debounce_ms / 1000.0)
+
+    @ls.feature(types.NOTEBOOK_DOCUMENT_DID_SAVE)
+    @guarded()
+    def nb_save(ls: GradpathServer, params: types.DidSaveNotebookDocumentParams):
+        key = params.notebook_document.uri
+        if ls.settings.live_on_save and ls.settings.live_allowed:
+            ls.pending_live.add(key)
+        ls.analyzer.schedule(key, 0.0)
+
+    @ls.feature(types.NOTEBOOK_DOCUMENT_DID_CLOSE)
+    @guarded()
+    def nb_close(ls: GradpathServer, params: types.DidCloseNotebookDocumentParams):
+        ls.analyzer.close(params.notebook_document.uri,
+                          [c.uri for c in params.cell_text_documents], notebook=True)
+
+    # -- requests ---------------------------------------------------------------------------------
+    @ls.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
+        code_action_kinds=[types.CodeActionKind.QuickFix, actions_mod.FIX_ALL_KIND], resolve_provider=False))
+    @guarded(default=None)
+    async def code_action(ls: GradpathServer, params: types.CodeActionParams):
+        if not ls.settings.enable:
+            return None
+        uri = params.text_document.uri
+        key = ls.analyzer.unit_key(uri)
+        if not ls.analyzer.is_open(key):
+            return None
+        only = [str(getattr(k, "value", k)) for k in (params.context.only or [])] or None
+        out: list[types.CodeAction] = []
+        doc = ls.workspace.text_documents.get(_unquote(uri))
+        lines = [l.rstrip("\r\n") for l in doc.lines] if doc is not None else []
+        enc = ls.analyzer.encoding
+
+        def units(text, col):
+            return to_units(text, col, enc)
+
+        if actions_mod.kind_wanted(types.CodeActionKind.QuickFix.value, only):
+            for diag in params.context.diagnostics:
+                out += actions_mod.quick_fixes(diag)
+                a = actions_mod.disable_for_line(diag, uri, lines, units)
+                if a is not None:
+                    out.append(a)
+                if ls.settings.live_allowed:
+                    a = actions_mod.confirm_action(diag, uri)
+                    if a is not None:
+                        out.append(a)
+        if only and actions_mod.kind_wanted(actions_mod.FIX_ALL_KIND, only) or \
+                (only is None and any(isinstance(d.data, dict) and d.source == "gradpath"
+                                      for d in params.context.diagnostics)):
+            st = await ls.analyzer.current(key)
+            if st is not None and st.snapshot is not None:
+                by_uri = diagnostics_by_uri(st.findings, st.snapshot, enc)
+                datas = [d.data for d in by_uri.get(uri, []) if isinstance(d.data, dict)]
+                a = actions_mod.fix_all_action(datas)
+                if a is not None:
+                    out.append(a)
+        return out or None
+
+    @ls.feature(types.TEXT_DOCUMENT_HOVER)
+    @guarded(default=None)
+    async def hover(ls: GradpathServer, params: types.HoverParams):
+        if not ls.settings.enable:
+            return None
+        uri = params.text_document.uri
+        key = ls.analyzer.unit_key(uri)
+        if not ls.analyzer.is_open(key):
+            return None
+        st = await ls.analyzer.current(key)
+        if st is None or st.snapshot is None:
+            return None
+        loop = asyncio.get_running_loop()
+        ctx = await loop.run_in_executor(ls.analyzer.pool, ls.analyzer.context, st)
+        return hover_mod.hover(st, ctx, st.snapshot, uri, params.position, ls.analyzer.encoding)
+
+    @ls.feature(types.TEXT_DOCUMENT_CODE_LENS, types.CodeLensOptions(resolve_provider=False))
+    @guarded(default=None)
+    async def code_lens(ls: GradpathServer, params: types.CodeLensParams):
+        if not ls.settings.live_allowed:
+            return None
+        uri = params.text_document.uri
+        key = ls.analyzer.unit_key(uri)
+        if not ls.analyzer.is_open(key):
+            return None
+        st = await ls.analyzer.current(key)
+        if st is None or st.snapshot is None:
+            return None
+        loop = asyncio.get_running_loop()
+        ctx = await loop.run_in_executor(ls.analyzer.pool, ls.analyzer.context, st)
+        if ctx is None:
+            return None
+        return lenses_mod.optimizer_lenses(ctx, st.snapshot, uri, ls.analyzer.encoding) or None
+
+    @ls.command("gradpath.confirm")
+    @guarded()
+    async def confirm(ls: GradpathServer, *args):
+        return await commands_mod.confirm(ls, *args)
+
+    @ls.command("gradpath.checkWorkspace")
+    @guarded()
+    async def check_workspace(ls: GradpathServer, *args):
+        return await commands_mod.check_workspace(ls, *args)
+
+    @ls.feature(types.SHUTDOWN)
+    @guarded()
+    def shutdown(ls: GradpathServer, params):
+        ls.analyzer.shutdown()
+        ls.live.close()
+
+    global server
+    server = ls
+    return ls
+
+
+def _unquote(uri: str) -> str:
+    from urllib.parse import unquote
+    return unquote(uri)
+
+
+def main(args=None) -> int:
+    logs.setup(getattr(args, "log_file", None))
+    ls = build()
+    log.info("starting gradpath %s language server on stdio", __version__)
+    ls.start_io()
+    return 0
