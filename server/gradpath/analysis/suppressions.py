@@ -1,62 +1,228 @@
-"""`# gradpath: ignore[GP102]`, `# noqa: GP102` and bare `# noqa` on a finding's line."""
+"""Suppression comments on a finding's start line.
+
+Recognised, case-insensitively, only in real comments (never inside strings):
+- `# gradpath: ignore[GP102]`, `# gradpath: ignore[GP102, GP4]` (codes, prefixes or slugs);
+- `# gradpath: ignore` (bare: every Gradpath code on the line);
+- `# noqa: GP102` / `# noqa:GP102,GP401` (codes of other tools, `E501`, are left to them);
+- bare `# noqa` (every code on the line, as flake8 and ruff read it).
+Several directives may share one comment (`# noqa: E501  # gradpath: ignore[GP401]`).
+
+A suppression is *unused* when nothing it names was found on its line. Unused ones are reported
+for the Gradpath codes they name and for a bare `# gradpath: ignore`; a bare `# noqa` and other
+tools' codes are never reported (they may be meant for another linter).
+"""
 from __future__ import annotations
 
 import io
 import re
 import tokenize
+from dataclasses import dataclass, field
 
-_GRADPATH = re.compile(r"gradpath:\s*ignore(?:\[(?P<codes>[^\]]*)\])?", re.I)
-_NOQA = re.compile(r"noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[\s,]+[A-Z]+[0-9]+)*))?", re.I)
+from gradpath.analysis.findings import Edit, Finding, Fix, Span
+
+_GRADPATH = re.compile(r"gradpath\s*:\s*ignore(?:\s*\[(?P<codes>[^\]]*)\])?", re.I)
+_NOQA = re.compile(r"#\s*noqa(?P<colon>\s*:\s*(?P<codes>[A-Za-z]+[0-9]+(?:\s*,\s*[A-Za-z]+[0-9]+|\s+[A-Za-z]+[0-9]+)*))?",
+                   re.I)
+
+UNUSED_CODE = "unused-suppression"
 
 
-def directives(text: str) -> dict[int, tuple[str, set[str] | None]]:
-    """line -> (directive text, codes or None for 'all'). Only real comments count."""
-    out: dict[int, tuple[str, set[str] | None]] = {}
+@dataclass
+class Directive:
+    line: int
+    col: int  # start of the directive text within the line (characters)
+    end_col: int
+    kind: str  # "gradpath" | "noqa"
+    codes: list[str] | None  # None: bare (everything)
+    text: str
+    used: set[str] = field(default_factory=set)  # codes (as written) that matched a finding
+
+    def matches(self, code: str) -> str | None:
+        """The entry of this directive that covers `code` ("*" for a bare directive)."""
+        if self.codes is None:
+            return "*"
+        from gradpath.analysis import catalog
+        for c in self.codes:
+            if catalog.matches(code, [c]):
+                return c
+        return None
+
+
+def _codes(s: str) -> list[str]:
+    return [c.strip() for c in re.split(r"[\s,]+", s) if c.strip()]
+
+
+def _comments(text: str) -> list[tuple[int, int, str]]:
+    """(line, column in characters, comment text) of every comment."""
     try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+        return [(t.start[0], t.start[1], t.string)
+                for t in tokenize.generate_tokens(io.StringIO(text).readline) if t.type == tokenize.COMMENT]
     except (tokenize.TokenError, IndentationError, SyntaxError, ValueError):
-        tokens = []
-        for i, line in enumerate(text.splitlines(), 1):
-            if "#" in line:
-                tokens.append(tokenize.TokenInfo(tokenize.COMMENT, line[line.index("#"):], (i, 0), (i, 0), line))
-    for tok in tokens:
-        if tok.type != tokenize.COMMENT:
-            continue
-        comment = tok.string
-        m = _GRADPATH.search(comment)
-        if m:
+        # The file does not tokenize (the user is typing): best effort, a `#` outside quotes.
+        out = []
+        for i, line in enumerate(re.split(r"\r\n|\r|\n", text), 1):
+            pos = _comment_start(line)
+            if pos is not None:
+                out.append((i, pos, line[pos:]))
+        return out
+
+
+def _comment_start(line: str) -> int | None:
+    quote = None
+    i = 0
+    while i < len(line):
+        ch = line[i]
+        if quote:
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                quote = None
+        elif ch in "\"'":
+            quote = ch
+        elif ch == "#":
+            return i
+        i += 1
+    return None
+
+
+def parse(text: str) -> list[Directive]:
+    """Every suppression directive in `text`, in source order."""
+    out: list[Directive] = []
+    for line, col, comment in _comments(text):
+        for m in _GRADPATH.finditer(comment):
             codes = m.group("codes")
-            out[tok.start[0]] = (m.group(0), _codes(codes) if codes else None)
-            continue
-        m = _NOQA.search(comment)
-        if m and re.search(r"#\s*noqa", comment, re.I):
+            out.append(Directive(line, col + m.start(), col + m.end(), "gradpath",
+                                 _codes(codes) if codes is not None else None, m.group(0)))
+        for m in _NOQA.finditer(comment):
             codes = m.group("codes")
-            out[tok.start[0]] = (m.group(0), _codes(codes) if codes else None)
+            start = m.start()
+            out.append(Directive(line, col + start, col + m.end(), "noqa",
+                                 _codes(codes) if codes else None, m.group(0)))
     return out
 
 
-def _codes(s: str) -> set[str]:
-    return {c.strip().upper() for c in re.split(r"[\s,]+", s) if c.strip()}
+def directives(text: str) -> dict[int, list[Directive]]:
+    """line -> the directives on it."""
+    table: dict[int, list[Directive]] = {}
+    for d in parse(text):
+        table.setdefault(d.line, []).append(d)
+    return table
+
+
+def _suppressor(f: Finding, table: dict[int, list[Directive]]) -> tuple[Directive, str] | None:
+    for d in table.get(f.span.line, ()):
+        entry = d.matches(f.code)
+        if entry is not None:
+            return d, entry
+    return None
 
 
 def apply(result) -> None:
-    """Drop suppressed findings from `result.findings`; record used and unused directives."""
+    """Drop suppressed findings from `result.findings`; record them in `result.suppressed` and the
+    unused directive entries in `result.unused_suppressions` as (line, code); code is "*" for an
+    unused bare `# gradpath: ignore`. The parsed directives are kept on `result.directives`."""
     table = directives(result.source.text)
+    result.directives = [d for ds in table.values() for d in ds]
     if not table:
         return
-    used: set[tuple[int, str]] = set()
     kept = []
     for f in result.findings:
-        d = table.get(f.span.line)
-        if d is not None and (d[1] is None or any(f.code.startswith(c) for c in d[1])):
-            result.suppressed.append((f, d[0]))
-            used.add((f.span.line, f.code if d[1] is None else next(c for c in d[1] if f.code.startswith(c))))
+        hit = _suppressor(f, table)
+        if hit is not None:
+            d, entry = hit
+            d.used.add(entry)
+            result.suppressed.append((f, d.text))
             continue
         kept.append(f)
     result.findings = kept
-    for line, (text, codes) in table.items():
-        if codes is None:
-            continue  # a bare noqa may be meant for another tool
-        for c in codes:
-            if c.startswith("GP") and (line, c) not in used:
-                result.unused_suppressions.append((line, c))
+    for d in result.directives:
+        for entry in _unused_entries(d):
+            result.unused_suppressions.append((d.line, entry))
+
+
+def _is_gradpath_code(c: str) -> bool:
+    return c.upper().startswith("GP")
+
+
+def _unused_entries(d: Directive) -> list[str]:
+    if d.codes is None:
+        # A bare `# noqa` may serve another linter; a bare `# gradpath: ignore` is ours.
+        return ["*"] if d.kind == "gradpath" and not d.used else []
+    out = []
+    for c in d.codes:
+        if c in d.used:
+            continue
+        if d.kind == "noqa" and not _is_gradpath_code(c):
+            continue
+        out.append(c)
+    return out
+
+
+def unused_findings(result, enabled=None) -> list[Finding]:
+    """Unused suppressions as Findings (code `unused-suppression`, severity info) with a safe fix
+    that removes the unused part of the directive. `enabled(code) -> bool` leaves out codes that
+    are not selected in this run (their suppression is not known to be unused)."""
+    from gradpath.analysis import catalog
+    out: list[Finding] = []
+    src = result.source
+    for d in getattr(result, "directives", []):
+        entries = _unused_entries(d)
+        if not entries:
+            continue
+        reported = []
+        for c in entries:
+            if c == "*":
+                reported.append(c)
+                continue
+            known = [code for code in catalog.RULES if catalog.matches(code, [c])]
+            if not known:
+                reported.append(c)  # unknown code: never matches anything
+            elif enabled is None or any(enabled(code) for code in known):
+                reported.append(c)
+        if not reported:
+            continue
+        line_text = src.line_text(d.line)
+        span = Span(d.line, d.col, d.line, d.end_col)
+        if "*" in reported:
+            msg = "unused suppression: no Gradpath finding on this line"
+        else:
+            unknown = [c for c in reported if not any(catalog.matches(code, [c]) for code in catalog.RULES)]
+            names = ", ".join(reported)
+            msg = f"unused suppression: no {names} finding on this line"
+            if unknown:
+                msg += f" ({', '.join(unknown)}: no such Gradpath rule)"
+        keep = [c for c in (d.codes or []) if c not in reported]
+        out.append(Finding(UNUSED_CODE, msg, span, "info",
+                           fixes=[_removal_fix(d, keep, line_text)]))
+    return out
+
+
+def _removal_fix(d: Directive, keep: list[str], line_text: str) -> Fix:
+    if keep:
+        if d.kind == "gradpath":
+            new = f"gradpath: ignore[{', '.join(keep)}]"
+        else:
+            new = f"# noqa: {', '.join(keep)}"
+        return Fix("Remove the unused codes from the suppression", True,
+                   (Edit(Span(d.line, d.col, d.line, d.end_col), new),), preferred=True)
+    # Remove the whole directive; when it is all the comment holds, remove the comment too.
+    start, end = d.col, d.end_col
+    if d.kind == "gradpath":
+        # include the '#' that introduces it, when it is the comment's own
+        j = start - 1
+        while j >= 0 and line_text[j] in " \t":
+            j -= 1
+        if j >= 0 and line_text[j] == "#":
+            start = j
+    rest = line_text[end:]
+    before = line_text[:start]
+    if not rest.strip():
+        start = len(before.rstrip())
+        end = len(line_text)
+    else:
+        # another directive or comment follows: keep it, drop ours and its spacing
+        while end < len(line_text) and line_text[end] in " \t":
+            end += 1
+    return Fix("Remove the unused suppression", True, (Edit(Span(d.line, start, d.line, end), ""),),
+               preferred=True)
