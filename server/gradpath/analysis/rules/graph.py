@@ -1,0 +1,284 @@
+"""GP2: losses cut off from the graph (backward on a detached value, forward under no_grad, the
+requires_grad "fix" that hides it, one model detached on the way to the loss)."""
+from __future__ import annotations
+
+import ast
+
+from gradpath.analysis.dataflow import G, N, U, Val, flow
+from gradpath.analysis.facts import key_of
+from gradpath.analysis.findings import Edit, Fix, Related, Span
+from gradpath.analysis.rules import rule
+
+RAISES = ("backward() raises RuntimeError: element 0 of tensors does not require grad and does not "
+          "have a grad_fn")
+_NO_ATTR = {"number": "float", "numpy": "numpy.ndarray", "list": "list"}
+
+
+def _text(ctx, node) -> str:
+    t = ctx.src.text_of(node)
+    return t if len(t) <= 60 else t[:57] + "..."
+
+
+def _line(node) -> int:
+    return getattr(node, "lineno", 0)
+
+
+def _probe(ctx, node) -> dict:
+    return {"what": "backward-value", "span": ctx.span(node).to_dict(), "expr": ctx.src.text_of(node)}
+
+
+def _first_model(v: Val) -> str | None:
+    for c in v.cuts:
+        if c.models:
+            return sorted(c.models)[0]
+    for n in v.nograd:
+        if n.model:
+            return n.model
+    return None
+
+
+def _related_for(ctx, v: Val) -> list[Related]:
+    rel = []
+    for c in v.cuts[:2]:
+        rel.append(Related(ctx.span(c.node), f"the graph is cut here: `{_text(ctx, c.node)}` has no grad_fn"))
+    if v.const is not None:
+        rel.append(Related(ctx.span(v.const), f"`{_text(ctx, v.const)}` creates a tensor with no path to "
+                                                "any parameter"))
+    for mc in v.model_calls[:1]:
+        rel.append(Related(ctx.span(mc), f"`{_text(ctx, mc)}`: the model output whose graph is lost"))
+    return rel
+
+
+def _why(ctx, v: Val, value_node) -> str:
+    """`loss_detached is loss.detach()` / `loss is computed from out.detach() (line 12)`."""
+    vt = _text(ctx, value_node)
+    if v.cuts:
+        c = v.cuts[0]
+        ct = _text(ctx, c.node)
+        if c.node is value_node or ct == vt:
+            return f"`{vt}` has no grad_fn"
+        if v.src is c.node:
+            return f"`{vt}` is `{ct}`"
+        return f"`{vt}` is computed from `{ct}` (line {_line(c.node)})"
+    if v.const is not None:
+        ct = _text(ctx, v.const)
+        if v.src is v.const:
+            return f"`{vt}` is `{ct}`, a new tensor with no path to any parameter"
+        return f"`{vt}` is computed from `{ct}` (line {_line(v.const)}), a new tensor with no path to any parameter"
+    return f"`{vt}` has no grad_fn"
+
+
+def _tail(v: Val) -> str:
+    if v.kind in _NO_ATTR:
+        return f"backward() fails: it is a Python {_NO_ATTR[v.kind]}, not a tensor (AttributeError: " \
+               f"'{_NO_ATTR[v.kind]}' object has no attribute 'backward')"
+    return RAISES
+
+
+def _cut_fix(ctx, v: Val) -> list[Fix]:
+    """Remove bare `.detach()` / `.data` cuts when they are the only cuts on the path (safe)."""
+    if not v.cuts or v.nograd or v.const is not None:
+        return []
+    if not all(c.bare and c.receiver is not None for c in v.cuts):
+        return []
+    edits = tuple(Edit(ctx.span(c.node), ctx.src.text_of(c.receiver)) for c in v.cuts)
+    what = ", ".join(f"`{_text(ctx, c.node)}`" for c in v.cuts)
+    return [Fix(f"Remove the cut: {what} -> " + ", ".join(f"`{_text(ctx, c.receiver)}`" for c in v.cuts),
+                True, edits, preferred=True)]
+
+
+def _nograd_fix(ctx, r) -> list[Fix]:
+    if r.with_stmt is not None:
+        st = r.with_stmt
+        if len(st.items) != 1 or not st.body:
+            return []
+        src = ctx.src
+        first = st.body[0].lineno
+        body_indent = src.indent_of(first)
+        with_indent = src.indent_of(st.lineno)
+        if not body_indent.startswith(with_indent) or len(body_indent) <= len(with_indent):
+            return []
+        cut = len(body_indent) - len(with_indent)
+        lines = []
+        for ln in range(first, st.end_lineno + 1):
+            t = src.line_text(ln)
+            lines.append(t[cut:] if t[:cut].strip() == "" else t.lstrip())
+        new = src.newline.join(lines)
+        span = Span(st.lineno, 0, st.end_lineno, len(src.line_text(st.end_lineno)))
+        return [Fix(f"Run the forward pass outside `{r.ctx_text}` (remove the block)", False,
+                    (Edit(span, new),))]
+    if r.decorator_of is not None:
+        d = r.ctx_node
+        return [Fix(f"Remove `{r.ctx_text}` from `{r.decorator_of.name}`", False,
+                    (Edit(Span(d.lineno, 0, d.end_lineno + 1, 0), ""),))]
+    return []
+
+
+def _report_no_graph(ctx, e, v: Val, value_node, alt=None):
+    """GP201/GP202/GP203 for one definition `v` without a graph that reaches `e`'s backward."""
+    may = alt is not None
+    sev = "warning" if may else None
+    bw = e.node
+    where = ""
+    if may:
+        where = f"if {_via(ctx, alt)}, "
+    data_base = {"probe": _probe(ctx, value_node), "backward_line": _line(bw)}
+    model = _first_model(v)
+    if model:
+        data_base["model"] = model
+    if v.patched is not None:
+        if not (v.cuts or v.nograd or v.const is not None):
+            return
+        p = v.patched
+        cause = v.cuts[0].node if v.cuts else (v.nograd[0].node if v.nograd else v.const)
+        msg = (f"{where}`{_text(ctx, p)}` hides the cut at `{_text(ctx, cause)}` (line {_line(cause)}): "
+               f"`{_text(ctx, bw)}` runs but no gradient reaches "
+               f"{('`' + model + '`') if model else 'any model parameter'}; training runs and learns nothing")
+        rel = [Related(ctx.span(cause), f"the graph is cut here: `{_text(ctx, cause)}`"),
+               Related(ctx.span(bw), "the backward that sees only the patched tensor")]
+        yield ctx.finding("GP203", p, msg, severity=sev, related=rel, fixes=_patch_fix(ctx, v),
+                          data=dict(data_base, probe={"what": "backward-value", "span": ctx.span(value_node).to_dict(),
+                                                      "expr": ctx.src.text_of(value_node)}))
+        return
+    if v.cuts or v.const is not None:
+        msg = f"{where}{_why(ctx, v, value_node)}: {_tail(v)}"
+        if may:
+            msg = msg.replace("backward() raises", "backward() would raise")
+        yield ctx.finding("GP201", bw, msg, severity=sev, related=_related_for(ctx, v) + (
+            [Related(ctx.span(alt.via), "the definition without a graph comes from here")] if may else []),
+            fixes=_cut_fix(ctx, v), data=data_base)
+    for r in v.nograd:
+        fwd = r.node
+        scope_txt = f"`{r.ctx_text}` (line {_line(r.ctx_node)})"
+        if r.decorator_of is not None:
+            scope_txt = f"`{r.decorator_of.name}`, decorated with `{r.ctx_text}`"
+        msg = (f"{where}`{_text(ctx, fwd)}` runs under {scope_txt} and its result reaches "
+               f"`{_text(ctx, bw)}` (line {_line(bw)}): " + RAISES.replace("raises", "would raise" if may else "raises"))
+        rel = [Related(ctx.span(r.ctx_node), f"gradients are disabled here: `{r.ctx_text}`"),
+               Related(ctx.span(bw), f"`{_text(ctx, value_node)}` is backwarded here")]
+        data = dict(data_base)
+        if r.model:
+            data["model"] = r.model
+        yield ctx.finding("GP202", fwd, msg, severity=sev, related=rel, fixes=_nograd_fix(ctx, r), data=data)
+
+
+def _via(ctx, alt) -> str:
+    if alt.how == "except":
+        return f"the `except` branch at line {_line(alt.via)} runs"
+    if alt.how == "loop":
+        return f"the loop at line {_line(alt.via)} runs zero times"
+    return f"the other branch of line {_line(alt.via)} is taken"
+
+
+def _patch_fix(ctx, v: Val) -> list[Fix]:
+    p = v.patched
+    src = ctx.src
+    edits = []
+    if isinstance(p, ast.Call) and v.patch_kind == "requires_grad=True":
+        c = v.cuts[0] if v.cuts else None
+        if c is not None and c.had_graph and c.receiver is not None and p.args and p.args[0] is c.node:
+            return [Fix(f"Use `{_text(ctx, c.receiver)}` itself (keeps its graph)", False,
+                        (Edit(ctx.span(p), src.text_of(c.receiver)),))]
+        return []
+    stmt = ctx.facts.enclosing_stmt(p)
+    if stmt is None or stmt.lineno != stmt.end_lineno:
+        return []
+    line = src.line_text(stmt.lineno)
+    if line.strip() != src.text_of(stmt).strip():
+        return []
+    edits.append(Edit(Span(stmt.lineno, 0, stmt.lineno + 1, 0), ""))
+    if v.cuts:
+        if not all(c.bare and c.receiver is not None for c in v.cuts):
+            return []
+        edits += [Edit(ctx.span(c.node), src.text_of(c.receiver)) for c in v.cuts]
+    elif v.nograd or v.const is not None:
+        return []
+    return [Fix("Remove the requires_grad patch and the cut behind it", False, tuple(edits))]
+
+
+@rule("GP201", "GP202", "GP203")
+def backward_without_graph(ctx):
+    fl = flow(ctx)
+    for e in fl.events_of("backward"):
+        v = e.vals["value"]
+        value_node = e.nodes.get("value") or e.node
+        if v.grad == N:
+            yield from _report_no_graph(ctx, e, v, value_node)
+        elif v.alts:
+            for alt in v.alts:
+                yield from _report_no_graph(ctx, e, alt.val, value_node, alt=alt)
+
+
+# -- GP204 ---------------------------------------------------------------------------------------
+def _param_keys(ctx, expr, scope, depth=0) -> set[str]:
+    keys: set[str] = set()
+    if expr is None or depth > 2:
+        return keys
+    for n in ast.walk(expr):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in (
+                "parameters", "named_parameters"):
+            k = key_of(n.func.value)
+            if k:
+                keys.add(k)
+        elif isinstance(n, ast.Name) and depth < 2:
+            for s in ctx.facts.visible_scopes(scope):
+                for st in s.walk():
+                    if isinstance(st, ast.Assign) and any(isinstance(t, ast.Name) and t.id == n.id for t in st.targets):
+                        keys |= _param_keys(ctx, st.value, scope, depth + 1)
+    return keys
+
+
+def _holds(keys: set[str], model: str) -> bool:
+    return any(model == k or model.startswith(k + ".") for k in keys)
+
+
+def _next_step(ctx, e):
+    best = None
+    line = _line(e.node)
+    for c in ctx.facts.calls_named("step", e.scope):
+        if c.line <= line:
+            continue
+        opt = ctx.facts.optimizer_at(c.receiver, e.scope)
+        if opt is None:
+            continue
+        if best is None or c.line < best[0].line:
+            best = (c, opt)
+    return best
+
+
+@rule("GP204")
+def partial_detach(ctx):
+    fl = flow(ctx)
+    for e in fl.events_of("backward"):
+        v = e.vals["value"]
+        if v.grad != G or not v.cuts:
+            continue
+        step = _next_step(ctx, e)
+        if step is None:
+            continue
+        call, opt = step
+        keys = _param_keys(ctx, opt.params, opt.scope)
+        for c in v.cuts:
+            if c.kind not in (".detach()", ".data", ".detach_()") or not c.had_graph:
+                continue
+            cut_models = [m for m in sorted(c.models) if m not in v.origins
+                          and not any(o == m or o.startswith(m + ".") for o in v.origins)]
+            held = [m for m in cut_models if _holds(keys, m)]
+            if not held:
+                continue
+            m = held[0]
+            value_node = e.nodes.get("value") or e.node
+            optname = opt.key or opt.short
+            msg = (f"`{_text(ctx, c.node)}` cuts `{m}`'s output out of `{_text(ctx, value_node)}`: `{m}`'s "
+                   f"parameters are in `{optname}` ({opt.short}) but get no gradient from "
+                   f"`{_text(ctx, e.node)}` (line {_line(e.node)})")
+            rel = [Related(ctx.span(e.node), "the backward that skips them"),
+                   Related(ctx.span(opt.call), f"`{optname}` holds `{m}`'s parameters"),
+                   Related(ctx.span(call.call), f"`{optname}.step()` updates them with no gradient from this loss")]
+            fixes = []
+            if c.bare and c.receiver is not None:
+                fixes.append(Fix(f"Remove `.detach()`: `{_text(ctx, c.receiver)}`", False,
+                                 (Edit(ctx.span(c.node), ctx.src.text_of(c.receiver)),)))
+            yield ctx.finding("GP204", c.node, msg, related=rel, fixes=fixes,
+                              data={"model": m, "optimizer": opt.key, "optimizer_class": opt.cls,
+                                    "probe": _probe(ctx, value_node)})

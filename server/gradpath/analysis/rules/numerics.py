@@ -1,0 +1,428 @@
+"""GP3: loss expressions that can turn inf or NaN (division by zero, log of 0, log of softmax,
+double softmax, BCE on logits, sqrt at zero, exp overflow, std normalisation without eps)."""
+from __future__ import annotations
+
+import ast
+
+from gradpath.analysis.dataflow import G, N, Val, flow, is_parenthesised, module_alias, name_in_file, wrap
+from gradpath.analysis.findings import Edit, Fix, Related, Span
+from gradpath.analysis.rules import rule
+
+ZERO_SHAPES = {"diff", "reduce", "norm", "raw", "nonneg", "sq", "sumsq", "prob"}
+
+
+def _text(ctx, node) -> str:
+    t = ctx.src.text_of(node)
+    return t if len(t) <= 60 else t[:57] + "..."
+
+
+def _probe(ctx, what: str, node) -> dict:
+    return {"what": what, "span": ctx.span(node).to_dict(), "expr": ctx.src.text_of(node)}
+
+
+def _live(e, v: Val) -> bool:
+    """The value carries a graph and the op does not run under no_grad: it is loss math."""
+    return v.grad == G and not e.nograd
+
+
+def _model_of(v: Val) -> str | None:
+    return sorted(v.origins)[0] if v.origins else None
+
+
+def _model_related(ctx, v: Val, what: str) -> list[Related]:
+    return [Related(ctx.span(mc), f"`{_text(ctx, mc)}`: {what}") for mc in v.model_calls[:1]]
+
+
+def _once(seen: set, code: str, node) -> bool:
+    k = (code, id(node))
+    if k in seen:
+        return False
+    seen.add(k)
+    return True
+
+
+def _eps_edits(ctx, node) -> tuple[str, list[Edit]]:
+    """A named `eps`: reuse one the file has, or define `eps = 1e-8` before the statement."""
+    if name_in_file(ctx.tree, "eps"):
+        return "eps", []
+    stmt = ctx.facts.enclosing_stmt(node)
+    if stmt is None:
+        return "1e-8", []
+    # a statement in a try/with header line is fine: insert on its own line at its indentation
+    indent = ctx.src.indent_of(stmt.lineno)
+    if ctx.src.line_text(stmt.lineno)[len(indent):].startswith(("elif", "else")):
+        return "1e-8", []
+    return "eps", [Edit(Span(stmt.lineno, 0, stmt.lineno, 0), f"{indent}eps = 1e-8{ctx.src.newline}")]
+
+
+def _guard_fixes(ctx, den_node, clamp_first: bool) -> list[Fix]:
+    eps, extra = _eps_edits(ctx, den_node)
+    t = ctx.src.text_of(den_node)
+    clamp = Fix(f"Clamp the denominator: `{_short(wrap(ctx.src, den_node))}.clamp_min({eps})`", False,
+                tuple(extra + [Edit(ctx.span(den_node), f"{wrap(ctx.src, den_node)}.clamp_min({eps})")]))
+    plus_text = f"{t} + {eps}" if is_parenthesised(ctx.src, den_node) else f"({t} + {eps})"
+    plus = Fix(f"Add eps to the denominator: `{_short(plus_text)}`", False,
+               tuple(extra + [Edit(ctx.span(den_node), plus_text)]))
+    return [clamp, plus] if clamp_first else [plus, clamp]
+
+
+def _short(t: str) -> str:
+    return t if len(t) <= 50 else t[:47] + "..."
+
+
+def _why_zero(ctx, v: Val, node) -> str:
+    t = _text(ctx, node)
+    if v.shape == "diff" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
+        return f"`{t}` is 0 wherever `{_text(ctx, node.left)}` equals `{_text(ctx, node.right)}`"
+    if v.shape == "diff":
+        return f"`{t}` is a difference that can be 0"
+    if v.shape == "prob":
+        return f"`{t}` is a {v.act} output, which underflows to 0"
+    if v.shape == "raw" or v.model_out:
+        return f"`{t}` is a model output, which can be 0"
+    if v.shape == "norm":
+        return f"`{t}` is a norm, 0 for an all-zero input"
+    if v.shape in ("sq", "sumsq"):
+        return f"`{t}` is a (sum of) squares, 0 when its input is 0"
+    if v.shape == "reduce":
+        return f"`{t}` is a sum/mean that can be 0"
+    return f"`{t}` can be 0"
+
+
+# -- GP301 / GP308 -------------------------------------------------------------------------------
+@rule("GP301", "GP308")
+def unsafe_division(ctx):
+    fl = flow(ctx)
+    seen: set = set()
+    for e in fl.events_of("div"):
+        den, num = e.vals["den"], e.vals["num"]
+        den_node = e.nodes.get("den")
+        if den_node is None or den.kind != "tensor":
+            continue
+        if den.shape == "std":
+            if not _once(seen, "GP308", den_node):
+                continue
+            msg = (f"`{_text(ctx, e.node)}` divides by `{_text(ctx, den_node)}` with no eps: NaN for a batch "
+                   f"of one (std of a single element) and inf for a constant batch")
+            eps, extra = _eps_edits(ctx, den_node)
+            t = ctx.src.text_of(den_node)
+            plus_text = f"{t} + {eps}" if is_parenthesised(ctx.src, den_node) else f"({t} + {eps})"
+            yield ctx.finding("GP308", den_node, msg,
+                              fixes=[Fix(f"Add eps: `{_short(plus_text)}`", False,
+                                         tuple(extra + [Edit(ctx.span(den_node), plus_text)]))],
+                              related=_model_related(ctx, den, "where the normalised values come from"),
+                              data={"probe": _probe(ctx, "std", den_node)})
+            continue
+        if den.shape not in ZERO_SHAPES:
+            continue
+        if not (_live(e, den) or _live(e, num)):
+            continue
+        if not _once(seen, "GP301", den_node):
+            continue
+        msg = (f"division by {_why_zero(ctx, den, den_node)}: there the loss is inf and its gradient "
+               f"-inf/NaN")
+        data = {"probe": _probe(ctx, "denominator", den_node)}
+        m = _model_of(den) or _model_of(num)
+        if m:
+            data["model"] = m
+        rel = _model_related(ctx, den if den.model_calls else num, "where the denominator's values come from")
+        yield ctx.finding("GP301", den_node, msg, fixes=_guard_fixes(ctx, den_node, den.shape != "diff"),
+                          related=rel, data=data)
+
+
+# -- GP302 / GP303 -------------------------------------------------------------------------------
+def _log_softmax_text(ctx, act_node) -> str | None:
+    """`torch.softmax(x, 1)` -> `torch.log_softmax(x, 1)`; `torch.sigmoid(x)` -> `F.logsigmoid(x)`."""
+    if not isinstance(act_node, ast.Call) or not isinstance(act_node.func, (ast.Attribute, ast.Name)):
+        return None
+    src = ctx.src
+    func = act_node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id
+    call_text = src.text_of(act_node)
+    func_text = src.text_of(func)
+    rest = call_text[len(func_text):]
+    qn = ctx.symbols.qualname(func)
+    if name in ("softmax",):
+        if isinstance(func, ast.Attribute):
+            return f"{src.text_of(func.value)}.log_softmax{rest}"
+        return None
+    if name in ("sigmoid", "expit"):
+        F = module_alias(ctx.symbols, "torch.nn.functional")
+        if F is None:
+            t = module_alias(ctx.symbols, "torch")
+            if t is None:
+                return None
+            F = f"{t}.nn.functional"
+        if qn is not None:  # torch.sigmoid(x) / F.sigmoid(x)
+            return f"{F}.logsigmoid{rest}"
+        if isinstance(func, ast.Attribute) and not act_node.args and not act_node.keywords:  # x.sigmoid()
+            return f"{F}.logsigmoid({src.text_of(func.value)})"
+    return None
+
+
+@rule("GP302", "GP303")
+def unsafe_log(ctx):
+    fl = flow(ctx)
+    seen: set = set()
+    for e in fl.events_of("log"):
+        a = e.vals["arg"]
+        an = e.nodes["arg"]
+        if a.kind != "tensor" or e.nograd:
+            continue
+        if a.shape == "prob" and a.grad != N:
+            if not _once(seen, "GP303", e.node):
+                continue
+            better = "log_softmax" if a.act == "softmax" else "logsigmoid"
+            where = ""
+            if a.act_node is not None and a.act_node is not an:
+                where = f" (`{_text(ctx, a.act_node)}`, line {a.act_node.lineno})"
+            msg = (f"`{_text(ctx, e.node)}` takes the log of a {a.act} output{where}: it underflows to "
+                   f"-inf (at logits -200 log(softmax) is -inf where log_softmax gives -200); use `{better}`")
+            fixes = []
+            if a.exact and a.act_node is an:
+                new = _log_softmax_text(ctx, a.act_node)
+                if new:
+                    fixes.append(Fix(f"Use `{better}`: `{_short(new)}`", True, (Edit(ctx.span(e.node), new),),
+                                     preferred=True))
+            rel = []
+            if a.act_node is not None and a.act_node is not an:
+                rel.append(Related(ctx.span(a.act_node), f"the {a.act} is applied here"))
+            yield ctx.finding("GP303", e.node, msg, fixes=fixes, related=rel + _model_related(
+                ctx, a, "the model output behind it"), data={"probe": _probe(ctx, "log-arg", an),
+                                                              **({"model": _model_of(a)} if _model_of(a) else {})})
+            continue
+        if a.shape not in ("raw", "diff", "nonneg") or not _live(e, a):
+            continue
+        if not _once(seen, "GP302", e.node):
+            continue
+        msg = (f"`{_text(ctx, e.node)}`: {_why_zero(ctx, a, an)}, and log(0) = -inf with gradient -inf; "
+               f"clamp it first")
+        eps, extra = _eps_edits(ctx, an)
+        fixes = [Fix(f"Clamp: `{_short(wrap(ctx.src, an))}.clamp_min({eps})`", False,
+                     tuple(extra + [Edit(ctx.span(an), f"{wrap(ctx.src, an)}.clamp_min({eps})")]))]
+        yield ctx.finding("GP302", e.node, msg, fixes=fixes,
+                          related=_model_related(ctx, a, "where the log's input comes from"),
+                          data={"probe": _probe(ctx, "log-arg", an),
+                                **({"model": _model_of(a)} if _model_of(a) else {})})
+
+
+# -- GP304 / GP305 / GP303 (NLLLoss on softmax) -------------------------------------------------------
+def _loss_name(ctx, e) -> str:
+    mod = e.info.get("module")
+    short = e.info["loss"].rsplit(".", 1)[-1]
+    if mod is not None and mod.module_key and not mod.module_key.endswith("]"):
+        return f"`{mod.module_key}` ({short})"
+    return f"`{short}`" if mod is None else short
+
+
+def _uses_of_ctor(fl, ctor) -> int:
+    nodes = {id(e.node) for e in fl.events_of("loss")
+             if e.info.get("module") is not None and e.info["module"].module_ctor is ctor}
+    return len(nodes)
+
+
+def _rename_loss(ctx, e, new_module: str, new_fn: str) -> Edit | None:
+    mod = e.info.get("module")
+    if mod is None:
+        func = e.node.func
+        if isinstance(func, ast.Attribute):
+            return Edit(ctx.span(func), f"{ctx.src.text_of(func.value)}.{new_fn}")
+        return None
+    ctor = mod.module_ctor
+    if not isinstance(ctor, ast.Call):
+        return None
+    func = ctor.func
+    if isinstance(func, ast.Attribute):
+        return Edit(ctx.span(func), f"{ctx.src.text_of(func.value)}.{new_module}")
+    nn = module_alias(ctx.symbols, "torch.nn")
+    if nn is None:
+        return None
+    return Edit(ctx.span(func), f"{nn}.{new_module}")
+
+
+def _logits_fix(ctx, fl, e, a: Val, inp_node, extra_edits=(), title="Pass the logits", force_unsafe=False):
+    """Replace the activation's output by its input: at the call (direct), or in forward."""
+    if a.act_node is None:
+        return []
+    if a.act_node is inp_node and a.act_input is not None:
+        return [Fix(f"{title}: `{_short(_text(ctx, a.act_input))}`", not force_unsafe,
+                    tuple(list(extra_edits) + [Edit(ctx.span(inp_node), ctx.src.text_of(a.act_input))]),
+                    preferred=not force_unsafe)]
+    if a.act_input is None or not isinstance(a.act_node, ast.Call):
+        return []
+    if a.act_scope is e.scope and isinstance(inp_node, ast.Name) and isinstance(a.act_input, ast.Name):
+        return [Fix(f"{title}: `{a.act_input.id}`", False,
+                    tuple(list(extra_edits) + [Edit(ctx.span(inp_node), a.act_input.id)]))]
+    if a.act_scope is not None and a.act_scope is not e.scope:
+        where = getattr(a.act_scope, "name", "forward")
+        return [Fix(f"Return the logits from `{where}` (removes the {a.act} there)", False,
+                    tuple(list(extra_edits) + [Edit(ctx.span(a.act_node), ctx.src.text_of(a.act_input))]))]
+    return []
+
+
+@rule("GP303", "GP304", "GP305")
+def loss_inputs(ctx):
+    fl = flow(ctx)
+    seen: set = set()
+    for e in fl.events_of("loss"):
+        kind = e.info.get("loss_kind")
+        a = e.vals["input"]
+        inp = e.nodes.get("input")
+        if kind is None or inp is None or a.kind != "tensor":
+            continue
+        lname = _loss_name(ctx, e)
+        probe = {"probe": _probe(ctx, "loss-input", inp)}
+        if _model_of(a):
+            probe["model"] = _model_of(a)
+        act_where = ""
+        if a.act_node is not None and a.act_node is not inp:
+            scope_name = getattr(a.act_scope, "name", None)
+            cls = getattr(a.act_scope, "class_name", None)
+            in_what = f" in `{cls}.{scope_name}`" if cls and a.act_scope is not e.scope else ""
+            act_where = f" (line {a.act_node.lineno}{in_what})"
+        rel = []
+        if a.act_node is not None and a.act_node is not inp:
+            rel.append(Related(ctx.span(a.act_node), f"the {a.act} is applied here"))
+        rel += _model_related(ctx, a, "the model output passed to the loss")
+        if kind == "ce" and a.shape == "prob" and a.act == "softmax":
+            if not _once(seen, "GP304", inp):
+                continue
+            msg = (f"{lname} applies log_softmax itself, but `{_text(ctx, inp)}` is already a softmax "
+                   f"output{act_where}: the loss is squashed (1.90 instead of 18.99 on the same logits) and "
+                   f"gradients shrink; pass the logits")
+            yield ctx.finding("GP304", inp, msg, fixes=_logits_fix(ctx, fl, e, a, inp), related=rel, data=probe)
+        elif kind == "nll" and a.shape == "prob" and a.act == "softmax":
+            if not _once(seen, "GP303", inp):
+                continue
+            msg = (f"{lname} expects log-probabilities, but `{_text(ctx, inp)}` is a softmax output"
+                   f"{act_where}: use `log_softmax` (log(softmax) underflows to -inf)")
+            fixes = []
+            if a.act_node is inp and a.exact:
+                new = _log_softmax_text(ctx, a.act_node)
+                if new:
+                    fixes.append(Fix(f"Use `log_softmax`: `{_short(new)}`", True, (Edit(ctx.span(inp), new),),
+                                     preferred=True))
+            yield ctx.finding("GP303", inp, msg, fixes=fixes, related=rel, data=probe)
+        elif kind == "bce" and a.shape == "raw":
+            if not _once(seen, "GP305", inp):
+                continue
+            msg = (f"{lname} gets raw logits `{_text(ctx, inp)}` (the model ends in a linear layer, no "
+                   f"sigmoid): BCELoss raises RuntimeError: all elements of input should be between 0 and 1; "
+                   f"use BCEWithLogitsLoss")
+            ed = _rename_loss(ctx, e, "BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
+            fixes = [Fix("Use BCEWithLogitsLoss on the logits", False, (ed,))] if ed else []
+            yield ctx.finding("GP305", inp, msg, severity="error", fixes=fixes, related=rel, data=probe)
+        elif kind == "bce" and a.shape == "prob" and a.act == "sigmoid":
+            if not _once(seen, "GP305", inp):
+                continue
+            msg = (f"{lname} on a sigmoid output `{_text(ctx, inp)}`{act_where} is less stable than "
+                   f"BCEWithLogitsLoss on the logits (saturated sigmoids give log(0))")
+            ed = _rename_loss(ctx, e, "BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
+            fixes = []
+            if ed is not None:
+                shared = e.info.get("module") is not None and _uses_of_ctor(fl, e.info["module"].module_ctor) > 1
+                fixes = _logits_fix(ctx, fl, e, a, inp, extra_edits=[ed],
+                                    title="Use BCEWithLogitsLoss on the logits", force_unsafe=shared)
+            yield ctx.finding("GP305", inp, msg, severity="warning", fixes=fixes, related=rel, data=probe)
+        elif kind == "bcel" and a.shape == "prob" and a.act == "sigmoid":
+            if not _once(seen, "GP305", inp):
+                continue
+            msg = (f"{lname} applies sigmoid itself, but `{_text(ctx, inp)}` is already a sigmoid output"
+                   f"{act_where}: sigmoid is applied twice and the loss cannot go below ~0.31")
+            yield ctx.finding("GP305", inp, msg, severity="warning", fixes=_logits_fix(ctx, fl, e, a, inp),
+                              related=rel, data=probe)
+
+
+# -- GP306 ---------------------------------------------------------------------------------------
+def _sum_of_squares(ctx, node):
+    """`(d ** 2).sum(dim)`, `d.pow(2).sum(dim)`, `torch.sum(d ** 2, dim)`: (d, tail args text)."""
+    src = ctx.src
+    inner, dim_nodes, kws = None, [], []
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "sum":
+        qn = ctx.symbols.qualname(node.func)
+        if qn is not None and qn.endswith("torch.sum") and node.args:
+            inner, dim_nodes, kws = node.args[0], node.args[1:], node.keywords
+        elif qn is None:
+            inner, dim_nodes, kws = node.func.value, node.args, node.keywords
+    if inner is None:
+        return None
+    d = None
+    if isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.Pow) and isinstance(inner.right, ast.Constant) \
+            and inner.right.value == 2:
+        d = inner.left
+    elif isinstance(inner, ast.BinOp) and isinstance(inner.op, ast.Mult) and \
+            ast.dump(inner.left) == ast.dump(inner.right):
+        d = inner.left
+    elif isinstance(inner, ast.Call) and isinstance(inner.func, ast.Attribute) and inner.func.attr in ("pow", "square") \
+            and ctx.symbols.qualname(inner.func) is None:
+        if inner.func.attr == "square" or (inner.args and isinstance(inner.args[0], ast.Constant) and inner.args[0].value == 2):
+            d = inner.func.value
+    if d is None:
+        return None
+    parts = []
+    if dim_nodes:
+        parts.append(f"dim={src.text_of(dim_nodes[0])}")
+        if len(dim_nodes) > 1:
+            parts.append(f"keepdim={src.text_of(dim_nodes[1])}")
+    for kw in kws:
+        if kw.arg in ("dim", "keepdim"):
+            parts.append(f"{kw.arg}={src.text_of(kw.value)}")
+        else:
+            return None
+    return d, parts
+
+
+@rule("GP306")
+def sqrt_at_zero(ctx):
+    fl = flow(ctx)
+    seen: set = set()
+    for e in fl.events_of("sqrt"):
+        a = e.vals["arg"]
+        an = e.nodes["arg"]
+        if a.shape not in ("sq", "sumsq") or not _live(e, a):
+            continue
+        if not _once(seen, "GP306", e.node):
+            continue
+        msg = (f"`{_text(ctx, e.node)}`: `{_text(ctx, an)}` is a sum of squares that can be exactly 0, where "
+               f"sqrt's gradient is NaN (the forward value 0 is fine); `torch.linalg.vector_norm` gives 0 there")
+        fixes = []
+        sos = _sum_of_squares(ctx, an)
+        t = module_alias(ctx.symbols, "torch")
+        if sos is not None and t is not None:
+            d, parts = sos
+            new = f"{t}.linalg.vector_norm({', '.join([ctx.src.text_of(d)] + parts)})"
+            fixes.append(Fix(f"Use `{_short(new)}`", False, (Edit(ctx.span(e.node), new),), preferred=True))
+        eps, extra = _eps_edits(ctx, an)
+        at = ctx.src.text_of(an)
+        if e.info.get("form") == "func":
+            plus = f"{at} + {eps}"
+        else:
+            plus = f"({at} + {eps})" if not is_parenthesised(ctx.src, an) else f"{at} + {eps}"
+        fixes.append(Fix(f"Add eps under the root: `{_short(plus)}`", False,
+                         tuple(extra + [Edit(ctx.span(an), plus)])))
+        yield ctx.finding("GP306", e.node, msg, fixes=fixes,
+                          related=_model_related(ctx, a, "where the squared values come from"),
+                          data={"probe": _probe(ctx, "sqrt-arg", an),
+                                **({"model": _model_of(a)} if _model_of(a) else {})})
+
+
+# -- GP307 ---------------------------------------------------------------------------------------
+@rule("GP307")
+def unsafe_exp(ctx):
+    fl = flow(ctx)
+    seen: set = set()
+    for e in fl.events_of("exp"):
+        a = e.vals["arg"]
+        an = e.nodes["arg"]
+        if a.shape != "raw" or not _live(e, a):
+            continue
+        if not _once(seen, "GP307", e.node):
+            continue
+        msg = (f"`{_text(ctx, e.node)}` of `{_text(ctx, an)}`, an unbounded model output: exp overflows to inf "
+               f"above ~88 in float32; clamp it or use `torch.logsumexp`/`log_softmax`")
+        fix = Fix(f"Clamp: `{_short(wrap(ctx.src, an))}.clamp(max=80.0)`", False,
+                  (Edit(ctx.span(an), f"{wrap(ctx.src, an)}.clamp(max=80.0)"),))
+        yield ctx.finding("GP307", e.node, msg, fixes=[fix],
+                          related=_model_related(ctx, a, "the model output inside exp"),
+                          data={"probe": _probe(ctx, "exp-arg", an),
+                                **({"model": _model_of(a)} if _model_of(a) else {})})
