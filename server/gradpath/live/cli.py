@@ -1,0 +1,93 @@
+"""`gradpath confirm PATHS [--format text|json] [--python PY] [--timeout S] [--select/--ignore]`.
+
+Analyses like `gradpath check`, then runs one tiny CPU training step per file and attaches a verdict
+to every finding. JSON: `{"findings": [<check object> + "live": {verdict, mode, evidence, data}],
+"run": {...}}` where `run` is the file's run object (timings, mode, captured output, error), or
+`{"files": [run, ...]}` when several files were confirmed. Exit codes as `check`: 0 no findings,
+1 findings, 2 usage/interpreter errors.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def run_confirm(args) -> int:
+    from gradpath import cli as main_cli
+    from gradpath.live.service import LiveError, LiveService
+
+    reports, errors = main_cli.collect(args)
+    for e in errors:
+        print(f"gradpath: {e}", file=sys.stderr)
+    timeout = float(getattr(args, "timeout", None) or 20.0)
+    svc = LiveService(python=getattr(args, "python", None), timeout_s=timeout)
+    try:
+        svc.start()
+    except LiveError as exc:
+        print(f"gradpath: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    out_findings, runs, total = [], [], 0
+    try:
+        for rep in reports:
+            result = rep.result
+            findings = list(result.findings)
+            total += len(findings)
+            try:
+                live = svc.confirm(str(rep.path), rep.text, findings, timeout_s=timeout)
+            except LiveError as exc:
+                print(f"gradpath: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+            run = dict(live.run, path=rep.display)
+            runs.append(run)
+            for f in findings:
+                v = live.verdicts.get(f.id)
+                vd = v.to_dict() if v is not None else {"verdict": "not-run", "mode": "none",
+                                                        "evidence": "no verdict", "data": {}}
+                if args.format == "json":
+                    cell = None
+                    mapping = getattr(rep, "mapping", None)
+                    if mapping is not None:
+                        from gradpath.notebook import map_finding
+                        cell, mf = map_finding(mapping, f)
+                        obj = main_cli.finding_json(rep.display, mf, cell)
+                    else:
+                        obj = main_cli.finding_json(rep.display, f)
+                    obj["live"] = vd
+                    out_findings.append(obj)
+                else:
+                    print(f"{rep.display}:{f.span.line}:{f.span.col + 1}: {f.code} {f.message}")
+                    ev = (vd.get("evidence") or "").splitlines() or [""]
+                    mode = f" ({vd['mode']})" if vd.get("mode") and vd["mode"] != "none" else ""
+                    print(f"    live: {vd['verdict']}{mode}: {ev[0]}")
+                    for line in ev[1:12]:
+                        print(f"      {line.strip()}")
+            if args.format != "json":
+                _print_run_text(run)
+    finally:
+        svc.close()
+    if args.format == "json":
+        run_obj = runs[0] if len(runs) == 1 else {"files": runs}
+        json.dump({"findings": out_findings, "run": run_obj}, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+    elif total:
+        print(f"Found {total} problem{'s' if total != 1 else ''} in {len(reports)} file"
+              f"{'s' if len(reports) != 1 else ''}.", file=sys.stderr)
+    if errors:
+        return EXIT_ERROR
+    return EXIT_FINDINGS if total else EXIT_CLEAN
+
+
+def _print_run_text(run: dict) -> None:
+    t = run.get("timings") or {}
+    err = run.get("error") or {}
+    status = run.get("status")
+    line = f"  run: {run.get('path')}: {status}, {t.get('total_ms')} ms"
+    if run.get("cold"):
+        line += " (cold worker)"
+    print(line, file=sys.stderr)
+    if err:
+        where = f" (line {err.get('line')})" if err.get("line") else ""
+        msg = (err.get("type") + ": " if err.get("type") else "") + str(err.get("message") or "")
+        print(f"  error{where}: {msg.splitlines()[0] if msg else ''}", file=sys.stderr)

@@ -1,0 +1,579 @@
+"""Turn what the live worker observed into one verdict per finding.
+
+Pure Python (no torch): the worker reports observations (exceptions, per-parameter tables, probe
+ranges, backward/step events, warnings); this module decides `confirmed` / `not-reproduced` /
+`not-run` for each finding, with evidence in words (first line = summary) and data.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+CONFIRMED, NOT_REPRODUCED, NOT_RUN = "confirmed", "not-reproduced", "not-run"
+
+# codes whose bug is an exception PyTorch raises: (exception type, text it contains)
+EXCEPTION_CODES = {
+    "GP101": ("ValueError", "optimizer got an empty parameter list"),
+    "GP107": ("ValueError", "optimizer got an empty parameter list"),
+    "GP111": ("ValueError", "optimizer got an empty parameter list"),
+    "GP109": ("TypeError", "'method' object is not iterable"),
+    "GP110": ("TypeError", "object is not iterable"),
+    "GP201": ("RuntimeError", "does not require grad"),
+    "GP202": ("RuntimeError", "does not require grad"),
+}
+BCE_ERROR = ("RuntimeError", "should be between 0 and 1")
+# codes confirmed by the per-parameter table
+TABLE_CODES = {"GP102", "GP103", "GP104", "GP105", "GP106", "GP108", "GP112", "GP204"}
+PROBE_CODES = {"GP301", "GP302", "GP303", "GP304", "GP305", "GP306", "GP307", "GP308"}
+# what "the edge" means for each probe kind, in words
+EDGE_WORDS = {"denominator": "== 0", "log-arg": "== 0", "sqrt-arg": "== 0", "std": "== 0",
+              "exp-arg": "== 100", "loss-input": ""}
+DEFAULT_PROBE_KIND = {"GP301": "denominator", "GP302": "log-arg", "GP303": "log-arg", "GP304": "loss-input",
+                      "GP305": "loss-input", "GP306": "sqrt-arg", "GP307": "exp-arg", "GP308": "std"}
+# codes a model-only step (the model class alone, the optimizer as written) can settle
+MODEL_ONLY_CODES = {"GP101", "GP109", "GP110", "GP102", "GP104", "GP105", "GP108"}
+
+
+@dataclass
+class Verdict:
+    verdict: str
+    mode: str  # "script" | "model-only" | "none"
+    evidence: str
+    data: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "mode": self.mode, "evidence": self.evidence, "data": self.data}
+
+
+# ------------------------------------------------------------------------------------------------
+# small helpers
+# ------------------------------------------------------------------------------------------------
+
+def num(x: Any) -> float | None:
+    if x is None:
+        return None
+    if isinstance(x, str):
+        try:
+            return float(x)
+        except ValueError:
+            return None
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def fmt(x: Any) -> str:
+    v = num(x)
+    if v is None:
+        return "None"
+    if math.isnan(v):
+        return "nan"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    if v == 0:
+        return "0"
+    a = abs(v)
+    if a >= 1e4 or a < 1e-3:
+        return f"{v:.2g}".replace("e-0", "e-").replace("e+0", "e+").replace("e+", "e")
+    return f"{v:.3g}" if a < 1 else f"{v:.3g}"
+
+
+def finite(x: Any) -> bool:
+    v = num(x)
+    return v is not None and math.isfinite(v)
+
+
+def lines_reached(obs: dict) -> set[int]:
+    return {int(k) for k in (obs.get("lines") or {})}
+
+
+def reached(obs: dict, finding) -> bool:
+    hits = lines_reached(obs)
+    s = finding.span
+    return any(line in hits for line in range(s.line, s.end_line + 1))
+
+
+def short_class(name: str | None) -> str | None:
+    return name.rsplit(".", 1)[-1] if name else None
+
+
+def failure_reason(obs: dict, finding=None, timeout_s: float | None = None, memory_mb: int | None = None) -> str:
+    """Why a run could not show anything about `finding` (for a not-run verdict)."""
+    status = obs.get("status")
+    exc = obs.get("exception") or {}
+    line = exc.get("line")
+    at = f" at line {line}" if line else ""
+    if status == "timeout":
+        t = f"{timeout_s:g} s" if timeout_s else "the time limit"
+        return f"timed out after {t}{at} (the wall-clock limit)"
+    if status == "memory":
+        m = f" ({memory_mb} MB)" if memory_mb else ""
+        return f"out of memory{at}: the memory limit{m} was exceeded ({exc.get('type')}: {_first(exc.get('message'))})"
+    if status == "network":
+        net = (obs.get("network") or [{}])[0]
+        target = net.get("target")
+        where = f" at line {net.get('line')}" if net.get("line") else at
+        return f"needs network: the script tried to reach {target or 'the network'}{where} (the live step runs offline)"
+    if status == "process":
+        p = (obs.get("processes") or [{}])[0]
+        where = f" at line {p.get('line')}" if p.get("line") else at
+        return f"the script tried to start a process{where}; the live step does not allow that"
+    if status == "exit":
+        return f"the script exited{at} with {exc.get('message')}"
+    if status == "killed":
+        sig = obs.get("signal")
+        return f"the step was killed{' by signal ' + str(sig) if sig else ''} (a resource limit)"
+    if status == "internal-error":
+        return f"internal error in the live step: {_first(obs.get('internal_error') or obs.get('error'))}"
+    if status == "exception":
+        et, msg = exc.get("type"), _first(exc.get("message"))
+        if et in ("FileNotFoundError", "IsADirectoryError", "NotADirectoryError") or \
+                (et in ("OSError", "RuntimeError") and "No such file" in (exc.get("message") or "")):
+            return f"needs data from disk: {et}: {msg}{at}"
+        if et in ("ModuleNotFoundError", "ImportError"):
+            return f"needs a package the interpreter lacks: {et}: {msg}{at}"
+        before = f" before reaching line {finding.span.line}" if finding is not None else ""
+        return f"crashed in user code{at}{before}: {et}: {msg}"
+    if status == "ok" and finding is not None:
+        return f"line {finding.span.line} never ran (the script finished without reaching it)"
+    return f"the step did not run ({status})"
+
+
+def _first(text: Any, limit: int = 300) -> str:
+    s = str(text or "").strip().splitlines()
+    s = s[0] if s else ""
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def run_ok(obs: dict | None) -> bool:
+    return bool(obs) and obs.get("status") == "ok"
+
+
+# ------------------------------------------------------------------------------------------------
+# per-parameter table
+# ------------------------------------------------------------------------------------------------
+
+def model_rows(obs: dict, finding) -> list[dict]:
+    """Rows {model, name, grad, changed, optimizers, registered} for the models the finding is about."""
+    want = short_class(finding.data.get("model_class"))
+    mods = [m for m in obs.get("modules") or [] if m.get("params")]
+    if finding.code == "GP112":
+        mods = [m for m in mods if m.get("in_forward")] or mods
+    elif want:
+        picked = [m for m in mods if m.get("class") == want and m.get("root")]
+        if picked:
+            mods = picked
+    else:
+        mods = [m for m in mods if m.get("root")]
+    same = {}
+    for m in mods:
+        same[m["class"]] = same.get(m["class"], 0) + 1
+    rows = []
+    for m in mods[:8]:
+        label = m["class"] + (f" (line {m['line']})" if same[m["class"]] > 1 and m.get("line") else "")
+        for p in m["params"]:
+            rows.append(dict(p, model=label, model_line=m.get("line"), in_forward=m.get("in_forward")))
+    return rows
+
+
+def row_text(r: dict) -> str:
+    g = num(r.get("grad"))
+    grad = "no grad" if g is None else f"grad {fmt(g)}"
+    ch = r.get("changed")
+    changed = "changed" if ch else ("unchanged" if ch is False else "not compared")
+    opts = r.get("optimizers") or []
+    where = ("in " + ", ".join(opts)) if opts else "not in any optimizer"
+    extra = "" if r.get("registered", True) else " (not registered in the model)"
+    return f"{r['name']}: {grad}, {changed}, {where}{extra}"
+
+
+def table_data(rows: list[dict]) -> list[dict]:
+    return [{"model": r["model"], "name": r["name"], "grad": r.get("grad"), "changed": r.get("changed"),
+             "optimizers": r.get("optimizers") or [], "registered": r.get("registered", True),
+             "shape": r.get("shape")} for r in rows[:60]]
+
+
+def _opt_words(obs: dict, finding) -> str:
+    opts = obs.get("optimizers") or []
+    want = short_class(finding.data.get("optimizer_class"))
+    o = next((o for o in opts if o["class"] == want), opts[0] if opts else None)
+    return o["label"] if o else "any optimizer"
+
+
+def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
+    rows = model_rows(obs, finding)
+    code = finding.code
+    if not rows:
+        return None
+    steps = obs.get("step_count", 0)
+    got_grad = [r for r in rows if (num(r.get("grad")) or 0) > 0]
+    if code == "GP204":
+        bad = [r for r in rows if r.get("optimizers") and not (num(r.get("grad")) or 0) and r.get("changed") is False]
+        expl = "in the optimizer but never got a gradient from the loss, so they never changed"
+    elif code == "GP112":
+        bad = [r for r in rows if r.get("in_forward") and not r.get("optimizers")]
+        expl = "created inside forward() on every call, in no optimizer"
+    else:
+        bad = [r for r in got_grad if not r.get("changed") and r.get("changed") is not None
+               and not _in_named_optimizer(r, obs, finding)]
+        if code == "GP102" and finding.data.get("missing"):
+            missing = set(finding.data["missing"])
+            bad = [r for r in bad if r["name"] in missing or r["name"].split(".", 1)[-1] in missing] or bad
+        expl = "got gradients but never changed: no optimizer updates them"
+        if code in ("GP104", "GP105"):
+            unreg = [r for r in rows if not r.get("registered", True)]
+            bad = [r for r in unreg if not r.get("optimizers")] or bad
+            expl = "not registered in the model: missing from parameters(), so no optimizer holds them"
+    table = "\n".join("  " + row_text(r) for r in rows[:30])
+    data = {"table": table_data(rows), "steps": steps, "backward": obs.get("backward_count", 0)}
+    if code == "GP112" and bad:
+        created = obs.get("created_in_forward") or {}
+        n = sum(created.values())
+        head = (f"{len(bad)} parameter tensor(s) {expl}" + (f" ({n} layer instance(s) built in forward during "
+                                                           f"the run)" if n else ""))
+        return Verdict(CONFIRMED, mode, head + "\n" + table, data)
+    if steps == 0 and code not in ("GP104", "GP105", "GP112"):
+        return Verdict(NOT_RUN, mode, "no optimizer step ran, so nothing can be said about which parameters "
+                       "change\n" + table, data)
+    if bad:
+        names = ", ".join(r["name"] for r in bad[:6]) + (" ..." if len(bad) > 6 else "")
+        head = f"{names}: {expl} ({row_text(bad[0]).split(': ', 1)[1]})"
+        return Verdict(CONFIRMED, mode, head + "\n" + table, data)
+    if code in ("GP104", "GP105") and not [r for r in rows if not r.get("registered", True)]:
+        return Verdict(NOT_REPRODUCED, mode, "every trainable tensor of the model is registered\n" + table, data)
+    return Verdict(NOT_REPRODUCED, mode, "every parameter that got a gradient was updated by an optimizer\n" + table,
+                   data)
+
+
+def _in_named_optimizer(row: dict, obs: dict, finding) -> bool:
+    return bool(row.get("optimizers"))
+
+
+# ------------------------------------------------------------------------------------------------
+# the decision
+# ------------------------------------------------------------------------------------------------
+
+def _exception_match(finding, obs: dict, expected) -> tuple[bool, bool]:
+    """(text matches, line matches)"""
+    exc = obs.get("exception") or {}
+    if not exc:
+        return False, False
+    et, text = expected
+    ok = exc.get("type") == et and text in (exc.get("message") or "")
+    s = finding.span
+    lines = set(range(s.line, s.end_line + 1)) | {r.span.line for r in getattr(finding, "related", [])}
+    hit = exc.get("line") in lines or any(l in lines for l in exc.get("user_lines") or [])
+    return ok, hit
+
+
+def exception_verdict(finding, obs: dict, mode: str, expected) -> Verdict | None:
+    exc = obs.get("exception") or {}
+    ok, hit = _exception_match(finding, obs, expected)
+    if ok and (hit or mode == "model-only"):
+        line = exc.get("line")
+        ev = f"{exc['type']}: {exc['message']} (line {line})"
+        return Verdict(CONFIRMED, mode, ev, {"exception": exc.get("type"), "message": exc.get("message"),
+                                             "line": line, "traceback": exc.get("traceback")})
+    if obs.get("status") == "ok" and reached(obs, finding):
+        return Verdict(NOT_REPRODUCED, mode, f"line {finding.span.line} ran without raising {expected[0]}",
+                       {"lines": _hits(obs, finding)})
+    if exc and hit:
+        return Verdict(NOT_REPRODUCED, mode, f"line {exc.get('line')} raised a different error: "
+                       f"{exc.get('type')}: {_first(exc.get('message'))}",
+                       {"exception": exc.get("type"), "message": exc.get("message"), "line": exc.get("line")})
+    return None
+
+
+def _hits(obs, finding):
+    lines = obs.get("lines") or {}
+    return {str(l): lines.get(str(l)) for l in range(finding.span.line, finding.span.end_line + 1)
+            if str(l) in lines}
+
+
+def _probe_kind(finding) -> str:
+    p = finding.data.get("probe") or {}
+    return p.get("what") or DEFAULT_PROBE_KIND.get(finding.code, "value")
+
+
+def _probe_expr(finding) -> str:
+    p = finding.data.get("probe") or {}
+    return p.get("expr") or "the value"
+
+
+def _observed_words(kind: str, rec: dict, expr: str) -> str:
+    n = rec.get("count", 0)
+    times = f"over {n} evaluation{'s' if n != 1 else ''}"
+    if kind == "denominator":
+        return f"observed min |{expr}| = {fmt(rec.get('min_abs'))} {times}"
+    if kind in ("log-arg", "sqrt-arg", "std"):
+        return f"observed min {expr} = {fmt(rec.get('min'))} {times}"
+    if kind == "exp-arg":
+        return f"observed max {expr} = {fmt(rec.get('max'))} {times}"
+    if kind == "loss-input":
+        return f"observed {expr} in [{fmt(rec.get('min'))}, {fmt(rec.get('max'))}] {times}"
+    return f"observed {expr} in [{fmt(rec.get('min'))}, {fmt(rec.get('max'))}] {times}"
+
+
+def _nonfinite_outcome(obs: dict) -> tuple[bool, str]:
+    """Did the run produce inf/NaN in a loss or a gradient? Words for it."""
+    parts = []
+    bad = False
+    for ev in obs.get("events") or []:
+        if ev.get("kind") != "backward":
+            continue
+        if "value" in ev:
+            parts.append(f"loss = {fmt(ev['value'])}")
+            if not finite(ev["value"]):
+                bad = True
+        if ev.get("grads_nonfinite"):
+            bad = True
+            parts.append("grad non-finite in " + ", ".join(ev["grads_nonfinite"][:4]))
+        elif "grads_total" in ev:
+            parts.append("grads finite")
+        if ev.get("error"):
+            parts.append(ev["error"])
+        break
+    exc = obs.get("exception")
+    if exc and obs.get("status") == "exception":
+        bad = bad or exc.get("type") in ("ZeroDivisionError", "ValueError", "OverflowError", "RuntimeError")
+        parts.append(f"{exc.get('type')}: {_first(exc.get('message'), 160)} (line {exc.get('line')})")
+    for w in obs.get("warnings") or []:
+        if "nan" in w["message"].lower() or "inf" in w["message"].lower():
+            parts.append(_first(w["message"], 160))
+    return bad, ", ".join(dict.fromkeys(parts)) or "no backward ran"
+
+
+def probe_verdict(finding, obs: dict, edge: dict | None) -> Verdict:
+    rec = (obs.get("probes") or {}).get(finding.id)
+    kind = _probe_kind(finding)
+    expr = _probe_expr(finding)
+    if finding.code == "GP305" and (finding.severity == "error" or (obs.get("exception") or {})):
+        v = exception_verdict(finding, obs, "script", BCE_ERROR)
+        if v is not None and v.verdict == CONFIRMED:
+            return v
+    if not rec or not rec.get("count"):
+        if finding.id not in (obs.get("probes_placed") or {}) and finding.data.get("probe"):
+            return Verdict(NOT_RUN, "script", f"could not place a probe on `{expr}`", {})
+        return Verdict(NOT_RUN, "script", failure_reason(obs, finding), {"status": obs.get("status")})
+    data = {"probe": {k: rec.get(k) for k in ("count", "min", "max", "min_abs", "nonfinite", "row_sum_min",
+                                              "row_sum_max", "in_unit", "requires_grad", "grad_fn", "shape")},
+            "line": rec.get("line"), "expr": expr, "kind": kind}
+    observed = _observed_words(kind, rec, expr) + f" (line {rec.get('line')})"
+    if kind == "loss-input" or finding.code in ("GP304", "GP305"):
+        rs_min, rs_max = num(rec.get("row_sum_min")), num(rec.get("row_sum_max"))
+        loss = next((ev.get("value") for ev in obs.get("events") or [] if ev.get("kind") == "backward"
+                     and "value" in ev), None)
+        loss_words = f"; loss = {fmt(loss)}" if loss is not None else ""
+        if finding.code == "GP304":
+            if rs_min is not None and abs(rs_min - 1) < 1e-3 and abs(rs_max - 1) < 1e-3 and rec.get("in_unit"):
+                return Verdict(CONFIRMED, "script", f"the loss input is already a probability distribution: every "
+                               f"row sums to {fmt(rs_min)}, values in [{fmt(rec.get('min'))}, {fmt(rec.get('max'))}]"
+                               f" (line {rec.get('line')}){loss_words}; cross_entropy applies softmax again", data)
+            return Verdict(NOT_REPRODUCED, "script", f"the loss input does not look like softmax output: "
+                           f"row sums in [{fmt(rs_min)}, {fmt(rs_max)}] (line {rec.get('line')})", data)
+        # GP305 (warning form): BCE on a sigmoid, or BCEWithLogits on a sigmoid
+        if rec.get("in_unit"):
+            return Verdict(CONFIRMED, "script", f"the loss input is already squashed into [0, 1]: values in "
+                           f"[{fmt(rec.get('min'))}, {fmt(rec.get('max'))}] (line {rec.get('line')}){loss_words}", data)
+        return Verdict(NOT_REPRODUCED, "script", f"the loss input ranges over [{fmt(rec.get('min'))}, "
+                       f"{fmt(rec.get('max'))}]: not a probability", data)
+    bad_now, now_words = _nonfinite_outcome(obs)
+    if (rec.get("nonfinite") or 0) > 0 or bad_now:
+        data["run"] = now_words
+        return Verdict(CONFIRMED, "script", f"{observed}; the real run already produced non-finite values: "
+                       f"{now_words}", data)
+    if edge is None:
+        return Verdict(NOT_RUN, "script", f"{observed}; the edge case was not driven (time limit)", data)
+    erec = (edge.get("probes") or {}).get(finding.id) or {}
+    if not erec.get("forced"):
+        return Verdict(NOT_RUN, "script", f"{observed}; could not drive {expr} to the edge: "
+                       f"{failure_reason(edge, finding)}", data)
+    bad, words = _nonfinite_outcome(edge)
+    at = f"at {expr} {EDGE_WORDS.get(kind, '')}".rstrip()
+    data["edge"] = words
+    if bad:
+        return Verdict(CONFIRMED, "script", f"{observed}; {at}: {words}", data)
+    return Verdict(NOT_REPRODUCED, "script", f"{observed}; even {at} the loss and gradients stay finite "
+                   f"({words})", data)
+
+
+def _events(obs, kind):
+    return [e for e in obs.get("events") or [] if e.get("kind") == kind]
+
+
+def loop_verdict(finding, obs: dict) -> Verdict:
+    code = finding.code
+    rows = model_rows(obs, finding)
+    opt_label = _opt_words(obs, finding)
+    backs = _events(obs, "backward")
+    steps = _events(obs, "step")
+    data = {"backward": obs.get("backward_count", 0), "steps": obs.get("step_count", 0),
+            "events": [{k: e.get(k) for k in ("kind", "line", "optimizer", "grads_nonzero", "value")}
+                       for e in (obs.get("events") or [])[:20]]}
+    if code == "GP401":
+        if len(backs) < 2:
+            return Verdict(NOT_RUN, "script", "fewer than two backward() calls ran: "
+                           + failure_reason(obs, finding), data)
+        acc = []
+        for r in rows:
+            ge = r.get("grad_events") or []
+            if len(ge) >= 2 and (num(ge[1][0]) or 0) > 0:
+                acc.append((r, num(ge[0][1]), num(ge[1][0]), num(ge[1][1])))
+        data["grads"] = [{"name": r["name"], "after_1": a, "before_2": b, "after_2": c} for r, a, b, c in acc[:20]]
+        if acc:
+            r, a, b, c = acc[0]
+            line = backs[1].get("line")
+            return Verdict(CONFIRMED, "script", f"gradients add up across iterations: {r['name']}.grad norm was "
+                           f"{fmt(a)} after iteration 1, still {fmt(b)} before the 2nd backward (line {line}) and "
+                           f"{fmt(c)} after it; nothing cleared it", data)
+        return Verdict(NOT_REPRODUCED, "script", "gradients were cleared between iterations (None or zero before "
+                       "the 2nd backward)", data)
+    if code == "GP402":
+        zero_steps = [s for s in steps if s.get("backward_before") and not s.get("grads_nonzero")]
+        if zero_steps:
+            s = zero_steps[0]
+            unchanged = [r["name"] for r in rows if r.get("changed") is False]
+            return Verdict(CONFIRMED, "script", f"{s['optimizer']}.step() (line {s['line']}) ran after backward "
+                           f"with all {s.get('tensors')} gradients cleared; "
+                           + (f"parameters unchanged: {', '.join(unchanged[:6])}" if unchanged else
+                              "the step had nothing to apply"), data)
+        if steps:
+            return Verdict(NOT_REPRODUCED, "script", "every step() saw non-zero gradients", data)
+        return Verdict(NOT_RUN, "script", "no optimizer step ran: " + failure_reason(obs, finding), data)
+    if code == "GP403":
+        early = [s for s in steps if s.get("backward_before") == 0]
+        if early:
+            s = early[0]
+            return Verdict(CONFIRMED, "script", f"{s['optimizer']}.step() (line {s['line']}) ran before the first "
+                           "backward(): it had no gradients to apply, and from then on each step applies the "
+                           "previous iteration's gradients", data)
+        if steps:
+            return Verdict(NOT_REPRODUCED, "script", "every step() ran after a backward()", data)
+        return Verdict(NOT_RUN, "script", "no optimizer step ran: " + failure_reason(obs, finding), data)
+    if code == "GP404":
+        if not backs:
+            return Verdict(NOT_RUN, "script", "no backward() ran: " + failure_reason(obs, finding), data)
+        opts = obs.get("optimizers") or []
+        want = short_class(finding.data.get("optimizer_class"))
+        never = [o for o in opts if o["steps"] == 0 and (want is None or o["class"] == want)]
+        if never:
+            unchanged = [r for r in rows if r.get("changed") is not True]
+            return Verdict(CONFIRMED, "script", f"backward() ran {len(backs)} time(s) but {never[0]['label']}.step()"
+                           f" was never called; {len(unchanged)} of {len(rows)} parameter tensors unchanged", data)
+        return Verdict(NOT_REPRODUCED, "script", f"{opt_label}.step() ran", data)
+    if code == "GP405":
+        rec = (obs.get("probes") or {}).get(finding.id)
+        if rec and rec.get("count"):
+            if rec.get("grad_fn"):
+                return Verdict(CONFIRMED, "script", f"the value accumulated at line {rec.get('line')} carries a graph "
+                               f"(grad_fn={rec['grad_fn']}) in each of {rec['count']} iteration(s): every "
+                               "iteration's graph stays alive", {"probe": rec})
+            return Verdict(NOT_REPRODUCED, "script", f"the value accumulated at line {rec.get('line')} carries no "
+                           "graph", {"probe": rec})
+        return Verdict(NOT_RUN, "script", failure_reason(obs, finding), data)
+    if code == "GP406":
+        w = next((w for w in obs.get("warnings") or [] if "lr_scheduler.step()" in w["message"]), None)
+        if w:
+            return Verdict(CONFIRMED, "script", f"PyTorch warned: {_first(w['message'], 400)}",
+                           dict(data, warning=w["message"], line=w.get("line")))
+        if steps:
+            return Verdict(NOT_REPRODUCED, "script", "PyTorch gave no scheduler-order warning", data)
+        return Verdict(NOT_RUN, "script", failure_reason(obs, finding), data)
+    if code == "GP407":
+        want = short_class(finding.data.get("model_class"))
+        evals = [b for b in backs if any(not t and (want is None or c == want)
+                                         for c, t in (b.get("training") or {}).items())]
+        if evals:
+            b = evals[0]
+            cls = next(c for c, t in b["training"].items() if not t and (want is None or c == want))
+            layers = next((m.get("mode_layers") for m in obs.get("modules") or [] if m["class"] == cls), [])
+            extra = (f"; its {', '.join(layers)} layers behave as in evaluation" if layers else
+                     "; it has no Dropout/BatchNorm layers, so this run is unaffected")
+            return Verdict(CONFIRMED, "script", f"{cls}.training was False at backward() (line {b.get('line')})"
+                           + extra, data)
+        if backs:
+            return Verdict(NOT_REPRODUCED, "script", "the model was in training mode at every backward()", data)
+        return Verdict(NOT_RUN, "script", "no backward() ran: " + failure_reason(obs, finding), data)
+    return Verdict(NOT_RUN, "script", f"the live step has no check for {code}", {})
+
+
+def gp203_verdict(finding, obs: dict, mode: str) -> Verdict | None:
+    backs = [b for b in _events(obs, "backward") if not b.get("error")]
+    if not backs:
+        return None
+    after = [b for b in backs if (b.get("line") or 0) >= finding.span.line] or backs
+    b = after[0]
+    if b.get("grads_total") and b.get("grads_none") == b.get("grads_total"):
+        return Verdict(CONFIRMED, mode, f"backward() (line {b.get('line')}) ran without error, but all "
+                       f"{b['grads_total']} parameter tensors still have grad None: nothing reaches the model",
+                       {"backward": b})
+    return Verdict(NOT_REPRODUCED, mode, f"after backward() (line {b.get('line')}) "
+                   f"{b.get('grads_total', 0) - b.get('grads_none', 0)} parameter tensors have gradients",
+                   {"backward": b})
+
+
+def decide(finding, script: dict | None, edge: dict | None = None, model_only: dict | None = None,
+           timeout_s: float | None = None, memory_mb: int | None = None) -> Verdict:
+    code = finding.code
+    if code == "GP000" or code.startswith("GP0"):
+        return Verdict(NOT_RUN, "none", "the file has a syntax error; nothing can run", {})
+    if script is None:
+        return Verdict(NOT_RUN, "none", "the live step did not run", {})
+    status = script.get("status")
+    if status in ("timeout", "memory", "network", "process", "killed", "internal-error"):
+        reason = failure_reason(script, finding, timeout_s, memory_mb)
+    else:
+        reason = None
+
+    v: Verdict | None = None
+    if code in EXCEPTION_CODES:
+        v = exception_verdict(finding, script, "script", EXCEPTION_CODES[code])
+        if v is None and model_only:
+            v = exception_verdict(finding, model_only, "model-only", EXCEPTION_CODES[code])
+            if v is None and model_only.get("status") == "ok":
+                v = Verdict(NOT_REPRODUCED, "model-only", "the optimizer was built without an error in "
+                            "model-only mode", {"model_only": model_only.get("model_only")})
+    elif code in TABLE_CODES:
+        if status == "ok" and reached(script, finding) and script.get("step_count", 0):
+            v = table_verdict(finding, script, "script")
+        elif status == "ok" and code in ("GP104", "GP105", "GP112") and script.get("backward_count"):
+            v = table_verdict(finding, script, "script")
+        if v is None and model_only and model_only.get("status") == "ok":
+            v = table_verdict(finding, model_only, "model-only")
+        if v is None and status == "ok" and reached(script, finding):
+            v = table_verdict(finding, script, "script")
+    elif code == "GP203":
+        v = gp203_verdict(finding, script, "script")
+    elif code == "GP204":
+        v = table_verdict(finding, script, "script")
+    elif code in PROBE_CODES:
+        if reason is None:
+            v = probe_verdict(finding, script, edge)
+    elif code.startswith("GP4"):
+        if reason is None or code in ("GP401", "GP404", "GP406"):
+            v = loop_verdict(finding, script)
+            if v.verdict == NOT_RUN and reason:
+                v = None
+    elif code == "GP408":
+        hits = _hits(script, finding)
+        if hits:
+            v = Verdict(NOT_RUN, "script", f"line {finding.span.line} ran {sum(hits.values())} time(s); calling "
+                        "forward() directly has no effect to observe unless hooks are registered", {"lines": hits})
+    if v is None:
+        why = reason or failure_reason(script, finding, timeout_s, memory_mb)
+        data = {"status": status}
+        exc = script.get("exception")
+        if exc:
+            data["exception"] = {k: exc.get(k) for k in ("type", "message", "line", "traceback")}
+        if model_only is not None and model_only.get("status") != "ok":
+            mo_exc = model_only.get("exception") or {}
+            why += f"; model-only mode failed too: {mo_exc.get('type')}: {_first(mo_exc.get('message'))}"
+        v = Verdict(NOT_RUN, "none", why, data)
+    if v.mode == "model-only" and model_only and model_only.get("model_only"):
+        mo = model_only["model_only"]
+        v.evidence += (f"\nmodel-only mode: the script could not run whole ({failure_reason(script, None)}); built "
+                       f"{mo.get('constructed')} with input {mo.get('input')} and {mo.get('optimizer')}, one step")
+        v.data["model_only"] = mo
+    return v

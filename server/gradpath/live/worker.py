@@ -1,0 +1,1664 @@
+"""Gradpath live worker: runs one tiny CPU training step of a user's script and reports what it saw.
+
+Depends only on the standard library and torch, so it runs by file path under any interpreter that
+has torch (gradpath need not be installed there):
+
+    python worker.py            # serve requests: one JSON object per line on stdin, answers on stdout
+
+The worker imports torch once, does one throwaway optimizer step (which loads torch._dynamo), then
+forks one child per request. The child sandboxes itself (network namespace, Landlock, seccomp,
+rlimits, Python-level guards), runs the user's file as __main__ with every loop cut short, observes
+optimizers, backward calls, parameters and probed sub-expressions, and streams JSON events back over
+a private pipe. The worker enforces the wall-clock limit and never lets user output reach its own
+stdout (the protocol stream).
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import ctypes
+import errno
+import io
+import json
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import traceback
+import types
+import warnings
+
+PROTOCOL = 1
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+MAX_OUTPUT = 16 * 1024
+MAX_PARAMS_PER_MODULE = 200
+SNAPSHOT_FULL_NUMEL = 1_000_000
+MINIMAL_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "VIRTUAL_ENV", "CONDA_PREFIX",
+                    "LD_LIBRARY_PATH", "SYSTEMROOT", "TZ")
+OPTIMIZER_NAMES = {"SGD", "Adam", "AdamW", "Adamax", "Adagrad", "Adadelta", "RMSprop", "Rprop", "NAdam",
+                   "RAdam", "ASGD", "LBFGS", "SparseAdam", "Adafactor", "Muon"}
+STRUCTURAL_ITER_ATTRS = {"parameters", "named_parameters", "modules", "named_modules", "children",
+                         "named_children", "buffers", "named_buffers", "param_groups", "state_dict",
+                         "values", "items", "keys"}
+
+
+# --------------------------------------------------------------------------------------------
+# AST rewrite: loops cut short, probes around flagged sub-expressions
+# --------------------------------------------------------------------------------------------
+
+def _char_col(lines: list[bytes], lineno: int, byte_col: int) -> int:
+    try:
+        return len(lines[lineno - 1][:byte_col].decode("utf-8", errors="replace"))
+    except IndexError:
+        return byte_col
+
+
+def _node_span(node, lines):
+    if not hasattr(node, "lineno") or getattr(node, "end_lineno", None) is None:
+        return None
+    return (node.lineno, _char_col(lines, node.lineno, node.col_offset),
+            node.end_lineno, _char_col(lines, node.end_lineno, node.end_col_offset))
+
+
+def _is_module_class(cls: ast.ClassDef) -> bool:
+    if any(isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.name == "forward" for s in cls.body):
+        return True
+    for b in cls.bases:
+        name = b.attr if isinstance(b, ast.Attribute) else getattr(b, "id", "")
+        if name in ("Module", "Sequential", "ModuleList", "ModuleDict"):
+            return True
+    return False
+
+
+def _structural_iter(it: ast.AST) -> bool:
+    """Loops over a model's own structure (parameters, layers) are not cut: cutting them would change
+    the model, not shorten training."""
+    node = it
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in (
+            "enumerate", "zip", "list", "reversed", "sorted", "tuple"):
+        return any(_structural_iter(a) for a in node.args)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        if node.func.attr in STRUCTURAL_ITER_ATTRS:
+            return True
+        node = node.func.value
+    if isinstance(node, ast.Attribute):
+        if node.attr in STRUCTURAL_ITER_ATTRS:
+            return True
+        base = node
+        while isinstance(base, ast.Attribute):
+            base = base.value
+        if isinstance(base, ast.Name) and base.id == "self":
+            return True
+    return False
+
+
+class Rewriter(ast.NodeTransformer):
+    def __init__(self, lines: list[bytes], probes: list[dict], cut_loops: bool = True):
+        self.lines = lines
+        self.cut_loops = cut_loops
+        self.probes = {}
+        for p in probes:
+            sp = p.get("span") or {}
+            try:
+                key = (int(sp["line"]), int(sp["col"]), int(sp["end_line"]), int(sp["end_col"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            self.probes.setdefault(key, []).append(p["id"])
+        self.placed: dict[str, tuple] = {}
+        self._in_module_class = 0
+        self._func_stack: list[str] = []
+
+    # --- probes -----------------------------------------------------------------------------
+    def _wrap(self, node):
+        if not isinstance(node, ast.expr) or not isinstance(getattr(node, "ctx", ast.Load()), ast.Load):
+            return node
+        if isinstance(node, (ast.Starred, ast.Slice)):
+            return node
+        sp = _node_span(node, self.lines)
+        ids = self.probes.get(sp) if sp else None
+        if not ids:
+            return node
+        for pid in ids:
+            if pid in self.placed:
+                continue
+            self.placed[pid] = sp
+            node = ast.Call(func=ast.Name("__gp_probe__", ast.Load()),
+                            args=[ast.Constant(pid), node, ast.Constant(sp[0])], keywords=[])
+        return node
+
+    def generic_visit(self, node):
+        super().generic_visit(node)
+        if isinstance(node, ast.expr):
+            return self._wrap(node)
+        return node
+
+    # --- scopes -----------------------------------------------------------------------------
+    def visit_ClassDef(self, node):
+        mod = _is_module_class(node)
+        self._in_module_class += mod
+        try:
+            return self.generic_visit(node)
+        finally:
+            self._in_module_class -= mod
+
+    def visit_FunctionDef(self, node):
+        self._func_stack.append(node.name)
+        try:
+            return self.generic_visit(node)
+        finally:
+            self._func_stack.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def _may_cut(self) -> bool:
+        if not self.cut_loops or self._in_module_class:
+            return False
+        return not any(n in ("__init__", "forward", "_init_weights", "reset_parameters") for n in self._func_stack)
+
+    # --- loops ------------------------------------------------------------------------------
+    def visit_For(self, node):
+        self.generic_visit(node)
+        if self._may_cut() and not _structural_iter(node.iter):
+            node.iter = ast.copy_location(ast.Call(
+                func=ast.Name("__gp_iter__", ast.Load()),
+                args=[node.iter, ast.Constant(node.lineno)], keywords=[]), node.iter)
+        return node
+
+    visit_AsyncFor = generic_visit
+
+    def visit_While(self, node):
+        self.generic_visit(node)
+        if not self._may_cut():
+            return node
+        node.test = ast.copy_location(ast.BoolOp(op=ast.And(), values=[
+            ast.Call(func=ast.Name("__gp_while__", ast.Load()), args=[ast.Constant(node.lineno)], keywords=[]),
+            node.test]), node.test)
+        reset = ast.copy_location(ast.Expr(ast.Call(func=ast.Name("__gp_wreset__", ast.Load()),
+                                                    args=[ast.Constant(node.lineno)], keywords=[])), node)
+        return [reset, node]
+
+
+def place_statement_probes(tree: ast.Module, lines, probes: list[dict], rewriter: Rewriter):
+    """A probe whose span covers a whole statement (e.g. `total += loss`) observes that statement's value."""
+    wanted = {}
+    for p in probes:
+        if p["id"] in rewriter.placed:
+            continue
+        sp = p.get("span") or {}
+        try:
+            wanted[(int(sp["line"]), int(sp["col"]))] = p
+        except (KeyError, TypeError, ValueError):
+            pass
+    if not wanted:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.AugAssign, ast.Assign, ast.Expr, ast.Return)) and node.value is not None:
+            sp = _node_span(node, lines)
+            p = wanted.get(sp[:2]) if sp else None
+            if p is None:
+                # a call like `losses.append(loss)`: observe its argument
+                continue
+            value = node.value
+            if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and \
+                    value.func.attr in ("append", "extend", "add") and value.args:
+                value.args[0] = ast.Call(func=ast.Name("__gp_probe__", ast.Load()),
+                                         args=[ast.Constant(p["id"]), value.args[0], ast.Constant(sp[0])],
+                                         keywords=[])
+            else:
+                node.value = ast.Call(func=ast.Name("__gp_probe__", ast.Load()),
+                                      args=[ast.Constant(p["id"]), value, ast.Constant(sp[0])], keywords=[])
+            rewriter.placed[p["id"]] = sp
+
+
+def rewrite(source: str, path: str, probes: list[dict], cut_loops: bool = True):
+    tree = ast.parse(source, path)
+    lines = source.encode("utf-8").split(b"\n")
+    rw = Rewriter(lines, probes, cut_loops)
+    tree = rw.visit(tree)
+    place_statement_probes(tree, lines, probes, rw)
+    ast.fix_missing_locations(tree)
+    return compile(tree, path, "exec", dont_inherit=True), rw.placed
+
+
+# --------------------------------------------------------------------------------------------
+# Sandbox (child side)
+# --------------------------------------------------------------------------------------------
+
+_libc = None
+
+
+def _lib():
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def sandbox_netns() -> bool:
+    """A new user + network namespace: only a down loopback, nothing outside is reachable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    uid, gid = os.getuid(), os.getgid()
+    libc = _lib()
+    if libc.unshare(0x10000000 | 0x40000000) != 0:  # CLONE_NEWUSER | CLONE_NEWNET
+        return False
+    try:
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+    except OSError:
+        pass
+    try:
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"{uid} {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"{gid} {gid} 1")
+    except OSError:
+        pass
+    return True
+
+
+def sandbox_landlock(writable: str) -> int:
+    """Kernel-enforced: no file may be written, created, removed or renamed outside `writable`.
+    Returns the Landlock ABI used, 0 when unavailable."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    import platform
+    nr = {"x86_64": (444, 445, 446), "aarch64": (444, 445, 446)}.get(platform.machine())
+    if nr is None:
+        return 0
+    libc = _lib()
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(nr[0], None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    if abi < 1:
+        return 0
+    fs = 2 | 16 | 32 | 64 | 128 | 256 | 512 | 1024 | 2048 | 4096  # write, remove, make_*
+    if abi >= 2:
+        fs |= 8192  # REFER
+    if abi >= 3:
+        fs |= 16384  # TRUNCATE
+    net = 1 | 2 if abi >= 4 else 0  # BIND_TCP | CONNECT_TCP: no rule allows any port
+    scoped = 1 | 2 if abi >= 6 else 0  # abstract unix sockets, signals outside the sandbox
+    attr = (ctypes.c_uint64 * 3)(fs, net, scoped)
+    size = 8 if abi < 4 else (16 if abi < 6 else 24)
+    rfd = libc.syscall(nr[0], ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if rfd < 0:
+        return 0
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    def allow(path, access):
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            pb = PathBeneath(access, fd)
+            libc.syscall(nr[1], ctypes.c_int(rfd), ctypes.c_int(1), ctypes.byref(pb), ctypes.c_uint32(0))
+        finally:
+            os.close(fd)
+
+    allow(writable, fs)
+    file_rights = 2 | (16384 if abi >= 3 else 0)
+    for dev in ("/dev/null", "/dev/zero", "/dev/full"):
+        allow(dev, file_rights)
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    ok = libc.syscall(nr[2], ctypes.c_int(rfd), ctypes.c_uint32(0)) == 0
+    os.close(rfd)
+    return abi if ok else 0
+
+
+def sandbox_seccomp() -> bool:
+    """Refuse new processes (threads are fine), exec, sockets, signals to other processes, ptrace and
+    namespace games. Syscalls fail with an errno; nothing is killed."""
+    import platform
+    mach = platform.machine()
+    if mach == "x86_64":
+        arch = 0xC000003E
+        deny = {57: errno.EAGAIN, 58: errno.EAGAIN, 59: errno.EPERM, 322: errno.EPERM, 41: errno.EACCES,
+                101: errno.EPERM, 310: errno.EPERM, 311: errno.EPERM, 200: errno.EPERM, 424: errno.EPERM,
+                272: errno.EPERM, 308: errno.EPERM, 165: errno.EPERM, 166: errno.EPERM, 155: errno.EPERM,
+                161: errno.EPERM, 321: errno.EPERM, 298: errno.EPERM, 250: errno.EPERM, 248: errno.EPERM,
+                249: errno.EPERM, 323: errno.EPERM, 425: errno.EPERM, 53: errno.EACCES}
+        clone, clone3, kill, tgkill = 56, 435, 62, 234
+    elif mach == "aarch64":
+        arch = 0xC00000B7
+        deny = {221: errno.EPERM, 281: errno.EPERM, 198: errno.EACCES, 117: errno.EPERM, 270: errno.EPERM,
+                271: errno.EPERM, 130: errno.EPERM, 424: errno.EPERM, 97: errno.EPERM, 268: errno.EPERM,
+                40: errno.EPERM, 39: errno.EPERM, 41: errno.EPERM, 51: errno.EPERM, 280: errno.EPERM,
+                241: errno.EPERM, 219: errno.EPERM, 217: errno.EPERM, 218: errno.EPERM, 282: errno.EPERM,
+                425: errno.EPERM, 199: errno.EACCES}
+        clone, clone3, kill, tgkill = 220, 435, 129, 131
+    else:
+        return False
+    ALLOW = 0x7FFF0000
+
+    def ERR(e):
+        return 0x00050000 | (e & 0xFFFF)
+
+    mypid = os.getpid()
+    prog: list = []  # (code, jt_label, jf_label, k) with labels resolved later
+    LD, JEQ, JGE, JSET, RET = 0x20, 0x15, 0x35, 0x45, 0x06
+    prog.append((LD, None, None, 4))
+    prog.append((JEQ, None, "deny_arch", arch))
+    prog.append((LD, None, None, 0))
+    prog.append((JGE, "deny_arch", None, 0x40000000))
+    for nr, e in deny.items():
+        prog.append((JEQ, f"err{e}", None, nr))
+    prog.append((JEQ, "clone3", None, clone3))
+    prog.append((JEQ, "clone", None, clone))
+    prog.append((JEQ, "selfsig", None, kill))
+    prog.append((JEQ, "selfsig", None, tgkill))
+    prog.append((RET, None, None, ALLOW))
+    labels = {}
+    labels["clone3"] = len(prog)
+    prog.append((RET, None, None, ERR(errno.ENOSYS)))  # glibc falls back to clone()
+    labels["clone"] = len(prog)
+    prog.append((LD, None, None, 16))
+    prog.append((JSET, "allow", None, 0x00010000))  # CLONE_THREAD
+    prog.append((RET, None, None, ERR(errno.EAGAIN)))
+    labels["selfsig"] = len(prog)
+    prog.append((LD, None, None, 16))
+    prog.append((JEQ, "allow", None, mypid))
+    prog.append((JEQ, "allow", None, 0))
+    prog.append((RET, None, None, ERR(errno.EPERM)))
+    labels["allow"] = len(prog)
+    prog.append((RET, None, None, ALLOW))
+    for e in set(deny.values()):
+        labels[f"err{e}"] = len(prog)
+        prog.append((RET, None, None, ERR(e)))
+    labels["deny_arch"] = len(prog)
+    prog.append((RET, None, None, ERR(errno.EPERM)))
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
+                    ("k", ctypes.c_uint32)]
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(SockFilter))]
+
+    arr = (SockFilter * len(prog))()
+    for i, (code, jt, jf, k) in enumerate(prog):
+        jt_off = labels[jt] - i - 1 if jt else 0
+        jf_off = labels[jf] - i - 1 if jf else 0
+        if not (0 <= jt_off < 256 and 0 <= jf_off < 256):
+            return False
+        arr[i] = SockFilter(code, jt_off, jf_off, k & 0xFFFFFFFF)
+    fprog = SockFprog(len(prog), arr)
+    libc = _lib()
+    libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+    return libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
+def _vm_size_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _count_own_processes() -> int:
+    uid, n = os.getuid(), 0
+    try:
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    if os.stat(f"/proc/{d}").st_uid == uid:
+                        n += 1
+                except OSError:
+                    pass
+    except OSError:
+        return 64
+    return n
+
+
+def sandbox_limits(memory_mb: int, seccomp_on: bool):
+    def setl(which, soft, hard=None):
+        try:
+            cur = resource.getrlimit(which)
+            h = soft if hard is None else hard
+            if cur[1] != resource.RLIM_INFINITY:
+                h = min(h, cur[1])
+                soft = min(soft, h)
+            resource.setrlimit(which, (soft, h))
+        except (ValueError, OSError):
+            pass
+
+    setl(resource.RLIMIT_CORE, 0)
+    setl(resource.RLIMIT_FSIZE, 256 * 1024 * 1024)
+    setl(resource.RLIMIT_NOFILE, 512)
+    if not seccomp_on and os.getuid() != 0:
+        setl(resource.RLIMIT_NPROC, _count_own_processes() + 4)
+    vm = _vm_size_bytes()
+    if vm:
+        setl(resource.RLIMIT_AS, vm + memory_mb * 1024 * 1024)
+    else:
+        setl(resource.RLIMIT_DATA, memory_mb * 1024 * 1024)
+
+
+# --------------------------------------------------------------------------------------------
+# Observation (child side)
+# --------------------------------------------------------------------------------------------
+
+class _StopRun(BaseException):
+    """Raised by the wall-clock alarm inside the child; a BaseException so `except Exception` in user
+    code does not swallow it."""
+
+
+class NetworkRefused(OSError):
+    pass
+
+
+class _Bounded(io.RawIOBase):
+    def __init__(self, limit):
+        self.limit, self.total, self.buf = limit, 0, bytearray()
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        n = len(b)
+        self.total += n
+        room = self.limit - len(self.buf)
+        if room > 0:
+            self.buf += bytes(b[:room])
+        return n
+
+
+def _fmt_num(x):
+    if x is None:
+        return None
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+class Observer:
+    def __init__(self, torch, path, request, emit):
+        self.torch = torch
+        self.path = path
+        self.req = request
+        self.emit = emit
+        self.edge = request.get("edge")
+        self.iterations = max(1, int(request.get("iterations", 1)))
+        self.modules = []  # [(module, line, class, in_forward)]
+        self.module_ids = set()
+        self.optimizers = []  # dicts with "obj"
+        self.params = {}  # id -> record
+        self.events = []
+        self.backward_count = 0
+        self.step_count = 0
+        self.probes = {}
+        self.loops = {}
+        self.whiles = {}
+        self.warnings = []
+        self.network = []
+        self.processes = []
+        self.writes = []
+        self.lines = {}
+        self.in_backward = False
+        self.snapshot_taken = False
+        self.model_only = False
+
+    # --- helpers ----------------------------------------------------------------------------
+    def user_line(self, depth=2):
+        f = sys._getframe(depth)
+        while f is not None:
+            if f.f_code.co_filename == self.path:
+                return f.f_lineno
+            f = f.f_back
+        return None
+
+    def user_func(self, depth=2):
+        f = sys._getframe(depth)
+        while f is not None:
+            if f.f_code.co_filename == self.path:
+                return f.f_code.co_name
+            f = f.f_back
+        return None
+
+    def event(self, kind, **data):
+        if len(self.events) < 400:
+            data["kind"] = kind
+            self.events.append(data)
+
+    def opt_label(self, opt):
+        for o in self.optimizers:
+            if o["obj"] is opt:
+                return o["label"]
+        return type(opt).__name__
+
+    def roots(self):
+        torch = self.torch
+        children = set()
+        for m, *_ in self.modules:
+            for c in m.children():
+                children.add(id(c))
+        return [entry for entry in self.modules if id(entry[0]) not in children]
+
+    def named_tensors(self, module):
+        """(name, tensor, registered) for a root module: its parameters, plus parameters of modules it
+        holds in plain lists/dicts/tuples and requires-grad tensors it holds as plain attributes."""
+        torch = self.torch
+        out = []
+        seen = set()
+        for name, p in module.named_parameters():
+            out.append((name, p, True))
+            seen.add(id(p))
+        for mname, sub in module.named_modules():
+            prefix = mname + "." if mname else ""
+            for attr, val in list(vars(sub).items()):
+                if attr.startswith("_"):
+                    continue
+                items = []
+                if isinstance(val, (list, tuple)):
+                    items = [(f"{attr}[{i}]", v) for i, v in enumerate(val)]
+                elif isinstance(val, dict):
+                    items = [(f"{attr}[{k!r}]", v) for k, v in val.items()]
+                elif isinstance(val, torch.Tensor) and not isinstance(val, torch.nn.Parameter) and val.requires_grad:
+                    if id(val) not in seen:
+                        out.append((prefix + attr, val, False))
+                        seen.add(id(val))
+                    continue
+                for iname, v in items[:50]:
+                    if isinstance(v, torch.nn.Module):
+                        for pn, p in v.named_parameters():
+                            if id(p) not in seen:
+                                out.append((f"{prefix}{iname}.{pn}", p, False))
+                                seen.add(id(p))
+                    elif isinstance(v, torch.Tensor) and v.requires_grad and id(v) not in seen:
+                        out.append((f"{prefix}{iname}", v, False))
+                        seen.add(id(v))
+        return out[:MAX_PARAMS_PER_MODULE]
+
+    def track_all(self):
+        for m, *_ in self.roots():
+            for name, t, registered in self.named_tensors(m):
+                rec = self.params.get(id(t))
+                if rec is None:
+                    self.params[id(t)] = rec = {"t": t, "name": name, "module": id(m), "registered": registered,
+                                                "grad_max": None, "snap": None, "grad_events": []}
+        for o in self.optimizers:
+            for g in o["obj"].param_groups:
+                for p in g["params"]:
+                    if id(p) not in self.params:
+                        self.params[id(p)] = {"t": p, "name": None, "module": None, "registered": True,
+                                              "grad_max": None, "snap": None, "grad_events": []}
+
+    def _snap(self, t):
+        torch = self.torch
+        with torch.no_grad():
+            d = t.detach()
+            if d.numel() <= SNAPSHOT_FULL_NUMEL:
+                return d.clone()
+            flat = d.reshape(-1)
+            return (float(flat.double().sum()), flat[:: max(1, flat.numel() // 4096)].clone())
+
+    def _diff(self, t, snap):
+        torch = self.torch
+        with torch.no_grad():
+            d = t.detach()
+            if isinstance(snap, tuple):
+                flat = d.reshape(-1)
+                sample = flat[:: max(1, flat.numel() // 4096)]
+                if sample.shape != snap[1].shape:
+                    return float("nan")
+                return float((sample - snap[1]).abs().max()) + abs(float(flat.double().sum()) - snap[0])
+            if snap.shape != d.shape:
+                return float("nan")
+            return float((d - snap).abs().max()) if d.numel() else 0.0
+
+    def snapshot_new(self):
+        self.track_all()
+        for rec in self.params.values():
+            if rec["snap"] is None:
+                try:
+                    rec["snap"] = self._snap(rec["t"])
+                except Exception:
+                    rec["snap"] = False
+
+    @staticmethod
+    def _gnorm(t):
+        g = getattr(t, "grad", None)
+        if g is None:
+            return None
+        try:
+            return float(g.detach().double().norm())
+        except Exception:
+            return None
+
+    def grads_of(self, ids=None):
+        return {pid: self._gnorm(rec["t"]) for pid, rec in self.params.items() if ids is None or pid in ids}
+
+    # --- hooks ------------------------------------------------------------------------------
+    def install(self):
+        torch = self.torch
+        obs = self
+        import torch.optim.optimizer as optmod
+
+        orig_module_init = torch.nn.Module.__init__
+
+        def module_init(self_, *a, **k):
+            orig_module_init(self_, *a, **k)
+            if id(self_) not in obs.module_ids and len(obs.modules) < 5000:
+                obs.module_ids.add(id(self_))
+                obs.modules.append((self_, obs.user_line(), type(self_).__name__, obs.user_func() == "forward"))
+
+        torch.nn.Module.__init__ = module_init
+
+        orig_opt_init = torch.optim.Optimizer.__init__
+
+        def opt_init(self_, params, *a, **k):
+            line = obs.user_line()
+            orig_opt_init(self_, params, *a, **k)
+            if not any(o["obj"] is self_ for o in obs.optimizers):
+                n = sum(1 for o in obs.optimizers if type(o["obj"]) is type(self_))
+                label = type(self_).__name__ + (f"#{n + 1}" if n else "")
+                obs.optimizers.append({"obj": self_, "line": line, "label": label, "steps": 0, "zero_grads": 0,
+                                       "class": type(self_).__name__})
+                obs.event("optimizer", line=line, optimizer=label,
+                          tensors=sum(len(g["params"]) for g in self_.param_groups))
+
+        torch.optim.Optimizer.__init__ = opt_init
+
+        def pre_step(opt, args, kwargs):
+            obs.snapshot_new()
+            ids = {id(p) for g in opt.param_groups for p in g["params"]}
+            grads = obs.grads_of(ids)
+            nonzero = sum(1 for v in grads.values() if v)
+            obs.event("step", line=obs.user_line(3), optimizer=obs.opt_label(opt),
+                      grads_nonzero=nonzero, tensors=len(ids), backward_before=obs.backward_count)
+
+        def post_step(opt, args, kwargs):
+            obs.step_count += 1
+            for o in obs.optimizers:
+                if o["obj"] is opt:
+                    o["steps"] += 1
+
+        optmod.register_optimizer_step_pre_hook(pre_step)
+        optmod.register_optimizer_step_post_hook(post_step)
+
+        orig_zero = torch.optim.Optimizer.zero_grad
+
+        def opt_zero(self_, *a, **k):
+            for o in obs.optimizers:
+                if o["obj"] is self_:
+                    o["zero_grads"] += 1
+            obs.event("zero_grad", line=obs.user_line(), optimizer=obs.opt_label(self_))
+            return orig_zero(self_, *a, **k)
+
+        torch.optim.Optimizer.zero_grad = opt_zero
+        orig_mzero = torch.nn.Module.zero_grad
+
+        def mod_zero(self_, *a, **k):
+            obs.event("zero_grad", line=obs.user_line(), module=type(self_).__name__)
+            return orig_mzero(self_, *a, **k)
+
+        torch.nn.Module.zero_grad = mod_zero
+
+        orig_backward = torch.Tensor.backward
+        orig_ag_backward = torch.autograd.backward
+
+        def around_backward(call, value, line):
+            if obs.in_backward:
+                return call()
+            obs.in_backward = True
+            try:
+                obs.snapshot_new()
+                before = obs.grads_of()
+                ev = {"line": line, "index": obs.backward_count}
+                if isinstance(value, torch.Tensor):
+                    ev["requires_grad"] = bool(value.requires_grad)
+                    ev["grad_fn"] = type(value.grad_fn).__name__ if value.grad_fn is not None else None
+                    if value.numel() == 1:
+                        try:
+                            ev["value"] = _fmt_num(float(value.detach()))
+                        except Exception:
+                            pass
+                    ev["training"] = {type(m).__name__: bool(m.training) for m, *_ in obs.roots()[:10]}
+                try:
+                    result = call()
+                except BaseException as exc:
+                    ev["error"] = f"{type(exc).__name__}: {exc}"
+                    obs.event("backward", **ev)
+                    raise
+                obs.backward_count += 1
+                after = obs.grads_of()
+                for pid, g in after.items():
+                    rec = obs.params[pid]
+                    if g is not None:
+                        rec["grad_max"] = g if rec["grad_max"] is None or not math.isfinite(g) \
+                            else max(rec["grad_max"], g)
+                    if len(rec["grad_events"]) < 6:
+                        rec["grad_events"].append([before.get(pid), g])
+                nonfinite = [obs.params[pid]["name"] or "?" for pid, g in after.items()
+                             if g is not None and not math.isfinite(g)]
+                ev["grads_nonfinite"] = nonfinite[:20]
+                ev["grads_none"] = sum(1 for g in after.values() if g is None)
+                ev["grads_total"] = len(after)
+                obs.event("backward", **ev)
+                return result
+            finally:
+                obs.in_backward = False
+
+        def tensor_backward(self_, *a, **k):
+            return around_backward(lambda: orig_backward(self_, *a, **k), self_, obs.user_line())
+
+        def ag_backward(tensors, *a, **k):
+            first = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
+            return around_backward(lambda: orig_ag_backward(tensors, *a, **k), first, obs.user_line())
+
+        torch.Tensor.backward = tensor_backward
+        torch.autograd.backward = ag_backward
+
+    def probe(self, pid, value, line):
+        torch = self.torch
+        rec = self.probes.get(pid)
+        if rec is None:
+            rec = self.probes[pid] = {"line": line, "count": 0}
+        rec["count"] += 1
+        try:
+            if isinstance(value, torch.Tensor):
+                rec["requires_grad"] = bool(value.requires_grad)
+                rec["grad_fn"] = type(value.grad_fn).__name__ if value.grad_fn is not None else None
+                rec["shape"] = list(value.shape)
+                with torch.no_grad():
+                    v = value.detach()
+                    if v.is_floating_point() or v.is_complex():
+                        v = v.double()
+                    else:
+                        v = v.double()
+                    if v.numel():
+                        finite = v[torch.isfinite(v)]
+                        mn, mx = (float(finite.min()), float(finite.max())) if finite.numel() else (None, None)
+                        mabs = float(v.abs().min())
+                        rec["min"] = mn if rec.get("min") is None or (mn is not None and mn < rec["min"]) else rec["min"]
+                        rec["max"] = mx if rec.get("max") is None or (mx is not None and mx > rec["max"]) else rec["max"]
+                        rec["min_abs"] = mabs if rec.get("min_abs") is None else min(rec["min_abs"], mabs)
+                        rec["nonfinite"] = rec.get("nonfinite", 0) + int((~torch.isfinite(v)).sum())
+                        if v.dim() >= 1 and v.shape[-1] > 1:
+                            rs = v.sum(-1)
+                            rec["row_sum_min"] = float(rs.min())
+                            rec["row_sum_max"] = float(rs.max())
+                        rec["in_unit"] = bool(((v >= 0) & (v <= 1)).all()) and rec.get("in_unit", True)
+            elif isinstance(value, (int, float)):
+                x = float(value)
+                rec["min"] = x if rec.get("min") is None else min(rec["min"], x)
+                rec["max"] = x if rec.get("max") is None else max(rec["max"], x)
+                rec["min_abs"] = abs(x) if rec.get("min_abs") is None else min(rec["min_abs"], abs(x))
+            else:
+                rec["type"] = type(value).__name__
+        except Exception as exc:  # never let an observation break the user's program
+            rec["error"] = repr(exc)
+        if self.edge and self.edge.get("id") == pid:
+            rec["forced"] = self.edge.get("what")
+            return self.edge_value(value, self.edge.get("what"))
+        return value
+
+    def edge_value(self, value, what):
+        torch = self.torch
+        if isinstance(value, torch.Tensor):
+            z = value - value.detach() if value.requires_grad else torch.zeros_like(value)
+            if what == "exp-arg":
+                return z + 100.0
+            if what == "loss-input":
+                return value
+            return z
+        if isinstance(value, (int, float)):
+            return 100.0 if what == "exp-arg" else 0.0
+        return value
+
+    def iter_cut(self, it, line):
+        rec = self.loops.setdefault(line, {"entered": 0, "iterations": 0, "cut": False})
+        rec["entered"] += 1
+        n = 0
+        for x in it:
+            if n >= self.iterations:
+                rec["cut"] = True
+                return
+            n += 1
+            rec["iterations"] += 1
+            yield x
+
+    def while_reset(self, line):
+        self.whiles[line] = 0
+
+    def while_check(self, line):
+        n = self.whiles.get(line, 0)
+        rec = self.loops.setdefault(line, {"entered": 0, "iterations": 0, "cut": False})
+        if n == 0:
+            rec["entered"] += 1
+        if n >= self.iterations:
+            rec["cut"] = True
+            return False
+        self.whiles[line] = n + 1
+        rec["iterations"] += 1
+        return True
+
+    # --- final report -----------------------------------------------------------------------
+    def summary(self):
+        torch = self.torch
+        try:
+            self.track_all()
+        except Exception:
+            pass
+        in_opt = {}
+        for o in self.optimizers:
+            for g in o["obj"].param_groups:
+                for p in g["params"]:
+                    in_opt.setdefault(id(p), []).append(o["label"])
+        modules = []
+        root_ids = {id(m) for m, *_ in self.roots()}
+        for m, line, cls, in_forward in self.modules:
+            if id(m) not in root_ids and not in_forward:
+                continue
+            if len(modules) >= 30:
+                break
+            params = []
+            try:
+                named = self.named_tensors(m)
+            except Exception:
+                named = []
+            for name, t, registered in named:
+                rec = self.params.get(id(t), {})
+                snap = rec.get("snap")
+                changed = None
+                delta = None
+                if snap is not None and snap is not False:
+                    try:
+                        delta = self._diff(t, snap)
+                        changed = bool(delta > 0) if math.isfinite(delta) else True
+                    except Exception:
+                        pass
+                params.append({"name": name, "shape": list(t.shape), "requires_grad": bool(t.requires_grad),
+                               "registered": registered, "grad": _fmt_num(rec.get("grad_max")),
+                               "grad_now": _fmt_num(self._gnorm(t)), "changed": changed,
+                               "delta": _fmt_num(delta), "optimizers": in_opt.get(id(t), []),
+                               "grad_events": [[_fmt_num(a), _fmt_num(b)] for a, b in rec.get("grad_events", [])]})
+            layers = sorted({type(s).__name__ for s in m.modules()
+                             if isinstance(s, (torch.nn.modules.dropout._DropoutNd,
+                                               torch.nn.modules.batchnorm._BatchNorm))})
+            modules.append({"class": cls, "line": line, "root": id(m) in root_ids, "in_forward": in_forward,
+                            "training": bool(m.training), "params": params, "mode_layers": layers})
+        created_in_forward = {}
+        for m, line, cls, in_forward in self.modules:
+            if in_forward:
+                created_in_forward.setdefault(f"{cls}@{line}", 0)
+                created_in_forward[f"{cls}@{line}"] += 1
+        return {
+            "modules": modules,
+            "created_in_forward": created_in_forward,
+            "optimizers": [{"label": o["label"], "class": o["class"], "line": o["line"], "steps": o["steps"],
+                            "zero_grads": o["zero_grads"],
+                            "tensors": sum(len(g["params"]) for g in o["obj"].param_groups)}
+                           for o in self.optimizers],
+            "events": self.events,
+            "backward_count": self.backward_count,
+            "step_count": self.step_count,
+            "probes": self.probes,
+            "loops": {str(k): v for k, v in self.loops.items()},
+            "warnings": self.warnings[:30],
+            "network": self.network[:10],
+            "processes": self.processes[:10],
+            "writes": self.writes[:50],
+            "lines": {str(k): v for k, v in list(self.lines.items())[:5000]},
+        }
+
+
+# --------------------------------------------------------------------------------------------
+# Python-level guards (child side): CUDA -> CPU, writes -> temp folder, network refused
+# --------------------------------------------------------------------------------------------
+
+def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
+    out_root = os.path.join(tmp, "files")
+    os.makedirs(out_root, exist_ok=True)
+    real_open = builtins.open
+    real_os_open = os.open
+    redirected: dict[str, str] = {}
+
+    def inside(p):
+        return p == tmp or p.startswith(tmp + os.sep)
+
+    def mapped(p, for_write):
+        if isinstance(p, int):
+            return p
+        try:
+            s = os.fsdecode(os.fspath(p))
+        except TypeError:
+            return p
+        a = os.path.abspath(s)
+        if inside(a) or a in ("/dev/null", "/dev/zero", "/dev/full"):
+            return s
+        if a in redirected:
+            return redirected[a]
+        if not for_write:
+            # reading a directory prefix of something written: map too
+            if any(k.startswith(a + os.sep) for k in redirected):
+                return os.path.join(out_root, a.lstrip(os.sep))
+            return s
+        target = os.path.join(out_root, a.lstrip(os.sep))
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+        except OSError:
+            pass
+        redirected[a] = target
+        if len(obs.writes) < 50:
+            obs.writes.append({"path": s, "line": obs.user_line(3)})
+        return target
+
+    def is_write_mode(mode):
+        return any(c in mode for c in "wax+")
+
+    def g_open(file, mode="r", *a, **k):
+        return real_open(mapped(file, is_write_mode(mode)), mode, *a, **k)
+
+    builtins.open = g_open
+    io.open = g_open
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+
+    def g_os_open(path, flags, *a, **k):
+        return real_os_open(mapped(path, bool(flags & write_flags)), flags, *a, **k)
+
+    os.open = g_os_open
+    for name in ("remove", "unlink", "rmdir", "mkdir", "makedirs", "chmod", "utime", "truncate"):
+        real = getattr(os, name, None)
+        if real is None:
+            continue
+
+        def make(real, name):
+            def f(path, *a, **k):
+                return real(mapped(path, True), *a, **k)
+            f.__name__ = name
+            return f
+        setattr(os, name, make(real, name))
+    for name in ("rename", "replace", "link", "symlink"):
+        real = getattr(os, name, None)
+        if real is None:
+            continue
+
+        def make2(real, name):
+            def f(src, dst, *a, **k):
+                return real(mapped(src, name in ("rename", "replace")), mapped(dst, True), *a, **k)
+            f.__name__ = name
+            return f
+        setattr(os, name, make2(real, name))
+    real_rmtree = shutil.rmtree
+
+    def g_rmtree(path, *a, **k):
+        return real_rmtree(mapped(path, True), *a, **k)
+    shutil.rmtree = g_rmtree
+
+    real_save = torch.save
+
+    def g_save(obj, f, *a, **k):
+        if isinstance(f, (str, bytes, os.PathLike)):
+            f = mapped(f, True)
+        return real_save(obj, f, *a, **k)
+    torch.save = g_save
+    real_load = torch.load
+
+    def g_load(f, *a, **k):
+        if isinstance(f, (str, bytes, os.PathLike)):
+            f = mapped(f, False)
+        k.setdefault("map_location", "cpu")
+        return real_load(f, *a, **k)
+    torch.load = g_load
+
+    # network: refuse at the Python level too (the namespace/seccomp refuse at the kernel level)
+    def refuse(what, target=None):
+        obs.network.append({"what": what, "target": str(target)[:200] if target is not None else None,
+                            "line": obs.user_line(3)})
+        return NetworkRefused(errno.ENETUNREACH, "Network is unreachable (the gradpath live step runs offline)")
+
+    def sock_init(self_, *a, **k):
+        raise refuse("socket")
+    socket.socket.__init__ = sock_init
+
+    def g_getaddrinfo(host, *a, **k):
+        obs.network.append({"what": "resolve", "target": str(host)[:200], "line": obs.user_line(2)})
+        raise socket.gaierror(socket.EAI_NONAME, f"Name resolution refused for {host!r} "
+                              "(the gradpath live step runs offline)")
+    socket.getaddrinfo = g_getaddrinfo
+
+    def g_create_connection(address, *a, **k):
+        raise refuse("connect", address)
+    socket.create_connection = g_create_connection
+
+    # processes: refuse with a clear record
+    import subprocess
+
+    class _Refused(OSError):
+        pass
+
+    def no_process(*a, **k):
+        obs.processes.append({"line": obs.user_line(2), "what": repr(a[:1])[:200]})
+        raise _Refused(errno.EPERM, "starting processes is disabled in the gradpath live step")
+
+    subprocess.Popen.__init__ = lambda self_, *a, **k: no_process(*a)
+    os.system = lambda cmd: no_process(cmd)
+    if hasattr(os, "fork"):
+        os.fork = lambda: no_process("fork")
+    if hasattr(os, "forkpty"):
+        os.forkpty = lambda: no_process("forkpty")
+
+    # CUDA stays on the CPU
+    from torch.overrides import TorchFunctionMode
+
+    def cpu_dev(d):
+        if isinstance(d, str) and (d.startswith("cuda") or d.startswith("mps")):
+            return "cpu"
+        if isinstance(d, torch.device) and d.type in ("cuda", "mps"):
+            return torch.device("cpu")
+        if isinstance(d, int) and not isinstance(d, bool):
+            return "cpu"
+        return d
+
+    class KeepOnCPU(TorchFunctionMode):
+        def __torch_function__(self, func, types_, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if "device" in kwargs:
+                kwargs["device"] = cpu_dev(kwargs["device"])
+            name = getattr(func, "__name__", "")
+            if name == "to" and len(args) >= 2:
+                args = (args[0], cpu_dev(args[1])) + tuple(args[2:])
+            elif name == "cuda" and args:
+                return args[0]
+            return func(*args, **kwargs)
+
+    mode = KeepOnCPU()
+    mode.__enter__()
+    torch.nn.Module.cuda = lambda self_, *a, **k: self_
+    orig_mod_to = torch.nn.Module.to
+
+    def mod_to(self_, *a, **k):
+        if a:
+            a = (cpu_dev(a[0]),) + tuple(a[1:])
+        if "device" in k:
+            k["device"] = cpu_dev(k["device"])
+        return orig_mod_to(self_, *a, **k)
+    torch.nn.Module.to = mod_to
+    torch.cuda.is_available = lambda: False
+    if hasattr(torch, "compile"):
+        def no_compile(model=None, *a, **k):
+            return model if model is not None else (lambda m: m)
+        torch.compile = no_compile
+    try:
+        import torch.utils.data as tud
+        orig_dl_init = tud.DataLoader.__init__
+
+        def dl_init(self_, *a, **k):
+            k["num_workers"] = 0
+            k.pop("prefetch_factor", None)
+            k["persistent_workers"] = False
+            k["pin_memory"] = False
+            return orig_dl_init(self_, *a, **k)
+        tud.DataLoader.__init__ = dl_init
+    except Exception:
+        pass
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        text = str(message)
+        for w in obs.warnings:
+            if w["message"] == text:
+                w["count"] += 1
+                return
+        if len(obs.warnings) < 30:
+            obs.warnings.append({"category": category.__name__, "message": text[:1000],
+                                 "line": obs.user_line(2) or (lineno if filename == obs.path else None),
+                                 "count": 1})
+    warnings.showwarning = showwarning
+    warnings.simplefilter("always")
+
+
+def _exc_info(exc: BaseException, path: str) -> dict:
+    tb = exc.__traceback__
+    line = None
+    frames = traceback.extract_tb(tb)
+    for fr in frames:
+        if fr.filename == path:
+            line = fr.lineno
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    if len(text) > 6000:
+        text = text[:1500] + "\n...\n" + text[-4000:]
+    msg = str(exc)
+    if len(msg) > 2000:
+        msg = msg[:2000] + "..."
+    return {"type": type(exc).__name__, "message": msg, "line": line, "traceback": text,
+            "user_lines": [fr.lineno for fr in frames if fr.filename == path][-10:]}
+
+
+def _classify(exc: BaseException, obs: Observer, memory_mb: int) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, _StopRun):
+        return "timeout"
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "Cannot allocate memory" in text:
+        return "memory"
+    if obs.network:
+        return "network"
+    if obs.processes or (isinstance(exc, OSError) and exc.errno in (errno.EAGAIN,) and "fork" in text.lower()):
+        return "process"
+    if isinstance(exc, SystemExit):
+        code = exc.code
+        return "ok" if code in (None, 0) else "exit"
+    return "exception"
+
+
+# --------------------------------------------------------------------------------------------
+# Model-only mode: build the model class alone with a synthetic input
+# --------------------------------------------------------------------------------------------
+
+def _defs_only(tree: ast.Module) -> ast.Module:
+    keep = []
+    for st in tree.body:
+        if isinstance(st, (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            keep.append(st)
+        elif isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
+            calls = [n for n in ast.walk(st.value) if isinstance(n, ast.Call)]
+            if all(isinstance(c.func, ast.Attribute) and c.func.attr == "device" for c in calls):
+                keep.append(st)
+    return ast.Module(body=keep, type_ignores=[])
+
+
+def _call_name(call: ast.Call) -> str | None:
+    f = call.func
+    if isinstance(f, ast.Attribute):
+        return f.attr
+    if isinstance(f, ast.Name):
+        return f.id
+    return None
+
+
+def _contains(outer, sp):
+    return outer and (outer[0], outer[1]) <= (sp[0], sp[1]) and (outer[2], outer[3]) >= (sp[2], sp[3])
+
+
+def synth_input(torch, model):
+    nn = torch.nn
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            return torch.randn(4, m.in_features), f"randn(4, {m.in_features}) for Linear({m.in_features}, ...)"
+        if isinstance(m, nn.Conv2d):
+            c = m.in_channels
+            return torch.randn(2, c, 32, 32), f"randn(2, {c}, 32, 32) for Conv2d({c}, ...)"
+        if isinstance(m, nn.Conv1d):
+            c = m.in_channels
+            return torch.randn(2, c, 32), f"randn(2, {c}, 32) for Conv1d({c}, ...)"
+        if isinstance(m, nn.Conv3d):
+            c = m.in_channels
+            return torch.randn(1, c, 8, 16, 16), f"randn(1, {c}, 8, 16, 16) for Conv3d({c}, ...)"
+        if isinstance(m, nn.Embedding):
+            n = m.num_embeddings
+            return torch.randint(0, n, (2, 8)), f"token ids randint(0, {n}, (2, 8)) for Embedding({n}, ...)"
+        if isinstance(m, nn.RNNBase):
+            i = m.input_size
+            shape = (2, 5, i) if m.batch_first else (5, 2, i)
+            return torch.randn(*shape), f"randn{shape} for {type(m).__name__}({i}, ...)"
+    return None, None
+
+
+def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines) -> dict:
+    cls_name = req.get("model_class")
+    key = req.get("model_key") or "model"
+    hint = req.get("span")
+    info = {"model_class": cls_name}
+    code = compile(_defs_only(tree), req["path"], "exec", dont_inherit=True)
+    exec(code, ns)
+    cls = ns.get(cls_name) if cls_name else None
+    if cls is None and cls_name and "." in cls_name:
+        short = cls_name.rsplit(".", 1)[-1]
+        cls = ns.get(short) or getattr(torch.nn, short, None)
+    if cls is None or not isinstance(cls, type) or not issubclass(cls, torch.nn.Module):
+        raise LookupError(f"model class {cls_name!r} is not defined at the top level of the file")
+    short = cls_name.rsplit(".", 1)[-1]
+    # constructor arguments as written in the code
+    model = None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _call_name(node) == short:
+            try:
+                args = [eval(compile(ast.Expression(a), req["path"], "eval"), ns) for a in node.args]
+                kwargs = {k.arg: eval(compile(ast.Expression(k.value), req["path"], "eval"), ns)
+                          for k in node.keywords if k.arg}
+                model = cls(*args, **kwargs)
+                info["constructed"] = ast.get_source_segment(req["source"], node)
+                info["constructed_line"] = node.lineno
+                break
+            except Exception:
+                continue
+    if model is None:
+        model = cls()
+        info["constructed"] = f"{short}() (defaults)"
+    x, how = synth_input(torch, model)
+    if x is None:
+        raise LookupError(f"cannot infer an input for {short}: no Linear/Conv/Embedding/RNN layer found")
+    info["input"] = how
+    # the optimizer exactly as the code builds it
+    opt_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _call_name(n) in OPTIMIZER_NAMES]
+    chosen = None
+    if hint:
+        hsp = (hint["line"], hint["col"], hint["end_line"], hint["end_col"])
+        inside = [c for c in opt_calls if _contains(_node_span(c, lines), hsp)]
+        if inside:
+            chosen = inside[-1]
+    if chosen is None and req.get("optimizer_class"):
+        want = req["optimizer_class"].rsplit(".", 1)[-1]
+        chosen = next((c for c in opt_calls if _call_name(c) == want), None)
+    if chosen is None and opt_calls:
+        chosen = opt_calls[0]
+    env = dict(ns)
+    root = key.split(".")[0]
+    if "." in key:
+        holder = types.SimpleNamespace()
+        setattr(holder, key.split(".", 1)[1].split(".")[0], model)
+        env[root] = holder
+    else:
+        env[root] = model
+    env.setdefault("torch", torch)
+    env.setdefault("optim", torch.optim)
+    env.setdefault("nn", torch.nn)
+    opt = None
+    if chosen is not None:
+        info["optimizer"] = ast.get_source_segment(req["source"], chosen)
+        info["optimizer_line"] = chosen.lineno
+        func = None
+        try:
+            func = eval(compile(ast.Expression(chosen.func), req["path"], "eval"), env)
+        except Exception:
+            func = getattr(torch.optim, _call_name(chosen), None)
+        args = [eval(compile(ast.Expression(a), req["path"], "eval"), env) for a in chosen.args]
+        kwargs = {}
+        for k in chosen.keywords:
+            if not k.arg:
+                continue
+            try:
+                kwargs[k.arg] = eval(compile(ast.Expression(k.value), req["path"], "eval"), env)
+            except Exception:
+                if k.arg == "params":
+                    raise
+                info.setdefault("dropped_arguments", []).append(k.arg)
+        # run it "at" its own line so exceptions map back to the source
+        opt = _at_line(req["path"], chosen.lineno, lambda: func(*args, **kwargs))
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        info["optimizer"] = "SGD(model.parameters(), lr=0.01) (no optimizer found in the code)"
+    model.train()
+    for _ in range(obs.iterations):
+        opt.zero_grad()
+        out = model(x)
+        while isinstance(out, (tuple, list)) and out:
+            out = out[0]
+        if isinstance(out, dict):
+            out = next(iter(out.values()))
+        loss = out.float().pow(2).mean()
+        loss.backward()
+        opt.step()
+    return info
+
+
+def _at_line(path, lineno, fn):
+    """Call fn() from a frame whose code claims `path:lineno`, so tracebacks point at the user's line."""
+    src = "\n" * (lineno - 1) + "__gp_result__ = __gp_fn__()"
+    code = compile(src, path, "exec", dont_inherit=True)
+    ns = {"__gp_fn__": fn}
+    exec(code, ns)
+    return ns["__gp_result__"]
+
+
+# --------------------------------------------------------------------------------------------
+# Child process: one request
+# --------------------------------------------------------------------------------------------
+
+def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
+    t0 = time.monotonic()
+    path = os.path.abspath(req["path"])
+    script_dir = os.path.dirname(path) or "/"
+    memory_mb = int(req.get("memory_mb", 2048))
+    timeout_s = float(req.get("timeout_s", 20.0))
+    sent = [0]
+
+    def emit(obj):
+        data = (json.dumps(obj, default=str, allow_nan=True) + "\n").encode()
+        if sent[0] + len(data) > MAX_EVENT_BYTES:
+            return
+        sent[0] += len(data)
+        view = memoryview(data)
+        while view:
+            try:
+                n = os.write(wfd, view)
+            except InterruptedError:
+                continue
+            view = view[n:]
+
+    # fds: stdin from /dev/null, C-level stdout/stderr into a file in the temp folder
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    cap = os.open(os.path.join(tmp, ".output"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(cap, 1)
+    os.dup2(cap, 2)
+    os.close(cap)
+    os.close(devnull)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    # environment: minimal, no secrets
+    keep = {k: os.environ[k] for k in MINIMAL_ENV_KEYS if k in os.environ}
+    os.environ.clear()
+    os.environ.update(keep)
+    os.environ.update({"HOME": tmp, "TMPDIR": tmp, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+                       "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1",
+                       "TORCH_HOME": os.path.join(tmp, "torch"), "HF_HUB_OFFLINE": "1",
+                       "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "WANDB_MODE": "disabled",
+                       "XDG_CACHE_HOME": os.path.join(tmp, "cache")})
+    tempfile.tempdir = tmp
+    sys.dont_write_bytecode = True
+
+    sandbox = {"netns": False, "landlock": 0, "seccomp": False}
+    if req.get("sandbox", True):
+        try:
+            sandbox["netns"] = sandbox_netns()
+        except Exception:
+            pass
+        try:
+            sandbox["landlock"] = sandbox_landlock(tmp)
+        except Exception:
+            pass
+        try:
+            sandbox["seccomp"] = sandbox_seccomp()
+        except Exception:
+            pass
+        sandbox_limits(memory_mb, sandbox["seccomp"])
+
+    stdout_raw, stderr_raw = _Bounded(MAX_OUTPUT), _Bounded(MAX_OUTPUT)
+    sys.stdout = io.TextIOWrapper(stdout_raw, encoding="utf-8", errors="replace", line_buffering=True,
+                                  write_through=True)
+    sys.stderr = io.TextIOWrapper(stderr_raw, encoding="utf-8", errors="replace", line_buffering=True,
+                                  write_through=True)
+    sys.stdin = io.StringIO("")
+
+    obs = Observer(torch, path, req, emit)
+    result: dict = {"event": "end", "sandbox": sandbox, "mode": req.get("mode", "script")}
+    status = "ok"
+    exc_info = None
+    mo_info = None
+    try:
+        torch.set_num_threads(1)
+        torch.manual_seed(0)
+        source = req["source"]
+        probes = req.get("probes") or []
+        lines = source.encode("utf-8").split(b"\n")
+        code, placed = rewrite(source, path, probes, cut_loops=req.get("mode", "script") == "script")
+        result["probes_placed"] = {k: list(v) for k, v in placed.items()}
+        obs.install()
+        install_guards(torch, obs, tmp, script_dir)
+        os.chdir(script_dir)
+        sys.path.insert(0, script_dir)
+        sys.argv = [path]
+        main = types.ModuleType("__main__")
+        main.__file__ = path
+        main.__builtins__ = builtins
+        main.__gp_probe__ = obs.probe
+        main.__gp_iter__ = lambda it, line: obs.iter_cut(it, line)
+        main.__gp_while__ = obs.while_check
+        main.__gp_wreset__ = obs.while_reset
+        builtins.__gp_probe__ = obs.probe  # probes inside functions defined in the file
+        builtins.__gp_iter__ = main.__gp_iter__
+        builtins.__gp_while__ = obs.while_check
+        builtins.__gp_wreset__ = obs.while_reset
+        sys.modules["__main__"] = main
+        line_hits = obs.lines
+
+        def local_trace(frame, event, arg):
+            if event == "line":
+                line_hits[frame.f_lineno] = line_hits.get(frame.f_lineno, 0) + 1
+            return local_trace
+
+        def global_trace(frame, event, arg):
+            if frame.f_code.co_filename == path:
+                return local_trace
+            return None
+
+        def on_alarm(signum, frame):
+            raise _StopRun(f"timed out after {timeout_s:g} s")
+
+        signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, max(0.2, timeout_s - (time.monotonic() - t0) - 0.3))
+        result["setup_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        t1 = time.monotonic()
+        sys.settrace(global_trace)
+        try:
+            if req.get("mode") == "model-only":
+                mo_info = run_model_only(torch, req, obs, main.__dict__, ast.parse(source, path), lines)
+            else:
+                exec(code, main.__dict__)
+        finally:
+            sys.settrace(None)
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        result["exec_ms"] = round((time.monotonic() - t1) * 1000, 1)
+    except BaseException as exc:  # noqa: BLE001 - everything the user code does is an observation
+        sys.settrace(None)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        status = _classify(exc, obs, memory_mb)
+        if status != "ok":
+            exc_info = _exc_info(exc, path)
+            if isinstance(exc, SystemExit):
+                exc_info["message"] = f"exit code {exc.code}"
+        result["exec_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:
+        pass
+    try:
+        result.update(obs.summary())
+    except BaseException as exc:  # noqa: BLE001
+        result["summary_error"] = repr(exc)
+    result["status"] = status
+    result["exception"] = exc_info
+    result["model_only"] = mo_info
+    result["stdout"] = _tail(stdout_raw)
+    result["stderr"] = _tail(stderr_raw)
+    emit(result)
+
+
+def _tail(raw: _Bounded) -> dict:
+    text = raw.buf.decode("utf-8", errors="replace")
+    return {"text": text, "bytes": raw.total, "truncated": raw.total > len(raw.buf)}
+
+
+# --------------------------------------------------------------------------------------------
+# Worker loop (parent side)
+# --------------------------------------------------------------------------------------------
+
+def run_request(req: dict, torch) -> dict:
+    t0 = time.monotonic()
+    timeout_s = float(req.get("timeout_s", 20.0))
+    tmp = tempfile.mkdtemp(prefix="gradpath-live-")
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        code = 0
+        try:
+            os.close(rfd)
+            child_main(req, wfd, tmp, torch)
+        except BaseException:  # noqa: BLE001
+            code = 3
+            try:
+                os.write(wfd, (json.dumps({"event": "crash", "error": traceback.format_exc()[-4000:]}) + "\n").encode())
+            except Exception:
+                pass
+        finally:
+            os._exit(code)
+    os.close(wfd)
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass
+    deadline = t0 + timeout_s + 1.5
+    chunks, size, timed_out = [], 0, False
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            timed_out = True
+            break
+        r, _, _ = select.select([rfd], [], [], min(left, 0.5))
+        if not r:
+            continue
+        data = os.read(rfd, 65536)
+        if not data:
+            break
+        if size < MAX_EVENT_BYTES:
+            chunks.append(data)
+        size += len(data)
+    os.close(rfd)
+    if timed_out:
+        for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+            try:
+                target()
+            except OSError:
+                pass
+    _, wstatus = os.waitpid(pid, 0)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # anything it left behind
+    except OSError:
+        pass
+    result = None
+    crash = None
+    for line in b"".join(chunks).split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if obj.get("event") == "end":
+            result = obj
+        elif obj.get("event") == "crash":
+            crash = obj.get("error")
+    if result is None:
+        result = {"event": "end", "status": "timeout" if timed_out else "killed", "exception": None}
+        if os.WIFSIGNALED(wstatus):
+            result["signal"] = os.WTERMSIG(wstatus)
+        if crash:
+            result["status"] = "internal-error"
+            result["internal_error"] = crash
+    # files written by the user code (all inside tmp)
+    written = []
+    files_root = os.path.join(tmp, "files")
+    for dp, _, fns in os.walk(files_root):
+        for fn in fns:
+            full = os.path.join(dp, fn)
+            try:
+                written.append({"path": "/" + os.path.relpath(full, files_root), "bytes": os.path.getsize(full)})
+            except OSError:
+                pass
+            if len(written) >= 50:
+                break
+    result["files_written"] = written
+    try:
+        with open(os.path.join(tmp, ".output"), "rb") as f:
+            raw = f.read(MAX_OUTPUT + 1)
+        result["fd_output"] = {"text": raw[:MAX_OUTPUT].decode("utf-8", errors="replace"),
+                               "truncated": len(raw) > MAX_OUTPUT}
+    except OSError:
+        pass
+    shutil.rmtree(tmp, ignore_errors=True)
+    result["wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    result["timed_out"] = timed_out
+    return result
+
+
+def warm_up():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import torch
+        import torch.nn.functional  # noqa: F401
+        import torch.optim.optimizer  # noqa: F401
+        import torch.utils.data  # noqa: F401
+        from torch.overrides import TorchFunctionMode  # noqa: F401
+        import subprocess  # noqa: F401
+        import platform  # noqa: F401
+        torch.set_num_threads(1)
+        m = torch.nn.Linear(4, 1)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        m(torch.zeros(2, 4)).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(torch.randn(2, 3, requires_grad=True), torch.tensor([0, 1])).backward()
+    return torch
+
+
+def main() -> int:
+    # The protocol uses private copies of stdin/stdout; fds 0 and 1 are pointed at /dev/null so that
+    # nothing printed by torch (or anything else) can corrupt the protocol stream.
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    sys.stdout = sys.stderr
+
+    def send(obj):
+        data = (json.dumps(obj, default=str) + "\n").encode()
+        view = memoryview(data)
+        while view:
+            n = os.write(proto_out, view)
+            view = view[n:]
+
+    t0 = time.monotonic()
+    try:
+        torch = warm_up()
+    except BaseException as exc:  # noqa: BLE001
+        send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
+        return 2
+    send({"ready": True, "protocol": PROTOCOL, "torch": torch.__version__, "python": sys.version.split()[0],
+          "executable": sys.executable, "warm_ms": round((time.monotonic() - t0) * 1000, 1), "pid": os.getpid()})
+    buf = b""
+    while True:
+        chunk = proto_in.read(65536)
+        if not chunk:
+            return 0
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            if not line.strip():
+                continue
+            try:
+                req = json.loads(line)
+            except ValueError as exc:
+                send({"id": None, "error": f"bad request: {exc}"})
+                continue
+            if req.get("op") == "ping":
+                send({"id": req.get("id"), "pong": True})
+                continue
+            if req.get("op") == "exit":
+                return 0
+            try:
+                res = run_request(req, torch)
+            except Exception as exc:  # noqa: BLE001
+                res = {"status": "internal-error", "internal_error": traceback.format_exc()[-4000:],
+                       "exception": None}
+            res["id"] = req.get("id")
+            send(res)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
