@@ -64,7 +64,7 @@ def finding_json(path: str, f: Finding, cell: int | None = None) -> dict:
     return out
 
 
-def format_text(items: list[Item], show_fixable: bool = True) -> str:
+def format_text(items: list[Item], show_fixable: bool = False) -> str:
     lines = []
     for it in items:
         f = it.finding
