@@ -43,13 +43,11 @@ def _key_at(line_text: str, col: int) -> tuple[str, int, int] | None:
         if m.start() <= col <= m.end():
             chain = m.group(0)
             off = m.start()
-            pos = 0
             parts = []
             for seg in re.finditer(r"[A-Za-z_][A-Za-z0-9_]*", chain):
                 parts.append(seg.group(0))
                 if off + seg.start() <= col <= off + seg.end():
                     return ".".join(parts), off + seg.start(), off + seg.end()
-                pos = seg.end()
             return None
     return None
 
@@ -117,6 +115,8 @@ def model_inventory(ctx, binding) -> list[tuple[str, Any]] | None:
                 continue
             out = _normalise_inventory(inv)
             if out is not None:
+                if not getattr(inv, "complete", True) or getattr(inv, "maybe_more", False):
+                    out.append(("…", None))  # marker: there may be more
                 return out
     for attr in ("params", "inventory", "parameters"):
         inv = getattr(binding, attr, None)
@@ -136,11 +136,16 @@ def model_markdown(ctx, binding) -> str:
         inv = model_inventory(ctx, binding)
     except Exception:
         log.debug("inventory failed", exc_info=True)
-    if not inv:
+    more = bool(inv) and inv[-1][0] == "…"
+    if more:
+        inv = inv[:-1]
+    if inv is None or (not inv and more):
         return head + "\n\nParameters: not known statically."
+    if not inv:
+        return head + "\n\nNo parameters."
     counts = [_count(s) for _, s in inv]
     total = sum(c for c in counts if c is not None) if all(c is not None for c in counts) else None
-    lines = [head, "", f"{len(inv)} parameter tensor{'s' if len(inv) != 1 else ''}"
+    lines = [head, "", ("at least " if more else "") + f"{len(inv)} parameter tensor{'s' if len(inv) != 1 else ''}"
              + (f", {total:,} scalars" if total is not None else "") + ":", ""]
     for (name, shape) in inv[:40]:
         lines.append(f"- `{name}` {_shape(shape)}")
@@ -149,33 +154,54 @@ def model_markdown(ctx, binding) -> str:
     return "\n".join(lines)
 
 
+def coverage_lines(ctx, opt) -> list[str]:
+    """`Adam: 1 of 2 parameter tensors of model, 10 of 11 scalars; never updated: linear.bias`, one
+    line per model the optimizer takes parameters from, when the facts can tell."""
+    facts = ctx.facts
+    cov_fn, inv_fn = getattr(facts, "coverage", None), getattr(facts, "inventory_of", None)
+    if not callable(cov_fn) or not callable(inv_fn):
+        return []
+    cov = cov_fn(opt)
+    out = []
+    models = cov.models() if callable(getattr(cov, "models", None)) else {}
+    for key, model in models.items():
+        inv = inv_fn(model)
+        if inv is None or not getattr(inv, "params", None):
+            continue
+        given = cov.names_of(model)
+        params = list(inv.params)
+        have = [p for p in params if p.name in given]
+        missing = [p.name for p in params if p.name not in given]
+        counts = [_count(p.shape) for p in params]
+        text = f"{opt.short}: {len(have)} of {len(params)} parameter tensor{'s' if len(params) != 1 else ''} of {key}"
+        if all(c is not None for c in counts):
+            total = sum(counts)
+            got = sum(_count(p.shape) for p in have)
+            text += f", {got:,} of {total:,} scalars"
+        if not getattr(inv, "complete", True):
+            text += " (the model may have more parameters than Gradpath can see)"
+        if missing:
+            shown = ", ".join(missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+            text += f"; never updated: {shown}"
+        out.append(text)
+    if getattr(cov, "unknown", False) and out:
+        out.append("(part of its parameter list could not be read statically)")
+    return out
+
+
 def optimizer_markdown(ctx, opt, findings) -> str:
     head = f"**{opt.key or opt.short}**: `{opt.cls}`"
     lines = [head]
-    cov = None
-    for name in ("coverage_of", "optimizer_coverage", "coverage"):
-        fn = getattr(ctx.facts, name, None)
-        if callable(fn):
-            try:
-                cov = fn(opt)
-                break
-            except Exception:
-                log.debug("facts.%s failed", name, exc_info=True)
-    if isinstance(cov, str) and cov:
-        lines.append(cov)
-    elif isinstance(cov, dict) and cov.get("text"):
-        lines.append(str(cov["text"]))
+    try:
+        lines += coverage_lines(ctx, opt)
+    except Exception:
+        log.debug("coverage failed", exc_info=True)
     related = [f for f in findings if f.code.startswith("GP1")
-               and (f.data.get("optimizer") in (opt.key, None) and f.span.line == opt.line
-                    or (opt.key is not None and f.data.get("optimizer") == opt.key))]
+               and (f.span.line == opt.line or (opt.key is not None and f.data.get("optimizer") == opt.key))]
     for f in related:
-        cov_text = f.data.get("coverage")
+        lines.append(f"{f.code}: {f.message}")
         missing = f.data.get("missing")
-        if isinstance(cov_text, str) and cov_text not in lines:
-            lines.append(cov_text)
-        else:
-            lines.append(f"{f.code}: {f.message}")
-        if missing and "never updated" not in " ".join(lines):
+        if missing and not any("never updated" in l for l in lines[1:]):
             lines.append("never updated: " + ", ".join(f"`{m}`" for m in missing[:20]))
     if len(lines) == 1:
         try:
