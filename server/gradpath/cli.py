@@ -167,10 +167,9 @@ def _analyze_file(path: Path, display: str, opts: Options) -> FileReport:
             nb = Notebook.read(path)
         except NotebookError as exc:
             raise OSError(str(exc).split(": ", 1)[-1]) from exc
-        text, mapping = nb.source()
-        result = analyze(text, str(path), opts)
-        result.notebook_mapping = mapping
-        return FileReport(path, display, text, result, opts, nb, mapping)
+        from gradpath.notebook import analyze_cells
+        result = analyze_cells(nb.cells, str(path), opts)
+        return FileReport(path, display, result.source.text, result, opts, nb, result.notebook_mapping)
     text = read_source(path)
     return FileReport(path, display, text, analyze(text, str(path), opts), opts)
 
@@ -296,7 +295,7 @@ def fix_file(report: FileReport, unsafe: bool, unused: bool) -> FixOutcome:
     out = FixOutcome()
     opts = report.options
     if report.notebook is not None:
-        from gradpath.notebook import cells_to_source, map_finding
+        from gradpath.notebook import analyze_cells, map_finding
         cells = [dict(c) for c in report.notebook.cells]
         result = report.result
         for _ in range(MAX_FIX_PASSES):
@@ -325,9 +324,7 @@ def fix_file(report: FileReport, unsafe: bool, unused: bool) -> FixOutcome:
                     changed = True
             if not changed:
                 break
-            text, mapping2 = cells_to_source(new_cells)
-            new_result = analyze(text, str(report.path), opts)
-            new_result.notebook_mapping = mapping2
+            new_result = analyze_cells(new_cells, str(report.path), opts)
             if not _converged(result, new_result, codes, unused, report):
                 out.unconverged += sorted(codes)
                 break

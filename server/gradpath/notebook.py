@@ -35,6 +35,9 @@ class CellRange:
 class NotebookMapping:
     cells: list[CellRange] = field(default_factory=list)
     blanked: set[int] = field(default_factory=set)  # joined-text lines that held IPython syntax
+    # cells that do not parse on their own: cell index -> (message, span within the cell). Their
+    # lines are left empty in the joined text, so one broken cell cannot hide the others' findings.
+    syntax_errors: dict[int, tuple[str, Span]] = field(default_factory=dict)
 
     def locate(self, line: int) -> tuple[int, int] | None:
         """Joined-text line -> (cell index, line in cell), or None for a separator line."""
@@ -98,9 +101,8 @@ def cells_to_source(cells) -> tuple[str, NotebookMapping]:
         for i, line in enumerate(lines):
             stripped = line.strip()
             if cell_magic and (i == 0 or not python_body):
-                out.append(_blank(line) if stripped else line)
-                if stripped:
-                    mapping.blanked.add(len(out))
+                out.append(_blank(line) if i == 0 else "")  # another language's body: empty lines
+                mapping.blanked.add(len(out))
                 continue
             if not in_continuation and _is_ipython_line(stripped, line):
                 out.append(_blank(line))
@@ -114,8 +116,53 @@ def cells_to_source(cells) -> tuple[str, NotebookMapping]:
                 continue
             out.append(line)
         mapping.cells.append(CellRange(index, start, len(lines)))
+        problem = _cell_syntax_error(out[start - 1:])
+        if problem is not None:
+            mapping.syntax_errors[index] = problem
+            for k in range(start - 1, len(out)):
+                out[k] = ""
         out.append("")  # separator
     return "\n".join(out) + ("\n" if out else ""), mapping
+
+
+def _cell_syntax_error(lines: list[str]) -> tuple[str, Span] | None:
+    import ast
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ast.parse("\n".join(lines))
+        return None
+    except SyntaxError as exc:
+        ln = max(1, min(exc.lineno or 1, len(lines) or 1))
+        line = lines[ln - 1] if lines else ""
+        col = max(0, min((exc.offset or 1) - 1, len(line)))
+        end = max(col, len(line.rstrip()))
+        return f"SyntaxError: {exc.msg or 'invalid syntax'}", Span(ln, col, ln, end)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return f"cannot parse: {exc}", Span(1, 0, 1, 0)
+
+
+def syntax_error_findings(mapping: NotebookMapping) -> list[Finding]:
+    """One GP000 finding per cell that does not parse, in joined-text coordinates."""
+    out = []
+    for index, (message, span) in sorted(mapping.syntax_errors.items()):
+        out.append(Finding("GP000", message, mapping.to_joined_span(index, span), "error"))
+    return out
+
+
+def analyze_cells(cells, path: str | None = None, options=None):
+    """Analyse notebook cells: the joined text's AnalysisResult, with a GP000 finding for each
+    cell that does not parse, and `result.notebook_mapping` set. Findings stay in joined-text
+    coordinates; `map_finding(result.notebook_mapping, f)` moves one into its cell."""
+    from gradpath.analysis.engine import analyze
+    text, mapping = cells_to_source(cells)
+    result = analyze(text, path, options)
+    errors = syntax_error_findings(mapping)
+    if errors:
+        result.findings = sorted(result.findings + errors, key=Finding.sort_key)
+    result.notebook_mapping = mapping
+    return result
 
 
 def map_span(mapping: NotebookMapping, span: Span) -> tuple[int, Span]:
