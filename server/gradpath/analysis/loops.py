@@ -1,0 +1,617 @@
+"""Training loops and the order of what happens in one iteration (the facts behind GP4).
+
+Every scope (module, function, method) is a *root*. Its body is flattened into a list of events in
+execution order: `zero_grad`, `backward`, `step`, `sched` (an lr scheduler's step), `train`, `eval`,
+`fwd` (a call of a model) and `opaque` (a call we cannot see into that may do any of those). Calls of
+functions and methods of the same file are followed (up to MAX_DEPTH levels) and their events are
+inlined with names translated to the caller's: `train_step(model, opt)` -> the callee's
+`optimizer.step()` becomes a step of `opt`. A closure passed to `optimizer.step(closure)` is inlined
+before the step. Each event carries its *path*: the loops, `if` branches, `no_grad` blocks and calls
+that enclose it, so a rule can ask "is this in the same iteration of that loop?", "is it
+conditional there?", "are these two in exclusive branches?".
+
+Keys are the facts module's keys (`opt`, `self.optimizer`); a key local to a followed callee that the
+caller cannot name is prefixed with the callee's name and a colon (`train_step:opt`).
+"""
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from dataclasses import dataclass, field, replace
+
+from gradpath.analysis.facts import key_of
+
+MAX_DEPTH = 3
+
+NOGRAD_CALLS = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
+                "torch.autograd.inference_mode"}
+EVENT_METHODS = {"train", "eval", "zero_grad", "step", "backward", "forward"}
+_OPT_NAME = re.compile(r"^(opt|optim|optimizer|optimiser|Optimizer)([A-Z0-9_]\w*)?$")
+_OPT_SUFFIX = re.compile(r"_(opt|optim|optimizer|optimiser)\d*$")
+
+# Frames of an event's path
+LOOP, IF, NOGRAD, CALL, CLOSURE = "loop", "if", "nograd", "call", "closure"
+
+
+@dataclass(eq=False)
+class Ev:
+    kind: str  # zero_grad | backward | step | sched | train | eval | fwd | opaque
+    key: str | None  # optimizer / model / scheduler / loss key (see module doc)
+    node: ast.AST  # the call (a `for p in m.parameters()` statement for a manual grad reset)
+    path: tuple = ()
+    target: str = ""  # zero_grad: "optimizer" | "model"; step: "optimizer" | "unknown"
+    models: tuple = ()  # optimizer events: keys of the models whose parameters it holds
+    opt: str | None = None  # sched: the optimizer it schedules
+    args: tuple = ()  # opaque: keys its arguments mention; ("*",) when it may do anything
+    fn: ast.AST | None = None  # the function (or module) whose code holds `node`
+
+    def loops(self) -> list[ast.AST]:
+        return [f[1] for f in self.path if f[0] == LOOP]
+
+    def in_loop(self, loop: ast.AST) -> bool:
+        return any(f[0] == LOOP and f[1] is loop for f in self.path)
+
+    def frames_after(self, loop: ast.AST | None) -> tuple:
+        if loop is None:
+            return self.path
+        for i, f in enumerate(self.path):
+            if f[0] == LOOP and f[1] is loop:
+                return self.path[i + 1:]
+        return ()
+
+    def conditional_in(self, loop: ast.AST | None) -> bool:
+        return any(f[0] == IF for f in self.frames_after(loop))
+
+    @property
+    def nograd(self) -> bool:
+        return any(f[0] == NOGRAD for f in self.path)
+
+    @property
+    def in_closure(self) -> bool:
+        return any(f[0] == CLOSURE for f in self.path)
+
+    @property
+    def via_call(self) -> bool:
+        return any(f[0] == CALL for f in self.path)
+
+    def loop_in_root(self, loop: ast.AST) -> bool:
+        """True when `loop` is written in the root's own code (no call frame before it)."""
+        for f in self.path:
+            if f[0] == CALL:
+                return False
+            if f[0] == LOOP and f[1] is loop:
+                return True
+        return False
+
+
+def exclusive(a: Ev, b: Ev) -> bool:
+    """True when a and b sit in different branches of the same `if`/`try`/`match`."""
+    branches = {id(f[1]): f[2] for f in a.path if f[0] == IF}
+    return any(f[0] == IF and id(f[1]) in branches and branches[id(f[1])] != f[2] for f in b.path)
+
+
+def nameable(key: str | None) -> bool:
+    return bool(key) and ":" not in key
+
+
+def display(key: str | None) -> str:
+    return (key or "?").rsplit(":", 1)[-1]
+
+
+def key_matches(a: str | None, b: str | None) -> bool:
+    """Same object, one a submodule of the other, or same attribute name (`model`/`self.model`)."""
+    if not a or not b:
+        return False
+    a, b = display(a), display(b)
+    if a == b or a.startswith(b + ".") or b.startswith(a + "."):
+        return True
+    return a.rsplit(".", 1)[-1] == b.rsplit(".", 1)[-1]
+
+
+def same_model(a: str | None, b: str | None) -> bool:
+    """Stricter: the same key, up to a leading `self.`."""
+    if not a or not b:
+        return False
+    a, b = display(a), display(b)
+    return a.removeprefix("self.") == b.removeprefix("self.")
+
+
+@dataclass
+class Unit:
+    """One root scope flattened: its events and the loops written in its own code."""
+    scope: object  # facts.Scope
+    events: list[Ev]
+    loops: list[ast.AST] = field(default_factory=list)  # loops of the root's own code, source order
+
+    def loop_events(self, loop: ast.AST) -> list[tuple[int, Ev]]:
+        return [(i, e) for i, e in enumerate(self.events) if e.in_loop(loop)]
+
+    def parent_loop(self, loop: ast.AST) -> ast.AST | None:
+        """The loop of the root's own code that directly encloses `loop`."""
+        for e in self.events:
+            ls = e.loops()
+            for i, l in enumerate(ls):
+                if l is loop:
+                    return ls[i - 1] if i > 0 else None
+        return None
+
+
+# -- the analysis ------------------------------------------------------------------------------------
+
+class LoopFacts:
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.facts = ctx.facts
+        self.sym = ctx.symbols
+        self.scope_by_node = {id(s.node): s for s in self.facts.scopes}
+        self._cache: dict[tuple[int, int], list[Ev]] = {}
+        self._busy: set[int] = set()
+        self._assigns: dict[int, list[tuple[str, ast.AST, int]]] = {}
+        self._locals: dict[int, set[str]] = {}
+        self._defs: dict[int, dict[str, ast.AST]] = {}
+        self.units: list[Unit] = []
+        for scope in self.facts.scopes:
+            if ctx.out_of_time():
+                break
+            events = self.function_events(scope.node, MAX_DEPTH)
+            loops: list[ast.AST] = []
+            for e in events:
+                for f in e.path:
+                    if f[0] == CALL:
+                        break
+                    if f[0] == LOOP and not any(l is f[1] for l in loops):
+                        loops.append(f[1])
+            loops.sort(key=lambda n: (n.lineno, n.col_offset))
+            self.units.append(Unit(scope, events, loops))
+
+    # -- flattening --------------------------------------------------------------------------------
+    def function_events(self, fn: ast.AST, depth: int) -> list[Ev]:
+        ck = (id(fn), depth)
+        if ck in self._cache:
+            return self._cache[ck]
+        self._busy.add(id(fn))
+        scope = self.scope_by_node.get(id(fn))
+        out: list[Ev] = []
+        frames: tuple = ()
+        if any(self._is_nograd_ctx(d) for d in getattr(fn, "decorator_list", [])):
+            frames = ((NOGRAD, fn),)
+        if scope is not None:
+            self._stmts(fn.body, frames, scope, fn, depth, out)
+        self._busy.discard(id(fn))
+        self._cache[ck] = out
+        return out
+
+    def _stmts(self, body, frames, scope, fn, depth, out) -> None:
+        for st in body:
+            self._stmt(st, frames, scope, fn, depth, out)
+
+    def _stmt(self, st, frames, scope, fn, depth, out) -> None:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return
+        if isinstance(st, ast.If):
+            self._exprs(st.test, frames, scope, fn, depth, out)
+            self._stmts(st.body, frames + ((IF, st, 0),), scope, fn, depth, out)
+            self._stmts(st.orelse, frames + ((IF, st, 1),), scope, fn, depth, out)
+        elif isinstance(st, (ast.For, ast.AsyncFor)):
+            reset = self._grad_reset_loop(st, scope)
+            if reset is not None:
+                out.append(Ev("zero_grad", reset[0], st, frames, target=reset[1],
+                              models=reset[2], fn=fn))
+                return
+            self._exprs(st.iter, frames, scope, fn, depth, out)
+            self._stmts(st.body, frames + ((LOOP, st),), scope, fn, depth, out)
+            self._stmts(st.orelse, frames, scope, fn, depth, out)
+        elif isinstance(st, ast.While):
+            inner = frames + ((LOOP, st),)
+            self._exprs(st.test, inner, scope, fn, depth, out)
+            self._stmts(st.body, inner, scope, fn, depth, out)
+            self._stmts(st.orelse, frames, scope, fn, depth, out)
+        elif isinstance(st, (ast.With, ast.AsyncWith)):
+            inner = frames
+            for item in st.items:
+                self._exprs(item.context_expr, frames, scope, fn, depth, out)
+                if self._is_nograd_ctx(item.context_expr):
+                    inner = inner + ((NOGRAD, st),)
+                elif self._is_enable_grad_ctx(item.context_expr):
+                    inner = tuple(f for f in inner if f[0] != NOGRAD)
+            self._stmts(st.body, inner, scope, fn, depth, out)
+        elif isinstance(st, ast.Try) or type(st).__name__ == "TryStar":
+            self._stmts(st.body, frames, scope, fn, depth, out)
+            for i, h in enumerate(st.handlers):
+                self._stmts(h.body, frames + ((IF, st, i + 1),), scope, fn, depth, out)
+            self._stmts(st.orelse, frames, scope, fn, depth, out)
+            self._stmts(st.finalbody, frames, scope, fn, depth, out)
+        elif isinstance(st, ast.Match):
+            self._exprs(st.subject, frames, scope, fn, depth, out)
+            for i, case in enumerate(st.cases):
+                self._stmts(case.body, frames + ((IF, st, i),), scope, fn, depth, out)
+        else:
+            self._exprs(st, frames, scope, fn, depth, out)
+
+    def _exprs(self, node, frames, scope, fn, depth, out) -> None:
+        calls = []
+        stack = [node]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            if isinstance(n, ast.Call):
+                calls.append(n)
+            stack.extend(ast.iter_child_nodes(n))
+        # post-order: arguments (and receivers) before the call that uses them
+        calls.sort(key=lambda c: (c.end_lineno or 0, c.end_col_offset or 0, -(c.lineno), -c.col_offset))
+        for c in calls:
+            self._call(c, frames, scope, fn, depth, out)
+
+    def _call(self, call: ast.Call, frames, scope, fn, depth, out) -> None:
+        func = call.func
+        qn = self.sym.qualname(func)
+        if qn in ("torch.autograd.backward",):
+            out.append(Ev("backward", key_of(call.args[0]) if call.args else None, call, frames, fn=fn))
+            return
+        if isinstance(func, ast.Attribute):
+            m, recv = func.attr, func.value
+            rk = key_of(recv)
+            target = self._resolve_method(rk, m, scope)
+            if target is not None:
+                self._inline(call, target, rk, frames, scope, fn, depth, out)
+                return
+            if m in ("backward", "manual_backward"):
+                out.append(Ev("backward", self._loss_key(call, recv, rk), call, frames, fn=fn))
+            elif m == "zero_grad" and rk:
+                if self.is_optimizer(rk, scope):
+                    out.append(Ev("zero_grad", rk, call, frames, target="optimizer",
+                                  models=self.optimizer_models(rk, scope), fn=fn))
+                else:
+                    out.append(Ev("zero_grad", rk, call, frames, target="model", fn=fn))
+            elif m == "step" and rk:
+                self._step(call, rk, frames, scope, fn, depth, out)
+            elif m == "optimizer_step" and call.args and key_of(call.args[0]):
+                ok = key_of(call.args[0])
+                out.append(Ev("step", ok, call, frames, target="optimizer",
+                              models=self.optimizer_models(ok, scope), fn=fn))
+            elif m in ("train", "eval") and rk and rk != "self":
+                mode = m
+                if m == "train":
+                    arg = call.args[0] if call.args else next(
+                        (k.value for k in call.keywords if k.arg == "mode"), None)
+                    if isinstance(arg, ast.Constant) and arg.value is False:
+                        mode = "eval"
+                out.append(Ev(mode, rk, call, frames, fn=fn))
+            else:
+                self._maybe_opaque(call, rk, m, frames, scope, fn, out)
+        elif isinstance(func, ast.Name):
+            target = self._resolve_function(func.id, scope)
+            if target is not None:
+                self._inline(call, target, None, frames, scope, fn, depth, out)
+                return
+            if func.id in self.sym.classes or (func.id not in self.sym.aliases and hasattr(builtins, func.id)):
+                return
+            if func.id in self.sym.aliases:
+                self._maybe_opaque(call, None, func.id, frames, scope, fn, out)
+            elif self._is_local_value(func.id, scope) or func.id in self._module_names():
+                out.append(Ev("fwd", func.id, call, frames, fn=fn))
+            else:
+                self._maybe_opaque(call, None, func.id, frames, scope, fn, out)
+
+    def _maybe_opaque(self, call, rk, name, frames, scope, fn, out) -> None:
+        """A call we do not follow: a model call (`self.model(x)`) or something that might clear,
+        step or switch modes (`utils.reset(opt)`, an inherited `self.optimize()`)."""
+        func = call.func
+        fk = key_of(func)
+        if isinstance(func, ast.Attribute) and fk and key_of(func.value) == "self":
+            # self.<name>(...) that is no method of a class of this file: a submodule call, or a
+            # method inherited from a class we cannot see
+            cls = scope.class_name
+            if cls and self._class_has_foreign_base(cls):
+                out.append(Ev("opaque", fk, call, frames, args=("*",), fn=fn))
+            out.append(Ev("fwd", fk, call, frames, fn=fn))
+            return
+        qn = self.sym.qualname(func)
+        if qn and qn.split(".")[0] == "torch":
+            return
+        keys = tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
+        if keys:
+            out.append(Ev("opaque", name, call, frames, args=keys, fn=fn))
+
+    def _step(self, call, rk, frames, scope, fn, depth, out) -> None:
+        if self.is_scheduler(rk, scope):
+            out.append(Ev("sched", rk, call, frames, opt=self.scheduler_optimizer(rk, scope), fn=fn))
+            return
+        if self.is_scaler(rk, scope):
+            ok = key_of(call.args[0]) if call.args else None
+            if ok:
+                out.append(Ev("step", ok, call, frames, target="optimizer",
+                              models=self.optimizer_models(ok, scope), fn=fn))
+            return
+        closure = call.args[0] if call.args else next(
+            (k.value for k in call.keywords if k.arg == "closure"), None)
+        if closure is not None:
+            cfn = closure if isinstance(closure, ast.Lambda) else (
+                self._resolve_function(closure.id, scope) if isinstance(closure, ast.Name) else None)
+            if isinstance(cfn, ast.Lambda):
+                self._exprs(cfn.body, frames + ((CLOSURE, call),), scope, fn, depth, out)
+            elif cfn is not None:
+                self._inline(call, cfn, None, frames, scope, fn, depth, out, closure=True)
+        if self.is_optimizer(rk, scope):
+            out.append(Ev("step", rk, call, frames, target="optimizer",
+                          models=self.optimizer_models(rk, scope), fn=fn))
+        else:
+            out.append(Ev("step", rk, call, frames, target="unknown", fn=fn))
+
+    def _loss_key(self, call, recv, rk) -> str | None:
+        # accelerator.backward(loss) / self.manual_backward(loss) / fabric.backward(loss)
+        if call.args and (isinstance(call.func, ast.Attribute) and call.func.attr == "manual_backward"
+                          or (rk and not isinstance(recv, ast.Call)
+                              and re.search(r"accelerat|fabric|engine|scaler", rk.split(".")[-1], re.I))):
+            return key_of(call.args[0])
+        # scaler.scale(loss).backward()
+        if isinstance(recv, ast.Call) and isinstance(recv.func, ast.Attribute) and recv.func.attr == "scale" \
+                and recv.args:
+            return key_of(recv.args[0])
+        return rk
+
+    # -- following calls -----------------------------------------------------------------------------
+    def _inline(self, call, target, recv_key, frames, scope, fn, depth, out, closure=False) -> None:
+        if depth <= 0 or id(target) in self._busy:
+            keys = tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
+            out.append(Ev("opaque", getattr(target, "name", "?"), call, frames, args=("*",) + keys, fn=fn))
+            return
+        inner = self.function_events(target, depth - (0 if closure else 1))
+        mapping = {} if closure else self._arg_mapping(call, target, recv_key)
+        local = self._local_names(target)
+        prefix = getattr(target, "name", "<lambda>")
+
+        def tr(k):
+            if not k or ":" in k:
+                return k
+            head, _, rest = k.partition(".")
+            if head in mapping:
+                v = mapping[head]
+                if v is None:
+                    return f"{prefix}:{k}"
+                return v + ("." + rest if rest else "")
+            if head in local:
+                return f"{prefix}:{k}"
+            return k
+
+        tag = (CLOSURE, call) if closure else (CALL, call)
+        for e in inner:
+            out.append(replace(e, key=tr(e.key), path=frames + (tag,) + e.path,
+                               models=tuple(tr(m) for m in e.models), opt=tr(e.opt),
+                               args=tuple(a if a == "*" else tr(a) for a in e.args)))
+
+    def _arg_mapping(self, call, target, recv_key) -> dict[str, str | None]:
+        a = target.args
+        params = [p.arg for p in a.posonlyargs + a.args]
+        mapping: dict[str, str | None] = {p.arg: None for p in a.posonlyargs + a.args + a.kwonlyargs}
+        if a.vararg:
+            mapping[a.vararg.arg] = None
+        if a.kwarg:
+            mapping[a.kwarg.arg] = None
+        if recv_key is not None and params:
+            mapping[params[0]] = recv_key
+            params = params[1:]
+        for p, arg in zip(params, call.args):
+            if isinstance(arg, ast.Starred):
+                break
+            mapping[p] = key_of(arg)
+        for kw in call.keywords:
+            if kw.arg in mapping:
+                mapping[kw.arg] = key_of(kw.value)
+        return mapping
+
+    def _local_names(self, fn) -> set[str]:
+        if id(fn) not in self._locals:
+            names = set()
+            for n in ast.walk(fn):
+                if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+                    names.add(n.id)
+                elif isinstance(n, ast.arg):
+                    names.add(n.arg)
+            self._locals[id(fn)] = names
+        return self._locals[id(fn)]
+
+    def _local_defs(self, scope) -> dict[str, ast.AST]:
+        if id(scope) not in self._defs:
+            d = {}
+            for n in scope.walk():
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    d[n.name] = n
+            self._defs[id(scope)] = d
+        return self._defs[id(scope)]
+
+    def _resolve_function(self, name: str, scope):
+        s = scope
+        while s is not None:
+            if s.kind != "module":
+                d = self._local_defs(s)
+                if name in d:
+                    return d[name]
+            s = s.parent
+        fn = self.sym.functions.get(name)
+        if fn is not None and id(fn) in self.scope_by_node:
+            return fn
+        return None
+
+    def _class_method(self, cls: str, name: str, seen=frozenset()):
+        info = self.sym.classes.get(cls)
+        if info is None or cls in seen:
+            return None
+        for st in info.node.body:
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)) and st.name == name:
+                return st
+        for b in info.bases:
+            if b in self.sym.classes:
+                r = self._class_method(b, name, seen | {cls})
+                if r is not None:
+                    return r
+        return None
+
+    def _class_has_foreign_base(self, cls: str, seen=frozenset()) -> bool:
+        info = self.sym.classes.get(cls)
+        if info is None or cls in seen:
+            return True
+        for b in info.bases:
+            if b in self.sym.classes:
+                if self._class_has_foreign_base(b, seen | {cls}):
+                    return True
+            elif b not in ("", "object", "torch.nn.Module") and not b.startswith("torch.nn."):
+                return True
+        return False
+
+    def _resolve_method(self, rk: str | None, m: str, scope):
+        if rk is None:
+            return None
+        if rk == "self" and scope.class_name:
+            target = self._class_method(scope.class_name, m)
+            if target is not None and (m not in EVENT_METHODS or not self.sym.is_module_class(scope.class_name)):
+                return target
+            return None
+        cls = self._instance_class(rk, scope)
+        if cls is not None:
+            target = self._class_method(cls, m)
+            if target is not None and (m not in EVENT_METHODS or not self.sym.is_module_class(cls)):
+                return target
+        return None
+
+    def _instance_class(self, key: str, scope) -> str | None:
+        v = self.binding_value(key, scope)
+        if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in self.sym.classes:
+            return v.func.id
+        return None
+
+    # -- bindings ------------------------------------------------------------------------------------
+    def _scope_assigns(self, scope) -> list[tuple[str, ast.AST, int]]:
+        if id(scope) not in self._assigns:
+            out = []
+            for n in scope.walk():
+                if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
+                    targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                    for t in targets:
+                        k = key_of(t)
+                        if k:
+                            out.append((k, n.value, n.lineno))
+            self._assigns[id(scope)] = out
+        return self._assigns[id(scope)]
+
+    def binding_value(self, key: str, scope) -> ast.AST | None:
+        for s in self.facts.visible_scopes(scope):
+            if key.startswith("self.") and s.class_name != scope.class_name:
+                continue
+            cands = [(ln, v) for k, v, ln in self._scope_assigns(s) if k == key]
+            if cands:
+                return max(cands, key=lambda c: c[0])[1]
+        return None
+
+    def is_optimizer(self, key: str, scope) -> bool:
+        if self.facts.optimizer_at(key, scope) is not None:
+            return True
+        if self.is_scheduler(key, scope):
+            return False
+        last = key.rsplit(".", 1)[-1]
+        return bool(_OPT_NAME.match(last) or _OPT_SUFFIX.search(last) or "optimizer" in last.lower()
+                    or "optimiser" in last.lower())
+
+    def optimizer_models(self, key: str, scope) -> tuple:
+        b = self.facts.optimizer_at(key, scope)
+        if b is None or b.params is None:
+            return ()
+        found: list[str] = []
+        for n in ast.walk(b.params):
+            k = None
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
+                    n.func.attr in ("parameters", "named_parameters"):
+                k = key_of(n.func.value)
+            if k and k != "self" and k not in found:
+                found.append(k)
+        return tuple(found)
+
+    def is_scheduler(self, key: str, scope) -> bool:
+        v = self.binding_value(key, scope)
+        if isinstance(v, ast.Call):
+            qn = self.sym.qualname(v.func) or ""
+            if qn.startswith("torch.optim.lr_scheduler.") or "schedule" in qn.rsplit(".", 1)[-1].lower():
+                return True
+        return "sched" in key.rsplit(".", 1)[-1].lower()
+
+    def scheduler_optimizer(self, key: str, scope) -> str | None:
+        v = self.binding_value(key, scope)
+        if isinstance(v, ast.Call):
+            arg = v.args[0] if v.args else next((k.value for k in v.keywords if k.arg == "optimizer"), None)
+            return key_of(arg) if arg is not None else None
+        return None
+
+    def is_scaler(self, key: str, scope) -> bool:
+        v = self.binding_value(key, scope)
+        if isinstance(v, ast.Call):
+            qn = self.sym.qualname(v.func) or ""
+            if qn.endswith("GradScaler"):
+                return True
+        return "scaler" in key.rsplit(".", 1)[-1].lower()
+
+    def _is_local_value(self, name: str, scope) -> bool:
+        return scope.kind != "module" and name in self._local_names(scope.node)
+
+    def _module_names(self) -> set[str]:
+        mod = self.facts.scopes[0]
+        return {k for k, _v, _l in self._scope_assigns(mod) if "." not in k}
+
+    def _is_nograd_ctx(self, expr) -> bool:
+        if isinstance(expr, ast.Call):
+            qn = self.sym.qualname(expr.func)
+            if qn in NOGRAD_CALLS:
+                return True
+            if qn in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled") and expr.args:
+                a = expr.args[0]
+                return isinstance(a, ast.Constant) and a.value is False
+            return False
+        return self.sym.qualname(expr) in NOGRAD_CALLS
+
+    def _is_enable_grad_ctx(self, expr) -> bool:
+        if isinstance(expr, ast.Call):
+            qn = self.sym.qualname(expr.func)
+            if qn in ("torch.enable_grad", "torch.autograd.enable_grad"):
+                return True
+            if qn in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled") and expr.args:
+                a = expr.args[0]
+                return isinstance(a, ast.Constant) and a.value is True
+        return False
+
+    def _grad_reset_loop(self, st, scope):
+        """`for p in model.parameters(): p.grad = None` (or `.zero_()`), and the same over
+        `opt.param_groups`: (key, "model"|"optimizer", models) or None."""
+        it = st.iter
+        owner, target = None, None
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) and \
+                it.func.attr in ("parameters", "named_parameters"):
+            owner, target = key_of(it.func.value), "model"
+        elif isinstance(it, ast.Attribute) and it.attr == "param_groups":
+            owner, target = key_of(it.value), "optimizer"
+        if owner is None:
+            return None
+        for n in ast.walk(st):
+            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "grad"
+                                                 for t in n.targets):
+                break
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
+                    n.func.attr in ("zero_", "detach_") and "grad" in ast.unparse(n.func.value).split("."):
+                break
+        else:
+            return None
+        models = self.optimizer_models(owner, scope) if target == "optimizer" else ()
+        return owner, target, models
+
+
+def loop_facts(ctx) -> LoopFacts:
+    return ctx.memo("gp4.loops", lambda: LoopFacts(ctx))
+
+
+def loop_header_span(src, loop):
+    """`for x, y in loader` / `while step < n`: from the keyword to the end of the header expression."""
+    from gradpath.analysis.findings import Span
+    end_node = loop.iter if isinstance(loop, (ast.For, ast.AsyncFor)) else loop.test
+    start = src.span_of(loop)
+    end = src.span_of(end_node)
+    return Span(start.line, start.col, end.end_line, end.end_col)

@@ -1,0 +1,789 @@
+"""GP4: training loops in the wrong order (GP401-GP408).
+
+The order facts come from `gradpath.analysis.loops`: each scope flattened into events
+(`zero_grad`, `backward`, `step`, `sched`, `train`, `eval`, ...) with the loops, branches and
+calls around them. The checks here only read those events and the AST of the lines they report.
+"""
+from __future__ import annotations
+
+import ast
+
+from gradpath.analysis.facts import key_of
+from gradpath.analysis.findings import Edit, Fix, Related, Span
+from gradpath.analysis.loops import (LOOP, CALL, display, exclusive, key_matches, loop_facts,
+                                     loop_header_span, nameable, same_model)
+from gradpath.analysis.rules import rule
+
+
+# -- small helpers ------------------------------------------------------------------------------------
+
+def _short(ctx, node, fallback: str, limit: int = 60) -> str:
+    try:
+        span = ctx.span(node)
+    except Exception:
+        return fallback
+    if span.line != span.end_line:
+        return fallback
+    text = ctx.src.text_in(span)
+    return text if 0 < len(text) <= limit else fallback
+
+
+def _backward_text(ctx, ev) -> str:
+    if ev.key and ":" not in ev.key and isinstance(ev.node, ast.Call) and \
+            isinstance(ev.node.func, ast.Attribute) and ev.node.func.attr == "backward" and \
+            key_of(ev.node.func.value) == ev.key:
+        return f"{ev.key}.backward()"
+    return _short(ctx, ev.node, "backward()", limit=40)
+
+
+def _ev_span(ctx, ev) -> Span:
+    if isinstance(ev.node, (ast.For, ast.AsyncFor, ast.While)):
+        return loop_header_span(ctx.src, ev.node)
+    return ctx.span(ev.node)
+
+
+def _stmt(ctx, node):
+    return ctx.facts.enclosing_stmt(node) if not isinstance(node, ast.stmt) else node
+
+
+def _owns_lines(ctx, st) -> bool:
+    """The statement alone on its lines (a trailing comment allowed)."""
+    span = ctx.span(st)
+    before = ctx.src.line_text(span.line)[:span.col]
+    after = ctx.src.line_text(span.end_line)[span.end_col:]
+    return not before.strip() and (not after.strip() or after.strip().startswith("#"))
+
+
+def _stmt_text(ctx, st, indent: str) -> str:
+    """The statement's lines re-indented to `indent`, without a trailing newline."""
+    old = ctx.src.indent_of(st.lineno)
+    lines = []
+    for ln in range(st.lineno, st.end_lineno + 1):
+        t = ctx.src.line_text(ln)
+        lines.append(indent + t[len(old):] if t.startswith(old) else t)
+    return ctx.src.newline.join(lines)
+
+
+def _delete_lines(ctx, st) -> Edit | None:
+    if st.end_lineno >= len(ctx.src.lines):
+        return None
+    return Edit(Span(st.lineno, 0, st.end_lineno + 1, 0), "")
+
+
+def _insert_before(ctx, st, code: str) -> Edit | None:
+    """A new line `code` just before statement `st`, at its indentation."""
+    indent = ctx.src.indent_of(st.lineno)
+    if ctx.src.char_col(st.lineno, st.col_offset) != len(indent):
+        return None  # `x = 1; st` or a body on the header's line
+    return Edit(Span(st.lineno, 0, st.lineno, 0), indent + code + ctx.src.newline)
+
+
+def _insert_after(ctx, st, code: str, indent: str) -> Edit:
+    end = ctx.src.line_text(st.end_lineno)
+    return Edit(Span(st.end_lineno, len(end), st.end_lineno, len(end)), ctx.src.newline + indent + code)
+
+
+def _top_of_body(ctx, loop, code: str) -> Edit | None:
+    first = loop.body[0]
+    if first.lineno == loop.lineno:
+        return None
+    return _insert_before(ctx, first, code)
+
+
+def _same_block(ctx, a, b) -> bool:
+    pa, pb = ctx.facts.parent(a), ctx.facts.parent(b)
+    if pa is None or pa is not pb:
+        return False
+    for fld in ("body", "orelse", "finalbody"):
+        lst = getattr(pa, fld, None) or []
+        if any(x is a for x in lst) and any(x is b for x in lst):
+            return True
+    return False
+
+
+def _ancestor_in_block(ctx, node, block_member):
+    """The statement enclosing `node` that sits in the same block as `block_member`."""
+    cur = _stmt(ctx, node)
+    while cur is not None:
+        if _same_block(ctx, cur, block_member):
+            return cur
+        cur = ctx.facts.parent(cur)
+        while cur is not None and not isinstance(cur, ast.stmt):
+            cur = ctx.facts.parent(cur)
+    return None
+
+
+def _move_after(ctx, st, anchor) -> Fix | None:
+    """Edits moving `st` to just after `anchor` (same block, `anchor` later)."""
+    if not _owns_lines(ctx, st) or not _same_block(ctx, st, anchor) or anchor.lineno <= st.end_lineno:
+        return None
+    delete = _delete_lines(ctx, st)
+    if delete is None:
+        return None
+    indent = ctx.src.indent_of(st.lineno)
+    return (delete, _insert_after(ctx, anchor, _stmt_text(ctx, st, indent).lstrip(" \t"), indent))
+
+
+def _move_before(ctx, st, anchor):
+    if not _owns_lines(ctx, st) or anchor.lineno >= st.lineno:
+        return None
+    delete = _delete_lines(ctx, st)
+    indent = ctx.src.indent_of(anchor.lineno)
+    if delete is None or ctx.src.char_col(anchor.lineno, anchor.col_offset) != len(indent):
+        return None
+    ins = Edit(Span(anchor.lineno, 0, anchor.lineno, 0), _stmt_text(ctx, st, indent) + ctx.src.newline)
+    return (ins, delete)
+
+
+def _opt_class(ctx, key, scope) -> str | None:
+    b = ctx.facts.optimizer_at(display(key), scope) if key else None
+    return b.short if b else None
+
+
+def _data(**kw) -> dict:
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def _loop_seqs(unit):
+    yield None, list(unit.events)
+    for loop in unit.loops:
+        yield loop, [e for _, e in unit.loop_events(loop)]
+
+
+def _lossish(key: str | None) -> bool:
+    k = display(key).rsplit(".", 1)[-1].lower()
+    return "loss" in k or "crit" in k or k in ("bce", "mse", "ce", "nll", "l1")
+
+
+def _clears(z, s, strict: bool, fwd: set | None = None) -> bool:
+    """Does zero_grad event z clear the gradients optimizer step s uses? Strictly: only when that
+    is known (the optimizer itself, a model it holds, or the one model called in the sequence)."""
+    if z.kind != "zero_grad":
+        return False
+    if z.target == "optimizer":
+        return z.key == s.key
+    if not s.models:
+        if strict:
+            return bool(fwd) and len(fwd) == 1 and same_model(z.key, next(iter(fwd)))
+        return True
+    if strict:
+        return any(same_model(z.key, m) or display(m).startswith(display(z.key) + ".") for m in s.models)
+    return any(key_matches(z.key, m) for m in s.models)
+
+
+def _models_text(models) -> str | None:
+    names = [display(m) for m in models]
+    return ", ".join(names) if names else None
+
+
+# -- GP401 --------------------------------------------------------------------------------------------
+
+@rule("GP401")
+def missing_zero_grad(ctx):
+    lf = loop_facts(ctx)
+    done = set()
+    for unit in lf.units:
+        for loop in unit.loops:
+            evs = [e for _, e in unit.loop_events(loop)]
+            backs = [e for e in evs if e.kind == "backward" and not e.nograd]
+            if not backs:
+                continue
+            missing: dict[str, object] = {}
+            for s in evs:
+                if s.kind != "step" or s.target != "optimizer" or not nameable(s.key):
+                    continue
+                inner = next((l for l in reversed(s.loops()) if any(b.in_loop(l) for b in backs)), None)
+                if inner is not loop:
+                    continue
+                if any(_clears(z, s, strict=False) for z in evs):
+                    continue
+                if any(o.kind == "opaque" and ("*" in o.args or s.key in o.args) for o in evs):
+                    continue
+                missing.setdefault(s.key, s)
+            if not missing:
+                continue
+            span = loop_header_span(ctx.src, loop)
+            if span in done:
+                continue
+            done.add(span)
+            keys = list(missing)
+            steps = [missing[k] for k in keys]
+            models = []
+            for s in steps:
+                models += [m for m in s.models if m not in models]
+            outer = [z for z in unit.events if any(_clears(z, s, strict=False) for s in steps)
+                     and not z.in_loop(loop)]
+            names = " and ".join(f"{display(k)}.zero_grad()" for k in keys)
+            what = f"gradients of {_models_text(models)}" if models else "gradients"
+            if outer:
+                z = outer[0]
+                msg = (f"{names} is called only outside this loop (line {z.node.lineno}): {what} add up "
+                       f"across its iterations")
+            else:
+                msg = f"{names} {'is' if len(keys) == 1 else 'are'} never called in this loop: {what} add up across iterations"
+            related = [Related(ctx.span(s.node), f"{_short(ctx, s.node, 'step()')} applies the sum of every "
+                                                  "iteration's gradients") for s in steps]
+            b = next(b for b in backs if b.in_loop(loop))
+            related.append(Related(ctx.span(b.node), f"{_short(ctx, b.node, 'backward()')} adds this "
+                                                      "iteration's gradients to .grad"))
+            if outer:
+                related.append(Related(_ev_span(ctx, outer[0]), "gradients are cleared here, once per outer iteration"))
+            fixes = []
+            ins = _top_of_body(ctx, loop, "; ".join(f"{k}.zero_grad()" for k in keys))
+            if ins is not None:
+                fixes.append(Fix(f"Call {names} at the top of the loop", True, (ins,), preferred=True))
+            yield ctx.finding("GP401", span, msg, fixes=fixes, related=related,
+                              data=_data(optimizer=keys[0], optimizer_class=_opt_class(ctx, keys[0], unit.scope),
+                                         model=display(models[0]) if models else None,
+                                         loop_line=loop.lineno, needs_iterations=2))
+
+
+# -- GP402 --------------------------------------------------------------------------------------------
+
+@rule("GP402")
+def zero_grad_before_step(ctx):
+    lf = loop_facts(ctx)
+    done = set()
+    for unit in lf.units:
+        for loop, seq in _loop_seqs(unit):
+            fwd = {e.key for e in seq if e.kind == "fwd" and not _lossish(e.key)}
+            for j, s in enumerate(seq):
+                if s.kind != "step" or s.target != "optimizer":
+                    continue
+                for zi in range(j - 1, -1, -1):
+                    z = seq[zi]
+                    if z.kind == "backward" and not exclusive(z, s):
+                        break
+                    if not _clears(z, s, strict=True, fwd=fwd) or exclusive(z, s):
+                        continue
+                    b = next((seq[bi] for bi in range(zi - 1, -1, -1) if seq[bi].kind == "backward"
+                              and not seq[bi].nograd and not exclusive(seq[bi], z)), None)
+                    if b is None:
+                        break
+                    span = _ev_span(ctx, z)
+                    if span in done:
+                        break
+                    done.add(span)
+                    yield _gp402(ctx, unit, z, b, s, span)
+                    break
+
+
+def _gp402(ctx, unit, z, b, s, span):
+    ztext = _short(ctx, z.node, f"{display(z.key)}.zero_grad()") if not isinstance(z.node, ast.stmt) \
+        else f"resetting {display(z.key)}'s .grad"
+    btext = _backward_text(ctx, b)
+    stext = _short(ctx, s.node, f"{display(s.key)}.step()")
+    msg = (f"{ztext} clears the gradients that {btext} (line {b.node.lineno}) computed before {stext} "
+           f"(line {s.node.lineno}) uses them: the step finds no gradients and nothing learns")
+    fixes = []
+    if z.fn is b.fn:
+        zst, bst = _stmt(ctx, z.node), _stmt(ctx, b.node)
+        edits = _move_before(ctx, zst, bst) if zst is not None and bst is not None else None
+        if edits:
+            fixes.append(Fix(f"Move {ztext} before {btext}", True, edits, preferred=True))
+    loops = s.loops()
+    return ctx.finding("GP402", span, msg, fixes=fixes,
+                       related=[Related(ctx.span(b.node), "gradients computed here"),
+                                Related(ctx.span(s.node), "the step that finds them cleared")],
+                       data=_data(optimizer=display(s.key), optimizer_class=_opt_class(ctx, s.key, unit.scope),
+                                  model=display(s.models[0]) if s.models else None,
+                                  loop_line=loops[-1].lineno if loops else None))
+
+
+# -- GP403 --------------------------------------------------------------------------------------------
+
+@rule("GP403")
+def step_before_backward(ctx):
+    lf = loop_facts(ctx)
+    done = set()
+    for unit in lf.units:
+        for loop in unit.loops:
+            seq = [e for _, e in unit.loop_events(loop)]
+            for j, s in enumerate(seq):
+                if s.kind != "step" or s.target != "optimizer" or not s.loops() or s.loops()[-1] is not loop:
+                    continue
+                if s.conditional_in(loop):
+                    continue
+                if any(e.kind == "backward" and not exclusive(e, s) for e in seq[:j]):
+                    continue
+                b = next((e for e in seq[j + 1:] if e.kind == "backward" and not e.nograd
+                          and not exclusive(e, s)), None)
+                if b is None:
+                    continue
+                bi = seq.index(b)
+                if any(e.kind == "step" and e.key == s.key for e in seq[bi + 1:]):
+                    continue
+                span = ctx.span(s.node)
+                if span in done:
+                    continue
+                done.add(span)
+                stext = _short(ctx, s.node, f"{display(s.key)}.step()")
+                btext = _backward_text(ctx, b)
+                msg = (f"{stext} runs before {btext} (line {b.node.lineno}) in the same iteration: each step "
+                       f"applies the previous iteration's gradients")
+                fixes = []
+                if s.fn is b.fn:
+                    sst, bst = _stmt(ctx, s.node), _stmt(ctx, b.node)
+                    edits = _move_after(ctx, sst, bst) if sst is not None and bst is not None else None
+                    if edits:
+                        fixes.append(Fix(f"Move {stext} after {btext}", True, edits, preferred=True))
+                yield ctx.finding("GP403", span, msg, fixes=fixes,
+                                  related=[Related(ctx.span(b.node), "this iteration's gradients are computed "
+                                                                     "only here, after the step")],
+                                  data=_data(optimizer=display(s.key),
+                                             optimizer_class=_opt_class(ctx, s.key, unit.scope),
+                                             model=display(s.models[0]) if s.models else None,
+                                             loop_line=loop.lineno, needs_iterations=2))
+
+
+# -- GP404 --------------------------------------------------------------------------------------------
+
+def _visible_optimizers(ctx, lf, scope) -> list[str]:
+    facts = ctx.facts
+    keys: list[str] = []
+    fn_names = set()
+    if scope.kind != "module":
+        fn_names = {n.id for n in ast.walk(scope.node) if isinstance(n, ast.Name)}
+    for o in facts.optimizers:
+        if o.key is None:
+            continue
+        ok = (o.scope is scope
+              or (o.scope.kind == "module" and "." not in o.key and o.key in fn_names)
+              or (scope.class_name and o.scope.class_name == scope.class_name and o.key.startswith("self.")))
+        if ok and o.key not in keys:
+            keys.append(o.key)
+    if scope.kind != "module":
+        a = scope.node.args
+        for p in a.posonlyargs + a.args + a.kwonlyargs:
+            if lf.is_optimizer(p.arg, scope) and p.arg not in keys:
+                keys.append(p.arg)
+    return keys
+
+
+@rule("GP404")
+def missing_step(ctx):
+    lf = loop_facts(ctx)
+    done = set()
+    stepped = {c.receiver for c in ctx.facts.calls if c.method in ("step", "optimizer_step")}
+    for unit in lf.units:
+        if any(e.kind == "step" for e in unit.events):
+            continue
+        opts = _visible_optimizers(ctx, lf, unit.scope)
+        if not opts or any(k in stepped for k in opts):
+            continue
+        for loop in unit.loops:
+            if unit.parent_loop(loop) is not None:
+                continue
+            evs = [e for _, e in unit.loop_events(loop)]
+            backs = [e for e in evs if e.kind == "backward" and not e.nograd and not e.in_closure]
+            if not backs:
+                continue
+            if any(e.kind == "opaque" and ("*" in e.args or any(a in opts for a in e.args)) for e in evs):
+                continue
+            b = backs[0]
+            span = ctx.span(b.node)
+            if span in done:
+                continue
+            done.add(span)
+            btext = _backward_text(ctx, b)
+            fixes = []
+            if len(opts) == 1:
+                opt = opts[0]
+                models = lf.optimizer_models(opt, unit.scope)
+                what = f"the weights of {_models_text(models)}" if models else "the weights"
+                msg = (f"{btext} computes gradients but {opt}.step() is never called in this loop: "
+                       f"{what} never change")
+                bst = _stmt(ctx, b.node)
+                if not b.via_call and bst is not None and _owns_lines(ctx, bst):
+                    fixes.append(Fix(f"Call {opt}.step() after {btext}", False,
+                                     (_insert_after(ctx, bst, f"{opt}.step()", ctx.src.indent_of(bst.lineno)),)))
+            else:
+                opt, models = None, ()
+                msg = (f"{btext} computes gradients but no optimizer's step() is called in this loop "
+                       f"({', '.join(opts)}): the weights never change")
+            rel = []
+            for o in ctx.facts.optimizers:
+                if o.key in opts:
+                    rel.append(Related(ctx.span(o.call), f"{o.key} is created here and never stepped"))
+            yield ctx.finding("GP404", span, msg, fixes=fixes, related=rel,
+                              data=_data(optimizer=opt, optimizer_class=_opt_class(ctx, opt, unit.scope),
+                                         model=display(models[0]) if models else None, loop_line=loop.lineno))
+
+
+# -- GP405 --------------------------------------------------------------------------------------------
+
+_DETACHING = {"item", "detach", "tolist", "numpy", "detach_"}
+_PLAIN = {"float", "int", "len", "round", "str", "bool", "abs", "max", "min"}
+
+
+class _Graph:
+    """Which names hold a tensor that carries an autograd graph at a given statement."""
+
+    def __init__(self, ctx, lf, scope, backwarded: set[str]):
+        self.ctx, self.lf, self.scope = ctx, lf, scope
+        self.backwarded = backwarded
+        self.state: dict[str, str] = {}
+
+    def name(self, n: str) -> bool:
+        st = self.state.get(n, "unknown")
+        return st == "graph" or (st == "unknown" and n in self.backwarded)
+
+    def expr(self, e) -> bool:
+        if isinstance(e, ast.Name):
+            return self.name(e.id)
+        if isinstance(e, ast.Call):
+            f = e.func
+            qn = self.ctx.symbols.qualname(f)
+            if isinstance(f, ast.Attribute) and f.attr in _DETACHING:
+                return False
+            if isinstance(f, ast.Name) and f.id in _PLAIN and f.id not in self.ctx.symbols.functions:
+                return False
+            if qn and (qn.startswith(("math.", "numpy.", "np.")) or qn in ("torch.tensor", "torch.as_tensor")):
+                return False
+            fk = key_of(f)
+            if fk and not isinstance(f, ast.Attribute) or (fk and fk.startswith("self.") and fk.count(".") == 1):
+                b = self.ctx.facts.model_at(fk, self.scope)
+                if b is not None and not b.cls.endswith("Loss"):
+                    return True
+            args = list(e.args) + [k.value for k in e.keywords]
+            if isinstance(f, ast.Attribute) and self.expr(f.value):
+                return True
+            return any(self.expr(a) for a in args)
+        if isinstance(e, ast.BinOp):
+            return self.expr(e.left) or self.expr(e.right)
+        if isinstance(e, ast.UnaryOp):
+            return self.expr(e.operand)
+        if isinstance(e, ast.Subscript):
+            return self.expr(e.value)
+        if isinstance(e, ast.Attribute):
+            return e.attr not in ("data", "grad", "shape", "dtype", "device") and self.expr(e.value)
+        if isinstance(e, ast.IfExp):
+            return self.expr(e.body) or self.expr(e.orelse)
+        if isinstance(e, (ast.Tuple, ast.List)):
+            return any(self.expr(x) for x in e.elts)
+        return False
+
+    def assign(self, target: str, value, nograd: bool) -> None:
+        if nograd:
+            self.state[target] = "detached"
+        elif self.expr(value):
+            self.state[target] = "graph"
+        elif isinstance(value, ast.Constant) or (isinstance(value, ast.Call) and (
+                isinstance(value.func, ast.Attribute) and value.func.attr in _DETACHING
+                or isinstance(value.func, ast.Name) and value.func.id in _PLAIN)):
+            self.state[target] = "detached"
+        else:
+            self.state[target] = "unknown"
+
+
+def _under_nograd(ctx, lf, node, scope) -> bool:
+    for a in ctx.facts.ancestors(node):
+        if isinstance(a, (ast.With, ast.AsyncWith)) and any(lf._is_nograd_ctx(i.context_expr) for i in a.items):
+            return True
+        if a is scope.node:
+            return any(lf._is_nograd_ctx(d) for d in getattr(a, "decorator_list", []))
+    return False
+
+
+def _innermost_loop(ctx, node, scope):
+    for a in ctx.facts.ancestors(node):
+        if a is scope.node:
+            return None
+        if isinstance(a, (ast.For, ast.AsyncFor, ast.While)):
+            return a
+    return None
+
+
+def _names_in(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+@rule("GP405")
+def loss_accumulated_with_graph(ctx):
+    lf = loop_facts(ctx)
+    for unit in lf.units:
+        scope = unit.scope
+        nodes = list(scope.walk())
+        backwarded = {e.key for e in unit.events if e.kind == "backward" and e.key and "." not in e.key
+                      and not e.via_call}
+        assigns = []  # (node, [target names], value)
+        for n in nodes:
+            if isinstance(n, ast.Assign):
+                names = [t.id for t in n.targets if isinstance(t, ast.Name)]
+                if names:
+                    assigns.append((n, names, n.value))
+            elif isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value is not None:
+                assigns.append((n, [n.target.id], n.value))
+        assigns.sort(key=lambda a: (a[0].lineno, a[0].col_offset))
+        for st in nodes:
+            acc = _accumulation(st)
+            if acc is None:
+                continue
+            target, value, kind = acc
+            loop = _innermost_loop(ctx, st, scope)
+            if loop is None or _under_nograd(ctx, lf, st, scope):
+                continue
+            # the accumulator lives across iterations: set before the loop, not reset inside it
+            before = [a for a in assigns if target in a[1] and a[0].lineno < loop.lineno]
+            if not before:
+                continue
+            resets = [a for a in assigns if target in a[1] and _inside(ctx, a[0], loop)
+                      and target not in _names_in(a[2])]
+            if resets:
+                continue
+            g = _Graph(ctx, lf, scope, backwarded)
+            for node, names, val in assigns:
+                if (node.lineno, node.col_offset) >= (st.lineno, st.col_offset):
+                    break
+                for nm in names:
+                    g.assign(nm, val, _under_nograd(ctx, lf, node, scope))
+            carriers = [n for n in ast.walk(value) if isinstance(n, ast.Name) and g.name(n.id)
+                        and _not_detached_on_path(ctx, n, value)]
+            if not carriers or not g.expr(value):
+                continue
+            if _consumed_later(ctx, nodes, assigns, target, st):
+                continue
+            yield _gp405(ctx, st, target, value, kind, carriers, loop)
+
+
+def _inside(ctx, node, loop) -> bool:
+    return any(a is loop for a in ctx.facts.ancestors(node))
+
+
+def _not_detached_on_path(ctx, name_node, root) -> bool:
+    cur = name_node
+    while cur is not None and cur is not root:
+        p = ctx.facts.parent(cur)
+        if isinstance(p, ast.Attribute) and p.attr in ("data", "grad"):
+            return False
+        if isinstance(p, ast.Attribute) and isinstance(ctx.facts.parent(p), ast.Call) and \
+                ctx.facts.parent(p).func is p and p.attr in _DETACHING:
+            return False
+        if isinstance(p, ast.Call) and isinstance(p.func, ast.Name) and p.func.id in _PLAIN:
+            return False
+        cur = p
+    return True
+
+
+def _accumulation(st):
+    """(accumulator name, added value, "aug"|"assign"|"append") for `t += v`, `t = t + v`,
+    `t.append(v)`."""
+    if isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name) and isinstance(st.op, (ast.Add, ast.Sub)):
+        return st.target.id, st.value, "aug"
+    if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name) and \
+            isinstance(st.value, ast.BinOp) and isinstance(st.value.op, ast.Add):
+        t = st.targets[0].id
+        if isinstance(st.value.left, ast.Name) and st.value.left.id == t:
+            return t, st.value.right, "assign"
+    if isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+        c = st.value
+        if isinstance(c.func, ast.Attribute) and c.func.attr == "append" and isinstance(c.func.value, ast.Name) \
+                and len(c.args) == 1 and not c.keywords:
+            return c.func.value.id, c.args[0], "append"
+    return None
+
+
+def _consumed_later(ctx, nodes, assigns, target, st) -> bool:
+    """The accumulated value is meant to carry its graph: later backwarded or returned."""
+    derived = {target}
+    for node, names, val in assigns:
+        if node.lineno > st.lineno and _names_in(val) & derived:
+            derived |= set(names)
+    for n in nodes:
+        if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom)) and n.value is not None and \
+                _names_in(n.value) & derived:
+            return True
+        if isinstance(n, ast.Call):
+            f = n.func
+            is_back = (isinstance(f, ast.Attribute) and f.attr in ("backward", "manual_backward")) or \
+                ctx.symbols.qualname(f) in ("torch.autograd.backward", "torch.autograd.grad")
+            if is_back and _names_in(n) & derived:
+                return True
+    return False
+
+
+def _gp405(ctx, st, target, value, kind, carriers, loop):
+    name = carriers[0].id
+    vtext = _short(ctx, value, name)
+    if kind == "append":
+        stmt_text = f"{target}.append({vtext})"
+    elif kind == "aug":
+        stmt_text = f"{target} += {vtext}"
+    else:
+        stmt_text = f"{target} = {target} + {vtext}"
+    if kind == "append":
+        msg = (f"{stmt_text} keeps every iteration's autograd graph of {name} alive: memory grows every "
+               f"iteration; append {name}.item() or {name}.detach()")
+    else:
+        msg = (f"{stmt_text} keeps the autograd graph of {name} alive across iterations: {target} chains "
+               f"every iteration's graph and memory grows with it; accumulate {name}.item() or {name}.detach()")
+    fixes = []
+    for suffix, pref in ((".item()", True), (".detach()", False)):
+        edits = tuple(Edit(Span(s.end_line, s.end_col, s.end_line, s.end_col), suffix)
+                      for s in (ctx.span(c) for c in carriers))
+        fixes.append(Fix(f"Accumulate {name}{suffix}", True, edits, preferred=pref))
+    span = ctx.span(st.value if kind == "append" else st)
+    return ctx.finding("GP405", span, msg, fixes=fixes,
+                       related=[Related(loop_header_span(ctx.src, loop), "the loop whose iterations pile up graphs")],
+                       data=_data(loop_line=loop.lineno, needs_iterations=2, accumulator=target, value=name))
+
+
+# -- GP406 --------------------------------------------------------------------------------------------
+
+@rule("GP406")
+def scheduler_before_step(ctx):
+    lf = loop_facts(ctx)
+    done = set()
+    for unit in lf.units:
+        for loop, seq in _loop_seqs(unit):
+            for j, sc in enumerate(seq):
+                if sc.kind != "sched":
+                    continue
+                steps = [e for e in seq if e.kind == "step" and e.target == "optimizer"]
+                if sc.opt:
+                    mine = [e for e in steps if e.key == sc.opt]
+                else:
+                    keys = {e.key for e in steps}
+                    mine = steps if len(keys) == 1 else []
+                if not mine:
+                    continue
+                if any(seq.index(e) < j for e in mine):
+                    continue
+                s = next((e for e in mine if not exclusive(e, sc)), None)
+                if s is None:
+                    continue
+                span = ctx.span(sc.node)
+                if span in done:
+                    continue
+                done.add(span)
+                sctext = _short(ctx, sc.node, f"{display(sc.key)}.step()")
+                stext = _short(ctx, s.node, f"{display(s.key)}.step()")
+                msg = (f"{sctext} runs before {stext} (line {s.node.lineno}) in the same iteration: PyTorch "
+                       f"warns (\"Detected call of `lr_scheduler.step()` before `optimizer.step()`\") and "
+                       f"the first value of the learning-rate schedule is skipped")
+                fixes = []
+                if sc.fn is s.fn:
+                    scst = _stmt(ctx, sc.node)
+                    anchor = _ancestor_in_block(ctx, s.node, scst) if scst is not None else None
+                    edits = _move_after(ctx, scst, anchor) if anchor is not None else None
+                    if edits:
+                        fixes.append(Fix(f"Move {sctext} after {stext}", True, edits, preferred=True))
+                loops = sc.loops()
+                yield ctx.finding("GP406", span, msg, fixes=fixes,
+                                  related=[Related(ctx.span(s.node), "the optimizer step it should follow")],
+                                  data=_data(optimizer=display(s.key), scheduler=display(sc.key),
+                                             optimizer_class=_opt_class(ctx, s.key, unit.scope),
+                                             loop_line=loops[-1].lineno if loops else None))
+
+
+# -- GP407 --------------------------------------------------------------------------------------------
+
+@rule("GP407")
+def eval_mode_training(ctx):
+    lf = loop_facts(ctx)
+    done = set()
+    for unit in lf.units:
+        events = unit.events
+        steps = [e for e in events if e.kind == "step" and e.target == "optimizer"]
+        if not steps:
+            continue
+        trained = [m for s in steps for m in s.models]
+        unknown = any(not s.models for s in steps)
+        for idx, ev in enumerate(events):
+            if ev.kind != "eval" or not ev.key:
+                continue
+            m = ev.key
+            if not (any(same_model(m, t) for t in trained) or
+                    (unknown and any(e.kind == "fwd" and same_model(e.key, m) and not e.nograd
+                                     and e.loops() for e in events))):
+                continue
+
+            def is_training(e):
+                return e.kind == "backward" and not e.nograd
+
+            loop = next((l for l in reversed(ev.loops()) if any(is_training(e) and e.in_loop(l) for e in events)),
+                        None)
+            if loop is not None:
+                seq = [e for e in events if e.in_loop(loop)]
+                pos = seq.index(ev)
+                order = [e for e in seq[pos + 1:] if not exclusive(e, ev)] + seq[:pos]
+            else:
+                order = events[idx + 1:]
+            hit = None
+            for e in order:
+                if e.kind == "train" and key_matches(e.key, m):
+                    break
+                if e.kind == "opaque" and ("*" in e.args or any(key_matches(a, m) for a in e.args)):
+                    break
+                if is_training(e):
+                    hit = e
+                    break
+            if hit is None:
+                continue
+            span = ctx.span(ev.node)
+            if span in done:
+                continue
+            done.add(span)
+            name = display(m)
+            htext = _backward_text(ctx, hit)
+            fixes = []
+            if loop is not None:
+                msg = (f"{name}.eval() is never undone before the next training step ({htext}, line "
+                       f"{hit.node.lineno}): from the next iteration on {name} trains in eval mode "
+                       f"(dropout off, batch norm statistics frozen)")
+                if nameable(m) and any(l is loop for l in unit.loops):
+                    ins = _top_of_body(ctx, loop, f"{m}.train()")
+                    if ins:
+                        fixes.append(Fix(f"Call {m}.train() at the top of the loop", True, (ins,), preferred=True))
+                loop_line = loop.lineno
+            else:
+                msg = (f"{name}.eval() is still in effect when {name} trains ({htext}, line "
+                       f"{hit.node.lineno}): dropout and batch norm stay in eval behaviour during training")
+                first = next((f for f in hit.path if f[0] in (LOOP, CALL)), None)
+                anchor = None
+                if first is not None:
+                    anchor = first[1] if first[0] == LOOP else ctx.facts.enclosing_stmt(first[1])
+                elif not hit.via_call:
+                    anchor = _stmt(ctx, hit.node)
+                if anchor is not None and nameable(m):
+                    ins = _insert_before(ctx, anchor, f"{m}.train()")
+                    if ins:
+                        fixes.append(Fix(f"Call {m}.train() before training", True, (ins,), preferred=True))
+                hl = hit.loops()
+                loop_line = hl[0].lineno if hl else None
+            yield ctx.finding("GP407", span, msg, fixes=fixes,
+                              related=[Related(ctx.span(hit.node), f"{name} trains here in eval mode")],
+                              data=_data(model=name, loop_line=loop_line,
+                                         needs_iterations=2 if loop is not None else None))
+
+
+# -- GP408 --------------------------------------------------------------------------------------------
+
+@rule("GP408")
+def direct_forward(ctx):
+    facts = ctx.facts
+    for scope in facts.scopes:
+        for node in scope.walk():
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "forward"):
+                continue
+            recv = node.func.value
+            rk = key_of(recv)
+            if rk is None or rk == "self":
+                continue  # super().forward(x), self.forward(x)
+            if ctx.symbols.qualname(recv) is not None:
+                continue  # nn.Module.forward(self, x), Base.forward(self, x)
+            b = facts.model_at(rk, scope, node.lineno)
+            if b is None or b.cls.endswith("Loss"):
+                continue
+            rspan, fspan = ctx.span(recv), ctx.span(node.func)
+            call_text = _short(ctx, node, f"{rk}.forward(...)")
+            fix = Fix(f"Call {rk}(...) instead of {rk}.forward(...)", True,
+                      (Edit(Span(rspan.end_line, rspan.end_col, fspan.end_line, fspan.end_col), ""),),
+                      preferred=True)
+            where = " inside a forward()" if scope.name == "forward" else ""
+            yield ctx.finding("GP408", fspan,
+                              f"{call_text} calls forward directly{where}: {rk}'s forward hooks and pre-hooks "
+                              f"(pruning, weight norm, hooks you registered) are skipped; call {rk}(...)",
+                              fixes=[fix], related=[Related(ctx.span(b.stmt), f"{rk} is created here")],
+                              data=_data(model=rk, model_class=b.cls))
