@@ -141,6 +141,13 @@ class Val:
     numeric: float | None = None
     eps_name: bool = False
 
+    def primary_cut(self) -> "Cut | None":
+        """The cut that took the graph away (its receiver had one), else the latest cut."""
+        for c in self.cuts:
+            if c.had_graph:
+                return c
+        return self.cuts[0] if self.cuts else None
+
     def has_reason(self) -> bool:
         return bool(self.cuts or self.nograd or self.const is not None)
 
@@ -170,7 +177,7 @@ def combine(vals: list[Val], node: ast.AST | None, shape: str | None = None, kin
     origins = frozenset().union(*[v.origins for v in vals]) if grad == G else frozenset()
     cuts = _uniq(c for v in vals for c in v.cuts)
     nograd = _uniq(n for v in vals for n in v.nograd) if grad == N else ()
-    const = next((v.const for v in vals if v.const is not None), None) if grad == N else None
+    const = next((v.const for v in vals if v.const is not None), None) if grad == N and not cuts and not nograd else None
     patched = next((v for v in vals if v.patched is not None), None) if grad == N else None
     mcalls = _uniq((c for v in vals for c in v.model_calls), 3)
     alts = []
@@ -959,7 +966,11 @@ class Flow:
             if s is not None:
                 return self._invoke(s, node, args, kwargs, env, fr, self_val=fr.self_val)
         if m == "backward":
-            self._record(fr, env, "backward", node, {"value": recv}, {"value": func.value}, how="method")
+            vn = func.value
+            if isinstance(vn, ast.Call) and isinstance(vn.func, ast.Attribute) and vn.func.attr == "scale" \
+                    and len(vn.args) == 1:
+                vn = vn.args[0]  # scaler.scale(loss).backward(): the value is `loss`
+            self._record(fr, env, "backward", node, {"value": recv}, {"value": vn}, how="method")
             return NONE
         if m == "scale" and args and recv.kind not in ("tensor", "numpy"):
             return args[0]  # GradScaler.scale(loss)
@@ -1067,6 +1078,11 @@ class Flow:
             return replace(v, act=recv.act, act_node=recv.act_node, act_input=recv.act_input,
                            act_scope=recv.act_scope, exact=recv.exact and keep_exact,
                            model_out=recv.model_out and m in _VIEW_METHODS, elts=None)
+        if m in ("chunk", "split", "unbind", "tensor_split"):
+            v = combine(allv, node, shape=recv.shape if recv.shape in ("raw", "prob", "logprob") else None,
+                        kind="tuple")
+            return replace(v, act=recv.act, act_node=recv.act_node, act_input=recv.act_input,
+                           act_scope=recv.act_scope, exact=False)
         if m in ("normalize",):
             return combine(allv, node)
         if m in ("neg", "negative"):
@@ -1304,7 +1320,12 @@ class Flow:
             if out is None:
                 out = NONE
             if deco is not None and not is_forward:
-                out = self._under_nograd(out, node, {"__nograd__": deco})
+                # the call itself is the forward pass that runs with gradients disabled
+                r = NoGrad(deco.ctx_node, deco.ctx_text, node, None, None, fn)
+                if out.grad == N and out.nograd:
+                    out = replace(out, nograd=(r,), alts=())
+                else:
+                    out = self._under_nograd(out, node, {"__nograd__": r})
         finally:
             self._active.discard(id(fn))
         self._fn_memo[key] = out

@@ -53,7 +53,7 @@ def _why(ctx, v: Val, value_node) -> str:
     """`loss_detached is loss.detach()` / `loss is computed from out.detach() (line 12)`."""
     vt = _text(ctx, value_node)
     if v.cuts:
-        c = v.cuts[0]
+        c = v.primary_cut()
         ct = _text(ctx, c.node)
         if c.node is value_node or ct == vt:
             return f"`{vt}` has no grad_fn"
@@ -130,7 +130,7 @@ def _report_no_graph(ctx, e, v: Val, value_node, alt=None):
         if not (v.cuts or v.nograd or v.const is not None):
             return
         p = v.patched
-        cause = v.cuts[0].node if v.cuts else (v.nograd[0].node if v.nograd else v.const)
+        cause = v.primary_cut().node if v.cuts else (v.nograd[0].node if v.nograd else v.const)
         msg = (f"{where}`{_text(ctx, p)}` hides the cut at `{_text(ctx, cause)}` (line {_line(cause)}): "
                f"`{_text(ctx, bw)}` runs but no gradient reaches "
                f"{('`' + model + '`') if model else 'any model parameter'}; training runs and learns nothing")
@@ -140,7 +140,7 @@ def _report_no_graph(ctx, e, v: Val, value_node, alt=None):
                           data=dict(data_base, probe={"what": "backward-value", "span": ctx.span(value_node).to_dict(),
                                                       "expr": ctx.src.text_of(value_node)}))
         return
-    if v.cuts or v.const is not None:
+    if v.cuts or (v.const is not None and not v.nograd):
         msg = f"{where}{_why(ctx, v, value_node)}: {_tail(v)}"
         if may:
             msg = msg.replace("backward() raises", "backward() would raise")
@@ -151,7 +151,7 @@ def _report_no_graph(ctx, e, v: Val, value_node, alt=None):
         fwd = r.node
         scope_txt = f"`{r.ctx_text}` (line {_line(r.ctx_node)})"
         if r.decorator_of is not None:
-            scope_txt = f"`{r.decorator_of.name}`, decorated with `{r.ctx_text}`"
+            scope_txt = f"`{r.ctx_text}` (`{r.decorator_of.name}` is decorated with it)"
         msg = (f"{where}`{_text(ctx, fwd)}` runs under {scope_txt} and its result reaches "
                f"`{_text(ctx, bw)}` (line {_line(bw)}): " + RAISES.replace("raises", "would raise" if may else "raises"))
         rel = [Related(ctx.span(r.ctx_node), f"gradients are disabled here: `{r.ctx_text}`"),
@@ -175,7 +175,7 @@ def _patch_fix(ctx, v: Val) -> list[Fix]:
     src = ctx.src
     edits = []
     if isinstance(p, ast.Call) and v.patch_kind == "requires_grad=True":
-        c = v.cuts[0] if v.cuts else None
+        c = v.primary_cut()
         if c is not None and c.had_graph and c.receiver is not None and p.args and p.args[0] is c.node:
             return [Fix(f"Use `{_text(ctx, c.receiver)}` itself (keeps its graph)", False,
                         (Edit(ctx.span(p), src.text_of(c.receiver)),))]
@@ -183,8 +183,10 @@ def _patch_fix(ctx, v: Val) -> list[Fix]:
     stmt = ctx.facts.enclosing_stmt(p)
     if stmt is None or stmt.lineno != stmt.end_lineno:
         return []
+    sp = ctx.span(stmt)
     line = src.line_text(stmt.lineno)
-    if line.strip() != src.text_of(stmt).strip():
+    rest = line[sp.end_col:].strip()
+    if line[:sp.col].strip() or (rest and not rest.startswith("#")):
         return []
     edits.append(Edit(Span(stmt.lineno, 0, stmt.lineno + 1, 0), ""))
     if v.cuts:
