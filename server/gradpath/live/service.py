@@ -272,6 +272,7 @@ class LiveService:
             w0 = time.monotonic()
             self._ready_worker()
             run["worker_wait_ms"] = round((time.monotonic() - w0) * 1000, 1)
+            deadline = time.monotonic() + timeout  # the limit is for the user's code, not the warm-up
             run["cold"] = cold
             if self._worker and self._worker.info:
                 run["torch"] = self._worker.info.get("torch")

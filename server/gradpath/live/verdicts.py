@@ -178,14 +178,15 @@ def model_rows(obs: dict, finding) -> list[dict]:
     return rows
 
 
-def row_text(r: dict) -> str:
+def row_text(r: dict, opt_names: list[str] | None = None) -> str:
     g = num(r.get("grad"))
     grad = "no grad" if g is None else f"grad {fmt(g)}"
     ch = r.get("changed")
     changed = "changed" if ch else ("unchanged" if ch is False else "not compared")
     opts = r.get("optimizers") or []
-    where = ("in " + ", ".join(opts)) if opts else "not in any optimizer"
-    extra = "" if r.get("registered", True) else " (not registered in the model)"
+    where = ("in " + ", ".join(opts)) if opts else (
+        "not in " + " or ".join(opt_names) if opt_names else "in no optimizer")
+    extra = "" if r.get("registered", True) else ", not registered"
     return f"{r['name']}: {grad}, {changed}, {where}{extra}"
 
 
@@ -226,7 +227,10 @@ def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
             unreg = [r for r in rows if not r.get("registered", True)]
             bad = [r for r in unreg if not r.get("optimizers")] or bad
             expl = "not registered in the model: missing from parameters(), so no optimizer holds them"
-    table = "\n".join("  " + row_text(r) for r in rows[:30])
+            if any((num(r.get("grad")) or 0) > 0 and r.get("changed") is False for r in bad):
+                expl += "; they get gradients and never change"
+    opt_names = [o["label"] for o in obs.get("optimizers") or []][:3]
+    table = "\n".join("  " + row_text(r, opt_names) for r in rows[:30])
     data = {"table": table_data(rows), "steps": steps, "backward": obs.get("backward_count", 0)}
     if code == "GP112" and bad:
         created = obs.get("created_in_forward") or {}
@@ -238,8 +242,11 @@ def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
         return Verdict(NOT_RUN, mode, "no optimizer step ran, so nothing can be said about which parameters "
                        "change\n" + table, data)
     if bad:
-        names = ", ".join(r["name"] for r in bad[:6]) + (" ..." if len(bad) > 6 else "")
-        head = f"{names}: {expl} ({row_text(bad[0]).split(': ', 1)[1]})"
+        if len(bad) == 1:
+            head = f"{row_text(bad[0], opt_names)}: {expl}"
+        else:
+            names = ", ".join(r["name"] for r in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
+            head = f"{names}: {expl} (e.g. {row_text(bad[0], opt_names)})"
         return Verdict(CONFIRMED, mode, head + "\n" + table, data)
     if code in ("GP104", "GP105") and not [r for r in rows if not r.get("registered", True)]:
         return Verdict(NOT_REPRODUCED, mode, "every trainable tensor of the model is registered\n" + table, data)

@@ -1138,6 +1138,11 @@ def _exc_info(exc: BaseException, path: str) -> dict:
             "user_lines": [fr.lineno for fr in frames if fr.filename == path][-10:]}
 
 
+def obs_line(frames, path):
+    lines = [fr.lineno for fr in frames if fr.filename == path]
+    return lines[-1] if lines else None
+
+
 def _classify(exc: BaseException, obs: Observer, memory_mb: int) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, _StopRun):
@@ -1146,6 +1151,11 @@ def _classify(exc: BaseException, obs: Observer, memory_mb: int) -> str:
         return "memory"
     if obs.network:
         return "network"
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.ENETUNREACH):
+        frames = traceback.extract_tb(exc.__traceback__)
+        if frames and "socket" in ((frames[-1].line or "") + frames[-1].filename):
+            obs.network.append({"what": "socket", "target": None, "line": obs_line(frames, obs.path)})
+            return "network"
     if obs.processes or (isinstance(exc, OSError) and exc.errno in (errno.EAGAIN,) and "fork" in text.lower()):
         return "process"
     if isinstance(exc, SystemExit):
