@@ -278,6 +278,8 @@ def _params_arg(call: ast.Call) -> ast.AST | None:
 
 def _derivation(call: ast.Call, sym) -> tuple[str, str | None]:
     func = call.func
+    if sym.qualname(func) in ("copy.deepcopy", "copy.copy"):
+        return "copy", key_of(call.args[0]) if call.args else None
     if isinstance(func, ast.Attribute):
         return "derived", key_of(func.value)
     if call.args:

@@ -496,7 +496,7 @@ def _gp105(ctx, v, nn, tp):
                     sep = ", " if (pinner.args or pinner.keywords) else ""
                     new = f"{text(inner.func)}({ft[:-1]}{sep}{kwtext})" + (
                         text(inner)[len(text(inner.func)) + 1 + len(ft):] if False else ")")
-                return f"is the result of nn.Parameter(...).{label}, which returns a plain Tensor", new
+                return f"is nn.Parameter(...).{label}", new
         return None
     # arithmetic on a Parameter
     if isinstance(v, ast.BinOp):
@@ -518,11 +518,11 @@ _DTYPES = {"double": "float64", "half": "float16", "bfloat16": "bfloat16"}
 
 def _conversion(ctx, attr, call, tp):
     if attr in _DTYPES:
-        return f"{attr}()", (f"dtype={tp}.{_DTYPES[attr]}" if tp else None)
+        return f"{attr}(), which returns a plain Tensor", (f"dtype={tp}.{_DTYPES[attr]}" if tp else None)
     if attr == "cuda":
         if call.args:
-            return "cuda(...)", None
-        return "cuda()", 'device="cuda"'
+            return "cuda(...), which returns a plain Tensor", None
+        return "cuda(), which returns a plain Tensor", 'device="cuda"'
     if attr == "to":
         if not call.args and not call.keywords:
             return None
@@ -538,10 +538,11 @@ def _conversion(ctx, attr, call, tp):
         atext = ctx.src.text_of(a)
         if qn.startswith("torch.") and qn.rsplit(".", 1)[-1] in ("float64", "double", "float16", "half",
                                                                   "bfloat16", "int64", "long", "int32"):
-            return f"to({atext})", f"dtype={atext}"
+            return f"to({atext}), which returns a plain Tensor", f"dtype={atext}"
         if len(call.args) > 1 or call.keywords and call.args:
-            return f"to({atext}, ...)", None
-        return f"to({atext}) (on any device other than the one it is on)", f"device={atext}"
+            return f"to({atext}, ...), which returns a plain Tensor whenever it moves or converts the data", None
+        return (f"to({atext}), which returns a plain Tensor whenever it moves the data (to a GPU)",
+                f"device={atext}")
     return None
 
 
@@ -597,7 +598,7 @@ def layer_in_forward(ctx):
                 text = ctx.src.text_of(n)
                 pnames = names_text(inv.names) if inv.params else "parameters"
                 msg = (f"{text if len(text) <= 40 else short(ctx.facts.module_class_of_call(n)) + '(...)'} is built inside "
-                       f"forward(): every call creates new random {pnames} that {cname} does not register, so no "
+                       f"forward(): every call creates a fresh {pnames} that {cname} does not register, so no "
                        f"optimizer trains them")
                 fixes = _gp112_fix(ctx, n, init, target_name, attrs, par)
                 yield ctx.finding("GP112", n, msg, fixes=fixes,
@@ -928,7 +929,7 @@ def consumed_generator(ctx):
             continue
         gen_text = ctx.src.text_of(a.value)
         msg = (f"{p.id} is a one-shot generator ({gen_text if len(gen_text) <= 40 else 'parameters()'}); {reason}, "
-               f"so {opt.short} gets nothing: PyTorch raises ValueError: optimizer got an empty parameter list")
+               f"{'so' if cons else 'so from the second iteration on'} {opt.short} gets nothing: PyTorch raises ValueError: optimizer got an empty parameter list")
         fixes = [Fix(f"Store a list: {p.id} = list(...)", True, (Edit(ctx.span(a.value), f"list({gen_text})"),),
                      preferred=True)]
         related = [Related(ctx.span(a), f"{p.id} is created here")] + \
