@@ -1,0 +1,89 @@
+"""gradpath.confirm through the server: refused when untrusted; with a trusted workspace, a real
+live CPU step whose verdict lands in the diagnostics, the hover and the command's answer."""
+from __future__ import annotations
+
+import pytest
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+
+from lsp_helpers import SEEDS, Recorder, client, open_doc, untrusted, uri_of  # noqa: F401
+
+SEED_EMPTY = SEEDS / "seed1_ex2_empty_list.py"
+
+
+async def _open(c, path=SEED_EMPTY):
+    rec = Recorder(c)
+    uri = uri_of(path)
+    open_doc(c, uri, path.read_text())
+    p = await rec.wait_for(lambda p: p.uri == uri)
+    return uri, list(p.diagnostics), rec
+
+
+async def test_untrusted_workspace_never_runs_code(untrusted, tmp_path):
+    marker = tmp_path / "ran.txt"
+    path = tmp_path / "evil.py"
+    path.write_text(f"open({str(marker)!r}, 'w').write('ran')\nimport torch.optim as optim\nopt = optim.SGD([], lr=0.1)\n")
+    uri, diags, _ = await _open(untrusted, path)
+    assert [d.code for d in diags] == ["GP101"]
+    with pytest.raises(JsonRpcException) as exc:
+        await untrusted.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="gradpath.confirm", arguments=[uri]))
+    assert "untrusted" in str(exc.value)
+    assert not marker.exists()
+    # no "run" affordances either: no code lens, no confirm action
+    assert await untrusted.text_document_code_lens_async(types.CodeLensParams(
+        text_document=types.TextDocumentIdentifier(uri=uri))) is None
+    actions = await untrusted.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=diags[0].range,
+        context=types.CodeActionContext(diagnostics=diags)))
+    titles = [a.title for a in actions]
+    assert titles and not any("live" in t for t in titles)
+    # the server is still serving
+    h = await untrusted.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=diags[0].range.start))
+    assert h is not None and "GP101" in h.contents.value
+
+
+async def test_lens_over_optimizer_and_confirm_action_when_trusted(client):
+    uri, diags, _ = await _open(client)
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    assert lenses is not None and len(lenses) == 1
+    (lens,) = lenses
+    assert lens.range.start.line == 21
+    assert lens.command.command == "gradpath.confirm" and list(lens.command.arguments) == [uri]
+    actions = await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=diags[0].range,
+        context=types.CodeActionContext(diagnostics=diags)))
+    # (lsprotocol's client-side converter reads a CodeAction carrying a command as a Command)
+    confirm = [a for a in actions if "Confirm GP101 with a live CPU step" in a.title]
+    assert len(confirm) == 1
+
+
+async def test_confirm_unknown_document_is_an_error_not_a_crash(client):
+    with pytest.raises(JsonRpcException):
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="gradpath.confirm", arguments=[uri_of(SEEDS / "nope.py")]))
+    uri, diags, _ = await _open(client)
+    assert [d.code for d in diags] == ["GP101"]
+
+
+@pytest.mark.live
+async def test_confirm_runs_a_live_step_and_republishes(client):
+    uri, diags, rec = await _open(client)
+    n = len(rec.items)
+    res = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="gradpath.confirm", arguments=[uri, diags[0].data["id"]]))
+    v = res["verdicts"]["GP101:22:23"]
+    assert v["verdict"] == "confirmed", v
+    assert "optimizer got an empty parameter list" in str(v["evidence"])
+    assert res["focus"]["verdict"] == "confirmed"
+    p = await rec.wait_for(lambda p: p.uri == uri and rec.items.index(p) >= n)
+    (d,) = p.diagnostics
+    assert "live step: confirmed" in d.message
+    assert any("optimizer got an empty parameter list" in r.message for r in d.related_information)
+    h = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=d.range.start))
+    assert "Live CPU step:** confirmed" in h.contents.value
+    # work-done progress was reported
+    assert any(client.progress_reports.values())
