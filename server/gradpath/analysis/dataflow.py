@@ -1185,7 +1185,10 @@ class Flow:
             self.loss_module_uses[module.module_key] = self.loss_module_uses.get(module.module_key, 0) + (1 if fr.recording else 0)
         self._record(fr, env, "loss", node, {"input": inp}, {"input": inp_node},
                      loss=qn, loss_kind=kind, module=module)
-        v = combine(args + list(kwargs.values()), node, shape="reduce")
+        # targets of unknown origin (a function's parameter) are data: the input decides
+        others = [a for a in args[1:] + list(kwargs.values()) if a is not inp]
+        others = [replace(a, grad=N) if a.grad == U and not a.origins else a for a in others]
+        v = combine([inp] + others, node, shape="reduce")
         return v
 
     def _module_call(self, mod: Val, node: ast.Call, args, kwargs, env, fr) -> Val:
@@ -1277,7 +1280,7 @@ class Flow:
         ng = env.get("__nograd__") if not is_forward else None
         deco = self._decorator_nograd(fn)
         key = (id(fn), tuple(self._sig(a) for a in args), tuple(sorted((k or "", self._sig(v)) for k, v in kwargs.items())),
-               self._sig(self_val) if self_val else None, id(ng) if ng else None)
+               self._sig(self_val) if self_val else None, id(ng) if ng else None, fr.recording)
         memo = self._fn_memo.get(key)
         if memo is not None:
             return memo
