@@ -102,6 +102,7 @@ class FileReport:
     notebook: object = None  # notebook.Notebook
     mapping: object = None  # notebook.NotebookMapping
     unused: list[Finding] = field(default_factory=list)
+    resolver: object = None
 
     def items(self) -> list[Item]:
         out = []
@@ -160,7 +161,27 @@ class _Configs:
         return opts
 
 
-def _analyze_file(path: Path, display: str, opts: Options) -> FileReport:
+_RESOLVERS: dict[tuple[str, bool], object] = {}
+
+
+def _resolver(root, use_jedi: bool):
+    """The project's `gradpath.analysis.resolve.Resolver` (imported classes, re-exports) when that
+    module exists, one per project root; None otherwise: the analysis then resolves names within
+    the file only. Never raises."""
+    key = (os.path.abspath(root or os.getcwd()), use_jedi)
+    if key not in _RESOLVERS:
+        try:
+            from gradpath.analysis.resolve import Resolver
+            try:
+                _RESOLVERS[key] = Resolver(key[0], None, use_jedi)
+            except TypeError:
+                _RESOLVERS[key] = Resolver(root=key[0], sys_path=None, use_jedi=use_jedi)
+        except Exception:
+            _RESOLVERS[key] = None
+    return _RESOLVERS[key]
+
+
+def _analyze_file(path: Path, display: str, opts: Options, resolver=None) -> FileReport:
     if path.suffix == ".ipynb":
         from gradpath.notebook import Notebook, NotebookError
         try:
@@ -168,10 +189,11 @@ def _analyze_file(path: Path, display: str, opts: Options) -> FileReport:
         except NotebookError as exc:
             raise OSError(str(exc).split(": ", 1)[-1]) from exc
         from gradpath.notebook import analyze_cells
-        result = analyze_cells(nb.cells, str(path), opts)
-        return FileReport(path, display, result.source.text, result, opts, nb, result.notebook_mapping)
+        result = analyze_cells(nb.cells, str(path), opts, resolver)
+        return FileReport(path, display, result.source.text, result, opts, nb, result.notebook_mapping,
+                          resolver=resolver)
     text = read_source(path)
-    return FileReport(path, display, text, analyze(text, str(path), opts), opts)
+    return FileReport(path, display, text, analyze(text, str(path), opts, resolver), opts, resolver=resolver)
 
 
 def collect(args, warn=None, progress: bool = False) -> tuple[list[FileReport], list[str]]:
@@ -188,8 +210,9 @@ def collect(args, warn=None, progress: bool = False) -> tuple[list[FileReport], 
                 bar.step()
                 continue
             opts = configs.options_for(cfg, f)
+            resolver = _resolver(cfg.root, bool(getattr(args, "jedi", False)))
             try:
-                reports.append(_analyze_file(f, str(f), opts))
+                reports.append(_analyze_file(f, str(f), opts, resolver))
             except UnicodeDecodeError as exc:
                 errors.append(f"{f}: cannot read: not valid text ({exc.reason})")
             except OSError as exc:
@@ -324,7 +347,7 @@ def fix_file(report: FileReport, unsafe: bool, unused: bool) -> FixOutcome:
                     changed = True
             if not changed:
                 break
-            new_result = analyze_cells(new_cells, str(report.path), opts)
+            new_result = analyze_cells(new_cells, str(report.path), opts, report.resolver)
             if not _converged(result, new_result, codes, unused, report):
                 out.unconverged += sorted(codes)
                 break
@@ -347,7 +370,7 @@ def fix_file(report: FileReport, unsafe: bool, unused: bool) -> FixOutcome:
         if new == text:
             break
         codes = Counter(code for code, fx in chosen if any(fx is a for a in applied))
-        new_result = analyze(new, str(report.path), opts)
+        new_result = analyze(new, str(report.path), opts, report.resolver)
         if not _converged(result, new_result, codes, unused, report):
             out.unconverged += sorted(codes)
             break
@@ -467,7 +490,7 @@ def cmd_check(args) -> int:
             for r in reports:
                 if str(r.path) in paths_fixed:
                     try:
-                        r = _analyze_file(r.path, r.display, r.options)
+                        r = _analyze_file(r.path, r.display, r.options, r.resolver)
                     except OSError:
                         pass
                 reports2.append(r)
@@ -574,6 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--config", metavar="PATH", help="use this pyproject.toml or gradpath.toml for every file "
                         "instead of searching upwards from each file")
         sp.add_argument("--isolated", action="store_true", help="ignore all configuration files")
+        sp.add_argument("--jedi", action="store_true", help="also ask jedi about names imported from other "
+                        "modules (slower: a cold pass over torch takes seconds)")
 
     c = sub.add_parser("check", help="analyse files and print findings")
     common(c, FORMATS)

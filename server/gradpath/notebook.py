@@ -151,13 +151,13 @@ def syntax_error_findings(mapping: NotebookMapping) -> list[Finding]:
     return out
 
 
-def analyze_cells(cells, path: str | None = None, options=None):
+def analyze_cells(cells, path: str | None = None, options=None, resolver=None):
     """Analyse notebook cells: the joined text's AnalysisResult, with a GP000 finding for each
     cell that does not parse, and `result.notebook_mapping` set. Findings stay in joined-text
     coordinates; `map_finding(result.notebook_mapping, f)` moves one into its cell."""
     from gradpath.analysis.engine import analyze
     text, mapping = cells_to_source(cells)
-    result = analyze(text, path, options)
+    result = analyze(text, path, options, resolver)
     errors = syntax_error_findings(mapping)
     if errors:
         result.findings = sorted(result.findings + errors, key=Finding.sort_key)
