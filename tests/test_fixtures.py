@@ -6,6 +6,7 @@ import pytest
 from conftest import FIXTURES
 from fixture_expect import expected, fixture_files
 from gradpath.analysis import analyze
+from gradpath.analysis.resolve import Resolver
 
 FILES = fixture_files(FIXTURES)
 
@@ -13,7 +14,8 @@ FILES = fixture_files(FIXTURES)
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(FIXTURES)) for p in FILES])
 def test_fixture(path):
     text = path.read_text(encoding="utf-8")
-    result = analyze(text, str(path))
+    # like `gradpath check`: imported model classes are resolved from the fixture's own folder
+    result = analyze(text, str(path), resolver=Resolver(root=str(path.parent), use_jedi=False))
     got = Counter((f.span.line, f.code) for f in result.findings)
     want = expected(text)
     assert not result.failed_rules, f"rules crashed: {result.failed_rules}"

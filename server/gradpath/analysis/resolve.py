@@ -1,0 +1,337 @@
+"""Resolution of what one file cannot answer: module classes imported from the user's other modules.
+
+`from models import Net` with `Net` in `models.py`, `models/__init__.py`, or re-exported by a
+package (`from .net import Net` in `models/__init__.py`), and `import models` + `models.Net()`.
+
+Fast path first: the module file is found relative to the importing file, the project root and the
+given `sys_path`, parsed with `ast` and cached per (path, mtime). jedi (`jedi.Project` per root,
+`jedi.Script.goto`) answers only what the fast path cannot (an installed package of the user, an
+import hook, a `sys.path` trick), lazily, for capitalised names that the file actually calls, cached
+per (file, mtime). With `fast_only=True` jedi is never started: the language server publishes the
+fast result first, asks `needs_slow_pass(ctx)`, and republishes after a full pass.
+
+`enrich(ctx)` fills, for each resolved local name (`Net`, or `models.Net` for attribute access):
+  ctx.symbols.resolved_bases[name]   qualified bases, with "torch.nn.Module" when it is a module class
+  ctx.symbols.imported_classes[name] a facts.ClassSource (class node + the symbols of its file), which
+                                     the facts use for the class's parameter inventory.
+"""
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from gradpath.analysis.symbols import Symbols, canonical, is_torch_module_qualname
+
+log = logging.getLogger("gradpath.resolve")
+
+# Libraries whose classes we never look into (their inventories are unknown on purpose, and jedi
+# over torch costs seconds).
+SKIP_TOP = frozenset({
+    "torch", "torchvision", "torchaudio", "torchtext", "transformers", "timm", "numpy", "np", "pandas",
+    "scipy", "sklearn", "lightning", "pytorch_lightning", "accelerate", "datasets", "os", "sys", "math",
+    "json", "re", "typing", "collections", "itertools", "functools", "copy", "random", "pathlib",
+    "dataclasses", "argparse", "logging", "time", "tqdm", "matplotlib", "einops", "jax", "tensorflow",
+})
+MAX_DEPTH = 6
+
+
+@dataclass
+class _Module:
+    path: str
+    mtime: float
+    tree: ast.Module
+    symbols: Symbols
+    resolved: bool = False
+
+
+class Resolver:
+    def __init__(self, root: str | None = None, sys_path: list[str] | None = None, use_jedi: bool = True,
+                 fast_only: bool = False):
+        self.root = os.path.abspath(root) if root else None
+        self.sys_path = [os.path.abspath(p) for p in (sys_path or []) if p]
+        self.use_jedi = use_jedi
+        self.fast_only = fast_only
+        self._modules: dict[str, _Module] = {}
+        self._jedi_cache: dict[tuple, tuple[str, int] | None] = {}
+        self._projects: dict[str, object] = {}
+        self._lock = threading.RLock()
+        self.stats = {"parsed": 0, "cache_hits": 0, "jedi_calls": 0}
+
+    # -- public --------------------------------------------------------------------------------
+    def enrich(self, ctx) -> None:
+        sym = ctx.symbols
+        if not hasattr(sym, "imported_classes"):
+            sym.imported_classes = {}
+        base_dir = os.path.dirname(os.path.abspath(ctx.path)) if ctx.path else self.root
+        pending = []
+        for local, (module, name, level) in self._imports(ctx.tree).items():
+            src = self._find_class(module, name, level, base_dir, 0)
+            if src is not None:
+                self._record(sym, local, src)
+            elif self._jedi_candidate(ctx, local, module):
+                pending.append(local)
+        for local, module in self._module_aliases(ctx.tree).items():
+            for attr in self._attrs_used(ctx.tree, local):
+                src = self._find_class(module, attr, 0, base_dir, 0)
+                if src is not None:
+                    self._record(sym, f"{local}.{attr}", src)
+        ctx.unresolved_imports = pending
+        if pending and self.use_jedi and not self.fast_only and ctx.path:
+            for local in pending:
+                src = self._jedi_class(ctx, local)
+                if src is not None:
+                    self._record(sym, local, src)
+
+    def needs_slow_pass(self, ctx) -> bool:
+        """True when jedi might answer names the fast path left open."""
+        return bool(self.use_jedi and getattr(ctx, "unresolved_imports", None) and ctx.path)
+
+    # -- recording -----------------------------------------------------------------------------
+    def _record(self, sym, local: str, src) -> None:
+        """Record under the name `symbols.qualname` gives for `local` (`models.Net` for a
+        `from models import Net`), and under the local spelling."""
+        from gradpath.analysis.facts import InventoryBuilder
+        try:
+            qn = sym.qualname(ast.parse(local, mode="eval").body)
+        except SyntaxError:
+            qn = None
+        if qn is None and "." not in local:
+            sym.aliases.setdefault(local, local)  # relative imports: make the name resolvable
+            qn = local
+        keys = {local} | ({qn} if qn else set())
+        for k in keys:
+            sym.imported_classes[k] = src
+        ib = InventoryBuilder(None)
+        bases = [canonical(src.symbols.qualname(b) or "") for b in src.node.bases]
+        if ib.is_module_source(src) and "torch.nn.Module" not in bases:
+            bases.append("torch.nn.Module")
+        for k in keys:
+            sym.resolved_bases[k] = [b for b in bases if b]
+
+    # -- imports of the importing file ---------------------------------------------------------
+    @staticmethod
+    def _imports(tree) -> dict[str, tuple[str, str, int]]:
+        out = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mod = node.module or ""
+                if not node.level and mod.split(".")[0] in SKIP_TOP:
+                    continue
+                for a in node.names:
+                    if a.name != "*":
+                        out[a.asname or a.name] = (mod, a.name, node.level)
+        return out
+
+    @staticmethod
+    def _module_aliases(tree) -> dict[str, str]:
+        out = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] in SKIP_TOP:
+                        continue
+                    out[a.asname or a.name] = a.name
+        return out
+
+    @staticmethod
+    def _attrs_used(tree, local: str) -> set[str]:
+        parts = local.split(".")
+        out = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr[:1].isupper():
+                chain, cur = [], node.value
+                while isinstance(cur, ast.Attribute):
+                    chain.append(cur.attr)
+                    cur = cur.value
+                if isinstance(cur, ast.Name):
+                    chain.append(cur.id)
+                    if list(reversed(chain)) == parts:
+                        out.add(node.attr)
+        return out
+
+    # -- the fast path -------------------------------------------------------------------------
+    def _search_dirs(self, base_dir: str | None) -> list[str]:
+        dirs = []
+        for d in [base_dir, self.root, *self.sys_path]:
+            if d and d not in dirs:
+                dirs.append(d)
+        return dirs
+
+    def _module_file(self, module: str, level: int, base_dir: str | None) -> str | None:
+        rel = module.replace(".", os.sep) if module else ""
+        if level:
+            if base_dir is None:
+                return None
+            d = base_dir
+            for _ in range(level - 1):
+                d = os.path.dirname(d)
+            dirs = [d]
+        else:
+            dirs = self._search_dirs(base_dir)
+            # scripts inside a package: `from models import Net` may be relative to a parent folder
+            if base_dir and self.root and base_dir.startswith(self.root):
+                d = base_dir
+                while d.startswith(self.root) and d not in dirs:
+                    dirs.append(d)
+                    d = os.path.dirname(d)
+        for d in dirs:
+            if not rel:
+                cand = [os.path.join(d, "__init__.py")]
+            else:
+                cand = [os.path.join(d, rel + ".py"), os.path.join(d, rel, "__init__.py")]
+            for c in cand:
+                if os.path.isfile(c):
+                    return c
+        return None
+
+    def load(self, path: str) -> _Module | None:
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            return None
+        with self._lock:
+            m = self._modules.get(path)
+            if m is not None and m.mtime == mtime:
+                self.stats["cache_hits"] += 1
+                return m
+            try:
+                text = Path(path).read_text(encoding="utf-8", errors="replace")
+                tree = ast.parse(text, filename=path)
+            except (OSError, SyntaxError, ValueError, RecursionError):
+                return None
+            sym = Symbols.build(tree)
+            sym.path = path
+            sym.imported_classes = {}
+            m = _Module(path, mtime, tree, sym)
+            self._modules[path] = m
+            self.stats["parsed"] += 1
+            return m
+
+    def _resolve_module_imports(self, m: _Module, depth: int) -> None:
+        """Fill a loaded module's own imported classes (for base classes and submodules)."""
+        if m.resolved or depth > MAX_DEPTH:
+            return
+        m.resolved = True
+        base_dir = os.path.dirname(m.path)
+        for local, (module, name, level) in self._imports(m.tree).items():
+            src = self._find_class(module, name, level, base_dir, depth + 1)
+            if src is not None:
+                self._record(m.symbols, local, src)
+        for local, module in self._module_aliases(m.tree).items():
+            for attr in self._attrs_used(m.tree, local):
+                src = self._find_class(module, attr, 0, base_dir, depth + 1)
+                if src is not None:
+                    self._record(m.symbols, f"{local}.{attr}", src)
+
+    def _find_class(self, module: str, name: str, level: int, base_dir: str | None, depth: int):
+        from gradpath.analysis.facts import ClassSource
+        if depth > MAX_DEPTH:
+            return None
+        path = self._module_file(module, level, base_dir)
+        if path is None:
+            # `from pkg import mod` then mod.Class is handled by the caller; `from pkg import Class`
+            # where pkg is a folder without __init__.py (namespace package): nothing to parse
+            return None
+        m = self.load(path)
+        if m is None:
+            return None
+        info = m.symbols.classes.get(name)
+        if info is not None:
+            self._resolve_module_imports(m, depth)
+            return ClassSource(info.node, m.symbols, path)
+        # a re-export: `from .net import Net` / `from models.net import Net as Net` in that module
+        mdir = os.path.dirname(path)
+        for node in m.tree.body:
+            if isinstance(node, ast.ImportFrom):
+                for a in node.names:
+                    if (a.asname or a.name) == name and a.name != "*":
+                        return self._find_class(node.module or "", a.name, node.level, mdir, depth + 1)
+                    if a.name == "*":
+                        src = self._find_class(node.module or "", name, node.level, mdir, depth + 1)
+                        if src is not None:
+                            return src
+            elif isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+                    isinstance(node.targets[0], ast.Name) and node.targets[0].id == name and \
+                    isinstance(node.value, ast.Name) and node.value.id in m.symbols.classes:
+                info = m.symbols.classes[node.value.id]
+                self._resolve_module_imports(m, depth)
+                return ClassSource(info.node, m.symbols, path)
+        return None
+
+    # -- the slow path (jedi) ------------------------------------------------------------------
+    @staticmethod
+    def _jedi_candidate(ctx, local: str, module: str) -> bool:
+        if not local[:1].isupper() or module.split(".")[0] in SKIP_TOP:
+            return False
+        for node in ast.walk(ctx.tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
+                return True
+            if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id == local for b in node.bases):
+                return True
+        return False
+
+    def _project(self, root: str):
+        import jedi
+        p = self._projects.get(root)
+        if p is None:
+            kwargs = {}
+            if self.sys_path:
+                kwargs["added_sys_path"] = list(self.sys_path)
+            p = jedi.Project(root, **kwargs)
+            self._projects[root] = p
+        return p
+
+    def _jedi_class(self, ctx, local: str):
+        from gradpath.analysis.facts import ClassSource
+        try:
+            mtime = os.stat(ctx.path).st_mtime
+        except OSError:
+            mtime = None
+        key = (os.path.abspath(ctx.path), mtime, local, hash(ctx.src.text))
+        if key not in self._jedi_cache:
+            self._jedi_cache[key] = self._jedi_goto(ctx, local)
+        hit = self._jedi_cache[key]
+        if hit is None:
+            return None
+        path, line = hit
+        m = self.load(path)
+        if m is None:
+            return None
+        for node in ast.walk(m.tree):
+            if isinstance(node, ast.ClassDef) and node.lineno == line:
+                self._resolve_module_imports(m, 0)
+                return ClassSource(node, m.symbols, path)
+        return None
+
+    def _jedi_goto(self, ctx, local: str):
+        try:
+            import jedi
+        except ImportError:  # pragma: no cover - jedi is a dependency
+            return None
+        pos = None
+        for node in ast.walk(ctx.tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
+                pos = (node.func.lineno, node.func.col_offset)
+                break
+        if pos is None:
+            return None
+        root = self.root or os.path.dirname(os.path.abspath(ctx.path))
+        self.stats["jedi_calls"] += 1
+        try:
+            script = jedi.Script(code=ctx.src.text, path=ctx.path, project=self._project(root))
+            names = script.goto(pos[0], pos[1], follow_imports=True)
+        except Exception:  # jedi can fail on odd code; the fast result stands
+            log.debug("jedi failed for %s in %s", local, ctx.path, exc_info=True)
+            return None
+        for n in names:
+            mp = getattr(n, "module_path", None)
+            if n.type == "class" and mp is not None and n.line:
+                mp = str(mp)
+                if "site-packages" in mp or "dist-packages" in mp or mp.endswith(".pyi"):
+                    return None
+                return mp, n.line
+        return None
