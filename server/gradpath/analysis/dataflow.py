@@ -73,6 +73,11 @@ _FUNCTIONAL_LOSSES = {"mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl
                       "soft_margin_loss", "multilabel_soft_margin_loss", "ctc_loss"}
 
 
+_MODULE_METHODS = {"zero_grad", "state_dict", "apply", "modules", "children", "buffers", "train", "eval",
+                   "to", "cuda", "cpu", "half", "float", "double", "type", "share_memory", "extra_repr",
+                   "add_module", "requires_grad_", "cast", "save", "update", "step", "item"}
+
+
 def _is_torch(qn: str | None) -> bool:
     return bool(qn) and (qn == "torch" or qn.startswith("torch."))
 
@@ -777,7 +782,7 @@ class Flow:
     def _attr(self, base: Val, node: ast.Attribute, env: dict, fr: _Frame) -> Val:
         a = node.attr
         if base.kind == "module":
-            return Val(G, kind="module", module_key=f"{base.module_key}.{a}" if base.module_key else None)
+            return self._submodule(base, a)
         if a == "data" and base.kind == "tensor":
             return self._cut(base, node, ".data", node.value, bare=True)
         if a in ("T", "mT", "real"):
@@ -960,7 +965,11 @@ class Flow:
             s = self._method_scope(cls, m)
             if s is not None:
                 return self._invoke(s, node, args, kwargs, env, fr, self_val=recv)
-            return Val(U, src=node)
+            if m in _MODULE_METHODS or m.startswith(("register_", "named_", "load_", "get_")):
+                return Val(U, src=node)
+            # `model.encoder(x)`: calling a submodule
+            sub = self._submodule(recv, m)
+            return self._module_call(sub, node, args, kwargs, env, fr)
         if recv.kind == "tensor" and recv.module_key == "self" or (fr.self_val is not None and key_of(func.value) == "self"):
             s = self._method_scope(fr.class_name, m)
             if s is not None:
@@ -995,6 +1004,18 @@ class Flow:
             return self._patch(recv, node, "requires_grad_()") if flag else recv
         v = self._tensor_op(m, node, recv, func.value, args, kwargs, node.args, env, fr, method=True)
         return self._under_nograd(v, node, env)
+
+    def _submodule(self, recv: Val, attr: str) -> Val:
+        key = f"{recv.module_key}.{attr}" if recv.module_key else None
+        cls = recv.module_cls
+        if cls and cls in self.sym.classes:
+            init = self._method_scope(cls, "__init__")
+            if init is not None:
+                b = self.facts.model_at(f"self.{attr}", init)
+                if b is not None:
+                    v = self._module_val(b.value, key, b.cls)
+                    return v
+        return Val(G, kind="module", module_key=key)
 
     def _method_scope(self, cls: str | None, name: str):
         seen = set()

@@ -234,16 +234,21 @@ def _holds(keys: set[str], model: str) -> bool:
     return any(model == k or model.startswith(k + ".") for k in keys)
 
 
+def _pos(node):
+    return (getattr(node, "lineno", 0), getattr(node, "col_offset", 0))
+
+
 def _next_step(ctx, e):
+    """The first `opt.step()` after this backward in the same scope (by position)."""
     best = None
-    line = _line(e.node)
+    here = _pos(e.node)
     for c in ctx.facts.calls_named("step", e.scope):
-        if c.line <= line:
+        if _pos(c.call) <= here:
             continue
         opt = ctx.facts.optimizer_at(c.receiver, e.scope)
         if opt is None:
             continue
-        if best is None or c.line < best[0].line:
+        if best is None or _pos(c.call) < _pos(best[0].call):
             best = (c, opt)
     return best
 
