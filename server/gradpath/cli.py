@@ -103,6 +103,7 @@ class FileReport:
     mapping: object = None  # notebook.NotebookMapping
     unused: list[Finding] = field(default_factory=list)
     resolver: object = None
+    config: object = None  # projectconfig.ProjectConfig that applied (its .live has the live-step limits)
 
     def items(self) -> list[Item]:
         out = []
@@ -212,7 +213,9 @@ def collect(args, warn=None, progress: bool = False) -> tuple[list[FileReport], 
             opts = configs.options_for(cfg, f)
             resolver = _resolver(cfg.root, bool(getattr(args, "jedi", False)))
             try:
-                reports.append(_analyze_file(f, str(f), opts, resolver))
+                rep = _analyze_file(f, str(f), opts, resolver)
+                rep.config = cfg
+                reports.append(rep)
             except UnicodeDecodeError as exc:
                 errors.append(f"{f}: cannot read: not valid text ({exc.reason})")
             except OSError as exc:
@@ -490,7 +493,9 @@ def cmd_check(args) -> int:
             for r in reports:
                 if str(r.path) in paths_fixed:
                     try:
-                        r = _analyze_file(r.path, r.display, r.options, r.resolver)
+                        r2 = _analyze_file(r.path, r.display, r.options, r.resolver)
+                        r2.config = r.config
+                        r = r2
                     except OSError:
                         pass
                 reports2.append(r)

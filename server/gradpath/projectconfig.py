@@ -181,7 +181,21 @@ def find_config_file(start) -> Path | None:
     return None
 
 
+_TOOL_TABLE_CACHE: dict[tuple[str, int], bool] = {}
+
+
 def _has_tool_table(path: Path) -> bool:
+    try:
+        key = (str(path), path.stat().st_mtime_ns)
+    except OSError:
+        return False
+    hit = _TOOL_TABLE_CACHE.get(key)
+    if hit is None:
+        hit = _TOOL_TABLE_CACHE[key] = _read_has_tool_table(path)
+    return hit
+
+
+def _read_has_tool_table(path: Path) -> bool:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
