@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import threading
 from typing import Callable, Iterable
 
 _CHECKERS: list[tuple[str, tuple[str, ...], Callable]] = []
 _LOADED = False
+_LOAD_LOCK = threading.RLock()  # the language server analyses in worker threads
 
 
 def rule(*codes: str):
@@ -22,10 +24,14 @@ def _load() -> None:
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
-    for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
+    with _LOAD_LOCK:
+        if _LOADED:
+            return
+        for mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+            if not mod.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{mod.name}")
+        # Only now: a second thread must not see "loaded" while the registry is still empty.
+        _LOADED = True
 
 
 def checkers() -> Iterable[tuple[str, Callable]]:
