@@ -169,8 +169,11 @@ def test_folders_recurse_and_skip_hidden_and_venvs(tmp_path, capsys):
 
 
 def test_version():
+    import importlib.metadata
     rc, out, _ = gp("--version")
     assert rc == 0 and out.strip() == f"gradpath {__version__}"
+    # the package metadata takes its version from gradpath.__version__ (pyproject: dynamic)
+    assert importlib.metadata.version("gradpath") == __version__
 
 
 def test_rules_lists_every_code():

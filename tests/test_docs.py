@@ -102,7 +102,8 @@ def test_built_wheel_ships_the_pages(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                            "-w", str(tmp_path / "dist"), str(src)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    (wheel,) = (tmp_path / "dist").glob("gradpath-*.whl")
+    from gradpath import __version__
+    (wheel,) = (tmp_path / "dist").glob(f"gradpath-{__version__}-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         for code in CODES:
