@@ -176,8 +176,10 @@ def unsafe_log(ctx):
             where = ""
             if a.act_node is not None and a.act_node is not an:
                 where = f" (`{_text(ctx, a.act_node)}`, line {a.act_node.lineno})"
+            example = ("at logits -200 log(softmax) is -inf where log_softmax gives -200" if a.act == "softmax"
+                       else "log(sigmoid(-200)) is -inf where logsigmoid gives -200")
             msg = (f"`{_text(ctx, e.node)}` takes the log of a {a.act} output{where}: it underflows to "
-                   f"-inf (at logits -200 log(softmax) is -inf where log_softmax gives -200); use `{better}`")
+                   f"-inf ({example}); use `{better}`")
             fixes = []
             if a.exact and a.act_node is an:
                 new = _log_softmax_text(ctx, a.act_node)
@@ -212,7 +214,9 @@ def _loss_name(ctx, e) -> str:
     short = e.info["loss"].rsplit(".", 1)[-1]
     if mod is not None and mod.module_key and not mod.module_key.endswith("]"):
         return f"`{mod.module_key}` ({short})"
-    return f"`{short}`" if mod is None else short
+    if mod is None:
+        return f"`{ctx.src.text_of(e.node.func)}`"
+    return short
 
 
 def _uses_of_ctor(fl, ctor) -> int:
