@@ -84,6 +84,10 @@ SPECS: dict[str, tuple[list[dict], list[str]]] = {
 }
 # How a flag is flipped for exploration (default -> other value).
 FLIPS = {"proj_size": (0, 5), "kdim": (None, 7)}
+# Flipping one flag sets these other arguments too (MultiheadAttention: kdim and vdim together).
+FLIP_ALSO = {"kdim": {"vdim": 11}}
+# Arguments whose None default means "the same as another argument".
+NONE_MEANS = {"MultiheadAttention": {"kdim": "embed_dim", "vdim": "embed_dim"}}
 # Int arguments whose value (not only truthiness) is irrelevant to names: only zero vs non-zero.
 LAYERED = {"RNN", "GRU", "LSTM"}
 
@@ -170,6 +174,8 @@ def _describe(name: str, cls, cfgs: list[dict], flags: list[str]):
             dflt, other = FLIPS.get(f, (defaults.get(f), not defaults.get(f)))
             val = other if flipped else dflt
             over[f] = val
+            if flipped:
+                over.update(FLIP_ALSO.get(f, {}))
             when[f] = bool(val) if f in FLIPS else val
         try:
             shapes = [_params(cls, dict(c, **over)) for c in cfgs]
@@ -190,6 +196,8 @@ def _describe(name: str, cls, cfgs: list[dict], flags: list[str]):
         cases.append({"when": when, "params": params})
     # Drop flags that never change the parameter set.
     entry = {"args": names, "defaults": defaults, "cases": cases}
+    if name in NONE_MEANS:
+        entry["none_means"] = NONE_MEANS[name]
     if name in LAYERED:
         entry["layered"] = "num_layers"
     return entry

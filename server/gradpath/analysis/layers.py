@@ -83,21 +83,26 @@ def _bind(entry: dict, args: list, kwargs: dict) -> dict:
             env[names[i]] = v
     for k, v in kwargs.items():
         env[k] = v
+    for k, other in entry.get("none_means", {}).items():
+        if env.get(k) is None:
+            env[k] = env.get(other, UNKNOWN)
     return env
 
 
 def _flag_value(flag: str, env: dict):
     v = env.get(flag, UNKNOWN)
-    if v is UNKNOWN:
+    if v is UNKNOWN and flag != "kdim":
         return UNKNOWN
     if flag == "kdim":  # MultiheadAttention: separate q/k/v weights when kdim or vdim differs
         e = env.get("embed_dim", UNKNOWN)
         out = False
         for key in ("kdim", "vdim"):
             d = env.get(key)
+            if d is e:  # not given: the same as embed_dim
+                continue
             if d is UNKNOWN:
                 return UNKNOWN
-            if d is not None:
+            if d is not None and not isinstance(d, bool):
                 if e is UNKNOWN:
                     return UNKNOWN
                 out = out or d != e

@@ -60,6 +60,7 @@ class Resolver:
         self._projects: dict[str, object] = {}
         self._lock = threading.RLock()
         self.stats = {"parsed": 0, "cache_hits": 0, "jedi_calls": 0}
+        self.pending: dict[str, list[str]] = {}  # file -> names the fast path left to jedi
 
     # -- public --------------------------------------------------------------------------------
     def enrich(self, ctx) -> None:
@@ -80,6 +81,8 @@ class Resolver:
                 if src is not None:
                     self._record(sym, f"{local}.{attr}", src)
         ctx.unresolved_imports = pending
+        if ctx.path:
+            self.pending[os.path.abspath(ctx.path)] = list(pending)
         if pending and self.use_jedi and not self.fast_only and ctx.path:
             for local in pending:
                 src = self._jedi_class(ctx, local)
@@ -87,8 +90,14 @@ class Resolver:
                     self._record(sym, local, src)
 
     def needs_slow_pass(self, ctx) -> bool:
-        """True when jedi might answer names the fast path left open."""
-        return bool(self.use_jedi and getattr(ctx, "unresolved_imports", None) and ctx.path)
+        """True when jedi might answer names the fast path left open. `ctx` is the analysis
+        Context, or the path of a file this resolver has enriched (the language server keeps
+        only the AnalysisResult)."""
+        if not self.use_jedi:
+            return False
+        if isinstance(ctx, (str, os.PathLike)):
+            return bool(self.pending.get(os.path.abspath(str(ctx))))
+        return bool(getattr(ctx, "unresolved_imports", None) and ctx.path)
 
     # -- recording -----------------------------------------------------------------------------
     def _record(self, sym, local: str, src) -> None:
