@@ -201,6 +201,12 @@ class LiveService:
         w = self._worker
         return w is not None and w.ready.is_set() and w.alive()
 
+    def wait_ready(self, timeout: float | None = READY_TIMEOUT_S) -> bool:
+        """Block until the worker is warm (True) or failed to start (False)."""
+        self.start()
+        w = self._worker
+        return w is not None and w.ready.wait(timeout) and w.alive()
+
     def close(self) -> None:
         with self._start_lock:
             self._closed = True

@@ -132,6 +132,8 @@ def failure_reason(obs: dict, finding=None, timeout_s: float | None = None, memo
         if et in ("FileNotFoundError", "IsADirectoryError", "NotADirectoryError") or \
                 (et in ("OSError", "RuntimeError") and "No such file" in (exc.get("message") or "")):
             return f"needs data from disk: {et}: {msg}{at}"
+        if et in ("SyntaxError", "IndentationError", "TabError"):
+            return f"the file does not compile: {et}: {msg}{at}"
         if et in ("ModuleNotFoundError", "ImportError"):
             return f"needs a package the interpreter lacks: {et}: {msg}{at}"
         before = f" before reaching line {finding.span.line}" if finding is not None else ""
@@ -580,7 +582,12 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
         v = Verdict(NOT_RUN, "none", why, data)
     if v.mode == "model-only" and model_only and model_only.get("model_only"):
         mo = model_only["model_only"]
-        v.evidence += (f"\nmodel-only mode: the script could not run whole ({failure_reason(script, None)}); built "
-                       f"{mo.get('constructed')} with input {mo.get('input')} and {mo.get('optimizer')}, one step")
+        why = failure_reason(script, finding) if script.get("status") == "ok" else failure_reason(script, None)
+        if model_only.get("status") == "ok":
+            did = (f"built {mo.get('constructed')} with input {mo.get('input')} and {mo.get('optimizer')}, "
+                   "one step")
+        else:
+            did = f"built {mo.get('constructed')} and ran {mo.get('optimizer')} (line {mo.get('optimizer_line')})"
+        v.evidence += f"\nmodel-only mode: the script could not run whole ({why}); {did}"
         v.data["model_only"] = mo
     return v

@@ -1217,13 +1217,21 @@ def synth_input(torch, model):
     return None, None
 
 
-def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines) -> dict:
+def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines, info: dict) -> dict:
+    """Fills `info` as it goes, so what was built is known even when a later step raises."""
     cls_name = req.get("model_class")
     key = req.get("model_key") or "model"
     hint = req.get("span")
-    info = {"model_class": cls_name}
+    info["model_class"] = cls_name
     code = compile(_defs_only(tree), req["path"], "exec", dont_inherit=True)
     exec(code, ns)
+    if not cls_name:
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and _is_module_class(n)]
+        called = {_call_name(c) for c in ast.walk(tree) if isinstance(c, ast.Call)}
+        pick = next((c for c in classes if c.name in called), classes[0] if classes else None)
+        if pick is None:
+            raise LookupError("no model class to build: the finding names none and the file defines none")
+        cls_name = info["model_class"] = pick.name
     cls = ns.get(cls_name) if cls_name else None
     if cls is None and cls_name and "." in cls_name:
         short = cls_name.rsplit(".", 1)[-1]
@@ -1452,7 +1460,8 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         sys.settrace(global_trace)
         try:
             if req.get("mode") == "model-only":
-                mo_info = run_model_only(torch, req, obs, main.__dict__, ast.parse(source, path), lines)
+                mo_info = {}
+                run_model_only(torch, req, obs, main.__dict__, ast.parse(source, path), lines, mo_info)
             else:
                 exec(code, main.__dict__)
         finally:

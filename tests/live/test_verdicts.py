@@ -1,0 +1,332 @@
+"""Seed-style bugs run for real: each finding gets the verdict and the evidence PyTorch really gives.
+
+Findings are built by hand (as the analysis hands them over), so these tests pin the live step's
+behaviour independently of the rules' current state."""
+from __future__ import annotations
+
+import pytest
+
+from live_helpers import finding, line_of, span_of, write
+
+pytestmark = pytest.mark.live
+
+MODEL = """
+import torch
+import torch.nn as nn
+import torch.optim as optim
+
+
+class SimpleModel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(10, 1)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+model = SimpleModel()
+criterion = nn.MSELoss()
+"""
+
+LOOP = """
+for epoch in range(10):
+    inputs = torch.randn(32, 10)
+    targets = torch.randn(32, 1)
+    outputs = model(inputs)
+    loss = criterion(outputs, targets)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    print(f"Epoch {epoch+1}, Loss: {loss.item()}")
+"""
+
+
+def run(live, tmp_path, code, findings, name="train.py", timeout_s=None):
+    path, text = write(tmp_path, name, code)
+    fs = findings(text) if callable(findings) else findings
+    report = live.confirm(str(path), text, fs, timeout_s=timeout_s)
+    return text, fs, report
+
+
+@pytest.mark.parametrize("opt_line, code, exc_text", [
+    ("optimizer = optim.Adam([], lr=0.001)", "GP101", "ValueError: optimizer got an empty parameter list"),
+    ("optimizer = optim.Adam(model.parameters, lr=0.001)", "GP109", "TypeError: 'method' object is not iterable"),
+    ("optimizer = optim.SGD(model, lr=0.01)", "GP110", "TypeError: 'SimpleModel' object is not iterable"),
+])
+def test_constructor_errors_confirmed_with_exact_text(live, tmp_path, opt_line, code, exc_text):
+    src = MODEL + opt_line + "\n" + LOOP
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(code, line_of(t, opt_line), 12,
+                                                                model="model", model_class="SimpleModel")])
+    v = rep.verdicts[fs[0].id]
+    line = line_of(text, opt_line)
+    assert v.verdict == "confirmed", v
+    assert v.mode == "script"
+    assert v.evidence.startswith(exc_text)
+    assert f"(line {line})" in v.evidence
+    assert v.data["line"] == line
+    assert rep.run["error"]["line"] == line
+
+
+def test_gp102_partial_params_table(live, tmp_path):
+    src = MODEL + "optimizer = optim.Adam([model.linear.weight], lr=0.001)\n" + LOOP
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP102", line_of(t, "optim.Adam"), 12, model="model", model_class="SimpleModel",
+        optimizer="optimizer", optimizer_class="torch.optim.Adam", missing=["linear.bias"])])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert v.evidence.startswith("linear.bias: grad ")
+    assert "unchanged, not in Adam" in v.evidence.splitlines()[0]
+    rows = {r["name"]: r for r in v.data["table"]}
+    assert rows["linear.bias"]["changed"] is False and rows["linear.bias"]["grad"] > 0
+    assert rows["linear.bias"]["optimizers"] == []
+    assert rows["linear.weight"]["changed"] is True and rows["linear.weight"]["optimizers"] == ["Adam"]
+
+
+def test_gp102_on_correct_program_is_not_confirmed(live, tmp_path):
+    src = MODEL + "optimizer = optim.Adam(model.parameters(), lr=0.001)\n" + LOOP
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP102", line_of(t, "optim.Adam"), 12, model="model", model_class="SimpleModel")])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "not-reproduced", v
+    assert "linear.bias: grad" in v.evidence and "changed, in Adam" in v.evidence
+
+
+def test_gp201_detached_backward(live, tmp_path):
+    src = """
+    import torch
+    import torch.nn as nn
+    import torch.optim as optim
+
+    model = nn.Linear(10, 1)
+    optimizer = optim.Adam(model.parameters(), lr=0.001)
+    output = model(torch.randn(1, 10))
+    loss = nn.MSELoss()(output, torch.randn(1, 1))
+    loss.backward()
+    loss_detached = loss.detach()
+    loss_detached.backward()
+    optimizer.step()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding("GP201", line_of(t, "loss_detached.backward"))])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed"
+    assert v.evidence == ("RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn "
+                          f"(line {line_of(text, 'loss_detached.backward')})")
+
+
+def test_gp203_requires_grad_patch(live, tmp_path):
+    src = """
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(10, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for i in range(3):
+        loss = nn.functional.mse_loss(model(torch.randn(4, 10)).detach(), torch.randn(4, 1))
+        loss.requires_grad_()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding("GP203", line_of(t, "requires_grad_()"))])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert "all 2 parameter tensors still have grad None" in v.evidence
+
+
+DIVISION = """
+import torch
+import torch.nn as nn
+
+model = nn.Linear(10, 1)
+optimizer = torch.optim.Adam(model.parameters(), lr=0.001)
+output = model(torch.randn(1, 10))
+target = torch.randn(1, 1)
+loss = {loss}
+optimizer.zero_grad()
+loss.backward()
+optimizer.step()
+"""
+
+
+def test_gp301_division_driven_to_zero(live, tmp_path):
+    src = DIVISION.format(loss="1 / (output - target)")
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP301", line_of(t, "loss = 1"), probe={"what": "denominator", "span": span_of(t, "output - target"),
+                                               "expr": "output - target"})])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert v.evidence.startswith("observed min |output - target| = ")
+    assert "at output - target == 0: loss = inf" in v.evidence
+    assert "grad non-finite in weight, bias" in v.evidence
+    assert v.data["probe"]["count"] == 1 and v.data["probe"]["min_abs"] > 0
+
+
+def test_gp301_guarded_denominator_not_confirmed(live, tmp_path):
+    src = DIVISION.format(loss="1 / (output - target).abs().clamp_min(1e-3)")
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP301", line_of(t, "loss = 1"), probe={"what": "denominator", "span": span_of(t, "output - target"),
+                                               "expr": "output - target"})])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "not-reproduced", v
+    assert "stay finite" in v.evidence
+
+
+def test_gp306_sqrt_gradient_at_zero(live, tmp_path):
+    src = DIVISION.format(loss="torch.sqrt(((output - target) ** 2).sum())")
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP306", line_of(t, "loss ="), probe={"what": "sqrt-arg", "span": span_of(t, "((output - target) ** 2).sum()"),
+                                              "expr": "((output - target) ** 2).sum()"})])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert "loss = 0" in v.evidence and "grad non-finite" in v.evidence
+
+
+def test_gp304_double_softmax(live, tmp_path):
+    src = """
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    model = nn.Linear(8, 5)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(16, 8), torch.randint(0, 5, (16,))
+    probs = F.softmax(model(x), dim=1)
+    loss = F.cross_entropy(probs, y)
+    loss.backward()
+    opt.step()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP304", line_of(t, "cross_entropy"), probe={"what": "loss-input", "span": span_of(t, "probs", 1),
+                                                     "expr": "probs"})])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert "every row sums to 1" in v.evidence
+
+
+def test_gp401_gradients_accumulate(live, tmp_path):
+    src = """
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(6, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for epoch in range(10):
+        loss = nn.functional.cross_entropy(model(torch.randn(32, 6)), torch.randint(0, 2, (32,)))
+        loss.backward()
+        optimizer.step()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP401", line_of(t, "for epoch"), optimizer="optimizer", optimizer_class="SGD", model="model",
+        needs_iterations=2)])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    g = v.data["grads"][0]
+    assert g["before_2"] == pytest.approx(g["after_1"])  # nothing cleared it
+    assert g["after_2"] != pytest.approx(g["before_2"])
+    assert rep.run["script"]["loops"][str(line_of(text, "for epoch"))]["iterations"] == 2
+
+
+def test_gp401_not_reproduced_when_zeroed(live, tmp_path):
+    src = """
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(6, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    for epoch in range(10):
+        model.zero_grad()
+        loss = nn.functional.cross_entropy(model(torch.randn(32, 6)), torch.randint(0, 2, (32,)))
+        loss.backward()
+        optimizer.step()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding("GP401", line_of(t, "for epoch"),
+                                                                needs_iterations=2)])
+    assert rep.verdicts[fs[0].id].verdict == "not-reproduced"
+
+
+def test_gp402_gp404_gp406(live, tmp_path):
+    src = """
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(4, 1)
+    other = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    opt2 = torch.optim.Adam(other.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1)
+    for epoch in range(5):
+        loss = model(torch.randn(8, 4)).pow(2).mean() + other(torch.randn(8, 4)).pow(2).mean()
+        loss.backward()
+        opt.zero_grad()
+        sched.step()
+        opt.step()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [
+        finding("GP402", line_of(t, "opt.zero_grad"), optimizer="opt", optimizer_class="SGD"),
+        finding("GP404", line_of(t, "loss.backward"), optimizer="opt2", optimizer_class="Adam"),
+        finding("GP406", line_of(t, "sched.step")),
+    ])
+    v402, v404, v406 = (rep.verdicts[f.id] for f in fs)
+    assert v402.verdict == "confirmed" and "with all 2 gradients cleared" in v402.evidence, v402
+    assert v404.verdict == "confirmed" and "Adam.step() was never called" in v404.evidence, v404
+    assert v406.verdict == "confirmed", v406
+    assert "Detected call of `lr_scheduler.step()` before `optimizer.step()`" in v406.evidence
+
+
+def test_gp405_loss_accumulated_with_graph(live, tmp_path):
+    src = """
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    total = 0
+    for epoch in range(5):
+        opt.zero_grad()
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        total += loss
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding("GP405", line_of(t, "total += loss"), 4,
+                                                                end_col=17)])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert "grad_fn=MeanBackward0" in v.evidence
+
+
+def test_findings_in_uncalled_function_are_not_run(live, tmp_path):
+    src = """
+    import torch
+
+    def never_called():
+        opt = torch.optim.Adam([], lr=0.1)
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding("GP101", line_of(t, "Adam("))])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict in ("not-run", "not-reproduced")
+    assert v.verdict != "confirmed"
+
+
+def test_correct_program_gets_no_confirmed(live, tmp_path):
+    """Every code the live step knows, pointed at a correct program: nothing may come back confirmed."""
+    src = (EXAMPLES_CORRECT := (__import__("pathlib").Path(__file__).resolve().parents[2] / "examples" /
+                                "correct_training.py").read_text())
+    path, text = write(tmp_path, "correct.py", src)
+    opt_line = line_of(text, "optimizer = torch.optim.AdamW")
+    loop_line = line_of(text, "for xb, yb in loader")
+    fs = [finding(code, opt_line, 4, model="model", model_class="MLP", optimizer="optimizer",
+                  optimizer_class="AdamW") for code in
+          ("GP101", "GP102", "GP103", "GP104", "GP105", "GP106", "GP108", "GP109", "GP110", "GP112")]
+    fs += [finding(code, loop_line, 8, optimizer="optimizer", optimizer_class="AdamW", model="model",
+                   model_class="MLP", needs_iterations=2) for code in ("GP401", "GP402", "GP403", "GP404",
+                                                                        "GP406", "GP407")]
+    fs += [finding("GP201", line_of(text, "loss.backward()"), 12), finding("GP203", line_of(text, "loss.backward()"), 12),
+           finding("GP304", line_of(text, "F.cross_entropy"), 12, probe={
+               "what": "loss-input", "span": span_of(text, "logits", 1), "expr": "logits"})]
+    rep = live.confirm(str(path), text, fs)
+    assert rep.run["status"] == "ok", rep.run
+    confirmed = {f.code: rep.verdicts[f.id].evidence for f in fs if rep.verdicts[f.id].verdict == "confirmed"}
+    assert confirmed == {}
+    assert len(rep.verdicts) == len(fs)
