@@ -319,15 +319,19 @@ def loss_inputs(ctx):
         elif kind == "bce" and a.shape == "prob" and a.act == "sigmoid":
             if not _once(seen, "GP305", inp):
                 continue
+            in_model = a.act_node is not inp and a.act_scope is not e.scope
             msg = (f"{lname} on a sigmoid output `{_text(ctx, inp)}`{act_where} is less stable than "
                    f"BCEWithLogitsLoss on the logits (saturated sigmoids give log(0))")
+            if in_model:
+                msg += "; the sigmoid is part of the model, so moving it out changes the model's outputs"
             ed = _rename_loss(ctx, e, "BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
             fixes = []
             if ed is not None:
                 shared = e.info.get("module") is not None and _uses_of_ctor(fl, e.info["module"].module_ctor) > 1
                 fixes = _logits_fix(ctx, fl, e, a, inp, extra_edits=[ed],
                                     title="Use BCEWithLogitsLoss on the logits", force_unsafe=shared)
-            yield ctx.finding("GP305", inp, msg, severity="warning", fixes=fixes, related=rel, data=probe)
+            yield ctx.finding("GP305", inp, msg, severity="info" if in_model else "warning", fixes=fixes,
+                              related=rel, data=probe)
         elif kind == "bcel" and a.shape == "prob" and a.act == "sigmoid":
             if not _once(seen, "GP305", inp):
                 continue
