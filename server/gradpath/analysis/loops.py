@@ -150,6 +150,12 @@ class LoopFacts:
         self._assigns: dict[int, list[tuple[str, ast.AST, int]]] = {}
         self._locals: dict[int, set[str]] = {}
         self._defs: dict[int, dict[str, ast.AST]] = {}
+        self._by_key: dict[str, list] | None = None
+        self._complete: dict[int, list[Ev]] = {}
+        self._truncations = 0
+        self._call_lists: dict[int, list[ast.Call]] = {}
+        self._module_name_set: set[str] | None = None
+        self._kind_memo: dict[tuple, bool] = {}
         self.units: list[Unit] = []
         for scope in self.facts.scopes:
             if ctx.out_of_time():
@@ -167,10 +173,13 @@ class LoopFacts:
 
     # -- flattening --------------------------------------------------------------------------------
     def function_events(self, fn: ast.AST, depth: int) -> list[Ev]:
+        if id(fn) in self._complete:
+            return self._complete[id(fn)]
         ck = (id(fn), depth)
         if ck in self._cache:
             return self._cache[ck]
         self._busy.add(id(fn))
+        truncated_before = self._truncations
         scope = self.scope_by_node.get(id(fn))
         out: list[Ev] = []
         frames: tuple = ()
@@ -180,6 +189,8 @@ class LoopFacts:
             self._stmts(fn.body, frames, scope, fn, depth, out)
         self._busy.discard(id(fn))
         self._cache[ck] = out
+        if self._truncations == truncated_before:
+            self._complete[id(fn)] = out  # nothing was cut off: the same at any depth
         return out
 
     def _stmts(self, body, frames, scope, fn, depth, out) -> None:
@@ -230,6 +241,14 @@ class LoopFacts:
             self._exprs(st, frames, scope, fn, depth, out)
 
     def _exprs(self, node, frames, scope, fn, depth, out) -> None:
+        calls = self._call_lists.get(id(node))
+        if calls is None:
+            calls = self._call_lists[id(node)] = self._collect_calls(node)
+        for c in calls:
+            self._call(c, frames, scope, fn, depth, out)
+
+    @staticmethod
+    def _collect_calls(node) -> list[ast.Call]:
         calls = []
         stack = [node]
         while stack:
@@ -241,8 +260,7 @@ class LoopFacts:
             stack.extend(ast.iter_child_nodes(n))
         # post-order: arguments (and receivers) before the call that uses them
         calls.sort(key=lambda c: (c.end_lineno or 0, c.end_col_offset or 0, -(c.lineno), -c.col_offset))
-        for c in calls:
-            self._call(c, frames, scope, fn, depth, out)
+        return calls
 
     def _call(self, call: ast.Call, frames, scope, fn, depth, out) -> None:
         func = call.func
@@ -267,6 +285,9 @@ class LoopFacts:
                     out.append(Ev("zero_grad", rk, call, frames, target="model", fn=fn))
             elif m == "step" and rk:
                 self._step(call, rk, frames, scope, fn, depth, out)
+            elif m == "step":
+                # `self.optimizers().step()`, `get_opt().step()`: something steps, we do not know what
+                out.append(Ev("step", None, call, frames, target="unknown", fn=fn))
             elif m == "optimizer_step" and call.args and key_of(call.args[0]):
                 ok = key_of(call.args[0])
                 out.append(Ev("step", ok, call, frames, target="optimizer",
@@ -355,6 +376,7 @@ class LoopFacts:
     # -- following calls -----------------------------------------------------------------------------
     def _inline(self, call, target, recv_key, frames, scope, fn, depth, out, closure=False) -> None:
         if depth <= 0 or id(target) in self._busy:
+            self._truncations += 1
             keys = tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
             out.append(Ev("opaque", getattr(target, "name", "?"), call, frames, args=("*",) + keys, fn=fn))
             return
@@ -497,15 +519,32 @@ class LoopFacts:
         return self._assigns[id(scope)]
 
     def binding_value(self, key: str, scope) -> ast.AST | None:
-        for s in self.facts.visible_scopes(scope):
-            if key.startswith("self.") and s.class_name != scope.class_name:
-                continue
-            cands = [(ln, v) for k, v, ln in self._scope_assigns(s) if k == key]
-            if cands:
-                return max(cands, key=lambda c: c[0])[1]
+        """The value last assigned to `key` as seen from `scope`: its own assignments, then those
+        of the other methods of its class (for `self.` keys), then module level."""
+        if self._by_key is None:
+            idx: dict[str, list] = {}
+            for s in self.facts.scopes:
+                for k, v, ln in self._scope_assigns(s):
+                    idx.setdefault(k, []).append((s, v, ln))
+            self._by_key = idx
+        cands = self._by_key.get(key)
+        if not cands:
+            return None
+        for pick in (lambda s: s is scope,
+                     lambda s: bool(scope.class_name) and s.class_name == scope.class_name and key.startswith("self."),
+                     lambda s: s.kind == "module"):
+            found = [(ln, v) for s, v, ln in cands if pick(s)]
+            if found:
+                return max(found, key=lambda c: c[0])[1]
         return None
 
     def is_optimizer(self, key: str, scope) -> bool:
+        mk = ("opt", key, id(scope))
+        if mk not in self._kind_memo:
+            self._kind_memo[mk] = self._is_optimizer(key, scope)
+        return self._kind_memo[mk]
+
+    def _is_optimizer(self, key: str, scope) -> bool:
         if self.facts.optimizer_at(key, scope) is not None:
             return True
         if self.is_scheduler(key, scope):
@@ -555,8 +594,10 @@ class LoopFacts:
         return scope.kind != "module" and name in self._local_names(scope.node)
 
     def _module_names(self) -> set[str]:
-        mod = self.facts.scopes[0]
-        return {k for k, _v, _l in self._scope_assigns(mod) if "." not in k}
+        if self._module_name_set is None:
+            mod = self.facts.scopes[0]
+            self._module_name_set = {k for k, _v, _l in self._scope_assigns(mod) if "." not in k}
+        return self._module_name_set
 
     def _is_nograd_ctx(self, expr) -> bool:
         if isinstance(expr, ast.Call):

@@ -171,6 +171,16 @@ def _clears(z, s, strict: bool, fwd: set | None = None) -> bool:
     return any(key_matches(z.key, m) for m in s.models)
 
 
+def _called_models(evs) -> list[str]:
+    """Models called in these events (`model(x)`), losses left out: for messages when the
+    optimizer's parameters are not known (an optimizer passed in as an argument)."""
+    out = []
+    for e in evs:
+        if e.kind == "fwd" and nameable(e.key) and not _lossish(e.key) and not e.nograd and e.key not in out:
+            out.append(e.key)
+    return out
+
+
 def _models_text(models) -> str | None:
     names = [display(m) for m in models]
     return ", ".join(names) if names else None
@@ -214,7 +224,8 @@ def missing_zero_grad(ctx):
             outer = [z for z in unit.events if any(_clears(z, s, strict=False) for s in steps)
                      and not z.in_loop(loop)]
             names = " and ".join(f"{display(k)}.zero_grad()" for k in keys)
-            what = f"gradients of {_models_text(models)}" if models else "gradients"
+            shown = models or _called_models(evs)[:1]
+            what = f"gradients of {_models_text(shown)}" if shown else "gradients"
             if outer:
                 z = outer[0]
                 msg = (f"{names} is called only outside this loop (line {z.node.lineno}): {what} add up "
@@ -360,16 +371,36 @@ def _visible_optimizers(ctx, lf, scope) -> list[str]:
     return keys
 
 
+def _stepped_elsewhere(ctx, lf, key: str, scope) -> bool:
+    """Is optimizer `key` (as seen from `scope`) stepped by code outside this scope? Only for
+    attributes of `self` (other methods) and module globals; a local or parameter is not shared."""
+    head = key.split(".")[0]
+    if scope.kind != "module" and head != "self" and head in lf._local_names(scope.node):
+        return False
+    for c in ctx.facts.calls:
+        if c.method not in ("step", "optimizer_step"):
+            continue
+        keys = {c.receiver} | {k for k in (key_of(a) for a in c.call.args[:1]) if k}
+        if key not in keys or c.scope is scope:
+            continue
+        if head == "self":
+            if c.scope.class_name == scope.class_name:
+                return True
+        elif c.scope.kind == "module" or head not in lf._local_names(c.scope.node):
+            return True
+    return False
+
+
 @rule("GP404")
 def missing_step(ctx):
     lf = loop_facts(ctx)
     done = set()
-    stepped = {c.receiver for c in ctx.facts.calls if c.method in ("step", "optimizer_step")}
     for unit in lf.units:
-        if any(e.kind == "step" for e in unit.events):
+        if any(e.kind == "step" for e in unit.events) or \
+                not any(e.kind == "backward" and e.loops() for e in unit.events):
             continue
         opts = _visible_optimizers(ctx, lf, unit.scope)
-        if not opts or any(k in stepped for k in opts):
+        if not opts or any(_stepped_elsewhere(ctx, lf, k, unit.scope) for k in opts):
             continue
         for loop in unit.loops:
             if unit.parent_loop(loop) is not None:
@@ -390,7 +421,8 @@ def missing_step(ctx):
             if len(opts) == 1:
                 opt = opts[0]
                 models = lf.optimizer_models(opt, unit.scope)
-                what = f"the weights of {_models_text(models)}" if models else "the weights"
+                shown = models or _called_models(evs)[:1]
+                what = f"the weights of {_models_text(shown)}" if shown else "the weights"
                 msg = (f"{btext} computes gradients but {opt}.step() is never called in this loop: "
                        f"{what} never change")
                 bst = _stmt(ctx, b.node)
@@ -413,6 +445,11 @@ def missing_step(ctx):
 # -- GP405 --------------------------------------------------------------------------------------------
 
 _DETACHING = {"item", "detach", "tolist", "numpy", "detach_"}
+# results that carry no graph (integer, boolean or non-differentiable outputs)
+_NO_GRAD_RESULT = {"argmax", "argmin", "argsort", "eq", "ne", "gt", "lt", "ge", "le", "long", "int", "bool",
+                   "sign", "round", "floor", "ceil", "nonzero", "numel", "size", "dim", "isnan", "isinf",
+                   "isfinite", "all", "any", "equal", "allclose", "count_nonzero", "bincount", "multinomial",
+                   "randint", "randn_like", "rand_like", "zeros_like", "ones_like"}
 _PLAIN = {"float", "int", "len", "round", "str", "bool", "abs", "max", "min"}
 
 
@@ -434,11 +471,12 @@ class _Graph:
         if isinstance(e, ast.Call):
             f = e.func
             qn = self.ctx.symbols.qualname(f)
-            if isinstance(f, ast.Attribute) and f.attr in _DETACHING:
+            if isinstance(f, ast.Attribute) and (f.attr in _DETACHING or f.attr in _NO_GRAD_RESULT):
                 return False
             if isinstance(f, ast.Name) and f.id in _PLAIN and f.id not in self.ctx.symbols.functions:
                 return False
-            if qn and (qn.startswith(("math.", "numpy.", "np.")) or qn in ("torch.tensor", "torch.as_tensor")):
+            if qn and (qn.startswith(("math.", "numpy.", "np.")) or qn in ("torch.tensor", "torch.as_tensor")
+                       or (qn.startswith("torch.") and qn.rsplit(".", 1)[-1] in _NO_GRAD_RESULT)):
                 return False
             fk = key_of(f)
             if fk and not isinstance(f, ast.Attribute) or (fk and fk.startswith("self.") and fk.count(".") == 1):
@@ -503,6 +541,8 @@ def loss_accumulated_with_graph(ctx):
     lf = loop_facts(ctx)
     for unit in lf.units:
         scope = unit.scope
+        if not unit.loops:
+            continue
         nodes = list(scope.walk())
         backwarded = {e.key for e in unit.events if e.kind == "backward" and e.key and "." not in e.key
                       and not e.via_call}
@@ -515,28 +555,34 @@ def loss_accumulated_with_graph(ctx):
             elif isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value is not None:
                 assigns.append((n, [n.target.id], n.value))
         assigns.sort(key=lambda a: (a[0].lineno, a[0].col_offset))
+        cands = []
         for st in nodes:
             acc = _accumulation(st)
-            if acc is None:
+            if acc is None or not any(isinstance(n, ast.Name) for n in ast.walk(acc[1])):
                 continue
-            target, value, kind = acc
+            target = acc[0]
             loop = _innermost_loop(ctx, st, scope)
             if loop is None or _under_nograd(ctx, lf, st, scope):
                 continue
             # the accumulator lives across iterations: set before the loop, not reset inside it
-            before = [a for a in assigns if target in a[1] and a[0].lineno < loop.lineno]
-            if not before:
+            if not any(target in a[1] and a[0].lineno < loop.lineno for a in assigns):
                 continue
-            resets = [a for a in assigns if target in a[1] and _inside(ctx, a[0], loop)
-                      and target not in _names_in(a[2])]
-            if resets:
+            if any(target in a[1] and _inside(ctx, a[0], loop) and target not in _names_in(a[2])
+                   for a in assigns):
                 continue
-            g = _Graph(ctx, lf, scope, backwarded)
-            for node, names, val in assigns:
-                if (node.lineno, node.col_offset) >= (st.lineno, st.col_offset):
-                    break
+            cands.append((st, acc, loop))
+        if not cands:
+            continue
+        cands.sort(key=lambda c: (c[0].lineno, c[0].col_offset))
+        g = _Graph(ctx, lf, scope, backwarded)
+        ai = 0
+        for st, (target, value, kind), loop in cands:
+            while ai < len(assigns) and (assigns[ai][0].lineno, assigns[ai][0].col_offset) < (st.lineno, st.col_offset):
+                node, names, val = assigns[ai]
+                nograd = _under_nograd(ctx, lf, node, scope)
                 for nm in names:
-                    g.assign(nm, val, _under_nograd(ctx, lf, node, scope))
+                    g.assign(nm, val, nograd)
+                ai += 1
             carriers = [n for n in ast.walk(value) if isinstance(n, ast.Name) and g.name(n.id)
                         and _not_detached_on_path(ctx, n, value)]
             if not carriers or not g.expr(value):
