@@ -42,6 +42,7 @@ class Gradpath implements vscode.Disposable {
   private state: ServerState = "stopped";
   private stateDetail: string | undefined;
   private lastLive: LiveSummary | undefined;
+  private activity: string | undefined;
   private serverCommands = new Set<string>();
   private queue: Promise<void> = Promise.resolve();
   private readonly disposables: vscode.Disposable[] = [];
@@ -135,7 +136,7 @@ class Gradpath implements vscode.Disposable {
   private setState(state: ServerState, detail?: string): void {
     this.state = state;
     this.stateDetail = detail;
-    const { text, tooltip } = statusBar(state, this.lastLive, detail);
+    const { text, tooltip } = statusBar(state, this.lastLive, detail, this.activity);
     this.statusItem.text = text;
     this.statusItem.tooltip = tooltip;
     this.statusItem.backgroundColor =
@@ -223,6 +224,7 @@ class Gradpath implements vscode.Disposable {
         },
       },
     };
+    this.runningDetail = `${resolved.python} -m gradpath serve (gradpath ${probe.version})`;
     const client = new LanguageClient("gradpath", "Gradpath", serverOptions, clientOptions);
     this.keepOwnCommands(client);
     client.onDidChangeState((e) => {
@@ -230,7 +232,7 @@ class Gradpath implements vscode.Disposable {
         return;
       }
       if (e.newState === State.Running) {
-        this.setState("running", `${resolved.python} -m gradpath serve (gradpath ${probe.version})`);
+        this.setState("running", this.runningDetail);
       } else if (e.newState === State.Starting) {
         this.setState("starting");
       } else if (this.state !== "error") {
@@ -240,11 +242,11 @@ class Gradpath implements vscode.Disposable {
     this.client = client;
     try {
       await client.start();
-      client.onNotification("gradpath/liveResult", (params: unknown) => this.setLive(summarizeLive(params)));
+      client.onNotification("gradpath/status", (params: unknown) => this.onServerStatus(client, params));
       const caps = client.initializeResult?.capabilities.executeCommandProvider?.commands ?? [];
       caps.forEach((c) => this.serverCommands.add(c));
       this.log.info(`Server running; it offers commands: ${caps.join(", ") || "none"}.`);
-      this.setState("running", `${resolved.python} -m gradpath serve (gradpath ${probe.version})`);
+      this.setState("running", this.runningDetail);
     } catch (err) {
       const msg = `Gradpath: the language server failed to start: ${err instanceof Error ? err.message : err}`;
       this.log.error(msg);
@@ -297,6 +299,29 @@ class Gradpath implements vscode.Disposable {
       original({ ...data, registerOptions: { ...data.registerOptions, commands: commands.filter((c) => !CLIENT_COMMANDS.has(c)) } });
     };
   }
+
+  /** The server's gradpath/status: {state: ready|busy|live|disabled, message, live?: {counts}}. */
+  private onServerStatus(client: LanguageClient, params: unknown): void {
+    if (this.client !== client || !params || typeof params !== "object") {
+      return;
+    }
+    const p = params as { state?: string; message?: string };
+    this.log.debug(`server status ${JSON.stringify(params)}`);
+    this.activity = p.state === "live" ? "live step" : undefined;
+    const live = summarizeLive(params);
+    if (live) {
+      this.lastLive = live;
+    }
+    if (p.state === "disabled") {
+      this.setState("disabled", p.message || "gradpath.enable is off");
+    } else if (this.state === "running" || this.state === "disabled") {
+      this.setState("running", this.runningDetail);
+    } else {
+      this.setState(this.state, this.stateDetail);
+    }
+  }
+
+  private runningDetail: string | undefined;
 
   private notifyProblem(msg: string): void {
     const open = "Open Setting";

@@ -18,6 +18,8 @@ export interface ServerSettings {
   live: { onSave: boolean; timeoutSeconds: number; python: string | null };
   trusted: boolean;
   debounceMs: number;
+  /** The server's window/logMessage level, from `gradpath.trace.server`. */
+  logLevel: "info" | "debug";
 }
 
 export interface PathContext {
@@ -126,7 +128,8 @@ export function shapeSettings(cfg: ConfigReader, trusted: boolean, ctx: PathCont
       python: livePython ?? null,
     },
     trusted,
-    debounceMs: Math.round(clampNumber(cfg.get<unknown>("debounceMs", 250), 250, 0, 5000)),
+    debounceMs: Math.round(clampNumber(cfg.get<unknown>("debounceMs", 120), 120, 0, 5000)),
+    logLevel: cfg.get<string>("trace.server", "off") === "verbose" ? "debug" : "info",
   };
 }
 

@@ -34,10 +34,18 @@ export function liveText(live: LiveSummary): string {
   return parts.length ? parts.join(", ") : "nothing to confirm";
 }
 
-export function statusBar(state: ServerState, live?: LiveSummary, detail?: string): { text: string; tooltip: string } {
-  let text = `${ICONS[state]} Gradpath`;
+/** `activity`: what a running server is doing now ("analysing", "live step"), from its status. */
+export function statusBar(
+  state: ServerState,
+  live?: LiveSummary,
+  detail?: string,
+  activity?: string,
+): { text: string; tooltip: string } {
+  let text = `${activity && state === "running" ? "$(loading~spin)" : ICONS[state]} Gradpath`;
   if (state !== "running") {
     text += `: ${state}`;
+  } else if (activity) {
+    text += `: ${activity}`;
   }
   const tips = [`Gradpath language server: ${state}`];
   if (detail) {
@@ -95,6 +103,10 @@ export function summarizeLive(result: unknown, file?: string): LiveSummary | und
       file = o.uri.split("/").pop();
     }
   }
+  const counted = countsOf(result);
+  if (counted) {
+    return { ...counted, file: counted.file ?? file };
+  }
   const verdicts = items.map(verdictOf).filter((v): v is { verdict: string; reason?: string } => !!v);
   if (!verdicts.length) {
     return undefined;
@@ -112,4 +124,28 @@ export function summarizeLive(result: unknown, file?: string): LiveSummary | und
     }
   }
   return s;
+}
+
+function countsOf(v: unknown): LiveSummary | undefined {
+  // The server's gradpath/status notification: {live: {uri, confirmed, "not-reproduced", "not-run"}}.
+  if (!v || typeof v !== "object" || Array.isArray(v)) {
+    return undefined;
+  }
+  const o = v as Record<string, unknown>;
+  if (o.live && typeof o.live === "object" && !("verdict" in (o.live as object))) {
+    return countsOf(o.live);
+  }
+  const n = (k: string) => (typeof o[k] === "number" ? (o[k] as number) : undefined);
+  const confirmed = n("confirmed");
+  const notReproduced = n("not-reproduced") ?? n("notReproduced");
+  const notRun = n("not-run") ?? n("notRun");
+  if (confirmed === undefined && notReproduced === undefined && notRun === undefined) {
+    return undefined;
+  }
+  return {
+    confirmed: confirmed ?? 0,
+    notReproduced: notReproduced ?? 0,
+    notRun: notRun ?? 0,
+    file: typeof o.uri === "string" ? decodeURIComponent(o.uri.split("/").pop() ?? "") : undefined,
+  };
 }

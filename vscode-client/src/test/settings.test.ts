@@ -11,7 +11,8 @@ test("defaults give exactly the server's keys", () => {
     severity: {},
     live: { onSave: false, timeoutSeconds: 20, python: null },
     trusted: true,
-    debounceMs: 250,
+    debounceMs: 120,
+    logLevel: "info",
   });
 });
 
@@ -24,6 +25,7 @@ test("user values are normalised and passed through", () => {
       severity: { gp401: "Error", GP3: "information", GP1: "bogus", GP2: 3 },
       live: { onSave: true, timeoutSeconds: 5000, python: "${workspaceFolder}/.venv/bin/python" },
       debounceMs: "100",
+      trace: { server: "verbose" },
     }),
     true,
     { workspaceFolder: "/ws", home: "/home/u" },
@@ -34,6 +36,7 @@ test("user values are normalised and passed through", () => {
   assert.deepEqual(s.severity, { GP401: "error", GP3: "info" });
   assert.deepEqual(s.live, { onSave: true, timeoutSeconds: 600, python: "/ws/.venv/bin/python" });
   assert.equal(s.debounceMs, 100);
+  assert.equal(s.logLevel, "debug");
 });
 
 test("an untrusted workspace never runs code", () => {

@@ -28,3 +28,12 @@ test("live results in the shapes a server may return", () => {
   assert.equal(summarizeLive(null), undefined);
   assert.equal(summarizeLive("done"), undefined);
 });
+
+test("the server's gradpath/status notification counts", () => {
+  assert.deepEqual(
+    summarizeLive({ state: "ready", live: { uri: "file:///w/my%20bug.py", confirmed: 1, "not-reproduced": 2, "not-run": 0, seconds: 1.2 } }),
+    { confirmed: 1, notReproduced: 2, notRun: 0, file: "my bug.py" },
+  );
+  assert.equal(summarizeLive({ state: "busy", message: "analysing" }), undefined);
+  assert.equal(statusBar("running", undefined, undefined, "live step").text, "$(loading~spin) Gradpath: live step");
+});

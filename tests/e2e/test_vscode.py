@@ -1,0 +1,116 @@
+"""The extension users install, in a real VS Code: code-server 4.100.3 (VS Code 1.100.3) with the
+built .vsix, driven in Debian's headless Chromium. Screenshots of every state: artifacts/e2e/."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from e2e_helpers import ROOT, SEED, VENV_PYTHON, artifacts_dir, code_server, require, run_driver
+
+pytestmark = pytest.mark.e2e
+
+
+def cli_findings(path) -> list[dict]:
+    r = subprocess.run([str(VENV_PYTHON), "-m", "gradpath", "check", "--format", "json", str(path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode in (0, 1), r.stderr
+    return json.loads(r.stdout)
+
+
+def only_gradpath_installed(cs) -> None:
+    exts = cs.list_extensions()
+    assert [e.split("@")[0] for e in exts] == ["gradpath.gradpath"], exts
+    assert not any(e.lower().startswith("ms-python.") for e in exts)
+
+
+def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin, node_modules):
+    require(VENV_PYTHON, "the project's .venv")
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    bug = ws / "bug.py"
+    shutil.copy(SEED, bug)
+    expected = [f for f in cli_findings(bug) if f["code"] == "GP101"]
+    assert len(expected) == 1, expected
+    gp101 = expected[0]
+    source_lines = bug.read_text().splitlines()
+    assert "optim.Adam([]" in source_lines[gp101["line"] - 1]
+
+    shots = artifacts_dir("vscode-main")
+    settings = {"gradpath.interpreter": str(VENV_PYTHON), "gradpath.trace.server": "verbose"}
+    with code_server(tmp_path, code_server_bin, vsix, settings, shots) as cs:
+        only_gradpath_installed(cs)  # no Python extension: code-server's default
+        url = cs.start(ws)
+        report = run_driver({"url": url, "file": str(bug), "shots": str(shots), "scenario": "main",
+                             "timeoutMs": 60000})
+        logs = cs.extension_host_logs()
+    assert report["ok"], f"{report.get('error')}\nscreenshots: {shots}\nconsole: {report['console'][-10:]}"
+
+    # The squiggle is on the GP101 line (and only there).
+    assert {s["line"] for s in report["errorSquiggles"]} == {gp101["line"]}, report["errorSquiggles"]
+    assert report["warningSquiggles"] == [], report["warningSquiggles"]
+    assert report["linesBefore"][str(gp101["line"])] == source_lines[gp101["line"] - 1]
+
+    # The Problems panel lists the code at the CLI's position.
+    rows = [r["text"] + " " + r["aria"] for r in report["problemRows"]]
+    gp_rows = [r for r in rows if "GP101" in r]
+    assert len(gp_rows) == 1, rows
+    assert f"Ln {gp101['line']}, Col {gp101['column']}" in gp_rows[0], gp_rows
+    assert "empty parameter list" in gp_rows[0]
+
+    # The hover explains it: the diagnostic's message and the rule code with its source.
+    hover = report["hoverText"]
+    assert "GP101" in hover and "empty parameter list" in hover, hover
+    assert "gradpath" in hover.lower(), hover
+
+    # The quick fix rewrites the line, and the diagnostic goes away.
+    assert any("model.parameters()" in q["text"] for q in report["quickFixes"]), report["quickFixes"]
+    fixed_line = report["linesAfter"][str(gp101["line"])]
+    assert fixed_line == "optimizer = optim.Adam(model.parameters(), lr=0.001)  # expect: GP101", fixed_line
+    assert report["errorSquigglesAfter"] == []
+    assert not any("GP101" in r for r in report["problemRowsAfter"]), report["problemRowsAfter"]
+
+    # The status bar shows the server running.
+    status = report["statusRunning"]
+    assert "running" in status["ariaLabel"].lower() or "running" in status["text"].lower(), status
+    assert any("codicon-check" in c for c in status["icons"]), status
+    assert "Gradpath" in status["text"]
+    assert "running" in report["statusTooltip"], report["statusTooltip"]
+    assert "gradpath serve" in report["statusTooltip"], report["statusTooltip"]
+
+    # The extension activated without an error in the extension host.
+    assert "Activating extension 'gradpath.gradpath' failed" not in logs
+    assert "Interpreter: " + str(VENV_PYTHON) in logs, logs[-3000:]
+    assert len(report["shots"]) >= 7
+
+
+def test_wrong_interpreter_without_python_extension(tmp_path, vsix, code_server_bin, node_modules):
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    bug = ws / "bug.py"
+    shutil.copy(SEED, bug)
+    shots = artifacts_dir("vscode-bad-interpreter")
+    bogus = "/nonexistent/gradpath-venv/bin/python3"
+    with code_server(tmp_path, code_server_bin, vsix, {"gradpath.interpreter": bogus}, shots) as cs:
+        only_gradpath_installed(cs)
+        url = cs.start(ws)
+        report = run_driver({"url": url, "file": str(bug), "shots": str(shots), "scenario": "bad-interpreter",
+                             "timeoutMs": 60000})
+        logs = cs.extension_host_logs()
+    assert report["ok"], f"{report.get('error')}\nscreenshots: {shots}\nconsole: {report['console'][-10:]}"
+
+    # A clear notification naming the interpreter, with a button that opens the setting.
+    note = report["notification"]
+    assert bogus in note and "does not exist" in note and "gradpath.interpreter" in note, note
+    assert "Open Setting" in report["notificationButtons"], report["notificationButtons"]
+    assert "Interpreter" in report["settingsEditor"], report["settingsEditor"]
+    assert "Path to the Python interpreter that has gradpath installed" in report["settingsEditor"]
+
+    # The status bar says error; the extension stays alive: its commands and its log work.
+    assert "error" in (report["statusError"]["text"] + report["statusError"]["ariaLabel"]).lower(), report["statusError"]
+    assert f"Interpreter: {bogus} (from setting)" in report["outputText"], report["outputText"]
+    for title in ("Gradpath: Restart Server", "Gradpath: Check Whole Workspace", "Gradpath: Show Output"):
+        assert any(title in c for c in report["commandsFound"]), report["commandsFound"]
+    assert "Activating extension 'gradpath.gradpath' failed" not in logs

@@ -1,0 +1,308 @@
+// Drives a running code-server in Debian's headless Chromium with playwright-core and reports what
+// the real UI shows, as JSON, with a screenshot of every state. The pytest side (test_vscode.py)
+// starts code-server and asserts on this report.
+//
+//   node vscode_driver.js '<json config>'
+//   config: {url, file, shots, scenario: "main" | "bad-interpreter", timeoutMs}
+// Prints one JSON object on the last line of stdout.
+"use strict";
+const fs = require("fs");
+const os = require("os");
+const path = require("path");
+const { chromium } = require("playwright-core");
+
+const cfg = JSON.parse(process.argv[2]);
+const T = cfg.timeoutMs || 60000;
+const report = { scenario: cfg.scenario, steps: [], shots: [], console: [] };
+let shotNo = 0;
+
+function step(name, data) {
+  report.steps.push({ name, t: Date.now(), ...data });
+}
+
+async function shot(page, name) {
+  shotNo += 1;
+  const file = path.join(cfg.shots, `${String(shotNo).padStart(2, "0")}-${name}.png`);
+  await page.screenshot({ path: file });
+  report.shots.push(file);
+  return file;
+}
+
+const MOD = "Control";
+
+async function openFile(page, name) {
+  await page.keyboard.press(`${MOD}+KeyP`);
+  const input = page.locator(".quick-input-widget input").first();
+  await input.waitFor({ state: "visible", timeout: T });
+  await input.fill(name);
+  // Wait for the file to be the first pick before Enter.
+  await page
+    .locator(`.quick-input-widget .monaco-list-row[aria-label*="${name}"]`)
+    .first()
+    .waitFor({ timeout: T });
+  await page.keyboard.press("Enter");
+  await page.locator(`.tab.active[aria-label*="${name}"]`).first().waitFor({ timeout: T });
+}
+
+/** The 1-based editor line under a bounding box, read from the line-number gutter. */
+async function lineAt(page, box) {
+  const cy = box.y + box.height / 2;
+  return page.evaluate((y) => {
+    const nums = Array.from(document.querySelectorAll(".editor-instance .monaco-editor .margin-view-overlays .line-numbers"));
+    for (const n of nums) {
+      const r = n.getBoundingClientRect();
+      if (y >= r.top && y < r.bottom) {
+        return parseInt(n.textContent.trim(), 10);
+      }
+    }
+    return null;
+  }, cy);
+}
+
+/** {line number: text} of the lines the editor shows (the DOM holds the visible lines only;
+ * spaces are U+00A0), matched to the gutter's line numbers by position. */
+async function editorLines(page) {
+  return page.evaluate(() => {
+    const nums = Array.from(document.querySelectorAll(".editor-instance .monaco-editor .margin-view-overlays .line-numbers")).map((n) => {
+      const r = n.getBoundingClientRect();
+      return { top: r.top, bottom: r.bottom, n: parseInt(n.textContent.trim(), 10) };
+    });
+    const out = {};
+    for (const l of document.querySelectorAll(".editor-instance .monaco-editor .view-lines .view-line")) {
+      const r = l.getBoundingClientRect();
+      const y = r.top + r.height / 2;
+      const hit = nums.find((x) => y >= x.top && y < x.bottom);
+      if (hit) {
+        out[hit.n] = l.textContent.replace(/\u00a0/g, " ");
+      }
+    }
+    return out;
+  });
+}
+
+async function squiggles(page, cls) {
+  const loc = page.locator(`.editor-instance .monaco-editor .${cls}`);
+  const n = await loc.count();
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    const box = await loc.nth(i).boundingBox();
+    if (box) {
+      out.push({ box, line: await lineAt(page, box) });
+    }
+  }
+  return out;
+}
+
+async function statusBarItem(page) {
+  const item = page.locator("#workbench\\.parts\\.statusbar .statusbar-item", { hasText: "Gradpath" }).first();
+  await item.waitFor({ timeout: T });
+  const a = item.locator("a, .statusbar-item-label").first();
+  return {
+    text: (await item.innerText()).trim(),
+    ariaLabel: (await a.getAttribute("aria-label")) || (await item.getAttribute("aria-label")) || "",
+    icons: await item.evaluate((el) => Array.from(el.querySelectorAll(".codicon")).map((c) => c.className)),
+  };
+}
+
+async function waitStatus(page, re) {
+  const deadline = Date.now() + T;
+  let last;
+  while (Date.now() < deadline) {
+    last = await statusBarItem(page);
+    if (re.test(last.ariaLabel) || re.test(last.text)) {
+      return last;
+    }
+    await page.waitForTimeout(250);
+  }
+  return last;
+}
+
+async function mainScenario(page) {
+  const fileName = path.basename(cfg.file);
+  await openFile(page, fileName);
+  step("opened", { file: fileName });
+
+  // 1. the squiggle
+  const sq = page.locator(".editor-instance .monaco-editor .squiggly-error").first();
+  await sq.waitFor({ state: "attached", timeout: T });
+  await page.waitForTimeout(300);
+  report.errorSquiggles = await squiggles(page, "squiggly-error");
+  report.warningSquiggles = await squiggles(page, "squiggly-warning");
+  report.linesBefore = await editorLines(page);
+  step("squiggle", { squiggles: report.errorSquiggles });
+  await shot(page, "squiggle");
+
+  // 2. the status bar (server running)
+  report.statusRunning = await waitStatus(page, /running/);
+  await page.locator("#workbench\\.parts\\.statusbar .statusbar-item", { hasText: "Gradpath" }).first().hover();
+  await page.waitForTimeout(800);
+  report.statusTooltip = (await page.locator(".monaco-hover:not(.hidden), .workbench-hover-container").allInnerTexts()).join("\n");
+  await shot(page, "status-bar");
+  await page.mouse.move(5, 5);
+
+  // 3. the hover
+  const box = report.errorSquiggles[0].box;
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  const hover = page.locator(".monaco-hover:not(.hidden)", { hasText: "GP101" }).first();
+  await hover.waitFor({ state: "visible", timeout: T });
+  await page.waitForTimeout(500);
+  report.hoverText = await hover.innerText();
+  step("hover", {});
+  await shot(page, "hover");
+  await page.mouse.move(5, 5);
+  await page.keyboard.press("Escape");
+
+  // 4. the Problems panel
+  await page.keyboard.press(`${MOD}+Shift+KeyM`);
+  const row = page.locator(".markers-panel .monaco-list-row", { hasText: "GP101" }).first();
+  await row.waitFor({ timeout: T });
+  await page.waitForTimeout(300);
+  report.problemRows = await page.locator(".markers-panel .monaco-list-row").evaluateAll((rows) =>
+    rows.map((r) => ({ text: r.innerText.replace(/\s+/g, " ").trim(), aria: r.getAttribute("aria-label") || "" })),
+  );
+  report.problemCounts = (await page.locator("#status\\.problems").first().getAttribute("aria-label").catch(() => null)) || "";
+  step("problems", {});
+  await shot(page, "problems-panel");
+
+  // 5. the quick fix
+  await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
+  await page.keyboard.press("Escape");
+  await page.keyboard.press(`${MOD}+Period`);
+  const actions = page.locator(".action-widget .monaco-list-row");
+  await actions.first().waitFor({ timeout: T });
+  await page.waitForTimeout(300);
+  report.quickFixes = await actions.evaluateAll((rows) =>
+    rows.map((r) => ({ text: r.innerText.replace(/\s+/g, " ").trim(), aria: r.getAttribute("aria-label") || "", cls: r.className })),
+  );
+  await shot(page, "quick-fix-menu");
+  const wanted = report.quickFixes.findIndex((r) => /parameters\(\)/.test(r.text) && !/separator|group-header/.test(r.cls));
+  report.quickFixChosen = wanted;
+  if (wanted < 0) {
+    throw new Error(`no quick fix mentions parameters(): ${JSON.stringify(report.quickFixes)}`);
+  }
+  // Focus moves over selectable rows only: count the selectable rows before the wanted one.
+  const selectable = report.quickFixes.map((r) => !/separator|group-header/.test(r.cls) && !/^\s*$/.test(r.text));
+  let downs = 0;
+  for (let i = 0; i < wanted; i++) {
+    if (selectable[i]) {
+      downs++;
+    }
+  }
+  for (let i = 0; i < downs; i++) {
+    await page.keyboard.press("ArrowDown");
+  }
+  await page.keyboard.press("Enter");
+  await page
+    .locator(".editor-instance .monaco-editor .view-lines", { hasText: "model.parameters()" })
+    .first()
+    .waitFor({ timeout: T });
+  report.linesAfter = await editorLines(page);
+  step("fixed", {});
+  // The diagnostic goes away once the server re-analyses the edited text.
+  await page.locator(".editor-instance .monaco-editor .squiggly-error").first().waitFor({ state: "detached", timeout: T });
+  await row.waitFor({ state: "detached", timeout: T });
+  report.errorSquigglesAfter = await squiggles(page, "squiggly-error");
+  report.problemRowsAfter = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
+  await shot(page, "after-fix");
+  report.statusAfter = await statusBarItem(page);
+}
+
+async function badInterpreterScenario(page) {
+  const fileName = path.basename(cfg.file);
+  await openFile(page, fileName);
+  step("opened", { file: fileName });
+  const toast = page.locator(".notifications-toasts .notification-toast", { hasText: "Gradpath" }).first();
+  await toast.waitFor({ state: "visible", timeout: T });
+  await page.waitForTimeout(300);
+  report.notification = (await toast.innerText()).replace(/\s+/g, " ").trim();
+  report.notificationButtons = await toast.locator(".monaco-button").allInnerTexts();
+  report.statusError = await waitStatus(page, /error/);
+  await shot(page, "interpreter-notification");
+
+  // The button opens the setting.
+  await toast.locator(".monaco-button", { hasText: "Open Setting" }).first().click();
+  const setting = page.locator(".settings-editor .setting-item-contents", { hasText: "Interpreter" }).first();
+  await setting.waitFor({ timeout: T });
+  await page.waitForTimeout(500);
+  report.settingsEditor = (await setting.innerText()).replace(/\s+/g, " ").trim();
+  report.settingsSearch = await page
+    .locator(".settings-editor .suggest-input-container .view-lines, .settings-editor .settings-header input")
+    .first()
+    .innerText()
+    .catch(() => "");
+  await shot(page, "interpreter-setting");
+
+  // The extension is still alive: its command runs and its log says why.
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input").first();
+  await input.waitFor({ state: "visible", timeout: T });
+  await input.fill(">Gradpath: Show Output");
+  await page.locator(".quick-input-widget .monaco-list-row", { hasText: "Gradpath: Show Output" }).first().waitFor({ timeout: T });
+  await page.keyboard.press("Enter");
+  const out = page.locator(".part.panel .monaco-editor .view-lines", { hasText: "Interpreter" }).first();
+  await out.waitFor({ timeout: T });
+  await page.waitForTimeout(500);
+  report.outputText = (await out.innerText()).replace(/\u00a0/g, " ");
+  await shot(page, "output-channel");
+  report.commandsFound = await (async () => {
+    await page.keyboard.press("F1");
+    await input.fill(">Gradpath:");
+    await page.waitForTimeout(800);
+    const rows = await page.locator(".quick-input-widget .monaco-list-row").allInnerTexts();
+    await page.keyboard.press("Escape");
+    return rows.map((r) => r.replace(/\s+/g, " ").trim());
+  })();
+}
+
+(async () => {
+  const userData = fs.mkdtempSync(path.join(os.tmpdir(), "gp-chromium-"));
+  const browser = await chromium.launch({
+    executablePath: "/usr/bin/chromium",
+    headless: true,
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+    env: { ...process.env, XDG_CONFIG_HOME: userData, XDG_CACHE_HOME: userData, HOME: userData },
+  });
+  let page;
+  try {
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    page = await context.newPage();
+    page.on("console", (m) => {
+      if (m.type() === "error") {
+        report.console.push(m.text().slice(0, 500));
+      }
+    });
+    page.on("pageerror", (e) => report.console.push(`pageerror: ${String(e).slice(0, 500)}`));
+    await page.goto(cfg.url, { timeout: T });
+    await page
+      .locator(`.explorer-folders-view .monaco-list-row[aria-label*="${path.basename(cfg.file)}"]`)
+      .first()
+      .waitFor({ timeout: T });
+    step("workbench", {});
+    await shot(page, "workbench");
+    if (cfg.scenario === "main") {
+      await mainScenario(page);
+    } else {
+      await badInterpreterScenario(page);
+    }
+    report.ok = true;
+  } catch (err) {
+    report.ok = false;
+    report.error = String(err && err.stack ? err.stack : err);
+    if (page) {
+      await shot(page, "failure").catch(() => {});
+    }
+  } finally {
+    await browser.close().catch(() => {});
+    fs.rmSync(userData, { recursive: true, force: true });
+  }
+  process.stdout.write("\n" + JSON.stringify(report) + "\n");
+})();
