@@ -332,11 +332,12 @@ class LiveService:
             if model_only:
                 run["model_only_runs"] = [_run_summary(o) for o in model_only.values()]
         modes = set()
+        regions = V.loop_regions(text)
         for f in findings:
             key = (f.data.get("model_class"), f.data.get("model"), f.data.get("optimizer_class"),
                    f.span.line if f.code in V.EXCEPTION_CODES else None)
             try:
-                v = V.decide(f, script, edges.get(f.id), model_only.get(key), timeout, self.memory_mb)
+                v = V.decide(f, script, edges.get(f.id), model_only.get(key), timeout, self.memory_mb, regions)
             except Exception as exc:  # a verdict bug must not lose the other verdicts
                 v = Verdict(V.NOT_RUN, "none", f"internal error while deciding: {type(exc).__name__}: {exc}", {})
             report.verdicts[f.id] = v

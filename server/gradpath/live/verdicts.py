@@ -18,7 +18,7 @@ EXCEPTION_CODES = {
     "GP107": ("ValueError", "optimizer got an empty parameter list"),
     "GP111": ("ValueError", "optimizer got an empty parameter list"),
     "GP109": ("TypeError", "'method' object is not iterable"),
-    "GP110": ("TypeError", "object is not iterable"),
+    "GP110": ("TypeError", ("object is not iterable", "optimizer can only optimize Tensors")),
     "GP201": ("RuntimeError", "does not require grad"),
     "GP202": ("RuntimeError", "does not require grad"),
 }
@@ -29,6 +29,8 @@ PROBE_CODES = {"GP301", "GP302", "GP303", "GP304", "GP305", "GP306", "GP307", "G
 # what "the edge" means for each probe kind, in words
 EDGE_WORDS = {"denominator": "== 0", "log-arg": "== 0", "sqrt-arg": "== 0", "std": "== 0",
               "exp-arg": "== 100", "loss-input": ""}
+SITE_WORDS = {"denominator": "the quotient", "log-arg": "the log", "sqrt-arg": "the sqrt", "exp-arg": "the exp",
+              "std": "the normalized value"}
 DEFAULT_PROBE_KIND = {"GP301": "denominator", "GP302": "log-arg", "GP303": "log-arg", "GP304": "loss-input",
                       "GP305": "loss-input", "GP306": "sqrt-arg", "GP307": "exp-arg", "GP308": "std"}
 # codes a model-only step (the model class alone, the optimizer as written) can settle
@@ -269,8 +271,9 @@ def _exception_match(finding, obs: dict, expected) -> tuple[bool, bool]:
     exc = obs.get("exception") or {}
     if not exc:
         return False, False
-    et, text = expected
-    ok = exc.get("type") == et and text in (exc.get("message") or "")
+    et, texts = expected
+    texts = (texts,) if isinstance(texts, str) else texts
+    ok = exc.get("type") == et and any(t in (exc.get("message") or "") for t in texts)
     s = finding.span
     lines = set(range(s.line, s.end_line + 1)) | {r.span.line for r in getattr(finding, "related", [])}
     hit = exc.get("line") in lines or any(l in lines for l in exc.get("user_lines") or [])
@@ -314,6 +317,8 @@ def _probe_expr(finding) -> str:
 def _observed_words(kind: str, rec: dict, expr: str) -> str:
     n = rec.get("count", 0)
     times = f"over {n} evaluation{'s' if n != 1 else ''}"
+    if rec.get("min") is None and rec.get("nonfinite"):
+        return f"observed {expr} non-finite {times}"
     if kind == "denominator":
         return f"observed min |{expr}| = {fmt(rec.get('min_abs'))} {times}"
     if kind in ("log-arg", "sqrt-arg", "std"):
@@ -388,55 +393,121 @@ def probe_verdict(finding, obs: dict, edge: dict | None) -> Verdict:
                            f"[{fmt(rec.get('min'))}, {fmt(rec.get('max'))}] (line {rec.get('line')}){loss_words}", data)
         return Verdict(NOT_REPRODUCED, "script", f"the loss input ranges over [{fmt(rec.get('min'))}, "
                        f"{fmt(rec.get('max'))}]: not a probability", data)
-    bad_now, now_words = _nonfinite_outcome(obs)
-    if (rec.get("nonfinite") or 0) > 0 or bad_now:
-        data["run"] = now_words
-        return Verdict(CONFIRMED, "script", f"{observed}; the real run already produced non-finite values: "
-                       f"{now_words}", data)
+    site = rec.get("site") or {}
+    hit_now = (site.get("nonfinite") or 0) > 0 or (rec.get("nonfinite") or 0) > 0
+    mn, mabs, mx = num(rec.get("min")), num(rec.get("min_abs")), num(rec.get("max"))
+    if kind == "denominator" and mabs == 0 or kind == "log-arg" and mn is not None and mn <= 0 or \
+            kind in ("sqrt-arg", "std") and mn == 0 or kind == "exp-arg" and mx is not None and mx > 88:
+        hit_now = True
+    if hit_now:
+        what = SITE_WORDS.get(kind, "the expression")
+        ex = site.get("example")
+        data["site"] = site
+        return Verdict(CONFIRMED, "script", f"{observed}; the real run already hit the edge: {what} "
+                       f"{'= ' + fmt(ex) if ex is not None else 'is not finite'}", data)
     if edge is None:
         return Verdict(NOT_RUN, "script", f"{observed}; the edge case was not driven (time limit)", data)
     erec = (edge.get("probes") or {}).get(finding.id) or {}
     if not erec.get("forced"):
         return Verdict(NOT_RUN, "script", f"{observed}; could not drive {expr} to the edge: "
                        f"{failure_reason(edge, finding)}", data)
-    bad, words = _nonfinite_outcome(edge)
     at = f"at {expr} {EDGE_WORDS.get(kind, '')}".rstrip()
-    data["edge"] = words
+    esite = erec.get("site") or {}
+    site_text = (obs.get("probe_sites") or {}).get(finding.id)
+    if site_text and "\n" not in site_text and len(site_text) <= 80:
+        site_name = f"`{site_text}`"
+    else:
+        site_name = SITE_WORDS.get(kind, "the expression")
+    parts = []
+    bad = False
+    if (esite.get("nonfinite") or 0) > 0:
+        bad = True
+        parts.append(f"{site_name} = {fmt(esite.get('example'))}")
+    elif esite.get("count"):
+        parts.append(f"{site_name} stays finite")
+    if erec.get("edge_grad_finite") is False:
+        bad = True
+        parts.append(f"the gradient reaching `{expr}` is {fmt(erec.get('edge_grad_example'))}")
+    base_bad, _ = _nonfinite_outcome(obs)
+    if not base_bad:
+        e_bad, e_words = _nonfinite_outcome(edge)
+        if e_bad or not parts:
+            parts.append(e_words)
+            bad = bad or (e_bad and not esite.get("count"))
+    words = ", ".join(parts) or "nothing observable"
+    data["edge"] = {"site": esite, "grad_finite": erec.get("edge_grad_finite"), "words": words}
     if bad:
         return Verdict(CONFIRMED, "script", f"{observed}; {at}: {words}", data)
-    return Verdict(NOT_REPRODUCED, "script", f"{observed}; even {at} the loss and gradients stay finite "
+    return Verdict(NOT_REPRODUCED, "script", f"{observed}; even {at} the result and its gradient stay finite "
                    f"({words})", data)
 
 
-def _events(obs, kind):
-    return [e for e in obs.get("events") or [] if e.get("kind") == kind]
+def _events(obs, kind, region=None):
+    out = [e for e in obs.get("events") or [] if e.get("kind") == kind]
+    if region is not None:
+        inside = [e for e in out if e.get("line") is not None and region[0] <= e["line"] <= region[1]]
+        return inside
+    return out
 
 
-def loop_verdict(finding, obs: dict) -> Verdict:
+def loop_regions(text: str | None) -> list[tuple[int, int]]:
+    """(first line, last line) of every for/while statement in the text."""
+    if not text:
+        return []
+    import ast
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return []
+    return [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree)
+            if isinstance(n, (ast.For, ast.While, ast.AsyncFor))]
+
+
+def region_of(finding, regions: list[tuple[int, int]]) -> tuple[int, int] | None:
+    """The loop a GP4 finding is about: the one at data["loop_line"], else the innermost loop around
+    the finding, else the outermost loop that encloses it."""
+    if not regions:
+        return None
+    ll = finding.data.get("loop_line")
+    if ll:
+        at = [r for r in regions if r[0] == ll]
+        if at:
+            return at[0]
+    line = finding.span.line
+    around = [r for r in regions if r[0] <= line <= r[1]]
+    if around:
+        # the outermost loop: events of inner loops (epochs x batches) belong to it too
+        return min(around, key=lambda r: r[0])
+    return None
+
+
+def loop_verdict(finding, obs: dict, region=None) -> Verdict:
     code = finding.code
     rows = model_rows(obs, finding)
     opt_label = _opt_words(obs, finding)
-    backs = _events(obs, "backward")
-    steps = _events(obs, "step")
+    backs = _events(obs, "backward", region)
+    steps = _events(obs, "step", region)
+    want_opt = short_class(finding.data.get("optimizer_class"))
+    if want_opt:
+        steps = [s for s in steps if (s.get("optimizer") or "").split("#")[0] == want_opt] or steps
     data = {"backward": obs.get("backward_count", 0), "steps": obs.get("step_count", 0),
             "events": [{k: e.get(k) for k in ("kind", "line", "optimizer", "grads_nonzero", "value")}
                        for e in (obs.get("events") or [])[:20]]}
     if code == "GP401":
         if len(backs) < 2:
-            return Verdict(NOT_RUN, "script", "fewer than two backward() calls ran: "
-                           + failure_reason(obs, finding), data)
-        acc = []
-        for r in rows:
-            ge = r.get("grad_events") or []
-            if len(ge) >= 2 and (num(ge[1][0]) or 0) > 0:
-                acc.append((r, num(ge[0][1]), num(ge[1][0]), num(ge[1][1])))
-        data["grads"] = [{"name": r["name"], "after_1": a, "before_2": b, "after_2": c} for r, a, b, c in acc[:20]]
-        if acc:
-            r, a, b, c = acc[0]
-            line = backs[1].get("line")
-            return Verdict(CONFIRMED, "script", f"gradients add up across iterations: {r['name']}.grad norm was "
-                           f"{fmt(a)} after iteration 1, still {fmt(b)} before the 2nd backward (line {line}) and "
-                           f"{fmt(c)} after it; nothing cleared it", data)
+            why = failure_reason(obs, finding) if obs.get("status") != "ok" or not reached(obs, finding) else \
+                "the loop ran fewer than two iterations"
+            return Verdict(NOT_RUN, "script", "fewer than two backward() calls ran in this loop: " + why, data)
+        acc_ev = [b for b in backs[1:] if b.get("leftover") and b.get("leftover_examples")]
+        if acc_ev:
+            b = acc_ev[0]
+            name, before, after = b["leftover_examples"][0]
+            data["grads"] = [{"name": n, "before": x, "after": y} for n, x, y in b["leftover_examples"]]
+            data["leftover_tensors"] = b["leftover"]
+            return Verdict(CONFIRMED, "script", f"gradients add up across iterations: before the 2nd backward "
+                           f"(line {b.get('line')}) {name}.grad norm was still {fmt(before)} from iteration 1 "
+                           f"(nothing cleared it), and {fmt(after)} after it; {b['leftover']} tensor(s) "
+                           "accumulated", data)
         return Verdict(NOT_REPRODUCED, "script", "gradients were cleared between iterations (None or zero before "
                        "the 2nd backward)", data)
     if code == "GP402":
@@ -452,7 +523,7 @@ def loop_verdict(finding, obs: dict) -> Verdict:
             return Verdict(NOT_REPRODUCED, "script", "every step() saw non-zero gradients", data)
         return Verdict(NOT_RUN, "script", "no optimizer step ran: " + failure_reason(obs, finding), data)
     if code == "GP403":
-        early = [s for s in steps if s.get("backward_before") == 0]
+        early = [s for s in steps if s.get("fresh_backward") is False]
         if early:
             s = early[0]
             return Verdict(CONFIRMED, "script", f"{s['optimizer']}.step() (line {s['line']}) ran before the first "
@@ -463,15 +534,21 @@ def loop_verdict(finding, obs: dict) -> Verdict:
         return Verdict(NOT_RUN, "script", "no optimizer step ran: " + failure_reason(obs, finding), data)
     if code == "GP404":
         if not backs:
-            return Verdict(NOT_RUN, "script", "no backward() ran: " + failure_reason(obs, finding), data)
+            return Verdict(NOT_RUN, "script", "no backward() ran in this loop: " + failure_reason(obs, finding), data)
         opts = obs.get("optimizers") or []
         want = short_class(finding.data.get("optimizer_class"))
-        never = [o for o in opts if o["steps"] == 0 and (want is None or o["class"] == want)]
-        if never:
-            unchanged = [r for r in rows if r.get("changed") is not True]
-            return Verdict(CONFIRMED, "script", f"backward() ran {len(backs)} time(s) but {never[0]['label']}.step()"
-                           f" was never called; {len(unchanged)} of {len(rows)} parameter tensors unchanged", data)
-        return Verdict(NOT_REPRODUCED, "script", f"{opt_label}.step() ran", data)
+        cands = [o for o in opts if want is None or o["class"] == want]
+        all_steps = _events(obs, "step", region)
+        stepped = {s.get("optimizer") for s in all_steps}
+        never = [o for o in cands if o["label"] not in stepped]
+        if cands and never:
+            return Verdict(CONFIRMED, "script", f"backward() ran {len(backs)} time(s) in this loop (line "
+                           f"{backs[0].get('line')}) but {never[0]['label']}.step() was never called there"
+                           + ("" if never[0]["steps"] else "; it never stepped at all, so its parameters never "
+                              "changed"), data)
+        if not cands:
+            return Verdict(NOT_RUN, "script", "no optimizer was built: " + failure_reason(obs, finding), data)
+        return Verdict(NOT_REPRODUCED, "script", f"{opt_label}.step() ran in this loop", data)
     if code == "GP405":
         rec = (obs.get("probes") or {}).get(finding.id)
         if rec and rec.get("count"):
@@ -483,7 +560,10 @@ def loop_verdict(finding, obs: dict) -> Verdict:
                            "graph", {"probe": rec})
         return Verdict(NOT_RUN, "script", failure_reason(obs, finding), data)
     if code == "GP406":
-        w = next((w for w in obs.get("warnings") or [] if "lr_scheduler.step()" in w["message"]), None)
+        ws = [w for w in obs.get("warnings") or [] if "lr_scheduler.step()" in w["message"]]
+        if region is not None:
+            ws = [w for w in ws if w.get("line") is None or region[0] <= w["line"] <= region[1]]
+        w = ws[0] if ws else None
         if w:
             return Verdict(CONFIRMED, "script", f"PyTorch warned: {_first(w['message'], 400)}",
                            dict(data, warning=w["message"], line=w.get("line")))
@@ -524,7 +604,8 @@ def gp203_verdict(finding, obs: dict, mode: str) -> Verdict | None:
 
 
 def decide(finding, script: dict | None, edge: dict | None = None, model_only: dict | None = None,
-           timeout_s: float | None = None, memory_mb: int | None = None) -> Verdict:
+           timeout_s: float | None = None, memory_mb: int | None = None,
+           regions: list[tuple[int, int]] | None = None) -> Verdict:
     code = finding.code
     if code == "GP000" or code.startswith("GP0"):
         return Verdict(NOT_RUN, "none", "the file has a syntax error; nothing can run", {})
@@ -562,7 +643,7 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
             v = probe_verdict(finding, script, edge)
     elif code.startswith("GP4"):
         if reason is None or code in ("GP401", "GP404", "GP406"):
-            v = loop_verdict(finding, script)
+            v = loop_verdict(finding, script, region_of(finding, regions or []))
             if v.verdict == NOT_RUN and reason:
                 v = None
     elif code == "GP408":

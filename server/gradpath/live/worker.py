@@ -111,6 +111,8 @@ class Rewriter(ast.NodeTransformer):
                 continue
             self.probes.setdefault(key, []).append(p["id"])
         self.placed: dict[str, tuple] = {}
+        self.site_wanted = {p["id"] for p in probes if p.get("what") in self.SITE_KINDS}
+        self.sites: dict[str, bool] = {}
         self._in_module_class = 0
         self._func_stack: list[str] = []
 
@@ -132,9 +134,30 @@ class Rewriter(ast.NodeTransformer):
                             args=[ast.Constant(pid), node, ast.Constant(sp[0])], keywords=[])
         return node
 
+    SITE_KINDS = ("denominator", "log-arg", "sqrt-arg", "exp-arg", "std")
+
+    def _probe_child(self, node):
+        """The probe id whose wrapped value is a direct operand of `node` (the "site": the division,
+        the log/sqrt/exp call that consumes it)."""
+        cands = list(ast.iter_child_nodes(node))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            cands.append(node.func.value)  # p.log(), s.sqrt()
+        for c in cands:
+            if isinstance(c, ast.Call) and isinstance(c.func, ast.Name) and c.func.id == "__gp_probe__" \
+                    and c.args and isinstance(c.args[0], ast.Constant):
+                return c.args[0].value
+        return None
+
     def generic_visit(self, node):
         super().generic_visit(node)
         if isinstance(node, ast.expr):
+            if isinstance(node, (ast.BinOp, ast.Call)) and isinstance(getattr(node, "ctx", ast.Load()), ast.Load):
+                pid = self._probe_child(node)
+                if pid is not None and pid in self.site_wanted and pid not in self.sites:
+                    self.sites[pid] = _node_span(node, self.lines)
+                    node = ast.copy_location(ast.Call(func=ast.Name("__gp_site__", ast.Load()),
+                                                      args=[ast.Constant(pid), node], keywords=[]), node)
+                    return self._wrap(node)
             return self._wrap(node)
         return node
 
@@ -223,7 +246,7 @@ def rewrite(source: str, path: str, probes: list[dict], cut_loops: bool = True):
     tree = rw.visit(tree)
     place_statement_probes(tree, lines, probes, rw)
     ast.fix_missing_locations(tree)
-    return compile(tree, path, "exec", dont_inherit=True), rw.placed
+    return compile(tree, path, "exec", dont_inherit=True), rw.placed, rw.sites
 
 
 # --------------------------------------------------------------------------------------------
@@ -656,6 +679,15 @@ class Observer:
                 obs.modules.append((self_, obs.user_line(), type(self_).__name__, obs.user_func() == "forward"))
 
         torch.nn.Module.__init__ = module_init
+        orig_setstate = torch.nn.Module.__setstate__
+
+        def module_setstate(self_, state):
+            orig_setstate(self_, state)
+            if id(self_) not in obs.module_ids and len(obs.modules) < 5000:
+                obs.module_ids.add(id(self_))
+                obs.modules.append((self_, obs.user_line(), type(self_).__name__, False))
+
+        torch.nn.Module.__setstate__ = module_setstate
 
         orig_opt_init = torch.optim.Optimizer.__init__
 
@@ -666,7 +698,7 @@ class Observer:
                 n = sum(1 for o in obs.optimizers if type(o["obj"]) is type(self_))
                 label = type(self_).__name__ + (f"#{n + 1}" if n else "")
                 obs.optimizers.append({"obj": self_, "line": line, "label": label, "steps": 0, "zero_grads": 0,
-                                       "class": type(self_).__name__})
+                                       "class": type(self_).__name__, "bw_at_last_step": obs.backward_count})
                 obs.event("optimizer", line=line, optimizer=label,
                           tensors=sum(len(g["params"]) for g in self_.param_groups))
 
@@ -677,8 +709,12 @@ class Observer:
             ids = {id(p) for g in opt.param_groups for p in g["params"]}
             grads = obs.grads_of(ids)
             nonzero = sum(1 for v in grads.values() if v)
-            obs.event("step", line=obs.user_line(3), optimizer=obs.opt_label(opt),
-                      grads_nonzero=nonzero, tensors=len(ids), backward_before=obs.backward_count)
+            rec = next((o for o in obs.optimizers if o["obj"] is opt), None)
+            fresh = rec is None or obs.backward_count > rec["bw_at_last_step"]
+            if rec is not None:
+                rec["bw_at_last_step"] = obs.backward_count
+            obs.event("step", line=obs.user_line(3), optimizer=obs.opt_label(opt), grads_nonzero=nonzero,
+                      tensors=len(ids), backward_before=obs.backward_count, fresh_backward=fresh)
 
         def post_step(opt, args, kwargs):
             obs.step_count += 1
@@ -745,6 +781,10 @@ class Observer:
                 nonfinite = [obs.params[pid]["name"] or "?" for pid, g in after.items()
                              if g is not None and not math.isfinite(g)]
                 ev["grads_nonfinite"] = nonfinite[:20]
+                left = [(obs.params[pid]["name"] or "?", before.get(pid), g) for pid, g in after.items()
+                        if before.get(pid)]
+                ev["leftover"] = len(left)
+                ev["leftover_examples"] = [[n, _fmt_num(b), _fmt_num(a)] for n, b, a in left[:3]]
                 ev["grads_none"] = sum(1 for g in after.values() if g is None)
                 ev["grads_total"] = len(after)
                 obs.event("backward", **ev)
@@ -806,14 +846,47 @@ class Observer:
             return self.edge_value(value, self.edge.get("what"))
         return value
 
+    def site(self, pid, value):
+        """The expression that consumes a probed value (the division, the log call...)."""
+        torch = self.torch
+        rec = self.probes.setdefault(pid, {"count": 0})
+        s = rec.setdefault("site", {"count": 0, "nonfinite": 0})
+        s["count"] += 1
+        try:
+            if isinstance(value, torch.Tensor) and value.numel():
+                with torch.no_grad():
+                    v = value.detach().double()
+                    bad = int((~torch.isfinite(v)).sum())
+                    s["nonfinite"] += bad
+                    if bad and "example" not in s:
+                        s["example"] = _fmt_num(float(v[~torch.isfinite(v)].reshape(-1)[0]))
+            elif isinstance(value, float) and not math.isfinite(value):
+                s["nonfinite"] += 1
+                s.setdefault("example", _fmt_num(value))
+        except Exception as exc:
+            s["error"] = repr(exc)
+        return value
+
     def edge_value(self, value, what):
         torch = self.torch
         if isinstance(value, torch.Tensor):
-            z = value - value.detach() if value.requires_grad else torch.zeros_like(value)
-            if what == "exp-arg":
-                return z + 100.0
             if what == "loss-input":
                 return value
+            z = value - value.detach() if value.requires_grad else torch.zeros_like(value)
+            if what == "exp-arg":
+                z = z + 100.0
+            if z.requires_grad:
+                rec = self.probes.get(self.edge.get("id")) or {}
+
+                def hook(g, rec=rec):
+                    try:
+                        ok = bool(torch.isfinite(g).all())
+                        rec["edge_grad_finite"] = ok and rec.get("edge_grad_finite", True)
+                        if not ok and "edge_grad_example" not in rec:
+                            rec["edge_grad_example"] = _fmt_num(float(g[~torch.isfinite(g)].reshape(-1)[0]))
+                    except Exception:
+                        pass
+                z.register_hook(hook)
             return z
         if isinstance(value, (int, float)):
             return 100.0 if what == "exp-arg" else 0.0
@@ -1067,14 +1140,24 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
     class KeepOnCPU(TorchFunctionMode):
         def __torch_function__(self, func, types_, args=(), kwargs=None):
             kwargs = kwargs or {}
+            moved = False
             if "device" in kwargs:
-                kwargs["device"] = cpu_dev(kwargs["device"])
+                new = cpu_dev(kwargs["device"])
+                moved = new is not kwargs["device"]
+                kwargs["device"] = new
             name = getattr(func, "__name__", "")
             if name == "to" and len(args) >= 2:
-                args = (args[0], cpu_dev(args[1])) + tuple(args[2:])
+                new = cpu_dev(args[1])
+                moved = moved or new is not args[1]
+                args = (args[0], new) + tuple(args[2:])
             elif name == "cuda" and args:
-                return args[0]
-            return func(*args, **kwargs)
+                out = args[0]
+                # on a GPU, .cuda() of a Parameter returns a plain (non-leaf) tensor: keep that meaning
+                return out.clone() if isinstance(out, torch.nn.Parameter) else out
+            out = func(*args, **kwargs)
+            if moved and name == "to" and isinstance(args[0], torch.nn.Parameter) and out is args[0]:
+                return out.clone()
+            return out
 
     mode = KeepOnCPU()
     mode.__enter__()
@@ -1419,8 +1502,9 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         source = req["source"]
         probes = req.get("probes") or []
         lines = source.encode("utf-8").split(b"\n")
-        code, placed = rewrite(source, path, probes, cut_loops=req.get("mode", "script") == "script")
+        code, placed, sites = rewrite(source, path, probes, cut_loops=req.get("mode", "script") == "script")
         result["probes_placed"] = {k: list(v) for k, v in placed.items()}
+        result["probe_sites"] = {k: _segment(source, v) for k, v in sites.items() if v}
         obs.install()
         install_guards(torch, obs, tmp, script_dir)
         os.chdir(script_dir)
@@ -1430,6 +1514,8 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         main.__file__ = path
         main.__builtins__ = builtins
         main.__gp_probe__ = obs.probe
+        main.__gp_site__ = obs.site
+        builtins.__gp_site__ = obs.site
         main.__gp_iter__ = lambda it, line: obs.iter_cut(it, line)
         main.__gp_while__ = obs.while_check
         main.__gp_wreset__ = obs.while_reset
@@ -1492,6 +1578,20 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
     result["stdout"] = _tail(stdout_raw)
     result["stderr"] = _tail(stderr_raw)
     emit(result)
+
+
+def _segment(source: str, span) -> str | None:
+    """Source text of a (line, col, end_line, end_col) character span."""
+    try:
+        lines = source.splitlines()
+        l0, c0, l1, c1 = span
+        if l0 == l1:
+            text = lines[l0 - 1][c0:c1]
+        else:
+            text = "\n".join([lines[l0 - 1][c0:]] + lines[l0:l1 - 1] + [lines[l1 - 1][:c1]])
+        return text if len(text) <= 200 else text[:197] + "..."
+    except (IndexError, ValueError, TypeError):
+        return None
 
 
 def _tail(raw: _Bounded) -> dict:
