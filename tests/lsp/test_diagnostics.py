@@ -146,3 +146,48 @@ async def test_check_workspace_publishes_for_files_on_disk(client, tmp_path):
     assert res["files"] >= 6
     p = await rec.wait_for(lambda p: p.uri == uri_of(SEED_EMPTY))
     assert [d.code for d in p.diagnostics] == ["GP101"]
+
+
+async def test_status_notifications_and_log_messages(client):
+    statuses = []
+    client.feature("gradpath/status")(lambda ls, params: statuses.append(params))
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"gradpath": {"enable": False, "severity": {"GP1": "loud"}}}))
+    for _ in range(50):
+        if statuses:
+            break
+        await asyncio.sleep(0.05)
+    st = statuses[-1]
+    state = st["state"] if isinstance(st, dict) else st.state
+    assert state == "disabled"
+    # the invalid severity is reported to the client's log
+    for _ in range(50):
+        if any("loud" in m.message for m in client.log_messages):
+            break
+        await asyncio.sleep(0.05)
+    assert any("gradpath.severity.GP1" in m.message and m.type == types.MessageType.Warning
+               for m in client.log_messages)
+    assert any("ready" in m.message for m in client.log_messages)
+
+
+async def test_log_file_and_nothing_but_lsp_on_stdout(tmp_path):
+    import sys
+
+    from pytest_lsp.client import make_test_lsp_client
+
+    from lsp_helpers import CAPS, _env
+
+    log_file = tmp_path / "server.log"
+    c = make_test_lsp_client()
+    await c.start_io(sys.executable, "-m", "gradpath", "serve", "--log-file", str(log_file), env=_env())
+    try:
+        await c.initialize_session(types.InitializeParams(capabilities=CAPS))
+        uri = uri_of(SEED_EMPTY)
+        open_doc(c, uri, SEED_EMPTY.read_text())
+        await asyncio.wait_for(c.wait_for_notification("textDocument/publishDiagnostics"), 10)
+        assert [d.code for d in c.diagnostics[uri]] == ["GP101"]
+        assert c.error is None  # the client parsed every byte of stdout as LSP
+    finally:
+        await c.shutdown_session()
+    text = log_file.read_text()
+    assert "language server on stdio" in text and "ready" in text

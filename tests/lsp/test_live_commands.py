@@ -87,3 +87,15 @@ async def test_confirm_runs_a_live_step_and_republishes(client):
     assert "Live CPU step:** confirmed" in h.contents.value
     # work-done progress was reported
     assert any(client.progress_reports.values())
+
+
+@pytest.mark.live
+async def test_live_on_save(client):
+    uri, diags, rec = await _open(client)
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"gradpath": {"live": {"onSave": True}}}))
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    p = await rec.wait_for(lambda p: p.uri == uri and p.diagnostics
+                           and "live step: confirmed" in p.diagnostics[0].message, timeout=60)
+    assert p.diagnostics[0].code == "GP101"

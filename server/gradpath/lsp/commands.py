@@ -70,6 +70,15 @@ class LiveManager:
             self._service, self._config = svc, cfg
             return svc
 
+    def prewarm(self, settings) -> None:
+        """Start the worker ahead of the first request (live.onSave users will want it soon)."""
+        def go():
+            try:
+                self._get(settings.live_python, settings.live_timeout_s, settings.live_memory_mb)
+            except Exception as exc:
+                log.info("live worker not started: %s", getattr(exc, "message", exc))
+        self.pool.submit(go)
+
     def run(self, settings, path: str, text: str, findings: list) -> Any:
         """Blocking: runs in self.pool."""
         svc = self._get(settings.live_python, settings.live_timeout_s, settings.live_memory_mb)

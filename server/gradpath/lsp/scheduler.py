@@ -139,9 +139,10 @@ class Analyzer:
                 return
             options = self.server.settings.options
             loop = asyncio.get_running_loop()
-            result, needs_slow = await loop.run_in_executor(self.pool, self._analyse, snap, options, False)
-            if not self._current(key, snap):
+            out = await loop.run_in_executor(self.pool, self._analyse, snap, options, False)
+            if out is None or not self._current(key, snap):
                 return  # a newer version exists: its own task will publish
+            result, needs_slow = out
             self._store(key, snap, result)
             self.publish(key)
             self.server.on_analysed(key)
@@ -190,10 +191,10 @@ class Analyzer:
 
     def _analyse(self, snap: Snapshot, options, slow: bool):
         """Runs in a worker thread. Returns (AnalysisResult, needs_slow_pass) or None if stale."""
-        if slow:
-            with self._lock:
-                if self._latest.get(snap.key) != snap.version:
-                    return None
+        with self._lock:
+            latest = self._latest.get(snap.key, snap.version)
+        if latest != snap.version:
+            return None  # a newer version arrived while this job waited for a worker
         root = root_for(snap.path, self.roots())
         resolver = self.resolvers.get(root, slow) if (snap.path or root) else None
         result = analyze(snap.text, snap.path, options, resolver=resolver)
@@ -213,7 +214,17 @@ class Analyzer:
         if st.snapshot is not None and st.snapshot.version == snap.version:
             return st
         loop = asyncio.get_running_loop()
-        result, _ = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options, False)
+        out = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options, False)
+        if out is None:  # superseded while waiting: analyse what is current now
+            snap = self.snapshot(key)
+            if snap is None:
+                return None
+            with self._lock:
+                self._latest[key] = snap.version
+            out = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options, False)
+            if out is None:
+                return None
+        result, _ = out
         if self._current(key, snap):
             self._store(key, snap, result)
             return st

@@ -91,6 +91,8 @@ class GradpathServer(LanguageServer):
             self.send_status("disabled", "Gradpath is disabled")
             return
         self.analyzer.schedule_all()
+        if settings.live_allowed and settings.live_on_save:
+            self.live.prewarm(settings)
         self.send_status("ready", "settings applied")
 
     # -- hooks -----------------------------------------------------------------------------------
@@ -169,6 +171,8 @@ def build() -> GradpathServer:
                  ls.settings.trusted, ls.settings.live_on_save, ls.analyzer.encoding)
         ls.send_status("ready" if ls.settings.enable else "disabled",
                        "Gradpath is ready" if ls.settings.enable else "Gradpath is disabled")
+        if ls.settings.live_allowed and ls.settings.live_on_save:
+            ls.live.prewarm(ls.settings)
         caps = ls.client_capabilities
         if caps and caps.workspace and caps.workspace.configuration:
             await _pull_configuration(ls)
