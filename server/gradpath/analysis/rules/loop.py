@@ -546,14 +546,13 @@ def loss_accumulated_with_graph(ctx):
         nodes = list(scope.walk())
         backwarded = {e.key for e in unit.events if e.kind == "backward" and e.key and "." not in e.key
                       and not e.via_call}
-        assigns = []  # (node, [target names], value)
+        assigns = []  # (statement, target name, value), one per name bound
         for n in nodes:
             if isinstance(n, ast.Assign):
-                names = [t.id for t in n.targets if isinstance(t, ast.Name)]
-                if names:
-                    assigns.append((n, names, n.value))
-            elif isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name) and n.value is not None:
-                assigns.append((n, [n.target.id], n.value))
+                for t in n.targets:
+                    assigns += _bound(n, t, n.value)
+            elif isinstance(n, ast.AnnAssign) and n.value is not None:
+                assigns += _bound(n, n.target, n.value)
         assigns.sort(key=lambda a: (a[0].lineno, a[0].col_offset))
         cands = []
         for st in nodes:
@@ -565,9 +564,10 @@ def loss_accumulated_with_graph(ctx):
             if loop is None or _under_nograd(ctx, lf, st, scope):
                 continue
             # the accumulator lives across iterations: set before the loop, not reset inside it
-            if not any(target in a[1] and a[0].lineno < loop.lineno for a in assigns):
+            if not any(a[1] == target and a[0].lineno < loop.lineno for a in assigns):
                 continue
-            if any(target in a[1] and _inside(ctx, a[0], loop) and target not in _names_in(a[2])
+            # reset on every iteration (not under a condition): nothing carries over
+            if any(a[1] == target and _unconditional_in(ctx, a[0], loop) and target not in _names_in(a[2])
                    for a in assigns):
                 continue
             cands.append((st, acc, loop))
@@ -578,10 +578,8 @@ def loss_accumulated_with_graph(ctx):
         ai = 0
         for st, (target, value, kind), loop in cands:
             while ai < len(assigns) and (assigns[ai][0].lineno, assigns[ai][0].col_offset) < (st.lineno, st.col_offset):
-                node, names, val = assigns[ai]
-                nograd = _under_nograd(ctx, lf, node, scope)
-                for nm in names:
-                    g.assign(nm, val, nograd)
+                node, nm, val = assigns[ai]
+                g.assign(nm, val, _under_nograd(ctx, lf, node, scope))
                 ai += 1
             carriers = [n for n in ast.walk(value) if isinstance(n, ast.Name) and g.name(n.id)
                         and _not_detached_on_path(ctx, n, value)]
@@ -592,8 +590,30 @@ def loss_accumulated_with_graph(ctx):
             yield _gp405(ctx, st, target, value, kind, carriers, loop)
 
 
-def _inside(ctx, node, loop) -> bool:
-    return any(a is loop for a in ctx.facts.ancestors(node))
+def _bound(stmt, target, value) -> list[tuple]:
+    if isinstance(target, ast.Name):
+        return [(stmt, target.id, value)]
+    if isinstance(target, (ast.Tuple, ast.List)):
+        if isinstance(value, (ast.Tuple, ast.List)) and len(value.elts) == len(target.elts) and \
+                not any(isinstance(e, ast.Starred) for e in target.elts):
+            out = []
+            for t, v in zip(target.elts, value.elts):
+                out += _bound(stmt, t, v)
+            return out
+        # `a, b = f(x)`: each name gets "something from f(x)"
+        return [(stmt, n.id, value) for n in ast.walk(target) if isinstance(n, ast.Name)]
+    return []
+
+
+def _unconditional_in(ctx, node, loop) -> bool:
+    """`node` runs on every iteration of `loop`: inside it, under no if/loop/try handler of its own."""
+    for a in ctx.facts.ancestors(node):
+        if a is loop:
+            return True
+        if isinstance(a, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.Match,
+                          ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            return False
+    return False
 
 
 def _not_detached_on_path(ctx, name_node, root) -> bool:
@@ -632,9 +652,9 @@ def _accumulation(st):
 def _consumed_later(ctx, nodes, assigns, target, st) -> bool:
     """The accumulated value is meant to carry its graph: later backwarded or returned."""
     derived = {target}
-    for node, names, val in assigns:
+    for node, name, val in assigns:
         if node.lineno > st.lineno and _names_in(val) & derived:
-            derived |= set(names)
+            derived.add(name)
     for n in nodes:
         if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom)) and n.value is not None and \
                 _names_in(n.value) & derived:
