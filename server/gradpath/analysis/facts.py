@@ -113,7 +113,46 @@ class Facts:
         f._collect_scopes(tree.body, module_scope, None)
         for scope in f.scopes:
             f._collect_bindings(scope)
+        try:
+            f._collect_param_bindings()
+        except RecursionError:  # pragma: no cover
+            pass
         return f
+
+    def _collect_param_bindings(self) -> None:
+        """A function's parameter that receives a model at every call site in this file is a model
+        binding of the function (origin "param", `alias_of` the caller's bindings)."""
+        funcs = {s.name: s for s in self.scopes if s.kind == "function"}
+        if not funcs:
+            return
+        sites: dict[str, list[ast.Call]] = {}
+        for node in ast.walk(self.ctx.tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in funcs:
+                sites.setdefault(node.func.id, []).append(node)
+        for _round in range(2):
+            for name, calls in sites.items():
+                scope = funcs[name]
+                fn = scope.node
+                params = [a for a in fn.args.posonlyargs + fn.args.args]
+                for i, arg in enumerate(params):
+                    if any(b.scope is scope and b.key == arg.arg for b in self.models):
+                        continue
+                    found = []
+                    for call in calls:
+                        val = call.args[i] if i < len(call.args) and not any(
+                            isinstance(a, ast.Starred) for a in call.args[:i + 1]) else next(
+                            (k.value for k in call.keywords if k.arg == arg.arg), None)
+                        key = key_of(val) if val is not None else None
+                        b = self.model_at(key, self.scope_of(call), call.lineno) if key else None
+                        if b is None:
+                            found = []
+                            break
+                        found.append(b)
+                    if not found or len({b.cls for b in found}) != 1:
+                        continue
+                    mb = ModelBinding(arg.arg, scope, found[0].value, found[0].cls, arg, fn.lineno, "param", None)
+                    mb.alias_of = found
+                    self.models.append(mb)
 
     # -- scopes --------------------------------------------------------------------------------
     def _collect_scopes(self, body, parent: Scope, class_name: str | None) -> None:
@@ -182,7 +221,12 @@ class Facts:
                         continue
                     mcls = self.module_class_of_call(value)
                     origin, source_key = "new", None
-                    if mcls is None and isinstance(value, ast.Call):
+                    inner = _unwrap_same_instance(value)
+                    if mcls is None and inner is not value and self.module_class_of_call(inner) is not None:
+                        # Net().to(device) / Net().cuda().train(): a new instance, built by the inner call
+                        mcls = self.module_class_of_call(inner)
+                        value = inner
+                    elif mcls is None and isinstance(value, ast.Call):
                         # model.to(dev) / model.cuda() / copy.deepcopy(model) keep the class
                         mcls = self._derived_model_class(value, scope, node.lineno)
                         origin, source_key = _derivation(value, self.ctx.symbols)
@@ -274,6 +318,18 @@ def _params_arg(call: ast.Call) -> ast.AST | None:
         if kw.arg == "params":
             return kw.value
     return None
+
+
+_SAME_INSTANCE = ("to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval",
+                  "requires_grad_", "share_memory", "to_empty")
+
+
+def _unwrap_same_instance(value: ast.AST) -> ast.AST:
+    """`Net().to(dev).train()` -> the `Net()` call (these methods return the same module)."""
+    cur = value
+    while isinstance(cur, ast.Call) and isinstance(cur.func, ast.Attribute) and cur.func.attr in _SAME_INSTANCE:
+        cur = cur.func.value
+    return cur
 
 
 def _derivation(call: ast.Call, sym) -> tuple[str, str | None]:
@@ -900,6 +956,9 @@ def _inventories(self) -> InventoryBuilder:
 def inventory_of(self, model: ModelBinding) -> Inventory | None:
     """The parameters of the instance a binding holds (None when it cannot be known)."""
     def build():
+        if model.origin == "param":
+            invs = [self.inventory_of(b) for b in getattr(model, "alias_of", [])]
+            return invs[0] if invs and all(i is not None for i in invs) else None
         if model.origin in ("derived", "copy") and model.source_key:
             src = self.model_at(model.source_key, model.scope, model.line - 1 if model.origin == "copy" else model.line - 1)
             if src is not None and src is not model:
@@ -1160,7 +1219,7 @@ def frozen_names(self, model: ModelBinding, before_line: int | None = None, scop
     inv = self.inventory_of(model)
     names: set[str] = set(inv.frozen) if inv else set()
     uncertain = bool(inv.frozen_unknown) if inv else False
-    related = [model]
+    related = [model] + roots_of(self, model)
     if model.origin in ("derived",) and model.source_key:
         src = self.model_at(model.source_key, model.scope, model.line - 1)
         if src is not None and src is not model:
@@ -1188,6 +1247,34 @@ def frozen_names(self, model: ModelBinding, before_line: int | None = None, scop
         else:
             names -= hit
     return names, uncertain
+
+
+def roots_of(self, model: ModelBinding) -> list[ModelBinding]:
+    """The caller-side bindings a function parameter stands for (transitively), else []."""
+    out, todo = [], list(getattr(model, "alias_of", []))
+    while todo:
+        b = todo.pop()
+        if b in out:
+            continue
+        out.append(b)
+        todo += getattr(b, "alias_of", [])
+    return out
+
+
+def same_instance(self, a: ModelBinding, b: ModelBinding) -> bool:
+    """a and b name the same module object (a parameter and its argument, model and model.to())."""
+    if a is b:
+        return True
+    ga = {id(x) for x in [a] + roots_of(self, a)}
+    gb = {id(x) for x in [b] + roots_of(self, b)}
+    if ga & gb:
+        return True
+    for x, y in ((a, b), (b, a)):
+        if x.origin == "derived" and x.source_key == y.key:
+            src = self.model_at(x.source_key, x.scope, x.line - 1)
+            if src is y or (src is not None and id(src) in ({id(y)} | {id(r) for r in roots_of(self, y)})):
+                return True
+    return False
 
 
 def _scope_no_grad(self, scope: Scope) -> bool:
@@ -1415,6 +1502,9 @@ def reaches_backward(self, model: ModelBinding) -> list[Backward]:
 def escapes(self, model: ModelBinding) -> bool:
     """True when the model is handed to something that may own it (another module's constructor,
     an attribute of another object, a container)."""
+    if any(self.escapes(r) for r in roots_of(self, model)):
+        return True
+
     def build():
         key = model.key
         for node in ast.walk(self.ctx.tree):
@@ -1459,6 +1549,7 @@ def in_eval_only(self, model: ModelBinding) -> bool:
 
 for _fn in (_inventories, inventory_of, resolve_receiver, is_model_key, coverage, cover_expr, _filtered,
             _cover_group, _cover_params_call, _follow_name, freezes, frozen_names, _scope_no_grad,
+            roots_of, same_instance,
             is_no_grad_with, flows, backwards, model_calls, reaches_backward, escapes, optimizers_holding,
             in_eval_only):
     setattr(Facts, _fn.__name__, _fn)

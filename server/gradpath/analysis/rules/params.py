@@ -213,11 +213,13 @@ def _held(facts, model) -> bool:
     for o in facts.optimizers:
         cov = facts.coverage(o)
         for pt in cov.parts:
-            if pt.model is model or (pt.model is not None and pt.model.key == model.key):
+            if pt.model is None:
+                continue
+            if facts.same_instance(pt.model, model) or pt.model.key == model.key:
                 return True
-            if pt.model is not None and model.origin == "derived" and pt.model.key == model.source_key:
+            if model.origin == "derived" and pt.model.key == model.source_key:
                 return True
-        if any(m is model or m.key == model.key for _n, m, _p in cov.modules):
+        if any(facts.same_instance(m, model) or m.key == model.key for _n, m, _p in cov.modules):
             return True
     return False
 
@@ -250,11 +252,10 @@ def model_not_optimized(ctx):
                 if src is not None and (facts.escapes(src) or _held(facts, src)):
                     continue
             # the optimizer that trains the other model(s) of this loss
-            opt = None
-            for o in sorted(facts.optimizers, key=lambda o: o.line):
-                if any(pt.model is not None and pt.model.key in {h.key for h in held} for pt in facts.coverage(o).parts):
-                    opt = o
-                    break
+            cands = [o for o in sorted(facts.optimizers, key=lambda o: o.line)
+                     if any(pt.model is not None and any(facts.same_instance(pt.model, h) or pt.model.key == h.key
+                                                         for h in held) for pt in facts.coverage(o).parts)]
+            opt = _pick_optimizer(facts, cands, model)
             if opt is None or opt.params is None or (model.key, id(opt)) in done:
                 continue
             done.add((model.key, id(opt)))
@@ -264,10 +265,46 @@ def model_not_optimized(ctx):
                    f"backwarded at line {bw.line}: its {n} parameter tensor{'s' if n != 1 else ''} get gradients "
                    f"and never change")
             fixes = _gp103_fixes(ctx, opt, model)
+            mine = {id(pt.model) for pt in facts.coverage(opt).parts if pt.model is not None}
+            others = {id(pt.model) for x in facts.optimizers if x is not opt for pt in facts.coverage(x).parts
+                      if pt.model is not None}
+            if mine and mine <= others and opt.params is not None:
+                # a copy-paste: this optimizer repeats another's parameters
+                fixes = [Fix(f"Give {opt.key or opt.short} {model.key}.parameters() instead", False,
+                             (Edit(ctx.span(opt.params), f"{model.key}.parameters()"),), preferred=True)] + \
+                    [Fix(fx.title, fx.safe, fx.edits, False) for fx in fixes]
             related = [_model_related(ctx, model),
                        Related(ctx.span(bw.node), f"the loss that {model.key}'s output reaches is backwarded here")]
             yield ctx.finding("GP103", opt.params, msg, fixes=fixes, related=related,
                               data=model_data(model, opt, names))
+
+
+def _name_residue(key: str | None) -> str:
+    k = (key or "").lower().split(".")[-1]
+    for affix in ("optimizer", "optim", "opt"):
+        k = k.replace(affix, "")
+    return k.strip("_")
+
+
+def _pick_optimizer(facts, cands, model):
+    """Where to report a model no optimizer holds: the optimizer named after it (`decoder_opt`,
+    `opt_g` for `gen`), else one that duplicates another optimizer's parameters (a copy-paste),
+    else the first."""
+    if not cands:
+        return None
+    mk = model.key.lower().split(".")[-1]
+    mc = short(model.cls).lower()
+    for o in cands:
+        r = _name_residue(o.key)
+        if r and (r in mk or mk.startswith(r) or r in mc):
+            return o
+    for o in reversed(cands):
+        mine = {id(pt.model) for pt in facts.coverage(o).parts if pt.model is not None}
+        others = {id(pt.model) for x in facts.optimizers if x is not o for pt in facts.coverage(x).parts
+                  if pt.model is not None}
+        if mine and mine <= others:
+            return o
+    return cands[0]
 
 
 def _gp103_fixes(ctx, opt, model) -> list[Fix]:
@@ -662,8 +699,8 @@ def stale_optimizer(ctx):
         later = sorted((b for b in facts.models if b.key == old.key and b.scope is opt.scope and b.line > opt.line
                         and b.origin in ("new", "copy")), key=lambda b: b.line)
         for new in later:
-            if new.origin == "copy" and new.source_key == old.key and False:
-                continue
+            if new.origin == "new" and _wraps(new.value, old.key):
+                continue  # nn.DataParallel(model), Wrapper(model): shares the old instance's tensors
             # the optimizer is rebuilt after the rebinding: fine
             rebuilt = any(a.line > new.line and a.scope is opt.scope for a in _assignments(facts, opt.key, opt.scope))
             if rebuilt:
@@ -682,6 +719,10 @@ def stale_optimizer(ctx):
             yield ctx.finding("GP106", new.stmt, msg, fixes=fixes, related=related,
                               data=model_data(new, opt))
             break
+
+
+def _wraps(call, key: str) -> bool:
+    return any(key_of(n) == key for n in ast.walk(call) if isinstance(n, (ast.Name, ast.Attribute)))
 
 
 def _assignments(facts, key, scope):
