@@ -168,3 +168,15 @@ async def test_hover_on_an_optimizer_shows_its_coverage(client):
     step = next(i for i, l in enumerate(lines) if "optimizer.step()" in l)
     md2 = await _hover(client, uri, step, lines[step].index("optimizer") + 2)
     assert md2 is not None and "linear.bias" in md2
+
+
+async def test_quick_fix_for_a_client_that_drops_diagnostic_data(client):
+    uri, text, diags, _ = await _open(client, SEED_EMPTY)
+    d = diags[0]
+    bare = types.Diagnostic(range=d.range, message=d.message, code=d.code, source=d.source,
+                            severity=d.severity)
+    actions = _code_actions(await _actions(client, uri, [bare]))
+    preferred = [a for a in actions if a.is_preferred]
+    assert len(preferred) == 1
+    new = apply_edits(text, preferred[0].edit.changes[uri])
+    assert "optim.Adam(model.parameters(), lr=0.001)" in new

@@ -33,15 +33,16 @@ class ResolverPool:
                 log.info("no resolver available (%s): imported names are resolved statically only", exc)
         return self._cls
 
-    def _make(self, root: str, use_jedi: bool):
+    def _make(self, root: str, slow: bool):
+        """fast: jedi never started (`fast_only=True`); slow: the full pass with jedi."""
         cls = self._resolver_cls()
         if cls is None:
             return None
         try:
-            return cls(root, self.sys_path, use_jedi)
-        except TypeError:
+            return cls(root, self.sys_path, use_jedi=True, fast_only=not slow)
+        except TypeError:  # an older Resolver without fast_only
             try:
-                return cls(root=root, sys_path=self.sys_path, use_jedi=use_jedi)
+                return cls(root, self.sys_path, slow)
             except Exception:
                 log.exception("cannot create a resolver for %s", root)
         except Exception:
@@ -53,17 +54,21 @@ class ResolverPool:
         table = self._slow if slow else self._fast
         with self._lock:
             if root not in table:
-                table[root] = self._make(root, use_jedi=slow)
+                table[root] = self._make(root, slow)
             return table[root]
 
     @staticmethod
     def needs_slow_pass(fast_resolver, text: str, path: str | None) -> bool:
-        """Ask the resolver whether jedi could add anything for this text."""
-        if fast_resolver is None:
+        """Ask the fast resolver (which just enriched this file) whether jedi could add anything."""
+        if fast_resolver is None or not path:
             return False
         fn = getattr(fast_resolver, "needs_slow_pass", None)
         if fn is None:
             return False
+        try:
+            return bool(fn(path))
+        except Exception:
+            pass
         try:
             from gradpath.analysis.engine import Context
             from gradpath.analysis.source import SourceFile

@@ -271,7 +271,10 @@ def build() -> GradpathServer:
             return to_units(text, col, enc)
 
         if actions_mod.kind_wanted(types.CodeActionKind.QuickFix.value, only):
-            for diag in params.context.diagnostics:
+            diagnostics = list(params.context.diagnostics)
+            if any(d.source == "gradpath" and not isinstance(d.data, dict) for d in diagnostics):
+                diagnostics = await _with_data(ls, key, uri, diagnostics)
+            for diag in diagnostics:
                 out += actions_mod.quick_fixes(diag)
                 a = actions_mod.disable_for_line(diag, uri, lines, units)
                 if a is not None:
@@ -291,6 +294,28 @@ def build() -> GradpathServer:
                 if a is not None:
                     out.append(a)
         return out or None
+
+    async def _with_data(ls: GradpathServer, key: str, uri: str, diagnostics):
+        """For clients that do not echo `diagnostic.data` back: take it from the stored result
+        (matching code and range), without analysing again when the result is current."""
+        st = await ls.analyzer.current(key)
+        if st is None or st.snapshot is None:
+            return diagnostics
+        ours = diagnostics_by_uri(st.findings, st.snapshot, ls.analyzer.encoding, st.verdicts).get(uri, [])
+        table = {(str(d.code), d.range.start.line, d.range.start.character,
+                  d.range.end.line, d.range.end.character): d.data for d in ours}
+        out = []
+        for d in diagnostics:
+            if d.source == "gradpath" and not isinstance(d.data, dict):
+                k = (str(d.code), d.range.start.line, d.range.start.character, d.range.end.line,
+                     d.range.end.character)
+                if k in table:
+                    d = types.Diagnostic(range=d.range, message=d.message, severity=d.severity,
+                                         code=d.code, source=d.source, data=table[k],
+                                         code_description=d.code_description,
+                                         related_information=d.related_information)
+            out.append(d)
+        return out
 
     @ls.feature(types.TEXT_DOCUMENT_HOVER)
     @guarded(default=None)
@@ -356,5 +381,12 @@ def main(args=None) -> int:
     logs.setup(getattr(args, "log_file", None))
     ls = build()
     log.info("starting gradpath %s language server on stdio", __version__)
-    ls.start_io()
+    try:
+        ls.start_io()
+    finally:
+        try:
+            ls.live.close()
+            ls.analyzer.shutdown()
+        except Exception:
+            log.exception("cleanup failed")
     return 0

@@ -1,0 +1,66 @@
+"""Models imported from the user's other modules: the fast resolver answers at the first publish;
+what only jedi can answer arrives in a second publish, never delaying the first."""
+from __future__ import annotations
+
+import textwrap
+
+from lsp_helpers import Recorder, client, open_doc, uri_of  # noqa: F401
+
+MODELS = """
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Linear(10, 10)
+        self.linear = nn.Linear(10, 1)
+
+    def forward(self, x):
+        return self.linear(self.stem(x))
+"""
+
+TRAIN = """
+import torch
+{imp}
+
+model = Net()
+opt = torch.optim.Adam([model.linear.weight], lr=0.1)
+loss = model(torch.randn(2, 10)).sum()
+loss.backward()
+opt.step()
+"""
+
+
+def _write(root, files):
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+
+
+async def test_sibling_module_resolved_in_the_first_publish(client, tmp_path):
+    _write(tmp_path, {"models.py": MODELS, "train.py": TRAIN.format(imp="from models import Net")})
+    rec = Recorder(client)
+    uri = uri_of(tmp_path / "train.py")
+    open_doc(client, uri, (tmp_path / "train.py").read_text())
+    p = await rec.wait_for(lambda p: p.uri == uri)
+    (d,) = p.diagnostics
+    assert d.code == "GP102"
+    assert d.data["data"]["missing"] == ["stem.weight", "stem.bias", "linear.bias"]
+
+
+async def test_jedi_pass_republishes_in_the_background(client, tmp_path):
+    ext = tmp_path / "ext"
+    _write(tmp_path, {"ext/userlib/__init__.py": "", "ext/userlib/netdefs.py": MODELS})
+    imp = f"import sys\nsys.path.append({str(ext)!r})\nfrom userlib.netdefs import Net"
+    _write(tmp_path, {"proj/train.py": TRAIN.format(imp=imp)})
+    rec = Recorder(client)
+    uri = uri_of(tmp_path / "proj" / "train.py")
+    open_doc(client, uri, (tmp_path / "proj" / "train.py").read_text())
+    first = await rec.wait_for(lambda p: p.uri == uri)
+    assert list(first.diagnostics) == []  # the fast path cannot see ext/
+    second = await rec.wait_for(lambda p: p.uri == uri and p.diagnostics, timeout=60)
+    assert second.version == first.version == 1
+    assert [d.code for d in second.diagnostics] == ["GP102"]
+    assert second.diagnostics[0].data["data"]["missing"][-1] == "linear.bias"
