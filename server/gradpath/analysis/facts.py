@@ -1225,6 +1225,19 @@ def frozen_names(self, model: ModelBinding, before_line: int | None = None, scop
         if src is not None and src is not model:
             related.append(src)
     for fz in sorted(self.freezes(), key=lambda f: f.line):
+        if fz.model.origin == "param" and any(r is model or r in related for r in roots_of(self, fz.model)):
+            # frozen inside a helper function that receives this model
+            if inv is None:
+                uncertain = True
+                continue
+            hit = {p.name for p in inv.under(fz.prefix)} if fz.names is None else set(fz.names)
+            if fz.conditional:
+                uncertain = uncertain or not fz.value
+            elif fz.value is False:
+                names |= hit
+            else:
+                names -= hit
+            continue
         if fz.model not in related and fz.model.key != model.key:
             continue
         if fz.model.key == model.key and fz.model is not model and fz.model not in related:
@@ -1246,7 +1259,30 @@ def frozen_names(self, model: ModelBinding, before_line: int | None = None, scop
             names |= hit
         else:
             names -= hit
+    if _passed_to_freezer(self, model):
+        uncertain = True
     return names, uncertain
+
+
+_FREEZER_WORDS = ("freeze", "requires_grad", "trainable", "unfreeze")
+
+
+def _passed_to_freezer(self, model: ModelBinding) -> bool:
+    """`freeze_backbone(model)` / `set_requires_grad(model.encoder, False)`: a helper we cannot see
+    may freeze it."""
+    keys = {model.key} | {r.key for r in roots_of(self, model)}
+    for node in ast.walk(self.ctx.tree):
+        if not isinstance(node, ast.Call):
+            continue
+        f = node.func
+        name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+        if not any(w in name.lower() for w in _FREEZER_WORDS) or name == "requires_grad_":
+            continue
+        for a in list(node.args) + [k.value for k in node.keywords]:
+            parts = path_parts(a)
+            if parts and any(".".join(parts[:len(k.split("."))]) == k for k in keys):
+                return True
+    return False
 
 
 def roots_of(self, model: ModelBinding) -> list[ModelBinding]:
