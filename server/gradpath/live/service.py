@@ -297,6 +297,17 @@ class LiveService:
                     "memory_mb": self.memory_mb}
             script = self._call(dict(base, mode="script", timeout_s=max(1.0, deadline - time.monotonic())), timeout)
             run["script"] = _run_summary(script)
+            # a finding inside a branch the cut loops never took (`if step % 4 == 0:`): one more run with
+            # more iterations, used only for the findings the first run did not reach
+            more = None
+            unreached = [f for f in findings if not V.reached(script, f)]
+            cut = any(l.get("cut") for l in (script.get("loops") or {}).values())
+            if script.get("status") == "ok" and unreached and cut and deadline - time.monotonic() > 1.0:
+                more = self._call(dict(base, mode="script", iterations=4,
+                                       timeout_s=max(0.5, deadline - time.monotonic())), timeout)
+                run["rerun_4_iterations"] = _run_summary(more)
+                if more.get("status") != "ok":
+                    more = None
             edges: dict[str, dict] = {}
             n_edges = 0
             for f in findings:
@@ -337,7 +348,12 @@ class LiveService:
             key = (f.data.get("model_class"), f.data.get("model"), f.data.get("optimizer_class"),
                    f.span.line if f.code in V.EXCEPTION_CODES else None)
             try:
-                v = V.decide(f, script, edges.get(f.id), model_only.get(key), timeout, self.memory_mb, regions)
+                obs = script
+                if more is not None and not V.reached(script, f) and V.reached(more, f):
+                    obs = more
+                v = V.decide(f, obs, edges.get(f.id), model_only.get(key), timeout, self.memory_mb, regions)
+                if obs is more:
+                    v.data["iterations"] = 4
             except Exception as exc:  # a verdict bug must not lose the other verdicts
                 v = Verdict(V.NOT_RUN, "none", f"internal error while deciding: {type(exc).__name__}: {exc}", {})
             report.verdicts[f.id] = v

@@ -394,13 +394,18 @@ def probe_verdict(finding, obs: dict, edge: dict | None) -> Verdict:
         return Verdict(NOT_REPRODUCED, "script", f"the loss input ranges over [{fmt(rec.get('min'))}, "
                        f"{fmt(rec.get('max'))}]: not a probability", data)
     site = rec.get("site") or {}
+    site_text = (obs.get("probe_sites") or {}).get(finding.id)
+    if site_text and "\n" not in site_text and len(site_text) <= 80:
+        site_name = f"`{site_text}`"
+    else:
+        site_name = SITE_WORDS.get(kind, "the expression")
     hit_now = (site.get("nonfinite") or 0) > 0 or (rec.get("nonfinite") or 0) > 0
     mn, mabs, mx = num(rec.get("min")), num(rec.get("min_abs")), num(rec.get("max"))
     if kind == "denominator" and mabs == 0 or kind == "log-arg" and mn is not None and mn <= 0 or \
             kind in ("sqrt-arg", "std") and mn == 0 or kind == "exp-arg" and mx is not None and mx > 88:
         hit_now = True
     if hit_now:
-        what = SITE_WORDS.get(kind, "the expression")
+        what = site_name
         ex = site.get("example")
         data["site"] = site
         return Verdict(CONFIRMED, "script", f"{observed}; the real run already hit the edge: {what} "
@@ -413,11 +418,6 @@ def probe_verdict(finding, obs: dict, edge: dict | None) -> Verdict:
                        f"{failure_reason(edge, finding)}", data)
     at = f"at {expr} {EDGE_WORDS.get(kind, '')}".rstrip()
     esite = erec.get("site") or {}
-    site_text = (obs.get("probe_sites") or {}).get(finding.id)
-    if site_text and "\n" not in site_text and len(site_text) <= 80:
-        site_name = f"`{site_text}`"
-    else:
-        site_name = SITE_WORDS.get(kind, "the expression")
     parts = []
     bad = False
     if (esite.get("nonfinite") or 0) > 0:
@@ -445,9 +445,15 @@ def probe_verdict(finding, obs: dict, edge: dict | None) -> Verdict:
 def _events(obs, kind, region=None):
     out = [e for e in obs.get("events") or [] if e.get("kind") == kind]
     if region is not None:
-        inside = [e for e in out if e.get("line") is not None and region[0] <= e["line"] <= region[1]]
-        return inside
+        return [e for e in out if in_region(e, region)]
     return out
+
+
+def in_region(e: dict, region) -> bool:
+    """An event belongs to a loop when the loop is on its call stack (the call inside the loop that led
+    to it, e.g. `self.train_step(x, y)`) or the event's own line is in it."""
+    lines = list(e.get("stack") or []) + ([e["line"]] if e.get("line") is not None else [])
+    return any(region[0] <= l <= region[1] for l in lines)
 
 
 def loop_regions(text: str | None) -> list[tuple[int, int]]:
@@ -459,8 +465,11 @@ def loop_regions(text: str | None) -> list[tuple[int, int]]:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):
         return []
-    return [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree)
-            if isinstance(n, (ast.For, ast.While, ast.AsyncFor))]
+    loops = [(n.lineno, n.end_lineno or n.lineno) for n in ast.walk(tree)
+             if isinstance(n, (ast.For, ast.While, ast.AsyncFor))]
+    funcs = [(n.lineno, n.end_lineno or n.lineno, "def") for n in ast.walk(tree)
+             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    return loops + funcs
 
 
 def region_of(finding, regions: list[tuple[int, int]]) -> tuple[int, int] | None:
@@ -468,17 +477,23 @@ def region_of(finding, regions: list[tuple[int, int]]) -> tuple[int, int] | None
     the finding, else the outermost loop that encloses it."""
     if not regions:
         return None
+    loops = [r[:2] for r in regions if len(r) == 2]
+    funcs = [r[:2] for r in regions if len(r) == 3]
+    line = finding.span.line
     ll = finding.data.get("loop_line")
     if ll:
-        at = [r for r in regions if r[0] == ll]
+        at = [r for r in loops if r[0] == ll]
         if at:
             return at[0]
-    line = finding.span.line
-    around = [r for r in regions if r[0] <= line <= r[1]]
+    around = [r for r in loops if r[0] <= line <= r[1]]
+    fn = [r for r in funcs if r[0] <= line <= r[1]]
+    inner_fn = max(fn, key=lambda r: r[0]) if fn else None
+    if inner_fn:  # loops of the same function only
+        around = [r for r in around if r[0] >= inner_fn[0]]
     if around:
         # the outermost loop: events of inner loops (epochs x batches) belong to it too
         return min(around, key=lambda r: r[0])
-    return None
+    return inner_fn
 
 
 def loop_verdict(finding, obs: dict, region=None) -> Verdict:
@@ -490,6 +505,8 @@ def loop_verdict(finding, obs: dict, region=None) -> Verdict:
     want_opt = short_class(finding.data.get("optimizer_class"))
     if want_opt:
         steps = [s for s in steps if (s.get("optimizer") or "").split("#")[0] == want_opt] or steps
+    if code != "GP408" and not reached(obs, finding):
+        return Verdict(NOT_RUN, "script", failure_reason(obs, finding), {"status": obs.get("status")})
     data = {"backward": obs.get("backward_count", 0), "steps": obs.get("step_count", 0),
             "events": [{k: e.get(k) for k in ("kind", "line", "optimizer", "grads_nonzero", "value")}
                        for e in (obs.get("events") or [])[:20]]}
@@ -514,11 +531,9 @@ def loop_verdict(finding, obs: dict, region=None) -> Verdict:
         zero_steps = [s for s in steps if s.get("backward_before") and not s.get("grads_nonzero")]
         if zero_steps:
             s = zero_steps[0]
-            unchanged = [r["name"] for r in rows if r.get("changed") is False]
-            return Verdict(CONFIRMED, "script", f"{s['optimizer']}.step() (line {s['line']}) ran after backward "
-                           f"with all {s.get('tensors')} gradients cleared; "
-                           + (f"parameters unchanged: {', '.join(unchanged[:6])}" if unchanged else
-                              "the step had nothing to apply"), data)
+            return Verdict(CONFIRMED, "script", f"{s['optimizer']}.step() (line {s['line']}) ran after backward() "
+                           f"with all {s.get('tensors')} gradients cleared (line {finding.span.line}): the step had "
+                           "nothing to apply", data)
         if steps:
             return Verdict(NOT_REPRODUCED, "script", "every step() saw non-zero gradients", data)
         return Verdict(NOT_RUN, "script", "no optimizer step ran: " + failure_reason(obs, finding), data)
@@ -567,6 +582,9 @@ def loop_verdict(finding, obs: dict, region=None) -> Verdict:
         if w:
             return Verdict(CONFIRMED, "script", f"PyTorch warned: {_first(w['message'], 400)}",
                            dict(data, warning=w["message"], line=w.get("line")))
+        skipped = _skipped_lr(obs, region)
+        if skipped:
+            return Verdict(CONFIRMED, "script", skipped, data)
         if steps:
             return Verdict(NOT_REPRODUCED, "script", "PyTorch gave no scheduler-order warning", data)
         return Verdict(NOT_RUN, "script", failure_reason(obs, finding), data)
@@ -586,6 +604,33 @@ def loop_verdict(finding, obs: dict, region=None) -> Verdict:
             return Verdict(NOT_REPRODUCED, "script", "the model was in training mode at every backward()", data)
         return Verdict(NOT_RUN, "script", "no backward() ran: " + failure_reason(obs, finding), data)
     return Verdict(NOT_RUN, "script", f"the live step has no check for {code}", {})
+
+
+def _skipped_lr(obs: dict, region) -> str | None:
+    """A scheduler stepped before its optimizer's first step: the lr that first step used is not the
+    schedule's first value."""
+    events = obs.get("events") or []
+    scheds = obs.get("schedulers") or []
+    for i, e in enumerate(events):
+        if e.get("kind") != "sched_step" or (region is not None and not in_region(e, region)):
+            continue
+        sid = e.get("scheduler")
+        if not isinstance(sid, int) or sid >= len(scheds):
+            continue
+        sch = scheds[sid]
+        # this scheduler's optimizer must not have stepped since the scheduler was built
+        first = next((x for x in events[i + 1:] if x.get("kind") == "step" and x.get("optimizer") == e.get("optimizer")),
+                     None)
+        earlier = [x for x in events[:i] if x.get("kind") == "sched_step" and x.get("scheduler") == sid]
+        if first is None or earlier:
+            continue
+        if first.get("lr") is not None and sch.get("initial_lr") is not None and \
+                num(first["lr"]) != num(sch["initial_lr"]):
+            return (f"{sch['class']} (line {sch.get('line')}) starts the schedule at lr = {fmt(sch['initial_lr'])}, but "
+                    f"its step() at line {e.get('line')} ran first, so the first {first.get('optimizer')}.step() "
+                    f"(line {first.get('line')}) used lr = {fmt(first['lr'])}: the first value was skipped "
+                    "(PyTorch did not warn because this optimizer had stepped before)")
+    return None
 
 
 def gp203_verdict(finding, obs: dict, mode: str) -> Verdict | None:

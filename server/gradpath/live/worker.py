@@ -531,6 +531,8 @@ class Observer:
         self.writes = []
         self.lines = {}
         self.in_backward = False
+        self.in_sched = False
+        self.schedulers = []
         self.snapshot_taken = False
         self.model_only = False
 
@@ -551,9 +553,20 @@ class Observer:
             f = f.f_back
         return None
 
+    def user_stack(self, depth=2):
+        """Lines of every frame in the user's file, outermost first (at most 8)."""
+        out = []
+        f = sys._getframe(depth)
+        while f is not None and len(out) < 8:
+            if f.f_code.co_filename == self.path:
+                out.append(f.f_lineno)
+            f = f.f_back
+        return out[::-1]
+
     def event(self, kind, **data):
         if len(self.events) < 400:
             data["kind"] = kind
+            data["stack"] = self.user_stack(3)
             self.events.append(data)
 
     def opt_label(self, opt):
@@ -713,8 +726,12 @@ class Observer:
             fresh = rec is None or obs.backward_count > rec["bw_at_last_step"]
             if rec is not None:
                 rec["bw_at_last_step"] = obs.backward_count
+            try:
+                lr = _fmt_num(float(opt.param_groups[0].get("lr")))
+            except Exception:
+                lr = None
             obs.event("step", line=obs.user_line(3), optimizer=obs.opt_label(opt), grads_nonzero=nonzero,
-                      tensors=len(ids), backward_before=obs.backward_count, fresh_backward=fresh)
+                      tensors=len(ids), backward_before=obs.backward_count, fresh_backward=fresh, lr=lr)
 
         def post_step(opt, args, kwargs):
             obs.step_count += 1
@@ -801,6 +818,43 @@ class Observer:
 
         torch.Tensor.backward = tensor_backward
         torch.autograd.backward = ag_backward
+
+        try:
+            from torch.optim import lr_scheduler as lrs
+            base = getattr(lrs, "LRScheduler", None) or lrs._LRScheduler
+            orig_sched_init = base.__init__
+            orig_sched_step = base.step
+
+            def sched_init(self_, optimizer, *a, **k):
+                line = obs.user_line()
+                prev, obs.in_sched = obs.in_sched, True  # its initial step is not a user step
+                try:
+                    orig_sched_init(self_, optimizer, *a, **k)
+                finally:
+                    obs.in_sched = prev
+                if getattr(self_, "_gp_id", None) is None:
+                    self_._gp_id = len(obs.schedulers)
+                    try:
+                        lr = _fmt_num(float(optimizer.param_groups[0]["lr"]))
+                    except Exception:
+                        lr = None
+                    obs.schedulers.append({"class": type(self_).__name__, "line": line, "initial_lr": lr,
+                                           "optimizer": obs.opt_label(optimizer)})
+
+            def sched_step(self_, *a, **k):
+                if getattr(self_, "_gp_id", None) is not None and not obs.in_sched:
+                    obs.event("sched_step", line=obs.user_line(), scheduler=self_._gp_id,
+                              optimizer=obs.opt_label(self_.optimizer))
+                obs.in_sched = True
+                try:
+                    return orig_sched_step(self_, *a, **k)
+                finally:
+                    obs.in_sched = False
+
+            base.__init__ = sched_init
+            base.step = sched_step
+        except Exception:
+            pass
 
     def probe(self, pid, value, line):
         torch = self.torch
@@ -972,6 +1026,7 @@ class Observer:
         return {
             "modules": modules,
             "created_in_forward": created_in_forward,
+            "schedulers": self.schedulers[:20],
             "optimizers": [{"label": o["label"], "class": o["class"], "line": o["line"], "steps": o["steps"],
                             "zero_grads": o["zero_grads"],
                             "tensors": sum(len(g["params"]) for g in o["obj"].param_groups)}
@@ -1199,7 +1254,7 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
         if len(obs.warnings) < 30:
             obs.warnings.append({"category": category.__name__, "message": text[:1000],
                                  "line": obs.user_line(2) or (lineno if filename == obs.path else None),
-                                 "count": 1})
+                                 "stack": obs.user_stack(2), "count": 1})
     warnings.showwarning = showwarning
     warnings.simplefilter("always")
 
