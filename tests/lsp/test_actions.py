@@ -180,3 +180,18 @@ async def test_quick_fix_for_a_client_that_drops_diagnostic_data(client):
     assert len(preferred) == 1
     new = apply_edits(text, preferred[0].edit.changes[uri])
     assert "optim.Adam(model.parameters(), lr=0.001)" in new
+
+
+async def test_malformed_requests_do_not_take_the_server_down(client):
+    uri, text, diags, _ = await _open(client, SEED_EMPTY)
+    junk = types.Diagnostic(range=diags[0].range, message="x", code="GP101", source="gradpath",
+                            data={"code": "GP101", "fixes": [{"title": "t", "safe": True, "edits": [{"bad": 1}]}]})
+    actions = _code_actions(await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), range=diags[0].range,
+        context=types.CodeActionContext(diagnostics=[junk, diags[0]]))))
+    # the good diagnostic keeps its actions
+    assert len([a for a in actions if a.is_preferred]) == 1
+    assert await _hover(client, uri, 9999, 9999) is None
+    # still serving, with the right answers
+    md = await _hover(client, uri, diags[0].range.start.line, diags[0].range.start.character)
+    assert md is not None and "GP101" in md

@@ -191,3 +191,32 @@ async def test_log_file_and_nothing_but_lsp_on_stdout(tmp_path):
         await c.shutdown_session()
     text = log_file.read_text()
     assert "language server on stdio" in text and "ready" in text
+
+
+async def test_utf8_position_encoding_when_the_client_prefers_it(tmp_path):
+    """Neovim offers utf-8 first; pygls agrees to it, and every column must follow."""
+    import sys
+
+    from pytest_lsp.client import make_test_lsp_client
+
+    from lsp_helpers import _env
+
+    c = make_test_lsp_client()
+    await c.start_io(sys.executable, "-m", "gradpath", "serve", env=_env())
+    try:
+        res = await c.initialize_session(types.InitializeParams(capabilities=types.ClientCapabilities(
+            general=types.GeneralClientCapabilities(position_encodings=["utf-8", "utf-16"]))))
+        assert res.capabilities.position_encoding == "utf-8"
+        uri = uri_of(SEEDS / "utf8_demo.py")
+        text = SEED_EMPTY.read_text().replace("optimizer = optim.Adam([], lr=0.001)",
+                                              "tag = '🔥é'; optimizer = optim.Adam([], lr=0.001)")
+        open_doc(c, uri, text)
+        await asyncio.wait_for(c.wait_for_notification("textDocument/publishDiagnostics"), 10)
+        (d,) = c.diagnostics[uri]
+        line = text.splitlines()[21]
+        assert d.range.start.character == len(line[:line.index("[]")].encode("utf-8"))
+        h = await c.text_document_hover_async(types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=d.range.start))
+        assert h is not None and "GP101" in h.contents.value
+    finally:
+        await c.shutdown_session()

@@ -240,6 +240,7 @@ async def check_workspace(ls, *args) -> dict:
     files = await loop.run_in_executor(ls.analyzer.pool, lambda: [str(p) for p in iter_python_files(roots)][:5000])
     total = 0
     done = 0
+    ls.send_status("busy", f"checking {len(files)} files")
     async with Progress(ls, "Gradpath: checking the workspace") as progress:
         for path in files:
             uri = from_fs_path(path)

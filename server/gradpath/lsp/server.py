@@ -275,14 +275,14 @@ def build() -> GradpathServer:
             if any(d.source == "gradpath" and not isinstance(d.data, dict) for d in diagnostics):
                 diagnostics = await _with_data(ls, key, uri, diagnostics)
             for diag in diagnostics:
-                out += actions_mod.quick_fixes(diag)
-                a = actions_mod.disable_for_line(diag, uri, lines, units)
-                if a is not None:
-                    out.append(a)
-                if ls.settings.live_allowed:
-                    a = actions_mod.confirm_action(diag, uri)
-                    if a is not None:
-                        out.append(a)
+                try:  # one malformed diagnostic must not cost the others their actions
+                    found = actions_mod.quick_fixes(diag)
+                    found.append(actions_mod.disable_for_line(diag, uri, lines, units))
+                    if ls.settings.live_allowed:
+                        found.append(actions_mod.confirm_action(diag, uri))
+                    out += [a for a in found if a is not None]
+                except Exception:
+                    log.exception("code actions for %s failed", diag.code)
         if only and actions_mod.kind_wanted(actions_mod.FIX_ALL_KIND, only) or \
                 (only is None and any(isinstance(d.data, dict) and d.source == "gradpath"
                                       for d in params.context.diagnostics)):
