@@ -239,6 +239,12 @@ class LoopFacts:
                 self._stmts(case.body, frames + ((IF, st, i),), scope, fn, depth, out)
         else:
             self._exprs(st, frames, scope, fn, depth, out)
+            if isinstance(st, (ast.Assign, ast.AugAssign)):
+                targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+                for t in targets:
+                    if isinstance(t, ast.Attribute) and t.attr == "grad" and not _is_cleared_value(st.value):
+                        # gradients written by hand (`p.grad = g`): as good as a backward for a step
+                        out.append(Ev("setgrad", key_of(t.value), st, frames, fn=fn))
 
     def _exprs(self, node, frames, scope, fn, depth, out) -> None:
         calls = self._call_lists.get(id(node))
@@ -634,7 +640,7 @@ class LoopFacts:
             return None
         for n in ast.walk(st):
             if isinstance(n, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "grad"
-                                                 for t in n.targets):
+                                                 for t in n.targets) and _is_cleared_value(n.value):
                 break
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
                     n.func.attr in ("zero_", "detach_") and "grad" in ast.unparse(n.func.value).split("."):
@@ -643,6 +649,16 @@ class LoopFacts:
             return None
         models = self.optimizer_models(owner, scope) if target == "optimizer" else ()
         return owner, target, models
+
+
+def _is_cleared_value(v) -> bool:
+    if isinstance(v, ast.Constant) and v.value is None:
+        return True
+    if isinstance(v, ast.Call):
+        f = v.func
+        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
+        return name in ("zeros_like", "zeros")
+    return False
 
 
 def loop_facts(ctx) -> LoopFacts:

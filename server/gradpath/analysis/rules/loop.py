@@ -7,6 +7,7 @@ calls around them. The checks here only read those events and the AST of the lin
 from __future__ import annotations
 
 import ast
+import re
 
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.findings import Edit, Fix, Related, Span
@@ -263,8 +264,11 @@ def zero_grad_before_step(ctx):
                     continue
                 for zi in range(j - 1, -1, -1):
                     z = seq[zi]
-                    if z.kind == "backward" and not exclusive(z, s):
+                    if z.kind in ("backward", "setgrad") and not exclusive(z, s):
                         break
+                    if z.kind == "opaque" and ("*" in z.args or s.key in z.args or
+                                               any(key_matches(a, m) for a in z.args for m in s.models)):
+                        break  # a call we cannot see may write the gradients
                     if not _clears(z, s, strict=True, fwd=fwd) or exclusive(z, s):
                         continue
                     b = next((seq[bi] for bi in range(zi - 1, -1, -1) if seq[bi].kind == "backward"
@@ -840,7 +844,10 @@ def direct_forward(ctx):
             if ctx.symbols.qualname(recv) is not None:
                 continue  # nn.Module.forward(self, x), Base.forward(self, x)
             b = facts.model_at(rk, scope, node.lineno)
-            if b is None or b.cls.endswith("Loss"):
+            if b is not None and b.cls.endswith("Loss"):
+                continue
+            if b is None and not (_MODEL_NAME.search(rk.rsplit(".", 1)[-1]) and
+                                  _unbound_or_module(ctx, rk, scope)):
                 continue
             rspan, fspan = ctx.span(recv), ctx.span(node.func)
             call_text = _short(ctx, node, f"{rk}.forward(...)")
@@ -851,5 +858,18 @@ def direct_forward(ctx):
             yield ctx.finding("GP408", fspan,
                               f"{call_text} calls forward directly{where}: {rk}'s forward hooks and pre-hooks "
                               f"(pruning, weight norm, hooks you registered) are skipped; call {rk}(...)",
-                              fixes=[fix], related=[Related(ctx.span(b.stmt), f"{rk} is created here")],
-                              data=_data(model=rk, model_class=b.cls))
+                              fixes=[fix], related=[Related(ctx.span(b.stmt), f"{rk} is created here")] if b else [],
+                              data=_data(model=rk, model_class=b.cls if b else None))
+
+
+_MODEL_NAME = re.compile(r"(?i)(model|net|network|encoder|decoder|backbone|classifier|generator|"
+                         r"discriminator|critic|actor|policy|transformer|resnet|unet|vae)\d*$|^net[A-Z]")
+
+
+def _unbound_or_module(ctx, key: str, scope) -> bool:
+    """A name that looks like a model: a parameter, or bound to something that is not a call of a
+    non-module class of this file (`policy = Policy()` where Policy is a plain class)."""
+    v = loop_facts(ctx).binding_value(key, scope)
+    if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ctx.symbols.classes:
+        return ctx.symbols.is_module_class(v.func.id)
+    return True
