@@ -43,7 +43,6 @@ class UnitState:
     published: set[str] = field(default_factory=set)  # uris we published diagnostics for
     task: asyncio.Task | None = None
     slow_task: asyncio.Task | None = None
-    slow_done_for: object = None  # version the slow pass already ran for
     _ctx: tuple[object, Context] | None = None
 
     @property
@@ -164,9 +163,9 @@ class Analyzer:
                 return
             result, _ = out
             st = self.units.get(key)
-            if st is None or st.snapshot is None or st.snapshot.version != snap.version:
-                return
-            st.slow_done_for = snap.version
+            if st is None or st.snapshot is None or st.snapshot.version != snap.version \
+                    or self.server.settings.options is not options:
+                return  # superseded by an edit or a settings change
             before = [f.to_dict() for f in st.findings]
             if [f.to_dict() for f in result.findings] != before:
                 log.info("%s: the jedi pass changed the findings; republishing", key)
