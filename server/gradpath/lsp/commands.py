@@ -79,10 +79,17 @@ class LiveManager:
                 log.info("live worker not started: %s", getattr(exc, "message", exc))
         self.pool.submit(go)
 
-    def run(self, settings, path: str, text: str, findings: list) -> Any:
-        """Blocking: runs in self.pool."""
-        svc = self._get(settings.live_python, settings.live_timeout_s, settings.live_memory_mb)
-        return svc.confirm(path, text, findings, timeout_s=settings.live_timeout_s)
+    def run(self, settings, path: str, text: str, findings: list,
+            project_limits: tuple[float | None, int | None] = (None, None)) -> Any:
+        """Blocking: runs in self.pool. Editor settings win over the project's live limits."""
+        timeout = settings.live_timeout_s
+        memory = settings.live_memory_mb
+        if "live.timeoutSeconds" not in settings.raw and project_limits[0]:
+            timeout = float(project_limits[0])
+        if "live.memoryMb" not in settings.raw and project_limits[1]:
+            memory = int(project_limits[1])
+        svc = self._get(settings.live_python, timeout, memory)
+        return svc.confirm(path, text, findings, timeout_s=timeout)
 
     def _close_locked(self):
         if self._service is not None:
@@ -188,7 +195,7 @@ async def confirm(ls, *args) -> dict:
             loop = asyncio.get_running_loop()
             try:
                 report = await loop.run_in_executor(ls.live.pool, ls.live.run, settings, path,
-                                                    snap.text, findings)
+                                                    snap.text, findings, ls.analyzer.live_limits(snap.path))
             except CommandError:
                 raise
             except Exception as exc:
@@ -247,7 +254,8 @@ async def check_workspace(ls, *args) -> dict:
             done += 1
             if ls.analyzer.is_open(uri) or ls.analyzer.is_open(ls.analyzer.unit_key(uri)):
                 continue  # open documents are analysed from the editor's text
-            result = await loop.run_in_executor(ls.analyzer.pool, analyse_file, path, ls.settings.options)
+            result = await loop.run_in_executor(ls.analyzer.pool, analyse_file, ls.analyzer, path,
+                                                ls.settings.options)
             if result is None:
                 continue
             snap = Snapshot(uri, None, result.source.text, path)

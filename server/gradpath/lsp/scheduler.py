@@ -60,6 +60,7 @@ class Analyzer:
         self._latest: dict[str, object] = {}  # key -> latest known version (read by threads)
         self._lock = threading.Lock()
         self.analyses = 0  # count of analyses run (for logs and tests)
+        self._config_warned: set[str] = set()
 
     # -- documents -------------------------------------------------------------------------------
     @property
@@ -196,12 +197,51 @@ class Analyzer:
             return None  # a newer version arrived while this job waited for a worker
         root = root_for(snap.path, self.roots())
         resolver = self.resolvers.get(root, slow) if (snap.path or root) else None
+        options, excluded = self.options_for(snap.path, options)
+        if excluded:
+            from gradpath.analysis.source import SourceFile
+            return AnalysisResult(findings=[], source=SourceFile.parse("", snap.path)), False
         result = analyze(snap.text, snap.path, options, resolver=resolver)
         self.analyses += 1
         needs = False
         if not slow and resolver is not None:
             needs = ResolverPool.needs_slow_pass(resolver, snap.text, snap.path)
         return result, needs
+
+    def options_for(self, path: str | None, editor_options):
+        """The project's `[tool.gradpath]` (pyproject.toml / gradpath.toml, found from the file
+        upwards) under the editor's settings. Returns (options, excluded by the project)."""
+        if not path:
+            return editor_options, False
+        try:
+            from gradpath import projectconfig
+        except ImportError:
+            return editor_options, False
+        try:
+            cfg, warnings = projectconfig.load_project_config(path)
+            for w in warnings:
+                if w not in self._config_warned:
+                    self._config_warned.add(w)
+                    log.warning("%s", w)
+            if cfg.path is None:
+                return editor_options, False
+            if cfg.is_excluded(path):
+                return editor_options, True
+            return projectconfig.merge_options(cfg.options_for(path), editor_options), False
+        except Exception:
+            log.exception("project configuration for %s", path)
+            return editor_options, False
+
+    def live_limits(self, path: str | None) -> tuple[float | None, int | None]:
+        """The project's live-step limits (timeout seconds, memory MB), None where unset."""
+        if not path:
+            return None, None
+        try:
+            from gradpath import projectconfig
+            cfg, _ = projectconfig.load_project_config(path)
+            return cfg.live.timeout_seconds, cfg.live.memory_mb
+        except Exception:
+            return None, None
 
     async def current(self, key: str) -> UnitState | None:
         """The unit's state, analysed at the document's current version (analysing now, without
@@ -297,13 +337,18 @@ class Analyzer:
         self.resolvers.close()
 
 
-def analyse_file(path: str, options) -> AnalysisResult | None:
-    """For gradpath.checkWorkspace: one file from disk."""
+def analyse_file(analyzer: "Analyzer", path: str, editor_options) -> AnalysisResult | None:
+    """For gradpath.checkWorkspace: one file from disk, under its project configuration, with the
+    fast resolver of its workspace root. None when unreadable or excluded by the project."""
     from gradpath.cli import read_source
     from pathlib import Path
+    options, excluded = analyzer.options_for(path, editor_options)
+    if excluded:
+        return None
     try:
         text = read_source(Path(path))
     except OSError as exc:
         log.warning("%s: cannot read: %s", path, exc)
         return None
-    return analyze(text, os.fspath(path), options)
+    resolver = analyzer.resolvers.get(root_for(path, analyzer.roots()), False)
+    return analyze(text, os.fspath(path), options, resolver=resolver)
