@@ -99,3 +99,22 @@ async def test_live_on_save(client):
     p = await rec.wait_for(lambda p: p.uri == uri and p.diagnostics
                            and "live step: confirmed" in p.diagnostics[0].message, timeout=60)
     assert p.diagnostics[0].code == "GP101"
+
+
+async def test_confirm_with_a_missing_interpreter_says_so(client, tmp_path):
+    uri, diags, rec = await _open(client)
+    statuses = []
+    client.feature("gradpath/status")(lambda ls, params: statuses.append(params))
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"gradpath": {"live": {"python": str(tmp_path / "no-such-python")}}}))
+    with pytest.raises(JsonRpcException) as exc:
+        await client.workspace_execute_command_async(types.ExecuteCommandParams(
+            command="gradpath.confirm", arguments=[uri]))
+    assert "no-such-python" in str(exc.value) and "does not exist" in str(exc.value)
+    def get(o, k):
+        return o.get(k) if isinstance(o, dict) else getattr(o, k, None)
+    assert any(get(get(s, "live") or {}, "error") for s in statuses)
+    # the diagnostics are untouched and the server keeps serving
+    h = await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=diags[0].range.start))
+    assert h is not None and "Live CPU step" not in h.contents.value

@@ -199,7 +199,10 @@ async def confirm(ls, *args) -> dict:
             except CommandError:
                 raise
             except Exception as exc:
-                log.exception("live step failed for %s", uri)
+                if type(exc).__name__ == "LiveError":  # cannot run at all: say why, no traceback
+                    log.warning("live step for %s: %s", uri, exc)
+                else:
+                    log.exception("live step failed for %s", uri)
                 raise CommandError(f"the live CPU step failed: {exc}") from exc
             verdicts = dict(getattr(report, "verdicts", None) or (report.get("verdicts") if isinstance(report, dict) else {}) or {})
             run = getattr(report, "run", None)
@@ -207,6 +210,9 @@ async def confirm(ls, *args) -> dict:
                 run = report.get("run")
             counts = summarise(verdicts)
             await progress.end(", ".join(f"{n} {k}" for k, n in counts.items() if n) or "no findings")
+    except CommandError as exc:
+        ls.send_status("ready", f"live step failed: {exc.message}", live={"uri": snap.key, "error": exc.message})
+        raise
     finally:
         ls.live.running.discard(key)
     elapsed = time.monotonic() - t0

@@ -76,8 +76,11 @@ class GradpathServer(LanguageServer):
             log.debug("showMessage failed", exc_info=True)
 
     def report_server_error(self, error: Exception, source) -> None:
-        # Errors are logged (file, stderr, window/logMessage), not shown as pop-ups.
-        log.error("server error (%s): %s", getattr(source, "__name__", source), error)
+        # Errors are logged (file, stderr, window/logMessage), not shown as pop-ups. A request that
+        # failed has already answered its error to the client.
+        name = getattr(source, "__name__", str(source))
+        log.log(logging.INFO if name == "FeatureRequestError" else logging.ERROR,
+                "server error (%s): %s", name, error)
 
     # -- settings --------------------------------------------------------------------------------
     def apply_settings(self, settings: EditorSettings) -> None:
