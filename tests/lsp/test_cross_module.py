@@ -64,3 +64,25 @@ async def test_jedi_pass_republishes_in_the_background(client, tmp_path):
     assert second.version == first.version == 1
     assert [d.code for d in second.diagnostics] == ["GP102"]
     assert second.diagnostics[0].data["data"]["missing"][-1] == "linear.bias"
+
+
+async def test_a_module_changed_on_disk_reanalyses_its_importers(client, tmp_path):
+    from lsprotocol import types
+
+    _write(tmp_path, {"models.py": MODELS, "train.py": TRAIN.format(imp="from models import Net")})
+    rec = Recorder(client)
+    uri = uri_of(tmp_path / "train.py")
+    open_doc(client, uri, (tmp_path / "train.py").read_text())
+    p = await rec.wait_for(lambda p: p.uri == uri)
+    assert p.diagnostics[0].data["data"]["missing"] == ["stem.weight", "stem.bias", "linear.bias"]
+    import os
+    import time
+    models = tmp_path / "models.py"
+    models.write_text(textwrap.dedent(MODELS).replace("        self.stem = nn.Linear(10, 10)\n", "")
+                      .replace("self.linear(self.stem(x))", "self.linear(x)"))
+    st = models.stat()
+    os.utime(models, (st.st_atime, time.time() + 5))
+    client.workspace_did_change_watched_files(types.DidChangeWatchedFilesParams(changes=[
+        types.FileEvent(uri=uri_of(models), type=types.FileChangeType.Changed)]))
+    p = await rec.wait_for(lambda p: p.uri == uri and p.diagnostics
+                           and p.diagnostics[0].data["data"]["missing"] == ["linear.bias"])

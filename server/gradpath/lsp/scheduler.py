@@ -119,14 +119,14 @@ class Analyzer:
             st.task.cancel()
         st.task = asyncio.ensure_future(self._run(key, delay_s))
 
-    def schedule_all(self) -> None:
+    def schedule_all(self, delay_s: float = 0.0) -> None:
         keys = set(self.units)
         keys.update(self.ws.notebook_documents.keys())
         for uri in list(self.ws.text_documents.keys()):
             keys.add(self.unit_key(uri))
         for key in keys:
             if self.is_open(key):
-                self.schedule(key, 0.0)
+                self.schedule(key, delay_s)
 
     async def _run(self, key: str, delay_s: float) -> None:
         try:

@@ -37,6 +37,7 @@ log = logging.getLogger("gradpath.lsp")
 
 STATUS_NOTIFICATION = "gradpath/status"
 PYTHON_LANGUAGES = {"python", "python3", "ipython", None, ""}
+WATCHED_GLOBS = ("**/*.py", "**/pyproject.toml", "**/gradpath.toml")
 
 
 class GradpathServer(LanguageServer):
@@ -179,6 +180,16 @@ def build() -> GradpathServer:
         caps = ls.client_capabilities
         if caps and caps.workspace and caps.workspace.configuration:
             await _pull_configuration(ls)
+        watched = caps.workspace.did_change_watched_files if caps and caps.workspace else None
+        if watched and watched.dynamic_registration:
+            try:
+                await asyncio.wait_for(ls.client_register_capability_async(types.RegistrationParams(
+                    registrations=[types.Registration(
+                        id="gradpath-watch", method=types.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+                        register_options=types.DidChangeWatchedFilesRegistrationOptions(watchers=[
+                            types.FileSystemWatcher(glob_pattern=g) for g in WATCHED_GLOBS]))])), 5)
+            except Exception:
+                log.debug("file watching not registered", exc_info=True)
 
     async def _pull_configuration(ls: GradpathServer):
         try:
@@ -252,6 +263,17 @@ def build() -> GradpathServer:
     def nb_close(ls: GradpathServer, params: types.DidCloseNotebookDocumentParams):
         ls.analyzer.close(params.notebook_document.uri,
                           [c.uri for c in params.cell_text_documents], notebook=True)
+
+    @ls.feature(types.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    @guarded()
+    def watched_files_changed(ls: GradpathServer, params: types.DidChangeWatchedFilesParams):
+        """A module or a project config changed on disk: the open documents that may import it
+        or be configured by it are analysed again (the resolver's caches follow mtimes)."""
+        changed = [c.uri for c in params.changes]
+        relevant = [u for u in changed if not ls.analyzer.is_open(u)]
+        if relevant:
+            log.debug("files changed on disk: %s", ", ".join(relevant[:5]))
+            ls.analyzer.schedule_all(delay_s=ls.settings.debounce_ms / 1000.0)
 
     # -- requests ---------------------------------------------------------------------------------
     @ls.feature(types.TEXT_DOCUMENT_CODE_ACTION, types.CodeActionOptions(
