@@ -18,16 +18,20 @@ def run_confirm(args) -> int:
     from gradpath import cli as main_cli
     from gradpath.live.service import LiveError, LiveService
 
-    reports, errors = main_cli.collect(args)
-    for e in errors:
-        print(f"gradpath: {e}", file=sys.stderr)
     timeout = float(getattr(args, "timeout", None) or 20.0)
     svc = LiveService(python=getattr(args, "python", None), timeout_s=timeout)
     try:
-        svc.start()
+        svc.start()  # the worker warms up (imports torch) while the files are analysed
     except LiveError as exc:
         print(f"gradpath: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    try:
+        reports, errors = main_cli.collect(args)
+    except BaseException:
+        svc.close()
+        raise
+    for e in errors:
+        print(f"gradpath: {e}", file=sys.stderr)
     out_findings, runs, total = [], [], 0
     try:
         for rep in reports:

@@ -112,6 +112,7 @@ class Rewriter(ast.NodeTransformer):
             self.probes.setdefault(key, []).append(p["id"])
         self.placed: dict[str, tuple] = {}
         self.site_wanted = {p["id"] for p in probes if p.get("what") in self.SITE_KINDS}
+        self.probe_what = {p["id"]: p.get("what") for p in probes}
         self.sites: dict[str, bool] = {}
         self._in_module_class = 0
         self._func_stack: list[str] = []
@@ -130,6 +131,12 @@ class Rewriter(ast.NodeTransformer):
             if pid in self.placed:
                 continue
             self.placed[pid] = sp
+            if self.probe_what.get(pid) == "accumulated" and isinstance(node, ast.Call) and node.args and \
+                    isinstance(node.func, ast.Attribute) and node.func.attr in ("append", "extend", "add"):
+                # `losses.append(loss)`: what is kept is the argument
+                node.args[0] = ast.Call(func=ast.Name("__gp_probe__", ast.Load()),
+                                        args=[ast.Constant(pid), node.args[0], ast.Constant(sp[0])], keywords=[])
+                continue
             node = ast.Call(func=ast.Name("__gp_probe__", ast.Load()),
                             args=[ast.Constant(pid), node, ast.Constant(sp[0])], keywords=[])
         return node
@@ -1524,11 +1531,15 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
     sys.dont_write_bytecode = True
 
     sandbox = {"netns": False, "landlock": 0, "seccomp": False}
+    timing = {}
     if req.get("sandbox", True):
+        ts = time.monotonic()
         try:
             sandbox["netns"] = sandbox_netns()
         except Exception:
             pass
+        timing["netns_ms"] = round((time.monotonic() - ts) * 1000, 2)
+        ts = time.monotonic()
         try:
             sandbox["landlock"] = sandbox_landlock(tmp)
         except Exception:
@@ -1538,6 +1549,8 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         except Exception:
             pass
         sandbox_limits(memory_mb, sandbox["seccomp"])
+        timing["landlock_seccomp_limits_ms"] = round((time.monotonic() - ts) * 1000, 2)
+    sandbox["timing"] = timing
 
     stdout_raw, stderr_raw = _Bounded(MAX_OUTPUT), _Bounded(MAX_OUTPUT)
     sys.stdout = io.TextIOWrapper(stdout_raw, encoding="utf-8", errors="replace", line_buffering=True,
@@ -1557,6 +1570,7 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         source = req["source"]
         probes = req.get("probes") or []
         lines = source.encode("utf-8").split(b"\n")
+        tg = time.monotonic()
         code, placed, sites = rewrite(source, path, probes, cut_loops=req.get("mode", "script") == "script")
         result["probes_placed"] = {k: list(v) for k, v in placed.items()}
         result["probe_sites"] = {k: _segment(source, v) for k, v in sites.items() if v}
@@ -1597,6 +1611,7 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         signal.signal(signal.SIGALRM, on_alarm)
         signal.setitimer(signal.ITIMER_REAL, max(0.2, timeout_s - (time.monotonic() - t0) - 0.3))
         result["setup_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        timing["rewrite_guards_ms"] = round((time.monotonic() - tg) * 1000, 2)
         t1 = time.monotonic()
         sys.settrace(global_trace)
         try:
@@ -1727,6 +1742,11 @@ def run_request(req: dict, torch) -> dict:
         result = {"event": "end", "status": "timeout" if timed_out else "killed", "exception": None}
         if os.WIFSIGNALED(wstatus):
             result["signal"] = os.WTERMSIG(wstatus)
+        elif os.WIFEXITED(wstatus) and not timed_out and not crash:
+            code = os.WEXITSTATUS(wstatus)
+            result["status"] = "exit"
+            result["exception"] = {"type": "SystemExit", "message": f"exit code {code} (the process ended "
+                                   "itself, e.g. os._exit(), before the step finished)", "line": None}
         if crash:
             result["status"] = "internal-error"
             result["internal_error"] = crash
