@@ -384,3 +384,9 @@ def test_pre_commit_hook_definition():
                    if line.strip() and not line.lstrip().startswith("#"))
     assert entries["id"] == "gradpath" and entries["entry"] == "gradpath check"
     assert entries["language"] == "python" and entries["types_or"] == "[python, jupyter]"
+
+
+def test_a_file_named_twice_is_reported_once(tmp_path, capsys):
+    f = write(tmp_path / "t.py", EMPTY)
+    rc, out, _ = run_main(capsys, "check", "--format", "json", f, tmp_path, f)
+    assert len(json.loads(out)) == 1

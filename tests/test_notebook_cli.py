@@ -146,3 +146,32 @@ def test_not_a_notebook(tmp_path, capsys):
     p.write_text('{"nbformat": 4}')
     assert cli.main(["check", str(p)]) == 2
     assert 'not a notebook (no "cells" list)' in capsys.readouterr().err
+
+
+from hypothesis import given, settings, strategies as st
+
+_line = st.sampled_from(["x = 1", "%time f()", "!ls", "  y = 2", "def f(:", "for i in r:", "    pass",
+                         "%%bash", "%%time", "a = !ls", "obj?", "", "'''", "z = (1,"])
+_cell = st.lists(_line, max_size=6).map("\n".join)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_cell, st.builds(md, _cell)), max_size=6))
+def test_cells_to_source_mapping_is_consistent(cells):
+    import ast
+    text, mapping = cells_to_source(cells)
+    ast.parse(text)  # broken cells are blanked, IPython syntax is blanked: the join always parses
+    lines = text.split("\n")
+    for c in mapping.cells:
+        src = cells[c.index] if isinstance(cells[c.index], str) else None
+        assert src is not None  # markdown cells contribute nothing
+        src_lines = src.split("\n")
+        if len(src_lines) > 1 and src_lines[-1] == "":
+            src_lines.pop()  # a final newline ends the last line
+        assert c.line_count == len(src_lines)
+        for k in range(1, c.line_count + 1):
+            assert map_span(mapping, Span(c.start_line + k - 1, 0, c.start_line + k - 1, 0)) == (c.index, Span(k, 0, k, 0))
+            joined = lines[c.start_line + k - 2]
+            original = src_lines[k - 1]
+            # a line is kept as written unless it was blanked
+            assert joined == original or (c.start_line + k - 1) in mapping.blanked or c.index in mapping.syntax_errors

@@ -52,7 +52,13 @@ def iter_python_files(paths: list[str], notebooks: bool = False) -> list[Path]:
             out.extend(sorted(found))
         else:
             out.append(path)
-    return out
+    seen, unique = set(), []
+    for f in out:  # a file named twice (or inside a folder also named) is analysed once
+        key = os.path.realpath(f)
+        if key not in seen:
+            seen.add(key)
+            unique.append(f)
+    return unique
 
 
 def read_source(path: Path) -> str:
