@@ -102,6 +102,7 @@ class CodeServer:
         self.env.pop("VSCODE_IPC_HOOK_CLI", None)
         self.proc: subprocess.Popen | None = None
         self.port = 0
+        self.timings: dict[str, float] = {}
         for d in (self.user / "User", self.ext):
             d.mkdir(parents=True, exist_ok=True)
         self.config.write_text("auth: none\ncert: false\n")
@@ -126,6 +127,13 @@ class CodeServer:
         return [line.strip() for line in r.stdout.splitlines() if line.strip()]
 
     def start(self, workspace: Path) -> str:
+        t0 = time.monotonic()
+        try:
+            return self._start(workspace)
+        finally:
+            self.timings["start_s"] = round(time.monotonic() - t0, 2)
+
+    def _start(self, workspace: Path) -> str:
         self.port = free_port()
         logf = open(self.log, "w")
         self.proc = subprocess.Popen(
@@ -174,12 +182,17 @@ class CodeServer:
 @contextmanager
 def code_server(tmp_path: Path, binary: Path, vsix: Path, settings: dict, artifacts: Path):
     cs = CodeServer(tmp_path / "cs", binary)
+    t0 = time.monotonic()
     cs.install(vsix)
+    cs.timings["install_extension_s"] = round(time.monotonic() - t0, 2)
     cs.write_settings(settings)
     try:
         yield cs
     finally:
+        t0 = time.monotonic()
         cs.stop()
+        cs.timings["stop_s"] = round(time.monotonic() - t0, 2)
+        (artifacts / "timings.json").write_text(json.dumps(cs.timings, indent=2))
         try:
             shutil.copy(cs.log, artifacts / "code-server.log")
             (artifacts / "extension-logs.txt").write_text(cs.extension_host_logs())
@@ -188,10 +201,12 @@ def code_server(tmp_path: Path, binary: Path, vsix: Path, settings: dict, artifa
 
 
 def run_driver(cfg: dict, timeout: float = 240) -> dict:
+    t0 = time.monotonic()
     r = subprocess.run(["node", str(E2E / "vscode_driver.js"), json.dumps(cfg)], capture_output=True, text=True,
                        cwd=E2E, timeout=timeout)
     lines = [line for line in r.stdout.splitlines() if line.startswith("{")]
     assert lines, f"driver printed no report (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
     report = json.loads(lines[-1])
+    report["driver_s"] = round(time.monotonic() - t0, 2)
     (Path(cfg["shots"]) / "report.json").write_text(json.dumps(report, indent=2))
     return report

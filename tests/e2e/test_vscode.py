@@ -65,6 +65,11 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     assert "GP101" in hover and "empty parameter list" in hover, hover
     assert "gradpath" in hover.lower(), hover
 
+    # The live CPU step ran the script: PyTorch's ValueError confirms GP101; the status bar says so.
+    live = report["statusLive"]
+    assert "live: 1 confirmed" in live["text"], live
+    assert any("GP101" in r and "confirmed" in r.lower() for r in report["problemRowsLive"]), report["problemRowsLive"]
+
     # The quick fix rewrites the line, and the diagnostic goes away.
     assert any("model.parameters()" in q["text"] for q in report["quickFixes"]), report["quickFixes"]
     fixed_line = report["linesAfter"][str(gp101["line"])]
@@ -83,7 +88,7 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     # The extension activated without an error in the extension host.
     assert "Activating extension 'gradpath.gradpath' failed" not in logs
     assert "Interpreter: " + str(VENV_PYTHON) in logs, logs[-3000:]
-    assert len(report["shots"]) >= 7
+    assert len(report["shots"]) >= 8
 
 
 def test_wrong_interpreter_without_python_extension(tmp_path, vsix, code_server_bin, node_modules):
@@ -97,7 +102,7 @@ def test_wrong_interpreter_without_python_extension(tmp_path, vsix, code_server_
         only_gradpath_installed(cs)
         url = cs.start(ws)
         report = run_driver({"url": url, "file": str(bug), "shots": str(shots), "scenario": "bad-interpreter",
-                             "timeoutMs": 60000})
+                             "timeoutMs": 60000, "goodPython": str(VENV_PYTHON)})
         logs = cs.extension_host_logs()
     assert report["ok"], f"{report.get('error')}\nscreenshots: {shots}\nconsole: {report['console'][-10:]}"
 
@@ -114,3 +119,8 @@ def test_wrong_interpreter_without_python_extension(tmp_path, vsix, code_server_
     for title in ("Gradpath: Restart Server", "Gradpath: Check Whole Workspace", "Gradpath: Show Output"):
         assert any(title in c for c in report["commandsFound"]), report["commandsFound"]
     assert "Activating extension 'gradpath.gradpath' failed" not in logs
+
+    # Pointing the setting at a good interpreter restarts the server without reloading the window.
+    assert "running" in report["statusRecovered"]["ariaLabel"].lower(), report["statusRecovered"]
+    assert [s["line"] for s in report["recoveredSquiggles"]] == [22], report["recoveredSquiggles"]
+    assert "Restarting the server: gradpath.interpreter changed." in logs

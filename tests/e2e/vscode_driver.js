@@ -117,6 +117,15 @@ async function waitStatus(page, re) {
   return last;
 }
 
+async function runCommand(page, title) {
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input").first();
+  await input.waitFor({ state: "visible", timeout: T });
+  await input.fill(`>${title}`);
+  await page.locator(".quick-input-widget .monaco-list-row", { hasText: title }).first().waitFor({ timeout: T });
+  await page.keyboard.press("Enter");
+}
+
 async function mainScenario(page) {
   const fileName = path.basename(cfg.file);
   await openFile(page, fileName);
@@ -164,7 +173,15 @@ async function mainScenario(page) {
   step("problems", {});
   await shot(page, "problems-panel");
 
-  // 5. the quick fix
+  // 5. the live CPU step, from the command palette; the status bar shows its result
+  await page.keyboard.press("Escape");
+  await runCommand(page, "Gradpath: Confirm Findings with a Live CPU Step");
+  report.statusLive = await waitStatus(page, /live: \d+ confirmed|live: .*not/);
+  await page.waitForTimeout(300);
+  report.problemRowsLive = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
+  await shot(page, "live-step");
+
+  // 6. the quick fix
   await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
   await page.keyboard.press("Escape");
   await page.keyboard.press(`${MOD}+Period`);
@@ -252,6 +269,19 @@ async function badInterpreterScenario(page) {
     await page.keyboard.press("Escape");
     return rows.map((r) => r.replace(/\s+/g, " ").trim());
   })();
+
+  // Fixing the setting in the Settings editor restarts the server: it runs, the squiggle appears.
+  if (cfg.goodPython) {
+    const box = page.locator(".settings-editor .setting-item-contents", { hasText: "Interpreter" }).first().locator("input").first();
+    await box.click();
+    await box.fill(cfg.goodPython);
+    await page.keyboard.press("Tab");
+    report.statusRecovered = await waitStatus(page, /running/);
+    await page.locator(".tab", { hasText: fileName }).first().click();
+    await page.locator(".editor-instance .monaco-editor .squiggly-error").first().waitFor({ state: "attached", timeout: T });
+    report.recoveredSquiggles = await squiggles(page, "squiggly-error");
+    await shot(page, "recovered");
+  }
 }
 
 (async () => {

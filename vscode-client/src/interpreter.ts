@@ -51,9 +51,11 @@ export interface ProbeResult {
   detail?: string;
 }
 
-// Imports gradpath, then the language server module (pygls and friends), and says which failed.
+// Imports gradpath (a tiny package) and checks that its language server and the libraries it needs
+// can be found, without importing them (that would cost a second server start-up).
 const PROBE = [
   "import json, sys",
+  "from importlib.util import find_spec",
   "out = {'executable': sys.executable}",
   "try:",
   "    import gradpath",
@@ -61,10 +63,14 @@ const PROBE = [
   "except Exception as e:",
   "    out['error'] = 'gradpath'; out['detail'] = repr(e)",
   "else:",
-  "    try:",
-  "        import gradpath.lsp.server",
-  "    except Exception as e:",
-  "        out['error'] = 'server'; out['detail'] = repr(e)",
+  "    for mod in ('gradpath.lsp.server', 'pygls', 'lsprotocol'):",
+  "        try:",
+  "            found = find_spec(mod) is not None",
+  "        except Exception as e:",
+  "            found = False",
+  "        if not found:",
+  "            out['error'] = 'server'; out['detail'] = 'No module named ' + repr(mod)",
+  "            break",
   "print(json.dumps(out))",
 ].join("\n");
 

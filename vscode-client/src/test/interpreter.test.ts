@@ -81,3 +81,25 @@ test("probe: garbage output and spawn errors are 'broken', not a crash", async (
   const weird: ExecFn = async () => ({ code: null, stdout: "", stderr: "", spawnError: Object.assign(new Error("EMFILE"), { code: "EMFILE" }) });
   assert.equal((await probeInterpreter("/x/python", weird)).status, "broken");
 });
+
+test("probe: gradpath without its language server is 'no-server'", async () => {
+  const os = await import("node:os");
+  const { execFile } = await import("node:child_process");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gp-probe-"));
+  fs.mkdirSync(path.join(dir, "gradpath"));
+  fs.writeFileSync(path.join(dir, "gradpath", "__init__.py"), "__version__ = '9.9.9'\n");
+  const withPath: ExecFn = (file, args, t) =>
+    new Promise((resolve) => {
+      execFile(file, ["-S", ...args], { timeout: t, env: { PYTHONPATH: dir, PATH: process.env.PATH } }, (err, stdout, stderr) =>
+        resolve({ code: err ? 1 : 0, stdout: String(stdout), stderr: String(stderr) }),
+      );
+    });
+  try {
+    const p = await probeInterpreter("/usr/bin/python3", withPath);
+    assert.equal(p.status, "no-server", JSON.stringify(p));
+    assert.equal(p.version, "9.9.9");
+    assert.match(problemMessage({ python: "/usr/bin/python3", source: "path" }, p), /cannot start its language server \(No module named 'gradpath.lsp.server'\)/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
