@@ -19,8 +19,8 @@ from gradpath.notebook import Notebook, cells_to_source
 SAMPLE = ROOT / "tests" / "data" / "sample_project"
 
 # (file, cell, code): what the configuration leaves to report. GP408 (scripts/quick.py) is ignored
-# project-wide, GP401 in scripts/ by per-file-ignores, legacy/ is excluded, finetune.py's GP102 is
-# suppressed on its line.
+# project-wide, GP401 in scripts/ by per-file-ignores, legacy/ is excluded, finetune.py's GP102 (on
+# a model class imported from models.py) is suppressed on its line.
 EXPECTED = Counter({
     ("models.py", None, "GP104"): 1,
     ("train.py", None, "GP109"): 1,
@@ -64,12 +64,26 @@ def test_findings_follow_the_project_configuration():
     assert not any(o["path"].startswith("legacy") for o in objs)
 
 
+def test_suppressed_finding_is_real():
+    """finetune.py's suppression hides a real GP102 (found through the imported class)."""
+    rc, out, _ = gp("check", "--isolated", "--format", "json", "--select", "GP102", "finetune.py", cwd=SAMPLE)
+    assert rc == 0 and out.strip() == "[]"
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        shutil.copytree(SAMPLE, Path(d) / "p")
+        f = Path(d) / "p" / "finetune.py"
+        f.write_text(f.read_text().replace("  # gradpath: ignore[GP102]", ""))
+        rc, out, _ = gp("check", "--format", "json", "finetune.py", cwd=Path(d) / "p")
+        (obj,) = json.loads(out)
+        assert obj["code"] == "GP102" and obj["line"] == 9 and "features.weight" in obj["message"]
+
+
 def test_text_output_and_unused_suppressions():
     rc, out, err = gp("check", "--show-unused-suppressions", ".", cwd=SAMPLE)
     lines = out.splitlines()
     assert any(line.startswith("notebooks/explore.ipynb:cell 5:4:") and " GP304 " in line for line in lines)
     unused = [line for line in lines if "unused-suppression" in line]
-    assert unused == ["finetune.py:22:21: unused-suppression unused suppression: no GP201 finding on this line"]
+    assert unused == ["finetune.py:13:21: unused-suppression unused suppression: no GP201 finding on this line"]
     assert len(lines) == sum(EXPECTED.values()) + 1
 
 

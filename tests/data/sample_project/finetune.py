@@ -3,16 +3,7 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
-
-class Backbone(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Linear(10, 16)
-        self.head = nn.Linear(16, 1)
-
-    def forward(self, x):
-        return self.head(torch.relu(self.features(x)))
-
+from models import Backbone
 
 model = Backbone()
 optimizer = optim.Adam(model.head.parameters(), lr=1e-3)  # gradpath: ignore[GP102]
