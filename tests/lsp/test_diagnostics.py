@@ -220,3 +220,18 @@ async def test_utf8_position_encoding_when_the_client_prefers_it(tmp_path):
         assert h is not None and "GP101" in h.contents.value
     finally:
         await c.shutdown_session()
+
+
+async def test_non_python_documents_are_left_alone(client):
+    rec = Recorder(client)
+    md = uri_of(SEEDS / "notes.md")
+    client.text_document_did_open(types.DidOpenTextDocumentParams(text_document=types.TextDocumentItem(
+        uri=md, language_id="markdown", version=1, text=SEED_EMPTY.read_text())))
+    change_doc(client, md, SEED_EMPTY.read_text() + "\n", 2)
+    assert await client.text_document_hover_async(types.HoverParams(
+        text_document=types.TextDocumentIdentifier(uri=md), position=types.Position(line=21, character=24))) is None
+    py = uri_of(SEED_EMPTY)
+    open_doc(client, py, SEED_EMPTY.read_text())
+    await rec.wait_for(lambda p: p.uri == py)
+    await asyncio.sleep(0.3)
+    assert not any(p.uri == md for p in rec.items)

@@ -175,8 +175,8 @@ async def confirm(ls, *args) -> dict:
     if not uri:
         raise CommandError("gradpath.confirm needs the document uri as its first argument")
     key = ls.analyzer.unit_key(uri)
-    if not ls.analyzer.is_open(key):
-        raise CommandError(f"{uri} is not open in the editor")
+    if not ls.analyzer.is_ours(key):
+        raise CommandError(f"{uri} is not an open Python document")
     if key in ls.live.running:
         raise CommandError("a live step is already running for this document")
     st = await ls.analyzer.current(key)

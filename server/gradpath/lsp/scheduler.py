@@ -23,6 +23,8 @@ from gradpath.lsp.resolvers import ResolverPool, root_for
 
 log = logging.getLogger("gradpath.lsp")
 
+PYTHON_LANGUAGES = {"python", "python3", "ipython", None, ""}
+
 
 def uri_to_path(uri: str) -> str | None:
     try:
@@ -108,6 +110,16 @@ class Analyzer:
         return (self.ws.get_notebook_document(notebook_uri=key) is not None
                 or unquote(key) in self.ws.text_documents)
 
+    def is_ours(self, key: str) -> bool:
+        """Open, and Python: a notebook, or a text document with a Python language id or name."""
+        if self.ws.get_notebook_document(notebook_uri=key) is not None:
+            return True
+        doc = self.ws.text_documents.get(unquote(key))
+        if doc is None:
+            return False
+        return (getattr(doc, "language_id", None) in PYTHON_LANGUAGES
+                or key.endswith((".py", ".pyi")))
+
     # -- scheduling ------------------------------------------------------------------------------
     def schedule(self, key: str, delay_s: float = 0.0) -> None:
         st = self.units.setdefault(key, UnitState())
@@ -121,11 +133,9 @@ class Analyzer:
 
     def schedule_all(self, delay_s: float = 0.0) -> None:
         keys = set(self.units)
-        keys.update(self.ws.notebook_documents.keys())
-        for uri in list(self.ws.text_documents.keys()):
-            keys.add(self.unit_key(uri))
+        keys.update(nb.uri for nb in self.ws.notebook_documents.values())
         for key in keys:
-            if self.is_open(key):
+            if self.is_ours(key):
                 self.schedule(key, delay_s)
 
     async def _run(self, key: str, delay_s: float) -> None:

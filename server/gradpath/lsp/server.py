@@ -30,13 +30,12 @@ from gradpath.lsp import hover as hover_mod
 from gradpath.lsp import lenses as lenses_mod
 from gradpath.lsp import logs
 from gradpath.lsp.convert import diagnostics_by_uri, to_units
-from gradpath.lsp.scheduler import Analyzer
+from gradpath.lsp.scheduler import PYTHON_LANGUAGES, Analyzer
 from gradpath.lsp.settings import EditorSettings
 
 log = logging.getLogger("gradpath.lsp")
 
 STATUS_NOTIFICATION = "gradpath/status"
-PYTHON_LANGUAGES = {"python", "python3", "ipython", None, ""}
 WATCHED_GLOBS = ("**/*.py", "**/pyproject.toml", "**/gradpath.toml")
 
 
@@ -221,14 +220,14 @@ def build() -> GradpathServer:
     @guarded()
     def did_change(ls: GradpathServer, params: types.DidChangeTextDocumentParams):
         key = ls.analyzer.unit_key(params.text_document.uri)
-        if key in ls.analyzer.units or ls.analyzer.is_open(key):
+        if ls.analyzer.is_ours(key):
             ls.analyzer.schedule(key, ls.settings.debounce_ms / 1000.0)
 
     @ls.feature(types.TEXT_DOCUMENT_DID_SAVE, types.SaveOptions(include_text=False))
     @guarded()
     def did_save(ls: GradpathServer, params: types.DidSaveTextDocumentParams):
         key = ls.analyzer.unit_key(params.text_document.uri)
-        if ls.analyzer.is_open(key):
+        if ls.analyzer.is_ours(key):
             if ls.settings.live_on_save and ls.settings.live_allowed:
                 ls.pending_live.add(key)
             ls.analyzer.schedule(key, 0.0)
@@ -284,7 +283,7 @@ def build() -> GradpathServer:
             return None
         uri = params.text_document.uri
         key = ls.analyzer.unit_key(uri)
-        if not ls.analyzer.is_open(key):
+        if not ls.analyzer.is_ours(key):
             return None
         only = [str(getattr(k, "value", k)) for k in (params.context.only or [])] or None
         out: list[types.CodeAction] = []
@@ -349,7 +348,7 @@ def build() -> GradpathServer:
             return None
         uri = params.text_document.uri
         key = ls.analyzer.unit_key(uri)
-        if not ls.analyzer.is_open(key):
+        if not ls.analyzer.is_ours(key):
             return None
         st = await ls.analyzer.current(key)
         if st is None or st.snapshot is None:
@@ -365,7 +364,7 @@ def build() -> GradpathServer:
             return None
         uri = params.text_document.uri
         key = ls.analyzer.unit_key(uri)
-        if not ls.analyzer.is_open(key):
+        if not ls.analyzer.is_ours(key):
             return None
         st = await ls.analyzer.current(key)
         if st is None or st.snapshot is None:
