@@ -126,20 +126,21 @@ class CodeServer:
         assert r.returncode == 0, r.stderr
         return [line.strip() for line in r.stdout.splitlines() if line.strip()]
 
-    def start(self, workspace: Path) -> str:
+    def start(self, workspace: Path, trust: bool = False) -> str:
+        """trust: keep VS Code's workspace trust on (the folder opens in Restricted Mode)."""
         t0 = time.monotonic()
         try:
-            return self._start(workspace)
+            return self._start(workspace, trust)
         finally:
             self.timings["start_s"] = round(time.monotonic() - t0, 2)
 
-    def _start(self, workspace: Path) -> str:
+    def _start(self, workspace: Path, trust: bool) -> str:
         self.port = free_port()
         logf = open(self.log, "w")
+        flags = [] if trust else ["--disable-workspace-trust"]
         self.proc = subprocess.Popen(
             [*self._args(), "--auth", "none", "--bind-addr", f"127.0.0.1:{self.port}", "--disable-telemetry",
-             "--disable-update-check", "--disable-workspace-trust", "--disable-getting-started-override",
-             str(workspace)],
+             "--disable-update-check", *flags, "--disable-getting-started-override", str(workspace)],
             stdout=logf, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

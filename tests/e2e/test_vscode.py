@@ -124,3 +124,52 @@ def test_wrong_interpreter_without_python_extension(tmp_path, vsix, code_server_
     assert "running" in report["statusRecovered"]["ariaLabel"].lower(), report["statusRecovered"]
     assert [s["line"] for s in report["recoveredSquiggles"]] == [22], report["recoveredSquiggles"]
     assert "Restarting the server: gradpath.interpreter changed." in logs
+
+
+def _logged_json(logs: str, prefix: str) -> list[dict]:
+    """The extension's own debug lines: `[debug] <prefix> {json}`."""
+    out = []
+    for line in logs.splitlines():
+        marker = f"[debug] {prefix} "
+        if marker in line:
+            out.append(json.loads(line.split(marker, 1)[1]))
+    return out
+
+
+def test_untrusted_workspace_runs_static_analysis_only(tmp_path, vsix, code_server_bin, node_modules):
+    ws = tmp_path / "workspace"
+    (ws / ".vscode").mkdir(parents=True)
+    shutil.copy(SEED, ws / "bug.py")
+    # A hostile folder's own settings: must not be used while the folder is untrusted.
+    evil = "/nonexistent/evil-python"
+    (ws / ".vscode" / "settings.json").write_text(json.dumps({"gradpath.live.python": evil,
+                                                              "gradpath.live.onSave": True}))
+    shots = artifacts_dir("vscode-untrusted")
+    settings = {"security.workspace.trust.enabled": True, "security.workspace.trust.startupPrompt": "never",
+                "security.workspace.trust.untrustedFiles": "open",
+                "gradpath.interpreter": str(VENV_PYTHON), "gradpath.trace.server": "messages"}
+    with code_server(tmp_path, code_server_bin, vsix, settings, shots) as cs:
+        url = cs.start(ws, trust=True)
+        report = run_driver({"url": url, "file": str(ws / "bug.py"), "shots": str(shots), "scenario": "untrusted",
+                             "timeoutMs": 60000})
+        logs = cs.extension_host_logs()
+    assert report["ok"], f"{report.get('error')}\nscreenshots: {shots}\nconsole: {report['console'][-10:]}"
+
+    # Restricted Mode: the extension runs (supported: "limited") and the static analysis works.
+    assert report["restrictedBadge"] is True
+    assert [s["line"] for s in report["errorSquiggles"]] == [22]
+    assert "running" in report["statusRunning"]["ariaLabel"].lower()
+    # The server is told never to execute code, and the folder's restricted settings are ignored.
+    init = _logged_json(logs, "initializationOptions")
+    assert init and init[0]["trusted"] is False, init
+    assert init[0]["live"] == {"onSave": False, "timeoutSeconds": 20, "python": None}, init
+    assert not any("Gradpath: Confirm Findings" in c for c in report["commandsUntrusted"]), report["commandsUntrusted"]
+    assert any("Gradpath: Restart Server" in c for c in report["commandsUntrusted"])
+
+    # Trusting the folder tells the running server (no restart); the folder's settings now apply.
+    assert report["restrictedBadgeAfter"] is False
+    changes = _logged_json(logs, "didChangeConfiguration")
+    assert changes and changes[-1]["trusted"] is True, changes
+    assert changes[-1]["live"]["onSave"] is True and changes[-1]["live"]["python"] == evil, changes[-1]
+    assert "Restarting the server" not in logs
+    assert any("Gradpath: Confirm Findings" in c for c in report["commandsTrusted"]), report["commandsTrusted"]

@@ -284,6 +284,44 @@ async function badInterpreterScenario(page) {
   }
 }
 
+async function untrustedScenario(page) {
+  const fileName = path.basename(cfg.file);
+  report.restrictedBadge = (await page.locator("#workbench\\.parts\\.statusbar", { hasText: "Restricted Mode" }).count()) > 0;
+  await openFile(page, fileName);
+  await page.locator(".editor-instance .monaco-editor .squiggly-error").first().waitFor({ state: "attached", timeout: T });
+  report.errorSquiggles = await squiggles(page, "squiggly-error");
+  report.statusRunning = await waitStatus(page, /running/);
+  await shot(page, "restricted-mode-static-analysis");
+
+  // The live step's command is not offered while untrusted.
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input").first();
+  await input.waitFor({ state: "visible", timeout: T });
+  await input.fill(">Gradpath:");
+  await page.locator(".quick-input-widget .monaco-list-row", { hasText: "Gradpath: Restart Server" }).first().waitFor({ timeout: T });
+  await page.waitForTimeout(500);
+  report.commandsUntrusted = (await page.locator(".quick-input-widget .monaco-list-row").allInnerTexts()).map((r) => r.replace(/\s+/g, " ").trim());
+  await shot(page, "restricted-mode-commands");
+  await page.keyboard.press("Escape");
+
+  // Trust the folder: the extension tells the server (no restart).
+  await runCommand(page, "Workspaces: Manage Workspace Trust");
+  const trustButton = page.locator(".workspace-trust-editor .monaco-button", { hasText: /^Trust$/ }).first();
+  await trustButton.waitFor({ timeout: T });
+  await trustButton.click();
+  await page.locator(".workspace-trust-editor", { hasText: "trusted" }).first().waitFor({ timeout: T });
+  await page.waitForTimeout(1500);
+  report.restrictedBadgeAfter = (await page.locator("#workbench\\.parts\\.statusbar", { hasText: "Restricted Mode" }).count()) > 0;
+  await shot(page, "trusted");
+  await page.locator(".tab", { hasText: fileName }).first().click();
+  await page.keyboard.press("F1");
+  await input.fill(">Gradpath:");
+  await page.locator(".quick-input-widget .monaco-list-row", { hasText: "Gradpath: Restart Server" }).first().waitFor({ timeout: T });
+  await page.waitForTimeout(500);
+  report.commandsTrusted = (await page.locator(".quick-input-widget .monaco-list-row").allInnerTexts()).map((r) => r.replace(/\s+/g, " ").trim());
+  await page.keyboard.press("Escape");
+}
+
 (async () => {
   const userData = fs.mkdtempSync(path.join(os.tmpdir(), "gp-chromium-"));
   const browser = await chromium.launch({
@@ -320,6 +358,8 @@ async function badInterpreterScenario(page) {
     await shot(page, "workbench");
     if (cfg.scenario === "main") {
       await mainScenario(page);
+    } else if (cfg.scenario === "untrusted") {
+      await untrustedScenario(page);
     } else {
       await badInterpreterScenario(page);
     }

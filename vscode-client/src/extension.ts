@@ -204,9 +204,11 @@ class Gradpath implements vscode.Disposable {
       transport: TransportKind.stdio,
       options: { cwd: folder?.uri.fsPath, env: { ...process.env, PYTHONUNBUFFERED: "1" } },
     };
+    const initializationOptions = this.settings();
+    this.log.debug(`initializationOptions ${JSON.stringify(initializationOptions)}`);
     const clientOptions: LanguageClientOptions = {
       documentSelector: DOCUMENT_SELECTOR,
-      initializationOptions: this.settings(),
+      initializationOptions,
       outputChannel: this.channel,
       traceOutputChannel: this.channel,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
