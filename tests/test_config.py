@@ -185,7 +185,7 @@ def test_editor_settings_override_project():
     assert merged.select == ["GP1"] and merged.ignore == ["GP102"]
     assert merged.severity == {"GP1": "info", "GP101": "error"}
     merged = merge_options(project, Options(select=["GP2"], ignore=["GP201"]))
-    assert merged.select == ["GP2"] and merged.ignore == ["GP201"]
+    assert merged.select == ["GP2"] and merged.ignore == ["GP102", "GP201"]  # per-file ignores survive
     assert merge_options(project, None) == project
     assert project.severity == {"GP1": "info", "GP101": "warning"}  # inputs unchanged
 

@@ -399,9 +399,12 @@ def _canonical_selector(s: str) -> str:
 # -- editor settings override the project --------------------------------------------------------
 
 def merge_options(project: Options, editor: Options | None) -> Options:
-    """Options for one file when the editor has settings too: every field the editor set (i.e.
-    that differs from `Options()`'s default) wins; `severity` entries merge, the editor's winning
-    per key; the rest comes from the project. Neither argument is modified."""
+    """Options for one file when the editor has settings too; the editor wins:
+    - `select`: the editor's, when it set one (differs from the default), else the project's;
+    - `ignore`: the project's (its `ignore` and matching `per-file-ignores`) plus the editor's;
+    - `severity`: both, the editor's entry winning for the same key;
+    - any other field: the editor's when it differs from the default.
+    Neither argument is modified."""
     if editor is None:
         return _clone(project)
     default = Options()
@@ -412,6 +415,8 @@ def merge_options(project: Options, editor: Options | None) -> Options:
             merged = dict(project.severity)
             merged.update(ev)
             out.severity = merged
+        elif f.name == "ignore":
+            out.ignore = list(dict.fromkeys(list(project.ignore) + list(ev)))
         elif ev != getattr(default, f.name):
             setattr(out, f.name, list(ev) if isinstance(ev, list) else ev)
     return out
