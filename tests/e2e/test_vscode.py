@@ -20,6 +20,22 @@ def cli_findings(path) -> list[dict]:
     return json.loads(r.stdout)
 
 
+def write_notebook(path) -> None:
+    """The seed split into notebook cells: the model in one, the empty optimizer in another."""
+    cells = [
+        "import torch\nimport torch.nn as nn\nimport torch.optim as optim",
+        "class SimpleModel(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.linear = nn.Linear(10, 1)\n\n    def forward(self, x):\n        return self.linear(x)",
+        "model = SimpleModel()\noptimizer = optim.Adam([], lr=0.001)",
+    ]
+    nb = {"nbformat": 4, "nbformat_minor": 5,
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"},
+                       "language_info": {"name": "python"}},
+          "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None, "outputs": [],
+                     "source": src.splitlines(keepends=True)} for i, src in enumerate(cells)]}
+    path.write_text(json.dumps(nb, indent=1))
+
+
 def only_gradpath_installed(cs) -> None:
     exts = cs.list_extensions()
     assert [e.split("@")[0] for e in exts] == ["gradpath.gradpath"], exts
@@ -38,13 +54,14 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     source_lines = bug.read_text().splitlines()
     assert "optim.Adam([]" in source_lines[gp101["line"] - 1]
 
+    write_notebook(ws / "bug.ipynb")
     shots = artifacts_dir("vscode-main")
     settings = {"gradpath.interpreter": str(VENV_PYTHON), "gradpath.trace.server": "verbose"}
     with code_server(tmp_path, code_server_bin, vsix, settings, shots) as cs:
         only_gradpath_installed(cs)  # no Python extension: code-server's default
         url = cs.start(ws)
         report = run_driver({"url": url, "file": str(bug), "shots": str(shots), "scenario": "main",
-                             "timeoutMs": 60000})
+                             "timeoutMs": 60000, "notebook": str(ws / "bug.ipynb")})
         logs = cs.extension_host_logs()
     assert report["ok"], f"{report.get('error')}\nscreenshots: {shots}\nconsole: {report['console'][-10:]}"
 
@@ -85,10 +102,14 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     assert "running" in report["statusTooltip"], report["statusTooltip"]
     assert "gradpath serve" in report["statusTooltip"], report["statusTooltip"]
 
+    # The notebook's cell gets the squiggle on the optimizer line, and the Problems panel lists it.
+    assert report["notebookSquiggleCellText"] == "optimizer = optim.Adam([], lr=0.001)", report["notebookSquiggleCellText"]
+    assert any("GP101" in r for r in report["notebookProblemRows"]), report["notebookProblemRows"]
+
     # The extension activated without an error in the extension host.
     assert "Activating extension 'gradpath.gradpath' failed" not in logs
     assert "Interpreter: " + str(VENV_PYTHON) in logs, logs[-3000:]
-    assert len(report["shots"]) >= 8
+    assert len(report["shots"]) >= 9
 
 
 def test_wrong_interpreter_without_python_extension(tmp_path, vsix, code_server_bin, node_modules):

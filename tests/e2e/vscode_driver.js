@@ -222,6 +222,32 @@ async function mainScenario(page) {
   report.problemRowsAfter = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
   await shot(page, "after-fix");
   report.statusAfter = await statusBarItem(page);
+
+  // 7. a notebook: its Python cells get diagnostics through notebook document sync
+  if (cfg.notebook) {
+    await openFile(page, path.basename(cfg.notebook));
+    const nbSquiggle = page.locator(".notebook-editor .cell-editor-container .monaco-editor .squiggly-error").first();
+    await nbSquiggle.waitFor({ state: "attached", timeout: T });
+    await page.waitForTimeout(500);
+    report.notebookSquiggleCellText = await page.evaluate(() => {
+      const sq = document.querySelector(".notebook-editor .cell-editor-container .monaco-editor .squiggly-error");
+      const ed = sq && sq.closest(".monaco-editor");
+      const r = sq.getBoundingClientRect();
+      const y = r.top + r.height / 2;
+      for (const l of ed.querySelectorAll(".view-lines .view-line")) {
+        const lr = l.getBoundingClientRect();
+        if (y >= lr.top && y < lr.bottom) {
+          return l.textContent.replace(/\u00a0/g, " ");
+        }
+      }
+      return null;
+    });
+    await page.keyboard.press(`${MOD}+Shift+KeyM`);
+    await page.locator(".markers-panel .monaco-list-row", { hasText: "bug.ipynb" }).first().waitFor({ timeout: T });
+    await page.waitForTimeout(300);
+    report.notebookProblemRows = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
+    await shot(page, "notebook");
+  }
 }
 
 async function badInterpreterScenario(page) {
