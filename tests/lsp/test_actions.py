@@ -195,3 +195,23 @@ async def test_malformed_requests_do_not_take_the_server_down(client):
     # still serving, with the right answers
     md = await _hover(client, uri, diags[0].range.start.line, diags[0].range.start.character)
     assert md is not None and "GP101" in md
+
+
+async def test_related_information_points_at_the_model_and_the_missing_parameter(client):
+    uri, text, diags, _ = await _open(client, SEED_PARTIAL)
+    (d,) = diags
+    lines = text.splitlines()
+    assert "linear.bias is never updated" in d.message
+    rel = {r.message: r.location for r in d.related_information}
+    loc = rel["model (SimpleModel) is created here"]
+    assert loc.uri == uri and lines[loc.range.start.line].startswith("model = SimpleModel()")
+    loc = rel["linear.bias is created here"]
+    assert "nn.Linear(10, 1)" in lines[loc.range.start.line]
+    assert d.data["data"]["missing"] == ["linear.bias"]
+    assert d.severity == types.DiagnosticSeverity.Warning
+    # GP102's fix is unsafe: offered, marked, never in fix-all
+    actions = _code_actions(await _actions(client, uri, diags))
+    unsafe = [a for a in actions if "unsafe" in a.title]
+    assert unsafe and not any(a.is_preferred for a in unsafe)
+    assert _code_actions(await _actions(client, uri, [], only=[types.CodeActionKind.SourceFixAll],
+                                        rng=fix_all_range())) == []

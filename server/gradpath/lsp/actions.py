@@ -50,10 +50,12 @@ def quick_fixes(diag: types.Diagnostic) -> list[types.CodeAction]:
     if data is None:
         return []
     fixes = [f for f in data.get("fixes") or [] if f.get("edits")]
-    has_preferred = any(f.get("preferred") for f in fixes)
+    # isPreferred lets editors apply a fix without asking (VS Code's auto-fix): only ever a safe one.
+    has_preferred = any(f.get("preferred") and f.get("safe") for f in fixes)
+    first_safe = next((i for i, f in enumerate(fixes) if f.get("safe")), None)
     out = []
     for i, fx in enumerate(fixes):
-        preferred = bool(fx.get("preferred")) or (not has_preferred and i == 0 and fx.get("safe"))
+        preferred = bool(fx.get("safe")) and (bool(fx.get("preferred")) or (not has_preferred and i == first_safe))
         title = fx.get("title") or "Apply Gradpath fix"
         if not fx.get("safe"):
             title += " (unsafe: review)"
