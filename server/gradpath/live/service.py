@@ -293,8 +293,9 @@ class LiveService:
                     probes.append({"id": f.id, "what": p.get("what"), "span": p["span"], "expr": p.get("expr")})
                 elif f.code == "GP405":
                     probes.append({"id": f.id, "what": "accumulated", "span": f.span.to_dict()})
+            watch = sorted({line for f in findings for line in range(f.span.line, min(f.span.end_line, f.span.line + 50) + 1)})
             base = {"path": path, "source": text, "iterations": iterations, "probes": probes,
-                    "memory_mb": self.memory_mb}
+                    "memory_mb": self.memory_mb, "watch": watch}
             script = self._call(dict(base, mode="script", timeout_s=max(1.0, deadline - time.monotonic())), timeout)
             run["script"] = _run_summary(script)
             # a finding inside a branch the cut loops never took (`if step % 4 == 0:`): one more run with
@@ -390,7 +391,7 @@ class LiveService:
 
 
 def _run_summary(obs: dict) -> dict:
-    return {k: obs.get(k) for k in ("status", "wall_ms", "exec_ms", "setup_ms", "backward_count", "step_count",
+    return {k: obs.get(k) for k in ("status", "wall_ms", "exec_ms", "setup_ms", "reap_ms", "backward_count", "step_count",
                                     "loops", "timed_out", "sandbox", "mode") if k in obs}
 
 

@@ -228,7 +228,8 @@ def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
             bad = [r for r in bad if r["name"] in missing or r["name"].split(".", 1)[-1] in missing] or bad
         expl = "got gradients but never changed: no optimizer updates them"
         if code in ("GP104", "GP105"):
-            unreg = [r for r in rows if not r.get("registered", True)]
+            kinds = ("held-module",) if code == "GP104" else ("plain-tensor", "held-tensor")
+            unreg = [r for r in rows if not r.get("registered", True) and r.get("kind", kinds[0]) in kinds]
             bad = [r for r in unreg if not r.get("optimizers")] or bad
             expl = "not registered in the model: missing from parameters(), so no optimizer holds them"
             if any((num(r.get("grad")) or 0) > 0 and r.get("changed") is False for r in bad):
@@ -253,7 +254,12 @@ def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
             head = f"{names}: {expl} (e.g. {row_text(bad[0], opt_names)})"
         return Verdict(CONFIRMED, mode, head + "\n" + table, data)
     if code in ("GP104", "GP105") and not [r for r in rows if not r.get("registered", True)]:
-        return Verdict(NOT_REPRODUCED, mode, "every trainable tensor of the model is registered\n" + table, data)
+        note = ""
+        if code == "GP105":
+            note = (" (on the CPU, `.to('cpu')` of a Parameter returns the Parameter itself; "
+                    "`.double()`, `.cuda()` on a GPU and arithmetic return plain tensors)")
+        return Verdict(NOT_REPRODUCED, mode, "every trainable tensor of the model is registered" + note + "\n" + table,
+                       data)
     return Verdict(NOT_REPRODUCED, mode, "every parameter that got a gradient was updated by an optimizer\n" + table,
                    data)
 
@@ -694,8 +700,16 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
     elif code == "GP408":
         hits = _hits(script, finding)
         if hits:
-            v = Verdict(NOT_RUN, "script", f"line {finding.span.line} ran {sum(hits.values())} time(s); calling "
-                        "forward() directly has no effect to observe unless hooks are registered", {"lines": hits})
+            hooked = [m for m in script.get("modules") or [] if m.get("root") and m.get("forward_hooks")]
+            if hooked:
+                m = hooked[0]
+                v = Verdict(CONFIRMED, "script", f"line {finding.span.line} ran {sum(hits.values())} time(s) and "
+                            f"{m['class']} has {m['forward_hooks']} forward hook(s) that calling forward() directly "
+                            "skips", {"lines": hits})
+            else:
+                v = Verdict(NOT_REPRODUCED, "script", f"line {finding.span.line} ran {sum(hits.values())} time(s); "
+                            "no forward hooks are registered on the model, so calling forward() directly changes "
+                            "nothing in this run", {"lines": hits})
     if v is None:
         why = reason or failure_reason(script, finding, timeout_s, memory_mb)
         data = {"status": status}

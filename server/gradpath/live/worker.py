@@ -246,9 +246,63 @@ def place_statement_probes(tree: ast.Module, lines, probes: list[dict], rewriter
             rewriter.placed[p["id"]] = sp
 
 
-def rewrite(source: str, path: str, probes: list[dict], cut_loops: bool = True):
+class _Marker:
+    """Put `__gp_mark__(line)` before the innermost statement that holds each watched line, so the
+    run reports which flagged lines executed without tracing every line."""
+
+    FIELDS = ("body", "orelse", "finalbody")
+
+    def __init__(self, watch: set[int]):
+        self.watch = sorted(watch)
+
+    def visit(self, node):
+        self._block(node)
+        return node
+
+    def _block(self, node):
+        for field in self.FIELDS:
+            stmts = getattr(node, field, None)
+            if isinstance(stmts, list) and stmts and isinstance(stmts[0], ast.stmt):
+                setattr(node, field, self._stmts(stmts))
+        for h in list(getattr(node, "handlers", None) or []) + list(getattr(node, "cases", None) or []):
+            h.body = self._stmts(h.body)
+
+    def _stmts(self, stmts):
+        out = []
+        for st in stmts:
+            lo, hi = st.lineno, st.end_lineno or st.lineno
+            for line in self.watch:
+                if lo <= line <= hi and not self._inner_holds(st, line):
+                    m = ast.Expr(ast.Call(func=ast.Name("__gp_mark__", ast.Load()), args=[ast.Constant(line)],
+                                          keywords=[]))
+                    out.append(ast.copy_location(m, st))
+            self._block(st)
+            out.append(st)
+        return out
+
+    @staticmethod
+    def _holds(stmts, line):
+        return any(st.lineno <= line <= (st.end_lineno or st.lineno) for st in stmts)
+
+    def _inner_holds(self, st, line):
+        for field in self.FIELDS:
+            inner = getattr(st, field, None)
+            if isinstance(inner, list) and inner and isinstance(inner[0], ast.stmt) and self._holds(inner, line):
+                return True
+        return any(self._holds(h.body, line)
+                   for h in list(getattr(st, "handlers", None) or []) + list(getattr(st, "cases", None) or []))
+
+
+def _is_mark(node):
+    return isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
+        isinstance(node.value.func, ast.Name) and node.value.func.id == "__gp_mark__"
+
+
+def rewrite(source: str, path: str, probes: list[dict], cut_loops: bool = True, watch=()):
     tree = ast.parse(source, path)
     lines = source.encode("utf-8").split(b"\n")
+    if watch:
+        _Marker({int(l) for l in watch}).visit(tree)
     rw = Rewriter(lines, probes, cut_loops)
     tree = rw.visit(tree)
     place_statement_probes(tree, lines, probes, rw)
@@ -611,17 +665,17 @@ class Observer:
                     items = [(f"{attr}[{k!r}]", v) for k, v in val.items()]
                 elif isinstance(val, torch.Tensor) and not isinstance(val, torch.nn.Parameter) and val.requires_grad:
                     if id(val) not in seen:
-                        out.append((prefix + attr, val, False))
+                        out.append((prefix + attr, val, "plain-tensor"))
                         seen.add(id(val))
                     continue
                 for iname, v in items[:50]:
                     if isinstance(v, torch.nn.Module):
                         for pn, p in v.named_parameters():
                             if id(p) not in seen:
-                                out.append((f"{prefix}{iname}.{pn}", p, False))
+                                out.append((f"{prefix}{iname}.{pn}", p, "held-module"))
                                 seen.add(id(p))
                     elif isinstance(v, torch.Tensor) and v.requires_grad and id(v) not in seen:
-                        out.append((f"{prefix}{iname}", v, False))
+                        out.append((f"{prefix}{iname}", v, "held-tensor"))
                         seen.add(id(v))
         return out[:MAX_PARAMS_PER_MODULE]
 
@@ -1016,15 +1070,19 @@ class Observer:
                     except Exception:
                         pass
                 params.append({"name": name, "shape": list(t.shape), "requires_grad": bool(t.requires_grad),
-                               "registered": registered, "grad": _fmt_num(rec.get("grad_max")),
+                               "registered": registered is True,
+                               "kind": "parameter" if registered is True else registered, "grad": _fmt_num(rec.get("grad_max")),
                                "grad_now": _fmt_num(self._gnorm(t)), "changed": changed,
                                "delta": _fmt_num(delta), "optimizers": in_opt.get(id(t), []),
                                "grad_events": [[_fmt_num(a), _fmt_num(b)] for a, b in rec.get("grad_events", [])]})
             layers = sorted({type(s).__name__ for s in m.modules()
                              if isinstance(s, (torch.nn.modules.dropout._DropoutNd,
                                                torch.nn.modules.batchnorm._BatchNorm))})
+            hooks = sum(len(getattr(s, "_forward_hooks", {})) + len(getattr(s, "_forward_pre_hooks", {}))
+                        for s in m.modules())
             modules.append({"class": cls, "line": line, "root": id(m) in root_ids, "in_forward": in_forward,
-                            "training": bool(m.training), "params": params, "mode_layers": layers})
+                            "training": bool(m.training), "params": params, "mode_layers": layers,
+                            "forward_hooks": hooks})
         created_in_forward = {}
         for m, line, cls, in_forward in self.modules:
             if in_forward:
@@ -1483,6 +1541,7 @@ def _at_line(path, lineno, fn):
 
 def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
     t0 = time.monotonic()
+    fork_ms = round((time.time() - req.get("_forked_at", time.time())) * 1000, 2)
     path = os.path.abspath(req["path"])
     script_dir = os.path.dirname(path) or "/"
     memory_mb = int(req.get("memory_mb", 2048))
@@ -1551,6 +1610,7 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         sandbox_limits(memory_mb, sandbox["seccomp"])
         timing["landlock_seccomp_limits_ms"] = round((time.monotonic() - ts) * 1000, 2)
     sandbox["timing"] = timing
+    timing["fork_ms"] = fork_ms
 
     stdout_raw, stderr_raw = _Bounded(MAX_OUTPUT), _Bounded(MAX_OUTPUT)
     sys.stdout = io.TextIOWrapper(stdout_raw, encoding="utf-8", errors="replace", line_buffering=True,
@@ -1571,7 +1631,8 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         probes = req.get("probes") or []
         lines = source.encode("utf-8").split(b"\n")
         tg = time.monotonic()
-        code, placed, sites = rewrite(source, path, probes, cut_loops=req.get("mode", "script") == "script")
+        code, placed, sites = rewrite(source, path, probes, cut_loops=req.get("mode", "script") == "script",
+                                      watch=req.get("watch") or ())
         result["probes_placed"] = {k: list(v) for k, v in placed.items()}
         result["probe_sites"] = {k: _segment(source, v) for k, v in sites.items() if v}
         obs.install()
@@ -1595,15 +1656,11 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         sys.modules["__main__"] = main
         line_hits = obs.lines
 
-        def local_trace(frame, event, arg):
-            if event == "line":
-                line_hits[frame.f_lineno] = line_hits.get(frame.f_lineno, 0) + 1
-            return local_trace
+        def mark(line):
+            line_hits[line] = line_hits.get(line, 0) + 1
 
-        def global_trace(frame, event, arg):
-            if frame.f_code.co_filename == path:
-                return local_trace
-            return None
+        main.__gp_mark__ = mark
+        builtins.__gp_mark__ = mark
 
         def on_alarm(signum, frame):
             raise _StopRun(f"timed out after {timeout_s:g} s")
@@ -1613,7 +1670,6 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         result["setup_ms"] = round((time.monotonic() - t0) * 1000, 1)
         timing["rewrite_guards_ms"] = round((time.monotonic() - tg) * 1000, 2)
         t1 = time.monotonic()
-        sys.settrace(global_trace)
         try:
             if req.get("mode") == "model-only":
                 mo_info = {}
@@ -1621,11 +1677,9 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
             else:
                 exec(code, main.__dict__)
         finally:
-            sys.settrace(None)
             signal.setitimer(signal.ITIMER_REAL, 0)
         result["exec_ms"] = round((time.monotonic() - t1) * 1000, 1)
     except BaseException as exc:  # noqa: BLE001 - everything the user code does is an observation
-        sys.settrace(None)
         signal.setitimer(signal.ITIMER_REAL, 0)
         status = _classify(exc, obs, memory_mb)
         if status != "ok":
@@ -1647,6 +1701,7 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
     result["model_only"] = mo_info
     result["stdout"] = _tail(stdout_raw)
     result["stderr"] = _tail(stderr_raw)
+    timing["child_total_ms"] = round((time.monotonic() - t0) * 1000, 2)
     emit(result)
 
 
@@ -1674,10 +1729,12 @@ def _tail(raw: _Bounded) -> dict:
 # --------------------------------------------------------------------------------------------
 
 def run_request(req: dict, torch) -> dict:
+    reap_pending()
     t0 = time.monotonic()
     timeout_s = float(req.get("timeout_s", 20.0))
     tmp = tempfile.mkdtemp(prefix="gradpath-live-")
     rfd, wfd = os.pipe()
+    req["_forked_at"] = time.time()
     pid = os.fork()
     if pid == 0:  # child
         code = 0
@@ -1698,7 +1755,7 @@ def run_request(req: dict, torch) -> dict:
     except OSError:
         pass
     deadline = t0 + timeout_s + 1.5
-    chunks, size, timed_out = [], 0, False
+    chunks, size, timed_out, got_end = [], 0, False, False
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -1713,18 +1770,24 @@ def run_request(req: dict, torch) -> dict:
         if size < MAX_EVENT_BYTES:
             chunks.append(data)
         size += len(data)
+        if data.endswith(b"\n") and b'{"event": "end"' in chunks[-1]:
+            got_end = True  # the child's last word: answer now, reap it afterwards
+            break
     os.close(rfd)
+    t_read = time.monotonic()
     if timed_out:
         for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
             try:
                 target()
             except OSError:
                 pass
-    _, wstatus = os.waitpid(pid, 0)
-    try:
-        os.killpg(pid, signal.SIGKILL)  # anything it left behind
-    except OSError:
-        pass
+    wstatus = 0
+    if not got_end:
+        _, wstatus = os.waitpid(pid, 0)
+        try:
+            os.killpg(pid, signal.SIGKILL)  # anything it left behind
+        except OSError:
+            pass
     result = None
     crash = None
     for line in b"".join(chunks).split(b"\n"):
@@ -1770,10 +1833,33 @@ def run_request(req: dict, torch) -> dict:
                                "truncated": len(raw) > MAX_OUTPUT}
     except OSError:
         pass
-    shutil.rmtree(tmp, ignore_errors=True)
     result["wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
+    result["reap_ms"] = round((time.monotonic() - t_read) * 1000, 1)
     result["timed_out"] = timed_out
-    return result
+
+    def cleanup():
+        if got_end:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            _PENDING.append(pid)  # reaped later without waiting for its teardown
+        shutil.rmtree(tmp, ignore_errors=True)
+        reap_pending()
+    return result, cleanup
+
+
+_PENDING: list[int] = []
+
+
+def reap_pending(block: bool = False):
+    for pid in list(_PENDING):
+        try:
+            done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            _PENDING.remove(pid)
 
 
 def warm_up():
@@ -1827,8 +1913,14 @@ def main() -> int:
           "executable": sys.executable, "warm_ms": round((time.monotonic() - t0) * 1000, 1), "pid": os.getpid()})
     buf = b""
     while True:
+        if _PENDING:
+            r, _, _ = select.select([proto_in], [], [], 0.2)
+            reap_pending()
+            if not r:
+                continue
         chunk = proto_in.read(65536)
         if not chunk:
+            reap_pending(block=True)
             return 0
         buf += chunk
         while b"\n" in buf:
@@ -1845,13 +1937,19 @@ def main() -> int:
                 continue
             if req.get("op") == "exit":
                 return 0
+            cleanup = None
             try:
-                res = run_request(req, torch)
+                res, cleanup = run_request(req, torch)
             except Exception as exc:  # noqa: BLE001
                 res = {"status": "internal-error", "internal_error": traceback.format_exc()[-4000:],
                        "exception": None}
             res["id"] = req.get("id")
             send(res)
+            if cleanup is not None:
+                try:
+                    cleanup()
+                except Exception:  # noqa: BLE001
+                    pass
 
 
 if __name__ == "__main__":
