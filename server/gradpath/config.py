@@ -2,8 +2,9 @@
 
 This module turns the settings an editor sends (LSP `initializationOptions` or
 `workspace/didChangeConfiguration`, the "gradpath" section) into `analysis.engine.Options`.
-`[tool.gradpath]` in pyproject.toml is read elsewhere (see issue 9); editor settings are applied on
-top of it, so `options_from_settings(settings, base=...)` takes the project's Options as a base.
+`[tool.gradpath]` in pyproject.toml / gradpath.toml is read by `gradpath.projectconfig`; the
+language server applies the editor's Options on top of the project's with
+`projectconfig.merge_options(project, editor)` (see lsp/scheduler.py `options_for`).
 
 Settings understood here (all optional):
   select    list of codes/prefixes (or one comma-separated string)   default ["GP"]
@@ -37,6 +38,20 @@ def _codes(value: Any) -> list[str] | None:
     return None
 
 
+def _known_selector(sel: str) -> bool:
+    from gradpath.analysis import catalog
+    up = sel.upper()
+    return up == "ALL" or any(code.startswith(up) for code in catalog.RULES) \
+        or any(r.slug == sel for r in catalog.RULES.values())
+
+
+def _check(key: str, sels: list[str] | None, problems: list[str]) -> None:
+    for sel in sels or []:
+        if not _known_selector(sel):
+            problems.append(f"gradpath.{key}: unknown rule selector {sel!r} (expected a code like GP102, "
+                            "a prefix like GP1, or a slug like partial-params)")
+
+
 def options_from_settings(settings: dict | None, base: Options | None = None,
                           problems: list[str] | None = None) -> Options:
     """Analysis Options from editor settings (the contents of the "gradpath" section).
@@ -51,9 +66,10 @@ def options_from_settings(settings: dict | None, base: Options | None = None,
     sel = _codes(settings.get("select"))
     if settings.get("select") is not None and sel is None:
         problems.append("gradpath.select: expected a list of codes or prefixes (GP1, GP102)")
+    _check("select", sel, problems)
+    _check("ignore", ign := _codes(settings.get("ignore")), problems)
     if sel:  # an empty list means "default", not "nothing"
         opts.select = sel
-    ign = _codes(settings.get("ignore"))
     if settings.get("ignore") is not None and ign is None:
         problems.append("gradpath.ignore: expected a list of codes or prefixes")
     if ign is not None:

@@ -2,6 +2,7 @@
 the right cell and line."""
 from __future__ import annotations
 
+import pytest
 from lsprotocol import types
 
 from lsp_helpers import SEEDS, Recorder, apply_edits, client  # noqa: F401
@@ -101,3 +102,21 @@ async def test_notebook_close_clears_cells(client):
         notebook_document=types.NotebookDocumentIdentifier(uri=NB),
         cell_text_documents=[types.TextDocumentIdentifier(uri=cell(i)) for i in range(3)]))
     await rec.wait_for(lambda p: p.uri == cell(2) and not p.diagnostics)
+
+
+@pytest.mark.live
+async def test_notebook_live_step_lands_on_the_cell(client):
+    rec = Recorder(client)
+    _open_notebook(client)
+    await rec.wait_for(lambda p: p.uri == cell(2) and p.diagnostics)
+    lenses = await client.text_document_code_lens_async(types.CodeLensParams(
+        text_document=types.TextDocumentIdentifier(uri=cell(2))))
+    (lens,) = lenses
+    assert lens.range.start.line == 2 and list(lens.command.arguments) == [NB]
+    n = len(rec.items)
+    res = await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command=lens.command.command, arguments=list(lens.command.arguments)))
+    assert [v["verdict"] for v in res["verdicts"].values()] == ["confirmed"]
+    p = await rec.wait_for(lambda p: p.uri == cell(2) and rec.items.index(p) >= n)
+    (d,) = p.diagnostics
+    assert "live step: confirmed" in d.message and d.range.start.line == 2

@@ -10,7 +10,8 @@ SEED_EMPTY = SEEDS / "seed1_ex2_empty_list.py"
 
 async def test_pyproject_severity_exclude_and_editor_override(client, tmp_path):
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.gradpath]\nexclude = ["vendor/**"]\n[tool.gradpath.severity]\nGP101 = "warning"\n')
+        '[tool.gradpath]\nexclude = ["vendor/**"]\n[tool.gradpath.severity]\nGP101 = "warning"\n'
+        '[tool.gradpath.per-file-ignores]\n"legacy_*.py" = ["GP101"]\n')
     (tmp_path / "vendor").mkdir()
     rec = Recorder(client)
     text = SEED_EMPTY.read_text()
@@ -27,3 +28,12 @@ async def test_pyproject_severity_exclude_and_editor_override(client, tmp_path):
         settings={"gradpath": {"severity": {"GP101": "info"}}}))
     p = await rec.wait_for(lambda p: p.uri == uri and p.diagnostics
                            and p.diagnostics[0].severity == types.DiagnosticSeverity.Information)
+    # the editor ignoring another code keeps the project's per-file ignores
+    legacy = uri_of(tmp_path / "legacy_train.py")
+    client.workspace_did_change_configuration(types.DidChangeConfigurationParams(
+        settings={"gradpath": {"ignore": ["GP3"]}}))
+    open_doc(client, legacy, text)
+    p = await rec.wait_for(lambda p: p.uri == legacy)
+    assert list(p.diagnostics) == []
+    p = await rec.wait_for(lambda p: p.uri == uri and p.diagnostics)
+    assert p.diagnostics[0].code == "GP101"

@@ -85,3 +85,10 @@ def test_notebook_snapshot_mapping():
     (d,) = by["cell2"]
     assert d.range.start.line == 1 and d.range.start.character == c2.lines[1].index("[]")
     assert snap.map_span(Span(2, 0, 3, 3)) == ("cell1", Span(2, 0, 2, len(c1.lines[1])))
+
+
+def test_unknown_selectors_are_reported():
+    problems: list[str] = []
+    o = options_from_settings({"select": ["GP1", "GP9"], "ignore": ["partial-params", "bogus"]}, problems=problems)
+    assert o.select == ["GP1", "GP9"] and o.ignore == ["partial-params", "bogus"]
+    assert len(problems) == 2 and "'GP9'" in problems[0] and "'bogus'" in problems[1]

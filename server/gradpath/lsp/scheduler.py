@@ -237,7 +237,11 @@ class Analyzer:
                 return editor_options, False
             if cfg.is_excluded(path):
                 return editor_options, True
-            return projectconfig.merge_options(cfg.options_for(path), editor_options), False
+            project = cfg.options_for(path)
+            merged = projectconfig.merge_options(project, editor_options)
+            # ignores add up: the editor ignoring GP3 must not undo the project's per-file ignores
+            merged.ignore = list(dict.fromkeys(list(project.ignore) + list(editor_options.ignore)))
+            return merged, False
         except Exception:
             log.exception("project configuration for %s", path)
             return editor_options, False
