@@ -18,6 +18,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import sys
 from typing import Any
 
 from lsprotocol import types
@@ -405,8 +406,11 @@ def main(args=None) -> int:
     logs.setup(getattr(args, "log_file", None))
     ls = build()
     log.info("starting gradpath %s language server on stdio", __version__)
+    # The LSP stream owns the real stdout; a stray print() anywhere in the process goes to stderr.
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr
     try:
-        ls.start_io()
+        ls.start_io(stdin, stdout)
     finally:
         try:
             ls.live.close()
