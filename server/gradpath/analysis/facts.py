@@ -169,7 +169,11 @@ class Facts:
     def scope_of(self, node: ast.AST) -> Scope:
         """The innermost scope that contains `node`."""
         cur = node
-        by_node = {id(s.node): s for s in self.scopes}
+        cached = self.__dict__.get("_by_node")
+        if cached is None or cached[0] != len(self.scopes):
+            cached = (len(self.scopes), {id(s.node): s for s in self.scopes})
+            self.__dict__["_by_node"] = cached
+        by_node = cached[1]
         while cur is not None:
             s = by_node.get(id(cur))
             if s is not None and cur is not node:
@@ -268,19 +272,35 @@ class Facts:
     def visible_scopes(self, scope: Scope) -> list[Scope]:
         """The scope itself, and for `self.` keys in methods, every method of the same class;
         module level is visible from functions (globals)."""
+        cache = self.__dict__.setdefault("_visible", {})
+        hit = cache.get(id(scope))
+        if hit is not None and hit[0] == len(self.scopes):
+            return list(hit[1])
         out = [scope]
         if scope.class_name:
             out += [s for s in self.scopes if s.class_name == scope.class_name and s is not scope]
         if scope.kind != "module":
             out.append(self.scopes[0])
-        return out
+        cache[id(scope)] = (len(self.scopes), out)
+        return list(out)
+
+    def _models_by_key(self) -> dict:
+        idx = self.__dict__.get("_mkey")
+        if idx is None or idx[0] != len(self.models):
+            by: dict[str, list[ModelBinding]] = {}
+            for b in self.models:
+                by.setdefault(b.key, []).append(b)
+            idx = (len(self.models), by)
+            self.__dict__["_mkey"] = idx
+        return idx[1]
 
     def model_at(self, key: str, scope: Scope, line: int | None = None) -> ModelBinding | None:
         """The latest model binding of `key` visible from `scope` (before `line` when given)."""
+        same = self._models_by_key().get(key)
+        if not same:
+            return None
         best = None
-        for b in self.models:
-            if b.key != key:
-                continue
+        for b in same:
             if b.scope is scope and (line is None or b.line <= line):
                 if best is None or b.line >= best.line:
                     best = b
@@ -289,7 +309,7 @@ class Facts:
         for s in self.visible_scopes(scope)[1:]:
             if key.startswith("self.") and s.class_name != scope.class_name:
                 continue
-            cands = [b for b in self.models if b.key == key and b.scope is s]
+            cands = [b for b in same if b.scope is s]
             if cands:
                 return max(cands, key=lambda b: b.line)
         return None
@@ -440,6 +460,7 @@ class Coverage:
     fresh: list[tuple[ast.Call, str]] = field(default_factory=list)  # (Net() call, class) GP108
     bound_methods: list[tuple[ast.Attribute, ModelBinding | None]] = field(default_factory=list)  # GP109
     modules: list[tuple[ast.AST, ModelBinding, str]] = field(default_factory=list)  # GP110 (node, model, path)
+    fresh_modules: list[tuple[ast.Call, str]] = field(default_factory=list)  # GP110: Adam(Net())
     sources: list[ast.AST] = field(default_factory=list)  # names followed to their assignments
 
     def merge(self, other: "Coverage") -> None:
@@ -449,6 +470,7 @@ class Coverage:
         self.fresh += other.fresh
         self.bound_methods += other.bound_methods
         self.modules += other.modules
+        self.fresh_modules += other.fresh_modules
         self.sources += other.sources
 
     def models(self) -> dict[str, ModelBinding]:
@@ -1053,6 +1075,7 @@ def cover_expr(self, e: ast.AST | None, scope: Scope, line: int, top: bool = Fal
         if mcls is not None:
             # Adam(Net()): the module itself, freshly built
             cov.unknown = True
+            cov.fresh_modules.append((e, mcls))
             return cov
         cov.unknown = True
         return cov

@@ -869,18 +869,27 @@ def module_not_params(ctx):
     facts = ctx.facts
     for opt in facts.optimizers:
         cov = facts.coverage(opt)
-        for node, model, path in cov.modules:
+        items = [(node, model, path, None) for node, model, path in cov.modules] + \
+            [(node, None, "", cls) for node, cls in cov.fresh_modules]
+        for node, model, path, fresh_cls in items:
+            if model is None:
+                cls = fresh_cls
+                text = ctx.src.text_of(node)
+                sp = ctx.span(node)
+                yield ctx.finding(
+                    "GP110", node,
+                    f"{opt.short} is given the module {text if len(text) <= 40 else short(cls) + '(...)'} itself, not "
+                    f"its parameters: PyTorch raises {_gp110_error(cls)}",
+                    fixes=[Fix(f"Pass {short(cls)}(...).parameters()", True,
+                               (Edit(Span(sp.end_line, sp.end_col, sp.end_line, sp.end_col), ".parameters()"),),
+                               preferred=True)],
+                    data={"model_class": cls, "optimizer": opt.key, "optimizer_class": opt.cls})
+                continue
             inv = facts.inventory_of(model)
             cls = model.cls if not path else ((inv.submodules.get(path) if inv else None) or "")
             if not cls:
                 continue
-            cshort = short(cls)
-            if cls in ("torch.nn.Sequential", "torch.nn.ModuleList"):
-                err = "TypeError: optimizer can only optimize Tensors, but one of the params is a module"
-            elif cls == "torch.nn.ModuleDict":
-                err = "TypeError: optimizer can only optimize Tensors, but one of the params is str"
-            else:
-                err = f"TypeError: '{cshort}' object is not iterable"
+            err = _gp110_error(cls)
             text = ctx.src.text_of(node)
             sp = ctx.span(node)
             yield ctx.finding(
@@ -890,6 +899,14 @@ def module_not_params(ctx):
                            (Edit(Span(sp.end_line, sp.end_col, sp.end_line, sp.end_col), ".parameters()"),),
                            preferred=True)],
                 related=[_model_related(ctx, model)], data=model_data(model, opt))
+
+
+def _gp110_error(cls: str) -> str:
+    if cls in ("torch.nn.Sequential", "torch.nn.ModuleList"):
+        return "TypeError: optimizer can only optimize Tensors, but one of the params is a module"
+    if cls == "torch.nn.ModuleDict":
+        return "TypeError: optimizer can only optimize Tensors, but one of the params is str"
+    return f"TypeError: '{short(cls)}' object is not iterable"
 
 
 # -- GP111 ----------------------------------------------------------------------------------
