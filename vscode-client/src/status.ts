@@ -10,6 +10,8 @@ export interface LiveSummary {
   file?: string;
   /** Why a single not-run happened, when the server said. */
   reason?: string;
+  /** The file changed since the step ran. */
+  stale?: boolean;
 }
 
 const ICONS: Record<ServerState, string> = {
@@ -31,7 +33,8 @@ export function liveText(live: LiveSummary): string {
   if (live.notRun) {
     parts.push(`${live.notRun} not run`);
   }
-  return parts.length ? parts.join(", ") : "nothing to confirm";
+  const text = parts.length ? parts.join(", ") : "nothing to confirm";
+  return live.stale ? `${text} (outdated)` : text;
 }
 
 /** `activity`: what a running server is doing now ("analysing", "live step"), from its status. */
@@ -147,5 +150,6 @@ function countsOf(v: unknown): LiveSummary | undefined {
     notReproduced: notReproduced ?? 0,
     notRun: notRun ?? 0,
     file: typeof o.uri === "string" ? decodeURIComponent(o.uri.split("/").pop() ?? "") : undefined,
+    ...(o.stale === true ? { stale: true } : {}),
   };
 }

@@ -37,3 +37,9 @@ test("the server's gradpath/status notification counts", () => {
   assert.equal(summarizeLive({ state: "busy", message: "analysing" }), undefined);
   assert.equal(statusBar("running", undefined, undefined, "live step").text, "$(loading~spin) Gradpath: live step");
 });
+
+test("an outdated live result says so", () => {
+  const live = summarizeLive({ state: "ready", live: { uri: "file:///w/a.py", confirmed: 1, "not-reproduced": 0, "not-run": 0, stale: true } });
+  assert.equal(live?.stale, true);
+  assert.equal(statusBar("running", live).text, "$(check) Gradpath · live: 1 confirmed (outdated)");
+});
