@@ -92,3 +92,23 @@ def test_unknown_selectors_are_reported():
     o = options_from_settings({"select": ["GP1", "GP9"], "ignore": ["partial-params", "bogus"]}, problems=problems)
     assert o.select == ["GP1", "GP9"] and o.ignore == ["partial-params", "bogus"]
     assert len(problems) == 2 and "'GP9'" in problems[0] and "'bogus'" in problems[1]
+
+
+def test_hover_picks_the_binding_of_the_scope_and_skips_comments():
+    from gradpath.analysis.engine import Context
+    from gradpath.analysis.source import SourceFile
+    from gradpath.lsp.hover import _in_comment_or_string, _pick, model_markdown
+
+    text = ("import torch.nn as nn\n"
+            "def a():\n    model = nn.Linear(2, 3)\n    return model\n"
+            "def b():\n    model = nn.Linear(4, 5, bias=False)\n    return model\n"
+            "class T:\n    def __init__(self):\n        self.net = nn.Linear(1, 1)\n"
+            "    def step(self):\n        return self.net(1)\n")
+    ctx = Context(SourceFile.parse(text), None)
+    models = [m for m in ctx.facts.models if m.key == "model"]
+    assert "(3, 2)" in model_markdown(ctx, _pick(models, 4)) and "bias" in model_markdown(ctx, _pick(models, 4))
+    md = model_markdown(ctx, _pick(models, 7))
+    assert "(5, 4)" in md and "bias" not in md and "1 parameter tensor," in md
+    assert _pick([m for m in ctx.facts.models if m.key == "self.net"], 12).line == 10
+    assert _in_comment_or_string("x = model  # model", 14)
+    assert not _in_comment_or_string("x = model  # model", 5)

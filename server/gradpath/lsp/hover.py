@@ -231,7 +231,9 @@ def hover(st, ctx, snap, uri: str, position: types.Position, encoding: str) -> t
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=md), range=rng)
     if ctx is None:
         return None
-    # 2. a model or optimizer name
+    # 2. a model or optimizer name (not in a comment or a string)
+    if _in_comment_or_string(line_text, col):
+        return None
     k = _key_at(line_text, col)
     if k is None:
         return None
@@ -239,19 +241,53 @@ def hover(st, ctx, snap, uri: str, position: types.Position, encoding: str) -> t
     facts = ctx.facts
     rng = types.Range(start=types.Position(line=position.line, character=_units(line_text, c0, encoding)),
                       end=types.Position(line=position.line, character=_units(line_text, c1, encoding)))
-    opts = [o for o in facts.optimizers if o.key == key]
-    if opts:
-        before = [o for o in opts if o.line <= aline]
-        opt = max(before, key=lambda o: o.line) if before else min(opts, key=lambda o: o.line)
+    opt = _pick([o for o in facts.optimizers if o.key == key], aline)
+    if opt is not None:
         md = optimizer_markdown(ctx, opt, st.findings)
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=md), range=rng)
-    models = [b for b in facts.models if b.key == key]
-    if models:
-        before = [b for b in models if b.line <= aline]
-        b = max(before, key=lambda b: b.line) if before else min(models, key=lambda b: b.line)
+    b = _pick([b for b in facts.models if b.key == key], aline)
+    if b is not None:
         md = model_markdown(ctx, b)
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=md), range=rng)
     return None
+
+
+def _in_comment_or_string(line_text: str, col: int) -> bool:
+    import io
+    import tokenize
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(line_text.lstrip() + "\n").readline):
+            off = len(line_text) - len(line_text.lstrip())
+            if tok.type in (tokenize.COMMENT, tokenize.STRING) and tok.start[0] == 1 \
+                    and tok.start[1] + off <= col < (tok.end[1] + off if tok.end[0] == 1 else 10 ** 9):
+                return True
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        pos = line_text.find("#")
+        return 0 <= pos <= col
+    return False
+
+
+def _scope_span(scope) -> tuple[int, int]:
+    node = scope.node
+    return getattr(node, "lineno", 1), getattr(node, "end_lineno", None) or 10 ** 9
+
+
+def _pick(bindings: list, line: int):
+    """The binding a name at `line` most likely refers to: one in the innermost scope around the
+    line (a Trainer's `self.` attributes: any method of the same class), the latest before it."""
+    if not bindings:
+        return None
+    around = [b for b in bindings if _scope_span(b.scope)[0] <= line <= _scope_span(b.scope)[1]]
+    if not around:
+        classes = {b.scope.class_name for b in bindings if b.scope.class_name}
+        around = [b for b in bindings if b.scope.class_name in classes] if classes else []
+    if around:
+        inner = max(_scope_span(b.scope)[0] for b in around)
+        cands = [b for b in around if _scope_span(b.scope)[0] == inner] or around
+    else:
+        cands = bindings
+    before = [b for b in cands if b.line <= line]
+    return max(before, key=lambda b: b.line) if before else min(cands, key=lambda b: b.line)
 
 
 def _units(line_text: str, col: int, encoding: str) -> int:
