@@ -174,9 +174,8 @@ def partial_params(ctx):
                 c = facts.coverage(o)
                 if c.unknown:
                     opaque = True
-                union |= c.names_of(model)
-                if any(pt.model is not model and pt.model is not None and pt.model.key == model.key for pt in c.parts):
-                    union |= {n for pt in c.parts if pt.model is not None and pt.model.key == model.key for n in pt.names}
+                union |= {n for pt in c.parts if pt.model is not None and facts.same_instance(pt.model, model)
+                          for n in pt.names}
                 if c.deliberate(model):
                     opaque = True
             if opaque:
@@ -623,13 +622,14 @@ def layer_in_forward(ctx):
                     continue
                 par = parents.get(id(n))
                 target_name = None
+                self_target = None
                 if isinstance(par, ast.Assign) and len(par.targets) == 1:
                     t = par.targets[0]
                     if _self_attr_name(t):
                         # self.fc = nn.Linear(...) in forward: lazy init under an `if` is a pattern
                         if _under_if(n, parents, m):
                             continue
-                        target_name = None
+                        self_target = _self_attr_name(t)
                     elif isinstance(t, ast.Name):
                         target_name = t.id
                 text = ctx.src.text_of(n)
@@ -637,7 +637,7 @@ def layer_in_forward(ctx):
                 msg = (f"{text if len(text) <= 40 else short(ctx.facts.module_class_of_call(n)) + '(...)'} is built inside "
                        f"forward(): every call creates a fresh {pnames} that {cname} does not register, so no "
                        f"optimizer trains them")
-                fixes = _gp112_fix(ctx, n, init, target_name, attrs, par)
+                fixes = _gp112_fix(ctx, n, init, target_name, attrs, par, self_target)
                 yield ctx.finding("GP112", n, msg, fixes=fixes,
                                   data={"model_class": cname, "layer_class": ctx.facts.module_class_of_call(n)})
 
@@ -651,7 +651,7 @@ def _under_if(node, parents, stop) -> bool:
     return False
 
 
-def _gp112_fix(ctx, call, init, target_name, attrs, parent) -> list[Fix]:
+def _gp112_fix(ctx, call, init, target_name, attrs, parent, self_target=None) -> list[Fix]:
     if init is None or not init.body:
         return []
     # only when the constructor's arguments need nothing from forward()
@@ -665,6 +665,20 @@ def _gp112_fix(ctx, call, init, target_name, attrs, parent) -> list[Fix]:
     text = ctx.src.text_of(call)
     if "\n" in text:
         return []
+    last = init.body[-1]
+    end_line = last.end_lineno or last.lineno
+    indent = ctx.src.indent_of(init.body[0].lineno)
+    line_len = len(ctx.src.line_text(end_line))
+    if self_target is not None:
+        # `self.fc = nn.Linear(...)` in forward: move the whole statement to __init__
+        ps = ctx.span(parent)
+        rest = ctx.src.line_text(ps.end_line)[ps.end_col:].strip()
+        if ctx.src.line_text(ps.line)[:ps.col].strip() or (rest and not rest.startswith("#")):
+            return []
+        stmt = ctx.src.text_of(parent)
+        insert = Edit(Span(end_line, line_len, end_line, line_len), f"\n{indent}{stmt}")
+        delete = Edit(Span(ps.line, 0, ps.end_line + 1, 0), "")
+        return [Fix(f"Build self.{self_target} once in __init__", False, (insert, delete), preferred=True)]
     base = target_name or short(ctx.facts.module_class_of_call(call) or "layer").lower()
     name, i = base, 2
     while name in attrs and not (target_name and name == target_name and False):
