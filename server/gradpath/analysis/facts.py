@@ -759,20 +759,21 @@ class InventoryBuilder:
         if not methods:
             used = None
         for m in methods:
-            for n in ast.walk(m):
+            call_args = {id(a) for c in ast.walk(m) if isinstance(c, ast.Call) for a in c.args}
+            for n, no_grad in _walk_grad_mode(m, sym):
                 a = _self_attr(n)
                 if a is not None:
                     if a in ("children", "modules", "parameters", "named_parameters", "named_children",
                              "named_modules", "__dict__", "_modules", "state_dict"):
                         used = None
                         break
-                    if used is not None:
+                    if used is not None and not no_grad:
                         used.add(a)
                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in ("getattr", "vars") \
                         and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id == "self":
                     used = None
                     break
-                if isinstance(n, ast.Name) and n.id == "self" and isinstance(self._parent_call(m, n), ast.Call):
+                if isinstance(n, ast.Name) and n.id == "self" and id(n) in call_args:
                     # self passed to a function (a helper may read any attribute)
                     used = None
                     break
@@ -885,6 +886,35 @@ class InventoryBuilder:
         if isinstance(value, ast.Name) and env.get(value.id, UNKNOWN) is UNKNOWN and value.id not in ("None", "True", "False"):
             # a constructor argument stored as an attribute: may be a module passed in
             inv.complete = False
+
+
+def _walk_grad_mode(fn, sym):
+    """(node, under no_grad) for every node of a function; a `with torch.no_grad():` body, and
+    the receiver of `.detach()`, count as no_grad."""
+    def is_ng(w):
+        for item in w.items:
+            ce = item.context_expr
+            if isinstance(ce, ast.Call):
+                qn = canonical(sym.qualname(ce.func) or "")
+                if qn in ("torch.no_grad", "torch.inference_mode"):
+                    return True
+                if qn == "torch.set_grad_enabled" and ce.args and const_value(ce.args[0]) is False:
+                    return True
+        return False
+    decorated = any(canonical(sym.qualname(d.func if isinstance(d, ast.Call) else d) or "") in
+                    ("torch.no_grad", "torch.inference_mode") for d in getattr(fn, "decorator_list", []))
+    stack = [(c, decorated) for c in reversed(list(ast.iter_child_nodes(fn)))]
+    while stack:
+        node, ng = stack.pop()
+        yield node, ng
+        if isinstance(node, (ast.With, ast.AsyncWith)) and is_ng(node):
+            kids = [(c, ng) for c in node.items] + [(c, True) for c in node.body]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("detach", "detach_"):
+            kids = [(node.func, True)] + [(c, ng) for c in node.args]
+        else:
+            kids = [(c, ng) for c in ast.iter_child_nodes(node)]
+        stack.extend(reversed(kids))
 
 
 def _flat_stmts(body, in_loop=False, in_if=False):

@@ -244,7 +244,7 @@ def model_not_optimized(ctx):
             frozen, uncertain = facts.frozen_names(model)
             if frozen or uncertain:
                 continue
-            if facts.escapes(model) or facts.in_eval_only(model):
+            if facts.escapes(model) or facts.in_eval_only(model) or _loaded_from_model(facts, model):
                 continue
             if model.origin == "derived" and model.source_key:
                 src = facts.model_at(model.source_key, model.scope, model.line - 1)
@@ -276,6 +276,18 @@ def model_not_optimized(ctx):
                        Related(ctx.span(bw.node), f"the loss that {model.key}'s output reaches is backwarded here")]
             yield ctx.finding("GP103", opt.params, msg, fixes=fixes, related=related,
                               data=model_data(model, opt, names))
+
+
+def _loaded_from_model(facts, model) -> bool:
+    """`target.load_state_dict(policy.state_dict())`: a target network kept in sync by copying."""
+    keys = {model.key} | {r.key for r in facts.roots_of(model)}
+    for c in facts.calls:
+        if c.method == "load_state_dict" and c.receiver in keys and c.call.args:
+            a = c.call.args[0]
+            if isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute) and a.func.attr == "state_dict" \
+                    and key_of(a.func.value) not in keys:
+                return True
+    return False
 
 
 def _name_residue(key: str | None) -> str:
