@@ -344,7 +344,11 @@ class LoopFacts:
 
     def _step(self, call, rk, frames, scope, fn, depth, out) -> None:
         if self.is_scheduler(rk, scope):
-            out.append(Ev("sched", rk, call, frames, opt=self.scheduler_optimizer(rk, scope), fn=fn))
+            v = self.binding_value(rk, scope)
+            qn = (self.sym.qualname(v.func) or "") if isinstance(v, ast.Call) else ""
+            # ReduceLROnPlateau steps on a metric and does not check the optimizer's step count
+            kind = "plateau" if qn.endswith("ReduceLROnPlateau") else "lr"
+            out.append(Ev("sched", rk, call, frames, target=kind, opt=self.scheduler_optimizer(rk, scope), fn=fn))
             return
         if self.is_scaler(rk, scope):
             ok = key_of(call.args[0]) if call.args else None

@@ -707,7 +707,7 @@ def scheduler_before_step(ctx):
     for unit in lf.units:
         for loop, seq in _loop_seqs(unit):
             for j, sc in enumerate(seq):
-                if sc.kind != "sched":
+                if sc.kind != "sched" or sc.target == "plateau":
                     continue
                 steps = [e for e in seq if e.kind == "step" and e.target == "optimizer"]
                 if sc.opt:
