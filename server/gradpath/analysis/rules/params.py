@@ -546,8 +546,19 @@ def _gp105(ctx, v, nn, tp):
                         text(inner)[len(text(inner.func)) + 1 + len(ft):] if False else ")")
                 return f"is nn.Parameter(...).{label}", new
         return None
-    # arithmetic on a Parameter
+    # arithmetic on a Parameter, or on a requires_grad factory tensor (a non-leaf plain tensor)
     if isinstance(v, ast.BinOp):
+        for side in (v.left, v.right):
+            if isinstance(side, ast.Call) and _qn(ctx, side.func) in _TENSOR_FACTORIES:
+                kw = next((k for k in side.keywords if k.arg == "requires_grad"), None)
+                if kw is not None and const_value(kw.value) is True:
+                    new = None
+                    if nn is not None and "\n" not in text(v):
+                        whole = text(v)
+                        ss, vs = ctx.span(side), ctx.span(v)
+                        a, b = ss.col - vs.col, ss.end_col - vs.col
+                        new = f"{nn}.Parameter({whole[:a]}{_without_kw(ctx, side, kw)}{whole[b:]})"
+                    return "is arithmetic on a requires_grad tensor: a plain (non-leaf) Tensor, not an nn.Parameter", new
         if _is_param_call(ctx, v.left) and v.left.args:
             p = v.left
             op = ctx.src.text_in(Span(ctx.span(p).end_line, ctx.span(p).end_col, ctx.span(v).end_line, ctx.span(v).end_col))
