@@ -334,3 +334,36 @@ def test_correct_program_gets_no_confirmed(live, tmp_path):
     confirmed = {f.code: rep.verdicts[f.id].evidence for f in fs if rep.verdicts[f.id].verdict == "confirmed"}
     assert confirmed == {}
     assert len(rep.verdicts) == len(fs)
+
+
+def test_later_findings_are_reached_past_an_earlier_error(live, tmp_path):
+    """The first bug raises; the run goes on past it (that statement wrapped in try/except) so the
+    findings after it get their own verdicts."""
+    src = """
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 4), torch.randint(0, 2, (8,))
+    loss = nn.functional.cross_entropy(model(x), y).detach()
+    loss.backward()
+    with torch.no_grad():
+        out = model(x)
+    loss2 = nn.functional.cross_entropy(out, y)
+    loss2.backward()
+    bad = torch.optim.Adam([], lr=0.1)
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [
+        finding("GP201", line_of(t, "loss.backward")),
+        finding("GP202", line_of(t, "out = model(x)"), backward_line=line_of(t, "loss2.backward")),
+        finding("GP101", line_of(t, "Adam([]"))])
+    v201, v202, v101 = (rep.verdicts[f.id] for f in fs)
+    assert v201.verdict == "confirmed" and "(line 8)" in v201.evidence
+    # GP202's finding is the forward under no_grad; the error surfaces at its backward (line 12)
+    assert v202.verdict == "confirmed", v202
+    assert v202.evidence.startswith("RuntimeError: element 0 of tensors does not require grad and does not have "
+                                    "a grad_fn (line 12)")
+    assert v101.verdict == "confirmed", v101
+    assert v101.evidence.startswith("ValueError: optimizer got an empty parameter list (line 13)")
+    assert "went past the earlier error at line 8" in v101.evidence

@@ -284,7 +284,7 @@ class LiveService:
                 run["torch"] = self._worker.info.get("torch")
             iterations = 1
             for f in findings:
-                need = f.data.get("needs_iterations") or (2 if f.code in ("GP401", "GP403", "GP405") else 1)
+                need = f.data.get("needs_iterations") or (2 if f.code in ("GP401", "GP403", "GP405", "GP111") else 1)
                 iterations = max(iterations, min(int(need), 3))
             probes = []
             for f in findings:
@@ -298,6 +298,24 @@ class LiveService:
                     "memory_mb": self.memory_mb, "watch": watch}
             script = self._call(dict(base, mode="script", timeout_s=max(1.0, deadline - time.monotonic())), timeout)
             run["script"] = _run_summary(script)
+            # past an error: when the run stopped at an exception before some findings' lines, run again
+            # with the failing statements wrapped in try/except (at most 3 more runs); each finding is judged
+            # on the first run that reached it
+            later: list[dict] = []
+            tolerate: list[int] = []
+            last = script
+            while len(later) < 3 and last.get("status") == "exception" and deadline - time.monotonic() > 1.0:
+                line = (last.get("exception") or {}).get("line")
+                if not line or line in tolerate or all(V.reached(last, f) or f.span.line < line for f in findings):
+                    break
+                if not any(V.explains_error(f, last) for f in findings):
+                    break  # only past an error that is itself a confirmed finding
+                tolerate.append(line)
+                last = self._call(dict(base, mode="script", tolerate=list(tolerate),
+                                       timeout_s=max(0.5, deadline - time.monotonic())), timeout)
+                later.append(last)
+            if later:
+                run["continued_past"] = [dict(_run_summary(o), tolerated=o.get("tolerated")) for o in later]
             # a finding inside a branch the cut loops never took (`if step % 4 == 0:`): one more run with
             # more iterations, used only for the findings the first run did not reach
             more = None
@@ -350,11 +368,24 @@ class LiveService:
                    f.span.line if f.code in V.EXCEPTION_CODES else None)
             try:
                 obs = script
-                if more is not None and not V.reached(script, f) and V.reached(more, f):
+                if not V.reached(script, f):
+                    obs = next((o for o in later if V.reached(o, f)), script)
+                if more is not None and not V.reached(obs, f) and V.reached(more, f):
                     obs = more
+                if obs is not script and obs is not more:
+                    v0 = None
+                else:
+                    v0 = True
                 v = V.decide(f, obs, edges.get(f.id), model_only.get(key), timeout, self.memory_mb, regions)
                 if obs is more:
                     v.data["iterations"] = 4
+                if v0 is None:
+                    tol = obs.get("tolerated") or []
+                    if tol:
+                        t0_ = tol[0]
+                        v.evidence += (f"\n(judged on a run that went past the earlier error at line {t0_['line']}: "
+                                       f"{t0_['type']}: {V._first(t0_['message'], 120)})")
+                        v.data["continued_past"] = tol
             except Exception as exc:  # a verdict bug must not lose the other verdicts
                 v = Verdict(V.NOT_RUN, "none", f"internal error while deciding: {type(exc).__name__}: {exc}", {})
             report.verdicts[f.id] = v

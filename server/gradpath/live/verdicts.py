@@ -138,7 +138,8 @@ def failure_reason(obs: dict, finding=None, timeout_s: float | None = None, memo
             return f"the file does not compile: {et}: {msg}{at}"
         if et in ("ModuleNotFoundError", "ImportError"):
             return f"needs a package the interpreter lacks: {et}: {msg}{at}"
-        before = f" before reaching line {finding.span.line}" if finding is not None else ""
+        before = f" before reaching line {finding.span.line}" if finding is not None and not reached(obs, finding) \
+            else ""
         return f"crashed in user code{at}{before}: {et}: {msg}"
     if status == "ok" and finding is not None:
         return f"line {finding.span.line} never ran (the script finished without reaching it)"
@@ -282,8 +283,19 @@ def _exception_match(finding, obs: dict, expected) -> tuple[bool, bool]:
     ok = exc.get("type") == et and any(t in (exc.get("message") or "") for t in texts)
     s = finding.span
     lines = set(range(s.line, s.end_line + 1)) | {r.span.line for r in getattr(finding, "related", [])}
+    if isinstance(finding.data.get("backward_line"), int):
+        lines.add(finding.data["backward_line"])
     hit = exc.get("line") in lines or any(l in lines for l in exc.get("user_lines") or [])
     return ok, hit
+
+
+def explains_error(finding, obs: dict) -> bool:
+    """Is the run's exception the one this finding predicts, at its line?"""
+    expected = EXCEPTION_CODES.get(finding.code) or (BCE_ERROR if finding.code == "GP305" else None)
+    if expected is None:
+        return False
+    ok, hit = _exception_match(finding, obs, expected)
+    return ok and hit
 
 
 def exception_verdict(finding, obs: dict, mode: str, expected) -> Verdict | None:
@@ -692,7 +704,7 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
     elif code in PROBE_CODES:
         if reason is None:
             v = probe_verdict(finding, script, edge)
-    elif code.startswith("GP4"):
+    elif code.startswith("GP4") and code != "GP408":
         if reason is None or code in ("GP401", "GP404", "GP406"):
             v = loop_verdict(finding, script, region_of(finding, regions or []))
             if v.verdict == NOT_RUN and reason:

@@ -270,6 +270,9 @@ class _Marker:
     def _stmts(self, stmts):
         out = []
         for st in stmts:
+            if getattr(st, "lineno", None) is None:
+                out.append(st)
+                continue
             lo, hi = st.lineno, st.end_lineno or st.lineno
             for line in self.watch:
                 if lo <= line <= hi and not self._inner_holds(st, line):
@@ -293,14 +296,38 @@ class _Marker:
                    for h in list(getattr(st, "handlers", None) or []) + list(getattr(st, "cases", None) or []))
 
 
+class _Tolerate(_Marker):
+    """Wrap the innermost statement holding each given line in `try: ... except Exception:` so a run can
+    go past an error already observed (and confirmed) to reach the findings after it."""
+
+    def _stmts(self, stmts):
+        out = []
+        for st in stmts:
+            lo, hi = st.lineno, st.end_lineno or st.lineno
+            self._block(st)
+            hit = [l for l in self.watch if lo <= l <= hi and not self._inner_holds(st, l)]
+            if hit and not isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.ImportFrom)):
+                handler = ast.ExceptHandler(
+                    type=ast.Name("Exception", ast.Load()), name="__gp_err",
+                    body=[ast.Expr(ast.Call(func=ast.Name("__gp_tolerated__", ast.Load()),
+                                            args=[ast.Constant(hit[0]), ast.Name("__gp_err", ast.Load())],
+                                            keywords=[]))])
+                st = ast.copy_location(ast.Try(body=[st], handlers=[handler], orelse=[], finalbody=[]), st)
+            out.append(st)
+        return out
+
+
 def _is_mark(node):
     return isinstance(node, ast.Expr) and isinstance(node.value, ast.Call) and \
         isinstance(node.value.func, ast.Name) and node.value.func.id == "__gp_mark__"
 
 
-def rewrite(source: str, path: str, probes: list[dict], cut_loops: bool = True, watch=()):
+def rewrite(source: str, path: str, probes: list[dict], cut_loops: bool = True, watch=(), tolerate=()):
     tree = ast.parse(source, path)
     lines = source.encode("utf-8").split(b"\n")
+    if tolerate:
+        _Tolerate({int(l) for l in tolerate}).visit(tree)
+        ast.fix_missing_locations(tree)
     if watch:
         _Marker({int(l) for l in watch}).visit(tree)
     rw = Rewriter(lines, probes, cut_loops)
@@ -593,6 +620,7 @@ class Observer:
         self.lines = {}
         self.in_backward = False
         self.in_sched = False
+        self.tolerated = []
         self.schedulers = []
         self.snapshot_taken = False
         self.model_only = False
@@ -1092,6 +1120,7 @@ class Observer:
             "modules": modules,
             "created_in_forward": created_in_forward,
             "schedulers": self.schedulers[:20],
+            "tolerated": self.tolerated,
             "optimizers": [{"label": o["label"], "class": o["class"], "line": o["line"], "steps": o["steps"],
                             "zero_grads": o["zero_grads"],
                             "tensors": sum(len(g["params"]) for g in o["obj"].param_groups)}
@@ -1631,8 +1660,15 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         probes = req.get("probes") or []
         lines = source.encode("utf-8").split(b"\n")
         tg = time.monotonic()
-        code, placed, sites = rewrite(source, path, probes, cut_loops=req.get("mode", "script") == "script",
-                                      watch=req.get("watch") or ())
+        cut = req.get("mode", "script") == "script"
+        try:
+            code, placed, sites = rewrite(source, path, probes, cut_loops=cut, watch=req.get("watch") or (),
+                                          tolerate=req.get("tolerate") or ())
+        except SyntaxError:
+            raise
+        except Exception as exc:  # a bug in our rewrite must not look like the user's error
+            result["rewrite_error"] = repr(exc)
+            code, placed, sites = rewrite(source, path, [], cut_loops=cut)
         result["probes_placed"] = {k: list(v) for k, v in placed.items()}
         result["probe_sites"] = {k: _segment(source, v) for k, v in sites.items() if v}
         obs.install()
@@ -1661,6 +1697,12 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
 
         main.__gp_mark__ = mark
         builtins.__gp_mark__ = mark
+
+        def tolerated(line, exc):
+            if len(obs.tolerated) < 20:
+                obs.tolerated.append({"line": line, "type": type(exc).__name__, "message": str(exc)[:500]})
+
+        builtins.__gp_tolerated__ = tolerated
 
         def on_alarm(signum, frame):
             raise _StopRun(f"timed out after {timeout_s:g} s")
