@@ -18,7 +18,7 @@ Pure: no torch, no pygls.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from gradpath.analysis.facts import key_of
@@ -157,6 +157,15 @@ class Val:
         return bool(self.cuts or self.nograd or self.const is not None)
 
 
+def replace(v: Val, **changes) -> Val:
+    """A faster `dataclasses.replace` for the frozen Val (no __post_init__, no validation)."""
+    new = object.__new__(Val)
+    d = new.__dict__
+    d.update(v.__dict__)
+    d.update(changes)
+    return new
+
+
 UNKNOWN = Val(U)
 NONE = Val(N, kind="none")
 
@@ -235,18 +244,15 @@ def _join_envs(envs: list[dict | None], via: ast.AST | None, how: str = "branch"
     live = [e for e in envs if e is not None]
     if not live:
         return None
-    if len(live) == 1:
-        return dict(live[0])
-    out: dict = {}
-    keys = set().union(*[e.keys() for e in live])
-    for k in keys:
-        v = None
-        for e in live:
-            ev = e.get(k)
-            if ev is None:
+    out = dict(live[0])
+    for e in live[1:]:
+        if e is live[0]:
+            continue
+        for k, v in e.items():
+            cur = out.get(k)
+            if cur is v:
                 continue
-            v = join(v, ev, via, how)
-        out[k] = v
+            out[k] = v if cur is None else join(cur, v, via, how)
     return out
 
 
@@ -296,6 +302,7 @@ class Flow:
         self.scope_by_node = {id(s.node): s for s in self.facts.scopes}
         self.module_env: dict = {}
         self.loss_module_uses: dict = {}  # module key -> number of calls
+        self._model_keys = {b.key for b in self.facts.models}
 
     @classmethod
     def build(cls, ctx) -> "Flow":
@@ -629,6 +636,9 @@ class Flow:
     def _patch(self, cur: Val, node: ast.AST, how: str) -> Val:
         if cur.grad != N:
             return cur
+        if not cur.has_reason():
+            # requires_grad on plain data: a leaf that does get gradients (inputs, weights)
+            return Val(G, leaf=True, src=node)
         return replace(cur, patched=node, patch_kind=how, src=cur.src)
 
     # -- expressions ---------------------------------------------------------------------------
@@ -648,7 +658,7 @@ class Flow:
         if v is not None:
             return v
         scope = fr.scope
-        b = self.facts.model_at(k, scope, getattr(node, "lineno", None))
+        b = self.facts.model_at(k, scope, getattr(node, "lineno", None)) if k in self._model_keys else None
         if b is None and k.startswith("self.") and fr.self_val is not None and fr.self_val.module_key not in (None, "self"):
             b = None
         if b is not None:

@@ -213,20 +213,25 @@ def backward_without_graph(ctx):
 
 # -- GP204 ---------------------------------------------------------------------------------------
 def _param_keys(ctx, expr, scope, depth=0) -> set[str]:
+    """Model keys whose `.parameters()` an optimizer's params expression holds (one hop through a
+    name: `params = list(a.parameters()) + ...; Adam(params)`)."""
     keys: set[str] = set()
     if expr is None or depth > 2:
         return keys
+    receivers = set()
     for n in ast.walk(expr):
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in (
                 "parameters", "named_parameters"):
             k = key_of(n.func.value)
             if k:
                 keys.add(k)
-        elif isinstance(n, ast.Name) and depth < 2:
-            for s in ctx.facts.visible_scopes(scope):
-                for st in s.walk():
-                    if isinstance(st, ast.Assign) and any(isinstance(t, ast.Name) and t.id == n.id for t in st.targets):
-                        keys |= _param_keys(ctx, st.value, scope, depth + 1)
+                receivers.update(id(x) for x in ast.walk(n.func.value))
+    names = {n.id for n in ast.walk(expr) if isinstance(n, ast.Name) and id(n) not in receivers}
+    if names and depth < 2:
+        for s in ctx.facts.visible_scopes(scope):
+            for st in s.walk():
+                if isinstance(st, ast.Assign) and any(isinstance(t, ast.Name) and t.id in names for t in st.targets):
+                    keys |= _param_keys(ctx, st.value, scope, depth + 1)
     return keys
 
 
@@ -258,13 +263,14 @@ def partial_detach(ctx):
     fl = flow(ctx)
     for e in fl.events_of("backward"):
         v = e.vals["value"]
-        if v.grad != G or not v.cuts:
+        if v.grad != G or not any(c.kind in (".detach()", ".data", ".detach_()") and c.had_graph
+                                  and c.models - v.origins for c in v.cuts):
             continue
         step = _next_step(ctx, e)
         if step is None:
             continue
         call, opt = step
-        keys = _param_keys(ctx, opt.params, opt.scope)
+        keys = ctx.memo(f"gp204-params:{id(opt)}", lambda: _param_keys(ctx, opt.params, opt.scope))
         for c in v.cuts:
             if c.kind not in (".detach()", ".data", ".detach_()") or not c.had_graph:
                 continue
