@@ -1323,8 +1323,25 @@ _FREEZER_WORDS = ("freeze", "requires_grad", "trainable", "unfreeze")
 def _passed_to_freezer(self, model: ModelBinding) -> bool:
     """`freeze_backbone(model)` / `set_requires_grad(model.encoder, False)`: a helper we cannot see
     may freeze it."""
+    return _cache(self, ("freezer", id(model)), lambda: _passed_to_freezer_uncached(self, model))
+
+
+def _freezer_calls(self) -> list[ast.Call]:
+    def build():
+        out = []
+        for node in ast.walk(self.ctx.tree):
+            if isinstance(node, ast.Call):
+                f = node.func
+                name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+                if any(w in name.lower() for w in _FREEZER_WORDS) and name != "requires_grad_":
+                    out.append(node)
+        return out
+    return _cache(self, "freezer_calls", build)
+
+
+def _passed_to_freezer_uncached(self, model: ModelBinding) -> bool:
     keys = {model.key} | {r.key for r in roots_of(self, model)}
-    for node in ast.walk(self.ctx.tree):
+    for node in _freezer_calls(self):
         if not isinstance(node, ast.Call):
             continue
         f = node.func
@@ -1594,29 +1611,40 @@ def escapes(self, model: ModelBinding) -> bool:
     if any(self.escapes(r) for r in roots_of(self, model)):
         return True
 
+    return model.key in _escaping_keys(self)
+
+
+def _escaping_keys(self) -> set[str]:
     def build():
-        key = model.key
+        out: set[str] = set()
+        opt_calls = {id(o.call) for o in self.optimizers}
+        classes = self.ctx.symbols.classes
         for node in ast.walk(self.ctx.tree):
             if isinstance(node, ast.Call):
-                is_ctor = self.module_class_of_call(node) is not None or \
-                    (isinstance(node.func, ast.Attribute) and node.func.attr in ("add_module", "append", "register_module"))
-                if is_ctor or (self.ctx.symbols.qualname(node.func) or "") in self.ctx.symbols.classes:
-                    vals = list(node.args) + [k.value for k in node.keywords]
-                    for v in vals:
-                        if key_of(v) == key or (isinstance(v, (ast.List, ast.Tuple)) and any(key_of(x) == key for x in v.elts)):
-                            return True
+                is_ctor = (isinstance(node.func, ast.Attribute) and node.func.attr in
+                           ("add_module", "append", "register_module")) or \
+                    (self.ctx.symbols.qualname(node.func) or "") in classes or \
+                    self.module_class_of_call(node) is not None
+                if is_ctor:
+                    for v in list(node.args) + [k.value for k in node.keywords]:
+                        k = key_of(v)
+                        if k:
+                            out.add(k)
+                        elif isinstance(v, (ast.List, ast.Tuple)):
+                            out |= {key_of(x) for x in v.elts if key_of(x)}
             elif isinstance(node, ast.Assign):
-                if key_of(node.value) == key and any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in node.targets):
-                    return True
+                k = key_of(node.value)
+                if k and any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in node.targets):
+                    out.add(k)
             elif isinstance(node, (ast.List, ast.Tuple, ast.Dict)):
-                vals = node.values if isinstance(node, ast.Dict) else node.elts
                 parent = self.parents.get(id(node))
-                if isinstance(parent, ast.Call) and any(o.call is parent for o in self.optimizers):
+                if isinstance(parent, ast.Call) and id(parent) in opt_calls:
                     continue
-                if any(key_of(v) == key for v in vals):
-                    return True
-        return False
-    return _cache(self, ("esc", id(model)), build)
+                vals = node.values if isinstance(node, ast.Dict) else node.elts
+                out |= {key_of(v) for v in vals if key_of(v)}
+        return out
+    return _cache(self, "escaping", build)
+
 
 
 def optimizers_holding(self, model: ModelBinding) -> list[OptimizerBinding]:
