@@ -105,9 +105,17 @@ class Facts:
     def build(cls, ctx) -> "Facts":
         f = cls(ctx)
         tree = ctx.tree
-        for node in ast.walk(tree):
+        calls = []
+        stack = [tree]
+        parents = f.parents
+        while stack:
+            node = stack.pop()
             for child in ast.iter_child_nodes(node):
-                f.parents[id(child)] = node
+                parents[id(child)] = node
+                stack.append(child)
+                if isinstance(child, ast.Call):
+                    calls.append(child)
+        f.__dict__["_all_calls"] = calls
         module_scope = Scope(tree, "module", "<module>")
         f.scopes.append(module_scope)
         f._collect_scopes(tree.body, module_scope, None)
@@ -126,8 +134,8 @@ class Facts:
         if not funcs:
             return
         sites: dict[str, list[ast.Call]] = {}
-        for node in ast.walk(self.ctx.tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in funcs:
+        for node in self.__dict__.get("_all_calls") or [n for n in ast.walk(self.ctx.tree) if isinstance(n, ast.Call)]:
+            if isinstance(node.func, ast.Name) and node.func.id in funcs:
                 sites.setdefault(node.func.id, []).append(node)
         for _round in range(2):
             for name, calls in sites.items():
