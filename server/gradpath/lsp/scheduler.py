@@ -24,6 +24,27 @@ from gradpath.lsp.resolvers import ResolverPool, root_for
 log = logging.getLogger("gradpath.lsp")
 
 PYTHON_LANGUAGES = {"python", "python3", "ipython", None, ""}
+WARM_UP_TEXT = """import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.fc(x)
+
+
+model = Net()
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+for x in range(2):
+    opt.zero_grad()
+    loss = model(torch.randn(2, 4)).sum()
+    loss.backward()
+    opt.step()
+"""
 
 
 def uri_to_path(uri: str) -> str | None:
@@ -256,6 +277,16 @@ class Analyzer:
             return cfg.live.timeout_seconds, cfg.live.memory_mb
         except Exception:
             return None, None
+
+    def warm_up(self) -> None:
+        """Import the rules and load the layer table now, in the pool, so that the first opened
+        document does not pay for it."""
+        def go():
+            try:
+                analyze(WARM_UP_TEXT, None)
+            except Exception:
+                log.debug("warm-up failed", exc_info=True)
+        self.pool.submit(go)
 
     async def current(self, key: str) -> UnitState | None:
         """The unit's state, analysed at the document's current version (analysing now, without

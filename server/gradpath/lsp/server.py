@@ -164,6 +164,7 @@ def build() -> GradpathServer:
         logging.getLogger("gradpath").addHandler(ls.client_log)
         ls.settings = EditorSettings.parse(params.initialization_options or {})
         logs.set_client_level(ls.client_log, ls.settings.log_level)
+        ls.analyzer.warm_up()
 
     @ls.feature(types.INITIALIZED)
     @guarded()
