@@ -1147,6 +1147,14 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
     os.makedirs(out_root, exist_ok=True)
     real_open = builtins.open
     real_os_open = os.open
+    real_stat = os.stat
+
+    def real_exists(a):
+        try:
+            real_stat(a)
+            return True
+        except OSError:
+            return False
     redirected: dict[str, str] = {}
 
     def inside(p):
@@ -1165,8 +1173,8 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
         if a in redirected:
             return redirected[a]
         if not for_write:
-            # reading a directory prefix of something written: map too
-            if any(k.startswith(a + os.sep) for k in redirected):
+            # a folder that exists only because the script wrote into it: its mirror
+            if any(k.startswith(a + os.sep) for k in redirected) and not real_exists(a):
                 return os.path.join(out_root, a.lstrip(os.sep))
             return s
         target = os.path.join(out_root, a.lstrip(os.sep))
@@ -1215,6 +1223,33 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
             f.__name__ = name
             return f
         setattr(os, name, make2(real, name))
+    real_listdir = os.listdir
+
+    def g_listdir(path="."):
+        if isinstance(path, int):
+            return real_listdir(path)
+        a = os.path.abspath(os.fsdecode(os.fspath(path)))
+        mirror = os.path.join(out_root, a.lstrip(os.sep))
+        names = []
+        for p in (a, mirror):
+            try:
+                names += [n for n in real_listdir(p) if n not in names]
+            except OSError:
+                if p == a and not os.path.isdir(mirror):
+                    raise
+        return names
+    os.listdir = g_listdir
+    for name in ("stat", "lstat", "scandir", "access"):
+        real = getattr(os, name, None)
+        if real is None:
+            continue
+
+        def make_read(real, name):
+            def f(path=".", *a, **k):
+                return real(mapped(path, False), *a, **k)
+            f.__name__ = name
+            return f
+        setattr(os, name, make_read(real, name))
     real_rmtree = shutil.rmtree
 
     def g_rmtree(path, *a, **k):
