@@ -23,6 +23,10 @@ from dataclasses import dataclass, field, replace
 from gradpath.analysis.facts import key_of
 
 MAX_DEPTH = 3
+# Bounds on inlining (a file of thousands of small methods calling each other): past them a call
+# becomes an opaque event, which only ever silences a rule.
+MAX_UNIT_EVENTS = 1500
+MAX_TOTAL_COPIES = 60_000
 
 NOGRAD_CALLS = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
                 "torch.autograd.inference_mode"}
@@ -153,6 +157,7 @@ class LoopFacts:
         self._by_key: dict[str, list] | None = None
         self._complete: dict[int, list[Ev]] = {}
         self._truncations = 0
+        self._copies = 0
         self._call_lists: dict[int, list[ast.Call]] = {}
         self._module_name_set: set[str] | None = None
         self._kind_memo: dict[tuple, bool] = {}
@@ -385,12 +390,20 @@ class LoopFacts:
 
     # -- following calls -----------------------------------------------------------------------------
     def _inline(self, call, target, recv_key, frames, scope, fn, depth, out, closure=False) -> None:
-        if depth <= 0 or id(target) in self._busy:
+        if depth <= 0 or id(target) in self._busy or len(out) > MAX_UNIT_EVENTS \
+                or self._copies > MAX_TOTAL_COPIES:
             self._truncations += 1
             keys = tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
             out.append(Ev("opaque", getattr(target, "name", "?"), call, frames, args=("*",) + keys, fn=fn))
             return
         inner = self.function_events(target, depth - (0 if closure else 1))
+        if not closure and all(e.kind == "fwd" for e in inner):
+            return  # only model calls inside: nothing that orders a training step
+        if len(out) + len(inner) > MAX_UNIT_EVENTS:
+            self._truncations += 1
+            out.append(Ev("opaque", getattr(target, "name", "?"), call, frames, args=("*",), fn=fn))
+            return
+        self._copies += len(inner)
         mapping = {} if closure else self._arg_mapping(call, target, recv_key)
         local = self._local_names(target)
         prefix = getattr(target, "name", "<lambda>")
