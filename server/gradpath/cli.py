@@ -472,6 +472,7 @@ def cmd_check(args) -> int:
     if args.fix or args.diff:
         unsafe = bool(args.unsafe_fixes)
         diffs = []
+        changed: set[str] = set()
         for r in reports:
             outcome = fix_file(r, unsafe, unused)
             if outcome.unconverged:
@@ -484,6 +485,7 @@ def cmd_check(args) -> int:
                 diffs.append(_diff(r, outcome))
             else:
                 _write_fixed(r, outcome)
+                changed.add(str(r.path))
         if args.diff:
             sys.stdout.write("".join(diffs))
             n = sum(fixed_total.values())
@@ -493,11 +495,10 @@ def cmd_check(args) -> int:
                 return EXIT_ERROR
             return EXIT_CLEAN if (args.exit_zero or not diffs) else EXIT_FINDINGS
         # re-analyse what was written, so the report shows what remains
-        if fixed_total:
-            paths_fixed = {str(r.path) for r in reports}
+        if changed:
             reports2 = []
             for r in reports:
-                if str(r.path) in paths_fixed:
+                if str(r.path) in changed:
                     try:
                         r2 = _analyze_file(r.path, r.display, r.options, r.resolver)
                         r2.config = r.config
