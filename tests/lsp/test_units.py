@@ -112,3 +112,21 @@ def test_hover_picks_the_binding_of_the_scope_and_skips_comments():
     assert _pick([m for m in ctx.facts.models if m.key == "self.net"], 12).line == 10
     assert _in_comment_or_string("x = model  # model", 14)
     assert not _in_comment_or_string("x = model  # model", 5)
+
+
+def test_resolvers_take_the_user_interpreters_sys_path(tmp_path):
+    import sys
+
+    from gradpath.lsp.resolvers import ResolverPool, interpreter_sys_path
+
+    paths = interpreter_sys_path(sys.executable)
+    assert paths and any(p.endswith("site-packages") for p in paths)
+    assert interpreter_sys_path(str(tmp_path / "missing-python")) is None
+    pool = ResolverPool()
+    pool.set_python(sys.executable)
+    r = pool.get(str(tmp_path), slow=False)
+    assert r is not None and r.fast_only
+    assert any(p.endswith("site-packages") for p in r.sys_path)
+    assert pool.get(str(tmp_path), slow=False) is r  # one per root
+    pool.set_python(None)
+    assert pool.get(str(tmp_path), slow=False) is not r

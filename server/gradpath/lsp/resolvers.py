@@ -14,14 +14,42 @@ from typing import Any
 log = logging.getLogger("gradpath.lsp")
 
 
+def interpreter_sys_path(python: str, timeout_s: float = 10.0) -> list[str] | None:
+    """sys.path of another interpreter (the user's, from `live.python`); None if it cannot say."""
+    import json
+    import subprocess
+    try:
+        out = subprocess.run([python, "-c", "import sys, json; print(json.dumps(sys.path))"],
+                             capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+        paths = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else None
+        return [p for p in paths if isinstance(p, str) and p] if isinstance(paths, list) else None
+    except Exception as exc:
+        log.info("cannot read sys.path of %s: %s", python, exc)
+        return None
+
+
 class ResolverPool:
     def __init__(self, sys_path: list[str] | None = None):
         self._lock = threading.Lock()
         self._fast: dict[str, Any] = {}
         self._slow: dict[str, Any] = {}
         self.sys_path = sys_path
+        self._python: str | None = None
+        self._sys_path_pending = False
         self._cls = None
         self._missing = False
+
+    def set_python(self, python: str | None) -> None:
+        """The user's interpreter: its sys.path feeds the resolvers (read lazily, once). A change
+        drops the resolvers built for the previous one."""
+        with self._lock:
+            if python == self._python:
+                return
+            self._python = python
+            self.sys_path = None
+            self._sys_path_pending = python is not None
+            self._fast.clear()
+            self._slow.clear()
 
     def _resolver_cls(self):
         if self._cls is None and not self._missing:
@@ -52,6 +80,13 @@ class ResolverPool:
     def get(self, root: str | None, slow: bool) -> Any:
         root = os.path.abspath(root or os.getcwd())
         table = self._slow if slow else self._fast
+        if self._sys_path_pending:
+            python = self._python
+            paths = interpreter_sys_path(python) if python else None
+            with self._lock:
+                if self._python == python and self._sys_path_pending:
+                    self.sys_path = paths
+                    self._sys_path_pending = False
         with self._lock:
             if root not in table:
                 table[root] = self._make(root, slow)

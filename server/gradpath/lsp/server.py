@@ -87,6 +87,7 @@ class GradpathServer(LanguageServer):
     def apply_settings(self, settings: EditorSettings) -> None:
         before = self.settings
         self.settings = settings
+        self.analyzer.resolvers.set_python(settings.live_python)
         logs.set_client_level(self.client_log, settings.log_level)
         for p in settings.problems:
             log.warning("settings: %s", p)
@@ -163,6 +164,7 @@ def build() -> GradpathServer:
         ls.client_log = logs.ClientLogHandler(ls)
         logging.getLogger("gradpath").addHandler(ls.client_log)
         ls.settings = EditorSettings.parse(params.initialization_options or {})
+        ls.analyzer.resolvers.set_python(ls.settings.live_python)
         logs.set_client_level(ls.client_log, ls.settings.log_level)
         ls.analyzer.warm_up()
 
