@@ -194,3 +194,43 @@ def test_untrusted_workspace_runs_static_analysis_only(tmp_path, vsix, code_serv
     assert changes[-1]["live"]["onSave"] is True and changes[-1]["live"]["python"] == evil, changes[-1]
     assert "Restarting the server" not in logs
     assert any("Gradpath: Confirm Findings" in c for c in report["commandsTrusted"]), report["commandsTrusted"]
+
+
+def test_python_extension_environment_and_switch(tmp_path, vsix, code_server_bin, node_modules):
+    """With no gradpath.interpreter, the Python extension's active environment runs the server, and
+    switching environments restarts it. A stand-in extension with the id ms-python.python exports
+    the same environments API (the real one cannot be downloaded here)."""
+    require(VENV_PYTHON, "the project's .venv")
+    fake_src = ROOT / "tests" / "e2e" / "fake-python-ext"
+    fake_dir = tmp_path / "fake-python-ext"
+    shutil.copytree(fake_src, fake_dir)
+    fake_vsix = tmp_path / "ms-python.python-fake.vsix"
+    r = subprocess.run([str(ROOT / "vscode-client" / "node_modules" / ".bin" / "vsce"), "package", "--no-dependencies",
+                        "--allow-missing-repository", "--skip-license", "-o", str(fake_vsix)],
+                       cwd=fake_dir, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # A second "environment": a wrapper around the venv's interpreter at another path.
+    second = tmp_path / "other-env" / "bin" / "python"
+    second.parent.mkdir(parents=True)
+    second.write_text(f'#!/bin/sh\nexec "{VENV_PYTHON}" "$@"\n')
+    second.chmod(0o755)
+
+    ws = tmp_path / "workspace"
+    ws.mkdir()
+    shutil.copy(SEED, ws / "bug.py")
+    shots = artifacts_dir("vscode-python-extension")
+    settings = {"fakePython.paths": [str(VENV_PYTHON), str(second)], "gradpath.trace.server": "messages"}
+    with code_server(tmp_path, code_server_bin, vsix, settings, shots) as cs:
+        cs.install(fake_vsix)
+        assert sorted(e.split("@")[0] for e in cs.list_extensions()) == ["gradpath.gradpath", "ms-python.python"]
+        url = cs.start(ws)
+        report = run_driver({"url": url, "file": str(ws / "bug.py"), "shots": str(shots),
+                             "scenario": "python-extension", "timeoutMs": 60000, "secondPython": str(second)})
+        logs = cs.extension_host_logs()
+    assert report["ok"], f"{report.get('error')}\nscreenshots: {shots}\nconsole: {report['console'][-10:]}"
+    assert f"Interpreter: {VENV_PYTHON} (from python-extension)." in logs
+    assert str(VENV_PYTHON) in report["statusFirst"]["ariaLabel"], report["statusFirst"]
+    assert "Restarting the server: the Python extension's active environment changed." in logs
+    assert f"Interpreter: {second} (from python-extension)." in logs
+    assert "running" in report["statusSwitched"]["ariaLabel"] and str(second) in report["statusSwitched"]["ariaLabel"]
+    assert [s["line"] for s in report["errorSquiggles"]] == [22]

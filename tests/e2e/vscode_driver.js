@@ -348,6 +348,22 @@ async function untrustedScenario(page) {
   await page.keyboard.press("Escape");
 }
 
+async function pythonExtensionScenario(page) {
+  const fileName = path.basename(cfg.file);
+  await openFile(page, fileName);
+  await page.locator(".editor-instance .monaco-editor .squiggly-error").first().waitFor({ state: "attached", timeout: T });
+  report.statusFirst = await waitStatus(page, /running/);
+  await shot(page, "python-extension-environment");
+  // The user picks another environment: the server restarts on it.
+  await runCommand(page, "Fake Python: Switch Environment");
+  report.statusSwitched = await waitStatus(page, new RegExp(cfg.secondPython.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")));
+  await page.locator(".editor-instance .monaco-editor .squiggly-error").first().waitFor({ state: "attached", timeout: T });
+  report.errorSquiggles = await squiggles(page, "squiggly-error");
+  await page.locator("#workbench\\.parts\\.statusbar .statusbar-item", { hasText: "Gradpath" }).first().hover();
+  await page.waitForTimeout(800);
+  await shot(page, "python-extension-switched");
+}
+
 (async () => {
   const userData = fs.mkdtempSync(path.join(os.tmpdir(), "gp-chromium-"));
   const browser = await chromium.launch({
@@ -384,6 +400,8 @@ async function untrustedScenario(page) {
     await shot(page, "workbench");
     if (cfg.scenario === "main") {
       await mainScenario(page);
+    } else if (cfg.scenario === "python-extension") {
+      await pythonExtensionScenario(page);
     } else if (cfg.scenario === "untrusted") {
       await untrustedScenario(page);
     } else {
