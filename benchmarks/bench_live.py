@@ -48,6 +48,7 @@ def cold_once(example: Path) -> dict:
     info = svc._worker.info if svc._worker else {}
     svc.close()
     return {"total_s": total, "startup_s": info.get("startup_s"), "warm_ms": info.get("warm_ms"),
+            "warm_cpu_ms": info.get("warm_cpu_ms"),
             "step_ms": rep.run["timings"]["total_ms"],
             "verdicts": sorted({v.verdict for v in rep.verdicts.values()})}
 
@@ -74,7 +75,8 @@ def main() -> int:
         c = cold_once(ex)
         colds.append(c["total_s"])
         print(f"  run {i + 1}: first confirm {c['total_s']:.2f} s (worker ready after {c['startup_s']:.2f} s, "
-              f"of which warm-up {c['warm_ms'] / 1000:.2f} s; step {c['step_ms']:.0f} ms) {c['verdicts']} "
+              f"of which warm-up {c['warm_ms'] / 1000:.2f} s wall / {c['warm_cpu_ms'] / 1000:.2f} s CPU; "
+              f"step {c['step_ms']:.0f} ms) {c['verdicts']} "
               f"[load {load():.2f}]")
     print(f"  cold first confirm: min {min(colds):.2f} s, median {statistics.median(colds):.2f} s (goal < 6 s)")
     cli = cold_cli(ex)

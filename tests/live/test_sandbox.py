@@ -301,3 +301,20 @@ def test_missing_interpreter_is_a_clear_error(tmp_path):
             svc.confirm(str(tmp_path / "x.py"), "x = 1\n", [])
     finally:
         svc.close()
+
+
+def test_alarm_ignored_and_os_exit_are_still_bounded(live, sandbox_dirs):
+    """User code that ignores the in-process alarm is killed by the worker just after the limit; code
+    that ends its own process early is reported, and the worker keeps serving."""
+    proj, _ = sandbox_dirs
+    path, text = write(proj, "stubborn.py", "import signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\n"
+                       "import itertools\nn = sum(1 for _ in itertools.count())\n" + BUG)
+    rep, v, took = confirm(live, path, text, timeout_s=1.5)
+    assert v.verdict == "not-run" and v.evidence.startswith("timed out after 1.5 s")
+    assert took < 1.5 + 4.0
+    path, text = write(proj, "bye.py", "import os\nos._exit(0)\n" + BUG)
+    rep, v, took = confirm(live, path, text)
+    assert v.verdict == "not-run" and "os._exit()" in v.evidence
+    path, text = write(proj, "after.py", BUG)
+    rep, v, took = confirm(live, path, text)
+    assert v.verdict == "confirmed" and live.warm

@@ -250,7 +250,7 @@ class LiveService:
             req["id"] = self._req_id
             t = time.monotonic()
             res = w.request(req, timeout_s)
-            if res is not None and (res.get("status") or "error" not in res):
+            if res is not None and (res.get("status") or "results" in res or "error" not in res):
                 return res
             self._replace(w)
             # retry once on a fresh worker, unless the first attempt already used most of the time
@@ -258,6 +258,16 @@ class LiveService:
                 break
         return {"status": "killed", "exception": None,
                 "error": "the live worker died or stopped answering; it was replaced"}
+
+    def _call_batch(self, reqs: list[dict], timeout_s: float) -> list[dict]:
+        """Several independent runs at once (the worker forks them concurrently)."""
+        res = self._call({"op": "batch", "requests": reqs}, timeout_s)
+        results = res.get("results") if isinstance(res, dict) else None
+        if not isinstance(results, list) or len(results) != len(reqs):
+            failed = {"status": res.get("status", "killed") if isinstance(res, dict) else "killed",
+                      "exception": None, "error": (res or {}).get("error") or (res or {}).get("internal_error")}
+            return [dict(failed) for _ in reqs]
+        return results
 
     # -- the step -----------------------------------------------------------------------------------
     def confirm(self, path: str, text: str, findings: list, timeout_s: float | None = None) -> LiveReport:
@@ -327,45 +337,47 @@ class LiveService:
                 run["rerun_4_iterations"] = _run_summary(more)
                 if more.get("status") != "ok":
                     more = None
-            edges: dict[str, dict] = {}
-            n_edges = 0
+            # the edge runs (one per GP3 probe) and model-only steps do not depend on each other: one batch,
+            # run concurrently by the worker
+            left = deadline - time.monotonic()
+            batch: list[tuple[str, Any, dict]] = []
             for f in findings:
                 if f.code not in V.PROBE_CODES or f.code in ("GP304", "GP305"):
                     continue
                 rec = (script.get("probes") or {}).get(f.id)
                 if not rec or not rec.get("count") or (rec.get("nonfinite") or 0) > 0:
                     continue
-                left = deadline - time.monotonic()
-                if left < 0.5 or n_edges >= MAX_EDGE_RUNS:
+                if sum(1 for k, _, _ in batch if k == "edge") >= MAX_EDGE_RUNS:
                     break
                 kind = next((p["what"] for p in probes if p["id"] == f.id), None) or V.DEFAULT_PROBE_KIND.get(f.code)
-                edges[f.id] = self._call(dict(base, mode="script", edge={"id": f.id, "what": kind},
-                                              timeout_s=left), left)
-                n_edges += 1
-            if edges:
-                run["edge_runs"] = {fid: _run_summary(o) for fid, o in edges.items()}
-            model_only: dict[tuple, dict] = {}
+                batch.append(("edge", f.id, dict(base, mode="script", edge={"id": f.id, "what": kind},
+                                                 timeout_s=max(0.5, left))))
+            mo_keys: set = set()
             for f in findings:
                 if not self._wants_model_only(f, script):
                     continue
-                key = (f.data.get("model_class"), f.data.get("model"), f.data.get("optimizer_class"),
-                       f.span.line if f.code in V.EXCEPTION_CODES else None)
-                if key in model_only:
+                key = _mo_key(f)
+                if key in mo_keys:
                     continue
-                left = deadline - time.monotonic()
-                if left < 0.5:
-                    break
-                model_only[key] = self._call(dict(
+                mo_keys.add(key)
+                batch.append(("model-only", key, dict(
                     base, mode="model-only", model_class=f.data.get("model_class"), model_key=f.data.get("model"),
                     optimizer_class=f.data.get("optimizer_class"), span=f.span.to_dict(), probes=[],
-                    iterations=1, timeout_s=left), left)
+                    iterations=1, timeout_s=max(0.5, left))))
+            edges: dict[str, dict] = {}
+            model_only: dict[tuple, dict] = {}
+            if batch and left > 0.5:
+                results = self._call_batch([r for _, _, r in batch], left)
+                for (kind, key, _), res in zip(batch, results):
+                    (edges if kind == "edge" else model_only)[key] = res
+            if edges:
+                run["edge_runs"] = {fid: _run_summary(o) for fid, o in edges.items()}
             if model_only:
                 run["model_only_runs"] = [_run_summary(o) for o in model_only.values()]
         modes = set()
         regions = V.loop_regions(text)
         for f in findings:
-            key = (f.data.get("model_class"), f.data.get("model"), f.data.get("optimizer_class"),
-                   f.span.line if f.code in V.EXCEPTION_CODES else None)
+            key = _mo_key(f)
             try:
                 obs = script
                 if not V.reached(script, f):
@@ -419,6 +431,11 @@ class LiveService:
             ok, hit = V._exception_match(f, script, V.EXCEPTION_CODES[f.code])
             return not (ok and hit)
         return True
+
+
+def _mo_key(f) -> tuple:
+    return (f.data.get("model_class"), f.data.get("model"), f.data.get("optimizer_class"),
+            f.span.line if f.code in V.EXCEPTION_CODES else None)
 
 
 def _run_summary(obs: dict) -> dict:

@@ -1805,125 +1805,189 @@ def _tail(raw: _Bounded) -> dict:
 # Worker loop (parent side)
 # --------------------------------------------------------------------------------------------
 
-def run_request(req: dict, torch) -> dict:
-    reap_pending()
-    t0 = time.monotonic()
-    timeout_s = float(req.get("timeout_s", 20.0))
-    tmp = tempfile.mkdtemp(prefix="gradpath-live-")
-    rfd, wfd = os.pipe()
-    req["_forked_at"] = time.time()
-    pid = os.fork()
-    if pid == 0:  # child
-        code = 0
-        try:
-            os.close(rfd)
-            child_main(req, wfd, tmp, torch)
-        except BaseException:  # noqa: BLE001
-            code = 3
+class _Run:
+    """One forked child running one request."""
+
+    def __init__(self, req: dict, torch):
+        self.req = req
+        self.t0 = time.monotonic()
+        self.timeout_s = float(req.get("timeout_s", 20.0))
+        self.deadline = self.t0 + self.timeout_s + 1.5
+        self.tmp = tempfile.mkdtemp(prefix="gradpath-live-")
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.timed_out = False
+        self.got_end = False
+        self.done = False
+        rfd, wfd = os.pipe()
+        req["_forked_at"] = time.time()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
             try:
-                os.write(wfd, (json.dumps({"event": "crash", "error": traceback.format_exc()[-4000:]}) + "\n").encode())
-            except Exception:
-                pass
-        finally:
-            os._exit(code)
-    os.close(wfd)
-    try:
-        os.setpgid(pid, pid)
-    except OSError:
-        pass
-    deadline = t0 + timeout_s + 1.5
-    chunks, size, timed_out, got_end = [], 0, False, False
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            timed_out = True
-            break
-        r, _, _ = select.select([rfd], [], [], min(left, 0.5))
-        if not r:
-            continue
-        data = os.read(rfd, 65536)
+                os.close(rfd)
+                for other in _OPEN_RFDS:
+                    try:
+                        os.close(other)
+                    except OSError:
+                        pass
+                child_main(req, wfd, self.tmp, torch)
+            except BaseException:  # noqa: BLE001
+                code = 3
+                try:
+                    os.write(wfd, (json.dumps({"event": "crash", "error": traceback.format_exc()[-4000:]})
+                                   + "\n").encode())
+                except Exception:
+                    pass
+            finally:
+                os._exit(code)
+        os.close(wfd)
+        self.pid, self.rfd = pid, rfd
+        _OPEN_RFDS.add(rfd)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass
+
+    def on_readable(self):
+        data = os.read(self.rfd, 65536)
         if not data:
-            break
-        if size < MAX_EVENT_BYTES:
-            chunks.append(data)
-        size += len(data)
-        if data.endswith(b"\n") and b'{"event": "end"' in chunks[-1]:
-            got_end = True  # the child's last word: answer now, reap it afterwards
-            break
-    os.close(rfd)
-    t_read = time.monotonic()
-    if timed_out:
-        for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+            self._close()
+            return
+        if self.size < MAX_EVENT_BYTES:
+            self.chunks.append(data)
+        self.size += len(data)
+        if data.endswith(b"\n") and b'{"event": "end"' in self.chunks[-1]:
+            self.got_end = True  # the child's last word: answer now, reap it afterwards
+            self._close()
+
+    def _close(self):
+        self.done = True
+        _OPEN_RFDS.discard(self.rfd)
+        os.close(self.rfd)
+        self.t_read = time.monotonic()
+
+    def expire(self):
+        self.timed_out = True
+        self._close()
+        for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
             try:
                 target()
             except OSError:
                 pass
-    wstatus = 0
-    if not got_end:
-        _, wstatus = os.waitpid(pid, 0)
+
+    def finish(self) -> dict:
+        pid, tmp = self.pid, self.tmp
+        wstatus = 0
+        if not self.got_end:
+            _, wstatus = os.waitpid(pid, 0)
+            try:
+                os.killpg(pid, signal.SIGKILL)  # anything it left behind
+            except OSError:
+                pass
+        result = None
+        crash = None
+        for line in b"".join(self.chunks).split(b"\n"):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if obj.get("event") == "end":
+                result = obj
+            elif obj.get("event") == "crash":
+                crash = obj.get("error")
+        if result is None:
+            result = {"event": "end", "status": "timeout" if self.timed_out else "killed", "exception": None}
+            if os.WIFSIGNALED(wstatus):
+                result["signal"] = os.WTERMSIG(wstatus)
+            elif os.WIFEXITED(wstatus) and not self.timed_out and not crash:
+                code = os.WEXITSTATUS(wstatus)
+                result["status"] = "exit"
+                result["exception"] = {"type": "SystemExit", "message": f"exit code {code} (the process ended "
+                                       "itself, e.g. os._exit(), before the step finished)", "line": None}
+            if crash:
+                result["status"] = "internal-error"
+                result["internal_error"] = crash
+        # files written by the user code (all inside tmp)
+        written = []
+        files_root = os.path.join(tmp, "files")
+        for dp, _, fns in os.walk(files_root):
+            for fn in fns:
+                full = os.path.join(dp, fn)
+                try:
+                    written.append({"path": "/" + os.path.relpath(full, files_root),
+                                    "bytes": os.path.getsize(full)})
+                except OSError:
+                    pass
+                if len(written) >= 50:
+                    break
+        result["files_written"] = written
         try:
-            os.killpg(pid, signal.SIGKILL)  # anything it left behind
+            with open(os.path.join(tmp, ".output"), "rb") as f:
+                raw = f.read(MAX_OUTPUT + 1)
+            result["fd_output"] = {"text": raw[:MAX_OUTPUT].decode("utf-8", errors="replace"),
+                                   "truncated": len(raw) > MAX_OUTPUT}
         except OSError:
             pass
-    result = None
-    crash = None
-    for line in b"".join(chunks).split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if obj.get("event") == "end":
-            result = obj
-        elif obj.get("event") == "crash":
-            crash = obj.get("error")
-    if result is None:
-        result = {"event": "end", "status": "timeout" if timed_out else "killed", "exception": None}
-        if os.WIFSIGNALED(wstatus):
-            result["signal"] = os.WTERMSIG(wstatus)
-        elif os.WIFEXITED(wstatus) and not timed_out and not crash:
-            code = os.WEXITSTATUS(wstatus)
-            result["status"] = "exit"
-            result["exception"] = {"type": "SystemExit", "message": f"exit code {code} (the process ended "
-                                   "itself, e.g. os._exit(), before the step finished)", "line": None}
-        if crash:
-            result["status"] = "internal-error"
-            result["internal_error"] = crash
-    # files written by the user code (all inside tmp)
-    written = []
-    files_root = os.path.join(tmp, "files")
-    for dp, _, fns in os.walk(files_root):
-        for fn in fns:
-            full = os.path.join(dp, fn)
+        result["wall_ms"] = round((time.monotonic() - self.t0) * 1000, 1)
+        result["reap_ms"] = round((time.monotonic() - self.t_read) * 1000, 1)
+        result["timed_out"] = self.timed_out
+        return result
+
+    def cleanup(self):
+        if self.got_end:
             try:
-                written.append({"path": "/" + os.path.relpath(full, files_root), "bytes": os.path.getsize(full)})
+                os.killpg(self.pid, signal.SIGKILL)
             except OSError:
                 pass
-            if len(written) >= 50:
-                break
-    result["files_written"] = written
-    try:
-        with open(os.path.join(tmp, ".output"), "rb") as f:
-            raw = f.read(MAX_OUTPUT + 1)
-        result["fd_output"] = {"text": raw[:MAX_OUTPUT].decode("utf-8", errors="replace"),
-                               "truncated": len(raw) > MAX_OUTPUT}
-    except OSError:
-        pass
-    result["wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
-    result["reap_ms"] = round((time.monotonic() - t_read) * 1000, 1)
-    result["timed_out"] = timed_out
+            _PENDING.append(self.pid)  # reaped later without waiting for its teardown
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_OPEN_RFDS: set[int] = set()
+MAX_PARALLEL = max(1, min(4, (os.cpu_count() or 1)))
+
+
+def run_many(reqs: list[dict], torch) -> tuple[list[dict], list]:
+    """Run requests concurrently (at most MAX_PARALLEL children at a time); results in order."""
+    reap_pending()
+    waiting = list(enumerate(reqs))
+    running: list[tuple[int, _Run]] = []
+    results: list[dict | None] = [None] * len(reqs)
+    finished: list[_Run] = []
+    while waiting or running:
+        while waiting and len(running) < MAX_PARALLEL:
+            i, req = waiting.pop(0)
+            running.append((i, _Run(req, torch)))
+        now = time.monotonic()
+        for i, r in running:
+            if not r.done and now >= r.deadline:
+                r.expire()
+        live = [r for _, r in running if not r.done]
+        if live:
+            left = min(r.deadline for r in live) - time.monotonic()
+            ready, _, _ = select.select([r.rfd for r in live], [], [], max(0.0, min(left, 0.5)))
+            for r in live:
+                if r.rfd in ready:
+                    r.on_readable()
+        for i, r in list(running):
+            if r.done:
+                results[i] = r.finish()
+                finished.append(r)
+                running.remove((i, r))
+    return results, finished
+
+
+def run_request(req: dict, torch):
+    results, finished = run_many([req], torch)
 
     def cleanup():
-        if got_end:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            _PENDING.append(pid)  # reaped later without waiting for its teardown
-        shutil.rmtree(tmp, ignore_errors=True)
+        for r in finished:
+            r.cleanup()
         reap_pending()
-    return result, cleanup
+    return results[0], cleanup
 
 
 _PENDING: list[int] = []
@@ -1981,13 +2045,15 @@ def main() -> int:
             view = view[n:]
 
     t0 = time.monotonic()
+    c0 = time.process_time()
     try:
         torch = warm_up()
     except BaseException as exc:  # noqa: BLE001
         send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})
         return 2
     send({"ready": True, "protocol": PROTOCOL, "torch": torch.__version__, "python": sys.version.split()[0],
-          "executable": sys.executable, "warm_ms": round((time.monotonic() - t0) * 1000, 1), "pid": os.getpid()})
+          "executable": sys.executable, "warm_ms": round((time.monotonic() - t0) * 1000, 1),
+          "warm_cpu_ms": round((time.process_time() - c0) * 1000, 1), "pid": os.getpid()})
     buf = b""
     while True:
         if _PENDING:
@@ -2014,6 +2080,20 @@ def main() -> int:
                 continue
             if req.get("op") == "exit":
                 return 0
+            if req.get("op") == "batch":
+                finished = []
+                try:
+                    results, finished = run_many(list(req.get("requests") or []), torch)
+                    res = {"results": results}
+                except Exception:  # noqa: BLE001
+                    res = {"status": "internal-error", "internal_error": traceback.format_exc()[-4000:],
+                           "exception": None}
+                res["id"] = req.get("id")
+                send(res)
+                for r in finished:
+                    r.cleanup()
+                reap_pending()
+                continue
             cleanup = None
             try:
                 res, cleanup = run_request(req, torch)
