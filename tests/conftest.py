@@ -1,17 +1,9 @@
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
-SERVER = ROOT / "server"
+# Make tests/ importable (testpaths.py, fixture_expect.py) from every sub-folder's tests.
+_TESTS = str(Path(__file__).resolve().parent)
+if _TESTS not in sys.path:
+    sys.path.insert(0, _TESTS)
 
-if str(SERVER) not in sys.path:
-    sys.path.insert(0, str(SERVER))
-
-
-def server_env() -> dict:
-    """Environment for subprocesses that run gradpath from this checkout."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(SERVER) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
+import testpaths  # noqa: E402,F401  (puts server/ on sys.path)

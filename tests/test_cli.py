@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, server_env
+from testpaths import ROOT, server_env
 from gradpath import __version__, cli
 from gradpath.analysis.findings import Edit, Finding, Fix, Span
 

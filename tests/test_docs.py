@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, server_env
+from testpaths import ROOT, server_env
 from gradpath.analysis import analyze, catalog
 from gradpath.cli import explain_text
 

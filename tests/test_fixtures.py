@@ -3,7 +3,7 @@ from collections import Counter
 
 import pytest
 
-from conftest import FIXTURES
+from testpaths import FIXTURES
 from fixture_expect import expected, fixture_files
 from gradpath.analysis import analyze
 from gradpath.analysis.resolve import Resolver

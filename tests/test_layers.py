@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, server_env
+from testpaths import ROOT, server_env
 from gradpath.analysis import layers
 from gradpath.analysis.layers import UNKNOWN, layer_params
 

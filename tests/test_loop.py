@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, server_env
+from testpaths import ROOT, server_env
 from gradpath.analysis import analyze
 from gradpath.analysis.findings import Span
 

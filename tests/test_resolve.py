@@ -5,7 +5,7 @@ import sys
 import textwrap
 import time
 
-from conftest import server_env
+from testpaths import server_env
 from gradpath.analysis import analyze
 from gradpath.analysis.resolve import Resolver
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from conftest import ROOT, server_env
+from testpaths import ROOT, server_env
 from gradpath.notebook import Notebook, cells_to_source
 
 SAMPLE = ROOT / "tests" / "data" / "sample_project"
