@@ -202,8 +202,9 @@ def test_fork_bomb_is_refused(live, sandbox_dirs):
     assert v.verdict == "not-run" and "start a process at line 2" in v.evidence
 
 
-def test_megabytes_of_output_are_truncated(live, sandbox_dirs):
+def test_megabytes_of_output_are_truncated(live, sandbox_dirs, capfd):
     proj, _ = sandbox_dirs
+    capfd.readouterr()
     path, text = write(proj, "loud.py", "for i in range(20):\n    print('x' * 1_000_000)\n"
                        "import os\nos.write(1, b'y' * 20_000_000)\n" + BUG)
     rep, v, took = confirm(live, path, text)
@@ -214,6 +215,10 @@ def test_megabytes_of_output_are_truncated(live, sandbox_dirs):
     assert len(out["stderr"]) <= 16 * 1024
     assert v.verdict == "confirmed"
     assert took < 10
+    # nothing reached this process's stdout/stderr (in the server, stdout is the LSP stream)
+    leaked = capfd.readouterr()
+    assert "xxxxxxxxxx" not in leaked.out and "yyyyyyyyyy" not in leaked.out
+    assert "xxxxxxxxxx" not in leaked.err and "yyyyyyyyyy" not in leaked.err
 
 
 def test_environment_secrets_are_not_visible(live, sandbox_dirs, monkeypatch):

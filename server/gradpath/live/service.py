@@ -175,6 +175,8 @@ class LiveService:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def _check_python(self):
+        if not hasattr(os, "fork"):
+            raise LiveError("the live CPU step needs fork() (Linux or macOS); it is not available on this system")
         py = self.python
         if os.sep not in py:
             found = shutil.which(py)

@@ -22,7 +22,6 @@ import io
 import json
 import math
 import os
-import resource
 import select
 import shutil
 import signal
@@ -33,6 +32,11 @@ import time
 import traceback
 import types
 import warnings
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - not on Windows (where the live step is unsupported anyway)
+    resource = None
 
 PROTOCOL = 1
 MAX_EVENT_BYTES = 4 * 1024 * 1024
@@ -535,6 +539,9 @@ def _count_own_processes() -> int:
 
 
 def sandbox_limits(memory_mb: int, seccomp_on: bool):
+    if resource is None:
+        return
+
     def setl(which, soft, hard=None):
         try:
             cur = resource.getrlimit(which)
@@ -828,8 +835,24 @@ class Observer:
                 if o["obj"] is opt:
                     o["steps"] += 1
 
-        optmod.register_optimizer_step_pre_hook(pre_step)
-        optmod.register_optimizer_step_post_hook(post_step)
+        if hasattr(optmod, "register_optimizer_step_pre_hook"):
+            optmod.register_optimizer_step_pre_hook(pre_step)
+            optmod.register_optimizer_step_post_hook(post_step)
+        else:  # older torch: wrap each optimizer's step as it is built
+            inner_init = torch.optim.Optimizer.__init__
+
+            def opt_init_wrapping_step(self_, *a, **k):
+                inner_init(self_, *a, **k)
+                orig_step = self_.step
+
+                def step(*sa, **sk):
+                    pre_step(self_, sa, sk)
+                    out = orig_step(*sa, **sk)
+                    post_step(self_, sa, sk)
+                    return out
+                self_.step = step
+
+            torch.optim.Optimizer.__init__ = opt_init_wrapping_step
 
         orig_zero = torch.optim.Optimizer.zero_grad
 
@@ -1310,7 +1333,10 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
         os.forkpty = lambda: no_process("forkpty")
 
     # CUDA stays on the CPU
-    from torch.overrides import TorchFunctionMode
+    try:
+        from torch.overrides import TorchFunctionMode
+    except ImportError:  # torch < 2.0: only the module-level patches below
+        TorchFunctionMode = object
 
     def cpu_dev(d):
         if isinstance(d, str) and (d.startswith("cuda") or d.startswith("mps")):
@@ -1343,8 +1369,9 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
                 return out.clone()
             return out
 
-    mode = KeepOnCPU()
-    mode.__enter__()
+    if TorchFunctionMode is not object:
+        mode = KeepOnCPU()
+        mode.__enter__()
     torch.nn.Module.cuda = lambda self_, *a, **k: self_
     orig_mod_to = torch.nn.Module.to
 
