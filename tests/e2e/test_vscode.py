@@ -55,13 +55,16 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     assert "optim.Adam([]" in source_lines[gp101["line"] - 1]
 
     write_notebook(ws / "bug.ipynb")
+    (ws / "pipeline").mkdir()
+    shutil.copy(SEED, ws / "pipeline" / "train_unopened.py")
     shots = artifacts_dir("vscode-main")
     settings = {"gradpath.interpreter": str(VENV_PYTHON), "gradpath.trace.server": "verbose"}
     with code_server(tmp_path, code_server_bin, vsix, settings, shots) as cs:
         only_gradpath_installed(cs)  # no Python extension: code-server's default
         url = cs.start(ws)
         report = run_driver({"url": url, "file": str(bug), "shots": str(shots), "scenario": "main",
-                             "timeoutMs": 60000, "notebook": str(ws / "bug.ipynb")})
+                             "timeoutMs": 60000, "notebook": str(ws / "bug.ipynb"),
+                             "unopened": "train_unopened.py"})
         logs = cs.extension_host_logs()
     assert report["ok"], f"{report.get('error')}\nscreenshots: {shots}\nconsole: {report['console'][-10:]}"
 
@@ -106,10 +109,15 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     assert report["notebookSquiggleCellText"] == "optimizer = optim.Adam([], lr=0.001)", report["notebookSquiggleCellText"]
     assert any("GP101" in r for r in report["notebookProblemRows"]), report["notebookProblemRows"]
 
+    # Check Whole Workspace reports the file nobody opened.
+    rows = report["workspaceProblemRows"]
+    i = next(i for i, r in enumerate(rows) if "train_unopened.py" in r)
+    assert any("GP101" in r and f"[Ln {gp101['line']}, Col {gp101['column']}]" in r for r in rows[i + 1:]), rows
+
     # The extension activated without an error in the extension host.
     assert "Activating extension 'gradpath.gradpath' failed" not in logs
     assert "Interpreter: " + str(VENV_PYTHON) in logs, logs[-3000:]
-    assert len(report["shots"]) >= 9
+    assert len(report["shots"]) >= 10
 
 
 def test_wrong_interpreter_without_python_extension(tmp_path, vsix, code_server_bin, node_modules):

@@ -117,6 +117,14 @@ async function waitStatus(page, re) {
   return last;
 }
 
+/** Ctrl+Shift+M toggles: press it only when the Problems panel is not showing. */
+async function showProblems(page) {
+  if (!(await page.locator(".markers-panel").first().isVisible().catch(() => false))) {
+    await page.keyboard.press(`${MOD}+Shift+KeyM`);
+  }
+  await page.locator(".markers-panel").first().waitFor({ state: "visible", timeout: T });
+}
+
 async function runCommand(page, title) {
   await page.keyboard.press("F1");
   const input = page.locator(".quick-input-widget input").first();
@@ -162,7 +170,7 @@ async function mainScenario(page) {
   await page.keyboard.press("Escape");
 
   // 4. the Problems panel
-  await page.keyboard.press(`${MOD}+Shift+KeyM`);
+  await showProblems(page);
   const row = page.locator(".markers-panel .monaco-list-row", { hasText: "GP101" }).first();
   await row.waitFor({ timeout: T });
   await page.waitForTimeout(300);
@@ -242,11 +250,21 @@ async function mainScenario(page) {
       }
       return null;
     });
-    await page.keyboard.press(`${MOD}+Shift+KeyM`);
+    await showProblems(page);
     await page.locator(".markers-panel .monaco-list-row", { hasText: "bug.ipynb" }).first().waitFor({ timeout: T });
     await page.waitForTimeout(300);
     report.notebookProblemRows = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
     await shot(page, "notebook");
+  }
+
+  // 8. Check Whole Workspace: a file that was never opened shows up in the Problems panel
+  if (cfg.unopened) {
+    await runCommand(page, "Gradpath: Check Whole Workspace");
+    await showProblems(page);
+    await page.locator(".markers-panel .monaco-list-row", { hasText: cfg.unopened }).first().waitFor({ timeout: T });
+    await page.waitForTimeout(300);
+    report.workspaceProblemRows = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
+    await shot(page, "check-workspace");
   }
 }
 

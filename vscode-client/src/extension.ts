@@ -338,13 +338,14 @@ class Gradpath implements vscode.Disposable {
   }
 
   // ---- commands -------------------------------------------------------------------------------
+  /** The active file: a notebook (not its cell) when a notebook editor is active. */
   private activeUri(): string | undefined {
     const editor = vscode.window.activeTextEditor;
-    if (editor) {
-      return editor.document.uri.toString();
-    }
     const nb = vscode.window.activeNotebookEditor;
-    return nb?.notebook.uri.toString();
+    if (nb && (!editor || editor.document.uri.scheme === "vscode-notebook-cell")) {
+      return nb.notebook.uri.toString();
+    }
+    return editor?.document.uri.toString();
   }
 
   private async forward(command: string, args: unknown[]): Promise<unknown> {
