@@ -5,7 +5,10 @@ of here: a rule that fails is logged and skipped, so one bug cannot blank a file
 """
 from __future__ import annotations
 
+import ctypes
+import heapq
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -18,6 +21,91 @@ from gradpath.analysis.symbols import Symbols
 log = logging.getLogger("gradpath.analysis")
 
 DEFAULT_TIME_BUDGET_S = 5.0
+# Beyond the budget, the rules are asked to stop (ctx.out_of_time()); if one does not return by
+# budget * HARD_STOP_FACTOR (+ HARD_STOP_SLACK_S), the watchdog interrupts it (see _Watchdog).
+HARD_STOP_FACTOR = 1.0
+HARD_STOP_SLACK_S = 0.25
+
+
+class AnalysisTimeout(BaseException):
+    """Raised asynchronously in a thread whose analysis ran past its hard deadline. A BaseException
+    so that a rule's `except Exception:` cannot swallow it; never escapes `analyze()`."""
+
+
+class _Watchdog:
+    """One daemon thread that interrupts analyses running past their hard deadline.
+
+    `arm()` registers the calling thread with a deadline; when it passes and the analysis has not
+    called `disarm()`, the watchdog raises AnalysisTimeout in that thread (CPython's
+    PyThreadState_SetAsyncExc: delivered at the next bytecode boundary, so a long C call such as
+    ast.parse finishes first). `disarm()` clears a pending, undelivered exception, so none can leak
+    out of `analyze()`.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._heap: list[tuple[float, int]] = []
+        self._armed: dict[int, tuple[int, float]] = {}  # token -> (thread ident, deadline)
+        self._fired: dict[int, bool] = {}  # tokens interrupted (exception set, maybe not delivered)
+        self._next = 0
+        self._thread: threading.Thread | None = None
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="gradpath-analysis-watchdog",
+                                            daemon=True)
+            self._thread.start()
+
+    def arm(self, deadline: float) -> int:
+        with self._cond:
+            self._next += 1
+            token = self._next
+            self._armed[token] = (threading.get_ident(), deadline)
+            heapq.heappush(self._heap, (deadline, token))
+            self._ensure_thread()
+            self._cond.notify()
+            return token
+
+    def disarm(self, token: int) -> bool:
+        """Stop watching this analysis; True when the watchdog fired for it. An interruption that
+        was set but not delivered yet is delivered and absorbed here, never later. (It is not
+        cleared with PyThreadState_SetAsyncExc(tid, NULL): in CPython that leaves the eval
+        breaker signalled for good, which slows the whole process down and can hang a profiler.)"""
+        fired = False
+        for _ in range(3):
+            try:
+                with self._cond:
+                    self._armed.pop(token, None)
+                    fired = self._fired.pop(token, False) or fired
+                if fired:
+                    for _ in range(1000):  # backward jumps: the pending exception lands here
+                        pass
+                return fired
+            except AnalysisTimeout:
+                fired = True
+        return fired
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, token = self._heap[0]
+                now = time.monotonic()
+                if now < deadline:
+                    self._cond.wait(deadline - now)
+                    continue
+                heapq.heappop(self._heap)
+                entry = self._armed.pop(token, None)
+                if entry is not None:
+                    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(entry[0]), ctypes.py_object(AnalysisTimeout))
+                    if n == 1:
+                        self._fired[token] = True
+
+
+_WATCHDOG = _Watchdog()
 
 
 @dataclass
@@ -83,57 +171,152 @@ class AnalysisResult:
 
 def analyze(text: str, path: str | None = None, options: Options | None = None,
             resolver: Any = None) -> AnalysisResult:
-    """Analyse one Python source text. Never raises for any input text."""
+    """Analyse one Python source text. Never raises for any input text, and returns within about
+    `options.time_budget_s` (plus the time of one `ast.parse`): past the budget the rules still to
+    run are skipped, and a rule that does not return is interrupted; the result then has
+    `timed_out=True` and holds what was found until then."""
     from gradpath.analysis import rules as rules_pkg
 
     options = options or Options()
+    if not isinstance(text, str):
+        text = str(text or "")
     start = time.monotonic()
+    checkers = list(rules_pkg.checkers())  # imports the rule modules outside the guarded region
+    state = _State()
+    budget = max(0.0, options.time_budget_s)
+    token = _WATCHDOG.arm(start + budget * HARD_STOP_FACTOR + HARD_STOP_SLACK_S)
+    interrupted = False
     try:
-        src = SourceFile.parse(text, path)
-    except Exception:  # pragma: no cover - parse() is defensive, this is the last line
-        log.exception("could not parse %s", path)
-        src = SourceFile(text=text, path=path)
-        src.lines = text.splitlines() or [""]
-        import ast
-        src.tree = ast.Module(body=[], type_ignores=[])
-    findings: list[Finding] = []
-    failed: list[str] = []
-    timed_out = False
-    if src.syntax_error is not None:
-        findings.append(Finding(catalog.SYNTAX_ERROR, src.syntax_error.message,
-                                src.syntax_error.span, "error"))
-    try:
-        ctx = Context(src, path, resolver, deadline=start + options.time_budget_s)
-    except RecursionError:
-        log.warning("%s: too deeply nested to analyse", path)
-        ctx = None
-    if ctx is not None:
-        for name, checker in rules_pkg.checkers():
-            if ctx.out_of_time():
-                timed_out = True
-                log.warning("%s: analysis stopped after %.1fs (time budget); partial result",
-                            path, time.monotonic() - start)
-                break
-            try:
-                findings.extend(checker(ctx) or ())
-            except RecursionError:
-                failed.append(name)
-                log.warning("%s: rule %s gave up (nesting too deep)", path, name)
-            except Exception:
-                failed.append(name)
-                log.exception("%s: rule %s failed", path, name)
-    findings = [f for f in findings if _selected(f.code, options)]
+        try:
+            _run(text, path, options, resolver, start, budget, checkers, state)
+        finally:
+            interrupted = _WATCHDOG.disarm(token)
+    except AnalysisTimeout:
+        interrupted = _WATCHDOG.disarm(token) or True
+    if interrupted:
+        state.timed_out = True
+        if state.current_rule:
+            state.failed.append(state.current_rule)
+        log.warning("%s: analysis interrupted after %.1fs (time budget %.1fs, in %s); partial result",
+                    path or "<text>", time.monotonic() - start, budget, state.current_rule or state.phase)
+    src = state.src
+    if src is None:
+        src = _empty_source(text, path)
+    findings = list(state.findings)
+    if src.syntax_error is not None and not any(f.code == catalog.SYNTAX_ERROR for f in findings):
+        findings.insert(0, Finding(catalog.SYNTAX_ERROR, src.syntax_error.message,
+                                   src.syntax_error.span, "error"))
+    findings = [f for f in findings if _selected(f.code, options) and _span_ok(f, src)]
     for f in findings:
         sev = _severity_override(f.code, options)
         if sev:
             f.severity = sev
     findings = _dedupe(findings)
-    result = AnalysisResult(findings=findings, source=src, timed_out=timed_out, failed_rules=failed)
-    if options.honour_suppressions:
+    result = AnalysisResult(findings=findings, source=src, timed_out=state.timed_out,
+                            failed_rules=state.failed)
+    if options.honour_suppressions and _may_suppress(text):
         from gradpath.analysis import suppressions
-        suppressions.apply(result)
+        try:
+            suppressions.apply(result)
+        except Exception:  # pragma: no cover - suppressions must not blank a file
+            log.exception("%s: suppression comments could not be read", path)
     result.findings.sort(key=Finding.sort_key)
     return result
+
+
+def _may_suppress(text: str) -> bool:
+    """Cheap pre-check: suppression comments need `noqa` or `gradpath` in the text (tokenizing a
+    large file to find none costs more than the rules)."""
+    low = text.lower()
+    return "noqa" in low or "gradpath" in low
+
+
+class _State:
+    def __init__(self):
+        self.src: SourceFile | None = None
+        self.findings: list[Finding] = []
+        self.failed: list[str] = []
+        self.timed_out = False
+        self.phase = "parse"
+        self.current_rule: str | None = None
+
+
+def _empty_source(text: str, path: str | None) -> SourceFile:
+    import ast
+    from gradpath.analysis.source import split_lines
+    src = SourceFile(text=text, path=path)
+    src.lines = split_lines(text)
+    src.tree = ast.Module(body=[], type_ignores=[])
+    return src
+
+
+def _run(text, path, options, resolver, start, budget, checkers, state: _State) -> None:
+    try:
+        state.src = SourceFile.parse(text, path, deadline=start + budget)
+    except AnalysisTimeout:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - MemoryError and friends included
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            raise
+        log.exception("could not parse %s", path)
+        state.src = _empty_source(text, path)
+    src = state.src
+    state.phase = "symbols"
+    try:
+        ctx = Context(src, path, resolver, deadline=start + budget)
+    except (RecursionError, MemoryError):
+        log.warning("%s: too deeply nested to analyse", path)
+        return
+    except Exception:
+        log.exception("%s: could not build the symbol table", path)
+        return
+    state.phase = "rules"
+    for name, checker in checkers:
+        if ctx.out_of_time():
+            state.timed_out = True
+            log.warning("%s: analysis stopped after %.1fs (time budget); partial result",
+                        path or "<text>", time.monotonic() - start)
+            break
+        state.current_rule = name
+        got: list[Finding] = []
+        try:
+            for f in checker(ctx) or ():
+                got.append(f)
+        except RecursionError:
+            state.failed.append(name)
+            log.warning("%s: rule %s gave up (nesting too deep)", path, name)
+        except Exception:
+            state.failed.append(name)
+            log.exception("%s: rule %s failed", path, name)
+        state.findings.extend(f for f in got if isinstance(f, Finding))
+        state.current_rule = None
+
+
+def _span_ok(f: Finding, src: SourceFile) -> bool:
+    """A finding whose span lies outside the text would put a squiggle nowhere (or crash a
+    client): drop it, with a log line naming the rule's code."""
+    s = f.span
+    n = len(src.lines)
+    ok = (isinstance(s, Span) and 1 <= s.line <= n and 1 <= s.end_line <= n
+          and (s.line, s.col) <= (s.end_line, s.end_col) and s.col >= 0
+          and s.col <= len(src.lines[s.line - 1]) and s.end_col <= len(src.lines[s.end_line - 1]))
+    if not ok:
+        log.warning("dropping %s: span %s outside the text", f.code, s)
+        return False
+    good = [fx for fx in f.fixes if all(_edit_ok(e, src) for e in getattr(fx, "edits", ()))]
+    if len(good) != len(f.fixes):
+        log.warning("%s at %s: dropping a fix whose edit lies outside the text", f.code, s)
+        f.fixes = good
+    return True
+
+
+def _edit_ok(e, src: SourceFile) -> bool:
+    s = getattr(e, "span", None)
+    n = len(src.lines)
+    return (isinstance(s, Span) and 1 <= s.line <= n and 1 <= s.end_line <= n
+            and (s.line, s.col) <= (s.end_line, s.end_col) and s.col >= 0
+            and s.col <= len(src.lines[s.line - 1]) and s.end_col <= len(src.lines[s.end_line - 1])
+            and isinstance(e.new_text, str))
 
 
 def _selected(code: str, options: Options) -> bool:

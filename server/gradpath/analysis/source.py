@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 
@@ -36,13 +37,25 @@ class SourceFile:
     lines: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, text: str, path: str | None = None) -> "SourceFile":
+    def parse(cls, text: str, path: str | None = None, deadline: float | None = None) -> "SourceFile":
+        """Parse `text`; never raises. Past `deadline` (time.monotonic()), error recovery stops
+        and the tree is the longest prefix that parsed so far (or empty)."""
         text = text.replace("\x00", " ")  # ast refuses NUL; keep positions stable
         if text.startswith("\ufeff"):
             text = text[1:]
+        if _has_surrogates(text):
+            # lone surrogates (from a bad UTF-16 buffer) cannot be encoded for the parser;
+            # replace them one for one so that positions stay where they were
+            text = _SURROGATES.sub("\ufffd", text)
         src = cls(text=text, path=path, lines=split_lines(text))
+        src._deadline = deadline
         src._parse()
         return src
+
+    _deadline = None  # set by parse(); not a dataclass field
+
+    def _late(self) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
 
     # -- parsing with recovery -----------------------------------------------------------------
     def _parse(self) -> None:
@@ -56,13 +69,24 @@ class SourceFile:
                 self.syntax_error = self._problem(exc)
             lines = list(self.lines)
             for _ in range(MAX_RECOVERY_ATTEMPTS):
+                if self._late():
+                    break
                 bad = self._bad_lines(text, lines)
                 if not bad:
                     break
+                progress = False
                 for ln in bad:
                     if 1 <= ln <= len(lines):
-                        lines[ln - 1] = _blank(lines[ln - 1])
+                        new = _blank(lines[ln - 1])
+                        if new == lines[ln - 1] and ln in self.blanked_lines:
+                            # already `pass` and still wrong (unexpected indent): drop the indent
+                            new = new.lstrip(" \t") if new.strip() else new
+                        if new != lines[ln - 1]:
+                            progress = True
+                        lines[ln - 1] = new
                         self.blanked_lines.add(ln)
+                if not progress:
+                    break
                 try:
                     self.tree = ast.parse("\n".join(lines))
                     return
@@ -71,7 +95,7 @@ class SourceFile:
                     continue
             # Last resort: the longest prefix that parses (binary search on line count).
             lo, hi, best = 0, len(self.lines), None
-            while lo <= hi:
+            while lo <= hi and not (best is not None and self._late()):
                 mid = (lo + hi) // 2
                 try:
                     best = ast.parse("\n".join(self.lines[:mid]))
@@ -161,6 +185,19 @@ class SourceFile:
         if "\r\n" in self.text:
             return "\r\n"
         return "\n"
+
+
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogates(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+        return False
+    except UnicodeEncodeError:
+        return True
 
 
 def _blank(line: str) -> str:

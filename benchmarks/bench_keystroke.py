@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Keystroke latency through the real server over stdio.
+
+For generated files of 200, 1,000 and 2,000 lines: open the file in `gradpath serve`, then make 100
+single-character edits (incremental didChange), each time waiting for the publishDiagnostics of
+that version; the latency is its arrival time minus the didChange send time. 1 edit in 5 leaves
+the file with a syntax error for one version (typing an open bracket), as real typing does.
+
+Run twice per size: with `debounceMs: 0` (the analysis latency itself) and with the server's
+default debounce (what a user sees). Also prints `ast.parse` of the same text in this process
+(median of 20) and the ratio, and `analyze()` in this process for reference.
+
+    .venv/bin/python benchmarks/bench_keystroke.py [--sizes 200,1000,2000] [--edits 100]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import random
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from _common import LspClient, header, median, pct, python_exe, save, server_env
+from gen_corpus import generate
+
+
+def _time_ast(text: str, n: int = 20) -> float:
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        ast.parse(text)
+        ts.append(time.perf_counter() - t0)
+    return median(ts)
+
+
+def _time_analyze(text: str, n: int = 10) -> float:
+    from gradpath.analysis import analyze
+    analyze(text)
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        analyze(text)
+        ts.append(time.perf_counter() - t0)
+    return median(ts)
+
+
+def _edits(text: str, count: int, seed: int = 7):
+    """Yield (change dict, new text, broken?) for `count` realistic one-character edits."""
+    r = random.Random(seed)
+    lines = text.split("\n")
+    digit_lines = [i for i, l in enumerate(lines) if re.search(r"\d", l) and not l.lstrip().startswith("#")]
+    pending_bracket = None
+    for k in range(count):
+        if pending_bracket is not None:
+            i, c = pending_bracket
+            lines[i] = lines[i][:c] + lines[i][c + 1:]
+            pending_bracket = None
+            change = {"range": {"start": {"line": i, "character": c}, "end": {"line": i, "character": c + 1}},
+                      "text": ""}
+            yield change, "\n".join(lines), False
+            continue
+        if k % 5 == 4:
+            i = r.choice(digit_lines)
+            c = len(lines[i])
+            lines[i] = lines[i] + "("
+            pending_bracket = (i, c)
+            change = {"range": {"start": {"line": i, "character": c}, "end": {"line": i, "character": c}},
+                      "text": "("}
+            yield change, "\n".join(lines), True
+            continue
+        i = r.choice(digit_lines)
+        cols = [m.start() for m in re.finditer(r"\d", lines[i])]
+        c = r.choice(cols)
+        new = str((int(lines[i][c]) + 1) % 10)
+        lines[i] = lines[i][:c] + new + lines[i][c + 1:]
+        change = {"range": {"start": {"line": i, "character": c}, "end": {"line": i, "character": c + 1}},
+                  "text": new}
+        yield change, "\n".join(lines), False
+
+
+def run_size(n_lines: int, edits: int, debounce_ms: int | None, workdir: Path) -> dict:
+    text = generate(n_lines, seed=1, idx=n_lines)
+    path = workdir / f"gen_{n_lines}.py"
+    path.write_text(text, encoding="utf-8")
+    uri = path.resolve().as_uri()
+    opts = {} if debounce_ms is None else {"debounceMs": debounce_ms}
+    c = LspClient([python_exe(), "-m", "gradpath", "serve"], cwd=str(workdir), env=server_env(),
+                  stderr_path=str(workdir / f"server_{n_lines}_{debounce_ms}.log"))
+    try:
+        c.initialize(workdir, opts, timeout=60)
+        c.open(uri, text)
+        c.wait_publish(uri, 1, timeout=60)
+        # warm-up edits (not counted)
+        gen = _edits(text, edits + 10, seed=n_lines)
+        version = 1
+        lat, lat_valid, lat_broken, ndiag = [], [], [], []
+        for k, (change, new_text, broken) in enumerate(gen):
+            version += 1
+            m0 = c.mark()
+            t_send = c.change(uri, version, [change])
+            m = c.wait_publish(uri, version, timeout=30, start=m0)
+            dt = (m.t - t_send) * 1000
+            if k >= 10:
+                lat.append(dt)
+                (lat_broken if broken else lat_valid).append(dt)
+                ndiag.append(len(m["params"]["diagnostics"]))
+            text = new_text
+        base = path.read_text(encoding="utf-8")  # same size, no pending syntax error
+        ast_ms = _time_ast(base) * 1000
+        return {"lines": n_lines, "debounce_ms": debounce_ms, "edits": len(lat),
+                "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "max_ms": max(lat),
+                "p50_valid_ms": pct(lat_valid, 50), "p50_syntax_error_ms": pct(lat_broken, 50),
+                "ast_parse_ms": ast_ms, "ratio_p50_to_ast": pct(lat, 50) / ast_ms,
+                "ratio_p95_to_ast": pct(lat, 95) / ast_ms,
+                "analyze_inprocess_ms": _time_analyze(base) * 1000,
+                "diagnostics_last": ndiag[-1] if ndiag else None}
+    finally:
+        c.shutdown()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sizes", default="200,1000,2000")
+    ap.add_argument("--edits", type=int, default=100)
+    ap.add_argument("--no-default-debounce", action="store_true", help="only measure with debounceMs 0")
+    a = ap.parse_args(argv)
+    header("keystroke latency: didChange -> publishDiagnostics (gradpath serve, stdio)")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gp-keys-") as d:
+        for n in [int(s) for s in a.sizes.split(",")]:
+            for deb in ([0] if a.no_default_debounce else [0, None]):
+                row = run_size(n, a.edits, deb, Path(d))
+                rows.append(row)
+                deb_s = "default" if deb is None else f"{deb} ms"
+                print(f"{n:5d} lines, debounce {deb_s:8s}: p50 {row['p50_ms']:6.1f} ms  p95 {row['p95_ms']:6.1f} ms"
+                      f"  max {row['max_ms']:6.1f}  (valid p50 {row['p50_valid_ms']:.1f}, syntax-error p50 "
+                      f"{row['p50_syntax_error_ms']:.1f})  ast.parse {row['ast_parse_ms']:.1f} ms"
+                      f"  ratio p50 {row['ratio_p50_to_ast']:.1f}x p95 {row['ratio_p95_to_ast']:.1f}x"
+                      f"  analyze() in-process {row['analyze_inprocess_ms']:.1f} ms", flush=True)
+    print(f"results: {save('keystroke', {'rows': rows})}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
