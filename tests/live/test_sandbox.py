@@ -49,13 +49,19 @@ def test_infinite_loop_times_out(live, sandbox_dirs):
     assert live.warm
 
 
-def test_while_true_is_cut_not_hung(live, sandbox_dirs):
+def test_while_true_pass_times_out_training_while_true_is_cut(live, sandbox_dirs):
     proj, _ = sandbox_dirs
+    # a busy loop with nothing in it is not a training loop: it is not rewritten, and the limit stops it
     path, text = write(proj, "wt.py", "while True:\n    pass\n" + BUG)
+    rep, v, took = confirm(live, path, text, timeout_s=2.0)
+    assert v.verdict == "not-run" and v.evidence.startswith("timed out after 2 s at line 1"), v
+    assert took < 2.0 + 4.0
+    # `while True:` around training steps is cut to one iteration, and the bug after it still runs
+    path, text = write(proj, "wt2.py", "import torch\nstep = 0\nwhile True:\n    step += 1\n"
+                       "    torch.randn(3).sum()\n" + BUG)
     rep, v, took = confirm(live, path, text, timeout_s=5.0)
-    assert took < 5.0
-    assert rep.run["script"]["loops"]["1"] == {"entered": 1, "iterations": 1, "cut": True}
-    assert v.verdict == "confirmed"  # the loop is cut to one iteration; the real bug below still runs
+    assert rep.run["script"]["loops"]["3"] == {"entered": 1, "iterations": 1, "cut": True}
+    assert v.verdict == "confirmed"
 
 
 def test_huge_allocation_hits_the_memory_limit(live, sandbox_dirs):

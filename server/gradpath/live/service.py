@@ -402,6 +402,10 @@ class LiveService:
                         v.data["continued_past"] = tol
             except Exception as exc:  # a verdict bug must not lose the other verdicts
                 v = Verdict(V.NOT_RUN, "none", f"internal error while deciding: {type(exc).__name__}: {exc}", {})
+            if v.verdict == V.NOT_RUN:
+                out = (script.get("stdout") or {}).get("text") or ""
+                if out.strip():
+                    v.data.setdefault("output_tail", "\n".join(out.rstrip().splitlines()[-5:])[-1000:])
             report.verdicts[f.id] = v
             modes.add(v.mode)
         run["mode"] = "script" if "script" in modes or not modes else ("model-only" if "model-only" in modes
