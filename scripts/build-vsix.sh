@@ -9,10 +9,10 @@ if [ ! -f node_modules/.package-lock.json ] || ! cmp -s package-lock.json node_m
   npm ci --silent --no-fund --no-audit >/dev/null
   cp package-lock.json node_modules/.gradpath-lock-copy
 fi
-npx --no-install tsc -p . --noEmit
-npx --no-install esbuild src/extension.ts --bundle --outfile=dist/extension.js --external:vscode \
+node_modules/.bin/tsc -p . --noEmit
+node_modules/.bin/esbuild src/extension.ts --bundle --outfile=dist/extension.js --external:vscode \
   --format=cjs --platform=node --target=node20 --minify-syntax --log-level=warning
 rm -f gradpath.vsix
-npx --no-install vsce package --no-dependencies --allow-missing-repository --skip-license \
+node_modules/.bin/vsce package --no-dependencies --allow-missing-repository --skip-license \
   -o gradpath.vsix >/dev/null
 echo "built: vscode-client/gradpath.vsix ($(du -k gradpath.vsix | cut -f1) KiB)"

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 CODE_SERVER_VERSION=4.100.3
 NODE_GYP_VERSION=12.4.0
-APT_PACKAGES=(chromium chromium-driver neovim ripgrep libkrb5-dev libx11-dev libxkbfile-dev
+APT_PACKAGES=(chromium chromium-driver fonts-dejavu-core neovim ripgrep libkrb5-dev libx11-dev libxkbfile-dev
               libsecret-1-dev pkg-config build-essential python3)
 
 t0=$(date +%s)
