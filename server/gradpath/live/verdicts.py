@@ -732,6 +732,8 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
             mo_exc = model_only.get("exception") or {}
             why += f"; model-only mode failed too: {mo_exc.get('type')}: {_first(mo_exc.get('message'))}"
         v = Verdict(NOT_RUN, "none", why, data)
+    if v.verdict == NOT_RUN and v.mode == "script" and (status != "ok" or not reached(script, finding)):
+        v.mode = "none"  # nothing of this finding ran
     if v.mode == "model-only" and model_only and model_only.get("model_only"):
         mo = model_only["model_only"]
         why = failure_reason(script, finding) if script.get("status") == "ok" else failure_reason(script, None)

@@ -1739,7 +1739,12 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         result["probe_sites"] = {k: _segment(source, v) for k, v in sites.items() if v}
         obs.install()
         install_guards(torch, obs, tmp, script_dir)
-        os.chdir(script_dir)
+        try:
+            os.chdir(script_dir)
+        except OSError:  # an unsaved buffer or a deleted folder: run from the temp folder
+            os.chdir(tmp)
+        here = os.path.dirname(os.path.abspath(__file__))
+        sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
         sys.path.insert(0, script_dir)
         sys.argv = [path]
         main = types.ModuleType("__main__")
