@@ -1301,6 +1301,8 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
 
     # network: refuse at the Python level too (the namespace/seccomp refuse at the kernel level)
     def refuse(what, target=None):
+        if isinstance(target, tuple) and len(target) >= 2:
+            target = f"{target[0]}:{target[1]}"
         obs.network.append({"what": what, "target": str(target)[:200] if target is not None else None,
                             "line": obs.user_line(3)})
         return NetworkRefused(errno.ENETUNREACH, "Network is unreachable (the gradpath live step runs offline)")
@@ -1309,8 +1311,9 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
         raise refuse("socket")
     socket.socket.__init__ = sock_init
 
-    def g_getaddrinfo(host, *a, **k):
-        obs.network.append({"what": "resolve", "target": str(host)[:200], "line": obs.user_line(2)})
+    def g_getaddrinfo(host, port=None, *a, **k):
+        target = f"{host}:{port}" if port not in (None, 0) else str(host)
+        obs.network.append({"what": "resolve", "target": target[:200], "line": obs.user_line(2)})
         raise socket.gaierror(socket.EAI_NONAME, f"Name resolution refused for {host!r} "
                               "(the gradpath live step runs offline)")
     socket.getaddrinfo = g_getaddrinfo
