@@ -92,6 +92,7 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
 
     # The quick fix rewrites the line, and the diagnostic goes away.
     assert any("model.parameters()" in q["text"] for q in report["quickFixes"]), report["quickFixes"]
+    assert "model.parameters()" in report["quickFixApplied"], report["quickFixApplied"]
     fixed_line = report["linesAfter"][str(gp101["line"])]
     assert fixed_line == "optimizer = optim.Adam(model.parameters(), lr=0.001)  # expect: GP101", fixed_line
     assert report["errorSquigglesAfter"] == []

@@ -205,17 +205,13 @@ async function mainScenario(page) {
   if (wanted < 0) {
     throw new Error(`no quick fix mentions parameters(): ${JSON.stringify(report.quickFixes)}`);
   }
-  // Focus moves over selectable rows only: count the selectable rows before the wanted one.
-  const selectable = report.quickFixes.map((r) => !/separator|group-header/.test(r.cls) && !/^\s*$/.test(r.text));
-  let downs = 0;
-  for (let i = 0; i < wanted; i++) {
-    if (selectable[i]) {
-      downs++;
-    }
-  }
-  for (let i = 0; i < downs; i++) {
+  // Focus the wanted row (whichever row VS Code focused first), then apply it with Enter.
+  const focusedText = async () =>
+    (await page.locator(".action-widget .monaco-list-row.focused").first().innerText().catch(() => "")) || "";
+  for (let i = 0; i < report.quickFixes.length && !/parameters\(\)/.test(await focusedText()); i++) {
     await page.keyboard.press("ArrowDown");
   }
+  report.quickFixApplied = await focusedText();
   await page.keyboard.press("Enter");
   await page
     .locator(".editor-instance .monaco-editor .view-lines", { hasText: "model.parameters()" })
