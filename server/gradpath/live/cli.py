@@ -65,8 +65,8 @@ def run_confirm(args) -> int:
                     ev = (vd.get("evidence") or "").splitlines() or [""]
                     mode = f" ({vd['mode']})" if vd.get("mode") and vd["mode"] != "none" else ""
                     print(f"    live: {vd['verdict']}{mode}: {ev[0]}")
-                    for line in ev[1:12]:
-                        print(f"      {line.strip()}")
+                    for line in ev[1:16]:
+                        print(f"    {line.rstrip()}")
             if args.format != "json":
                 _print_run_text(run)
     finally:

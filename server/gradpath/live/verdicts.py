@@ -236,7 +236,18 @@ def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
             if any((num(r.get("grad")) or 0) > 0 and r.get("changed") is False for r in bad):
                 expl += "; they get gradients and never change"
     opt_names = [o["label"] for o in obs.get("optimizers") or []][:3]
-    table = "\n".join("  " + row_text(r, opt_names) for r in rows[:30])
+    labels = list(dict.fromkeys(r["model"] for r in rows))
+    if len(labels) > 1 or code == "GP112":
+        out = []
+        for lab in labels:
+            mine = [r for r in rows if r["model"] == lab][:15]
+            line = mine[0].get("model_line")
+            where = "" if "(line" in lab or not line else f" (line {line})"
+            out.append(f"  {lab}{where}{' (built inside forward)' if mine[0].get('in_forward') else ''}:")
+            out += ["    " + row_text(r, opt_names) for r in mine]
+        table = "\n".join(out[:40])
+    else:
+        table = "\n".join("  " + row_text(r, opt_names) for r in rows[:30])
     data = {"table": table_data(rows), "steps": steps, "backward": obs.get("backward_count", 0)}
     if code == "GP112" and bad:
         created = obs.get("created_in_forward") or {}
@@ -248,11 +259,16 @@ def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
         return Verdict(NOT_RUN, mode, "no optimizer step ran, so nothing can be said about which parameters "
                        "change\n" + table, data)
     if bad:
+        owner = ""
+        if len(labels) > 1:
+            lab = bad[0]["model"]
+            line = bad[0].get("model_line")
+            owner = f"{lab}{'' if '(line' in lab or not line else f' (line {line})'}: "
         if len(bad) == 1:
-            head = f"{row_text(bad[0], opt_names)}: {expl}"
+            head = f"{owner}{row_text(bad[0], opt_names)}: {expl}"
         else:
             names = ", ".join(r["name"] for r in bad[:4]) + (f" and {len(bad) - 4} more" if len(bad) > 4 else "")
-            head = f"{names}: {expl} (e.g. {row_text(bad[0], opt_names)})"
+            head = f"{owner}{names}: {expl} (e.g. {row_text(bad[0], opt_names)})"
         return Verdict(CONFIRMED, mode, head + "\n" + table, data)
     if code in ("GP104", "GP105") and not [r for r in rows if not r.get("registered", True)]:
         note = ""
