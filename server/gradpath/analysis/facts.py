@@ -106,6 +106,7 @@ class Facts:
         f = cls(ctx)
         tree = ctx.tree
         calls = []
+        nodes = [tree]
         stack = [tree]
         parents = f.parents
         while stack:
@@ -113,9 +114,11 @@ class Facts:
             for child in ast.iter_child_nodes(node):
                 parents[id(child)] = node
                 stack.append(child)
+                nodes.append(child)
                 if isinstance(child, ast.Call):
                     calls.append(child)
         f.__dict__["_all_calls"] = calls
+        f.__dict__["_all_nodes"] = nodes
         module_scope = Scope(tree, "module", "<module>")
         f.scopes.append(module_scope)
         f._collect_scopes(tree.body, module_scope, None)
@@ -164,15 +167,21 @@ class Facts:
 
     # -- scopes --------------------------------------------------------------------------------
     def _collect_scopes(self, body, parent: Scope, class_name: str | None) -> None:
-        for node in body:
-            for sub in ast.walk(node) if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) else [node]:
-                if isinstance(sub, ast.ClassDef):
-                    self._collect_scopes(sub.body, parent, sub.name)
-                elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    kind = "method" if class_name else "function"
-                    scope = Scope(sub, kind, sub.name, class_name, parent)
-                    self.scopes.append(scope)
-                    self._collect_scopes(sub.body, scope, None)
+        """Every function and method, once, in source order (nested ones inside their parent)."""
+        stack = list(reversed(body))
+        while stack:
+            sub = stack.pop()
+            if isinstance(sub, ast.ClassDef):
+                self._collect_scopes(sub.body, parent, sub.name)
+            elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                kind = "method" if class_name else "function"
+                scope = Scope(sub, kind, sub.name, class_name, parent)
+                self.scopes.append(scope)
+                self._collect_scopes(sub.body, scope, None)
+            elif isinstance(sub, ast.Lambda):
+                continue
+            else:
+                stack.extend(reversed(list(ast.iter_child_nodes(sub))))
 
     def scope_of(self, node: ast.AST) -> Scope:
         """The innermost scope that contains `node`."""
@@ -1002,6 +1011,15 @@ def _param_rg_set(stmt, pname: str) -> bool | None:
 
 
 # -- Facts queries built on the above ---------------------------------------------------------
+def all_nodes(self) -> list:
+    """Every node of the tree (one list, built with the parents map)."""
+    nodes = self.__dict__.get("_all_nodes")
+    if nodes is None:
+        nodes = list(ast.walk(self.ctx.tree))
+        self.__dict__["_all_nodes"] = nodes
+    return nodes
+
+
 def _cache(self, name, factory):
     store = self.__dict__.setdefault("_lazy", {})
     if name not in store:
@@ -1337,7 +1355,7 @@ def _passed_to_freezer(self, model: ModelBinding) -> bool:
 def _freezer_calls(self) -> list[ast.Call]:
     def build():
         out = []
-        for node in ast.walk(self.ctx.tree):
+        for node in self.all_nodes():
             if isinstance(node, ast.Call):
                 f = node.func
                 name = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
@@ -1627,7 +1645,7 @@ def _escaping_keys(self) -> set[str]:
         out: set[str] = set()
         opt_calls = {id(o.call) for o in self.optimizers}
         classes = self.ctx.symbols.classes
-        for node in ast.walk(self.ctx.tree):
+        for node in self.all_nodes():
             if isinstance(node, ast.Call):
                 is_ctor = (isinstance(node.func, ast.Attribute) and node.func.attr in
                            ("add_module", "append", "register_module")) or \
@@ -1674,7 +1692,7 @@ def in_eval_only(self, model: ModelBinding) -> bool:
 
 for _fn in (_inventories, inventory_of, resolve_receiver, is_model_key, coverage, cover_expr, _filtered,
             _cover_group, _cover_params_call, _follow_name, freezes, frozen_names, _scope_no_grad,
-            roots_of, same_instance,
+            roots_of, same_instance, all_nodes,
             is_no_grad_with, flows, backwards, model_calls, reaches_backward, escapes, optimizers_holding,
             in_eval_only):
     setattr(Facts, _fn.__name__, _fn)

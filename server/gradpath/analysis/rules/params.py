@@ -382,8 +382,8 @@ def _walk_no_defs(node):
 def unregistered_submodules(ctx):
     nn = nn_prefix(ctx)
     for cname, cls in _module_classes(ctx):
-        body_text = ast.dump(cls)
-        if "add_module" in body_text or "register_module" in body_text or "'setattr'" in body_text:
+        if any((isinstance(n, ast.Attribute) and n.attr in ("add_module", "register_module")) or
+               (isinstance(n, ast.Name) and n.id == "setattr") for n in ast.walk(cls)):
             continue
         assigns: dict[str, list] = {}
         for m in _methods(cls):
@@ -833,18 +833,28 @@ def all_frozen(ctx):
 
 def _changed_after_build(facts, model) -> bool:
     """`model.fc = nn.Linear(...)` (a new, trainable head) anywhere after the model is built."""
-    for node in ast.walk(facts.ctx.tree):
+    events = facts.ctx.memo("gp1.attr_assignments", lambda: _attr_assignments(facts))
+    n = len(model.key.split("."))
+    for parts, line in events:
+        if len(parts) > n and ".".join(parts[:n]) == model.key and line > model.line:
+            return True
+    return False
+
+
+def _attr_assignments(facts) -> list[tuple[list[str], int]]:
+    out = []
+    for node in facts.all_nodes():
         if isinstance(node, ast.Assign):
             for t in node.targets:
                 parts = path_parts(t)
-                if parts and len(parts) >= 2 and ".".join(parts[:len(model.key.split("."))]) == model.key \
-                        and parts[-1] != "requires_grad" and node.lineno > model.line:
-                    return True
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
-                node.func.attr in ("add_module", "register_module", "register_parameter") and \
-                key_of(node.func.value) == model.key:
-            return True
-    return False
+                if parts and len(parts) >= 2 and parts[-1] != "requires_grad":
+                    out.append((parts, node.lineno))
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                node.func.attr in ("add_module", "register_module", "register_parameter"):
+            parts = path_parts(node.func.value)
+            if parts:
+                out.append((parts + ["?"], node.lineno))
+    return out
 
 
 # -- GP108 ----------------------------------------------------------------------------------
