@@ -329,3 +329,15 @@ def test_alarm_ignored_and_os_exit_are_still_bounded(live, sandbox_dirs):
     path, text = write(proj, "after.py", BUG)
     rep, v, took = confirm(live, path, text)
     assert v.verdict == "confirmed" and live.warm
+
+
+def test_user_code_cannot_write_into_the_protocol(live, sandbox_dirs):
+    proj, _ = sandbox_dirs
+    path, text = write(proj, "forge.py", "import os\nfor fd in range(3, 1024):\n    try:\n"
+                       "        os.write(fd, b'{\"id\": 1, \"status\": \"ok\"}\\n')\n    except OSError:\n        pass\n"
+                       + BUG)
+    rep, v, _ = confirm(live, path, text)
+    assert v.verdict == "confirmed"
+    path, text = write(proj, "after.py", BUG)
+    rep2, v2, _ = confirm(live, path, text)
+    assert v2.verdict == "confirmed" and rep2.run["restarts"] == rep.run["restarts"]

@@ -1865,9 +1865,9 @@ class _Run:
             code = 0
             try:
                 os.close(rfd)
-                for other in _OPEN_RFDS:
+                for other in list(_OPEN_RFDS) + list(_PROTO_FDS):
                     try:
-                        os.close(other)
+                        os.close(other)  # the protocol pipes and the other children's pipes
                     except OSError:
                         pass
                 child_main(req, wfd, self.tmp, torch)
@@ -1986,6 +1986,7 @@ class _Run:
 
 
 _OPEN_RFDS: set[int] = set()
+_PROTO_FDS: set[int] = set()
 MAX_PARALLEL = max(1, min(4, (os.cpu_count() or 1)))
 
 
@@ -2070,6 +2071,7 @@ def main() -> int:
     # nothing printed by torch (or anything else) can corrupt the protocol stream.
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.dup(1)
+    _PROTO_FDS.update({proto_in.fileno(), proto_out})
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
     os.dup2(devnull, 1)
