@@ -481,3 +481,33 @@ def test_trainer_class_across_methods():
     assert f.message == "Adam gets 1 of 2 parameter tensors of self.model; linear.bias is never updated"
     assert f.data["model"] == "self.model"
     assert apply(text, f.fixes[0]).count("torch.optim.Adam(self.model.parameters())") == 1
+
+
+ODD = [
+    "import torch\nopt = torch.optim.Adam()\n",
+    "import torch\ngroups = []\nopt = torch.optim.Adam(*groups)\n",
+    "import torch\nimport torch.nn as nn\nclass A(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+    "        self.me = A()\n        self.l = nn.Linear(2, 2)\nm = A()\nopt = torch.optim.SGD([m.l.weight], lr=1)\n",
+    "import torch.nn as nn\nclass A(B):\n    pass\nclass B(A):\n    pass\nm = A()\n",
+    "import torch\nimport torch.nn as nn\nclass N(nn.Module):\n    def __init__(self, *a, **k):\n"
+    "        super().__init__()\n        self.l = nn.Linear(*a, **k)\n        setattr(self, 'x', nn.Linear(1, 1))\n"
+    "n = N(2, 3)\nopt = torch.optim.Adam(n.l.parameters())\nn(torch.randn(1, 2)).sum().backward()\n",
+    "import torch\nm = torch.nn.Linear(2, 2)\nopt = torch.optim.Adam([{'lr': 1}, {'params': []}])\n"
+    "opt2 = torch.optim.Adam(params=m)\nopt3 = torch.optim.Adam(m.parameters)\n",
+    "import torch\ndef f(model):\n    return torch.optim.Adam(model.parameters)\nf(torch.nn.Linear(1, 1))\nf(3)\n",
+    "import torch\nfor i in range(3):\n    def g():\n        def h(model):\n            torch.optim.SGD([], lr=1)\n",
+    "import torch\nx = (lambda m: torch.optim.Adam(m))(torch.nn.Linear(1, 1))\n",
+    "import torch\nimport torch.nn as nn\nclass M(nn.Module):\n    def forward(self, x):\n"
+    "        return nn.Linear(x.shape[-1], 2)(x) + nn.LSTM(x.shape[-1], 4, num_layers=n)(x)[0]\n",
+]
+
+
+@pytest.mark.parametrize("text", ODD, ids=[f"odd{i}" for i in range(len(ODD))])
+def test_odd_programs_never_crash_a_rule(text):
+    res = analyze(text, "odd.py")
+    assert not res.failed_rules, res.failed_rules
+
+
+def test_gp101_only_for_empty_and_gp110_for_a_module_keyword():
+    fs = findings(ODD[5])
+    assert [(f.code, f.span.line) for f in fs if f.code.startswith("GP1")] == [("GP110", 4), ("GP109", 5)]
