@@ -239,10 +239,14 @@ def _deep_nest(kind: str, depth: int, inner: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def mutated_program(r, seeds: list[str]) -> str:
+def mutated_program(r, seeds: list[str], heavy: float = 1.0) -> str:
+    """1-4 mutations of a seed (or of a generated program). `heavy` scales how often the costly
+    ones (deep expressions, huge literals, repetition) are picked: the suite uses 0.25."""
     text = r.choice((seeds)) if r.randint(0, 3) else training_program(r)
     for _ in range(r.randint(1, 4)):
         op = r.randint(0, 15)
+        if op in (9, 10, 15) and r.random() > heavy:
+            op = r.randint(0, 8)
         n = len(text)
         if op == 0 and n:  # truncate
             text = text[:r.randint(0, n)]
@@ -315,8 +319,8 @@ def programs():
     return st.integers(0, 2**63).map(lambda seed: training_program(random.Random(seed)))
 
 
-def mutants(seeds: list[str]):
-    return st.integers(0, 2**63).map(lambda seed: mutated_program(random.Random(seed), seeds))
+def mutants(seeds: list[str], heavy: float = 1.0):
+    return st.integers(0, 2**63).map(lambda seed: mutated_program(random.Random(seed), seeds, heavy))
 
 
 # -- what must hold ------------------------------------------------------------------------------

@@ -50,14 +50,14 @@ def _analyze_checked(text: str):
     return result
 
 
-@settings(FUZZ, max_examples=int(2000 * SCALE))
+@settings(FUZZ, max_examples=int(2500 * SCALE))
 @given(programs())
 def test_generated_programs(text):
     _analyze_checked(text)
 
 
-@settings(FUZZ, max_examples=int(2500 * SCALE))
-@given(mutants(SEEDS))
+@settings(FUZZ, max_examples=int(2000 * SCALE))
+@given(mutants(SEEDS, heavy=0.25))
 def test_mutated_programs(text):
     _analyze_checked(text)
 
