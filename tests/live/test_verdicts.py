@@ -107,11 +107,15 @@ def test_gp201_detached_backward(live, tmp_path):
     loss_detached.backward()
     optimizer.step()
     """
-    text, fs, rep = run(live, tmp_path, src, lambda t: [finding("GP201", line_of(t, "loss_detached.backward"))])
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP201", line_of(t, "loss_detached.backward"), probe={
+            "what": "backward-value", "span": span_of(t, "loss_detached", 1), "expr": "loss_detached"})])
     v = rep.verdicts[fs[0].id]
     assert v.verdict == "confirmed"
-    assert v.evidence == ("RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn "
-                          f"(line {line_of(text, 'loss_detached.backward')})")
+    line = line_of(text, "loss_detached.backward")
+    assert v.evidence.splitlines() == [
+        f"RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn (line {line})",
+        f"the value reaching backward() (`loss_detached`, line {line}) has requires_grad=False, grad_fn=None"]
 
 
 def test_gp203_requires_grad_patch(live, tmp_path):

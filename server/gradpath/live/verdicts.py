@@ -682,6 +682,16 @@ def gp203_verdict(finding, obs: dict, mode: str) -> Verdict | None:
                    {"backward": b})
 
 
+def _backward_value_note(finding, obs: dict) -> str | None:
+    """What reached backward(): the probe on the value (GP2)."""
+    rec = (obs.get("probes") or {}).get(finding.id)
+    p = finding.data.get("probe") or {}
+    if not rec or p.get("what") != "backward-value" or "requires_grad" not in rec:
+        return None
+    return (f"the value reaching backward() (`{p.get('expr')}`, line {rec.get('line')}) has "
+            f"requires_grad={rec['requires_grad']}, grad_fn={rec.get('grad_fn')}")
+
+
 def decide(finding, script: dict | None, edge: dict | None = None, model_only: dict | None = None,
            timeout_s: float | None = None, memory_mb: int | None = None,
            regions: list[tuple[int, int]] | None = None) -> Verdict:
@@ -748,6 +758,11 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
             mo_exc = model_only.get("exception") or {}
             why += f"; model-only mode failed too: {mo_exc.get('type')}: {_first(mo_exc.get('message'))}"
         v = Verdict(NOT_RUN, "none", why, data)
+    if code in ("GP201", "GP202", "GP203") and v.mode == "script":
+        note = _backward_value_note(finding, script)
+        if note:
+            v.evidence += "\n" + note
+            v.data["backward_value"] = (script.get("probes") or {}).get(finding.id)
     if v.verdict == NOT_RUN and v.mode == "script" and (status != "ok" or not reached(script, finding)):
         v.mode = "none"  # nothing of this finding ran
     if v.mode == "model-only" and model_only and model_only.get("model_only"):
