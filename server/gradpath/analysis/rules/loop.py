@@ -246,7 +246,7 @@ def missing_zero_grad(ctx):
                 fixes.append(Fix(f"Call {names} at the top of the loop", True, (ins,), preferred=True))
             yield ctx.finding("GP401", span, msg, fixes=fixes, related=related,
                               data=_data(optimizer=keys[0], optimizer_class=_opt_class(ctx, keys[0], unit.scope),
-                                         model=display(models[0]) if models else None,
+                                         model=display(shown[0]) if shown else None,
                                          loop_line=loop.lineno, needs_iterations=2))
 
 
