@@ -90,9 +90,10 @@ class Ev:
 
 
 def exclusive(a: Ev, b: Ev) -> bool:
-    """True when a and b sit in different branches of the same `if`/`try`/`match`."""
-    branches = {id(f[1]): f[2] for f in a.path if f[0] == IF}
-    return any(f[0] == IF and id(f[1]) in branches and branches[id(f[1])] != f[2] for f in b.path)
+    """True when a and b sit in different branches of the same `if`/`try`/`match`, or of two `if`s
+    with the same test text (`if phase == "train":` written twice in one iteration)."""
+    branches = {f[3]: f[2] for f in a.path if f[0] == IF}
+    return any(f[0] == IF and f[3] in branches and branches[f[3]] != f[2] for f in b.path)
 
 
 def nameable(key: str | None) -> bool:
@@ -207,8 +208,9 @@ class LoopFacts:
             return
         if isinstance(st, ast.If):
             self._exprs(st.test, frames, scope, fn, depth, out)
-            self._stmts(st.body, frames + ((IF, st, 0),), scope, fn, depth, out)
-            self._stmts(st.orelse, frames + ((IF, st, 1),), scope, fn, depth, out)
+            cond = ("if", ast.dump(st.test))
+            self._stmts(st.body, frames + ((IF, st, 0, cond),), scope, fn, depth, out)
+            self._stmts(st.orelse, frames + ((IF, st, 1, cond),), scope, fn, depth, out)
         elif isinstance(st, (ast.For, ast.AsyncFor)):
             reset = self._grad_reset_loop(st, scope)
             if reset is not None:
@@ -235,13 +237,13 @@ class LoopFacts:
         elif isinstance(st, ast.Try) or type(st).__name__ == "TryStar":
             self._stmts(st.body, frames, scope, fn, depth, out)
             for i, h in enumerate(st.handlers):
-                self._stmts(h.body, frames + ((IF, st, i + 1),), scope, fn, depth, out)
+                self._stmts(h.body, frames + ((IF, st, i + 1, id(st)),), scope, fn, depth, out)
             self._stmts(st.orelse, frames, scope, fn, depth, out)
             self._stmts(st.finalbody, frames, scope, fn, depth, out)
         elif isinstance(st, ast.Match):
             self._exprs(st.subject, frames, scope, fn, depth, out)
             for i, case in enumerate(st.cases):
-                self._stmts(case.body, frames + ((IF, st, i),), scope, fn, depth, out)
+                self._stmts(case.body, frames + ((IF, st, i, id(st)),), scope, fn, depth, out)
         else:
             self._exprs(st, frames, scope, fn, depth, out)
             if isinstance(st, (ast.Assign, ast.AugAssign)):
