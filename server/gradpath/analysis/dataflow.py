@@ -145,6 +145,7 @@ class Val:
     leaf: bool = False
     numeric: float | None = None
     eps_name: bool = False
+    torchy: bool = False  # known to be a torch tensor (made by torch, or a model's output)
 
     def primary_cut(self) -> "Cut | None":
         """The cut that took the graph away (its receiver had one), else the latest cut."""
@@ -199,6 +200,7 @@ def combine(vals: list[Val], node: ast.AST | None, shape: str | None = None, kin
         if v.alts and all(o.grad == N for j, o in enumerate(vals) if j != i):
             alts.extend(v.alts)
     return Val(grad, kind=kind, origins=origins, cuts=cuts, nograd=nograd, const=const,
+               torchy=kind == "tensor" and any(v.torchy for v in vals),
                patched=patched.patched if patched else None,
                patch_kind=patched.patch_kind if patched else None,
                shape=shape, model_calls=mcalls, src=node, alts=_uniq(alts, 4),
@@ -737,7 +739,12 @@ class Flow:
         if isinstance(node, ast.IfExp):
             self.ev(node.test, env, fr)
             return join(self.ev(node.body, env, fr), self.ev(node.orelse, env, fr), node, "branch") or UNKNOWN
-        if isinstance(node, (ast.Tuple, ast.List)):
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            if len(node.elts) > 64:
+                # a data literal: look at what is not a constant, at most 64 of them
+                live = [e for e in node.elts if not isinstance(e, ast.Constant)][:64]
+                vals = [self.ev(e, env, fr) for e in live]
+                return combine(vals, node, kind="list")
             elts = tuple(self.ev(e, env, fr) for e in node.elts)
             grad = max([e.grad for e in elts], default=N)
             base = combine(list(elts), node, kind="tuple" if isinstance(node, ast.Tuple) else "list")
@@ -775,7 +782,7 @@ class Flow:
         if isinstance(node, ast.DictComp):
             return Val(U, kind="dict", src=node)
         if isinstance(node, ast.Dict):
-            vals = [self.ev(v, env, fr) for v in node.values]
+            vals = [self.ev(v, env, fr) for v in node.values if not isinstance(v, ast.Constant)][:64]
             return replace(combine(vals, node, kind="dict"), grad=max([v.grad for v in vals], default=N))
         if isinstance(node, ast.JoinedStr):
             for v in node.values:
@@ -924,6 +931,8 @@ class Flow:
             return self._module_val(node, None, qn)
         v = self._torch_call(qn, node, args, kwargs, env, fr)
         if v is not None:
+            if v.kind == "tensor" and not v.torchy:
+                v = replace(v, torchy=True)
             return self._under_nograd(v, node, env)
         if qn.startswith(("numpy", "np.", "math")):
             base = combine(args + list(kwargs.values()), node, kind="numpy" if not qn.startswith("math") else "number")
@@ -1253,7 +1262,7 @@ class Flow:
         return Val(G, kind=out.kind if out.kind in ("tensor", "tuple", "list") else "tensor",
                    origins=frozenset([key]), cuts=cuts, shape=out.shape, act=out.act, act_node=out.act_node,
                    act_input=out.act_input, act_scope=out.act_scope, exact=out.exact,
-                   model_calls=(node,), model_out=True, src=node, elts=elts)
+                   model_calls=(node,), model_out=True, src=node, elts=elts, torchy=True)
 
     def _forward_val(self, mod: Val, node, args, kwargs, env, fr) -> Val:
         """What a module's forward returns: shape and cuts inside it; graph from its parameters."""

@@ -100,6 +100,8 @@ def unsafe_division(ctx):
         if den_node is None or den.kind != "tensor":
             continue
         if den.shape == "std":
+            if not den.torchy or e.nograd and den.grad != G:
+                continue  # NumPy/pandas, or a value of unknown type: not ours to judge
             if not _once(seen, "GP308", den_node):
                 continue
             msg = (f"`{_text(ctx, e.node)}` divides by `{_text(ctx, den_node)}` with no eps: NaN for a batch "
