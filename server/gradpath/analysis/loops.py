@@ -325,7 +325,11 @@ class LoopFacts:
             if func.id in self.sym.aliases:
                 self._maybe_opaque(call, None, func.id, frames, scope, fn, out)
             elif self._is_local_value(func.id, scope) or func.id in self._module_names():
+                # a model or loss module, or a callable handed in (`step_fn(optimizer)`)
                 out.append(Ev("fwd", func.id, call, frames, fn=fn))
+                keys = self._arg_keys(call)
+                if keys:
+                    out.append(Ev("opaque", func.id, call, frames, args=keys, fn=fn))
             else:
                 self._maybe_opaque(call, None, func.id, frames, scope, fn, out)
 
@@ -338,9 +342,11 @@ class LoopFacts:
             # self.<name>(...) that is no method of a class of this file: a submodule call, or a
             # method inherited from a class we cannot see
             cls = scope.class_name
+            out.append(Ev("fwd", fk, call, frames, fn=fn))
             if cls and self._class_has_foreign_base(cls):
                 out.append(Ev("opaque", fk, call, frames, args=("*",), fn=fn))
-            out.append(Ev("fwd", fk, call, frames, fn=fn))
+            elif self._arg_keys(call):
+                out.append(Ev("opaque", fk, call, frames, args=self._arg_keys(call), fn=fn))
             return
         qn = self.sym.qualname(func)
         if qn and qn.split(".")[0] == "torch":
@@ -348,6 +354,10 @@ class LoopFacts:
         keys = tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
         if keys:
             out.append(Ev("opaque", name, call, frames, args=keys, fn=fn))
+
+    @staticmethod
+    def _arg_keys(call) -> tuple:
+        return tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
 
     def _step(self, call, rk, frames, scope, fn, depth, out) -> None:
         if self.is_scheduler(rk, scope):
