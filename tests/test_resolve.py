@@ -166,3 +166,15 @@ def test_cli_resolves_imports_from_the_checked_folder(tmp_path):
                        capture_output=True, text=True, env=server_env(), cwd=str(tmp_path), timeout=60)
     assert r.returncode == 1, r.stderr
     assert '"code": "GP102"' in r.stdout
+
+
+def test_from_package_import_module(tmp_path):
+    _write(tmp_path, {
+        "proj/__init__.py": "",
+        "proj/models.py": MODELS,
+        "proj/train.py": TRAIN.format(imp="from . import models", ctor="models.Net()"),
+        "train2.py": TRAIN.format(imp="from proj import models as M", ctor="M.Net()"),
+    })
+    r = Resolver(root=str(tmp_path), use_jedi=False)
+    assert len(_gp102(tmp_path / "proj" / "train.py", r)) == 1
+    assert len(_gp102(tmp_path / "train2.py", r)) == 1

@@ -2,6 +2,18 @@
 
 Rules read these instead of walking the raw tree again. Names are "keys": `model` for a plain
 name, `self.model` for an attribute of `self` (a Trainer class), `a.b` for deeper chains.
+
+Beyond models/optimizers/calls (see Facts), the GP1 layer adds, all lazy and cached:
+  facts.inventory_of(binding) -> Inventory | None   parameters (name, shape, where created) of the
+                                                      instance; `.complete`, `.used`, `.frozen`
+  facts.coverage(opt) -> Coverage                      what an optimizer's params expression holds:
+                                                      `.parts` (model, names, kind), `.unknown`,
+                                                      `.groups`, `.fresh`, `.bound_methods`, `.modules`
+  facts.freezes(), facts.frozen_names(binding)         requires_grad=False loops / requires_grad_(False)
+  facts.backwards(), facts.reaches_backward(binding)   which models' outputs reach a backwarded value
+  facts.model_calls(key), facts.escapes(binding), facts.same_instance(a, b), facts.all_nodes()
+Model bindings have `origin`: "new" (constructor), "derived" (model.to(dev): same instance),
+"copy" (copy.deepcopy), "param" (a function parameter that receives a model at every call site).
 """
 from __future__ import annotations
 

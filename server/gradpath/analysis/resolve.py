@@ -73,6 +73,15 @@ class Resolver:
             src = self._find_class(module, name, level, base_dir, 0)
             if src is not None:
                 self._record(sym, local, src)
+                continue
+            sub = f"{module}.{name}" if module else name
+            if self._module_file(sub, level, base_dir) is not None:
+                # `from pkg import models` / `from . import models`, then `models.Net()`
+                for attr in self._attrs_used(ctx.tree, local):
+                    src = self._find_class(sub, attr, level, base_dir, 0)
+                    if src is not None:
+                        sym.aliases.setdefault(local, local)
+                        self._record(sym, f"{local}.{attr}", src)
             elif self._jedi_candidate(ctx, local, module):
                 pending.append(local)
         for local, module in self._module_aliases(ctx.tree).items():
