@@ -123,7 +123,7 @@ def test_download_falls_back_to_model_only(live, sandbox_dirs):
     assert rep.run["status"] == "network"
     assert v.verdict == "confirmed" and v.mode == "model-only", v
     assert v.evidence.startswith("fc.bias: grad ")
-    assert "model-only mode: the script could not run whole (needs network" in v.evidence
+    assert "model-only mode (the script could not run whole: needs network" in v.evidence
     assert "built Net(d=6) with input randn(4, 6) for Linear(6, ...)" in v.evidence
 
 
@@ -152,7 +152,7 @@ def test_missing_data_file_gp101_confirmed_in_model_only_mode(live, sandbox_dirs
     assert rep.run["error"]["type"] == "FileNotFoundError"
     assert v.verdict == "confirmed" and v.mode == "model-only", v
     assert v.evidence.startswith("ValueError: optimizer got an empty parameter list (line 14)")
-    assert "needs data from disk: FileNotFoundError" in v.evidence
+    assert "model-only mode (the script could not run whole: needs data from disk: FileNotFoundError" in v.evidence
 
 
 def test_writes_and_deletes_stay_in_the_temp_folder(live, sandbox_dirs):

@@ -371,3 +371,37 @@ def test_later_findings_are_reached_past_an_earlier_error(live, tmp_path):
     assert v101.verdict == "confirmed", v101
     assert v101.evidence.startswith("ValueError: optimizer got an empty parameter list (line 13)")
     assert "went past the earlier error at line 8" in v101.evidence
+
+
+def test_model_only_for_code_never_called(live, tmp_path):
+    """Classes and a trainer the file never runs: the model-only step builds the model named by the
+    finding, binds it to the names the optimizer call uses (`self.net`), and runs one step."""
+    src = """
+    import torch
+    from torch import nn
+
+    class Lazy(nn.Module):
+        def __init__(self, d=3):
+            super().__init__()
+            self.inp = nn.Linear(d, d)
+
+        def forward(self, x):
+            self.out = nn.Linear(3, 1)
+            return self.out(self.inp(x))
+
+    class Trainer:
+        def __init__(self):
+            self.net = Lazy(3)
+            self.opt = torch.optim.Adam(self.net.parameters, lr=1e-3)
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [
+        finding("GP112", line_of(t, "self.out = nn.Linear"), model_class="Lazy"),
+        finding("GP109", line_of(t, "torch.optim.Adam"), 20, model="self.net", model_class="Lazy")])
+    v112, v109 = (rep.verdicts[f.id] for f in fs)
+    assert v112.verdict == "confirmed" and v112.mode == "model-only", v112
+    assert "weight: grad " in v112.evidence and "(built inside forward)" in v112.evidence
+    assert (f"model-only mode (the script finished without reaching line {line_of(text, 'self.out =')}): "
+            "built Lazy(3)") in v112.evidence
+    assert v109.verdict == "confirmed" and v109.mode == "model-only", v109
+    assert v109.evidence.startswith(f"TypeError: 'method' object is not iterable (line "
+                                    f"{line_of(text, 'torch.optim.Adam')})")

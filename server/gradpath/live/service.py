@@ -365,6 +365,7 @@ class LiveService:
                 batch.append(("model-only", key, dict(
                     base, mode="model-only", model_class=f.data.get("model_class"), model_key=f.data.get("model"),
                     optimizer_class=f.data.get("optimizer_class"), span=f.span.to_dict(), probes=[],
+                    fallback_optimizer=f.code in ("GP104", "GP105", "GP112"),
                     iterations=1, timeout_s=max(0.5, left))))
             edges: dict[str, dict] = {}
             model_only: dict[tuple, dict] = {}
@@ -441,7 +442,7 @@ class LiveService:
 
 def _mo_key(f) -> tuple:
     return (f.data.get("model_class"), f.data.get("model"), f.data.get("optimizer_class"),
-            f.span.line if f.code in V.EXCEPTION_CODES else None)
+            f.span.line if f.code in V.EXCEPTION_CODES else None, f.code in ("GP104", "GP105", "GP112"))
 
 
 def _run_summary(obs: dict) -> dict:

@@ -34,7 +34,7 @@ SITE_WORDS = {"denominator": "the quotient", "log-arg": "the log", "sqrt-arg": "
 DEFAULT_PROBE_KIND = {"GP301": "denominator", "GP302": "log-arg", "GP303": "log-arg", "GP304": "loss-input",
                       "GP305": "loss-input", "GP306": "sqrt-arg", "GP307": "exp-arg", "GP308": "std"}
 # codes a model-only step (the model class alone, the optimizer as written) can settle
-MODEL_ONLY_CODES = {"GP101", "GP109", "GP110", "GP102", "GP104", "GP105", "GP108"}
+MODEL_ONLY_CODES = {"GP101", "GP109", "GP110", "GP102", "GP104", "GP105", "GP108", "GP112"}
 
 
 @dataclass
@@ -767,12 +767,15 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
         v.mode = "none"  # nothing of this finding ran
     if v.mode == "model-only" and model_only and model_only.get("model_only"):
         mo = model_only["model_only"]
-        why = failure_reason(script, finding) if script.get("status") == "ok" else failure_reason(script, None)
+        if script.get("status") == "ok":
+            why = f"the script finished without reaching line {finding.span.line}"
+        else:
+            why = f"the script could not run whole: {failure_reason(script, None)}"
         if model_only.get("status") == "ok":
             did = (f"built {mo.get('constructed')} with input {mo.get('input')} and {mo.get('optimizer')}, "
                    "one step")
         else:
             did = f"built {mo.get('constructed')} and ran {mo.get('optimizer')} (line {mo.get('optimizer_line')})"
-        v.evidence += f"\nmodel-only mode: the script could not run whole ({why}); {did}"
+        v.evidence += f"\nmodel-only mode ({why}): {did}"
         v.data["model_only"] = mo
     return v

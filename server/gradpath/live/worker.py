@@ -1585,29 +1585,30 @@ def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines,
     env.setdefault("torch", torch)
     env.setdefault("optim", torch.optim)
     env.setdefault("nn", torch.nn)
-    opt = None
     if chosen is not None:
-        info["optimizer"] = ast.get_source_segment(req["source"], chosen)
-        info["optimizer_line"] = chosen.lineno
-        func = None
+        # names the optimizer call uses that the defs do not provide stand for the model:
+        # `self.net.parameters()` -> self.net is the model, `net.parameters()` -> net is the model
+        for node in ast.walk(ast.Module(body=[ast.Expr(a) for a in chosen.args] +
+                                        [ast.Expr(k.value) for k in chosen.keywords], type_ignores=[])):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
+                    node.value.id not in env and node.attr not in ("parameters", "named_parameters"):
+                holder = env.setdefault(node.value.id, types.SimpleNamespace())
+                if isinstance(holder, types.SimpleNamespace) and not hasattr(holder, node.attr):
+                    setattr(holder, node.attr, model)
+            elif isinstance(node, ast.Name) and node.id not in env and isinstance(node.ctx, ast.Load) and \
+                    not hasattr(builtins, node.id):
+                env[node.id] = model
+    opt = None
+    if chosen is not None and req.get("fallback_optimizer"):
         try:
-            func = eval(compile(ast.Expression(chosen.func), req["path"], "eval"), env)
-        except Exception:
-            func = getattr(torch.optim, _call_name(chosen), None)
-        args = [eval(compile(ast.Expression(a), req["path"], "eval"), env) for a in chosen.args]
-        kwargs = {}
-        for k in chosen.keywords:
-            if not k.arg:
-                continue
-            try:
-                kwargs[k.arg] = eval(compile(ast.Expression(k.value), req["path"], "eval"), env)
-            except Exception:
-                if k.arg == "params":
-                    raise
-                info.setdefault("dropped_arguments", []).append(k.arg)
-        # run it "at" its own line so exceptions map back to the source
-        opt = _at_line(req["path"], chosen.lineno, lambda: func(*args, **kwargs))
-    else:
+            opt = _build_optimizer(torch, req, chosen, env, info)
+        except Exception as exc:  # noqa: BLE001 - the finding is not about the optimizer
+            info["optimizer_error"] = f"{type(exc).__name__}: {exc}"
+            opt = torch.optim.SGD(model.parameters(), lr=0.01)
+            info["optimizer"] = "SGD(model.parameters(), lr=0.01) (the code's optimizer could not be built here)"
+    elif chosen is not None:
+        opt = _build_optimizer(torch, req, chosen, env, info)
+    if opt is None:
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
         info["optimizer"] = "SGD(model.parameters(), lr=0.01) (no optimizer found in the code)"
     model.train()
@@ -1622,6 +1623,29 @@ def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines,
         loss.backward()
         opt.step()
     return info
+
+
+def _build_optimizer(torch, req, chosen, env, info):
+    """The optimizer call exactly as written, evaluated with the model bound to the names it uses."""
+    info["optimizer"] = ast.get_source_segment(req["source"], chosen)
+    info["optimizer_line"] = chosen.lineno
+    try:
+        func = eval(compile(ast.Expression(chosen.func), req["path"], "eval"), env)
+    except Exception:
+        func = getattr(torch.optim, _call_name(chosen), None)
+    args = [eval(compile(ast.Expression(a), req["path"], "eval"), env) for a in chosen.args]
+    kwargs = {}
+    for k in chosen.keywords:
+        if not k.arg:
+            continue
+        try:
+            kwargs[k.arg] = eval(compile(ast.Expression(k.value), req["path"], "eval"), env)
+        except Exception:
+            if k.arg == "params":
+                raise
+            info.setdefault("dropped_arguments", []).append(k.arg)
+    # run it "at" its own line so exceptions map back to the source
+    return _at_line(req["path"], chosen.lineno, lambda: func(*args, **kwargs))
 
 
 def _at_line(path, lineno, fn):
