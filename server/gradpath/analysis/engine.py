@@ -125,19 +125,38 @@ class Context:
         self.src = src
         self.path = path
         self.tree = src.tree
+        t0 = time.thread_time()
         self.symbols = Symbols.build(src.tree)
+        t_sym = time.thread_time() - t0
         self.resolver = resolver  # optional: fills symbols.resolved_bases etc. for imported names
         self.deadline = deadline
         self._memo: dict[str, Any] = {}
+        # CPU seconds (this thread) per phase ("symbols", "resolver", "memo:<key>" exclusive of nested memos,
+        # "rule:<name>" exclusive of the memos it triggered): for benchmarks/profile_engine.py
+        self.timings: dict[str, float] = {}
+        self._nested: list[float] = []
+        self.timings["symbols"] = t_sym
         if resolver is not None:
+            t0 = time.thread_time()
             try:
                 resolver.enrich(self)
             except Exception:  # pragma: no cover - resolver failures must not stop analysis
                 log.exception("resolver failed for %s", path)
+            self.timings["resolver"] = time.thread_time() - t0
 
     def memo(self, key: str, factory: Callable[[], Any]) -> Any:
         if key not in self._memo:
-            self._memo[key] = factory()
+            t0 = time.thread_time()
+            self._nested.append(0.0)
+            try:
+                self._memo[key] = factory()
+            finally:
+                inner = self._nested.pop()
+                total = time.thread_time() - t0
+                name = "memo:" + str(key)
+                self.timings[name] = self.timings.get(name, 0.0) + total - inner
+                if self._nested:
+                    self._nested[-1] += total
         return self._memo[key]
 
     @property
@@ -167,6 +186,8 @@ class AnalysisResult:
     failed_rules: list[str] = field(default_factory=list)
     suppressed: list[tuple[Finding, str]] = field(default_factory=list)  # (finding, directive)
     unused_suppressions: list[tuple[int, str]] = field(default_factory=list)  # (line, code)
+    # seconds per phase: "parse", "symbols", "memo:<key>", "rule:<name>", "post" (see Context)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def analyze(text: str, path: str | None = None, options: Options | None = None,
@@ -212,8 +233,11 @@ def analyze(text: str, path: str | None = None, options: Options | None = None,
         if sev:
             f.severity = sev
     findings = _dedupe(findings)
+    timings = dict(state.timings)
+    if state.ctx is not None:
+        timings.update(state.ctx.timings)
     result = AnalysisResult(findings=findings, source=src, timed_out=state.timed_out,
-                            failed_rules=state.failed)
+                            failed_rules=state.failed, timings=timings)
     if options.honour_suppressions and _may_suppress(text):
         from gradpath.analysis import suppressions
         try:
@@ -239,6 +263,8 @@ class _State:
         self.timed_out = False
         self.phase = "parse"
         self.current_rule: str | None = None
+        self.timings: dict[str, float] = {}
+        self.ctx: Context | None = None
 
 
 def _empty_source(text: str, path: str | None) -> SourceFile:
@@ -251,6 +277,7 @@ def _empty_source(text: str, path: str | None) -> SourceFile:
 
 
 def _run(text, path, options, resolver, start, budget, checkers, state: _State) -> None:
+    t0 = time.thread_time()
     try:
         state.src = SourceFile.parse(text, path, deadline=start + budget)
     except AnalysisTimeout:
@@ -261,9 +288,11 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State) 
         log.exception("could not parse %s", path)
         state.src = _empty_source(text, path)
     src = state.src
+    state.timings["parse"] = time.thread_time() - t0
     state.phase = "symbols"
     try:
         ctx = Context(src, path, resolver, deadline=start + budget)
+        state.ctx = ctx
     except (RecursionError, MemoryError):
         log.warning("%s: too deeply nested to analyse", path)
         return
@@ -279,6 +308,8 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State) 
             break
         state.current_rule = name
         got: list[Finding] = []
+        t_rule = time.thread_time()
+        ctx._nested.append(0.0)
         try:
             for f in checker(ctx) or ():
                 got.append(f)
@@ -288,6 +319,9 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State) 
         except Exception:
             state.failed.append(name)
             log.exception("%s: rule %s failed", path, name)
+        finally:
+            inner = ctx._nested.pop() if ctx._nested else 0.0
+            ctx.timings["rule:" + name] = time.thread_time() - t_rule - inner
         state.findings.extend(f for f in got if isinstance(f, Finding))
         state.current_rule = None
 
