@@ -662,3 +662,24 @@ async def test_lsp_gp401_quick_fix_inserts_zero_grad(client, tmp_path):  # noqa:
     new = apply_edits(MODULE_LOOP, fixes[0].edit.changes[uri])
     assert new.split("\n")[7] == "    opt.zero_grad()"
     assert [f.code for f in analyze(new).findings] == []
+
+
+def test_gp405_prefers_detach_when_the_value_may_not_be_a_scalar():
+    src = """\
+    import torch
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    kept = []
+    for x, y in [(torch.randn(3, 2), torch.randn(3, 1))] * 2:
+        opt.zero_grad()
+        per_sample = torch.nn.functional.mse_loss(model(x), y, reduction="none")
+        per_sample.mean().backward()
+        opt.step()
+        kept.append(per_sample)
+    """
+    (f,) = gp4(src)
+    assert (f.code, f.span.line, text_at(src, f.span)) == ("GP405", 10, "kept.append(per_sample)")
+    by_title = {fx.title: fx for fx in f.fixes}
+    assert by_title["Accumulate per_sample.detach()"].safe and by_title["Accumulate per_sample.detach()"].preferred
+    assert not by_title["Accumulate per_sample.item()"].safe
+    assert "kept.append(per_sample.detach())" in apply_fix(src, preferred(f))

@@ -550,6 +550,11 @@ def loss_accumulated_with_graph(ctx):
         nodes = list(scope.walk())
         backwarded = {e.key for e in unit.events if e.kind == "backward" and e.key and "." not in e.key
                       and not e.via_call}
+        # names backwarded as `name.backward()` with no gradient argument: one-element tensors
+        scalars = {e.key for e in unit.events if e.kind == "backward" and e.key in backwarded
+                   and isinstance(e.node, ast.Call) and isinstance(e.node.func, ast.Attribute)
+                   and e.node.func.attr == "backward" and key_of(e.node.func.value) == e.key
+                   and not e.node.args and not any(k.arg == "gradient" for k in e.node.keywords)}
         assigns = []  # (statement, target name, value), one per name bound
         for n in nodes:
             if isinstance(n, ast.Assign):
@@ -591,7 +596,8 @@ def loss_accumulated_with_graph(ctx):
                 continue
             if _consumed_later(ctx, nodes, assigns, target, st):
                 continue
-            yield _gp405(ctx, st, target, value, kind, carriers, loop)
+            scalar = all(c.id in scalars for c in carriers)
+            yield _gp405(ctx, st, target, value, kind, carriers, loop, scalar)
 
 
 def _bound(stmt, target, value) -> list[tuple]:
@@ -672,7 +678,7 @@ def _consumed_later(ctx, nodes, assigns, target, st) -> bool:
     return False
 
 
-def _gp405(ctx, st, target, value, kind, carriers, loop):
+def _gp405(ctx, st, target, value, kind, carriers, loop, scalar: bool):
     name = carriers[0].id
     vtext = _short(ctx, value, name)
     if kind == "append":
@@ -688,10 +694,12 @@ def _gp405(ctx, st, target, value, kind, carriers, loop):
         msg = (f"{stmt_text} keeps the autograd graph of {name} alive across iterations: {target} chains "
                f"every iteration's graph and memory grows with it; accumulate {name}.item() or {name}.detach()")
     fixes = []
-    for suffix, pref in ((".item()", True), (".detach()", False)):
+    # `.item()` needs a one-element tensor: known when the name is backwarded without a gradient
+    # argument (PyTorch requires a scalar there); `.detach()` keeps the value exactly as it was.
+    for suffix, safe, pref in ((".item()", scalar, scalar), (".detach()", True, not scalar)):
         edits = tuple(Edit(Span(s.end_line, s.end_col, s.end_line, s.end_col), suffix)
                       for s in (ctx.span(c) for c in carriers))
-        fixes.append(Fix(f"Accumulate {name}{suffix}", True, edits, preferred=pref))
+        fixes.append(Fix(f"Accumulate {name}{suffix}", safe, edits, preferred=pref))
     span = ctx.span(st.value if kind == "append" else st)
     return ctx.finding("GP405", span, msg, fixes=fixes,
                        related=[Related(loop_header_span(ctx.src, loop), "the loop whose iterations pile up graphs")],
