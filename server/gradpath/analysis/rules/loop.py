@@ -187,6 +187,17 @@ def _models_text(models) -> str | None:
     return ", ".join(names) if names else None
 
 
+def _descendant_loops(unit, outer_loop) -> list:
+    """Loops nested in `outer_loop` (in any event's path, after it)."""
+    out = []
+    for e in unit.events:
+        ls = e.loops()
+        for i, l in enumerate(ls):
+            if l is outer_loop:
+                out += [x for x in ls[i + 1:] if not any(x is y for y in out)]
+    return out
+
+
 # -- GP401 --------------------------------------------------------------------------------------------
 
 @rule("GP401")
@@ -224,6 +235,9 @@ def missing_zero_grad(ctx):
                 models += [m for m in s.models if m not in models]
             outer = [z for z in unit.events if any(_clears(z, s, strict=False) for s in steps)
                      and not z.in_loop(loop)]
+            # the most telling one first: in a loop around this one, then before it, then after
+            outer.sort(key=lambda z: (not any(loop in _descendant_loops(unit, l) for l in z.loops()),
+                                      z.node.lineno > loop.lineno))
             names = " and ".join(f"{display(k)}.zero_grad()" for k in keys)
             shown = models or _called_models(evs)[:1]
             what = f"gradients of {_models_text(shown)}" if shown else "gradients"
@@ -239,7 +253,10 @@ def missing_zero_grad(ctx):
             related.append(Related(ctx.span(b.node), f"{_short(ctx, b.node, 'backward()')} adds this "
                                                       "iteration's gradients to .grad"))
             if outer:
-                related.append(Related(_ev_span(ctx, outer[0]), "gradients are cleared here, once per outer iteration"))
+                z = outer[0]
+                enclosing = any(z.in_loop(l) and loop in _descendant_loops(unit, l) for l in z.loops())
+                related.append(Related(_ev_span(ctx, z), "gradients are cleared here, once per outer iteration"
+                                       if enclosing else "gradients are cleared here, not on every iteration"))
             fixes = []
             ins = _top_of_body(ctx, loop, "; ".join(f"{k}.zero_grad()" for k in keys))
             if ins is not None:
