@@ -1586,18 +1586,21 @@ def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines,
     env.setdefault("optim", torch.optim)
     env.setdefault("nn", torch.nn)
     if chosen is not None:
-        # names the optimizer call uses that the defs do not provide stand for the model:
-        # `self.net.parameters()` -> self.net is the model, `net.parameters()` -> net is the model
-        for node in ast.walk(ast.Module(body=[ast.Expr(a) for a in chosen.args] +
-                                        [ast.Expr(k.value) for k in chosen.keywords], type_ignores=[])):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and \
-                    node.value.id not in env and node.attr not in ("parameters", "named_parameters"):
-                holder = env.setdefault(node.value.id, types.SimpleNamespace())
-                if isinstance(holder, types.SimpleNamespace) and not hasattr(holder, node.attr):
-                    setattr(holder, node.attr, model)
-            elif isinstance(node, ast.Name) and node.id not in env and isinstance(node.ctx, ast.Load) and \
-                    not hasattr(builtins, node.id):
-                env[node.id] = model
+        # names the optimizer call uses for the model that the defs do not provide: the receiver of
+        # `.parameters` (`self.net.parameters()`, `net.parameters`) and a bare first argument (`Adam(net)`)
+        receivers = []
+        for node in ast.walk(ast.Module(body=[ast.Expr(a) for a in chosen.args], type_ignores=[])):
+            if isinstance(node, ast.Attribute) and node.attr in ("parameters", "named_parameters"):
+                receivers.append(node.value)
+        if chosen.args and isinstance(chosen.args[0], (ast.Name, ast.Attribute)):
+            receivers.append(chosen.args[0])
+        for r in receivers:
+            if isinstance(r, ast.Name) and r.id not in env:
+                env[r.id] = model
+            elif isinstance(r, ast.Attribute) and isinstance(r.value, ast.Name) and r.value.id not in env:
+                holder = types.SimpleNamespace()
+                setattr(holder, r.attr, model)
+                env[r.value.id] = holder
     opt = None
     if chosen is not None and req.get("fallback_optimizer"):
         try:
