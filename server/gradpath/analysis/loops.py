@@ -79,15 +79,6 @@ class Ev:
     def via_call(self) -> bool:
         return any(f[0] == CALL for f in self.path)
 
-    def loop_in_root(self, loop: ast.AST) -> bool:
-        """True when `loop` is written in the root's own code (no call frame before it)."""
-        for f in self.path:
-            if f[0] == CALL:
-                return False
-            if f[0] == LOOP and f[1] is loop:
-                return True
-        return False
-
 
 def exclusive(a: Ev, b: Ev) -> bool:
     """True when a and b sit in different branches of the same `if`/`try`/`match`, or of two `if`s
