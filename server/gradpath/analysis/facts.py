@@ -146,6 +146,12 @@ class Facts:
         """A function's parameter that receives a model at every call site in this file is a model
         binding of the function (origin "param", `alias_of` the caller's bindings)."""
         funcs = {s.name: s for s in self.scopes if s.kind == "function"}
+        # a plain (non-module) class: Trainer(model, ...) binds __init__'s parameters
+        sym = self.ctx.symbols
+        for s in self.scopes:
+            if s.kind == "method" and s.name == "__init__" and s.class_name in sym.classes \
+                    and not sym.is_module_class(s.class_name) and s.class_name not in funcs:
+                funcs[s.class_name] = s
         if not funcs:
             return
         sites: dict[str, list[ast.Call]] = {}
@@ -157,6 +163,8 @@ class Facts:
                 scope = funcs[name]
                 fn = scope.node
                 params = [a for a in fn.args.posonlyargs + fn.args.args]
+                if scope.kind == "method":
+                    params = params[1:]  # self
                 for i, arg in enumerate(params):
                     if any(b.scope is scope and b.key == arg.arg for b in self.models):
                         continue
@@ -167,6 +175,10 @@ class Facts:
                             (k.value for k in call.keywords if k.arg == arg.arg), None)
                         key = key_of(val) if val is not None else None
                         b = self.model_at(key, self.scope_of(call), call.lineno) if key else None
+                        if b is None and isinstance(val, ast.Call) and self.module_class_of_call(val):
+                            # Trainer(Net()): an instance built right in the call
+                            b = ModelBinding(f"{arg.arg}", self.scope_of(call), val, self.module_class_of_call(val),
+                                             self.enclosing_stmt(call) or call, call.lineno, "new", None)
                         if b is None:
                             found = []
                             break
@@ -176,6 +188,18 @@ class Facts:
                     mb = ModelBinding(arg.arg, scope, found[0].value, found[0].cls, arg, fn.lineno, "param", None)
                     mb.alias_of = found
                     self.models.append(mb)
+                    if scope.kind == "method":
+                        # self.model = model in Trainer.__init__: the attribute holds the same instance
+                        for node in scope.walk():
+                            if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) \
+                                    and node.value.id == arg.arg:
+                                for t in node.targets:
+                                    k = key_of(t)
+                                    if k and k.startswith("self.") and k.count(".") == 1:
+                                        ab = ModelBinding(k, scope, found[0].value, found[0].cls, node, node.lineno,
+                                                          "param", None)
+                                        ab.alias_of = [mb]
+                                        self.models.append(ab)
 
     # -- scopes --------------------------------------------------------------------------------
     def _collect_scopes(self, body, parent: Scope, class_name: str | None) -> None:
