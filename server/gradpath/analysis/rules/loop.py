@@ -461,6 +461,50 @@ def missing_step(ctx):
             yield ctx.finding("GP404", span, msg, fixes=fixes, related=rel,
                               data=_data(optimizer=opt, optimizer_class=_opt_class(ctx, opt, unit.scope),
                                          model=display(models[0]) if models else None, loop_line=loop.lineno))
+    yield from _zeroed_never_stepped(ctx, lf, done)
+
+
+def _zeroed_never_stepped(ctx, lf, done):
+    """A loop that steps one optimizer but only clears another one (a GAN whose generator step was
+    forgotten): `opt_g.zero_grad()` then a backward, and `opt_g.step()` nowhere."""
+    for unit in lf.units:
+        if any(e.kind == "step" and e.target == "unknown" for e in unit.events):
+            continue
+        stepped = {e.key for e in unit.events if e.kind == "step"}
+        for loop in unit.loops:
+            if unit.parent_loop(loop) is not None:
+                continue
+            seq = [e for _, e in unit.loop_events(loop)]
+            for i, z in enumerate(seq):
+                k = z.key
+                if z.kind != "zero_grad" or z.target != "optimizer" or not nameable(k) or k in stepped:
+                    continue
+                if _stepped_elsewhere(ctx, lf, k, unit.scope) or any(
+                        e.kind == "opaque" and ("*" in e.args or k in e.args) for e in seq):
+                    continue
+                b = next((e for e in seq[i + 1:] if e.kind == "backward" and not e.nograd
+                          and not e.in_closure and not exclusive(e, z)), None)
+                if b is None:
+                    continue
+                span = ctx.span(b.node)
+                if span in done:
+                    continue
+                done.add(span)
+                btext = _backward_text(ctx, b)
+                models = z.models
+                what = f"the weights of {_models_text(models)}" if models else f"the weights {k} holds"
+                fixes = []
+                bst = _stmt(ctx, b.node)
+                if not b.via_call and bst is not None and _owns_lines(ctx, bst):
+                    fixes.append(Fix(f"Call {k}.step() after {btext}", False,
+                                     (_insert_after(ctx, bst, f"{k}.step()", ctx.src.indent_of(bst.lineno)),)))
+                yield ctx.finding(
+                    "GP404", span, fixes=fixes, message=
+                    (f"{btext} computes gradients for {k} (cleared at line {z.node.lineno}) but {k}.step() is "
+                     f"never called: {what} never change"),
+                    related=[Related(ctx.span(z.node), f"{k} is cleared here but never stepped")],
+                    data=_data(optimizer=display(k), optimizer_class=_opt_class(ctx, k, unit.scope),
+                               model=display(models[0]) if models else None, loop_line=loop.lineno))
 
 
 # -- GP405 --------------------------------------------------------------------------------------------
