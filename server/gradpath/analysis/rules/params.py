@@ -401,6 +401,8 @@ def unregistered_submodules(ctx):
             kind, elts = _container_kind(v)
             if kind is None:
                 continue
+            if _wrapped_later(ctx, cls, attr):
+                continue  # nn.Sequential(*self.layers) / nn.ModuleList(self.layers) registers them
             modules = [e for e in elts if _is_module_ctor(ctx, e)]
             appended = []
             if not elts:
@@ -426,6 +428,16 @@ def unregistered_submodules(ctx):
             related = [Related(ctx.span(a), f"a module is added to self.{attr} here") for a in appended[:3]]
             yield ctx.finding("GP104", v, msg, fixes=fixes, related=related,
                               data={"model_class": cname, "attribute": attr})
+
+
+def _wrapped_later(ctx, cls, attr) -> bool:
+    for n in ast.walk(cls):
+        if isinstance(n, ast.Call) and _is_module_ctor(ctx, n):
+            for a in list(n.args) + [k.value for k in n.keywords]:
+                inner = a.value if isinstance(a, ast.Starred) else a
+                if _self_attr_name(inner) == attr:
+                    return True
+    return False
 
 
 def _self_attr_name(t) -> str | None:
