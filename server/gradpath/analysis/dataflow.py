@@ -18,7 +18,7 @@ Pure: no torch, no pygls.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as _dc_replace
 from typing import Any, Iterable
 
 from gradpath.analysis.facts import key_of
@@ -95,6 +95,7 @@ class Cut:
     bare: bool = False  # a bare `.detach()` / `.data`: removing it restores the path
     receiver: ast.AST | None = None
     had_graph: bool = False  # the receiver carried a graph
+    conditional: bool = False  # only on some paths (one branch of an `if`, a loop that may not run)
 
 
 @dataclass(frozen=True, eq=False)
@@ -232,9 +233,16 @@ def join(a: Val | None, b: Val | None, via: ast.AST | None = None, how: str = "b
                          and len(base.elts) == len(other.elts)) else (base.elts if other.kind == "none" else None)
     if elts is not None and other.elts is not None and len(elts) == len(other.elts):
         elts = tuple(join(x, y, via, how) for x, y in zip(base.elts, other.elts))
+    if a.cuts or b.cuts:
+        ia, ib = {id(c.node) for c in a.cuts}, {id(c.node) for c in b.cuts}
+        both = ia & ib
+        cuts = _uniq([c if id(c.node) in both or c.conditional else _dc_replace(c, conditional=True)
+                      for c in list(a.cuts) + list(b.cuts)])
+    else:
+        cuts = ()
     return replace(base, grad=grad,
                    origins=(a.origins | b.origins) if grad == G else frozenset(),
-                   cuts=_uniq(list(a.cuts) + list(b.cuts)),
+                   cuts=cuts,
                    nograd=_uniq(list(a.nograd) + list(b.nograd)) if grad == N else (),
                    alts=_uniq(alts, 4), shape=shape, elts=elts,
                    exact=base.exact and other.exact and base.act_node is other.act_node,

@@ -272,7 +272,7 @@ def partial_detach(ctx):
         call, opt = step
         keys = ctx.memo(f"gp204-params:{id(opt)}", lambda: _param_keys(ctx, opt.params, opt.scope))
         for c in v.cuts:
-            if c.kind not in (".detach()", ".data", ".detach_()") or not c.had_graph:
+            if c.kind not in (".detach()", ".data", ".detach_()") or not c.had_graph or c.conditional:
                 continue
             cut_models = [m for m in sorted(c.models) if m not in v.origins
                           and not any(o == m or o.startswith(m + ".") for o in v.origins)]
