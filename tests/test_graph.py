@@ -332,6 +332,20 @@ QUIET = {
         if (i + 1) % 2 == 0:
             scaler.step(opt); scaler.update(); opt.zero_grad()
     """,
+    "loop that always runs replaces the no_grad loss": """\
+    import torch
+    import torch.nn as nn
+    model = nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(4, 3)
+    with torch.no_grad():
+        loss = model(x).pow(2).mean()
+    print("before", loss.item())
+    for _ in range(3):
+        loss = model(x).pow(2).mean()
+    loss.backward()
+    opt.step()
+    """,
     "simsiam stop-gradient on the same model": """\
     import torch
     import torch.nn as nn

@@ -535,10 +535,30 @@ class Flow:
         finally:
             fr.recording = recording
             fr.loop_depth -= 1
-        out = _join_envs([env, end], st, "loop")
+        if end is not None and self._runs_at_least_once(st):
+            out = end
+        else:
+            out = _join_envs([env, end], st, "loop")
         if st.orelse and out is not None:
             out = self._exec_body(st.orelse, out, fr)
         return out
+
+    @staticmethod
+    def _runs_at_least_once(st) -> bool:
+        """`for i in range(3)`, `for x in [a, b]`: no zero-trip path."""
+        if isinstance(st, ast.While):
+            return isinstance(st.test, ast.Constant) and bool(st.test.value)
+        it = st.iter
+        if isinstance(it, (ast.List, ast.Tuple)):
+            return bool(it.elts) and not any(isinstance(e, ast.Starred) for e in it.elts)
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" \
+                and it.args and all(isinstance(a, ast.Constant) and isinstance(a.value, int) for a in it.args):
+            vals = [a.value for a in it.args]
+            try:
+                return len(range(*vals)) > 0
+            except (TypeError, ValueError):
+                return False
+        return False
 
     def _iter_val(self, it_node: ast.AST, it: Val) -> Val:
         if isinstance(it_node, ast.Call):
