@@ -166,6 +166,23 @@ def test_gp304_direct_softmax_safe_fix():
     assert codes(fixed, "GP3") == []
 
 
+def test_gp304_softmax_layer_in_sequential_fix_drops_it():
+    prog = """\
+    import torch
+    import torch.nn as nn
+    model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 3), nn.Softmax(dim=1))
+    criterion = nn.CrossEntropyLoss()
+    loss = criterion(model(torch.randn(4, 10)), torch.tensor([0, 1, 2, 0]))
+    loss.backward()
+    """
+    [f] = run(prog, "GP3")
+    assert (f.code, f.span.line) == ("GP304", 5)
+    assert "(line 3)" in f.message
+    fixed = apply_fix(prog, f.fixes[0])
+    assert "model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 3))\n" in fixed
+    assert codes(fixed, "GP3") == []
+
+
 def test_gp305_sigmoid_in_model_with_bce_with_logits():
     prog = """\
     import torch

@@ -254,6 +254,16 @@ def _logits_fix(ctx, fl, e, a: Val, inp_node, extra_edits=(), title="Pass the lo
         return [Fix(f"{title}: `{_short(_text(ctx, a.act_input))}`", not force_unsafe,
                     tuple(list(extra_edits) + [Edit(ctx.span(inp_node), ctx.src.text_of(a.act_input))]),
                     preferred=not force_unsafe)]
+    if isinstance(a.act_node, ast.Call) and a.act_input is None:
+        # a softmax/sigmoid layer at the end of an nn.Sequential: drop it from the container
+        parent = ctx.facts.parent(a.act_node)
+        if isinstance(parent, ast.Call) and parent.args and parent.args[-1] is a.act_node and len(parent.args) > 1 \
+                and (ctx.symbols.qualname(parent.func) or "").endswith("Sequential"):
+            prev = parent.args[-2]
+            pe, ae = ctx.span(prev), ctx.span(a.act_node)
+            return [Fix(f"Remove `{_text(ctx, a.act_node)}` from the model's Sequential (it outputs logits then)",
+                        False, tuple(list(extra_edits) + [Edit(Span(pe.end_line, pe.end_col, ae.end_line, ae.end_col), "")]))]
+        return []
     if a.act_input is None or not isinstance(a.act_node, ast.Call):
         return []
     if a.act_scope is e.scope and isinstance(inp_node, ast.Name) and isinstance(a.act_input, ast.Name):
