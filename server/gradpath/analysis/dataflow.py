@@ -882,6 +882,7 @@ class Flow:
                 shape = "sq"
             elif exp == 0.5 and tensors:
                 self._record(fr, env, "sqrt", node, {"arg": a}, {"arg": ln}, form="pow")
+                shape = "guarded" if a.shape in ("guarded", "pos") else "nonneg"
         if kind == "number" and a.numeric is not None and b.numeric is not None:
             try:
                 num = {ast.Add: a.numeric + b.numeric, ast.Sub: a.numeric - b.numeric,
@@ -1091,14 +1092,16 @@ class Flow:
         if m == "exp":
             self._record(fr, env, "exp", node, {"arg": recv}, {"arg": recv_node}, method=method)
             return combine(allv, node, shape="pos")
-        if m == "sqrt":
-            self._record(fr, env, "sqrt", node, {"arg": recv}, {"arg": recv_node}, form="method" if method else "func")
-            return combine(allv, node, shape="nonneg")
+        if m in ("sqrt", "rsqrt"):
+            if m == "sqrt":
+                self._record(fr, env, "sqrt", node, {"arg": recv}, {"arg": recv_node},
+                             form="method" if method else "func")
+            return combine(allv, node, shape="guarded" if recv.shape in ("guarded", "pos") else "nonneg")
         if m in ("pow", "float_power"):
             e = args[0] if args else kwargs.get("exponent")
             if e is not None and e.numeric == 0.5:
                 self._record(fr, env, "sqrt", node, {"arg": recv}, {"arg": recv_node}, form="pow-call")
-                return combine(allv, node, shape="nonneg")
+                return combine(allv, node, shape="guarded" if recv.shape in ("guarded", "pos") else "nonneg")
             if e is not None and e.numeric == 2:
                 return combine(allv, node, shape="sq")
             return combine(allv, node)
