@@ -477,17 +477,17 @@ class Flow:
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute):
             attr = e.func.attr
             rk = key_of(e.func.value)
-            if attr in ("append", "extend", "add") and rk is not None and e.args:
+            if attr in ("append", "extend", "add", "insert") and rk is not None and e.args:
                 cur = env.get(rk)
-                item = self.ev(e.args[0], env, fr)
-                if attr == "extend":
-                    pass
-                base = cur if cur is not None and cur.kind == "list" else Val(N, kind="list")
-                merged = combine([base, item], e, kind="list") if base.grad != N or base.has_reason() else replace(item, kind="list")
-                if base.kind == "list" and (base.grad != N or base.has_reason()):
-                    merged = combine([base, item], e, kind="list")
-                env[rk] = merged
-                return
+                if cur is None or cur.kind == "list":
+                    item = self.ev(e.args[-1] if attr == "insert" else e.args[0], env, fr)
+                    if attr == "extend" and item.kind in ("list", "tuple") and item.elts:
+                        item = combine(list(item.elts), e, kind="list")
+                    if cur is not None and (cur.grad != N or cur.has_reason()):
+                        env[rk] = combine([cur, item], e, kind="list")
+                    else:
+                        env[rk] = replace(item, kind="list", elts=None)
+                    return
             if attr in ("requires_grad_",) and rk is not None:
                 cur = self.ev(e.func.value, env, fr)
                 flag = True
