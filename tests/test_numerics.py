@@ -97,16 +97,21 @@ def test_gp303_minus_log_of_softmax_variable():
     clf = nn.Linear(32, 4)
     optimizer = torch.optim.Adam(clf.parameters())
     for xb, yb in [(torch.randn(8, 32), torch.randint(0, 4, (8,)))]:
-        probs = F.softmax(clf(xb), dim=-1)
+        logits = clf(xb)
+        probs = F.softmax(logits, dim=-1)
         loss = -torch.log(probs.gather(1, yb.unsqueeze(1))).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     """
     [f] = run(prog, "GP3")
-    assert (f.code, f.span.line) == ("GP303", 9)
-    assert "(`F.softmax(clf(xb), dim=-1)`, line 8)" in f.message
-    assert f.fixes == []  # no safe rewrite across the variable
+    assert (f.code, f.span.line) == ("GP303", 10)
+    assert "(`F.softmax(logits, dim=-1)`, line 9)" in f.message
+    [fix] = f.fixes  # across the variable: unsafe (the logits must still be the same there)
+    assert not fix.safe
+    fixed = apply_fix(prog, fix)
+    assert "loss = -F.log_softmax(logits, dim=-1).gather(1, yb.unsqueeze(1)).mean()" in fixed
+    assert "GP303" not in {c for _, c in codes(fixed, "GP3")}
 
 
 def test_gp304_softmax_in_forward_seen_from_loop():

@@ -162,6 +162,32 @@ def _log_softmax_text(ctx, act_node) -> str | None:
     return None
 
 
+def _log_softmax_through_name(ctx, a: Val, an, log_node, better) -> list[Fix]:
+    """`probs = F.softmax(z, 1)` ... `torch.log(probs[i, y])` -> `F.log_softmax(z, 1)[i, y]` (unsafe:
+    `z` must still hold the same logits there)."""
+    base = an
+    while True:
+        if isinstance(base, ast.Subscript):
+            base = base.value
+        elif isinstance(base, ast.Call) and isinstance(base.func, ast.Attribute) and base.func.attr in (
+                "gather", "squeeze", "unsqueeze", "view", "reshape", "index_select", "flatten"):
+            base = base.func.value
+        else:
+            break
+    if not isinstance(base, ast.Name) or not isinstance(a.act_input, (ast.Name, ast.Attribute)):
+        return []  # (a call as the softmax's input would run twice)
+    assign = ctx.facts.parent(a.act_node)
+    if not (isinstance(assign, ast.Assign) and len(assign.targets) == 1 and isinstance(assign.targets[0], ast.Name)
+            and assign.targets[0].id == base.id):
+        return []
+    new_act = _log_softmax_text(ctx, a.act_node)
+    bs, asp = ctx.span(base), ctx.span(an)
+    if not new_act or (bs.line, bs.col) != (asp.line, asp.col):
+        return []
+    new = new_act + ctx.src.text_of(an)[len(base.id):]
+    return [Fix(f"Use `{better}` on the logits: `{_short(new)}`", False, (Edit(ctx.span(log_node), new),))]
+
+
 @rule("GP302", "GP303")
 def unsafe_log(ctx):
     fl = flow(ctx)
@@ -188,6 +214,8 @@ def unsafe_log(ctx):
                 if new:
                     fixes.append(Fix(f"Use `{better}`: `{_short(new)}`", True, (Edit(ctx.span(e.node), new),),
                                      preferred=True))
+            elif a.act_node is not None and a.act_scope is e.scope:
+                fixes += _log_softmax_through_name(ctx, a, an, e.node, better)
             rel = []
             if a.act_node is not None and a.act_node is not an:
                 rel.append(Related(ctx.span(a.act_node), f"the {a.act} is applied here"))
