@@ -403,3 +403,27 @@ def test_real_torch_agrees_with_gp201_and_gp203(tmp_path):
     assert res["detach"] == "element 0 of tensors does not require grad and does not have a grad_fn"
     assert res["patched_grads"] == [True, True]
     assert res["fixed_grads"] == [True, True]
+
+
+@pytest.mark.parametrize("patch, fixed_rhs", [
+    ("loss.clone().detach().requires_grad_(True)", "loss.clone()"),
+    ("torch.tensor(loss, requires_grad=True)", "loss"),
+    ("torch.autograd.Variable(loss.data, requires_grad=True)", "loss"),
+])
+def test_gp203_patch_forms_and_their_fixes(patch, fixed_rhs):
+    prog = f"""\
+import torch
+import torch.nn as nn
+net = nn.Linear(2, 1)
+opt = torch.optim.SGD(net.parameters(), lr=0.1)
+loss = ((net(torch.randn(3, 2)) - 1) ** 2).mean()
+loss2 = {patch}
+loss2.backward()
+opt.step()
+"""
+    [f] = run(prog, "GP2")
+    assert (f.code, f.span.line, span_text(prog, f.span)) == ("GP203", 6, patch)
+    assert "no gradient reaches `net`" in f.message
+    fixed = apply_fix(prog, f.fixes[0])
+    assert f"loss2 = {fixed_rhs}\n" in fixed
+    assert codes(fixed, "GP2") == []

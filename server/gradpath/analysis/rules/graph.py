@@ -131,9 +131,14 @@ def _report_no_graph(ctx, e, v: Val, value_node, alt=None):
             return
         p = v.patched
         cause = v.primary_cut().node if v.cuts else (v.nograd[0].node if v.nograd else v.const)
-        msg = (f"{where}`{_text(ctx, p)}` hides the cut at `{_text(ctx, cause)}` (line {_line(cause)}): "
-               f"`{_text(ctx, bw)}` runs but no gradient reaches "
-               f"{('`' + model + '`') if model else 'any model parameter'}; training runs and learns nothing")
+        target = ('`' + model + '`') if model else 'any model parameter'
+        if cause is p and v.cuts and v.cuts[0].receiver is not None:
+            msg = (f"{where}`{_text(ctx, p)}` copies `{_text(ctx, v.cuts[0].receiver)}` into a new leaf tensor "
+                   f"with no graph: `{_text(ctx, bw)}` runs but no gradient reaches {target}; training runs "
+                   f"and learns nothing")
+        else:
+            msg = (f"{where}`{_text(ctx, p)}` hides the cut at `{_text(ctx, cause)}` (line {_line(cause)}): "
+                   f"`{_text(ctx, bw)}` runs but no gradient reaches {target}; training runs and learns nothing")
         rel = [Related(ctx.span(cause), f"the graph is cut here: `{_text(ctx, cause)}`"),
                Related(ctx.span(bw), "the backward that sees only the patched tensor")]
         yield ctx.finding("GP203", p, msg, severity=sev, related=rel, fixes=_patch_fix(ctx, v),
@@ -176,11 +181,19 @@ def _patch_fix(ctx, v: Val) -> list[Fix]:
     edits = []
     if isinstance(p, ast.Call) and v.patch_kind == "requires_grad=True":
         c = v.primary_cut()
-        if c is not None and c.had_graph and c.receiver is not None and p.args and p.args[0] is c.node:
+        if c is not None and c.had_graph and c.receiver is not None and (c.node is p or p.args and p.args[0] is c.node):
             return [Fix(f"Use `{_text(ctx, c.receiver)}` itself (keeps its graph)", False,
                         (Edit(ctx.span(p), src.text_of(c.receiver)),))]
         return []
     stmt = ctx.facts.enclosing_stmt(p)
+    if isinstance(p, ast.Call) and not (isinstance(stmt, ast.Expr) and stmt.value is p):
+        # `x.detach().requires_grad_()` inside an expression: drop both the patch and the cut
+        c = v.primary_cut()
+        if isinstance(p.func, ast.Attribute) and c is not None and p.func.value is c.node and c.bare \
+                and c.receiver is not None and len(v.cuts) == 1:
+            return [Fix(f"Use `{_text(ctx, c.receiver)}` itself (keeps its graph)", False,
+                        (Edit(ctx.span(p), src.text_of(c.receiver)),))]
+        return []
     if stmt is None or stmt.lineno != stmt.end_lineno:
         return []
     sp = ctx.span(stmt)
