@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from gradpath.analysis.facts import key_of
 
@@ -36,6 +36,9 @@ _OPT_SUFFIX = re.compile(r"_(opt|optim|optimizer|optimiser)\d*$")
 
 # Frames of an event's path
 LOOP, IF, NOGRAD, CALL, CLOSURE = "loop", "if", "nograd", "call", "closure"
+# calls that can make an event other than `fwd`/`opaque` (zero_/detach_: a hand-written grad reset)
+_RELEVANT_METHODS = {"backward", "manual_backward", "zero_grad", "step", "optimizer_step", "train", "eval",
+                     "zero_", "detach_"}
 
 
 @dataclass(eq=False)
@@ -113,12 +116,42 @@ def same_model(a: str | None, b: str | None) -> bool:
     return a.removeprefix("self.") == b.removeprefix("self.")
 
 
-@dataclass
 class Unit:
-    """One root scope flattened: its events and the loops written in its own code."""
-    scope: object  # facts.Scope
-    events: list[Ev]
-    loops: list[ast.AST] = field(default_factory=list)  # loops of the root's own code, source order
+    """One root scope flattened: its events and the loops written in its own code. Computed on
+    first use: most scopes of a file are not training code (see `relevant`)."""
+
+    def __init__(self, scope, lf: "LoopFacts", relevant: bool):
+        self.scope = scope  # facts.Scope
+        self.relevant = relevant  # may hold a zero_grad/backward/step/train/eval event at all
+        self._lf = lf
+        self._events: list[Ev] | None = None
+        self._loops: list[ast.AST] | None = None
+
+    def _compute(self) -> None:
+        events = self._lf.function_events(self.scope.node, MAX_DEPTH)
+        loops: list[ast.AST] = []
+        seen: set[int] = set()
+        for e in events:
+            for f in e.path:
+                if f[0] == CALL:
+                    break
+                if f[0] == LOOP and id(f[1]) not in seen:
+                    seen.add(id(f[1]))
+                    loops.append(f[1])
+        loops.sort(key=lambda n: (n.lineno, n.col_offset))
+        self._events, self._loops = events, loops
+
+    @property
+    def events(self) -> list[Ev]:
+        if self._events is None:
+            self._compute()
+        return self._events
+
+    @property
+    def loops(self) -> list[ast.AST]:  # loops of the root's own code that hold an event, source order
+        if self._loops is None:
+            self._compute()
+        return self._loops
 
     def loop_events(self, loop: ast.AST) -> list[tuple[int, Ev]]:
         return [(i, e) for i, e in enumerate(self.events) if e.in_loop(loop)]
@@ -146,27 +179,153 @@ class LoopFacts:
         self._assigns: dict[int, list[tuple[str, ast.AST, int]]] = {}
         self._locals: dict[int, set[str]] = {}
         self._defs: dict[int, dict[str, ast.AST]] = {}
-        self._by_key: dict[str, list] | None = None
+        self._by_key: dict | None = None
         self._complete: dict[int, list[Ev]] = {}
         self._truncations = 0
         self._copies = 0
         self._call_lists: dict[int, list[ast.Call]] = {}
         self._module_name_set: set[str] | None = None
         self._kind_memo: dict[tuple, bool] = {}
+        self._build_index()
+        relevant = self._relevant_scopes()
         self.units: list[Unit] = []
         for scope in self.facts.scopes:
             if ctx.out_of_time():
                 break
-            events = self.function_events(scope.node, MAX_DEPTH)
-            loops: list[ast.AST] = []
-            for e in events:
-                for f in e.path:
-                    if f[0] == CALL:
+            unit = Unit(scope, self, id(scope) in relevant)
+            if unit.relevant:
+                unit._compute()  # in scope order, as the inlining caches and bounds expect
+            self.units.append(unit)
+
+    @property
+    def training_units(self) -> list[Unit]:
+        """The units that may hold a training event; the others only ever hold `fwd`/`opaque`."""
+        return [u for u in self.units if u.relevant]
+
+    # -- one pass over the file ----------------------------------------------------------------------
+    def _build_index(self) -> None:
+        """Statements of each scope (its own code, source order) and, for every node that heads an
+        expression the flattening reads, the calls under it: the tree is walked once (by facts)."""
+        self._scope_stmts: dict[int, list[ast.stmt]] = {}
+        stmt_scope: dict[int, object] = {}
+        for scope in self.facts.scopes:
+            lst: list[ast.stmt] = []
+            stack = list(reversed(scope.body))
+            while stack:
+                st = stack.pop()
+                lst.append(st)
+                stmt_scope[id(st)] = scope
+                if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    continue
+                children = list(getattr(st, "body", ()))
+                for h in getattr(st, "handlers", ()):
+                    children += h.body
+                children += getattr(st, "orelse", ())
+                children += getattr(st, "finalbody", ())
+                for c in getattr(st, "cases", ()):
+                    children += c.body
+                stack.extend(reversed(children))
+            self._scope_stmts[id(scope)] = lst
+        all_nodes = getattr(self.facts, "all_nodes", None)
+        nodes = all_nodes() if all_nodes is not None else ast.walk(self.ctx.tree)
+        parents = self.facts.parents
+        under: dict[int, list[ast.Call]] = {}
+        scope_calls: dict[int, list[ast.Call]] = {}
+        own_names: dict[int, set[str]] = {}
+        for c in nodes:
+            tc = type(c)
+            if tc is ast.Name or tc is ast.arg:
+                if tc is ast.arg:
+                    name = c.arg
+                elif type(c.ctx) is not ast.Load:
+                    name = c.id
+                else:
+                    continue
+                # the def whose `ast.walk` first meets this binding: the scope of the statement
+                # holding it, or the def itself for its own parameters (and decorators)
+                n = c
+                while n is not None:
+                    while n is not None and not isinstance(n, ast.stmt):
+                        n = parents.get(id(n))
+                    if n is None or isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
                         break
-                    if f[0] == LOOP and not any(l is f[1] for l in loops):
-                        loops.append(f[1])
-            loops.sort(key=lambda n: (n.lineno, n.col_offset))
-            self.units.append(Unit(scope, events, loops))
+                    sc = stmt_scope.get(id(n))
+                    if sc is not None:
+                        n = sc.node
+                        break
+                    n = parents.get(id(n))  # a class body's statement: up to the class
+                if n is not None:
+                    own_names.setdefault(id(n), set()).add(name)
+                continue
+            if tc is not ast.Call:
+                continue
+            n, active = c, True
+            while n is not None and not isinstance(n, ast.stmt):
+                if active:
+                    if isinstance(n, ast.Lambda):
+                        active = False  # a lambda's calls are not its enclosing expression's
+                    else:
+                        under.setdefault(id(n), []).append(c)
+                n = parents.get(id(n))
+            if n is None:
+                continue
+            if active:
+                under.setdefault(id(n), []).append(c)
+            sc = stmt_scope.get(id(n))
+            if sc is not None:
+                scope_calls.setdefault(id(sc), []).append(c)
+        self._under = under
+        self._scope_calls = scope_calls
+        self._own_names = own_names
+        self._child_scopes: dict[int, list] = {}
+        for sc in self.facts.scopes:
+            if sc.parent is not None:
+                self._child_scopes.setdefault(id(sc.parent.node), []).append(sc)
+
+    def scope_stmts(self, scope) -> list[ast.stmt]:
+        """Every statement of `scope`'s own code (not of nested defs/classes), in source order."""
+        return self._scope_stmts.get(id(scope), [])
+
+    def _relevant_scopes(self) -> set[int]:
+        """Scopes whose events may include more than model calls and opaque calls: those that call a
+        method named like a training event, write a `.grad`, or call (by name) such a function of
+        this file. A name-based over-approximation: a scope left out could only produce `fwd` and
+        `opaque` events, which no rule reads without a training event beside them."""
+        own, called = {}, {}
+        for scope in self.facts.scopes:
+            hit = False
+            names = set()
+            for c in self._scope_calls.get(id(scope), ()):
+                f = c.func
+                if isinstance(f, ast.Attribute):
+                    names.add(f.attr)
+                    if f.attr in _RELEVANT_METHODS:
+                        hit = True
+                elif isinstance(f, ast.Name):
+                    names.add(f.id)
+                    if self.sym.qualname(f) == "torch.autograd.backward":
+                        hit = True
+            if not hit:
+                for st in self._scope_stmts.get(id(scope), ()):
+                    if isinstance(st, (ast.Assign, ast.AugAssign)):
+                        targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+                        if any(isinstance(t, ast.Attribute) and t.attr == "grad" for t in targets):
+                            hit = True
+                            break
+            own[id(scope)] = hit
+            called[id(scope)] = names
+        relevant = {k for k, v in own.items() if v}
+        rel_names = {s.name for s in self.facts.scopes if id(s) in relevant and s.kind != "module"}
+        changed = True
+        while changed:
+            changed = False
+            for s in self.facts.scopes:
+                if id(s) not in relevant and called[id(s)] & rel_names:
+                    relevant.add(id(s))
+                    if s.kind != "module":
+                        rel_names.add(s.name)
+                    changed = True
+        return relevant
 
     # -- flattening --------------------------------------------------------------------------------
     def function_events(self, fn: ast.AST, depth: int) -> list[Ev]:
@@ -247,24 +406,12 @@ class LoopFacts:
     def _exprs(self, node, frames, scope, fn, depth, out) -> None:
         calls = self._call_lists.get(id(node))
         if calls is None:
-            calls = self._call_lists[id(node)] = self._collect_calls(node)
+            calls = self._under.get(id(node), [])
+            # post-order: arguments (and receivers) before the call that uses them
+            calls.sort(key=lambda c: (c.end_lineno or 0, c.end_col_offset or 0, -(c.lineno), -c.col_offset))
+            self._call_lists[id(node)] = calls
         for c in calls:
             self._call(c, frames, scope, fn, depth, out)
-
-    @staticmethod
-    def _collect_calls(node) -> list[ast.Call]:
-        calls = []
-        stack = [node]
-        while stack:
-            n = stack.pop()
-            if isinstance(n, (ast.Lambda, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                continue
-            if isinstance(n, ast.Call):
-                calls.append(n)
-            stack.extend(ast.iter_child_nodes(n))
-        # post-order: arguments (and receivers) before the call that uses them
-        calls.sort(key=lambda c: (c.end_lineno or 0, c.end_col_offset or 0, -(c.lineno), -c.col_offset))
-        return calls
 
     def _call(self, call: ast.Call, frames, scope, fn, depth, out) -> None:
         func = call.func
@@ -451,20 +598,26 @@ class LoopFacts:
         return mapping
 
     def _local_names(self, fn) -> set[str]:
+        """Every name bound anywhere in `fn` (nested defs, lambdas and classes included)."""
         if id(fn) not in self._locals:
-            names = set()
-            for n in ast.walk(fn):
-                if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
-                    names.add(n.id)
-                elif isinstance(n, ast.arg):
-                    names.add(n.arg)
+            if id(fn) not in self.scope_by_node:
+                names = set()
+                for n in ast.walk(fn):
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del)):
+                        names.add(n.id)
+                    elif isinstance(n, ast.arg):
+                        names.add(n.arg)
+            else:
+                names = set(self._own_names.get(id(fn), ()))
+                for child in self._child_scopes.get(id(fn), ()):
+                    names |= self._local_names(child.node)
             self._locals[id(fn)] = names
         return self._locals[id(fn)]
 
     def _local_defs(self, scope) -> dict[str, ast.AST]:
         if id(scope) not in self._defs:
             d = {}
-            for n in scope.walk():
+            for n in self.scope_stmts(scope):
                 if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
                     d[n.name] = n
             self._defs[id(scope)] = d
@@ -534,7 +687,7 @@ class LoopFacts:
     def _scope_assigns(self, scope) -> list[tuple[str, ast.AST, int]]:
         if id(scope) not in self._assigns:
             out = []
-            for n in scope.walk():
+            for n in self.scope_stmts(scope):
                 if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
                     targets = n.targets if isinstance(n, ast.Assign) else [n.target]
                     for t in targets:
@@ -548,21 +701,30 @@ class LoopFacts:
         """The value last assigned to `key` as seen from `scope`: its own assignments, then those
         of the other methods of its class (for `self.` keys), then module level."""
         if self._by_key is None:
-            idx: dict[str, list] = {}
+            # (key, id(scope)) / (key, class name) / (key, "<module>") -> (line, value) of the last
+            # assignment (the first of equal lines, in scope order)
+            idx: dict = {}
+
+            def put(k, ln, v):
+                old = idx.get(k)
+                if old is None or ln > old[0]:
+                    idx[k] = (ln, v)
+
             for s in self.facts.scopes:
                 for k, v, ln in self._scope_assigns(s):
-                    idx.setdefault(k, []).append((s, v, ln))
+                    put((k, id(s)), ln, v)
+                    if s.class_name and k.startswith("self."):
+                        put((k, "class", s.class_name), ln, v)
+                    if s.kind == "module":
+                        put((k, "module"), ln, v)
             self._by_key = idx
-        cands = self._by_key.get(key)
-        if not cands:
-            return None
-        for pick in (lambda s: s is scope,
-                     lambda s: bool(scope.class_name) and s.class_name == scope.class_name and key.startswith("self."),
-                     lambda s: s.kind == "module"):
-            found = [(ln, v) for s, v, ln in cands if pick(s)]
-            if found:
-                return max(found, key=lambda c: c[0])[1]
-        return None
+        idx = self._by_key
+        hit = idx.get((key, id(scope)))
+        if hit is None and scope.class_name and key.startswith("self."):
+            hit = idx.get((key, "class", scope.class_name))
+        if hit is None:
+            hit = idx.get((key, "module"))
+        return hit[1] if hit is not None else None
 
     def is_optimizer(self, key: str, scope) -> bool:
         mk = ("opt", key, id(scope))

@@ -204,7 +204,7 @@ def _descendant_loops(unit, outer_loop) -> list:
 def missing_zero_grad(ctx):
     lf = loop_facts(ctx)
     done = set()
-    for unit in lf.units:
+    for unit in lf.training_units:
         for loop in unit.loops:
             evs = [e for _, e in unit.loop_events(loop)]
             backs = [e for e in evs if e.kind == "backward" and not e.nograd]
@@ -273,7 +273,7 @@ def missing_zero_grad(ctx):
 def zero_grad_before_step(ctx):
     lf = loop_facts(ctx)
     done = set()
-    for unit in lf.units:
+    for unit in lf.training_units:
         for loop, seq in _loop_seqs(unit):
             fwd = {e.key for e in seq if e.kind == "fwd" and not _lossish(e.key)}
             for j, s in enumerate(seq):
@@ -328,7 +328,7 @@ def _gp402(ctx, unit, z, b, s, span):
 def step_before_backward(ctx):
     lf = loop_facts(ctx)
     done = set()
-    for unit in lf.units:
+    for unit in lf.training_units:
         for loop in unit.loops:
             seq = [e for _, e in unit.loop_events(loop)]
             for j, s in enumerate(seq):
@@ -416,7 +416,7 @@ def _stepped_elsewhere(ctx, lf, key: str, scope) -> bool:
 def missing_step(ctx):
     lf = loop_facts(ctx)
     done = set()
-    for unit in lf.units:
+    for unit in lf.training_units:
         if any(e.kind == "step" for e in unit.events) or \
                 not any(e.kind == "backward" and e.loops() for e in unit.events):
             continue
@@ -467,7 +467,7 @@ def missing_step(ctx):
 def _zeroed_never_stepped(ctx, lf, done):
     """A loop that steps one optimizer but only clears another one (a GAN whose generator step was
     forgotten): `opt_g.zero_grad()` then a backward, and `opt_g.step()` nowhere."""
-    for unit in lf.units:
+    for unit in lf.training_units:
         if any(e.kind == "step" and e.target == "unknown" for e in unit.events):
             continue
         stepped = {e.key for e in unit.events if e.kind == "step"}
@@ -606,9 +606,9 @@ def loss_accumulated_with_graph(ctx):
     lf = loop_facts(ctx)
     for unit in lf.units:
         scope = unit.scope
-        if not unit.loops:
+        stmts = lf.scope_stmts(scope)
+        if not any(_accumulation(st) is not None for st in stmts) or not unit.loops:
             continue
-        nodes = list(scope.walk())
         backwarded = {e.key for e in unit.events if e.kind == "backward" and e.key and "." not in e.key
                       and not e.via_call}
         # names backwarded as `name.backward()` with no gradient argument: one-element tensors
@@ -617,7 +617,7 @@ def loss_accumulated_with_graph(ctx):
                    and e.node.func.attr == "backward" and key_of(e.node.func.value) == e.key
                    and not e.node.args and not any(k.arg == "gradient" for k in e.node.keywords)}
         assigns = []  # (statement, target name, value), one per name bound
-        for n in nodes:
+        for n in stmts:
             if isinstance(n, ast.Assign):
                 for t in n.targets:
                     assigns += _bound(n, t, n.value)
@@ -625,7 +625,7 @@ def loss_accumulated_with_graph(ctx):
                 assigns += _bound(n, n.target, n.value)
         assigns.sort(key=lambda a: (a[0].lineno, a[0].col_offset))
         cands = []
-        for st in nodes:
+        for st in stmts:
             acc = _accumulation(st)
             if acc is None or not any(isinstance(n, ast.Name) for n in ast.walk(acc[1])):
                 continue
@@ -644,6 +644,7 @@ def loss_accumulated_with_graph(ctx):
         if not cands:
             continue
         cands.sort(key=lambda c: (c[0].lineno, c[0].col_offset))
+        nodes = list(scope.walk())
         g = _Graph(ctx, lf, scope, backwarded)
         ai = 0
         for st, (target, value, kind), loop in cands:
@@ -773,7 +774,7 @@ def _gp405(ctx, st, target, value, kind, carriers, loop, scalar: bool):
 def scheduler_before_step(ctx):
     lf = loop_facts(ctx)
     done = set()
-    for unit in lf.units:
+    for unit in lf.training_units:
         for loop, seq in _loop_seqs(unit):
             for j, sc in enumerate(seq):
                 if sc.kind != "sched" or sc.target == "plateau":
@@ -821,7 +822,7 @@ def scheduler_before_step(ctx):
 def eval_mode_training(ctx):
     lf = loop_facts(ctx)
     done = set()
-    for unit in lf.units:
+    for unit in lf.training_units:
         events = unit.events
         steps = [e for e in events if e.kind == "step" and e.target == "optimizer"]
         if not steps:
@@ -901,34 +902,33 @@ def eval_mode_training(ctx):
 @rule("GP408")
 def direct_forward(ctx):
     facts = ctx.facts
-    for scope in facts.scopes:
-        for node in scope.walk():
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "forward"):
-                continue
-            recv = node.func.value
-            rk = key_of(recv)
-            if rk is None or rk == "self":
-                continue  # super().forward(x), self.forward(x)
-            if ctx.symbols.qualname(recv) is not None:
-                continue  # nn.Module.forward(self, x), Base.forward(self, x)
-            b = facts.model_at(rk, scope, node.lineno)
-            if b is not None and b.cls.endswith("Loss"):
-                continue
-            if b is None and not (_MODEL_NAME.search(rk.rsplit(".", 1)[-1]) and
-                                  _unbound_or_module(ctx, rk, scope)):
-                continue
-            rspan, fspan = ctx.span(recv), ctx.span(node.func)
-            call_text = _short(ctx, node, f"{rk}.forward(...)")
-            fix = Fix(f"Call {rk}(...) instead of {rk}.forward(...)", True,
-                      (Edit(Span(rspan.end_line, rspan.end_col, fspan.end_line, fspan.end_col), ""),),
-                      preferred=True)
-            where = " inside a forward()" if scope.name == "forward" else ""
-            yield ctx.finding("GP408", fspan,
-                              f"{call_text} calls forward directly{where}: {rk}'s forward hooks and pre-hooks "
-                              f"(pruning, weight norm, hooks you registered) are skipped; call {rk}(...)",
-                              fixes=[fix], related=[Related(ctx.span(b.stmt), f"{rk} is created here")] if b else [],
-                              data=_data(model=rk, model_class=b.cls if b else None))
+    for mc in facts.calls:
+        if mc.method != "forward":
+            continue
+        node, scope = mc.call, mc.scope
+        recv = node.func.value
+        rk = key_of(recv)
+        if rk is None or rk == "self":
+            continue  # super().forward(x), self.forward(x)
+        if ctx.symbols.qualname(recv) is not None:
+            continue  # nn.Module.forward(self, x), Base.forward(self, x)
+        b = facts.model_at(rk, scope, node.lineno)
+        if b is not None and b.cls.endswith("Loss"):
+            continue
+        if b is None and not (_MODEL_NAME.search(rk.rsplit(".", 1)[-1]) and
+                              _unbound_or_module(ctx, rk, scope)):
+            continue
+        rspan, fspan = ctx.span(recv), ctx.span(node.func)
+        call_text = _short(ctx, node, f"{rk}.forward(...)")
+        fix = Fix(f"Call {rk}(...) instead of {rk}.forward(...)", True,
+                  (Edit(Span(rspan.end_line, rspan.end_col, fspan.end_line, fspan.end_col), ""),),
+                  preferred=True)
+        where = " inside a forward()" if scope.name == "forward" else ""
+        yield ctx.finding("GP408", fspan,
+                          f"{call_text} calls forward directly{where}: {rk}'s forward hooks and pre-hooks "
+                          f"(pruning, weight norm, hooks you registered) are skipped; call {rk}(...)",
+                          fixes=[fix], related=[Related(ctx.span(b.stmt), f"{rk} is created here")] if b else [],
+                          data=_data(model=rk, model_class=b.cls if b else None))
 
 
 _MODEL_NAME = re.compile(r"(?i)(model|net|network|encoder|decoder|backbone|classifier|generator|"
