@@ -742,6 +742,12 @@ class LoopFacts:
                     or "optimiser" in last.lower())
 
     def optimizer_models(self, key: str, scope) -> tuple:
+        mk = ("models", key, id(scope))
+        if mk not in self._kind_memo:
+            self._kind_memo[mk] = self._optimizer_models(key, scope)
+        return self._kind_memo[mk]
+
+    def _optimizer_models(self, key: str, scope) -> tuple:
         b = self.facts.optimizer_at(key, scope)
         if b is None or b.params is None:
             return ()

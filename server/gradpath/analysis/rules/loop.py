@@ -644,7 +644,7 @@ def loss_accumulated_with_graph(ctx):
         if not cands:
             continue
         cands.sort(key=lambda c: (c[0].lineno, c[0].col_offset))
-        nodes = list(scope.walk())
+        nodes: list = []  # every node of the scope, walked only when a candidate needs it
         g = _Graph(ctx, lf, scope, backwarded)
         ai = 0
         for st, (target, value, kind), loop in cands:
@@ -656,6 +656,8 @@ def loss_accumulated_with_graph(ctx):
                         and _not_detached_on_path(ctx, n, value)]
             if not carriers or not g.expr(value):
                 continue
+            if not nodes:
+                nodes = list(scope.walk())
             if _consumed_later(ctx, nodes, assigns, target, st):
                 continue
             scalar = all(c.id in scalars for c in carriers)
