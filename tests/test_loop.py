@@ -156,6 +156,34 @@ def test_gp401_zero_grad_outside_the_batch_loop_names_it():
     assert any(r.span.line == 5 for r in f.related)
 
 
+def test_gp401_zero_grad_on_some_iterations_only_names_the_condition_and_fix_clears_every_one():
+    src = """\
+    import torch
+    net = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for i, x in enumerate([torch.randn(2, 3)] * 3):
+        if i == 0:
+            opt.zero_grad()
+        net(x).sum().backward()
+        opt.step()
+    """
+    (f,) = gp4(src)
+    assert (f.code, f.span.line) == ("GP401", 4)
+    assert f.message == ("opt.zero_grad() runs only on some iterations of this loop (only when `i == 0`, line 6) "
+                         "while opt.step() runs on every one: on the others gradients of net add up across "
+                         "iterations")
+    assert any(r.span.line == 6 and "some iterations only" in r.message for r in f.related)
+    new = apply_fix(src, preferred(f))
+    assert new.split("\n")[4] == "    opt.zero_grad()"
+    assert gp4(new) == []
+    # the same clear in an else branch too: quiet; a step under a condition of its own is taken for
+    # deliberate accumulation (the two conditions are not compared): quiet
+    both = src.replace("        opt.zero_grad()\n", "        opt.zero_grad()\n    else:\n        opt.zero_grad()\n")
+    assert gp4(both) == []
+    accum = src.replace("    opt.step()\n", "    if i % 2 == 1:\n        opt.step()\n")
+    assert gp4(accum) == []
+
+
 def test_gp401_real_torch_fix_stops_gradients_adding_up(tmp_path):
     """Run the program before and after the fix with torch: before, the gradient after two
     iterations is the sum of both; after, it is the second iteration's alone."""

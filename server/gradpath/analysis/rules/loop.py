@@ -11,7 +11,7 @@ import re
 
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.findings import Edit, Fix, Related, Span
-from gradpath.analysis.loops import (LOOP, CALL, display, exclusive, key_matches, loop_facts,
+from gradpath.analysis.loops import (LOOP, CALL, IF, display, exclusive, key_matches, loop_facts,
                                      loop_header_span, nameable, same_model)
 from gradpath.analysis.rules import rule
 
@@ -200,6 +200,38 @@ def _descendant_loops(unit, outer_loop) -> list:
 
 # -- GP401 --------------------------------------------------------------------------------------------
 
+def _partial_conds(z, loop) -> list:
+    """The `if` branches inside `loop` that zero_grad event z sits in (try handlers and match cases
+    left out: those count as clearing)."""
+    return [f for f in z.frames_after(loop) if f[0] == IF and isinstance(f[1], ast.If)]
+
+
+def _always_clears(zs, loop) -> bool:
+    """On every iteration of `loop`, does one of the zero_grad events `zs` run? (`if i == 0:
+    opt.zero_grad()` alone does not; a zero_grad in both branches of an `if` does.)"""
+    return _covers([_partial_conds(z, loop) for z in zs])
+
+
+def _covers(conds: list[list]) -> bool:
+    if any(not c for c in conds):
+        return True
+    by_if: dict[int, dict[int, list]] = {}
+    for c in conds:
+        by_if.setdefault(id(c[0][1]), {}).setdefault(c[0][2], []).append(c[1:])
+    return any(len(br) == 2 and all(_covers(v) for v in br.values()) for br in by_if.values())
+
+
+def _condition_text(ctx, z, loop) -> str:
+    conds = _partial_conds(z, loop)
+    if not conds:
+        return "under a condition"
+    node, branch = conds[0][1], conds[0][2]
+    test = _short(ctx, node.test, "", limit=40)
+    if not test:
+        return "under a condition"
+    return f"only when `{test}`" if branch == 0 else f"only when `{test}` is false"
+
+
 @rule("GP401")
 def missing_zero_grad(ctx):
     lf = loop_facts(ctx)
@@ -211,17 +243,22 @@ def missing_zero_grad(ctx):
             if not backs:
                 continue
             missing: dict[str, object] = {}
+            partial: dict[str, object] = {}  # optimizer -> a zero_grad that runs on some iterations only
             for s in evs:
                 if s.kind != "step" or s.target != "optimizer" or not nameable(s.key):
                     continue
                 inner = next((l for l in reversed(s.loops()) if any(b.in_loop(l) for b in backs)), None)
                 if inner is not loop:
                     continue
-                if any(_clears(z, s, strict=False) for z in evs):
+                clears = [z for z in evs if _clears(z, s, strict=False)]
+                if clears and (s.conditional_in(loop) or _always_clears(clears, loop)):
+                    # a step under a condition is deliberate accumulation: any clear in the loop will do
                     continue
                 if any(o.kind == "opaque" and ("*" in o.args or s.key in o.args) for o in evs):
                     continue
                 missing.setdefault(s.key, s)
+                if clears and s.key not in partial:
+                    partial[s.key] = clears[0]
             if not missing:
                 continue
             span = loop_header_span(ctx.src, loop)
@@ -241,7 +278,14 @@ def missing_zero_grad(ctx):
             names = " and ".join(f"{display(k)}.zero_grad()" for k in keys)
             shown = models or _called_models(evs)[:1]
             what = f"gradients of {_models_text(shown)}" if shown else "gradients"
-            if outer:
+            part = [partial[k] for k in keys if k in partial]
+            if part:
+                z = part[0]
+                cond = _condition_text(ctx, z, loop)
+                msg = (f"{names} runs only on some iterations of this loop ({cond}, line {z.node.lineno}) while "
+                       f"{_short(ctx, steps[0].node, 'step()')} runs on every one: on the others {what} add up "
+                       f"across iterations")
+            elif outer:
                 z = outer[0]
                 msg = (f"{names} is called only outside this loop (line {z.node.lineno}): {what} add up "
                        f"across its iterations")
@@ -252,7 +296,9 @@ def missing_zero_grad(ctx):
             b = next(b for b in backs if b.in_loop(loop))
             related.append(Related(ctx.span(b.node), f"{_short(ctx, b.node, 'backward()')} adds this "
                                                       "iteration's gradients to .grad"))
-            if outer:
+            if part:
+                related.append(Related(_ev_span(ctx, part[0]), "gradients are cleared here, on some iterations only"))
+            elif outer:
                 z = outer[0]
                 enclosing = any(z.in_loop(l) and loop in _descendant_loops(unit, l) for l in z.loops())
                 related.append(Related(_ev_span(ctx, z), "gradients are cleared here, once per outer iteration"
