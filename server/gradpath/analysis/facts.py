@@ -50,7 +50,17 @@ class Scope:
         return getattr(self.node, "body", [])
 
     def walk(self) -> Iterator[ast.AST]:
-        """Every node of this scope in source order, not descending into nested defs/classes/lambdas."""
+        """Every node of this scope in source order, not descending into nested defs/classes/lambdas.
+
+        Facts.build records these lists in its single pass over the tree; a scope made elsewhere
+        computes its list on the first call. Either way later calls reuse the list."""
+        nodes = self.__dict__.get("_nodes")
+        if nodes is None:
+            nodes = list(self._walk_uncached())
+            self.__dict__["_nodes"] = nodes
+        return iter(nodes)
+
+    def _walk_uncached(self) -> Iterator[ast.AST]:
         stack = list(reversed(self.body))
         while stack:
             node = stack.pop()
@@ -116,24 +126,7 @@ class Facts:
     @classmethod
     def build(cls, ctx) -> "Facts":
         f = cls(ctx)
-        tree = ctx.tree
-        calls = []
-        nodes = [tree]
-        stack = [tree]
-        parents = f.parents
-        while stack:
-            node = stack.pop()
-            for child in ast.iter_child_nodes(node):
-                parents[id(child)] = node
-                stack.append(child)
-                nodes.append(child)
-                if isinstance(child, ast.Call):
-                    calls.append(child)
-        f.__dict__["_all_calls"] = calls
-        f.__dict__["_all_nodes"] = nodes
-        module_scope = Scope(tree, "module", "<module>")
-        f.scopes.append(module_scope)
-        f._collect_scopes(tree.body, module_scope, None)
+        f._single_pass(ctx.tree)
         for scope in f.scopes:
             f._collect_bindings(scope)
         try:
@@ -141,6 +134,99 @@ class Facts:
         except RecursionError:  # pragma: no cover
             pass
         return f
+
+    def _single_pass(self, tree: ast.AST) -> None:
+        """One walk over the tree, in source order, recording: each node's parent, every call,
+        every node, the scopes (functions and methods, nested ones after their parent), each
+        scope's own node list (what Scope.walk yields) and each node's innermost scope."""
+        parents = self.parents
+        calls: list[ast.Call] = []
+        nodes: list[ast.AST] = [tree]
+        module_scope = Scope(tree, "module", "<module>")
+        module_scope.__dict__["_nodes"] = []
+        self.scopes.append(module_scope)
+        scope_ids: dict[int, Scope] = {id(tree): module_scope}
+        node_scope: dict[int, Scope] = {}  # id(node) -> innermost scope strictly containing it
+        iter_fields = ast.iter_fields
+        AST, Call = ast.AST, ast.Call
+        Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+        ClassDef, Lambda = ast.ClassDef, ast.Lambda
+        # stack entries: (node, owner list or None, enclosing scope, class name for direct defs)
+        stack: list = []
+        own = module_scope.__dict__["_nodes"]
+        for child in reversed(tree.body):
+            parents[id(child)] = tree
+            stack.append((child, own, module_scope, None))
+        # nodes of the module that are not in its body (type_ignores) keep the old handling
+        for child in getattr(tree, "type_ignores", ()):
+            parents[id(child)] = tree
+        pending: list = []
+        while stack:
+            node, owner, enclosing, class_name = stack.pop()
+            nodes.append(node)
+            node_scope[id(node)] = enclosing
+            if owner is not None:
+                owner.append(node)
+            if isinstance(node, Call):
+                calls.append(node)
+            if isinstance(node, Defs):
+                kind = "method" if class_name else "function"
+                scope = Scope(node, kind, node.name, class_name, enclosing)
+                scope.__dict__["_nodes"] = []
+                self.scopes.append(scope)
+                scope_ids[id(node)] = scope
+                sub_own = scope.__dict__["_nodes"]
+                # children: body -> the new scope; decorators -> the enclosing walk; the rest
+                # (arguments, defaults, returns) -> no walk, innermost scope = the function
+                pending.clear()
+                for name, value in iter_fields(node):
+                    if name == "body":
+                        for c in value:
+                            pending.append((c, sub_own, scope, None))
+                    elif name == "decorator_list":
+                        # in the enclosing walk; scope_of() keeps naming the function (as before)
+                        for c in value:
+                            pending.append((c, owner, scope, None))
+                    elif isinstance(value, AST):
+                        pending.append((value, None, scope, None))
+                    elif isinstance(value, list):
+                        for c in value:
+                            if isinstance(c, AST):
+                                pending.append((c, None, scope, None))
+            elif isinstance(node, ClassDef):
+                pending.clear()
+                for name, value in iter_fields(node):
+                    if name == "body":
+                        for c in value:
+                            pending.append((c, None, enclosing, node.name))
+                    elif name == "decorator_list":
+                        for c in value:
+                            pending.append((c, owner, enclosing, None))
+                    elif isinstance(value, AST):
+                        pending.append((value, None, enclosing, None))
+                    elif isinstance(value, list):
+                        for c in value:
+                            if isinstance(c, AST):
+                                pending.append((c, None, enclosing, None))
+            else:
+                sub = None if isinstance(node, Lambda) else owner
+                # a def reached through an if/try/with inside a class body is still a method
+                cn = class_name if owner is None and not isinstance(node, Lambda) else None
+                pending.clear()
+                for name, value in iter_fields(node):
+                    if isinstance(value, AST):
+                        pending.append((value, sub, enclosing, cn))
+                    elif isinstance(value, list):
+                        for c in value:
+                            if isinstance(c, AST):
+                                pending.append((c, sub, enclosing, cn))
+            for entry in reversed(pending):
+                parents[id(entry[0])] = node
+                stack.append(entry)
+        self.__dict__["_all_calls"] = calls
+        self.__dict__["_all_nodes"] = nodes
+        self.__dict__["_node_scope"] = node_scope
+        self.__dict__["_by_node"] = (len(self.scopes), scope_ids)
 
     def _collect_param_bindings(self) -> None:
         """A function's parameter that receives a model at every call site in this file is a model
@@ -221,6 +307,11 @@ class Facts:
 
     def scope_of(self, node: ast.AST) -> Scope:
         """The innermost scope that contains `node`."""
+        ns = self.__dict__.get("_node_scope")
+        if ns is not None and len(self.scopes) == self.__dict__["_by_node"][0]:
+            s = ns.get(id(node))
+            if s is not None:
+                return s
         cur = node
         cached = self.__dict__.get("_by_node")
         if cached is None or cached[0] != len(self.scopes):
