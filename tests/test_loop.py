@@ -450,6 +450,36 @@ def test_gp405_tells_graph_from_detached_values():
     assert gp4(new) == []
 
 
+def test_gp405_attribute_and_dict_entry_accumulators():
+    src = """\
+    import torch
+    class Fit:
+        def __init__(self, model):
+            self.model, self.total = model, 0.0
+            self.opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        def run(self, data):
+            stats = {"loss": 0.0}
+            for x in data:
+                self.opt.zero_grad()
+                loss = self.model(x).pow(2).mean()
+                loss.backward()
+                self.opt.step()
+                self.total += loss
+                stats["loss"] += loss
+                fresh = {"loss": 0.0}
+                fresh["loss"] += loss
+            print(stats, fresh)
+    """
+    found = [(f.span.line, text_at(src, f.span)) for f in gp4(src, "GP405")]
+    assert found == [(13, "self.total += loss"), (14, 'stats["loss"] += loss')]
+    f = gp4(src, "GP405")[1]
+    assert f.message.startswith('stats["loss"] += loss keeps the autograd graph of loss alive')
+    assert f.data["accumulator"] == 'stats["loss"]'
+    new = apply_fix(src, preferred(f))
+    assert '\n            stats["loss"] += loss.item()\n' in new
+    assert [g.span.line for g in gp4(new, "GP405")] == [13]
+
+
 # -- GP407 --------------------------------------------------------------------------------------------
 
 def test_gp407_eval_in_epoch_loop_never_undone_and_fix():

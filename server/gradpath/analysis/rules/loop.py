@@ -670,21 +670,27 @@ def loss_accumulated_with_graph(ctx):
             elif isinstance(n, ast.AnnAssign) and n.value is not None:
                 assigns += _bound(n, n.target, n.value)
         assigns.sort(key=lambda a: (a[0].lineno, a[0].col_offset))
+        # (statement, key, value) for `self.total = ...` / `stats["loss"] = ...`
+        key_assigns = [(n, k[0], n.value) for n in stmts if isinstance(n, ast.Assign)
+                       for t in n.targets if not isinstance(t, ast.Name) for k in [_acc_key(t)] if k]
         cands = []
         for st in stmts:
             acc = _accumulation(st)
             if acc is None or not any(isinstance(n, ast.Name) for n in ast.walk(acc[1])):
                 continue
-            target = acc[0]
+            target, container = acc[0], acc[3]
             loop = _innermost_loop(ctx, st, scope)
             if loop is None or _under_nograd(ctx, lf, st, scope):
                 continue
-            # the accumulator lives across iterations: set before the loop, not reset inside it
-            if not any(a[1] == target and a[0].lineno < loop.lineno for a in assigns):
+            # the accumulator lives across iterations: set before the loop (an attribute of self
+            # lives on the object), not reset inside it
+            head = (container or target).split(".")[0]
+            if head != "self" and not any(a[1] == head and a[0].lineno < loop.lineno for a in assigns):
                 continue
             # reset on every iteration (not under a condition): nothing carries over
-            if any(a[1] == target and _unconditional_in(ctx, a[0], loop) and target not in _names_in(a[2])
-                   for a in assigns):
+            resets = [a for a in assigns + key_assigns
+                      if a[1] in (target, container) or (a[1] == head and head != "self")]
+            if any(_unconditional_in(ctx, a[0], loop) and target not in _refs(a[2]) for a in resets):
                 continue
             cands.append((st, acc, loop))
         if not cands:
@@ -693,7 +699,7 @@ def loss_accumulated_with_graph(ctx):
         nodes: list = []  # every node of the scope, walked only when a candidate needs it
         g = _Graph(ctx, lf, scope, backwarded)
         ai = 0
-        for st, (target, value, kind), loop in cands:
+        for st, (target, value, kind, container, tnode), loop in cands:
             while ai < len(assigns) and (assigns[ai][0].lineno, assigns[ai][0].col_offset) < (st.lineno, st.col_offset):
                 node, nm, val = assigns[ai]
                 g.assign(nm, val, _under_nograd(ctx, lf, node, scope))
@@ -704,10 +710,10 @@ def loss_accumulated_with_graph(ctx):
                 continue
             if not nodes:
                 nodes = list(scope.walk())
-            if _consumed_later(ctx, nodes, assigns, target, st):
+            if _consumed_later(ctx, nodes, assigns, target, st, container):
                 continue
             scalar = all(c.id in scalars for c in carriers)
-            yield _gp405(ctx, st, target, value, kind, carriers, loop, scalar)
+            yield _gp405(ctx, st, _short(ctx, tnode, target), value, kind, carriers, loop, scalar)
 
 
 def _bound(stmt, target, value) -> list[tuple]:
@@ -751,39 +757,71 @@ def _not_detached_on_path(ctx, name_node, root) -> bool:
     return True
 
 
-def _accumulation(st):
-    """(accumulator name, added value, "aug"|"assign"|"append") for `t += v`, `t = t + v`,
-    `t.append(v)`."""
-    if isinstance(st, ast.AugAssign) and isinstance(st.target, ast.Name) and isinstance(st.op, (ast.Add, ast.Sub)):
-        return st.target.id, st.value, "aug"
-    if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name) and \
-            isinstance(st.value, ast.BinOp) and isinstance(st.value.op, ast.Add):
-        t = st.targets[0].id
-        if isinstance(st.value.left, ast.Name) and st.value.left.id == t:
-            return t, st.value.right, "assign"
-    if isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
-        c = st.value
-        if isinstance(c.func, ast.Attribute) and c.func.attr == "append" and isinstance(c.func.value, ast.Name) \
-                and len(c.args) == 1 and not c.keywords:
-            return c.func.value.id, c.args[0], "append"
+def _acc_key(t):
+    """(key, container key) of an accumulator: `total` -> ("total", None), `self.total` ->
+    ("self.total", None), `stats["loss"]` -> ('stats["loss"]', "stats"); None for anything else."""
+    if isinstance(t, ast.Name):
+        return t.id, None
+    if isinstance(t, ast.Attribute):
+        k = key_of(t)
+        return (k, None) if k else None
+    if isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant) and \
+            isinstance(t.slice.value, (str, int)):
+        ck = key_of(t.value)
+        if ck:
+            return f"{ck}[{t.slice.value!r}]", ck
     return None
 
 
-def _consumed_later(ctx, nodes, assigns, target, st) -> bool:
+def _accumulation(st):
+    """(accumulator key, added value, "aug"|"assign"|"append", container key, accumulator node)
+    for `t += v`, `t = t + v`, `t.append(v)`; t a name, an attribute (`self.total`) or a constant
+    subscript (`stats["loss"]`)."""
+    if isinstance(st, ast.AugAssign) and isinstance(st.op, (ast.Add, ast.Sub)):
+        k = _acc_key(st.target)
+        if k:
+            return k[0], st.value, "aug", k[1], st.target
+    if isinstance(st, ast.Assign) and len(st.targets) == 1 and \
+            isinstance(st.value, ast.BinOp) and isinstance(st.value.op, ast.Add):
+        k = _acc_key(st.targets[0])
+        if k and _acc_key(st.value.left) == k and type(st.value.left) is type(st.targets[0]):
+            return k[0], st.value.right, "assign", k[1], st.targets[0]
+    if isinstance(st, ast.Expr) and isinstance(st.value, ast.Call):
+        c = st.value
+        if isinstance(c.func, ast.Attribute) and c.func.attr == "append" and \
+                isinstance(c.func.value, (ast.Name, ast.Attribute)) and len(c.args) == 1 and not c.keywords:
+            k = _acc_key(c.func.value)
+            if k:
+                return k[0], c.args[0], "append", k[1], c.func.value
+    return None
+
+
+def _refs(node) -> set[str]:
+    """Names, attribute keys (`self.total`) and constant-subscript keys (`stats["loss"]`) in node."""
+    out = set()
+    for n in ast.walk(node):
+        if isinstance(n, (ast.Name, ast.Attribute, ast.Subscript)):
+            k = _acc_key(n)
+            if k:
+                out.add(k[0])
+    return out
+
+
+def _consumed_later(ctx, nodes, assigns, target, st, container=None) -> bool:
     """The accumulated value is meant to carry its graph: later backwarded or returned."""
-    derived = {target}
+    derived = {target} | ({container} if container else set())
     for node, name, val in assigns:
-        if node.lineno > st.lineno and _names_in(val) & derived:
+        if node.lineno > st.lineno and _refs(val) & derived:
             derived.add(name)
     for n in nodes:
         if isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom)) and n.value is not None and \
-                _names_in(n.value) & derived:
+                _refs(n.value) & derived:
             return True
         if isinstance(n, ast.Call):
             f = n.func
             is_back = (isinstance(f, ast.Attribute) and f.attr in ("backward", "manual_backward")) or \
                 ctx.symbols.qualname(f) in ("torch.autograd.backward", "torch.autograd.grad")
-            if is_back and _names_in(n) & derived:
+            if is_back and _refs(n) & derived:
                 return True
     return False
 
