@@ -20,10 +20,26 @@ from _common import LspClient, header, median, python_exe, save, server_env
 from gen_corpus import write_workspace
 
 
-def one_run(ws: Path, cache: Path, wait_jedi_s: float) -> dict:
+def write_external(root: Path) -> tuple[Path, Path]:
+    """A workspace whose model class comes from a package outside it (on PYTHONPATH, as an
+    installed package would be): the static resolver cannot see it, only jedi can."""
+    lib = root / "site" / "extlib_gp"
+    lib.mkdir(parents=True, exist_ok=True)
+    (lib / "__init__.py").write_text("from .models import Net\n", encoding="utf-8")
+    (lib / "models.py").write_text((root / "ws" / "models.py").read_text(encoding="utf-8"), encoding="utf-8")
+    ws = root / "ws-ext"
+    ws.mkdir(exist_ok=True)
+    (ws / "train.py").write_text((root / "ws" / "train.py").read_text(encoding="utf-8").replace(
+        "from models import Net", "from extlib_gp import Net"), encoding="utf-8")
+    return ws, root / "site"
+
+
+def one_run(ws: Path, cache: Path, wait_jedi_s: float, extra_path: Path | None = None) -> dict:
     train = ws / "train.py"
     uri = train.resolve().as_uri()
     env = server_env({"XDG_CACHE_HOME": str(cache)})
+    if extra_path is not None:
+        env["PYTHONPATH"] = env["PYTHONPATH"] + ":" + str(extra_path)
     t0 = time.perf_counter()
     c = LspClient([python_exe(), "-m", "gradpath", "serve"], cwd=str(ws), env=env,
                   stderr_path=str(ws.parent / f"first-{time.time_ns()}.log"))
@@ -58,13 +74,17 @@ def main(argv=None) -> int:
         d = Path(d)
         ws = d / "ws"
         write_workspace(ws)
-        for case in ("cold", "warm"):
+        ws_ext, site = write_external(d)
+        cases = [("cold", ws, None), ("warm", ws, None), ("cold, model from a package outside the workspace (jedi)", ws_ext, site),
+                 ("warm, model from a package outside the workspace (jedi)", ws_ext, site)]
+        for case, wsp, extra in cases:
             runs = []
             for i in range(a.runs):
-                cache = d / (f"cache-cold-{i}" if case == "cold" else "cache-warm")
-                if case == "warm" and i == 0:
-                    one_run(ws, cache, a.wait_jedi)  # fill the cache (not counted)
-                runs.append(one_run(ws, cache, a.wait_jedi))
+                tag = "ext" if extra else "ws"
+                cache = d / (f"cache-cold-{tag}-{i}" if case.startswith("cold") else f"cache-warm-{tag}")
+                if case.startswith("warm") and i == 0:
+                    one_run(wsp, cache, a.wait_jedi, extra)  # fill the cache (not counted)
+                runs.append(one_run(wsp, cache, a.wait_jedi, extra))
             row = {k: median([r[k] for r in runs]) for k in
                    ("spawn_to_publish_s", "spawn_to_initialized_s", "open_to_publish_s")}
             rep = [r["republish_s"] for r in runs if r["republish_s"] is not None]
@@ -74,7 +94,7 @@ def main(argv=None) -> int:
             row["runs"] = runs
             rows[case] = row
             rep_s = f"{row['republish_s']:.2f} s {row['republish_codes']}" if row["republish_s"] else "none"
-            print(f"jedi cache {case:4s}: spawn->first publish {row['spawn_to_publish_s']:.2f} s "
+            print(f"jedi cache {case}: spawn->first publish {row['spawn_to_publish_s']:.2f} s "
                   f"(spawn->initialized {row['spawn_to_initialized_s']:.2f} s, didOpen->publish "
                   f"{row['open_to_publish_s'] * 1000:.0f} ms) codes {row['first_codes']}; "
                   f"jedi republish: {rep_s}", flush=True)

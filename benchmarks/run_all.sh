@@ -24,7 +24,7 @@ if [ ! -x benchmarks/.venv-peers/bin/ruff ]; then
 fi
 run "$PY" benchmarks/profile_engine.py --repeat 5
 run "$PY" benchmarks/bench_keystroke.py --edits 100
-run "$PY" benchmarks/bench_first.py --runs 3 --wait-jedi 6
+run "$PY" benchmarks/bench_first.py --runs 3 --wait-jedi 15
 run "$PY" benchmarks/bench_memory.py
 run "$PY" benchmarks/bench_scan.py --runs 3
 if [ -f benchmarks/bench_live.py ]; then
