@@ -303,7 +303,8 @@ class LoopFacts:
                         hit = True
                 elif isinstance(f, ast.Name):
                     names.add(f.id)
-                    if self.sym.qualname(f) == "torch.autograd.backward":
+                    if (f.id == "backward" or f.id in self.sym.aliases) and \
+                            self.sym.qualname(f) == "torch.autograd.backward":
                         hit = True
             if not hit:
                 for st in self._scope_stmts.get(id(scope), ()):
