@@ -78,6 +78,23 @@ _MODULE_METHODS = {"zero_grad", "state_dict", "apply", "modules", "children", "b
                    "add_module", "requires_grad_", "cast", "save", "update", "step", "item"}
 
 
+def _default_vals(args: ast.arguments) -> dict:
+    """Parameters whose default is a plain number (`eps=1e-5`, `beta=1.0`, `smooth=-1`): their value
+    when a call leaves them out. Anything else stays unknown."""
+    out: dict = {}
+    params = list(args.posonlyargs) + list(args.args)
+    pairs = list(zip(params[len(params) - len(args.defaults):], args.defaults)) if args.defaults else []
+    pairs += [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults) if d is not None]
+    for a, d in pairs:
+        neg = isinstance(d, ast.UnaryOp) and isinstance(d.op, ast.USub)
+        c = d.operand if neg else d
+        if isinstance(c, ast.Constant) and isinstance(c.value, (int, float)) and not isinstance(c.value, bool):
+            v = -float(c.value) if neg else float(c.value)
+            out[a.arg] = Val(N, kind="number", numeric=v, src=a,
+                             shape="pos" if v > 0 else ("zero" if v == 0 else None))
+    return out
+
+
 def _is_torch(qn: str | None) -> bool:
     return bool(qn) and (qn == "torch" or qn.startswith("torch."))
 
@@ -335,6 +352,7 @@ class Flow:
             env: dict = {}
             args = node.args
             params = list(args.posonlyargs) + list(args.args)
+            defaults = _default_vals(args) if args.defaults or args.kw_defaults else {}
             for i, a in enumerate(params):
                 if i == 0 and s.kind == "method" and self_val is not None:
                     env[a.arg] = self_val
@@ -342,6 +360,11 @@ class Flow:
                     env[a.arg] = Val(U, src=a)
             for a in list(args.kwonlyargs) + [x for x in (args.vararg, args.kwarg) if x]:
                 env[a.arg] = Val(U, src=a)
+            # a number default (`eps=1e-5`): unknown when analysed on its own, except its sign (an
+            # eps/smooth term stays a positive guard whatever the caller passes)
+            for k, dv in defaults.items():
+                if dv.shape == "pos":
+                    env[k] = Val(U, kind="number", shape="pos", src=dv.src)
             ng = self._decorator_nograd(node)
             if ng is not None:
                 env["__nograd__"] = ng
@@ -872,6 +895,8 @@ class Flow:
                 shape = "sq"
             elif a.shape == "pos" and b.shape == "pos":
                 shape = "pos"
+            elif tensors and a.shape == "norm" and b.shape == "norm":
+                shape = "norm"  # a product of norms (cosine similarity by hand): 0 if either is
         elif isinstance(op, ast.Div):
             self._record(fr, env, "div", node, {"num": a, "den": b}, {"num": ln, "den": rn})
             if a.shape == "raw" and b.kind == "number":
@@ -1259,7 +1284,9 @@ class Flow:
         # targets of unknown origin (a function's parameter) are data: the input decides
         others = [a for a in args[1:] + list(kwargs.values()) if a is not inp]
         others = [replace(a, grad=N) if a.grad == U and not a.origins else a for a in others]
-        v = combine([inp] + others, node, shape="reduce")
+        # a mean (or sum) of squared errors: 0 when the prediction is exact (sqrt of it has NaN grad)
+        sq = qn in ("torch.nn.MSELoss", "torch.nn.functional.mse_loss")
+        v = combine([inp] + others, node, shape="sumsq" if sq else "reduce")
         return v
 
     def _module_call(self, mod: Val, node: ast.Call, args, kwargs, env, fr) -> Val:
@@ -1368,15 +1395,16 @@ class Flow:
                 if not is_static:
                     new_env[first.arg] = self_val if self_val is not None else Val(U)
                     params = params[1:]
+            defaults = _default_vals(fn.args) if fn.args.defaults or fn.args.kw_defaults else {}
             for i, p in enumerate(params):
                 if i < len(pos):
                     new_env[p.arg] = pos[i]
                 elif p.arg in kwargs:
                     new_env[p.arg] = kwargs[p.arg]
                 else:
-                    new_env[p.arg] = Val(U, src=p)
+                    new_env[p.arg] = defaults.get(p.arg) or Val(U, src=p)
             for p in fn.args.kwonlyargs:
-                new_env[p.arg] = kwargs.get(p.arg, Val(U, src=p))
+                new_env[p.arg] = kwargs.get(p.arg, defaults.get(p.arg) or Val(U, src=p))
             if fn.args.vararg:
                 new_env[fn.args.vararg.arg] = Val(U, kind="tuple", elts=tuple(pos[len(params):]))
             if fn.args.kwarg:

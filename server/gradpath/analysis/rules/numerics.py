@@ -80,6 +80,8 @@ def _why_zero(ctx, v: Val, node) -> str:
         return f"`{t}` is a {v.act} output, which underflows to 0"
     if v.shape == "raw" or v.model_out:
         return f"`{t}` is a model output, which can be 0"
+    if v.shape == "norm" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        return f"`{t}` is a product of norms, 0 when either input is all zero"
     if v.shape == "norm":
         return f"`{t}` is a norm, 0 for an all-zero input"
     if v.shape in ("sq", "sumsq"):
@@ -431,7 +433,7 @@ def sqrt_at_zero(ctx):
             continue
         if not _once(seen, "GP306", e.node):
             continue
-        msg = (f"`{_text(ctx, e.node)}`: `{_text(ctx, an)}` is a sum of squares that can be exactly 0, where "
+        msg = (f"`{_text(ctx, e.node)}`: `{_text(ctx, an)}` is a sum or mean of squares that can be exactly 0, where "
                f"sqrt's gradient is NaN (the forward value 0 is fine); `torch.linalg.vector_norm` gives 0 there")
         fixes = []
         sos = _sum_of_squares(ctx, an)
