@@ -359,11 +359,10 @@ class Facts:
         sym = self.ctx.symbols
         for node in scope.walk():
             if isinstance(node, (ast.Assign, ast.AnnAssign)):
-                value = node.value
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                if value is None:
+                if node.value is None:
                     continue
-                for t in targets:
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for t, value in _target_pairs(targets, node.value):
                     key = key_of(t)
                     if key is None:
                         continue
@@ -473,6 +472,22 @@ class Facts:
 
     def calls_named(self, method: str, scope: Scope | None = None) -> list[MethodCall]:
         return [c for c in self.calls if c.method == method and (scope is None or c.scope is scope)]
+
+
+def _target_pairs(targets, value) -> list[tuple[ast.AST, ast.AST]]:
+    """(target, value) pairs of an assignment: `a = b = v` gives (a, v), (b, v); `a, b = x, y`
+    (same length, nothing starred) gives (a, x), (b, y); any other unpacking gives the target
+    tuple itself (which has no key)."""
+    out = []
+    for t in targets:
+        if isinstance(t, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+                and len(t.elts) == len(value.elts) \
+                and not any(isinstance(e, ast.Starred) for e in t.elts + value.elts):
+            for sub_t, sub_v in zip(t.elts, value.elts):
+                out += _target_pairs([sub_t], sub_v)
+        else:
+            out.append((t, value))
+    return out
 
 
 def _params_arg(call: ast.Call) -> ast.AST | None:
@@ -1400,8 +1415,10 @@ def freezes(self) -> list[Freeze]:
         for scope in self.scopes:
             for stmt, _loop, in_if in _flat_stmts(scope.body):
                 for parts, names, value, cond, node in freeze_statements(stmt, in_if):
-                    if parts and parts[0] == "self" and scope.name == "__init__":
-                        continue  # class-level: part of the class inventory
+                    if parts and parts[0] == "self" and scope.name == "__init__" and (
+                            scope.class_name is None or self.ctx.symbols.is_module_class(scope.class_name)):
+                        continue  # a module's own __init__: part of the class inventory
+                    # (a Trainer's __init__ freezing self.model.backbone is a freeze of self.model)
                     r = None
                     for i in range(len(parts), 0, -1):
                         b = self.model_at(".".join(parts[:i]), scope, node.lineno)
@@ -1790,6 +1807,8 @@ def _escaping_keys(self) -> set[str]:
                 if k and any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in node.targets):
                     out.add(k)
             elif isinstance(node, (ast.List, ast.Tuple, ast.Dict)):
+                if not isinstance(node, ast.Dict) and isinstance(node.ctx, ast.Store):
+                    continue  # `encoder, decoder = ...`: unpacking targets hold nothing
                 parent = self.parents.get(id(node))
                 if isinstance(parent, ast.Call) and id(parent) in opt_calls:
                     continue
