@@ -341,3 +341,30 @@ def test_user_code_cannot_write_into_the_protocol(live, sandbox_dirs):
     path, text = write(proj, "after.py", BUG)
     rep2, v2, _ = confirm(live, path, text)
     assert v2.verdict == "confirmed" and rep2.run["restarts"] == rep.run["restarts"]
+
+
+def test_removing_a_real_file_outside_succeeds_for_the_script_only(live, sandbox_dirs):
+    # `if os.path.exists(LOG): os.remove(LOG)` before training is common: the call succeeds, the script
+    # no longer sees the file, and the real file is untouched
+    proj, outside = sandbox_dirs
+    (outside / "runs").mkdir()
+    (outside / "runs" / "old.txt").write_text("old")
+    log, runs = outside / "victim.txt", outside / "runs"
+    src = textwrap.dedent(f"""
+    import os, shutil
+    if os.path.exists({str(log)!r}):
+        os.remove({str(log)!r})
+    if os.path.isdir({str(runs)!r}):
+        shutil.rmtree({str(runs)!r})
+    print("gone", os.path.exists({str(log)!r}), os.path.isdir({str(runs)!r}))
+    with open({str(log)!r}, "a") as f:
+        f.write("new")
+    print("reads", open({str(log)!r}).read())
+    """) + BUG
+    path, text = write(proj, "cleaner.py", src)
+    rep, v, took = confirm(live, path, text)
+    assert v.verdict == "confirmed", (v, rep.run.get("error"))
+    assert "gone False False" in rep.run["output"]["stdout"]
+    assert "reads new" in rep.run["output"]["stdout"]
+    assert log.read_text() == "keep me"
+    assert (runs / "old.txt").read_text() == "old"

@@ -1175,6 +1175,7 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
     real_open = builtins.open
     real_os_open = os.open
     real_stat = os.stat
+    real_lstat = os.lstat
 
     def real_exists(a):
         try:
@@ -1214,6 +1215,29 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
             obs.writes.append({"path": s, "line": obs.user_line(3)})
         return target
 
+    def pretend_deleted(path, target) -> bool:
+        """Removing a real file or folder outside the temp folder (`if os.path.exists(log): os.remove(log)`):
+        the real one stays, the script's view loses it (later reads go to its absent mirror), and the call
+        succeeds as it would have."""
+        if isinstance(path, int) or not isinstance(target, str):
+            return False
+        try:
+            a = os.path.abspath(os.fsdecode(os.fspath(path)))
+        except TypeError:
+            return False
+        if os.path.abspath(target) == a:
+            return False
+        try:
+            real_lstat(target)
+            return False  # the script's own copy exists: really remove that
+        except OSError:
+            pass
+        try:
+            real_lstat(a)
+        except OSError:
+            return False
+        return True
+
     def is_write_mode(mode):
         return any(c in mode for c in "wax+")
 
@@ -1235,7 +1259,10 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
 
         def make(real, name):
             def f(path, *a, **k):
-                return real(mapped(path, True), *a, **k)
+                target = mapped(path, True)
+                if name in ("remove", "unlink", "rmdir") and pretend_deleted(path, target):
+                    return None
+                return real(target, *a, **k)
             f.__name__ = name
             return f
         setattr(os, name, make(real, name))
@@ -1280,7 +1307,10 @@ def install_guards(torch, obs: Observer, tmp: str, script_dir: str):
     real_rmtree = shutil.rmtree
 
     def g_rmtree(path, *a, **k):
-        return real_rmtree(mapped(path, True), *a, **k)
+        target = mapped(path, True)
+        if pretend_deleted(path, target):
+            return None
+        return real_rmtree(target, *a, **k)
     shutil.rmtree = g_rmtree
 
     real_save = torch.save
