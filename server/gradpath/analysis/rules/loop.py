@@ -651,6 +651,8 @@ def _names_in(node) -> set[str]:
 def loss_accumulated_with_graph(ctx):
     lf = loop_facts(ctx)
     for unit in lf.units:
+        if ctx.out_of_time():
+            return  # the units not flattened yet would be flattened here (see loops.Unit)
         scope = unit.scope
         stmts = lf.scope_stmts(scope)
         if not any(_accumulation(st) is not None for st in stmts) or not unit.loops:
