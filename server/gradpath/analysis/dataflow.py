@@ -599,6 +599,10 @@ class Flow:
             for e in it.elts:
                 v = join(v, e)
             return v or UNKNOWN
+        if it.kind == "module" and it.module_cls in ("torch.nn.ModuleList", "torch.nn.Sequential"):
+            # `for head in self.heads:`: each element is a module of unknown class (no shape known)
+            key = f"{it.module_key}[i]" if it.module_key else None
+            return Val(G, kind="module", module_key=key, module_cls="torch.nn.Module")
         if it.grad == G or it.has_reason():
             return replace(it, kind="tensor", elts=None)
         if it.kind == "module":
@@ -1216,7 +1220,8 @@ class Flow:
             if data.grad == N and (data.cuts or data.nograd or data.const is not None):
                 out = self._cut(data, node, f"{self.src.text_of(node.func)}()", node.args[0] if node.args else None,
                                 bare=False)
-            elif data.grad > N and data.kind == "tensor":
+            elif data.grad > N and data.kind == "tensor" or data.grad == G and data.kind in ("list", "tuple"):
+                # torch.tensor([loss_a, loss_b]) copies the values: the graph stays behind
                 out = self._cut(data, node, f"{self.src.text_of(node.func)}()", node.args[0] if node.args else None,
                                 bare=False)
             elif data.kind in ("number", "none", "bool", "qual") or (node.args and isinstance(node.args[0], (ast.Constant, ast.UnaryOp))):
@@ -1317,8 +1322,10 @@ class Flow:
     def _as_model_out(self, out: Val, key: str, node, args) -> Val:
         elts = tuple(self._as_model_out(e, key, node, args) for e in out.elts) if out.elts else None
         cuts = _uniq([c for a in args for c in a.cuts] + list(out.cuts))
+        # the models whose outputs feed this one keep their path too (`predictor(encoder(x))`)
+        up = frozenset().union(*[a.origins for a in args if a.grad == G]) if args else frozenset()
         return Val(G, kind=out.kind if out.kind in ("tensor", "tuple", "list") else "tensor",
-                   origins=frozenset([key]), cuts=cuts, shape=out.shape, act=out.act, act_node=out.act_node,
+                   origins=frozenset([key]) | up, cuts=cuts, shape=out.shape, act=out.act, act_node=out.act_node,
                    act_input=out.act_input, act_scope=out.act_scope, exact=out.exact,
                    model_calls=(node,), model_out=True, src=node, elts=elts, torchy=True)
 

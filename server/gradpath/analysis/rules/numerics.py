@@ -72,6 +72,9 @@ def _short(t: str) -> str:
 
 def _why_zero(ctx, v: Val, node) -> str:
     t = _text(ctx, node)
+    if v.shape == "diff" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) \
+            and isinstance(node.left, ast.Constant) and node.left.value == 1:
+        return f"`{t}` is 0 wherever `{_text(ctx, node.right)}` reaches 1 (sigmoid(x) is exactly 1.0 in float32 for x > ~17)"
     if v.shape == "diff" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
         return f"`{t}` is 0 wherever `{_text(ctx, node.left)}` equals `{_text(ctx, node.right)}`"
     if v.shape == "diff":
