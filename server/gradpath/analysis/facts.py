@@ -50,7 +50,8 @@ class Scope:
         return getattr(self.node, "body", [])
 
     def walk(self) -> Iterator[ast.AST]:
-        """Every node of this scope in source order, not descending into nested defs/classes/lambdas.
+        """Every node of this scope in source order, not descending into nested defs/classes/lambdas
+        (the shared Load/Store/Del context singletons are left out).
 
         Facts.build records these lists in its single pass over the tree; a scope made elsewhere
         computes its list on the first call. Either way later calls reuse the list."""
@@ -70,7 +71,7 @@ class Scope:
                 extra = list(getattr(node, "decorator_list", []))
                 stack.extend(reversed(extra))
                 continue
-            stack.extend(reversed(list(ast.iter_child_nodes(node))))
+            stack.extend(reversed([c for c in ast.iter_child_nodes(node) if not isinstance(c, ast.expr_context)]))
 
     def __repr__(self) -> str:
         return f"Scope({self.kind} {self.class_name + '.' if self.class_name else ''}{self.name})"
@@ -161,6 +162,9 @@ class Facts:
         for child in getattr(tree, "type_ignores", ()):
             parents[id(child)] = tree
         pending: list = []
+        push = stack.append
+        # Load/Store/Del are shared singletons (no parent of their own): not recorded
+        ExprCtx = ast.expr_context
         while stack:
             node, owner, enclosing, class_name = stack.pop()
             nodes.append(node)
@@ -209,20 +213,28 @@ class Facts:
                             if isinstance(c, AST):
                                 pending.append((c, None, enclosing, None))
             else:
-                sub = None if isinstance(node, Lambda) else owner
-                # a def reached through an if/try/with inside a class body is still a method
-                cn = class_name if owner is None and not isinstance(node, Lambda) else None
-                pending.clear()
-                for name, value in iter_fields(node):
-                    if isinstance(value, AST):
-                        pending.append((value, sub, enclosing, cn))
-                    elif isinstance(value, list):
+                if node.__class__ is Lambda:
+                    sub, cn = None, None
+                else:
+                    # a def reached through an if/try/with inside a class body is still a method
+                    sub, cn = owner, (class_name if owner is None else None)
+                kids = []
+                for name in node._fields:
+                    value = getattr(node, name, None)
+                    if value.__class__ is list:
                         for c in value:
                             if isinstance(c, AST):
-                                pending.append((c, sub, enclosing, cn))
+                                kids.append(c)
+                    elif isinstance(value, AST) and not isinstance(value, ExprCtx):
+                        kids.append(value)
+                nid = node
+                for c in reversed(kids):
+                    parents[id(c)] = nid
+                    push((c, sub, enclosing, cn))
+                continue
             for entry in reversed(pending):
                 parents[id(entry[0])] = node
-                stack.append(entry)
+                push(entry)
         self.__dict__["_all_calls"] = calls
         self.__dict__["_all_nodes"] = nodes
         self.__dict__["_node_scope"] = node_scope
