@@ -899,6 +899,9 @@ class Flow:
                 shape = "sq"
             elif a.shape == "pos" and b.shape == "pos":
                 shape = "pos"
+            elif tensors and (a.shape == "pos" and a.kind == "tensor" and b.grad == N and not b.has_reason()
+                              or b.shape == "pos" and b.kind == "tensor" and a.grad == N and not a.has_reason()):
+                shape = "pos"  # exp(sim) * mask: positive values weighted by data (a mask, class weights)
             elif tensors and a.shape == "norm" and b.shape == "norm":
                 shape = "norm"  # a product of norms (cosine similarity by hand): 0 if either is
         elif isinstance(op, ast.Div):

@@ -20,9 +20,39 @@ def _probe(ctx, what: str, node) -> dict:
     return {"what": what, "span": ctx.span(node).to_dict(), "expr": ctx.src.text_of(node)}
 
 
-def _live(e, v: Val) -> bool:
+_LOGGING_ATTRS = {"item", "tolist", "detach", "numpy", "cpu"}
+_LOGGING_FUNCS = {"float", "int", "round", "print", "str", "repr", "format"}
+_PASS_ATTRS = {"mean", "sum", "squeeze", "float", "view", "reshape", "flatten"}
+
+
+def _logged_only(ctx, node) -> bool:
+    """The op's result is consumed on the spot by a cut or a print: `torch.sqrt(loss).item()`,
+    `float(torch.log(x))`, `print(torch.sqrt(mse))`. No gradient ever flows through it."""
+    cur = node
+    for _ in range(4):
+        par = ctx.facts.parent(cur)
+        if isinstance(par, ast.Attribute) and par.value is cur:
+            if par.attr in _LOGGING_ATTRS:
+                return True
+            call = ctx.facts.parent(par)
+            if par.attr in _PASS_ATTRS and isinstance(call, ast.Call) and call.func is par:
+                cur = call
+                continue
+            return False
+        if isinstance(par, ast.Call) and isinstance(par.func, ast.Name) and par.func.id in _LOGGING_FUNCS \
+                and cur in par.args:
+            return True
+        if isinstance(par, ast.FormattedValue):
+            return True
+        return False
+    return False
+
+
+def _live(e, v: Val, ctx=None) -> bool:
     """The value carries a graph and the op does not run under no_grad: it is loss math."""
-    return v.grad == G and not e.nograd
+    if v.grad != G or e.nograd:
+        return False
+    return ctx is None or not _logged_only(ctx, e.node)
 
 
 def _model_of(v: Val) -> str | None:
@@ -122,7 +152,7 @@ def unsafe_division(ctx):
             continue
         if den.shape not in ZERO_SHAPES:
             continue
-        if not (_live(e, den) or _live(e, num)):
+        if not (_live(e, den) or _live(e, num)) or _logged_only(ctx, e.node):
             continue
         if not _once(seen, "GP301", den_node):
             continue
@@ -200,7 +230,7 @@ def unsafe_log(ctx):
     for e in fl.events_of("log"):
         a = e.vals["arg"]
         an = e.nodes["arg"]
-        if a.kind != "tensor" or e.nograd:
+        if a.kind != "tensor" or e.nograd or _logged_only(ctx, e.node):
             continue
         if a.shape == "prob" and a.grad != N:
             if not _once(seen, "GP303", e.node):
@@ -228,7 +258,7 @@ def unsafe_log(ctx):
                 ctx, a, "the model output behind it"), data={"probe": _probe(ctx, "log-arg", an),
                                                               **({"model": _model_of(a)} if _model_of(a) else {})})
             continue
-        if a.shape not in ("raw", "diff", "nonneg") or not _live(e, a):
+        if a.shape not in ("raw", "diff", "nonneg") or not _live(e, a, ctx):
             continue
         if not _once(seen, "GP302", e.node):
             continue
@@ -432,7 +462,7 @@ def sqrt_at_zero(ctx):
     for e in fl.events_of("sqrt"):
         a = e.vals["arg"]
         an = e.nodes["arg"]
-        if a.shape not in ("sq", "sumsq") or not _live(e, a):
+        if a.shape not in ("sq", "sumsq") or not _live(e, a, ctx):
             continue
         if not _once(seen, "GP306", e.node):
             continue
@@ -467,7 +497,7 @@ def unsafe_exp(ctx):
     for e in fl.events_of("exp"):
         a = e.vals["arg"]
         an = e.nodes["arg"]
-        if a.shape != "raw" or not _live(e, a):
+        if a.shape != "raw" or not _live(e, a, ctx):
             continue
         if not _once(seen, "GP307", e.node):
             continue
