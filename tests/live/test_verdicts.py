@@ -92,6 +92,21 @@ def test_gp102_on_correct_program_is_not_confirmed(live, tmp_path):
     assert "linear.bias: grad" in v.evidence and "changed, in Adam" in v.evidence
 
 
+def test_gp108_instances_are_labelled_by_the_line_that_built_them(live, tmp_path):
+    # two instances of a class defined in the same file: each row group names the line of `Net()`,
+    # not the `super().__init__()` line inside the class
+    src = MODEL + "optimizer = optim.Adam(SimpleModel().parameters(), lr=0.001)\n" + LOOP
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP108", line_of(t, "optim.Adam"), 12, model="model", model_class="SimpleModel",
+        optimizer="optimizer", optimizer_class="torch.optim.Adam")])
+    v = rep.verdicts[fs[0].id]
+    trained, fresh = line_of(text, "model = SimpleModel()"), line_of(text, "optim.Adam")
+    assert v.verdict == "confirmed", v
+    assert v.evidence.startswith(f"SimpleModel (line {trained}): linear.weight, linear.bias: got gradients but "
+                                 "never changed"), v.evidence
+    assert f"  SimpleModel (line {fresh}):\n    linear.weight: no grad, unchanged, in Adam" in v.evidence
+
+
 def test_gp201_detached_backward(live, tmp_path):
     src = """
     import torch
@@ -405,3 +420,31 @@ def test_model_only_for_code_never_called(live, tmp_path):
     assert v109.verdict == "confirmed" and v109.mode == "model-only", v109
     assert v109.evidence.startswith(f"TypeError: 'method' object is not iterable (line "
                                     f"{line_of(text, 'torch.optim.Adam')})")
+
+
+def test_required_cli_argument_falls_back_to_model_only_with_argparse_reason(live, tmp_path):
+    src = MODEL.replace("model = SimpleModel()", "") + """
+def main():
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    args = ap.parse_args()
+    x, y = torch.load(args.data)
+    model = SimpleModel()
+    optimizer = optim.SGD([model.linear.weight], lr=0.1)
+    optimizer.zero_grad()
+    criterion(model(x), y).backward()
+    optimizer.step()
+
+
+if __name__ == "__main__":
+    main()
+"""
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP102", line_of(t, "optim.SGD"), 16, model="model", model_class="SimpleModel",
+        optimizer="optimizer", optimizer_class="torch.optim.SGD", missing=["linear.bias"])])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed" and v.mode == "model-only", v
+    assert v.evidence.startswith("linear.bias: grad ")
+    assert (f"(the script could not run whole: the script exited at line {line_of(text, 'ap.parse_args()')} with "
+            "exit code 2: train.py: error: the following arguments are required: --data)") in v.evidence

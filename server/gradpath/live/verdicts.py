@@ -123,7 +123,10 @@ def failure_reason(obs: dict, finding=None, timeout_s: float | None = None, memo
         where = f" at line {p.get('line')}" if p.get("line") else at
         return f"the script tried to start a process{where}; the live step does not allow that"
     if status == "exit":
-        return f"the script exited{at} with {exc.get('message')}"
+        # argparse and friends say why on stderr (`error: the following arguments are required: --data`)
+        err = [l.strip() for l in str((obs.get("stderr") or {}).get("text") or "").splitlines() if l.strip()]
+        why = f": {_first(err[-1], 200)}" if err and "error" in err[-1].lower() else ""
+        return f"the script exited{at} with {exc.get('message')}{why}"
     if status == "killed":
         sig = obs.get("signal")
         return f"the step was killed{' by signal ' + str(sig) if sig else ''} (a resource limit)"

@@ -645,6 +645,19 @@ class Observer:
             f = f.f_back
         return None
 
+    def creation_line(self, inst, depth=2):
+        """The user line that built `inst`: past its own class's `__init__` (`super().__init__()` inside
+        `Net.__init__` is not where the `Net` was made)."""
+        f = sys._getframe(depth)
+        while f is not None:
+            if f.f_code.co_filename == self.path:
+                code = f.f_code
+                if not (code.co_name == "__init__" and code.co_argcount and
+                        f.f_locals.get(code.co_varnames[0]) is inst):
+                    return f.f_lineno
+            f = f.f_back
+        return None
+
     def user_func(self, depth=2):
         f = sys._getframe(depth)
         while f is not None:
@@ -789,7 +802,7 @@ class Observer:
             orig_module_init(self_, *a, **k)
             if id(self_) not in obs.module_ids and len(obs.modules) < 5000:
                 obs.module_ids.add(id(self_))
-                obs.modules.append((self_, obs.user_line(), type(self_).__name__, obs.user_func() == "forward"))
+                obs.modules.append((self_, obs.creation_line(self_), type(self_).__name__, obs.user_func() == "forward"))
 
         torch.nn.Module.__init__ = module_init
         orig_setstate = torch.nn.Module.__setstate__
