@@ -511,3 +511,79 @@ def test_odd_programs_never_crash_a_rule(text):
 def test_gp101_only_for_empty_and_gp110_for_a_module_keyword():
     fs = findings(ODD[5])
     assert [(f.code, f.span.line) for f in fs if f.code.startswith("GP1")] == [("GP110", 4), ("GP109", 5)]
+
+
+# -- Facts: the single pass over the tree ------------------------------------------------------
+import ast as _ast  # noqa: E402
+
+_SINGLETONS = (_ast.expr_context, _ast.operator, _ast.unaryop, _ast.boolop, _ast.cmpop)
+
+def _facts_for(text: str, path: str = "t.py"):
+    from gradpath.analysis.engine import Context
+    from gradpath.analysis.source import SourceFile
+    return Context(SourceFile.parse(text, path), path).facts
+
+
+def _fixture_texts():
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "fixtures"
+    out = []
+    for p in sorted(root.rglob("*.py")):
+        text = p.read_text(encoding="utf-8")
+        try:
+            import ast
+            ast.parse(text)
+        except SyntaxError:
+            continue
+        out.append((str(p), text))
+    return out
+
+
+def test_single_pass_matches_plain_walks_on_every_fixture():
+    """Facts.build records parents, scopes, each scope's node list and each node's scope in one
+    pass; every one of them must equal what a plain walk over the tree gives."""
+    import ast
+    texts = _fixture_texts()
+    assert len(texts) > 50
+    for path, text in texts:
+        facts = _facts_for(text, path)
+        tree = facts.ctx.tree
+        real_parent = {}
+        for n in ast.walk(tree):
+            for c in ast.iter_child_nodes(n):
+                if not isinstance(c, ast.expr_context):
+                    real_parent[id(c)] = n
+        defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
+        assert sorted(id(s.node) for s in facts.scopes[1:]) == sorted(id(d) for d in defs), path
+        assert [s.node.lineno for s in facts.scopes[1:]] == sorted(s.node.lineno for s in facts.scopes[1:]), path
+        for n in ast.walk(tree):
+            if isinstance(n, _SINGLETONS) or n is tree:
+                continue  # Load/Store, operators: shared objects with no parent of their own
+            assert facts.parents[id(n)] is real_parent[id(n)], (path, ast.dump(n)[:60])
+            cur, want = real_parent.get(id(n)), facts.scopes[0]
+            while cur is not None:
+                s = facts.scope_for(cur)
+                if s is not None:
+                    want = s
+                    break
+                cur = real_parent.get(id(cur))
+            assert facts.scope_of(n) is want, (path, getattr(n, "lineno", None))
+        for s in facts.scopes:
+            assert [id(x) for x in s.walk()] == [id(x) for x in s._walk_uncached()], (path, s)
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        assert sorted(map(id, calls)) == sorted(id(c) for c in facts.__dict__["_all_calls"]), path
+
+
+def test_tuple_unpacking_binds_each_model_and_optimizer():
+    facts = _facts_for(textwrap.dedent("""\
+        import torch
+        import torch.nn as nn
+        enc, (dec, head) = nn.Linear(2, 3), (nn.Linear(3, 2), nn.Linear(2, 1))
+        a, *rest = nn.Linear(1, 1), nn.Linear(1, 1)
+        opt_e, opt_d = torch.optim.SGD(enc.parameters(), lr=0.1), torch.optim.Adam(dec.parameters())
+        """))
+    assert sorted((m.key, m.cls, m.line) for m in facts.models) == [
+        ("dec", "torch.nn.Linear", 3), ("enc", "torch.nn.Linear", 3), ("head", "torch.nn.Linear", 3)]
+    assert [(o.key, o.cls) for o in facts.optimizers] == [("opt_e", "torch.optim.SGD"),
+                                                          ("opt_d", "torch.optim.Adam")]
+    assert not facts.escapes(facts.models[0])

@@ -337,6 +337,14 @@ class Facts:
             cur = self.parents.get(id(cur))
         return self.scopes[0]
 
+    def scope_for(self, def_node: ast.AST) -> Scope | None:
+        """The scope of a FunctionDef/AsyncFunctionDef node (None for anything else)."""
+        by = self.__dict__.get("_by_node")
+        if by is None or by[0] != len(self.scopes):
+            by = (len(self.scopes), {id(s.node): s for s in self.scopes})
+            self.__dict__["_by_node"] = by
+        return by[1].get(id(def_node))
+
     def parent(self, node: ast.AST) -> ast.AST | None:
         return self.parents.get(id(node))
 
@@ -357,20 +365,35 @@ class Facts:
         """If `call` constructs an nn.Module (torch layer, local or resolved subclass), its class."""
         if not isinstance(call, ast.Call):
             return None
-        sym = self.ctx.symbols
-        qn = sym.qualname(call.func)
+        qn = self._qualname(call.func)
         if qn is None:
             return None
+        sym = self.ctx.symbols
         if is_torch_module_qualname(qn):
             return canonical(qn)
         if sym.is_module_class(qn):
             return qn
         return None
 
+    def _qualname(self, func: ast.AST) -> str | None:
+        """symbols.qualname, computed once per node."""
+        cache = self.__dict__.get("_qn")
+        if cache is None:
+            cache = self.__dict__["_qn"] = {}
+        k = id(func)
+        if k in cache:
+            return cache[k]
+        qn = cache[k] = self.ctx.symbols.qualname(func)
+        return qn
+
     def _collect_bindings(self, scope: Scope) -> None:
-        sym = self.ctx.symbols
+        qualname = self._qualname
+        Assigns, Call, Attribute = (ast.Assign, ast.AnnAssign), ast.Call, ast.Attribute
+        opt_calls = self.__dict__.get("_opt_calls")
+        if opt_calls is None:
+            opt_calls = self.__dict__["_opt_calls"] = set()
         for node in scope.walk():
-            if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            if isinstance(node, Assigns):
                 if node.value is None:
                     continue
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -392,22 +415,24 @@ class Facts:
                     if mcls is not None:
                         self.models.append(ModelBinding(key, scope, value, mcls, node, node.lineno,
                                                         origin, source_key))
-                    if isinstance(value, ast.Call) and is_optimizer_qualname(sym.qualname(value.func)):
+                    if isinstance(value, Call) and is_optimizer_qualname(qualname(value.func)):
                         self.optimizers.append(OptimizerBinding(
-                            key, scope, value, canonical(sym.qualname(value.func)),
+                            key, scope, value, canonical(qualname(value.func)),
                             _params_arg(value), node, node.lineno))
-            if isinstance(node, ast.Call):
-                if isinstance(node.func, ast.Attribute):
-                    rk = key_of(node.func.value)
+                        opt_calls.add(id(value))
+            elif isinstance(node, Call):
+                func = node.func
+                if isinstance(func, Attribute):
+                    rk = key_of(func.value)
                     if rk is not None:
-                        self.calls.append(MethodCall(rk, node.func.attr, node, scope, node.lineno))
-                if is_optimizer_qualname(sym.qualname(node.func)):
-                    if not any(o.call is node for o in self.optimizers):
-                        parent = self.parents.get(id(node))
-                        if not isinstance(parent, (ast.Assign, ast.AnnAssign)):
-                            self.optimizers.append(OptimizerBinding(
-                                None, scope, node, canonical(sym.qualname(node.func)),
-                                _params_arg(node), self.enclosing_stmt(node), node.lineno))
+                        self.calls.append(MethodCall(rk, func.attr, node, scope, node.lineno))
+                if id(node) not in opt_calls and is_optimizer_qualname(qualname(func)):
+                    parent = self.parents.get(id(node))
+                    if not isinstance(parent, Assigns):
+                        self.optimizers.append(OptimizerBinding(
+                            None, scope, node, canonical(qualname(func)),
+                            _params_arg(node), self.enclosing_stmt(node), node.lineno))
+                        opt_calls.add(id(node))
 
     def _derived_model_class(self, call: ast.Call, scope: Scope, line: int) -> str | None:
         func = call.func

@@ -368,6 +368,12 @@ def _has_param_ctor(ctx, e) -> bool:
     return inv is not None and inv.has_params
 
 
+def _method_nodes(ctx, m):
+    """The nodes of method `m`'s own body (the cached walk of its scope when Facts has one)."""
+    scope = ctx.facts.scope_for(m)
+    return scope.walk() if scope is not None else _walk_no_defs(m)
+
+
 def _walk_no_defs(node):
     stack = list(ast.iter_child_nodes(node))
     while stack:
@@ -387,7 +393,7 @@ def unregistered_submodules(ctx):
             continue
         assigns: dict[str, list] = {}
         for m in _methods(cls):
-            for n in _walk_no_defs(m):
+            for n in _method_nodes(ctx, m):
                 if isinstance(n, ast.Assign):
                     for t in n.targets:
                         a = _self_attr_name(t)
@@ -645,10 +651,7 @@ def layer_in_forward(ctx):
         for m in methods:
             if m.name != "forward":
                 continue
-            parents = {}
-            for n in ast.walk(m):
-                for c in ast.iter_child_nodes(n):
-                    parents[id(c)] = n
+            parents = ctx.facts.parents
             for n in _walk_no_defs(m):
                 if not isinstance(n, ast.Call) or not _is_module_ctor(ctx, n):
                     continue
