@@ -448,3 +448,27 @@ if __name__ == "__main__":
     assert v.evidence.startswith("linear.bias: grad ")
     assert (f"(the script could not run whole: the script exited at line {line_of(text, 'ap.parse_args()')} with "
             "exit code 2: train.py: error: the following arguments are required: --data)") in v.evidence
+
+
+def test_model_only_without_standard_layers_or_registered_parameters(live, tmp_path):
+    """GP105 in a class the file never builds, whose only tensor is unregistered and whose forward is a
+    bare matmul: the input is sized by the model's own tensor and no optimizer is needed to show it."""
+    src = """
+    import torch
+    from torch import nn
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.randn(3, 4, requires_grad=True) * 0.01
+
+        def forward(self, x):
+            return x @ self.w
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [
+        finding("GP105", line_of(t, "self.w ="), 8, model_class="Scaled")])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed" and v.mode == "model-only", v
+    assert v.evidence.startswith("w: no grad, unchanged, in no optimizer, not registered"), v.evidence
+    assert ("built Scaled() (defaults) with input randn(4, 3) (sized by a (3, 4) tensor of the model), one "
+            "forward and backward; optimizer: none (the model has no registered parameters") in v.evidence

@@ -775,8 +775,12 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
         else:
             why = f"the script could not run whole: {failure_reason(script, None)}"
         if model_only.get("status") == "ok":
-            did = (f"built {mo.get('constructed')} with input {mo.get('input')} and {mo.get('optimizer')}, "
-                   "one step")
+            if str(mo.get("optimizer") or "").startswith("none"):
+                did = (f"built {mo.get('constructed')} with input {mo.get('input')}, one forward and backward; "
+                       f"optimizer: {mo.get('optimizer')}")
+            else:
+                did = (f"built {mo.get('constructed')} with input {mo.get('input')} and {mo.get('optimizer')}, "
+                       "one step")
         else:
             did = f"built {mo.get('constructed')} and ran {mo.get('optimizer')} (line {mo.get('optimizer_line')})"
         v.evidence += f"\nmodel-only mode ({why}): {did}"

@@ -1558,6 +1558,24 @@ def synth_input(torch, model):
             i = m.input_size
             shape = (2, 5, i) if m.batch_first else (5, 2, i)
             return torch.randn(*shape), f"randn{shape} for {type(m).__name__}({i}, ...)"
+    # no standard layer (`x @ self.w`, `x * self.scale`): an input sized by the model's own tensors, the
+    # first one its forward accepts
+    tensors = [t for _, t in model.named_parameters()]
+    for m in model.modules():
+        tensors += [v for v in vars(m).values() if isinstance(v, torch.Tensor)]
+    tried = set()
+    for t in tensors[:20]:
+        if t.dim() == 0 or t.shape[0] in tried:
+            continue
+        n = int(t.shape[0])
+        tried.add(n)
+        x = torch.randn(4, n)
+        try:
+            with torch.no_grad():
+                model(x)
+        except Exception:  # noqa: BLE001 - not this size
+            continue
+        return x, f"randn(4, {n}) (sized by a {tuple(t.shape)} tensor of the model)"
     return None, None
 
 
@@ -1602,7 +1620,8 @@ def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines,
         info["constructed"] = f"{short}() (defaults)"
     x, how = synth_input(torch, model)
     if x is None:
-        raise LookupError(f"cannot infer an input for {short}: no Linear/Conv/Embedding/RNN layer found")
+        raise LookupError(f"cannot infer an input for {short}: no Linear/Conv/Embedding/RNN layer found, "
+                          "and no input sized by its own tensors runs its forward")
     info["input"] = how
     # the optimizer exactly as the code builds it
     opt_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _call_name(n) in OPTIMIZER_NAMES]
@@ -1650,15 +1669,22 @@ def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines,
             opt = _build_optimizer(torch, req, chosen, env, info)
         except Exception as exc:  # noqa: BLE001 - the finding is not about the optimizer
             info["optimizer_error"] = f"{type(exc).__name__}: {exc}"
-            opt = torch.optim.SGD(model.parameters(), lr=0.01)
-            info["optimizer"] = "SGD(model.parameters(), lr=0.01) (the code's optimizer could not be built here)"
+            opt = _fallback_sgd(torch, model, info, "the code's optimizer could not be built here")
     elif chosen is not None:
         opt = _build_optimizer(torch, req, chosen, env, info)
-    if opt is None:
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        info["optimizer"] = "SGD(model.parameters(), lr=0.01) (no optimizer found in the code)"
+    if opt is None and "optimizer" not in info:
+        opt = _fallback_sgd(torch, model, info, "no optimizer found in the code")
     model.train()
     for _ in range(obs.iterations):
+        if opt is None:  # nothing registered to optimize (GP105 on a model whose only tensor is unregistered)
+            model.zero_grad()
+            out = model(x)
+            while isinstance(out, (tuple, list)) and out:
+                out = out[0]
+            if isinstance(out, dict):
+                out = next(iter(out.values()))
+            out.float().pow(2).mean().backward()
+            continue
         opt.zero_grad()
         out = model(x)
         while isinstance(out, (tuple, list)) and out:
@@ -1669,6 +1695,14 @@ def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines,
         loss.backward()
         opt.step()
     return info
+
+
+def _fallback_sgd(torch, model, info, why):
+    if not any(True for _ in model.parameters()):
+        info["optimizer"] = "none (the model has no registered parameters for an optimizer to hold)"
+        return None
+    info["optimizer"] = f"SGD(model.parameters(), lr=0.01) ({why})"
+    return torch.optim.SGD(model.parameters(), lr=0.01)
 
 
 def _build_optimizer(torch, req, chosen, env, info):
