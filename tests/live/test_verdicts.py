@@ -472,3 +472,47 @@ def test_model_only_without_standard_layers_or_registered_parameters(live, tmp_p
     assert v.evidence.startswith("w: no grad, unchanged, in no optimizer, not registered"), v.evidence
     assert ("built Scaled() (defaults) with input randn(4, 3) (sized by a (3, 4) tensor of the model), one "
             "forward and backward; optimizer: none (the model has no registered parameters") in v.evidence
+
+
+def test_model_only_past_a_missing_package_with_layers_in_a_plain_list(live, tmp_path):
+    """`import requests` fails (not installed in the live interpreter): the model-only step still builds
+    the model, finds an input through the layers held in the plain list, and reports the optimizer
+    call's real ValueError (every layer is unregistered, so parameters() is empty)."""
+    src = """
+    import io
+    import gradpath_no_such_package_for_data as requests
+    import torch
+    import torch.nn as nn
+
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = [nn.Linear(8, 8), nn.Linear(8, 1)]
+
+        def forward(self, x):
+            for l in self.layers:
+                x = l(x)
+            return x
+
+
+    def main():
+        r = requests.get("https://example.com/data.pt", timeout=30)
+        x, y = torch.load(io.BytesIO(r.content))
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+
+    if __name__ == "__main__":
+        main()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [
+        finding("GP104", line_of(t, "self.layers ="), 8, model="model", model_class="Net",
+                optimizer="opt", optimizer_class="torch.optim.SGD")])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed" and v.mode == "model-only", v
+    assert v.evidence.startswith("layers[0].weight, layers[0].bias, layers[1].weight, layers[1].bias: not "
+                                 "registered in the model"), v.evidence
+    assert "needs a package the interpreter lacks: ModuleNotFoundError" in v.evidence
+    assert "with input randn(4, 8) for Linear(8, ...)" in v.evidence
+    assert "(the code's optimizer call raised ValueError: optimizer got an empty parameter list)" in v.evidence

@@ -783,6 +783,8 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
                        "one step")
         else:
             did = f"built {mo.get('constructed')} and ran {mo.get('optimizer')} (line {mo.get('optimizer_line')})"
+        if mo.get("optimizer_error") and model_only.get("status") == "ok":
+            did += f" (the code's optimizer call raised {_first(mo['optimizer_error'], 160)})"
         v.evidence += f"\nmodel-only mode ({why}): {did}"
         v.data["model_only"] = mo
     return v

@@ -1515,7 +1515,13 @@ def _classify(exc: BaseException, obs: Observer, memory_mb: int) -> str:
 def _defs_only(tree: ast.Module) -> ast.Module:
     keep = []
     for st in tree.body:
-        if isinstance(st, (ast.Import, ast.ImportFrom, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+        if isinstance(st, (ast.Import, ast.ImportFrom)):
+            # a package the model does not need (`requests`, `torchvision` for the data) must not stop the
+            # model-only step: a failed import leaves its names undefined
+            handler = ast.ExceptHandler(type=ast.Name("ImportError", ast.Load()), name=None, body=[ast.Pass()])
+            guarded = ast.copy_location(ast.Try(body=[st], handlers=[handler], orelse=[], finalbody=[]), st)
+            keep.append(ast.fix_missing_locations(guarded))
+        elif isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
             keep.append(st)
         elif isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
             calls = [n for n in ast.walk(st.value) if isinstance(n, ast.Call)]
@@ -1537,9 +1543,26 @@ def _contains(outer, sp):
     return outer and (outer[0], outer[1]) <= (sp[0], sp[1]) and (outer[2], outer[3]) >= (sp[2], sp[3])
 
 
+def _held_modules(torch, model):
+    """model.modules() plus modules held in plain list/tuple/dict attributes (unregistered, GP104)."""
+    out, seen = [], set()
+    todo = [model]
+    while todo and len(out) < 500:
+        m = todo.pop(0)
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        out.append(m)
+        todo.extend(m.children())
+        for v in vars(m).values():
+            items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else ()
+            todo.extend(i for i in items if isinstance(i, torch.nn.Module))
+    return out
+
+
 def synth_input(torch, model):
     nn = torch.nn
-    for m in model.modules():
+    for m in _held_modules(torch, model):
         if isinstance(m, nn.Linear):
             return torch.randn(4, m.in_features), f"randn(4, {m.in_features}) for Linear({m.in_features}, ...)"
         if isinstance(m, nn.Conv2d):
