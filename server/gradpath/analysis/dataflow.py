@@ -18,6 +18,7 @@ Pure: no torch, no pygls.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass, field, replace as _dc_replace
 from typing import Any, Iterable
 
@@ -208,20 +209,22 @@ def combine(vals: list[Val], node: ast.AST | None, shape: str | None = None, kin
         return Val(N, kind=kind, shape=shape, src=node)
     grad = max(v.grad for v in vals)
     origins = frozenset().union(*[v.origins for v in vals]) if grad == G else frozenset()
-    cuts = _uniq(c for v in vals for c in v.cuts)
-    nograd = _uniq(n for v in vals for n in v.nograd) if grad == N else ()
+    # (the generators only run when some input has something to carry: most values carry nothing)
+    cuts = _uniq(c for v in vals for c in v.cuts) if any(v.cuts for v in vals) else ()
+    nograd = (_uniq(n for v in vals for n in v.nograd) if any(v.nograd for v in vals) else ()) if grad == N else ()
     const = next((v.const for v in vals if v.const is not None), None) if grad == N and not cuts and not nograd else None
     patched = next((v for v in vals if v.patched is not None), None) if grad == N else None
-    mcalls = _uniq((c for v in vals for c in v.model_calls), 3)
+    mcalls = _uniq((c for v in vals for c in v.model_calls), 3) if any(v.model_calls for v in vals) else ()
     alts = []
-    for i, v in enumerate(vals):
-        if v.alts and all(o.grad == N for j, o in enumerate(vals) if j != i):
-            alts.extend(v.alts)
+    if any(v.alts for v in vals):
+        for i, v in enumerate(vals):
+            if v.alts and all(o.grad == N for j, o in enumerate(vals) if j != i):
+                alts.extend(v.alts)
     return Val(grad, kind=kind, origins=origins, cuts=cuts, nograd=nograd, const=const,
                torchy=kind == "tensor" and any(v.torchy for v in vals),
                patched=patched.patched if patched else None,
                patch_kind=patched.patch_kind if patched else None,
-               shape=shape, model_calls=mcalls, src=node, alts=_uniq(alts, 4),
+               shape=shape, model_calls=mcalls, src=node, alts=_uniq(alts, 4) if alts else (),
                numeric=None)
 
 
@@ -283,6 +286,92 @@ def _join_envs(envs: list[dict | None], via: ast.AST | None, how: str = "branch"
     return out
 
 
+# -- loops without loop-carried values ----------------------------------------------------------
+_MUTATORS = {"append", "extend", "add", "insert", "requires_grad_", "detach_"}
+
+
+def _root_key(node) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _walk_no_defs(node):
+    todo = [node]
+    while todo:
+        n = todo.pop()
+        yield n
+        for c in ast.iter_child_nodes(n):
+            if not isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                todo.append(c)
+
+
+def _plain_names(t) -> set:
+    if isinstance(t, ast.Name):
+        return {t.id}
+    if isinstance(t, (ast.Tuple, ast.List)) and all(isinstance(e, ast.Name) for e in t.elts):
+        return {e.id for e in t.elts}
+    return set()
+
+
+def _scan_body(body, stored: set, exposed: set, killed: set) -> bool:
+    """Names read before any write in an iteration (`exposed`) and names written (`stored`);
+    True when the body has something this does not model (a def, an import, global...)."""
+    for s in body:
+        if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
+                          ast.Global, ast.Nonlocal)):
+            return True
+        if isinstance(s, (ast.With, ast.AsyncWith)):  # the body always runs: its writes kill
+            for item in s.items:
+                for x in _walk_no_defs(item):
+                    if isinstance(x, ast.Name):
+                        if isinstance(x.ctx, ast.Load):
+                            if x.id not in killed:
+                                exposed.add(x.id)
+                        else:
+                            stored.add(x.id)
+                    elif isinstance(x, ast.Call) and "set_grad_enabled" in ast.dump(x.func):
+                        return True
+            if _scan_body(s.body, stored, exposed, killed):
+                return True
+            continue
+        loads = set()
+        for x in _walk_no_defs(s):
+            if isinstance(x, ast.Name):
+                if isinstance(x.ctx, ast.Load):
+                    loads.add(x.id)
+                else:
+                    stored.add(x.id)
+            elif isinstance(x, (ast.Attribute, ast.Subscript)) and not isinstance(x.ctx, ast.Load):
+                stored.add(_root_key(x) or "?")
+            elif isinstance(x, ast.Call):
+                f = x.func
+                name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+                if name == "set_grad_enabled":
+                    return True
+                if name in _MUTATORS and isinstance(f, ast.Attribute):
+                    stored.add(_root_key(f.value) or "?")
+        exposed |= loads - killed
+        if isinstance(s, ast.Assign):
+            for t in s.targets:
+                killed |= _plain_names(t)
+    return False
+
+
+def loop_carries(st) -> bool:
+    """Conservative: may one iteration read a value an earlier iteration wrote? When not, one pass
+    over the body gives what the usual two (a warm-up, then the recorded one) give."""
+    stored: set = set()
+    exposed: set = set()
+    killed = set() if isinstance(st, ast.While) else _plain_names(st.target)
+    for x in _walk_no_defs(st.test if isinstance(st, ast.While) else st.iter):
+        if isinstance(x, ast.Name):
+            exposed.add(x.id)
+    if _scan_body(list(st.body), stored, exposed, killed):
+        return True
+    return bool(stored & exposed)
+
+
 # -- observations ----------------------------------------------------------------------------------
 @dataclass(eq=False)
 class Event:
@@ -330,6 +419,28 @@ class Flow:
         self.module_env: dict = {}
         self.loss_module_uses: dict = {}  # module key -> number of calls
         self._model_keys = {b.key for b in self.facts.models}
+        # per-node caches: the tree does not change while the flow runs, and loops / helper calls
+        # evaluate the same nodes several times
+        self._keys: dict = {}
+        self._carries: dict = {}
+        self._last_ev: dict = {}
+        self._qns: dict = {}
+
+    def _key(self, node) -> str | None:
+        k = id(node)
+        try:
+            return self._keys[k]
+        except KeyError:
+            r = self._keys[k] = key_of(node)
+            return r
+
+    def _qn(self, node) -> str | None:
+        k = id(node)
+        try:
+            return self._qns[k]
+        except KeyError:
+            r = self._qns[k] = self.sym.qualname(node)
+            return r
 
     @classmethod
     def build(cls, ctx) -> "Flow":
@@ -485,7 +596,7 @@ class Flow:
             return env
         if isinstance(st, ast.Delete):
             for t in st.targets:
-                k = key_of(t)
+                k = self._key(t)
                 if k:
                     env.pop(k, None)
             return env
@@ -499,7 +610,7 @@ class Flow:
         e = st.value
         if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute):
             attr = e.func.attr
-            rk = key_of(e.func.value)
+            rk = self._key(e.func.value)
             if attr in ("append", "extend", "add", "insert") and rk is not None and e.args:
                 cur = env.get(rk)
                 if cur is None or cur.kind == "list":
@@ -524,7 +635,7 @@ class Flow:
                 env[rk] = self._cut(cur, e, ".detach_()", e.func.value, bare=False)
                 return
         if isinstance(e, ast.Call):
-            qn = self.sym.qualname(e.func)
+            qn = self._qn(e.func)
             if qn and canonical(qn) == "torch.set_grad_enabled" and e.args:
                 a = e.args[0]
                 if isinstance(a, ast.Constant) and a.value is False:
@@ -536,6 +647,12 @@ class Flow:
 
     def _exec_loop(self, st, env: dict, fr: _Frame) -> dict | None:
         passes = 2 if fr.loop_depth < 3 else 1
+        if passes == 2:
+            carries = self._carries.get(id(st))
+            if carries is None:
+                carries = self._carries[id(st)] = loop_carries(st)
+            if not carries:
+                passes = 1
         recording = fr.recording
         state = dict(env)
         end = None
@@ -585,7 +702,7 @@ class Flow:
 
     def _iter_val(self, it_node: ast.AST, it: Val) -> Val:
         if isinstance(it_node, ast.Call):
-            qn = self.sym.qualname(it_node.func)
+            qn = self._qn(it_node.func)
             if qn in ("zip",):
                 return Val(it.grad, kind="tuple", elts=tuple(self._iter_val(a, self._last_ev.get(id(a), UNKNOWN))
                                                              for a in it_node.args))
@@ -626,12 +743,12 @@ class Flow:
                 self._assign(t, sub, env, fr, st)
             return
         if isinstance(target, ast.Attribute) and target.attr == "requires_grad":
-            rk = key_of(target.value)
+            rk = self._key(target.value)
             if rk is not None and isinstance(st, ast.Assign) and isinstance(st.value, ast.Constant) \
                     and st.value.value is True:
                 env[rk] = self._patch(env.get(rk, UNKNOWN), st, "requires_grad = True")
             return
-        k = key_of(target)
+        k = self._key(target)
         if k is None:
             if isinstance(target, ast.Subscript):
                 self.ev(target.value, env, fr)
@@ -643,7 +760,7 @@ class Flow:
     # -- grad-mode helpers ---------------------------------------------------------------------
     def _grad_mode(self, expr: ast.AST) -> str | None:
         call = expr if isinstance(expr, ast.Call) else None
-        qn = canonical(self.sym.qualname(call.func if call else expr) or "")
+        qn = canonical(self._qn(call.func if call else expr) or "")
         if qn in _NOGRAD_CTX:
             if call is not None and call.args and isinstance(call.args[0], ast.Constant) \
                     and call.args[0].value is False:
@@ -704,8 +821,6 @@ class Flow:
     def ev(self, node: ast.AST | None, env: dict, fr: _Frame) -> Val:
         if node is None:
             return NONE
-        if not hasattr(self, "_last_ev"):
-            self._last_ev = {}
         v = self._ev(node, env, fr)
         self._last_ev[id(node)] = v
         return v
@@ -746,7 +861,7 @@ class Flow:
                            src=node, numeric=float(v))
             return Val(N, kind="str", src=node)
         if isinstance(node, (ast.Name, ast.Attribute)):
-            k = key_of(node)
+            k = self._key(node)
             if k is not None:
                 v = self._lookup(k, node, env, fr)
                 if v is not None:
@@ -758,7 +873,7 @@ class Flow:
                         return Val(N, kind="number", shape="pos", eps_name=True, src=node)
                     return Val(U, src=node)
             if isinstance(node, ast.Attribute):
-                if self.sym.qualname(node) is not None:
+                if self._qn(node) is not None:
                     return Val(N, kind="qual", src=node)
                 base = self.ev(node.value, env, fr)
                 return self._attr(base, node, env, fr)
@@ -944,7 +1059,7 @@ class Flow:
             if isinstance(n.func, ast.Attribute) and n.func.attr in ("max", "amax", "logsumexp"):
                 if self._same(n.func.value, ln):
                     return True
-                qn = self.sym.qualname(n.func)
+                qn = self._qn(n.func)
                 if qn and _fn_name(qn) in ("max", "amax", "logsumexp") and n.args and self._same(n.args[0], ln):
                     return True
         return False
@@ -952,9 +1067,9 @@ class Flow:
     # -- calls ---------------------------------------------------------------------------------
     def _call(self, node: ast.Call, env: dict, fr: _Frame) -> Val:
         func = node.func
-        qn = self.sym.qualname(func)
+        qn = self._qn(func)
         qn = canonical(qn) if qn else None
-        k = key_of(func)
+        k = self._key(func)
         # a name bound to a module, a local function, a class
         if k is not None:
             callee = env.get(k)
@@ -1050,7 +1165,7 @@ class Flow:
             # `model.encoder(x)`: calling a submodule
             sub = self._submodule(recv, m)
             return self._module_call(sub, node, args, kwargs, env, fr)
-        if recv.kind == "tensor" and recv.module_key == "self" or (fr.self_val is not None and key_of(func.value) == "self"):
+        if recv.kind == "tensor" and recv.module_key == "self" or (fr.self_val is not None and self._key(func.value) == "self"):
             s = self._method_scope(fr.class_name, m)
             if s is not None:
                 return self._invoke(s, node, args, kwargs, env, fr, self_val=fr.self_val)
@@ -1076,7 +1191,7 @@ class Flow:
             return self._cut(recv, node, _CUT_METHODS[m], func.value, bare=bare, out_kind=out_kind)
         if m == "to" or m == "type":
             for a in node.args + [kw.value for kw in node.keywords if kw.arg == "dtype"]:
-                aq = canonical(self.sym.qualname(a) or "")
+                aq = canonical(self._qn(a) or "")
                 if aq in _INT_DTYPES:
                     return self._cut(recv, node, f".to({self.src.text_of(a)})", func.value, bare=False)
         if m == "requires_grad_":
@@ -1339,7 +1454,7 @@ class Flow:
         if cls == "torch.nn.Sequential":
             shape, act, act_node = None, None, None
             for layer in mod.module_layers:
-                lq = canonical(self.sym.qualname(layer.func) or "") if isinstance(layer, ast.Call) else ""
+                lq = canonical(self._qn(layer.func) or "") if isinstance(layer, ast.Call) else ""
                 ls = lq.rsplit(".", 1)[-1]
                 if lq.startswith("torch.nn.") and ls in _LINEARISH:
                     shape, act, act_node = "raw", None, None
@@ -1481,7 +1596,10 @@ def is_parenthesised(src, node: ast.AST) -> bool:
         tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789)]"))
 
 
-def name_in_file(tree: ast.AST, name: str) -> bool:
+def name_in_file(tree: ast.AST, name: str, text: str | None = None) -> bool:
+    # the text first: a whole-tree walk costs ~40 ms on a 2000-line file
+    if text is not None and not re.search(rf"\b{re.escape(name)}\b", text):
+        return False
     return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(tree))
 
 

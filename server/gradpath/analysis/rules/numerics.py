@@ -73,7 +73,7 @@ def _once(seen: set, code: str, node) -> bool:
 
 def _eps_edits(ctx, node) -> tuple[str, list[Edit]]:
     """A named `eps`: reuse one the file has, or define `eps = 1e-8` before the statement."""
-    if ctx.memo("file-has-eps", lambda: name_in_file(ctx.tree, "eps")):
+    if ctx.memo("file-has-eps", lambda: name_in_file(ctx.tree, "eps", ctx.src.text)):
         return "eps", []
     stmt = ctx.facts.enclosing_stmt(node)
     if stmt is None:
