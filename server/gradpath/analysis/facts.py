@@ -1578,6 +1578,17 @@ def same_instance(self, a: ModelBinding, b: ModelBinding) -> bool:
     """a and b name the same module object (a parameter and its argument, model and model.to())."""
     if a is b:
         return True
+    memo = self.__dict__.get("_same")
+    if memo is None:
+        memo = self.__dict__["_same"] = {}
+    k = (id(a), id(b))
+    hit = memo.get(k)
+    if hit is None:
+        hit = memo[k] = _same_instance(self, a, b)
+    return hit
+
+
+def _same_instance(self, a: ModelBinding, b: ModelBinding) -> bool:
     ga = {id(x) for x in [a] + roots_of(self, a)}
     gb = {id(x) for x in [b] + roots_of(self, b)}
     if ga & gb:

@@ -154,6 +154,9 @@ def partial_params(ctx):
     if any(facts.coverage(o).unknown and not facts.coverage(o).parts for o in facts.optimizers):
         pass  # an opaque optimizer elsewhere is checked per model below
     reported: set[int] = set()
+    covs = [(o, facts.coverage(o)) for o in facts.optimizers]
+    any_unknown = any(c.unknown for _o, c in covs)
+    with_parts = [c for _o, c in covs if c.parts]
     for opt in sorted(facts.optimizers, key=lambda o: o.line):
         cov = facts.coverage(opt)
         if cov.unknown or cov.empty:
@@ -169,11 +172,10 @@ def partial_params(ctx):
                 continue
             # every optimizer that touches this model (a split across optimizers is fine)
             union: set[str] = set()
+            if any_unknown:
+                continue
             opaque = False
-            for o in facts.optimizers:
-                c = facts.coverage(o)
-                if c.unknown:
-                    opaque = True
+            for c in with_parts:
                 union |= {n for pt in c.parts if pt.model is not None and facts.same_instance(pt.model, model)
                           for n in pt.names}
                 if c.deliberate(model):
