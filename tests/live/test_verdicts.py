@@ -203,6 +203,35 @@ def test_gp306_sqrt_gradient_at_zero(live, tmp_path):
     assert "the gradient reaching `((output - target) ** 2).sum()` is inf" in v.evidence
 
 
+def test_gp306_real_run_at_zero_reports_the_nan_gradient_not_a_nonfinite_sqrt(live, tmp_path):
+    # pairs of equal ids give a difference of exactly 0: sqrt(0) = 0 is finite, the gradient is NaN
+    src = """
+    import torch
+    import torch.nn as nn
+
+    emb = nn.Embedding(4, 3)
+    opt = torch.optim.SGD(emb.parameters(), lr=0.1)
+    a = torch.tensor([0, 1, 2, 3])
+    b = torch.tensor([0, 2, 2, 1])
+    for step in range(3):
+        opt.zero_grad()
+        v = emb(a) - emb(b)
+        loss = torch.sqrt((v ** 2).sum(dim=-1)).mean()
+        loss.backward()
+        opt.step()
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP306", line_of(t, "loss ="), probe={"what": "sqrt-arg", "span": span_of(t, "(v ** 2).sum(dim=-1)"),
+                                              "expr": "(v ** 2).sum(dim=-1)"})])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert "observed min (v ** 2).sum(dim=-1) = 0" in v.evidence
+    assert ("the real run already hit the edge: (v ** 2).sum(dim=-1) was exactly 0 there, "
+            "`torch.sqrt((v ** 2).sum(dim=-1))` stays finite, but backward gave: loss = ") in v.evidence
+    assert "grad non-finite in weight" in v.evidence
+    assert "is not finite" not in v.evidence
+
+
 def test_gp304_double_softmax(live, tmp_path):
     src = """
     import torch

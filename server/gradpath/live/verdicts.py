@@ -441,6 +441,16 @@ def probe_verdict(finding, obs: dict, edge: dict | None) -> Verdict:
     if kind == "denominator" and mabs == 0 or kind == "log-arg" and mn is not None and mn <= 0 or \
             kind in ("sqrt-arg", "std") and mn == 0 or kind == "exp-arg" and mx is not None and mx > 88:
         hit_now = True
+    if hit_now and not (site.get("nonfinite") or 0) and not (rec.get("nonfinite") or 0):
+        # the value reached its edge but the operation's result stayed finite (sqrt(0) = 0): what went
+        # wrong, if anything, is in the backward pass
+        base_bad, base_words = _nonfinite_outcome(obs)
+        if base_bad:
+            data["site"] = site
+            edge_word = {"sqrt-arg": "exactly 0", "std": "exactly 0", "denominator": "exactly 0"}.get(kind, "at its edge")
+            return Verdict(CONFIRMED, "script", f"{observed}; the real run already hit the edge: {expr} was "
+                           f"{edge_word} there, {site_name} stays finite, but backward gave: {base_words}", data)
+        hit_now = False
     if hit_now:
         what = site_name
         ex = site.get("example")
