@@ -427,3 +427,42 @@ opt.step()
     fixed = apply_fix(prog, f.fixes[0])
     assert f"loss2 = {fixed_rhs}\n" in fixed
     assert codes(fixed, "GP2") == []
+
+
+# -- dataflow speed-up: loops with no loop-carried value get one pass -------------------------------
+@pytest.mark.parametrize("src,carries", [
+    ("for x in xs:\n    y = f(x)\n    y.backward()\n", False),
+    ("for x in xs:\n    total += f(x)\n", True),
+    ("for x in xs:\n    errors.append(f(x))\n", False),
+    ("for x in xs:\n    errors.append(f(x))\n    print(errors)\n", True),
+    ("for x in xs:\n    if c:\n        y = 1\n    g(y)\n    y = 2\n", True),
+    ("for x in xs:\n    self.h.append(x)\n    self.opt.step()\n", False),
+    ("for x in xs:\n    self.h = x\n    g(self.h)\n", True),
+    ("for x in xs:\n    with torch.no_grad():\n        y = m(x)\n    y.sum()\n", False),
+    ("for x in xs:\n    torch.set_grad_enabled(False)\n", True),
+    ("for x in xs:\n    def f(): pass\n", True),
+    ("while i < 3:\n    i = i + 1\n", True),
+    ("for x in xs:\n    h = g(h)\n", True),
+    ("for x in xs:\n    a, b = f(x)\n    c = a + b\n", False),
+    ("for x in xs:\n    buf[i] = x\n    y = buf[0]\n", True),
+])
+def test_loop_carries(src, carries):
+    import ast
+    from gradpath.analysis.dataflow import loop_carries
+    assert loop_carries(ast.parse(src).body[0]) is carries
+
+
+def test_single_pass_loops_change_no_finding(monkeypatch):
+    """The one-pass shortcut gives exactly the findings of two passes everywhere on the fixtures."""
+    import pathlib
+    from gradpath.analysis import dataflow
+    from gradpath.analysis.engine import analyze
+    files = sorted(pathlib.Path(__file__).resolve().parent.parent.joinpath("fixtures").rglob("*.py"))
+    assert len(files) > 50
+
+    def snap():
+        return {f: sorted((x.code, x.span.line, x.span.col, x.message, repr(x.fixes)) for x in
+                          analyze(f.read_text(), str(f)).findings) for f in files}
+    fast = snap()
+    monkeypatch.setattr(dataflow, "loop_carries", lambda st: True)
+    assert snap() == fast
