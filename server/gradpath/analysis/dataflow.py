@@ -1498,6 +1498,21 @@ class Flow:
                     shape, act, act_node = None, None, None
             return Val(G, shape=shape, act=act, act_node=act_node, exact=act is not None,
                        act_input=None, act_scope=None)
+        if short in ("DataParallel", "DistributedDataParallel") and cls.startswith("torch.nn.") \
+                and mod.module_ctor is not None and mod.module_ctor.args and fr.depth < self.MAX_DEPTH:
+            # `nn.DataParallel(Net())`: its forward is the wrapped module's
+            inner = mod.module_ctor.args[0]
+            iv = None
+            if isinstance(inner, ast.Call):
+                qn = canonical(self._qn(inner.func) or "")
+                if qn:
+                    iv = self._module_val(inner, None, qn)
+            elif isinstance(inner, (ast.Name, ast.Attribute)):
+                k = self._key(inner)
+                iv = self._lookup(k, inner, env, fr) if k else None
+            if iv is not None and iv.kind == "module" and iv.module_cls and iv.module_cls != cls:
+                return self._forward_val(iv, node, args, kwargs, env, fr)
+            return Val(G)
         if cls.startswith("torch.nn."):
             if short in _LINEARISH:
                 return Val(G, shape="raw")
