@@ -465,12 +465,16 @@ class Facts:
         return list(out)
 
     def _models_by_key(self) -> dict:
+        # self.models only grows (appended while bindings are collected): index the new ones
         idx = self.__dict__.get("_mkey")
-        if idx is None or idx[0] != len(self.models):
-            by: dict[str, list[ModelBinding]] = {}
-            for b in self.models:
+        n = len(self.models)
+        if idx is None or idx[0] > n or (n and idx[0] and self.models[idx[0] - 1] is not idx[2]):
+            idx = (0, {}, None)
+        if idx[0] != n:
+            by = idx[1]
+            for b in self.models[idx[0]:]:
                 by.setdefault(b.key, []).append(b)
-            idx = (len(self.models), by)
+            idx = (n, by, self.models[-1] if n else None)
             self.__dict__["_mkey"] = idx
         return idx[1]
 
