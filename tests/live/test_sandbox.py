@@ -368,3 +368,24 @@ def test_removing_a_real_file_outside_succeeds_for_the_script_only(live, sandbox
     assert "reads new" in rep.run["output"]["stdout"]
     assert log.read_text() == "keep me"
     assert (runs / "old.txt").read_text() == "old"
+
+
+def test_run_folders_live_under_the_service_root_and_go_with_it(tmp_path):
+    # the CLI closes its service right after the last answer, and a killed worker cannot clean up: every
+    # run's temporary folder lives under the service's own root, removed by close()
+    from gradpath.live.service import LiveService
+    svc = LiveService(timeout_s=10.0, memory_mb=1024)
+    try:
+        svc.start()
+        assert svc.wait_ready()
+        root = svc._tmp_root
+        assert root and os.path.isdir(root)
+        path, text = write(tmp_path, "w.py", "import tempfile\nprint('tmp', tempfile.gettempdir())\n"
+                                             "open('out.txt', 'w').write('x')\n" + BUG)
+        rep, v, took = confirm(svc, path, text)
+        assert v.verdict == "confirmed", v
+        assert f"tmp {root}{os.sep}gradpath-live-" in rep.run["output"]["stdout"]
+        assert not (tmp_path / "out.txt").exists()
+    finally:
+        svc.close()
+    assert not os.path.exists(root)

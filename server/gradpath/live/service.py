@@ -49,8 +49,12 @@ class LiveReport:
         return {"verdicts": {k: v.to_dict() for k, v in self.verdicts.items()}, "run": self.run}
 
 
-def worker_env() -> dict:
+def worker_env(tmp_root: str | None = None) -> dict:
     env = {k: os.environ[k] for k in WORKER_ENV_KEYS if k in os.environ}
+    if tmp_root:
+        # every run's temporary folder lives under the service's own root, removed when the service closes
+        # (a worker killed mid-run, or closed right after its last answer, cannot clean up after itself)
+        env["TMPDIR"] = tmp_root
     env.update({"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1", "PYTHONIOENCODING": "utf-8",
                 "HOME": tempfile.gettempdir()})
@@ -58,8 +62,9 @@ def worker_env() -> dict:
 
 
 class _Worker:
-    def __init__(self, python: str):
+    def __init__(self, python: str, tmp_root: str | None = None):
         self.python = python
+        self.tmp_root = tmp_root
         self.proc: subprocess.Popen | None = None
         self.info: dict = {}
         self.error: str | None = None
@@ -73,7 +78,7 @@ class _Worker:
         try:
             self.proc = subprocess.Popen(
                 [self.python, "-u", WORKER_PATH], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, env=worker_env(), close_fds=True, start_new_session=True,
+                stderr=subprocess.PIPE, env=worker_env(self.tmp_root), close_fds=True, start_new_session=True,
                 cwd=tempfile.gettempdir())
         except OSError as exc:
             self.error = f"cannot start the live worker with {self.python}: {exc.strerror or exc}"
@@ -170,6 +175,7 @@ class LiveService:
         self._lock = threading.Lock()  # one request at a time
         self._start_lock = threading.Lock()
         self._closed = False
+        self._tmp_root: str | None = None
         self.restarts = 0
         self._req_id = 0
 
@@ -194,7 +200,9 @@ class LiveService:
             if self._worker is not None and (self._worker.alive() or not self._worker.ready.is_set()):
                 return
             self._check_python()
-            w = _Worker(self.python)
+            if self._tmp_root is None or not os.path.isdir(self._tmp_root):
+                self._tmp_root = tempfile.mkdtemp(prefix="gradpath-live-root-")
+            w = _Worker(self.python, self._tmp_root)
             self._worker = w
             threading.Thread(target=w.launch, daemon=True, name="gradpath-live-start").start()
 
@@ -216,6 +224,9 @@ class LiveService:
         if w is not None:
             w.ready.wait(timeout=1)
             w.kill()
+        root, self._tmp_root = self._tmp_root, None
+        if root:
+            shutil.rmtree(root, ignore_errors=True)
 
     def __enter__(self):
         self.start()
