@@ -545,3 +545,40 @@ def test_model_only_past_a_missing_package_with_layers_in_a_plain_list(live, tmp
     assert "needs a package the interpreter lacks: ModuleNotFoundError" in v.evidence
     assert "with input randn(4, 8) for Linear(8, ...)" in v.evidence
     assert "(the code's optimizer call raised ValueError: optimizer got an empty parameter list)" in v.evidence
+
+
+def test_model_only_input_comes_from_the_first_layer_depth_first(live, tmp_path):
+    """Nested model: the input layer is inside `encoder`, a sibling `head` of another width comes first
+    breadth-first; the synthetic input must fit the encoder's Linear(16, ...)."""
+    src = """
+    import torch
+    from torch import nn
+
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(16, 32)
+
+        def forward(self, x):
+            return torch.relu(self.fc(x))
+
+    class Classifier(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = Encoder()
+            self.head = nn.Linear(32, 4)
+
+        def forward(self, x):
+            return self.head(self.encoder(x))
+
+    def train():
+        model = Classifier()
+        optimizer = torch.optim.Adam(model.head.parameters(), lr=1e-3)
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP102", line_of(t, "torch.optim.Adam"), 8, model="model", model_class="Classifier",
+        optimizer="optimizer", optimizer_class="torch.optim.Adam", missing=["encoder.fc.weight", "encoder.fc.bias"])])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed" and v.mode == "model-only", v
+    assert v.evidence.startswith("encoder.fc.weight, encoder.fc.bias: got gradients but never changed"), v.evidence
+    assert "with input randn(4, 16) for Linear(16, ...)" in v.evidence

@@ -1546,17 +1546,18 @@ def _contains(outer, sp):
 def _held_modules(torch, model):
     """model.modules() plus modules held in plain list/tuple/dict attributes (unregistered, GP104)."""
     out, seen = [], set()
-    todo = [model]
+    todo = [model]  # depth-first, in definition order, like modules(): the first layer is the input layer
     while todo and len(out) < 500:
-        m = todo.pop(0)
+        m = todo.pop()
         if id(m) in seen:
             continue
         seen.add(id(m))
         out.append(m)
-        todo.extend(m.children())
+        nxt = list(m.children())
         for v in vars(m).values():
             items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else ()
-            todo.extend(i for i in items if isinstance(i, torch.nn.Module))
+            nxt.extend(i for i in items if isinstance(i, torch.nn.Module))
+        todo.extend(reversed(nxt))
     return out
 
 
