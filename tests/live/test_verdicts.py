@@ -582,3 +582,30 @@ def test_model_only_input_comes_from_the_first_layer_depth_first(live, tmp_path)
     assert v.verdict == "confirmed" and v.mode == "model-only", v
     assert v.evidence.startswith("encoder.fc.weight, encoder.fc.bias: got gradients but never changed"), v.evidence
     assert "with input randn(4, 16) for Linear(16, ...)" in v.evidence
+
+
+def test_model_only_after_a_script_that_builds_the_model_but_never_steps(live, tmp_path):
+    src = """
+    import torch
+    from torch import nn
+
+    class OnDevice(nn.Module):
+        def __init__(self, n, device):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(n, n)).to(device)
+
+        def forward(self, x):
+            return x @ self.w
+
+    d = OnDevice(3, "cpu")
+    print(len(list(d.parameters())))
+    """
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding("GP105", line_of(t, "self.w ="), 8,
+                                                                model_class="OnDevice")])
+    v = rep.verdicts[fs[0].id]
+    # Parameter.to("cpu") returns the Parameter itself: registered, trained, nothing to confirm on the CPU
+    assert v.verdict == "not-reproduced" and v.mode == "model-only", v
+    assert "w: grad " in v.evidence and "changed, in SGD" in v.evidence
+    assert f"model-only mode (the script ran line {line_of(text, 'self.w =')} but no optimizer step): " \
+           f"built OnDevice(3, \"cpu\")" in v.evidence
+    assert "1\n" == rep.run["output"]["stdout"]

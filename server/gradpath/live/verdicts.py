@@ -780,7 +780,9 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
         v.mode = "none"  # nothing of this finding ran
     if v.mode == "model-only" and model_only and model_only.get("model_only"):
         mo = model_only["model_only"]
-        if script.get("status") == "ok":
+        if script.get("status") == "ok" and reached(script, finding) and not script.get("step_count"):
+            why = f"the script ran line {finding.span.line} but no optimizer step"
+        elif script.get("status") == "ok":
             why = f"the script finished without reaching line {finding.span.line}"
         else:
             why = f"the script could not run whole: {failure_reason(script, None)}"
