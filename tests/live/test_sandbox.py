@@ -86,8 +86,11 @@ def test_network_is_refused(live, sandbox_dirs, code):
     proj, _ = sandbox_dirs
     path, text = write(proj, "net.py", code + BUG)
     rep, v, took = confirm(live, path, text)
-    assert v.verdict == "not-run"
-    assert v.evidence.startswith("needs network"), v.evidence
+    assert rep.run["status"] == "network", rep.run
+    # the script stops at the refused connection; the GP101 after it is settled by the optimizer call alone
+    assert v.verdict == "confirmed" and v.mode == "model-only", v
+    assert v.evidence.startswith("ValueError: optimizer got an empty parameter list"), v.evidence
+    assert "model-only mode (the script could not run whole: needs network" in v.evidence
     assert took < 5
 
 
@@ -389,3 +392,16 @@ def test_run_folders_live_under_the_service_root_and_go_with_it(tmp_path):
     finally:
         svc.close()
     assert not os.path.exists(root)
+
+
+def test_missing_data_then_empty_optimizer_without_a_model_class(live, sandbox_dirs):
+    # no nn.Module class in the file: the model-only step builds the optimizer call alone
+    proj, _ = sandbox_dirs
+    path, text = write(proj, "nomodel.py", "import torch\nx = torch.load('data/features.pt')\n"
+                                           "opt = torch.optim.Adam([], lr=0.1)\n")
+    rep, v, took = confirm(live, path, text)
+    assert v.verdict == "confirmed" and v.mode == "model-only", v
+    assert v.evidence.startswith("ValueError: optimizer got an empty parameter list (line 3)")
+    assert ("model-only mode (the script could not run whole: needs data from disk: FileNotFoundError"
+            in v.evidence)
+    assert "built no model (the optimizer call alone) and ran torch.optim.Adam([], lr=0.1) (line 3)" in v.evidence

@@ -377,6 +377,9 @@ class LiveService:
                     base, mode="model-only", model_class=f.data.get("model_class"), model_key=f.data.get("model"),
                     optimizer_class=f.data.get("optimizer_class"), span=f.span.to_dict(), probes=[],
                     fallback_optimizer=f.code in ("GP104", "GP105", "GP112"),
+                    # with no model class, the optimizer call alone (`Adam([])`) is enough for GP101-style
+                    # findings, when the script stopped at data, network or a package (not at an abuse limit)
+                    optimizer_alone=script.get("status") in ("exception", "network"),
                     iterations=1, timeout_s=max(0.5, left))))
             edges: dict[str, dict] = {}
             model_only: dict[tuple, dict] = {}

@@ -112,7 +112,8 @@ def failure_reason(obs: dict, finding=None, timeout_s: float | None = None, memo
         return f"timed out after {t}{at} (the wall-clock limit)"
     if status == "memory":
         m = f" ({memory_mb} MB)" if memory_mb else ""
-        return f"out of memory{at}: the memory limit{m} was exceeded ({exc.get('type')}: {_first(exc.get('message'))})"
+        msg = _first(exc.get("message"))
+        return f"out of memory{at}: the memory limit{m} was exceeded ({exc.get('type')}{': ' + msg if msg else ''})"
     if status == "network":
         net = (obs.get("network") or [{}])[0]
         target = net.get("target")

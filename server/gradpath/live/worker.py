@@ -1616,6 +1616,16 @@ def run_model_only(torch, req, obs: Observer, ns: dict, tree: ast.Module, lines,
         called = {_call_name(c) for c in ast.walk(tree) if isinstance(c, ast.Call)}
         pick = next((c for c in classes if c.name in called), classes[0] if classes else None)
         if pick is None:
+            chosen = _pick_optimizer_call(tree, lines, req)
+            if chosen is not None and req.get("optimizer_alone"):
+                # `Adam([], lr=0.1)` needs no model: build the optimizer call as written
+                env = dict(ns)
+                env.setdefault("torch", torch)
+                env.setdefault("optim", torch.optim)
+                env.setdefault("nn", torch.nn)
+                info["constructed"] = "no model (the optimizer call alone)"
+                _build_optimizer(torch, req, chosen, env, info)
+                return info
             raise LookupError("no model class to build: the finding names none and the file defines none")
         cls_name = info["model_class"] = pick.name
     cls = ns.get(cls_name) if cls_name else None
@@ -1727,6 +1737,20 @@ def _fallback_sgd(torch, model, info, why):
         return None
     info["optimizer"] = f"SGD(model.parameters(), lr=0.01) ({why})"
     return torch.optim.SGD(model.parameters(), lr=0.01)
+
+
+def _pick_optimizer_call(tree, lines, req):
+    hint = req.get("span")
+    opt_calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _call_name(n) in OPTIMIZER_NAMES]
+    if hint:
+        hsp = (hint["line"], hint["col"], hint["end_line"], hint["end_col"])
+        inside = [c for c in opt_calls if _contains(_node_span(c, lines), hsp)]
+        if inside:
+            return inside[-1]
+        on_line = [c for c in opt_calls if c.lineno <= hint["line"] <= (c.end_lineno or c.lineno)]
+        if on_line:
+            return on_line[-1]
+    return None
 
 
 def _build_optimizer(torch, req, chosen, env, info):
