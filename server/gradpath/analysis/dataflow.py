@@ -38,6 +38,14 @@ _CUT_FUNCS = {"torch.argmax": "torch.argmax()", "torch.argmin": "torch.argmin()"
               "torch.ge": "torch.ge()", "torch.le": "torch.le()", "torch.ne": "torch.ne()",
               "torch.sign": "torch.sign()", "torch.floor": "torch.floor()", "torch.ceil": "torch.ceil()",
               "torch.argsort": "torch.argsort()", "torch.bucketize": "torch.bucketize()"}
+def _as_float(v) -> float:
+    """float() of a literal; an int too large for a float is +/-inf, not an OverflowError."""
+    try:
+        return float(v)
+    except OverflowError:
+        return float("inf") if v > 0 else float("-inf")
+
+
 _CUT_BUILTINS = {"float": "float()", "int": "int()", "round": "round()", "bool": "bool()"}
 _INT_DTYPES = {"torch.long", "torch.int", "torch.int64", "torch.int32", "torch.int16", "torch.int8",
                "torch.uint8", "torch.bool", "torch.short"}
@@ -90,7 +98,7 @@ def _default_vals(args: ast.arguments) -> dict:
         neg = isinstance(d, ast.UnaryOp) and isinstance(d.op, ast.USub)
         c = d.operand if neg else d
         if isinstance(c, ast.Constant) and isinstance(c.value, (int, float)) and not isinstance(c.value, bool):
-            v = -float(c.value) if neg else float(c.value)
+            v = -_as_float(c.value) if neg else _as_float(c.value)
             out[a.arg] = Val(N, kind="number", numeric=v, src=a,
                              shape="pos" if v > 0 else ("zero" if v == 0 else None))
     return out
@@ -881,7 +889,7 @@ class Flow:
                 return Val(N, kind="none" if v is None else "bool", src=node)
             if isinstance(v, (int, float)):
                 return Val(N, kind="number", shape="pos" if v > 0 else ("zero" if v == 0 else None),
-                           src=node, numeric=float(v))
+                           src=node, numeric=_as_float(v))
             return Val(N, kind="str", src=node)
         if isinstance(node, (ast.Name, ast.Attribute)):
             k = self._key(node)
