@@ -377,8 +377,6 @@ def test_malformed_json_server_stays_up(server):
     assert server_alive(c)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug (reported): pygls drops an unparsable message "
-                   "without the JSON-RPC Parse error response (-32700, id null)")
 def test_malformed_json_gets_parse_error(server):
     c = server
     mark = c.mark()
@@ -389,18 +387,12 @@ def test_malformed_json_gets_parse_error(server):
     assert errs and errs[0]["error"]["code"] == -32700, f"no parse error response: {c.messages[mark:]}"
 
 
-INVALID_PARAMS_BUG = pytest.mark.xfail(strict=True, reason=(
-    "server bug (reported): a request whose params do not validate is never answered (pygls "
-    "raises JsonRpcInvalidParams inside json.loads' object_hook and only logs it); the spec wants "
-    "an error response -32602 with the request's id"))
-
-
 @pytest.mark.parametrize("payload,code", [
     ({"jsonrpc": "2.0", "id": 501, "method": "gradpath/noSuchMethod", "params": {}}, -32601),
     pytest.param({"jsonrpc": "2.0", "id": 502, "method": "textDocument/hover", "params": {"bogus": 1}},
-                 -32602, marks=INVALID_PARAMS_BUG),
+                 -32602),
     pytest.param({"jsonrpc": "2.0", "id": 503, "method": "textDocument/hover", "params": "not an object"},
-                 -32602, marks=INVALID_PARAMS_BUG),
+                 -32602),
 ])
 def test_bad_requests_get_errors_per_spec(server, payload, code):
     c = server
@@ -456,8 +448,6 @@ def test_cancelled_request_is_answered_and_server_stays_up(server, workspace):
     assert server_alive(c)
 
 
-@pytest.mark.xfail(strict=True, reason="server bug (reported): a request before `initialize` is "
-                   "answered normally instead of with error -32002 (ServerNotInitialized)")
 def test_request_before_initialize_is_refused(workspace):
     c = LspClient(cwd=str(workspace), env=server_env())
     try:
@@ -497,8 +487,6 @@ def test_shutdown_then_exit(workspace):
         c.kill()
 
 
-@pytest.mark.xfail(strict=True, reason="server bug (reported): `exit` without `shutdown` exits with "
-                   "status 0; the spec says 1")
 def test_exit_without_shutdown(workspace):
     c = start(workspace)
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
+import json
 import logging
 import sys
 from typing import Any
@@ -31,6 +32,7 @@ from gradpath.lsp import hover as hover_mod
 from gradpath.lsp import lenses as lenses_mod
 from gradpath.lsp import logs
 from gradpath.lsp.convert import diagnostics_by_uri, to_units
+from gradpath.lsp.protocol import GradpathProtocol
 from gradpath.lsp.scheduler import PYTHON_LANGUAGES, Analyzer
 from gradpath.lsp.settings import EditorSettings
 
@@ -50,6 +52,7 @@ class GradpathServer(LanguageServer):
                     notebook="*", cells=[types.NotebookCellLanguage(language="python")])],
                 save=True),
             max_workers=4,
+            protocol_cls=GradpathProtocol,
         )
         self.settings = EditorSettings()
         self.analyzer = Analyzer(self)
@@ -79,6 +82,10 @@ class GradpathServer(LanguageServer):
     def report_server_error(self, error: Exception, source) -> None:
         # Errors are logged (file, stderr, window/logMessage), not shown as pop-ups. A request that
         # failed has already answered its error to the client.
+        if isinstance(error, (json.JSONDecodeError, UnicodeDecodeError)):
+            # json.loads failed on the body itself: JSON-RPC wants a Parse error with id null.
+            self.protocol.parse_error(error)
+            return
         name = getattr(source, "__name__", str(source))
         log.log(logging.INFO if name == "FeatureRequestError" else logging.ERROR,
                 "server error (%s): %s", name, error)
@@ -420,4 +427,7 @@ def main(args=None) -> int:
             ls.analyzer.shutdown()
         except Exception:
             log.exception("cleanup failed")
-    return 0
+    # `exit` after `shutdown`: 0; `exit` without `shutdown`: 1 (LSP spec). pygls raises SystemExit
+    # from a callback that start_io swallows, so the status is taken from the protocol here.
+    code = getattr(ls.protocol, "exit_code", None)
+    return code if code is not None else 0
