@@ -188,6 +188,8 @@ class AnalysisResult:
     unused_suppressions: list[tuple[int, str]] = field(default_factory=list)  # (line, code)
     # seconds per phase: "parse", "symbols", "memo:<key>", "rule:<name>", "post" (see Context)
     timings: dict[str, float] = field(default_factory=dict)
+    # "full", or "incremental" / "same" when IncrementalAnalyzer re-used earlier findings
+    mode: str = "full"
 
 
 def analyze(text: str, path: str | None = None, options: Options | None = None,
@@ -196,20 +198,38 @@ def analyze(text: str, path: str | None = None, options: Options | None = None,
     `options.time_budget_s` (plus the time of one `ast.parse`): past the budget the rules still to
     run are skipped, and a rule that does not return is interrupted; the result then has
     `timed_out=True` and holds what was found until then."""
+    options = options or Options()
+    return finish(analyze_raw(text, path, options, resolver), options)
+
+
+@dataclass
+class RawAnalysis:
+    """What the rules found, before selection, severity overrides, dedupe and suppressions."""
+    src: SourceFile
+    findings: list[Finding]
+    timed_out: bool = False
+    failed: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = None,
+                src: SourceFile | None = None, memo: dict | None = None) -> RawAnalysis:
+    """Parse (unless `src` is given: a tree built elsewhere, e.g. by incremental re-analysis) and
+    run every rule under the time budget and the watchdog. `memo` pre-seeds Context.memo."""
     from gradpath.analysis import rules as rules_pkg
 
-    options = options or Options()
     if not isinstance(text, str):
         text = str(text or "")
     start = time.monotonic()
     checkers = list(rules_pkg.checkers())  # imports the rule modules outside the guarded region
     state = _State()
+    state.src = src
     budget = max(0.0, options.time_budget_s)
     token = _WATCHDOG.arm(start + budget * HARD_STOP_FACTOR + HARD_STOP_SLACK_S)
     interrupted = False
     try:
         try:
-            _run(text, path, options, resolver, start, budget, checkers, state)
+            _run(text, path, options, resolver, start, budget, checkers, state, memo)
         finally:
             interrupted = _WATCHDOG.disarm(token)
     except AnalysisTimeout:
@@ -223,7 +243,17 @@ def analyze(text: str, path: str | None = None, options: Options | None = None,
     src = state.src
     if src is None:
         src = _empty_source(text, path)
-    findings = list(state.findings)
+    timings = dict(state.timings)
+    if state.ctx is not None:
+        timings.update(state.ctx.timings)
+    return RawAnalysis(src=src, findings=list(state.findings), timed_out=state.timed_out,
+                       failed=list(state.failed), timings=timings)
+
+
+def finish(raw: RawAnalysis, options: Options) -> AnalysisResult:
+    """Selection, severity overrides, the syntax-error finding, dedupe, suppressions, order."""
+    src = raw.src
+    findings = list(raw.findings)
     if src.syntax_error is not None and not any(f.code == catalog.SYNTAX_ERROR for f in findings):
         findings.insert(0, Finding(catalog.SYNTAX_ERROR, src.syntax_error.message,
                                    src.syntax_error.span, "error"))
@@ -233,17 +263,14 @@ def analyze(text: str, path: str | None = None, options: Options | None = None,
         if sev:
             f.severity = sev
     findings = _dedupe(findings)
-    timings = dict(state.timings)
-    if state.ctx is not None:
-        timings.update(state.ctx.timings)
-    result = AnalysisResult(findings=findings, source=src, timed_out=state.timed_out,
-                            failed_rules=state.failed, timings=timings)
-    if options.honour_suppressions and _may_suppress(text):
+    result = AnalysisResult(findings=findings, source=src, timed_out=raw.timed_out,
+                            failed_rules=list(raw.failed), timings=dict(raw.timings))
+    if options.honour_suppressions and _may_suppress(src.text):
         from gradpath.analysis import suppressions
         try:
             suppressions.apply(result)
         except Exception:  # pragma: no cover - suppressions must not blank a file
-            log.exception("%s: suppression comments could not be read", path)
+            log.exception("%s: suppression comments could not be read", src.path)
     result.findings.sort(key=Finding.sort_key)
     return result
 
@@ -276,10 +303,11 @@ def _empty_source(text: str, path: str | None) -> SourceFile:
     return src
 
 
-def _run(text, path, options, resolver, start, budget, checkers, state: _State) -> None:
+def _run(text, path, options, resolver, start, budget, checkers, state: _State, memo=None) -> None:
     t0 = time.thread_time()
     try:
-        state.src = SourceFile.parse(text, path, deadline=start + budget)
+        if state.src is None:
+            state.src = SourceFile.parse(text, path, deadline=start + budget)
     except AnalysisTimeout:
         raise
     except BaseException as exc:  # noqa: BLE001 - MemoryError and friends included
@@ -292,6 +320,8 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State) 
     state.phase = "symbols"
     try:
         ctx = Context(src, path, resolver, deadline=start + budget)
+        if memo:
+            ctx._memo.update(memo)
         state.ctx = ctx
     except (RecursionError, MemoryError):
         log.warning("%s: too deeply nested to analyse", path)

@@ -40,19 +40,15 @@ class SourceFile:
     def parse(cls, text: str, path: str | None = None, deadline: float | None = None) -> "SourceFile":
         """Parse `text`; never raises. Past `deadline` (time.monotonic()), error recovery stops
         and the tree is the longest prefix that parsed so far (or empty)."""
-        text = text.replace("\x00", " ")  # ast refuses NUL; keep positions stable
-        if text.startswith("\ufeff"):
-            text = text[1:]
-        if _has_surrogates(text):
-            # lone surrogates (from a bad UTF-16 buffer) cannot be encoded for the parser;
-            # replace them one for one so that positions stay where they were
-            text = _SURROGATES.sub("\ufffd", text)
+        text = normalize(text)
         src = cls(text=text, path=path, lines=split_lines(text))
         src._deadline = deadline
         src._parse()
         return src
 
     _deadline = None  # set by parse(); not a dataclass field
+    # True when error recovery gave up and the tree is only the longest prefix that parses
+    prefix_only = False
 
     def _late(self) -> bool:
         return self._deadline is not None and time.monotonic() > self._deadline
@@ -94,6 +90,7 @@ class SourceFile:
                     text = "\n".join(lines)
                     continue
             # Last resort: the longest prefix that parses (binary search on line count).
+            self.prefix_only = True
             lo, hi, best = 0, len(self.lines), None
             while lo <= hi and not (best is not None and self._late()):
                 mid = (lo + hi) // 2
@@ -188,6 +185,17 @@ class SourceFile:
 
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def normalize(text: str) -> str:
+    """The text the parser sees: NUL as a space (ast refuses it; positions stay), no BOM, lone
+    surrogates (from a bad UTF-16 buffer, which the parser cannot encode) replaced one for one."""
+    text = text.replace("\x00", " ")
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if _has_surrogates(text):
+        text = _SURROGATES.sub("\ufffd", text)
+    return text
 
 
 def _has_surrogates(text: str) -> bool:

@@ -16,12 +16,17 @@ from urllib.parse import unquote
 
 from lsprotocol import types
 
-from gradpath.analysis.engine import AnalysisResult, Context, analyze
+from gradpath.analysis.engine import AnalysisResult, Context, analyze, analyze_raw, finish
+from gradpath.analysis.incremental import IncrementalAnalyzer
 from gradpath.lsp.convert import diagnostics_by_uri
 from gradpath.lsp.notebook import Snapshot, notebook_snapshot
 from gradpath.lsp.resolvers import ResolverPool, root_for
 
 log = logging.getLogger("gradpath.lsp")
+
+# After an incremental analysis is published, the whole file is analysed again once typing has
+# paused this long; if that finds anything different, it is republished (same version).
+VERIFY_DELAY_S = 0.4
 
 PYTHON_LANGUAGES = {"python", "python3", "ipython", None, ""}
 WARM_UP_TEXT = """import torch
@@ -66,7 +71,11 @@ class UnitState:
     published: set[str] = field(default_factory=set)  # uris we published diagnostics for
     task: asyncio.Task | None = None
     slow_task: asyncio.Task | None = None
+    verify_task: asyncio.Task | None = None
     _ctx: tuple[object, Context] | None = None
+    # incremental re-analysis of this unit's text, one call at a time
+    inc: IncrementalAnalyzer = field(default_factory=IncrementalAnalyzer)
+    inc_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def findings(self):
@@ -79,6 +88,14 @@ class Analyzer:
         self.units: dict[str, UnitState] = {}
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gradpath-analysis")
         self.slow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradpath-jedi")
+        self.verify_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradpath-verify")
+        # bumped whenever everything must be analysed afresh (settings, files changed on disk):
+        # incremental state from before does not carry over
+        self.generation = 0
+        self.incremental = True
+        self.verify_delay_s = VERIFY_DELAY_S
+        self.verifications = 0  # full re-analyses after incremental ones
+        self.corrections = 0  # ... that found something different and republished
         self.resolvers = ResolverPool()
         self._latest: dict[str, object] = {}  # key -> latest known version (read by threads)
         self._lock = threading.Lock()
@@ -150,9 +167,12 @@ class Analyzer:
                 self._latest[key] = snap.version
         if st.task is not None and not st.task.done():
             st.task.cancel()
+        if st.verify_task is not None and not st.verify_task.done():
+            st.verify_task.cancel()
         st.task = asyncio.ensure_future(self._run(key, delay_s))
 
     def schedule_all(self, delay_s: float = 0.0) -> None:
+        self.generation += 1
         keys = set(self.units)
         keys.update(nb.uri for nb in self.ws.notebook_documents.values())
         for key in keys:
@@ -177,6 +197,11 @@ class Analyzer:
             self._store(key, snap, result)
             self.publish(key)
             self.server.on_analysed(key)
+            if result.mode == "incremental" and self.verify_delay_s >= 0:
+                st = self.units[key]
+                if st.verify_task is not None and not st.verify_task.done():
+                    st.verify_task.cancel()
+                st.verify_task = asyncio.ensure_future(self._verify(key, snap, options))
             if needs_slow:
                 st = self.units[key]
                 if st.slow_task is not None and not st.slow_task.done():
@@ -208,6 +233,63 @@ class Analyzer:
         except Exception:
             log.exception("slow analysis of %s failed", key)
 
+    async def _verify(self, key: str, snap: Snapshot, options) -> None:
+        """Once typing pauses: the whole-file analysis of what was analysed incrementally. The
+        incremental result equals it except where a rule reads the file as a whole in a way the
+        region dependencies do not see; then the whole-file result is republished and becomes the
+        base of the next incremental step."""
+        try:
+            await asyncio.sleep(self.verify_delay_s)
+            if not self._current(key, snap):
+                return
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self.verify_pool, self._analyse_full, snap, options)
+            if out is None or not self._current(key, snap):
+                return
+            st = self.units.get(key)
+            if st is None or st.snapshot is None or st.snapshot.version != snap.version \
+                    or self.server.settings.options is not options:
+                return
+            self.verifications += 1
+            before = [f.to_dict() for f in st.findings]
+            after = [f.to_dict() for f in out.findings]
+            if after != before:
+                self.corrections += 1
+                log.info("%s: the whole-file analysis differs from the incremental one (%d vs %d findings); "
+                         "republishing", key, len(after), len(before))
+                self._store(key, snap, out)
+                self.publish(key)
+            else:
+                log.debug("%s: whole-file analysis agrees with the incremental one", key)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("verification of %s failed", key)
+
+    def _analyse_full(self, snap: Snapshot, options) -> AnalysisResult | None:
+        """Runs in the verify thread: a whole-file analysis, adopted as the unit's incremental base
+        when the unit still holds this text."""
+        with self._lock:
+            latest = self._latest.get(snap.key, snap.version)
+        if latest != snap.version:
+            return None
+        resolver, options, excluded = self._prepare(snap, options, False)
+        if excluded:
+            return None
+        raw = analyze_raw(snap.text, snap.path, options, resolver)
+        self.analyses += 1
+        st = self.units.get(snap.key)
+        if st is not None:
+            with st.inc_lock:
+                st.inc.adopt(snap.text, snap.path, options, resolver, self.generation, raw)
+        return finish(raw, options)
+
+    def _prepare(self, snap: Snapshot, options, slow: bool):
+        root = root_for(snap.path, self.roots())
+        resolver = self.resolvers.get(root, slow) if (snap.path or root) else None
+        options, excluded = self.options_for(snap.path, options)
+        return resolver, options, excluded
+
     def _current(self, key: str, snap: Snapshot) -> bool:
         cur = self.snapshot(key)
         return cur is not None and cur.version == snap.version
@@ -226,13 +308,20 @@ class Analyzer:
             latest = self._latest.get(snap.key, snap.version)
         if latest != snap.version:
             return None  # a newer version arrived while this job waited for a worker
-        root = root_for(snap.path, self.roots())
-        resolver = self.resolvers.get(root, slow) if (snap.path or root) else None
-        options, excluded = self.options_for(snap.path, options)
+        resolver, options, excluded = self._prepare(snap, options, slow)
         if excluded:
             from gradpath.analysis.source import SourceFile
             return AnalysisResult(findings=[], source=SourceFile.parse("", snap.path)), False
-        result = analyze(snap.text, snap.path, options, resolver=resolver)
+        st = self.units.get(snap.key)
+        if slow or st is None or not self.incremental:
+            result = analyze(snap.text, snap.path, options, resolver=resolver)
+        else:
+            with st.inc_lock:
+                result = st.inc.analyze(snap.text, snap.path, options, resolver, self.generation)
+                stats = st.inc.stats
+            log.debug("%s: %s analysis in %.1f ms (%d of %d regions redone, %d lines analysed)%s",
+                      snap.key, stats.mode, stats.seconds * 1000, stats.redone, stats.regions,
+                      stats.analysed_lines, f"; {stats.reason}" if stats.reason else "")
         self.analyses += 1
         needs = False
         if not slow and resolver is not None:
@@ -358,7 +447,7 @@ class Analyzer:
             self._latest.pop(key, None)
         clear = set(uris) if notebook else set(uris) | {key}
         if st is not None:
-            for t in (st.task, st.slow_task):
+            for t in (st.task, st.slow_task, st.verify_task):
                 if t is not None and not t.done():
                     t.cancel()
             clear |= st.published
@@ -368,7 +457,7 @@ class Analyzer:
     def clear_all(self) -> None:
         for key in list(self.units):
             st = self.units[key]
-            for t in (st.task, st.slow_task):
+            for t in (st.task, st.slow_task, st.verify_task):
                 if t is not None and not t.done():
                     t.cancel()
             for uri in st.published:
@@ -379,6 +468,7 @@ class Analyzer:
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.slow_pool.shutdown(wait=False, cancel_futures=True)
+        self.verify_pool.shutdown(wait=False, cancel_futures=True)
         self.resolvers.close()
 
 

@@ -11,7 +11,7 @@ test("defaults give exactly the server's keys", () => {
     severity: {},
     live: { onSave: false, timeoutSeconds: 20, python: null },
     trusted: true,
-    debounceMs: 120,
+    debounceMs: 50,
     logLevel: "info",
   });
 });

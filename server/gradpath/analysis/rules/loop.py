@@ -501,8 +501,12 @@ def missing_step(ctx):
                 msg = (f"{btext} computes gradients but no optimizer's step() is called in this loop "
                        f"({', '.join(opts)}): the weights never change")
             rel = []
+            sc = unit.scope
             for o in ctx.facts.optimizers:
-                if o.key in opts:
+                # the optimizers this loop sees: its own scope's, the module's, its class's (not a
+                # namesake in another function)
+                if o.key in opts and (o.scope is sc or o.scope.kind == "module"
+                                      or (sc.class_name and o.scope.class_name == sc.class_name)):
                     rel.append(Related(ctx.span(o.call), f"{o.key} is created here and never stepped"))
             yield ctx.finding("GP404", span, msg, fixes=fixes, related=rel,
                               data=_data(optimizer=opt, optimizer_class=_opt_class(ctx, opt, unit.scope),

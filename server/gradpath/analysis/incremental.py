@@ -1,0 +1,556 @@
+"""Incremental re-analysis for the editor: after an edit, re-analyse only the top-level statements
+it can affect, and keep the findings of the rest.
+
+A file is cut into *regions*: one per top-level statement (its decorators and the blank and comment
+lines after it included), so that the regions tile the file. An edit inside one region is parsed
+on its own (a region that parses alone parses the same way inside the file: it starts at column 0
+after a complete statement, and ends complete before the next one). Syntax errors stay inside their
+region: the region is recovered the way `SourceFile` recovers a whole file (the bad line becomes
+`pass`) and the rest of the file keeps its tree.
+
+Which findings can change? Those of the edited region and of every region that depends on it,
+transitively: a region depends on the regions that define a name it uses (a function calling a
+helper, a loop building a model class). All module-level code that is not a `def` or `class`
+("script") is treated as one unit, and a function with a `global` statement belongs to it. The
+rules run on a tree made of those regions, of what they depend on, and of the imports; their
+findings replace the old ones of those regions; every other region keeps its findings. When an
+edit adds or removes lines, regions whose findings mention positions after the edit are redone
+too (their messages and live-step data name lines). Whatever is not plainly safe (an edit across
+regions or in the imports, a change to the set of module-level names the rules read file-wide,
+an earlier result that timed out, a subset that is most of the file) runs the whole analysis.
+
+`tests/test_incremental.py` checks, over thousands of edits to real and generated files, that the
+result equals a full `analyze()` of the same text.
+"""
+from __future__ import annotations
+
+import ast
+import bisect
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
+from gradpath.analysis.findings import Finding, Span
+from gradpath.analysis.source import SourceFile, SyntaxProblem, normalize, split_lines
+
+log = logging.getLogger("gradpath.incremental")
+
+# Above this share of the file's lines, re-analysing the subset saves too little: run it all.
+MAX_SUBSET_FRACTION = 0.6
+# Names some rules look up across the whole file (`eps`, reused by GP3 fixes): an edit that adds
+# or removes one changes findings anywhere, so it runs the whole analysis.
+FILE_WIDE_NAMES = frozenset({"eps"})
+
+
+@dataclass(eq=False)
+class Region:
+    start: int  # first line (1-based)
+    end: int  # last line, inclusive
+    stmts: list  # top-level ast statements, positioned for the current text
+    kind: str  # "import" | "def" | "script" | "empty"
+    defines: frozenset
+    uses: frozenset
+    error: SyntaxProblem | None = None  # a syntax error recovered inside this region
+    findings: list = field(default_factory=list)  # raw findings that start in this region
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+@dataclass
+class _Version:
+    key: tuple
+    text: str
+    lines: list[str]
+    regions: list[Region]
+    raw: RawAnalysis  # the last analysis (timings, flags) for the result
+
+
+@dataclass
+class Stats:
+    """How the last analysis ran (for logs, tests and benchmarks)."""
+    mode: str = "full"  # "full" | "incremental" | "same"
+    reason: str = ""
+    regions: int = 0
+    redone: int = 0  # regions whose findings were recomputed
+    analysed_lines: int = 0  # lines of the tree the rules ran on
+    seconds: float = 0.0
+
+
+class IncrementalAnalyzer:
+    """One per open document. Not thread-safe: the caller serialises calls for one document."""
+
+    def __init__(self):
+        self._prev: _Version | None = None
+        self.stats = Stats()
+
+    def reset(self) -> None:
+        self._prev = None
+
+    def analyze(self, text: str, path: str | None = None, options: Options | None = None,
+                resolver: Any = None, generation: Any = None) -> AnalysisResult:
+        options = options or Options()
+        t0 = time.perf_counter()
+        key = (path, _options_key(options), id(resolver), generation)
+        text = normalize(text if isinstance(text, str) else str(text or ""))
+        prev = self._prev
+        try:
+            if prev is None or prev.key != key:
+                out = self._full(text, path, options, resolver, key, "first analysis" if prev is None
+                                 else "options, resolver or workspace changed")
+            elif text == prev.text:
+                self.stats = Stats("same", "text unchanged", len(prev.regions), 0, 0)
+                out = self._result(prev, options)
+            else:
+                out = self._incremental(prev, text, path, options, resolver, key)
+        except Exception:  # never worse than a full analysis
+            log.exception("%s: incremental analysis failed; analysing the whole file", path)
+            out = self._full(text, path, options, resolver, key, "incremental step failed")
+        self.stats.seconds = time.perf_counter() - t0
+        out.mode = self.stats.mode
+        return out
+
+    def adopt(self, text: str, path: str | None, options: Options, resolver: Any, generation: Any,
+              raw: RawAnalysis) -> None:
+        """Take a whole-file analysis of `text` made elsewhere (the server's check after a pause)
+        as the base for the next edit, if `text` is still the text this analyzer saw last."""
+        text = normalize(text if isinstance(text, str) else str(text or ""))
+        if self._prev is None or self._prev.text != text:
+            return
+        key = (path, _options_key(options), id(resolver), generation)
+        self._install(text, key, raw)
+
+    def _install(self, text: str, key: tuple, raw: RawAnalysis) -> list[Region] | None:
+        src = raw.src
+        lines = src.lines
+        regions = None
+        if not raw.timed_out and not src.prefix_only and "\r" not in text.replace("\r\n", ""):
+            regions = _regions(src.tree.body, 1, len(lines), lines, recovered=src.syntax_error is not None)
+            if regions is not None and src.syntax_error is not None:
+                r = _region_at(regions, src.syntax_error.span.line)
+                if r is None:
+                    regions = None
+                else:
+                    r.error = src.syntax_error
+        if regions is not None:
+            _assign(regions, raw.findings)
+            self._prev = _Version(key, text, lines, regions, raw)
+        else:
+            self._prev = None
+        return regions
+
+    # -- whole file ------------------------------------------------------------------------------
+    def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
+        raw = analyze_raw(text, path, options, resolver)
+        regions = self._install(text, key, raw)
+        n = len(raw.src.lines)
+        self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n)
+        return finish(raw, options)
+
+    # -- one region changed ----------------------------------------------------------------------
+    def _incremental(self, prev: _Version, text, path, options, resolver, key) -> AnalysisResult:
+        def full(reason):
+            return self._full(text, path, options, resolver, key, reason)
+
+        if "\r" in text.replace("\r\n", ""):
+            return full("lone carriage returns")
+        old, new = prev.lines, split_lines(text)
+        n_old, n_new = len(old), len(new)
+        p = 0
+        lim = min(n_old, n_new)
+        while p < lim and old[p] == new[p]:
+            p += 1
+        s = 0
+        while s < lim - p and old[n_old - 1 - s] == new[n_new - 1 - s]:
+            s += 1
+        a, b = p + 1, n_old - s  # changed old lines a..b (b < a: lines inserted after line p)
+        delta = n_new - n_old
+        regions = prev.regions
+        k = _index_at(regions, a if b >= a else max(p, 1))
+        if k is None:
+            return full("edit outside the regions")
+        reg = regions[k]
+        if b >= a and b > reg.end:
+            return full("edit across top-level statements")
+        if reg.kind == "import":
+            return full("edit in the imports")
+        start, end = reg.start, reg.end + delta
+        if end < start:
+            return full("region removed")
+        chunk_lines = new[start - 1:end]
+        first = next((ln for ln in chunk_lines if ln.strip() and not ln.lstrip().startswith("#")), None)
+        if first is not None and first[:1] in (" ", "\t", "\f"):
+            return full("indented first line")
+        chunk = "\n".join(chunk_lines)
+        if "__future__" in chunk:
+            return full("__future__ import")
+        error, tree = None, None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                tree = ast.parse(chunk)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                tree = None
+            if tree is None:
+                try:
+                    ast.parse(text)
+                    return full("statement boundaries changed")
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    pass
+                local = SourceFile.parse(chunk)
+                if local.prefix_only or local.syntax_error is None:
+                    return full("syntax error not recoverable in its statement")
+                tree = local.tree
+                e = local.syntax_error
+                off = start - 1
+                error = SyntaxProblem(e.message, Span(e.span.line + off, e.span.col,
+                                                      e.span.end_line + off, e.span.end_col))
+        if start > 1:
+            ast.increment_lineno(tree, start - 1)
+        fresh = _regions(tree.body, start, end, new, recovered=error is not None)
+        if fresh is None:
+            return full("statements not at column 0")
+        if error is not None:
+            r = _region_at(fresh, error.span.line) or fresh[-1]
+            r.error = error
+        if any(r.kind == "import" for r in fresh):
+            return full("imports added")
+        # other regions keep their trees: shift the ones after the edit
+        before, after = regions[:k], regions[k + 1:]
+        if delta:
+            for r in after:
+                r.start += delta
+                r.end += delta
+                for st in r.stmts:
+                    ast.increment_lineno(st, delta)
+                if r.error is not None:
+                    sp = r.error.span
+                    r.error = SyntaxProblem(r.error.message, Span(sp.line + delta, sp.col, sp.end_line + delta,
+                                                                   sp.end_col))
+        all_regions = before + fresh + after
+        # names the rules look up in the whole file (as ast.Name)
+        for name in FILE_WIDE_NAMES:
+            was = any(name in r.uses for r in regions)
+            now = any(name in r.uses for r in all_regions)
+            if was != now:
+                return full(f"`{name}` appeared or disappeared")
+        redo = _dependents(all_regions, fresh, reg)
+        if delta:
+            # findings that name positions after the edit (their messages and live-step data name
+            # lines): redo them. Before the first changed line, old and new numbering agree.
+            for r in all_regions:
+                if r.findings and id(r) not in redo and _mentions_after(r.findings, a - 1):
+                    redo.add(id(r))
+        subset = _closure(all_regions, redo)
+        total = max(1, len(new))
+        sub_lines = sum(r.size for r in all_regions if id(r) in subset or r.kind == "import")
+        if sub_lines > MAX_SUBSET_FRACTION * total:
+            return full(f"the edit reaches {sub_lines} of {total} lines")
+        body = [st for r in all_regions if id(r) in subset or r.kind == "import" for st in r.stmts]
+        src = SourceFile(text=text, path=path, tree=ast.Module(body=body, type_ignores=[]), lines=new)
+        memo = {"file-has-eps": any(n in r.uses for r in all_regions for n in FILE_WIDE_NAMES)}
+        raw = analyze_raw(text, path, options, resolver, src=src, memo=memo)
+        if raw.timed_out:
+            return full("the re-analysis ran out of time")
+        redone = [r for r in all_regions if id(r) in redo]
+        for r in redone:
+            r.findings = []
+        _assign(redone, raw.findings)
+        findings = [f for r in all_regions for f in r.findings]
+        errors = [r.error for r in all_regions if r.error is not None]
+        full_src = SourceFile(text=text, path=path, tree=ast.Module(
+            body=[st for r in all_regions for st in r.stmts], type_ignores=[]), lines=new,
+            syntax_error=errors[0] if errors else None)
+        raw_all = RawAnalysis(src=full_src, findings=findings, timed_out=False, failed=list(raw.failed),
+                              timings=raw.timings)
+        self._prev = _Version(key, text, new, all_regions, raw_all)
+        self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
+        return finish(raw_all, options)
+
+    def _result(self, prev: _Version, options) -> AnalysisResult:
+        raw = prev.raw
+        return finish(RawAnalysis(src=raw.src, findings=[f for r in prev.regions for f in r.findings],
+                                  timed_out=False, failed=list(raw.failed), timings=raw.timings), options)
+
+
+# -- regions ---------------------------------------------------------------------------------------
+def _first_line(st: ast.stmt) -> int:
+    decos = getattr(st, "decorator_list", None)
+    if decos:
+        return min([st.lineno] + [d.lineno for d in decos])
+    return st.lineno
+
+
+def _regions(stmts: list, first: int, last: int, lines: list[str], recovered: bool = False) -> list[Region] | None:
+    """Cut lines first..last into regions, one per top-level statement that starts a line at
+    column 0 (statements sharing a line share a region). None if a statement does not start at
+    column 0 of its own line (then the cut would not be safe), except in a tree recovered from a
+    syntax error (`recovered`), where such statements (the body of a blanked `def`) join the
+    region before them."""
+    groups: list[tuple[int, list]] = []
+    for st in stmts:
+        ln = _first_line(st)
+        if groups and ln == groups[-1][0]:
+            groups[-1][1].append(st)  # `a = 1; b = 2`
+            continue
+        text = lines[ln - 1] if 1 <= ln <= len(lines) else ""
+        inside = groups and ln <= max(getattr(s, "end_lineno", None) or s.lineno for s in groups[-1][1])
+        if inside or text[:1] in (" ", "\t", "\f"):
+            if recovered and groups:
+                groups[-1][1].append(st)
+                continue
+            return None
+        groups.append((ln, [st]))
+    out: list[Region] = []
+    if not groups:
+        return [_region(first, last, [])]
+    if groups[0][0] > first:
+        # leading comments and blank lines: their own region (nothing in it)
+        out.append(_region(first, groups[0][0] - 1, []))
+    for i, (ln, sts) in enumerate(groups):
+        end = groups[i + 1][0] - 1 if i + 1 < len(groups) else last
+        out.append(_region(ln, end, sts))
+    return out
+
+
+def _region(start: int, end: int, stmts: list) -> Region:
+    kind, defines, uses = _names(stmts)
+    return Region(start, end, stmts, kind, defines, uses)
+
+
+def _names(stmts: list) -> tuple[str, frozenset, frozenset]:
+    """(kind, names it binds at module level, names it reads from module level)."""
+    if not stmts:
+        return "empty", frozenset(), frozenset()
+    sc = _Scope()
+    for st in stmts:
+        sc.visit(st)
+    free = sc.free()
+    if all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in stmts):
+        return "import", frozenset(sc.stores), frozenset(free)
+    if len(stmts) == 1 and isinstance(stmts[0], (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+            and not sc.globals:
+        return "def", frozenset({stmts[0].name}), frozenset(free)
+    return "script", frozenset(sc.stores | sc.globals), frozenset(free | sc.globals)
+
+
+class _Scope:
+    """Names one scope binds and reads; nested functions, lambdas, classes and comprehensions are
+    scopes of their own whose free names count as reads here unless bound here. `global` names
+    are module-level writes."""
+
+    _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+               ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+    def __init__(self):
+        self.loads: set[str] = set()
+        self.stores: set[str] = set()
+        self.nested: set[str] = set()
+        self.globals: set[str] = set()
+
+    def free(self) -> set[str]:
+        return (self.loads | self.nested) - (self.stores - self.globals)
+
+    def visit(self, node) -> None:
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            t = type(n)
+            if t is ast.Name:
+                (self.loads if isinstance(n.ctx, ast.Load) else self.stores).add(n.id)
+                continue
+            if t in (ast.Global, ast.Nonlocal):
+                if t is ast.Global:
+                    self.globals.update(n.names)
+                self.stores.update(n.names)
+                continue
+            if t in (ast.Import, ast.ImportFrom):
+                for al in n.names:
+                    if al.name != "*":
+                        self.stores.add((al.asname or al.name).split(".")[0])
+                continue
+            if t in self._NESTED:
+                self._nested_scope(n, todo)
+                continue
+            if t is ast.ExceptHandler and n.name:
+                self.stores.add(n.name)
+            elif t in (ast.MatchAs, ast.MatchStar) and getattr(n, "name", None):
+                self.stores.add(n.name)
+            elif t is ast.MatchMapping and n.rest:
+                self.stores.add(n.rest)
+            todo.extend(ast.iter_child_nodes(n))
+
+    def _nested_scope(self, n, todo) -> None:
+        inner = _Scope()
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            self.stores.add(n.name)
+            # decorators, defaults, annotations, bases: evaluated here
+            todo.extend(n.decorator_list)
+            if isinstance(n, ast.ClassDef):
+                todo.extend(n.bases)
+                todo.extend(k.value for k in n.keywords)
+            else:
+                a = n.args
+                todo.extend(d for d in a.defaults + a.kw_defaults if d is not None)
+                for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
+                    inner.stores.add(arg.arg)
+                    if arg.annotation is not None:
+                        todo.append(arg.annotation)
+                if n.returns is not None:
+                    todo.append(n.returns)
+            for st in n.body:
+                inner.visit(st)
+        elif isinstance(n, ast.Lambda):
+            a = n.args
+            todo.extend(d for d in a.defaults + a.kw_defaults if d is not None)
+            for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
+                inner.stores.add(arg.arg)
+            inner.visit(n.body)
+        else:  # comprehension: the first iterable is evaluated here
+            gens = n.generators
+            if gens:
+                todo.append(gens[0].iter)
+            for i, g in enumerate(gens):
+                inner.visit(g.target)
+                if i:
+                    inner.visit(g.iter)
+                for c in g.ifs:
+                    inner.visit(c)
+            for part in ("elt", "key", "value"):
+                v = getattr(n, part, None)
+                if v is not None:
+                    inner.visit(v)
+            # comprehension targets are the comprehension's own
+        self.nested |= inner.free()
+        self.globals |= inner.globals
+
+
+def _index_at(regions: list[Region], line: int) -> int | None:
+    starts = [r.start for r in regions]
+    i = bisect.bisect_right(starts, line) - 1
+    if 0 <= i < len(regions) and regions[i].start <= line <= regions[i].end:
+        return i
+    return None
+
+
+def _region_at(regions: list[Region], line: int) -> Region | None:
+    i = _index_at(regions, line)
+    return regions[i] if i is not None else None
+
+
+def _assign(regions: list[Region], findings: list[Finding]) -> None:
+    """Give each finding to the region its span starts in (findings elsewhere are dropped: they
+    belong to regions whose findings are kept from before)."""
+    if not regions:
+        return
+    starts = [r.start for r in regions]
+    for f in findings:
+        i = bisect.bisect_right(starts, f.span.line) - 1
+        if 0 <= i < len(regions) and regions[i].start <= f.span.line <= regions[i].end:
+            regions[i].findings.append(f)
+
+
+def _stateful(regions: list[Region], extra: tuple = ()) -> set[int]:
+    """Module-level code and every region that reads or writes a module-level variable: they
+    share state (a global model frozen in one function and optimised in another), so they are
+    re-analysed together."""
+    shared: set[str] = set()
+    for r in list(regions) + list(extra):
+        if r.kind == "script":
+            shared |= r.defines
+    return {id(r) for r in list(regions) + list(extra) if r.kind == "script" or (r.uses & shared)}
+
+
+def _dependents(regions: list[Region], fresh: list[Region], old: Region) -> set[int]:
+    """The fresh regions and every region that uses, transitively, a name they define (or the
+    replaced region defined). Stateful regions (see `_stateful`) count as one."""
+    redo = {id(r) for r in fresh}
+    names = set(old.defines)
+    stateful = _stateful(regions, (old,))
+    group = id(old) in stateful or any(id(r) in stateful for r in fresh)
+    for r in fresh:
+        names |= r.defines
+    changed = True
+    while changed:
+        changed = False
+        for r in regions:
+            if id(r) in redo:
+                continue
+            if (group and id(r) in stateful) or (r.uses & names):
+                redo.add(id(r))
+                names |= r.defines
+                if id(r) in stateful:
+                    group = True
+                changed = True
+    return redo
+
+
+def _closure(regions: list[Region], seeds: set[int]) -> set[int]:
+    """The seed regions and every region they depend on, transitively (a region defining a name
+    a member uses; all stateful regions once one is in)."""
+    out = set(seeds)
+    by_name: dict[str, list[Region]] = {}
+    for r in regions:
+        if r.kind in ("def", "script"):
+            for n in r.defines:
+                by_name.setdefault(n, []).append(r)
+    stateful = _stateful(regions)
+    todo = [r for r in regions if id(r) in out]
+    group_in = False
+    while todo:
+        r = todo.pop()
+        if id(r) in stateful and not group_in:
+            group_in = True
+            for q in regions:
+                if id(q) in stateful and id(q) not in out:
+                    out.add(id(q))
+                    todo.append(q)
+        for n in r.uses:
+            for q in by_name.get(n, ()):
+                if id(q) not in out:
+                    out.add(id(q))
+                    todo.append(q)
+    return out
+
+
+def _mentions_after(findings: list[Finding], line: int) -> bool:
+    """Whether any finding names a position after `line` (spans, related, fixes, data, or a
+    number in its message that could be a line)."""
+    for f in findings:
+        if f.span.end_line > line:
+            return True
+        if any(r.span.end_line > line for r in f.related):
+            return True
+        if any(e.span.end_line > line for fx in f.fixes for e in fx.edits):
+            return True
+        if _max_int(f.data) > line:
+            return True
+        if any(int(m) > line for m in _digits(f.message)):
+            return True
+    return False
+
+
+def _digits(s: str) -> list[str]:
+    import re
+    return re.findall(r"\d+", s)
+
+
+def _max_int(obj) -> int:
+    if isinstance(obj, bool):
+        return 0
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, dict):
+        return max((_max_int(v) for v in obj.values()), default=0)
+    if isinstance(obj, (list, tuple)):
+        return max((_max_int(v) for v in obj), default=0)
+    return 0
+
+
+def _options_key(options: Options) -> tuple:
+    return (tuple(options.select), tuple(options.ignore), tuple(sorted(options.severity.items())),
+            options.time_budget_s, options.honour_suppressions)
