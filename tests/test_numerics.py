@@ -294,7 +294,7 @@ def test_gp306_pow_half_of_sum_of_squares():
     assert codes(fixed, "GP3") == []
 
 
-def test_gp307_exp_of_logvar_and_gp308_std():
+def test_gp307_exp_of_model_output_and_gp308_std():
     prog = """\
     import torch
     import torch.nn as nn
@@ -302,8 +302,8 @@ def test_gp307_exp_of_logvar_and_gp308_std():
     enc = nn.Linear(20, 8)
     opt = torch.optim.Adam(enc.parameters())
     x = torch.randn(4, 20)
-    mu, logvar = enc(x).chunk(2, dim=1)
-    kld = -0.5 * torch.sum(1 + logvar - mu ** 2 - torch.exp(logvar))
+    mu, out = enc(x).chunk(2, dim=1)
+    kld = -0.5 * torch.sum(1 + out - mu ** 2 - torch.exp(out))
     adv = torch.randn(4)
     adv = (adv - adv.mean()) / adv.std()
     loss = kld + (mu.sum(1) * adv).mean()
@@ -312,7 +312,7 @@ def test_gp307_exp_of_logvar_and_gp308_std():
     found = {f.code: f for f in run(prog, "GP3")}
     assert set(found) == {"GP307", "GP308"}
     e = found["GP307"]
-    assert (e.severity, e.span.line, span_text(prog, e.span)) == ("info", 8, "torch.exp(logvar)")
+    assert (e.severity, e.span.line, span_text(prog, e.span)) == ("info", 8, "torch.exp(out)")
     assert e.data["probe"]["what"] == "exp-arg"
     s = found["GP308"]
     assert (s.severity, s.span.line, span_text(prog, s.span)) == ("info", 10, "adv.std()")

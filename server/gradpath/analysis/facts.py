@@ -132,6 +132,7 @@ class Facts:
             f._collect_bindings(scope)
         try:
             f._collect_param_bindings()
+            f._collect_late_copies()
         except RecursionError:  # pragma: no cover
             pass
         return f
@@ -298,6 +299,32 @@ class Facts:
                                                           "param", None)
                                         ab.alias_of = [mb]
                                         self.models.append(ab)
+
+    def _collect_late_copies(self) -> None:
+        """`model = copy.deepcopy(base)` where `base` is a function parameter bound to a model: a copy
+        binding. The first pass over the assignments ran before the parameter bindings existed."""
+        param_scopes = {id(b.scope) for b in self.models if b.origin == "param"}
+        if not param_scopes:
+            return
+        for scope in self.scopes:
+            if id(scope) not in param_scopes:
+                continue
+            for node in scope.walk():
+                if not isinstance(node, ast.Assign) or len(node.targets) != 1:
+                    continue
+                key = key_of(node.targets[0])
+                v = node.value
+                if key is None or not isinstance(v, ast.Call) or len(v.args) != 1 or v.keywords:
+                    continue
+                if self._qualname(v.func) != "copy.deepcopy":
+                    continue
+                if any(b.stmt is node for b in self._models_by_key().get(key, ())):
+                    continue
+                src = key_of(v.args[0])
+                b = self.model_at(src, scope, node.lineno) if src else None
+                if b is None or b.origin != "param" or b.scope is not scope:
+                    continue
+                self.models.append(ModelBinding(key, scope, v, b.cls, node, node.lineno, "copy", src))
 
     # -- scopes --------------------------------------------------------------------------------
     def _collect_scopes(self, body, parent: Scope, class_name: str | None) -> None:
@@ -1355,6 +1382,15 @@ def cover_expr(self, e: ast.AST | None, scope: Scope, line: int, top: bool = Fal
 
 
 def _is_requires_grad_test(node) -> bool:
+    """`p.requires_grad`, also spelled `p.requires_grad is True` / `== True` / `is not False`."""
+    if isinstance(node, ast.Compare) and len(node.ops) == 1 and len(node.comparators) == 1:
+        c = node.comparators[0]
+        if isinstance(c, ast.Constant) and isinstance(c.value, bool):
+            op = node.ops[0]
+            if not ((isinstance(op, (ast.Is, ast.Eq)) and c.value is True)
+                    or (isinstance(op, (ast.IsNot, ast.NotEq)) and c.value is False)):
+                return False
+            node = node.left
     return isinstance(node, ast.Attribute) and node.attr == "requires_grad"
 
 

@@ -3,6 +3,7 @@ double softmax, BCE on logits, sqrt at zero, exp overflow, std normalisation wit
 from __future__ import annotations
 
 import ast
+import re
 
 from gradpath.analysis.dataflow import G, N, Val, flow, is_parenthesised, module_alias, name_in_file, wrap
 from gradpath.analysis.findings import Edit, Fix, Related, Span
@@ -25,26 +26,110 @@ _LOGGING_FUNCS = {"float", "int", "round", "print", "str", "repr", "format"}
 _PASS_ATTRS = {"mean", "sum", "squeeze", "float", "view", "reshape", "flatten"}
 
 
-def _logged_only(ctx, node) -> bool:
+def _logged_only(ctx, node, depth: int = 0) -> bool:
     """The op's result is consumed on the spot by a cut or a print: `torch.sqrt(loss).item()`,
-    `float(torch.log(x))`, `print(torch.sqrt(mse))`. No gradient ever flows through it."""
+    `float(torch.log(x))`, `print(torch.sqrt(mse))`; or it is stored in a name whose every use is
+    such a consumer (`rmse = torch.sqrt(loss)` ... `print(rmse.item())`). No gradient ever flows
+    through it."""
     cur = node
     for _ in range(4):
         par = ctx.facts.parent(cur)
-        if isinstance(par, ast.Attribute) and par.value is cur:
-            if par.attr in _LOGGING_ATTRS:
-                return True
-            call = ctx.facts.parent(par)
-            if par.attr in _PASS_ATTRS and isinstance(call, ast.Call) and call.func is par:
-                cur = call
-                continue
+        if isinstance(par, (ast.Assign, ast.AnnAssign)) and par.value is cur:
+            targets = par.targets if isinstance(par, ast.Assign) else [par.target]
+            if len(targets) == 1 and isinstance(targets[0], ast.Name) and depth < 3:
+                return _name_logged_only(ctx, par, targets[0].id, depth + 1)
             return False
-        if isinstance(par, ast.Call) and isinstance(par.func, ast.Name) and par.func.id in _LOGGING_FUNCS \
-                and cur in par.args:
+        step = _consumed(ctx, cur, par)
+        if step is None:
+            return False
+        if step is True:
             return True
-        if isinstance(par, ast.FormattedValue):
+        cur = step
+    return False
+
+
+_LOG_SINKS = {"add_scalar", "add_scalars", "add_histogram", "log_metric", "log_metrics", "log_dict", "log"}
+
+
+def _consumed(ctx, cur, par):
+    """How `par` uses the value `cur`: True when it cuts or prints it, the call node when it passes
+    it on unchanged (`.mean()`, `.view(...)`), None for any other use."""
+    if isinstance(par, ast.Attribute) and par.value is cur:
+        if par.attr in _LOGGING_ATTRS:
             return True
+        call = ctx.facts.parent(par)
+        if par.attr in _PASS_ATTRS and isinstance(call, ast.Call) and call.func is par:
+            return call
+        return None
+    if isinstance(par, ast.Call) and isinstance(par.func, ast.Name) and par.func.id in _LOGGING_FUNCS \
+            and cur in par.args:
+        return True
+    if isinstance(par, ast.FormattedValue):
+        return True
+    return None
+
+
+def _name_logged_only(ctx, assign, name: str, depth: int) -> bool:
+    """Every read of `name` (in the assignment's function, or at module level for a module-level name)
+    only logs it: a cut or print on the spot, `"%f" % x`, `"{}".format(x)`, a comparison, or a logger call
+    (`writer.add_scalar("rmse", x, step)`, `wandb.log({...})`)."""
+    facts = ctx.facts
+    loads, shared = ctx.memo("gp3.name_loads", lambda: _name_loads(ctx))
+    if name in shared:
         return False
+    scope = facts.scope_of(assign)
+    for n in loads.get(name, ()):
+        # a function's reads: its own body and nested functions; a module-level name's: the module's
+        # own statements (a function body that reads it runs only where the module calls it)
+        if scope.kind == "module":
+            if facts.scope_of(n) is not scope:
+                continue
+        elif not any(a is scope.node for a in facts.ancestors(n)):
+            continue
+        if not _log_use(ctx, n, depth):
+            return False
+    return True
+
+
+def _name_loads(ctx):
+    """(name -> every Name node that reads it, names declared global/nonlocal somewhere)."""
+    loads: dict[str, list] = {}
+    shared: set[str] = set()
+    for n in ctx.facts.all_nodes():
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load):
+            loads.setdefault(n.id, []).append(n)
+        elif isinstance(n, (ast.Global, ast.Nonlocal)):
+            shared.update(n.names)
+    return loads, shared
+
+
+def _log_use(ctx, n, depth: int) -> bool:
+    par = ctx.facts.parent(n)
+    step = _consumed(ctx, n, par)
+    if step is True:
+        return True
+    if step is not None:  # `rmse.mean().item()`; a pass-through stored again (`x = rmse.mean()`) is a use
+        return not isinstance(ctx.facts.parent(step), (ast.Assign, ast.AnnAssign)) and _logged_only(ctx, step, depth)
+    if isinstance(par, ast.Compare):
+        return True
+    if isinstance(par, ast.BinOp) and isinstance(par.op, ast.Mod) and par.right is n \
+            and isinstance(par.left, ast.Constant) and isinstance(par.left.value, str):
+        return True
+    if isinstance(par, ast.Tuple) and isinstance(ctx.facts.parent(par), ast.BinOp):
+        bop = ctx.facts.parent(par)
+        return isinstance(bop.op, ast.Mod) and isinstance(bop.left, ast.Constant) and isinstance(bop.left.value, str)
+    call = par
+    if isinstance(par, ast.Dict) and n in par.values:
+        call = ctx.facts.parent(par)
+        n = par
+    if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) and \
+            (n in call.args or any(k.value is n for k in call.keywords)):
+        f = call.func
+        if f.attr == "format" and isinstance(f.value, ast.Constant) and isinstance(f.value.value, str):
+            return True
+        if f.attr in _LOG_SINKS:
+            qn = ctx.symbols.qualname(f) or ""
+            return not qn.split(".")[0] in ("torch", "math", "numpy", "np", "scipy")
     return False
 
 
@@ -490,6 +575,48 @@ def sqrt_at_zero(ctx):
 
 
 # -- GP307 ---------------------------------------------------------------------------------------
+# A log-variance / log-std / log-scale head: exp of it is the standard reparameterisation (a VAE's
+# `torch.exp(0.5 * logvar)`, its KL term's `logvar.exp()`), not an overflow waiting to happen.
+_LOG_SCALE = re.compile(r"(?:^|_)log_?(?:var(?:iance)?|sigma|std|stddev|stdev|scale|sd)(?:$|_|\d|sq)")
+
+
+def _log_scale(node) -> bool:
+    """`logvar`, `0.5 * logvar`, `logvar / 2`, `-log_std`, `logvar.mul(0.5)`, `self.log_sigma`,
+    `logvar.clamp(-10, 10)`, `self.fc_logvar(h)`: a log-scale quantity, up to a constant factor."""
+    cur = node
+    for _ in range(6):
+        if isinstance(cur, ast.UnaryOp) and isinstance(cur.op, (ast.USub, ast.UAdd)):
+            cur = cur.operand
+        elif isinstance(cur, ast.BinOp) and isinstance(cur.op, (ast.Mult, ast.Div)):
+            if _is_number(cur.right):
+                cur = cur.left
+            elif isinstance(cur.op, ast.Mult) and _is_number(cur.left):
+                cur = cur.right
+            else:
+                return False
+        elif isinstance(cur, ast.Call) and isinstance(cur.func, ast.Attribute) and cur.func.attr in (
+                "mul", "div", "clamp", "clip", "clamp_max", "clamp_min") and all(_is_number(a) for a in cur.args):
+            cur = cur.func.value
+        elif isinstance(cur, ast.Subscript):
+            cur = cur.value
+        elif isinstance(cur, ast.Call) and isinstance(cur.func, (ast.Name, ast.Attribute)):
+            cur = cur.func  # `self.fc_logvar(h)`: the output of a log-variance head
+            break
+        else:
+            break
+    name = cur.id if isinstance(cur, ast.Name) else cur.attr if isinstance(cur, ast.Attribute) else None
+    if name is None:
+        return False
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+    return bool(_LOG_SCALE.search(snake))
+
+
+def _is_number(node) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool)
+
+
 @rule("GP307")
 def unsafe_exp(ctx):
     fl = flow(ctx)
@@ -497,7 +624,7 @@ def unsafe_exp(ctx):
     for e in fl.events_of("exp"):
         a = e.vals["arg"]
         an = e.nodes["arg"]
-        if a.shape != "raw" or not _live(e, a, ctx):
+        if a.shape != "raw" or not _live(e, a, ctx) or _log_scale(an):
             continue
         if not _once(seen, "GP307", e.node):
             continue

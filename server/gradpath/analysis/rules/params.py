@@ -10,7 +10,8 @@ from __future__ import annotations
 import ast
 
 from gradpath.analysis.facts import (
-    _TENSOR_FACTORIES, ModelBinding, _flat_stmts, const_value, key_of, path_parts,
+    _TENSOR_FACTORIES, ModelBinding, _flat_stmts, _is_requires_grad_test, _param_rg_set, const_value, key_of,
+    path_parts,
 )
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.rules import rule
@@ -145,6 +146,184 @@ def empty_param_list(ctx):
             f"{opt.short} is given an empty parameter list: PyTorch raises ValueError: optimizer got an "
             f"empty parameter list when it is constructed",
             fixes=fixes, related=related, data=model_data(clear, opt, []))
+    for opt in facts.optimizers:
+        hit = _empty_name_filter(ctx, opt)
+        if hit is None:
+            continue
+        model, recv, names, test, built = hit
+        who = ctx.src.text_of(recv)
+        n = len(names)
+        shown = names_text(names, limit=4)
+        msg = (f"{opt.short} gets the parameters of {who} for which `{_clip(ctx.src.text_of(test))}` holds, but none "
+               f"of its {n} parameter name{'s' if n != 1 else ''} ({shown}) match, so the list is empty: PyTorch "
+               f"raises ValueError: optimizer got an empty parameter list when it is constructed")
+        near = _near_name(test, names)
+        fixes = []
+        if near:
+            msg += f" (did you mean `{near[1]}`?)"
+            const, right = near
+            text = ctx.src.text_of(const)
+            if const.value in text:
+                fixes.append(Fix(f"Look for `{right}`", False,
+                                 (Edit(ctx.span(const), text.replace(const.value.strip("."), right, 1)),),
+                                 preferred=True))
+        related = [_model_related(ctx, model)]
+        if built is not None:
+            related.insert(0, Related(ctx.span(built), f"{ctx.src.text_of(opt.params)} is built here"))
+        yield ctx.finding("GP101", opt.params, msg, fixes=fixes, related=related,
+                          data=model_data(model, opt, []))
+
+
+def _near_name(test, names: list[str]):
+    """A parameter-name part close to the one string the test looks for (`classifer` -> `classifier`)."""
+    import difflib
+    consts = [n for n in ast.walk(test) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    if len(consts) != 1 or not consts[0].value.strip("."):
+        return None
+    key = consts[0].value.strip(".")
+    parts = sorted({seg for n in names for seg in n.split(".") if not seg.isdigit()})
+    close = difflib.get_close_matches(key, parts, n=1, cutoff=0.8)
+    return (consts[0], close[0]) if close and close[0] != key else None
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _empty_name_filter(ctx, opt):
+    """`[p for n, p in model.named_parameters() if "head" in n]` where no parameter name of the model
+    (its inventory is complete) passes the test: (model, receiver, names, test, the assignment the
+    list came from or None), else None."""
+    facts = ctx.facts
+    e = _unwrap_iter(opt.params) if opt.params is not None else None
+    d = None
+    if isinstance(e, ast.Name) and opt.stmt is not None:
+        d = _single_def(facts, e.id, opt)
+        e = _unwrap_iter(d.value) if d is not None else None
+    if not isinstance(e, (ast.ListComp, ast.GeneratorExp, ast.SetComp)) or len(e.generators) != 1:
+        return None
+    gen = e.generators[0]
+    src = _params_iter(gen.iter)
+    if src is None or src[1] != "named_parameters" or gen.is_async or not gen.ifs:
+        return None
+    t = gen.target
+    if not (isinstance(t, ast.Tuple) and len(t.elts) == 2 and isinstance(t.elts[0], ast.Name)):
+        return None
+    var = t.elts[0].id
+    r = facts.resolve_receiver(src[0], opt.scope, opt.line)
+    if r is None:
+        return None
+    model, path = r
+    inv = facts.inventory_of(model)
+    if inv is None or not inv.complete or inv.maybe_more or _changed_after_build(facts, model):
+        return None
+    names = [p.name[len(path) + 1:] if path else p.name for p in inv.under(path)]
+    if not names or _handed_off_before(facts, model, opt):
+        return None
+    for name in names:
+        if any(_name_test(c, var, name) is False for c in gen.ifs):
+            continue
+        return None
+    test = gen.ifs[0] if len(gen.ifs) == 1 else e
+    return model, src[0], names, test, d
+
+
+def _handed_off_before(facts, model, opt) -> bool:
+    """The model is given to a call (that may add parameters to it) before the optimizer is built."""
+    keys = {model.key} | {r.key for r in facts.roots_of(model)}
+    scopes = [opt.scope] + ([model.scope] if model.scope is not opt.scope else [])
+    for node in (n for s in scopes for n in s.walk()):
+        if isinstance(node, ast.Call) and node is not opt.call and getattr(node, "lineno", 0) <= opt.line:
+            if isinstance(node.func, ast.Name) and node.func.id in _HARMLESS_FUNCS:
+                continue
+            for a in list(node.args) + [k.value for k in node.keywords]:
+                k = key_of(a.value if isinstance(a, ast.Starred) else a)
+                if k and any(k == m or k.startswith(m + ".") for m in keys):
+                    return True
+    return False
+
+
+def _name_test(node, var: str, name: str):
+    """True/False for a test on the parameter name `var` (`"fc" in n`, `n.startswith(...)`, `==`,
+    `not`, `and`/`or`, `any(k in n for k in (...))`), None when it cannot be decided."""
+    def is_var(x) -> bool:
+        return isinstance(x, ast.Name) and x.id == var
+
+    def strs(x):
+        v = const_value(x)
+        if isinstance(v, str):
+            return (v,)
+        if isinstance(v, tuple) and v and all(isinstance(i, str) for i in v):
+            return v
+        if isinstance(x, ast.Set) and x.elts:
+            vals = tuple(const_value(i) for i in x.elts)
+            return vals if all(isinstance(i, str) for i in vals) else None
+        return None
+
+    if isinstance(node, ast.BoolOp):
+        vals = [_name_test(v, var, name) for v in node.values]
+        if isinstance(node.op, ast.And):
+            return False if False in vals else (True if all(v is True for v in vals) else None)
+        return True if True in vals else (False if all(v is False for v in vals) else None)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        v = _name_test(node.operand, var, name)
+        return None if v is None else not v
+    if isinstance(node, ast.Compare) and len(node.ops) == 1:
+        left, op, right = node.left, node.ops[0], node.comparators[0]
+        if isinstance(op, (ast.In, ast.NotIn)) and is_var(right):
+            ks = strs(left)
+            if ks is None or len(ks) != 1:
+                return None
+            hit = ks[0] in name
+        elif isinstance(op, (ast.In, ast.NotIn)) and is_var(left) and isinstance(right, (ast.Tuple, ast.List, ast.Set)):
+            ks = strs(right)
+            if ks is None:
+                return None
+            hit = name in ks
+        elif isinstance(op, (ast.Eq, ast.NotEq)) and (is_var(left) or is_var(right)):
+            ks = strs(right if is_var(left) else left)
+            if ks is None or len(ks) != 1:
+                return None
+            hit = name == ks[0]
+        else:
+            return None
+        return hit if isinstance(op, (ast.In, ast.Eq)) else not hit
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and is_var(node.func.value) \
+            and node.func.attr in ("startswith", "endswith") and len(node.args) == 1 and not node.keywords:
+        ks = strs(node.args[0])
+        if ks is None:
+            return None
+        return name.startswith(ks) if node.func.attr == "startswith" else name.endswith(ks)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("any", "all") \
+            and len(node.args) == 1 and isinstance(node.args[0], ast.GeneratorExp):
+        g = node.args[0]
+        if len(g.generators) != 1 or g.generators[0].ifs or not isinstance(g.generators[0].target, ast.Name):
+            return None
+        ks = strs(g.generators[0].iter)
+        kv = g.generators[0].target.id
+        if ks is None or kv == var:
+            return None
+        vals = []
+        for k in ks:
+            sub = _subst(g.elt, kv, k)
+            vals.append(None if sub is None else _name_test(sub, var, name))
+        if None in vals:
+            return None
+        return any(vals) if node.func.id == "any" else all(vals)
+    return None
+
+
+def _subst(node, name: str, value: str):
+    """A copy of `node` with the name `name` replaced by the string constant `value`."""
+    class _R(ast.NodeTransformer):
+        def visit_Name(self, n):
+            return ast.copy_location(ast.Constant(value), n) if n.id == name else n
+    try:
+        import copy as _copy
+        return _R().visit(_copy.deepcopy(node))
+    except RecursionError:
+        return None
 
 
 # -- GP102 ----------------------------------------------------------------------------------
@@ -773,6 +952,90 @@ def stale_optimizer(ctx):
             yield ctx.finding("GP106", new.stmt, msg, fixes=fixes, related=related,
                               data=model_data(new, opt))
             break
+    yield from _copy_trained_instead(ctx)
+
+
+def _copy_trained_instead(ctx):
+    """`model2 = copy.deepcopy(model)` after the optimizer took model's parameters, then model2 is
+    the one trained (its output reaches the backwarded loss, model's no longer does): model2 never
+    changes. A copy kept as an EMA/target network (updated under no_grad, never backwarded, or
+    backwarded together with the trained model) is not this."""
+    facts = ctx.facts
+    opts = [o for o in facts.optimizers if o.stmt is not None]
+    done: set[int] = set()
+    for opt in opts:
+        models = list(facts.coverage(opt).models().values())
+        if len(models) != 1:
+            continue
+        # an optimizer here we cannot read, or parameters added to one later, may hold the copy
+        if any(facts.coverage(o).unknown for o in opts if o.scope is opt.scope) or any(
+                c.method == "add_param_group" and c.scope is opt.scope for c in facts.calls):
+            continue
+        old = models[0]
+        for new in sorted(facts.models, key=lambda b: b.line):
+            if new.origin != "copy" or new.key == old.key or new.scope is not opt.scope or new.line <= opt.line \
+                    or id(new) in done or not isinstance(new.value, ast.Call) \
+                    or canonical(ctx.symbols.qualname(new.value.func) or "") != "copy.deepcopy":
+                continue
+            src = facts.model_at(new.source_key, new.scope, new.line - 1) if new.source_key else None
+            if src is None or not (facts.same_instance(src, old) or src.key == old.key):
+                continue
+            if facts.model_at(old.key, opt.scope, new.line) is not facts.model_at(old.key, opt.scope, opt.line):
+                continue  # the old name was rebound in between (that is the GP106 above)
+            if _held_anywhere(facts, new) or facts.escapes(new) or any(
+                    o.line > new.line and o.scope is opt.scope for o in opts):
+                continue
+            trained = [b for b in facts.reaches_backward(new) if b.scope is opt.scope and b.line > new.line]
+            if not trained:
+                continue
+            later = [b for b in facts.backwards() if b.scope is opt.scope and b.line > new.line]
+            if any(old.key in b.deps for b in later):
+                continue  # the original is still trained (distillation, a target network)
+            bw = trained[0]
+            steps = [c for c in facts.calls if c.receiver == opt.key and c.method == "step" and c.scope is opt.scope
+                     and c.line > bw.line] if opt.key else []
+            if not steps:
+                continue
+            done.add(id(new))
+            msg = (f"{new.key} is a deep copy of {old.key} made after {opt.short} took the parameters of {old.key} "
+                   f"(line {opt.line}), and {new.key} is the model trained here: {opt.short} keeps updating "
+                   f"{old.key}'s tensors and {new.key} never changes")
+            related = [Related(ctx.span(opt.call), f"{opt.short} takes the parameters of {old.key} here"),
+                       Related(ctx.span(bw.node), f"the loss that {new.key}'s output reaches is backwarded here"),
+                       Related(ctx.span(steps[0].call), f"{opt.key}.step() updates {old.key}, not {new.key}")]
+            yield ctx.finding("GP106", new.stmt, msg, fixes=_retarget_after(ctx, opt, old, new), related=related,
+                              data=model_data(new, opt))
+
+
+def _held_anywhere(facts, model) -> bool:
+    """Some optimizer holds this instance (or the same name in the same scope)."""
+    for o in facts.optimizers:
+        cov = facts.coverage(o)
+        for m in [pt.model for pt in cov.parts if pt.model is not None] + [m for _n, m, _p in cov.modules]:
+            if facts.same_instance(m, model) or (m.key == model.key and m.scope is model.scope):
+                return True
+    return False
+
+
+def _retarget_after(ctx, opt, old, new) -> list[Fix]:
+    """Build the optimizer after the copy, on the copy's parameters (unsafe)."""
+    src = ctx.src
+    stmt = opt.stmt
+    if stmt.lineno != stmt.end_lineno or opt.params is None or src.text_of(opt.params) != f"{old.key}.parameters()":
+        return []
+    line = src.line_text(stmt.lineno)
+    if not line.isascii() or line[:stmt.col_offset].strip() or line[stmt.end_col_offset:].strip()[:1] not in ("", "#"):
+        return []
+    ps = ctx.span(opt.params)
+    text = line[stmt.col_offset:ps.col] + f"{new.key}.parameters()" + line[ps.end_col:stmt.end_col_offset]
+    after = new.stmt
+    a1 = after.end_lineno or after.lineno
+    end_len = len(src.line_text(a1))
+    nl = src.newline
+    delete = Edit(Span(stmt.lineno, 0, stmt.lineno + 1, 0), "")
+    insert = Edit(Span(a1, end_len, a1, end_len), nl + src.indent_of(after.lineno) + text)
+    return [Fix(f"Build {opt.key or opt.short} on {new.key}.parameters() after the copy", False, (delete, insert),
+                preferred=True)]
 
 
 def _wraps(call, key: str) -> bool:
@@ -813,6 +1076,7 @@ def _move_after(ctx, stmt, after, opt) -> list[Fix]:
 @rule("GP107")
 def all_frozen(ctx):
     facts = ctx.facts
+    reported: set[int] = set()
     for opt in facts.optimizers:
         cov = facts.coverage(opt)
         if cov.unknown or not cov.parts or cov.modules:
@@ -845,7 +1109,347 @@ def all_frozen(ctx):
                f"frozen (line {fz.line}): PyTorch raises ValueError: optimizer got an empty parameter list")
         related = [Related(ctx.span(f.node), f"{f.model.key}{'.' + f.prefix if f.prefix else ''} is frozen here")
                    for f in freezes[:3]]
+        reported.add(id(opt))
         yield ctx.finding("GP107", opt.params, msg, related=related, data=model_data(model, opt, []))
+    # a model whose parameter list we cannot read (torchvision, torch.load, an unresolved import, a
+    # function parameter): a blanket freeze of it right before the filter is enough
+    for opt in facts.optimizers:
+        if id(opt) in reported:
+            continue
+        hit = _blanket_frozen(ctx, opt)
+        if hit is None:
+            continue
+        recv, fz = hit
+        key = ctx.src.text_of(recv)
+        msg = (f"{opt.short} gets only the parameters of {key} that require grad, but every one of them is "
+               f"frozen (line {fz.lineno}): PyTorch raises ValueError: optimizer got an empty parameter list")
+        data = {"model": key_of(recv)} if key_of(recv) else {}
+        data.update(model_data(None, opt, []))
+        yield ctx.finding("GP107", opt.params, msg, related=[Related(ctx.span(fz), f"{key} is frozen here")],
+                          data=data)
+
+
+# A statement that may give a frozen model trainable parameters again sits between the freeze and
+# the optimizer: anything we cannot see into is treated as such.
+_KEEPS_FREEZE = frozenset({"to", "cuda", "cpu", "train", "eval", "float", "double", "half", "bfloat16",
+                           "parameters", "named_parameters", "children", "named_children", "modules",
+                           "named_modules", "buffers", "named_buffers", "state_dict", "load_state_dict",
+                           "zero_grad", "forward", "__call__", "share_memory"})
+_HARMLESS_FUNCS = frozenset({"print", "len", "isinstance", "type", "id", "repr", "str", "format", "hasattr"})
+
+
+def _unwrap_iter(e):
+    while isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id in ("list", "tuple", "iter") \
+            and len(e.args) == 1 and not e.keywords:
+        e = e.args[0]
+    return e
+
+
+def _params_iter(it) -> tuple[ast.AST, str] | None:
+    """`X.parameters()` / `X.named_parameters()` with no arguments (or recurse=True): (X, method)."""
+    if not (isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute)
+            and it.func.attr in ("parameters", "named_parameters") and not it.args):
+        return None
+    for kw in it.keywords:
+        if not (kw.arg == "recurse" and const_value(kw.value) is True):
+            return None
+    return it.func.value, it.func.attr
+
+
+def _loop_var(target, method: str) -> str | None:
+    if method == "parameters" and isinstance(target, ast.Name):
+        return target.id
+    if method == "named_parameters" and isinstance(target, ast.Tuple) and len(target.elts) == 2 \
+            and isinstance(target.elts[1], ast.Name):
+        return target.elts[1].id
+    return None
+
+
+def _rg_test_on(test, var: str) -> bool:
+    if not _is_requires_grad_test(test):
+        return False
+    node = test.left if isinstance(test, ast.Compare) else test
+    return isinstance(node.value, ast.Name) and node.value.id == var
+
+
+def _grad_filter_receiver(e):
+    """`[p for p in X.parameters() if p.requires_grad]`, the generator and `named_parameters` forms,
+    `filter(lambda p: p.requires_grad, X.parameters())`: X, else None."""
+    e = _unwrap_iter(e)
+    if isinstance(e, (ast.ListComp, ast.GeneratorExp, ast.SetComp)) and len(e.generators) == 1:
+        gen = e.generators[0]
+        src = _params_iter(gen.iter)
+        if src is None or gen.is_async or not gen.ifs:
+            return None
+        var = _loop_var(gen.target, src[1])
+        if var and all(_rg_test_on(c, var) for c in gen.ifs):
+            return src[0]
+        return None
+    if isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and e.func.id == "filter" and len(e.args) == 2 \
+            and not e.keywords:
+        pred, it = e.args
+        src = _params_iter(it)
+        if src is None or src[1] != "parameters" or not isinstance(pred, ast.Lambda):
+            return None
+        a = pred.args
+        if len(a.args) == 1 and not (a.posonlyargs or a.kwonlyargs or a.vararg or a.kwarg) \
+                and _rg_test_on(pred.body, a.args[0].arg):
+            return src[0]
+    return None
+
+
+def _dominators(facts, stmt, scope) -> list[ast.stmt]:
+    """Statements of `scope` that always run before `stmt` on the way to it: the earlier siblings of
+    `stmt` and of each enclosing statement (closest first). Branch and handler bodies stop the climb
+    at their own block."""
+    out: list[ast.stmt] = []
+    cur = stmt
+    while cur is not None and cur is not scope.node:
+        par = facts.parent(cur)
+        if par is None:
+            break
+        block = None
+        for name in ("body", "orelse", "finalbody"):
+            lst = getattr(par, name, None)
+            if isinstance(lst, list) and any(x is cur for x in lst):
+                block = lst
+                break
+        if block is not None:
+            i = next(i for i, x in enumerate(block) if x is cur)
+            out.extend(reversed(block[:i]))
+        if isinstance(par, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            break
+        cur = par
+    return out
+
+
+def _is_local_def_call(facts, call) -> bool:
+    f = call.func
+    names = facts.ctx.memo("gp107.local_defs", lambda: {s.name for s in facts.scopes if s.kind == "function"})
+    return isinstance(f, ast.Name) and f.id in names
+
+
+def _single_def(facts, name: str, opt) -> ast.Assign | None:
+    """The one plain assignment of `name` that always runs before the optimizer, with no other
+    write, mutation or hand-off of the name in the scope; else None."""
+    found = None
+    for node in opt.scope.walk():
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for n0 in targets for t in ast.walk(n0)):
+                if found is not None or not isinstance(node, ast.Assign) or len(node.targets) != 1 \
+                        or not isinstance(node.targets[0], ast.Name):
+                    return None
+                found = node
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.With, ast.comprehension, ast.NamedExpr)):
+            tgt = getattr(node, "target", None)
+            if tgt is not None and any(isinstance(t, ast.Name) and t.id == name for t in ast.walk(tgt)):
+                return None
+        elif isinstance(node, ast.Call) and node is not opt.call:
+            if isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name) \
+                    and node.func.value.id == name:
+                return None
+            args = list(node.args) + [k.value for k in node.keywords]
+            if any(isinstance(a, ast.Name) and a.id == name for a in args):
+                return None
+    if found is None or found.lineno >= opt.line:
+        return None
+    if not any(d is found for d in _dominators(facts, opt.stmt, opt.scope)):
+        return None
+    return found
+
+
+def _blanket_freeze(ctx, stmt, parts: list[str], depth: int = 0) -> bool:
+    """`for p in Y.parameters(): p.requires_grad = False` (every parameter, no exit from the loop)
+    or `Y.requires_grad_(False)`, where Y is `parts` or a module that contains it."""
+    def covers(y) -> bool:
+        yp = path_parts(y)
+        return bool(yp) and parts[:len(yp)] == yp
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
+        call = stmt.value
+        if isinstance(call.func, ast.Attribute) and call.func.attr == "requires_grad_" and covers(call.func.value):
+            arg = call.args[0] if call.args else next((k.value for k in call.keywords if k.arg == "requires_grad"),
+                                                      None)
+            return arg is not None and const_value(arg) is False
+        if isinstance(call.func, ast.Name) and depth == 0:
+            return _helper_freezes(ctx, call, covers)
+        return False
+    if not isinstance(stmt, ast.For) or stmt.orelse:
+        return False
+    src = _params_iter(stmt.iter)
+    if src is None or not covers(src[0]):
+        return False
+    var = _loop_var(stmt.target, src[1])
+    if var is None:
+        return False
+    if not any(_param_rg_set(s, var) is False for s in stmt.body):
+        return False
+    for node in ast.walk(stmt):
+        if isinstance(node, (ast.Break, ast.Continue, ast.Return, ast.Yield, ast.YieldFrom)):
+            return False
+        if _sets_requires_grad(node) not in (None, False):
+            return False
+    return True
+
+
+def _helper_freezes(ctx, call, covers) -> bool:
+    """`freeze(model)` where `def freeze(m): for p in m.parameters(): p.requires_grad = False` is a
+    function of this file that freezes all of its argument on every path, and nothing after that."""
+    facts = ctx.facts
+    defs = [s for s in facts.scopes if s.kind == "function" and s.name == call.func.id]
+    if len(defs) != 1 or any(isinstance(a, ast.Starred) for a in call.args):
+        return False
+    fn = defs[0].node
+    if fn.args.vararg or fn.args.kwarg or fn.decorator_list:
+        return False
+    params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
+    names = [params[i] for i, a in enumerate(call.args) if i < len(params) and covers(a)]
+    names += [k.arg for k in call.keywords if k.arg in params and covers(k.value)]
+    for pname in names:
+        for i, st in enumerate(fn.body):
+            if _blanket_freeze(ctx, st, [pname], depth=1):
+                before = [n for b in fn.body[:i] for n in ast.walk(b)]
+                after = [n for b in fn.body[i + 1:] for n in ast.walk(b)]
+                if any(isinstance(n, (ast.Return, ast.Yield, ast.YieldFrom)) for n in before):
+                    return False
+                if any(isinstance(n, ast.Name) and n.id == pname and isinstance(n.ctx, ast.Store) for n in before):
+                    return False
+                return not _may_unfreeze(ctx, after, [pname])
+    return False
+
+
+def _sets_requires_grad(node):
+    """For a requires_grad write (`x.requires_grad = v`, `x.requires_grad_(v)`): v when it is a
+    constant, "?" when it is not; None for any other node."""
+    if isinstance(node, ast.Assign):
+        for t in node.targets:
+            if isinstance(t, ast.Attribute) and t.attr == "requires_grad":
+                v = const_value(node.value)
+                return v if isinstance(v, bool) else "?"
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "requires_grad_":
+        arg = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "requires_grad"), None)
+        if arg is None:
+            return True
+        v = const_value(arg)
+        return v if isinstance(v, bool) else "?"
+    return None
+
+
+def _may_unfreeze(ctx, nodes, parts: list[str]) -> bool:
+    facts = ctx.facts
+
+    def related(p) -> bool:
+        return bool(p) and (p[:len(parts)] == parts or parts[:len(p)] == p)
+
+    for node in nodes:
+        if _sets_requires_grad(node) not in (None, False):
+            return True
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            value = getattr(node, "value", None)
+            for t in _flat_targets(targets):
+                if not isinstance(t, (ast.Name, ast.Attribute, ast.Subscript)):
+                    continue
+                tp = path_parts(t)
+                if tp is None:  # `model.layers[i] = ...`
+                    root = t
+                    while isinstance(root, (ast.Attribute, ast.Subscript)):
+                        root = root.value
+                    if isinstance(root, ast.Name) and root.id == parts[0]:
+                        return True
+                    continue
+                if not related(tp):
+                    # `head.fc = nn.Linear(...)` on something that may be part of the model
+                    if isinstance(t, (ast.Attribute, ast.Subscript)) and tp[0] != "self" and value is not None \
+                            and any(isinstance(c, ast.Call) for c in ast.walk(value)):
+                        return True
+                    continue
+                # the model rebound: only `model = model.to(dev)` keeps the same (frozen) instance
+                if isinstance(node, ast.Assign) and tp == parts and path_parts(_unwrap_same(value)) == parts:
+                    continue
+                return True
+        elif isinstance(node, ast.Call):
+            f = node.func
+            fname = f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+            if fname != "requires_grad_" and any(w in fname.lower() for w in ("freeze", "trainable", "requires_grad")):
+                return True
+            if isinstance(f, ast.Name) and fname in ("setattr", "delattr", "exec", "eval"):
+                return True
+            if _is_local_def_call(facts, node):
+                return True
+            if isinstance(f, ast.Attribute):
+                rp = path_parts(f.value)
+                if rp == ["self"] and parts[0] == "self":
+                    return True  # self.setup(): a method that may change self.model
+                if rp and related(rp) and f.attr not in _KEEPS_FREEZE:
+                    return True
+            for a in list(node.args) + [k.value for k in node.keywords]:
+                a = a.value if isinstance(a, ast.Starred) else a
+                ap = path_parts(a)
+                if ap and related(ap) and not (isinstance(f, ast.Name) and f.id in _HARMLESS_FUNCS):
+                    return True
+    return False
+
+
+def _flat_targets(targets):
+    for t in targets:
+        if isinstance(t, (ast.Tuple, ast.List)):
+            yield from _flat_targets(t.elts)
+        elif isinstance(t, ast.Starred):
+            yield from _flat_targets([t.value])
+        else:
+            yield t
+
+
+def _unwrap_same(value):
+    cur = value
+    while isinstance(cur, ast.Call) and isinstance(cur.func, ast.Attribute) and cur.func.attr in (
+            "to", "cuda", "cpu", "float", "double", "half", "bfloat16", "train", "eval", "requires_grad_"):
+        if cur.func.attr == "requires_grad_":
+            return None
+        cur = cur.func.value
+    return cur
+
+
+def _blanket_frozen(ctx, opt):
+    """(X, the freeze statement) when the optimizer's params are a requires_grad filter over
+    `X.parameters()` and every parameter of X was frozen on every path to it, with nothing in between
+    that could make one trainable again."""
+    facts = ctx.facts
+    if opt.params is None or opt.stmt is None:
+        return None
+    e = _unwrap_iter(opt.params)
+    at = opt.stmt
+    if isinstance(e, ast.Name):
+        d = _single_def(facts, e.id, opt)
+        if d is None:
+            return None
+        e, at = d.value, d
+    recv = _grad_filter_receiver(e)
+    parts = path_parts(recv) if recv is not None else None
+    if not parts:
+        return None
+    doms = _dominators(facts, at, opt.scope)
+    fz = next((d for d in doms if _blanket_freeze(ctx, d, parts)), None)
+    if fz is None:
+        return None
+    # everything that runs between the freeze and the optimizer (a loop around the optimizer that
+    # starts after the freeze runs its whole body in between)
+    lo, hi = fz.end_lineno or fz.lineno, opt.stmt.lineno
+    between = [n for n in opt.scope.walk() if lo < getattr(n, "lineno", 0) < hi or (
+        getattr(n, "lineno", 0) == hi and n is not opt.stmt and not _inside(facts, n, opt.stmt))]
+    for anc in facts.ancestors(opt.stmt):
+        if anc is opt.scope.node:
+            break
+        if isinstance(anc, (ast.For, ast.AsyncFor, ast.While)) and anc.lineno > lo:
+            between += [n for b in anc.body for n in ast.walk(b)]
+    if _may_unfreeze(ctx, between, parts):
+        return None
+    return recv, fz
+
+
+def _inside(facts, node, container) -> bool:
+    return any(a is container for a in facts.ancestors(node))
 
 
 def _changed_after_build(facts, model) -> bool:
