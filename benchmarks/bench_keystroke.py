@@ -8,7 +8,10 @@ the file with a syntax error for one version (typing an open bracket), as real t
 
 Run twice per size: with `debounceMs: 0` (the analysis latency itself) and with the server's
 default debounce (what a user sees). Also prints `ast.parse` of the same text in this process
-(median of 20) and the ratio, and `analyze()` in this process for reference.
+(median of 20) and the ratio, and a whole-file `analyze()` in this process for reference. With
+debounce 0 the same edits are replayed in this process through IncrementalAnalyzer (what the
+server runs): the share re-analysed in part, and how many results differ from a whole-file
+analysis (the server republishes those once typing pauses).
 
     .venv/bin/python benchmarks/bench_keystroke.py [--sizes 200,1000,2000] [--edits 100]
 """
@@ -80,6 +83,30 @@ def _edits(text: str, count: int, seed: int = 7):
         yield change, "\n".join(lines), False
 
 
+def _replay(text: str, edits: int, seed: int) -> dict:
+    """The same edits through IncrementalAnalyzer in this process: how many were re-analysed in
+    part, the CPU of those, and how many results differ from a whole-file analyze() (those the
+    server corrects once typing pauses)."""
+    from gradpath.analysis import analyze
+    from gradpath.analysis.incremental import IncrementalAnalyzer
+    ia = IncrementalAnalyzer()
+    ia.analyze(text, "gen.py")
+    modes, inc_ms, differ = [], [], 0
+    for k, (_change, new_text, _broken) in enumerate(_edits(text, edits + 10, seed=seed)):
+        got = ia.analyze(new_text, "gen.py")
+        if k < 10:
+            continue
+        modes.append(ia.stats.mode)
+        if ia.stats.mode == "incremental":
+            inc_ms.append(ia.stats.seconds * 1000)
+        ref = analyze(new_text, "gen.py")
+        if [f.to_dict() for f in got.findings] != [f.to_dict() for f in ref.findings]:
+            differ += 1
+    return {"incremental_share": modes.count("incremental") / max(1, len(modes)),
+            "full_count": modes.count("full"), "incremental_p50_ms": pct(inc_ms, 50) if inc_ms else None,
+            "differs_from_whole_file": differ}
+
+
 def run_size(n_lines: int, edits: int, debounce_ms: int | None, workdir: Path) -> dict:
     text = generate(n_lines, seed=1, idx=n_lines)
     path = workdir / f"gen_{n_lines}.py"
@@ -109,12 +136,13 @@ def run_size(n_lines: int, edits: int, debounce_ms: int | None, workdir: Path) -
             text = new_text
         base = path.read_text(encoding="utf-8")  # same size, no pending syntax error
         ast_ms = _time_ast(base) * 1000
+        replay = _replay(base, edits, n_lines) if debounce_ms == 0 else {}
         return {"lines": n_lines, "debounce_ms": debounce_ms, "edits": len(lat),
                 "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "max_ms": max(lat),
                 "p50_valid_ms": pct(lat_valid, 50), "p50_syntax_error_ms": pct(lat_broken, 50),
                 "ast_parse_ms": ast_ms, "ratio_p50_to_ast": pct(lat, 50) / ast_ms,
                 "ratio_p95_to_ast": pct(lat, 95) / ast_ms,
-                "analyze_inprocess_ms": _time_analyze(base) * 1000,
+                "analyze_inprocess_ms": _time_analyze(base) * 1000, **replay,
                 "diagnostics_last": ndiag[-1] if ndiag else None}
     finally:
         c.shutdown()
@@ -139,6 +167,11 @@ def main(argv=None) -> int:
                       f"{row['p50_syntax_error_ms']:.1f})  ast.parse {row['ast_parse_ms']:.1f} ms"
                       f"  ratio p50 {row['ratio_p50_to_ast']:.1f}x p95 {row['ratio_p95_to_ast']:.1f}x"
                       f"  analyze() in-process {row['analyze_inprocess_ms']:.1f} ms", flush=True)
+                if "incremental_share" in row:
+                    print(f"      incremental: {row['incremental_share'] * 100:.0f}% of edits re-analysed in part "
+                          f"(p50 {row['incremental_p50_ms'] or 0:.1f} ms in-process), {row['full_count']} whole-file; "
+                          f"{row['differs_from_whole_file']} of {row['edits']} results differ from a whole-file "
+                          f"analyze() (republished after the pause)", flush=True)
     print(f"results: {save('keystroke', {'rows': rows})}")
     return 0
 

@@ -4,6 +4,7 @@ import textwrap
 
 from gradpath.analysis import analyze
 from gradpath.analysis.suppressions import UNUSED_CODE, parse, unused_findings
+from gradpath.analysis.source import split_lines
 from gradpath.cli import apply_fixes
 
 HEAD = "import torch\nfrom torch import optim\nmodel = torch.nn.Linear(2, 1)\n"
@@ -138,3 +139,10 @@ def test_any_text_is_safe(text):
         assert lines[d.line - 1][d.col:d.end_col] == d.text
     fixes = [f.fixes[0] for f in unused_findings(result)]
     apply_fixes(result.source.text, fixes)
+
+
+def test_backslash_crlf_continuation_keeps_line_numbers():
+    # a hypothesis find: `\` + CRLF counted as two line breaks put the directive past the last line
+    text = HEAD + "x = 1 + \\\r\n2  # noqa: GP101\r\n"
+    (d,) = parse(text)
+    assert d.line == 5 and split_lines(text)[4][d.col:d.end_col] == "# noqa: GP101"

@@ -533,6 +533,8 @@ class Facts:
 
     def optimizer_at(self, key: str, scope: Scope) -> OptimizerBinding | None:
         for s in self.visible_scopes(scope):
+            if s is not scope and s.kind == "module" and _binds_locally(scope, key):
+                return None  # a parameter or local of the function shadows the global
             cands = [o for o in self.optimizers if o.key == key and o.scope is s]
             if cands:
                 return max(cands, key=lambda o: o.line)
@@ -540,6 +542,23 @@ class Facts:
 
     def calls_named(self, method: str, scope: Scope | None = None) -> list[MethodCall]:
         return [c for c in self.calls if c.method == method and (scope is None or c.scope is scope)]
+
+
+def _binds_locally(scope: Scope, key: str) -> bool:
+    """Does a function scope bind the head name of `key` (a parameter, or an assignment without
+    `global`)? Then the module-level name of the same spelling is another object there."""
+    if scope.kind == "module" or not key or key.startswith("self."):
+        return False
+    head = key.split(".")[0]
+    node = scope.node
+    a = getattr(node, "args", None)
+    if a is not None and any(x.arg == head for x in a.posonlyargs + a.args + a.kwonlyargs
+                             + [y for y in (a.vararg, a.kwarg) if y]):
+        return True
+    for n in ast.walk(node):
+        if isinstance(n, ast.Global) and head in n.names:
+            return False
+    return any(isinstance(n, ast.Name) and n.id == head and isinstance(n.ctx, ast.Store) for n in ast.walk(node))
 
 
 def _target_pairs(targets, value) -> list[tuple[ast.AST, ast.AST]]:
@@ -1865,16 +1884,35 @@ def reaches_backward(self, model: ModelBinding) -> list[Backward]:
 
 def escapes(self, model: ModelBinding) -> bool:
     """True when the model is handed to something that may own it (another module's constructor,
-    an attribute of another object, a container)."""
+    an attribute of another object, a container) where that name is this model: in its own scope,
+    a scope that sees it (its class's methods, module level), or, for a global, a function that
+    does not bind the name itself. A namesake in an unrelated function is another object."""
     if any(self.escapes(r) for r in roots_of(self, model)):
         return True
+    where = _escaping_keys(self).get(model.key)
+    if not where:
+        return False
+    ms = model.scope
+    if ms is None:
+        return True
+    visible = self.visible_scopes(ms)
+    for s in where:
+        if s is ms or any(s is v for v in visible):
+            return True
+        if ms.kind == "module" and not _binds_locally(s, model.key):
+            return True
+    return False
 
-    return model.key in _escaping_keys(self)
 
-
-def _escaping_keys(self) -> set[str]:
+def _escaping_keys(self) -> dict[str, list]:
+    """key -> the scopes where a value of that name is handed over."""
     def build():
-        out: set[str] = set()
+        out: dict[str, list] = {}
+
+        def add(k, node):
+            if k:
+                out.setdefault(k, []).append(self.scope_of(node))
+
         opt_calls = {id(o.call) for o in self.optimizers}
         classes = self.ctx.symbols.classes
         for node in self.all_nodes():
@@ -1887,13 +1925,14 @@ def _escaping_keys(self) -> set[str]:
                     for v in list(node.args) + [k.value for k in node.keywords]:
                         k = key_of(v)
                         if k:
-                            out.add(k)
+                            add(k, node)
                         elif isinstance(v, (ast.List, ast.Tuple)):
-                            out |= {key_of(x) for x in v.elts if key_of(x)}
+                            for x in v.elts:
+                                add(key_of(x), node)
             elif isinstance(node, ast.Assign):
                 k = key_of(node.value)
                 if k and any(isinstance(t, (ast.Attribute, ast.Subscript)) for t in node.targets):
-                    out.add(k)
+                    add(k, node)
             elif isinstance(node, (ast.List, ast.Tuple, ast.Dict)):
                 if not isinstance(node, ast.Dict) and isinstance(node.ctx, ast.Store):
                     continue  # `encoder, decoder = ...`: unpacking targets hold nothing
@@ -1901,7 +1940,8 @@ def _escaping_keys(self) -> set[str]:
                 if isinstance(parent, ast.Call) and id(parent) in opt_calls:
                     continue
                 vals = node.values if isinstance(node, ast.Dict) else node.elts
-                out |= {key_of(v) for v in vals if key_of(v)}
+                for v in vals:
+                    add(key_of(v), node)
         return out
     return _cache(self, "escaping", build)
 

@@ -303,7 +303,8 @@ def _regions(stmts: list, first: int, last: int, lines: list[str], recovered: bo
             if recovered and groups:
                 groups[-1][1].append(st)
                 continue
-            return None
+            if not (recovered and not groups):
+                return None
         groups.append((ln, [st]))
     out: list[Region] = []
     if not groups:

@@ -79,7 +79,7 @@ def _comments(text: str) -> list[tuple[int, int, str]]:
         return out
 
 
-_LEX = re.compile(r"""\"\"\"|\'\'\'|\"|\'|#|\\.|\r\n|\r|\n""", re.S)
+_LEX = re.compile(r"""\"\"\"|\'\'\'|\"|\'|#|\\\r\n|\\.|\r\n|\r|\n""", re.S)
 
 
 def _scan_comments(text: str) -> list[tuple[int, int, str]]:
@@ -103,7 +103,7 @@ def _scan_comments(text: str) -> list[tuple[int, int, str]]:
                 quote = None  # an unterminated one-line string ends at the newline
             continue
         if tok[0] == "\\":
-            if tok[1:] in ("\n", "\r"):
+            if tok[1:] in ("\n", "\r", "\r\n"):  # a continuation line
                 line += 1
                 line_start = pos
             continue

@@ -349,9 +349,10 @@ def partial_params(ctx):
             inv = facts.inventory_of(model)
             if inv is None or not inv.params:
                 continue
-            # every optimizer that touches this model (a split across optimizers is fine)
+            # every optimizer that touches this model (a split across optimizers is fine); one whose
+            # parameters cannot be read may hold the rest, if it can see this model at all
             union: set[str] = set()
-            if any_unknown:
+            if any_unknown and any(c.unknown and _may_reach(ctx, o, model) for o, c in covs):
                 continue
             opaque = False
             for c in with_parts:
@@ -388,18 +389,53 @@ def partial_params(ctx):
                               data=model_data(model, opt, missing))
 
 
+# -- where an optimizer can see a model ---------------------------------------------------------
+def _scope_names(ctx, scope) -> set[str]:
+    """Names a scope's code mentions (module level: outside its functions and classes)."""
+    memo = ctx.memo("gp1.scope-names", dict)
+    hit = memo.get(id(scope))
+    if hit is None:
+        if scope.kind == "module":
+            nodes = (n for st in scope.body if not isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                     for n in ast.walk(st))
+        else:
+            nodes = ast.walk(scope.node)
+        hit = memo[id(scope)] = {n.id for n in nodes if isinstance(n, ast.Name)}
+    return hit
+
+
+def _may_reach(ctx, o, model) -> bool:
+    """Could optimizer `o` hold `model`'s parameters, for all we can tell? Only from code that can
+    see the model: the same function, the same class, module level for a global (or a function
+    that names it), or a function or class that the model's code calls. A namesake `model` in an
+    unrelated function (every training function has one) is another object."""
+    so, sm = o.scope, model.scope
+    if so is sm or so is None or sm is None:
+        return True
+    if so.class_name and so.class_name == sm.class_name:
+        return True
+    if so.kind == "module":
+        return sm.kind == "module" or (o.key or "").split(".")[0] in _scope_names(ctx, sm)
+    callee = so.class_name if so.kind == "method" and so.class_name else so.name
+    if sm.kind == "module":
+        return model.key.split(".")[0] in _scope_names(ctx, so) or callee in _scope_names(ctx, sm)
+    return callee in _scope_names(ctx, sm)
+
+
 # -- GP103 ----------------------------------------------------------------------------------
-def _held(facts, model) -> bool:
+def _held(ctx, model) -> bool:
+    facts = ctx.facts
     for o in facts.optimizers:
         cov = facts.coverage(o)
         for pt in cov.parts:
             if pt.model is None:
                 continue
-            if facts.same_instance(pt.model, model) or pt.model.key == model.key:
+            if facts.same_instance(pt.model, model) or (pt.model.key == model.key and _may_reach(ctx, o, model)):
                 return True
-            if model.origin == "derived" and pt.model.key == model.source_key:
+            if model.origin == "derived" and pt.model.key == model.source_key and _may_reach(ctx, o, model):
                 return True
-        if any(facts.same_instance(m, model) or m.key == model.key for _n, m, _p in cov.modules):
+        if any(facts.same_instance(m, model) or (m.key == model.key and _may_reach(ctx, o, model))
+               for _n, m, _p in cov.modules):
             return True
     return False
 
@@ -407,17 +443,21 @@ def _held(facts, model) -> bool:
 @rule("GP103")
 def model_not_optimized(ctx):
     facts = ctx.facts
-    if not facts.optimizers or any(facts.coverage(o).unknown for o in facts.optimizers):
+    if not facts.optimizers:
         return
+    unknown = [o for o in facts.optimizers if facts.coverage(o).unknown]
     done: set[tuple[str, int]] = set()
     for bw in sorted(facts.backwards(), key=lambda b: b.line):
         deps = [facts.model_at(k, bw.scope, bw.line) for k in sorted(bw.deps)]
         deps = [m for m in deps if m is not None]
-        held = [m for m in deps if _held(facts, m)]
+        held = [m for m in deps if _held(ctx, m)]
         if not held:
             continue
         for model in deps:
             if model in held or model.origin == "copy":
+                continue
+            # an optimizer whose parameters cannot be read may hold it
+            if any(_may_reach(ctx, o, model) for o in unknown):
                 continue
             inv = facts.inventory_of(model)
             if inv is None or not inv.params:
@@ -429,11 +469,12 @@ def model_not_optimized(ctx):
                 continue
             if model.origin == "derived" and model.source_key:
                 src = facts.model_at(model.source_key, model.scope, model.line - 1)
-                if src is not None and (facts.escapes(src) or _held(facts, src)):
+                if src is not None and (facts.escapes(src) or _held(ctx, src)):
                     continue
             # the optimizer that trains the other model(s) of this loss
             cands = [o for o in sorted(facts.optimizers, key=lambda o: o.line)
-                     if any(pt.model is not None and any(facts.same_instance(pt.model, h) or pt.model.key == h.key
+                     if any(pt.model is not None and any(facts.same_instance(pt.model, h)
+                                                         or (pt.model.key == h.key and _may_reach(ctx, o, h))
                                                          for h in held) for pt in facts.coverage(o).parts)]
             opt = _pick_optimizer(facts, cands, model)
             if opt is None or opt.params is None or (model.key, id(opt)) in done:
@@ -1099,7 +1140,10 @@ def all_frozen(ctx):
             if uncertain or not covered or (covered - frozen):
                 all_frozen_ = False
                 break
-            freezes += [fz for fz in facts.freezes() if fz.model.key == model.key and not fz.value
+            visible = facts.visible_scopes(opt.scope)
+            freezes += [fz for fz in facts.freezes() if not fz.value
+                        and (facts.same_instance(fz.model, model)
+                             or (fz.model.key == model.key and any(fz.scope is v for v in visible)))
                         and (fz.scope is not opt.scope or fz.line < opt.line)]
         if not all_frozen_ or not freezes:
             continue

@@ -1,0 +1,271 @@
+"""Incremental re-analysis (analysis/incremental.py): after each edit its findings must equal a
+whole-file `analyze()` of the same text, while re-analysing only what the edit can affect."""
+from __future__ import annotations
+
+import random
+import re
+import sys
+
+import pytest
+
+from gradpath.analysis import analyze
+from gradpath.analysis.incremental import IncrementalAnalyzer, _names, _regions
+from gradpath.analysis.source import SourceFile
+from testpaths import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from gen_corpus import generate  # noqa: E402
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+def _dicts(result):
+    return [f.to_dict() for f in result.findings]
+
+
+def _check(ia: IncrementalAnalyzer, text: str, path: str = "t.py"):
+    got = ia.analyze(text, path)
+    ref = analyze(text, path)
+    assert _dicts(got) == _dicts(ref), (ia.stats, [f.id for f in got.findings], [f.id for f in ref.findings])
+    assert got.unused_suppressions == ref.unused_suppressions
+    return got
+
+
+def _line_of(lines: list[str], needle: str, start: int = 0) -> int:
+    return next(i for i in range(start, len(lines)) if needle in lines[i])
+
+
+# -- regions and names -----------------------------------------------------------------------------
+def test_regions_tile_the_file_one_per_top_level_statement():
+    text = ("import torch\n\n# a comment\n@dec\ndef f(x):\n    return helper(x) + g\n\n"
+            "class C(Base):\n    def m(self):\n        return self.a\n\nx = 1; y = f(x)\n")
+    src = SourceFile.parse(text)
+    regs = _regions(src.tree.body, 1, len(src.lines), src.lines)
+    assert [(r.start, r.end, r.kind) for r in regs] == [
+        (1, 3, "import"), (4, 7, "def"), (8, 11, "def"), (12, 13, "script")]
+    assert regs[1].defines == {"f"} and {"helper", "g", "dec"} <= regs[1].uses and "x" not in regs[1].uses
+    assert regs[2].uses == {"Base"}
+    assert regs[3].defines == {"x", "y"} and "f" in regs[3].uses
+
+
+def test_names_follow_python_scopes():
+    import ast
+    code = ("def f(model, x=cfg):\n    global counter\n    counter += 1\n    y = [z * w for z in x]\n"
+            "    def g():\n        return model + other\n    return g\n")
+    kind, defines, uses = _names(ast.parse(code).body)
+    assert kind == "script"  # a `global` statement writes module state
+    assert {"f", "counter"} <= defines
+    assert {"cfg", "w", "other", "counter"} <= uses
+    assert not ({"model", "x", "y", "z", "g"} & uses)
+
+
+# -- one edit -------------------------------------------------------------------------------------
+def test_an_edit_in_a_function_reanalyses_it_and_its_dependents_only():
+    text = generate(1000, seed=3, idx=1000)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    assert ia.stats.mode == "full"
+    lines = text.split("\n")
+    i = _line_of(lines, "lr=1e-3")
+    lines[i] = lines[i].replace("lr=1e-3", "lr=2e-3", 1)
+    _check(ia, "\n".join(lines))
+    st = ia.stats
+    assert st.mode == "incremental"
+    assert st.analysed_lines < 0.2 * len(lines), st
+    assert st.redone < 0.1 * st.regions, st
+
+
+def test_a_bug_typed_into_one_function_appears_and_goes():
+    text = generate(600, seed=2, idx=600)
+    ia = IncrementalAnalyzer()
+    before = _check(ia, text)
+    lines = text.split("\n")
+    i = _line_of(lines, "optimizer.zero_grad()")
+    lines[i] = lines[i].replace("optimizer.zero_grad()", "pass")
+    after = _check(ia, "\n".join(lines))
+    assert ia.stats.mode == "incremental"
+    new = {f.id for f in after.findings} - {f.id for f in before.findings}
+    assert any(x.startswith("GP401:") for x in new), new
+    back = _check(ia, text)
+    assert ia.stats.mode == "incremental"
+    assert _dicts(back) == _dicts(before)
+
+
+def test_a_syntax_error_stays_in_its_statement_and_goes_away():
+    text = generate(600, seed=1, idx=600)
+    ia = IncrementalAnalyzer()
+    before = _check(ia, text)
+    lines = text.split("\n")
+    i = _line_of(lines, "loss.backward()")
+    lines[i] += "("  # typing an open bracket
+    broken = _check(ia, "\n".join(lines))
+    assert ia.stats.mode == "incremental"
+    errs = [f for f in broken.findings if f.code == "GP000"]
+    assert len(errs) == 1 and errs[0].span.line == i + 1
+    # every finding outside the broken function is still there
+    fn = ia._prev.regions[[k for k, r in enumerate(ia._prev.regions) if r.start <= i + 1 <= r.end][0]]
+    outside = [f.id for f in before.findings if not fn.start <= f.span.line <= fn.end]
+    assert outside and set(outside) <= {f.id for f in broken.findings}
+    fixed = _check(ia, text)
+    assert ia.stats.mode == "incremental"
+    assert _dicts(fixed) == _dicts(before)
+
+
+def test_inserted_lines_move_every_later_finding():
+    text = generate(600, seed=4, idx=600)
+    ia = IncrementalAnalyzer()
+    before = _check(ia, text)
+    lines = text.split("\n")
+    first_def = _line_of(lines, "def ")
+    lines[first_def:first_def] = ["# a note", "# another", ""]
+    after = _check(ia, "\n".join(lines))
+    assert ia.stats.mode == "incremental"
+    assert [(f.code, f.span.line + (3 if f.span.line > first_def else 0)) for f in before.findings] == \
+        [(f.code, f.span.line) for f in after.findings]
+
+
+@pytest.mark.parametrize("what", ["import", "indent", "decorator", "future", "unchanged"])
+def test_edits_that_need_the_whole_file(what):
+    text = generate(400, seed=5, idx=400)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    lines = text.split("\n")
+    if what == "import":
+        lines[_line_of(lines, "import torch.nn as nn")] = "import torch.nn as nnn"
+    elif what == "indent":
+        i = _line_of(lines, "def ", 20)
+        lines[i] = "    " + lines[i]
+    elif what == "decorator":
+        i = _line_of(lines, "def ", 20)
+        lines[i - 1] = "@torch.no_grad()"  # the blank line before a def becomes its decorator
+    elif what == "future":
+        lines[-1] = "from __future__ import annotations"
+    new = "\n".join(lines)
+    _check(ia, new)
+    if what == "unchanged":
+        assert ia.stats.mode == "same"
+    else:
+        assert ia.stats.mode == "full", ia.stats
+
+
+def test_a_global_model_couples_the_functions_that_use_it():
+    text = '''import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+model = Net()
+
+
+def freeze():
+    for p in model.body.parameters():
+        p.requires_grad = False
+
+
+def train():
+    opt = torch.optim.SGD(model.head.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(2, 4)).sum().backward()
+        opt.step()
+'''
+    text += generate(400, seed=7, idx=7)  # unrelated code after it: the edit need not reach it
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    # un-freezing in one function changes what the optimizer in another one misses
+    got = _check(ia, text.replace("p.requires_grad = False", "pass", 1))
+    assert ia.stats.mode == "incremental"
+    assert any(f.code == "GP102" for f in got.findings)
+
+
+# -- many edits -----------------------------------------------------------------------------------
+def _typing_edits(text: str, n: int, seed: int):
+    """Edits like typing: digits changed, names renamed, lines added and removed, calls deleted, an
+    open bracket typed and removed again, a helper function pasted."""
+    r = random.Random(seed)
+    lines = text.split("\n")
+    for k in range(n):
+        op = r.choice(["digit", "digit", "digit", "paren", "blank", "delete", "dup", "rename", "newfn", "kill"])
+        i = r.randrange(len(lines))
+        if op == "paren":
+            old = list(lines)
+            lines[i] += "("
+            yield "\n".join(lines)
+            lines = old
+            yield "\n".join(lines)
+            continue
+        if op == "digit":
+            cand = [j for j, s in enumerate(lines) if re.search(r"\d", s) and not s.lstrip().startswith("#")]
+            j = r.choice(cand)
+            c = r.choice([m.start() for m in re.finditer(r"\d", lines[j])])
+            lines[j] = lines[j][:c] + str((int(lines[j][c]) + 1) % 10) + lines[j][c + 1:]
+        elif op == "blank":
+            lines.insert(i, r.choice(["", "# note", "    # indented note"]))
+        elif op == "delete" and lines[i].strip().startswith(("x =", "y =", "loss", "out", "print", "#")):
+            del lines[i]
+        elif op == "dup" and lines[i].strip().startswith(("x =", "loss", "print", "#")):
+            lines.insert(i, lines[i])
+        elif op == "rename":
+            words = re.findall(r"\b(model|loss|optimizer|opt|criterion|x|y)\b", lines[i])
+            if words:
+                w = r.choice(words)
+                lines[i] = re.sub(rf"\b{w}\b", w + "2", lines[i], count=1)
+        elif op == "newfn":
+            j = r.choice([j for j, s in enumerate(lines) if s.startswith(("def ", "class "))] or [len(lines)])
+            lines[j:j] = [f"def helper_{k}(t):", "    return t.detach() * 2", "", ""]
+        elif op == "kill":
+            pats = ["optimizer.zero_grad()", ".detach()", "+ 1e-8", "optimizer.step()", "model.parameters()"]
+            r.shuffle(pats)
+            for pat in pats:
+                js = [j for j, s in enumerate(lines) if pat in s]
+                if js:
+                    j = r.choice(js)
+                    lines[j] = lines[j].replace(pat, "", 1)
+                    break
+        yield "\n".join(lines)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_equals_whole_file_over_typing_on_generated_code(seed):
+    text = generate(500, seed=seed, idx=seed)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    modes = []
+    for new in _typing_edits(text, 60, seed):
+        _check(ia, new)
+        modes.append(ia.stats.mode)
+    # the point of it: most edits that change the text are re-analysed in part (the rest: edits
+    # in the imports, a statement indented into the one before, a syntax error its statement
+    # cannot contain)
+    changed = [m for m in modes if m != "same"]
+    assert changed.count("incremental") >= 0.6 * len(changed), modes
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_incremental_equals_whole_file_over_typing_on_the_examples(path):
+    text = path.read_text()
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    for new in _typing_edits(text, 15, len(text)):
+        _check(ia, new)
+
+
+def test_adopting_a_whole_file_result_replaces_the_base():
+    from gradpath.analysis.engine import Options, analyze_raw
+    text = generate(400, seed=6, idx=400)
+    ia = IncrementalAnalyzer()
+    ia.analyze(text, "t.py")
+    raw = analyze_raw(text, "t.py", Options())
+    ia.adopt(text, "t.py", Options(), None, None, raw)
+    assert ia._prev.raw is raw
+    ia.adopt(text + "\n# other text\n", "t.py", Options(), None, None, raw)  # stale: ignored
+    assert ia._prev.text == ia._prev.raw.src.text
