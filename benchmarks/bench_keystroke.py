@@ -6,8 +6,10 @@ single-character edits (incremental didChange), each time waiting for the publis
 that version; the latency is its arrival time minus the didChange send time. 1 edit in 5 leaves
 the file with a syntax error for one version (typing an open bracket), as real typing does.
 
-Run twice per size: with `debounceMs: 0` (the analysis latency itself) and with the server's
-default debounce (what a user sees). Also prints `ast.parse` of the same text in this process
+Run three times per size: with `debounceMs: 0` (the analysis latency itself), with the server's
+default debounce (what a user sees), and with the default debounce at a typing pace (80-250 ms
+between keys, 1 edit in 6 after a pause of 0.45-1.2 s, so the next key often lands while the
+server's whole-file check after a pause is running); edits otherwise go back to back. Also prints `ast.parse` of the same text in this process
 (median of 20) and the ratio, and a whole-file `analyze()` in this process for reference. With
 debounce 0 the same edits are replayed in this process through IncrementalAnalyzer (what the
 server runs): the share re-analysed in part, and how many results differ from a whole-file
@@ -107,7 +109,16 @@ def _replay(text: str, edits: int, seed: int) -> dict:
             "differs_from_whole_file": differ}
 
 
-def run_size(n_lines: int, edits: int, debounce_ms: int | None, workdir: Path) -> dict:
+def _gaps(count: int, seed: int):
+    """Think time before each edit at a typing pace: 80-250 ms between keys, and 1 edit in 6 after
+    a pause of 0.45-1.2 s (long enough for the server's whole-file check to start, so the next key
+    lands while it runs)."""
+    r = random.Random(seed * 31 + 1)
+    for k in range(count):
+        yield r.uniform(0.45, 1.2) if k % 6 == 5 else r.uniform(0.08, 0.25)
+
+
+def run_size(n_lines: int, edits: int, debounce_ms: int | None, workdir: Path, paced: bool = False) -> dict:
     text = generate(n_lines, seed=1, idx=n_lines)
     path = workdir / f"gen_{n_lines}.py"
     path.write_text(text, encoding="utf-8")
@@ -123,7 +134,11 @@ def run_size(n_lines: int, edits: int, debounce_ms: int | None, workdir: Path) -
         gen = _edits(text, edits + 10, seed=n_lines)
         version = 1
         lat, lat_valid, lat_broken, ndiag = [], [], [], []
+        gaps = _gaps(edits + 10, n_lines)
         for k, (change, new_text, broken) in enumerate(gen):
+            gap = next(gaps)
+            if paced:
+                time.sleep(gap)
             version += 1
             m0 = c.mark()
             t_send = c.change(uri, version, [change])
@@ -136,8 +151,8 @@ def run_size(n_lines: int, edits: int, debounce_ms: int | None, workdir: Path) -
             text = new_text
         base = path.read_text(encoding="utf-8")  # same size, no pending syntax error
         ast_ms = _time_ast(base) * 1000
-        replay = _replay(base, edits, n_lines) if debounce_ms == 0 else {}
-        return {"lines": n_lines, "debounce_ms": debounce_ms, "edits": len(lat),
+        replay = _replay(base, edits, n_lines) if debounce_ms == 0 and not paced else {}
+        return {"lines": n_lines, "debounce_ms": debounce_ms, "paced": paced, "edits": len(lat),
                 "p50_ms": pct(lat, 50), "p95_ms": pct(lat, 95), "max_ms": max(lat),
                 "p50_valid_ms": pct(lat_valid, 50), "p50_syntax_error_ms": pct(lat_broken, 50),
                 "ast_parse_ms": ast_ms, "ratio_p50_to_ast": pct(lat, 50) / ast_ms,
@@ -153,15 +168,19 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="200,1000,2000")
     ap.add_argument("--edits", type=int, default=100)
     ap.add_argument("--no-default-debounce", action="store_true", help="only measure with debounceMs 0")
+    ap.add_argument("--no-paced", action="store_true", help="skip the typing-pace run (default debounce, pauses)")
     a = ap.parse_args(argv)
     header("keystroke latency: didChange -> publishDiagnostics (gradpath serve, stdio)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="gp-keys-") as d:
         for n in [int(s) for s in a.sizes.split(",")]:
-            for deb in ([0] if a.no_default_debounce else [0, None]):
-                row = run_size(n, a.edits, deb, Path(d))
+            runs = [(0, False)] if a.no_default_debounce else [(0, False), (None, False)]
+            if not a.no_paced and not a.no_default_debounce:
+                runs.append((None, True))
+            for deb, paced in runs:
+                row = run_size(n, a.edits, deb, Path(d), paced)
                 rows.append(row)
-                deb_s = "default" if deb is None else f"{deb} ms"
+                deb_s = ("default" if deb is None else f"{deb} ms") + (", typing pace" if paced else "")
                 print(f"{n:5d} lines, debounce {deb_s:8s}: p50 {row['p50_ms']:6.1f} ms  p95 {row['p95_ms']:6.1f} ms"
                       f"  max {row['max_ms']:6.1f}  (valid p50 {row['p50_valid_ms']:.1f}, syntax-error p50 "
                       f"{row['p50_syntax_error_ms']:.1f})  ast.parse {row['ast_parse_ms']:.1f} ms"

@@ -152,6 +152,55 @@ def test_jedi_is_lazy_and_only_for_what_the_fast_path_cannot_answer(tmp_path):
     assert time.monotonic() - t0 < max(first, 0.5)
 
 
+def test_the_server_flow_asks_jedi_once_per_import_not_per_keystroke(tmp_path):
+    """The language server's fast resolver never calls jedi while analysing; `resolve_pending`
+    asks in the background, and from then on the fast analyses see the answer. Edits elsewhere in
+    the file (a new version of the text) neither ask again nor lose it."""
+    ext = tmp_path / "ext"
+    _write(tmp_path, {"ext/userlib/__init__.py": "", "ext/userlib/netdefs.py": MODELS})
+    imp = f"import sys\nsys.path.append({str(ext)!r})\nfrom userlib.netdefs import Net"
+    _write(tmp_path, {"proj/train.py": TRAIN.format(imp=imp, ctor="Net()")})
+    train = tmp_path / "proj" / "train.py"
+    text = train.read_text()
+    fast = Resolver(root=str(tmp_path / "proj"), fast_only=True)
+    assert [f for f in analyze(text, str(train), resolver=fast).findings if f.code == "GP102"] == []
+    assert fast.needs_slow_pass(str(train)) and fast.stats["jedi_calls"] == 0
+
+    # positions recorded for another text are not used
+    assert fast.resolve_pending(text + "\n# edited\n", str(train)) is False
+    assert fast.stats["jedi_calls"] == 0
+
+    v0 = fast.answers.version
+    assert fast.resolve_pending(text, str(train)) is True
+    assert fast.stats["jedi_calls"] == 1 and fast.answers.version > v0
+    for k in range(5):  # typing: every version of the text gets the GP102, no new jedi call
+        text += f"step_{k} = {k}\n"
+        found = [f for f in analyze(text, str(train), resolver=fast).findings if f.code == "GP102"]
+        assert len(found) == 1 and found[0].data["missing"][-1] == "linear.bias"
+        assert not fast.needs_slow_pass(str(train))
+    assert fast.stats["jedi_calls"] == 1
+
+    # a different sys.path line is a different question
+    text = text.replace("sys.path.append(", "sys.path.insert(0, ")
+    analyze(text, str(train), resolver=fast)
+    assert fast.needs_slow_pass(str(train))
+
+
+def test_a_name_jedi_cannot_answer_is_not_asked_again(tmp_path):
+    _write(tmp_path, {"train.py": TRAIN.format(imp="from nowhere_at_all import Net", ctor="Net()")})
+    train = tmp_path / "train.py"
+    text = train.read_text()
+    fast = Resolver(root=str(tmp_path), fast_only=True)
+    analyze(text, str(train), resolver=fast)
+    assert fast.needs_slow_pass(str(train))
+    v0 = fast.answers.version
+    assert fast.resolve_pending(text, str(train)) is False  # jedi found nothing usable
+    assert fast.answers.version == v0  # nothing to re-analyse for
+    analyze(text + "\nz = 1\n", str(train), resolver=fast)
+    assert not fast.needs_slow_pass(str(train))
+    assert fast.stats["jedi_calls"] == 1
+
+
 def test_fast_path_resolved_names_never_start_jedi(tmp_path):
     _write(tmp_path, {"models.py": MODELS, "train.py": TRAIN.format(imp="from models import Net", ctor="Net()")})
     r = Resolver(root=str(tmp_path))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
-from lsp_helpers import Recorder, client, open_doc, uri_of  # noqa: F401
+from lsp_helpers import Recorder, change_doc, client, open_doc, uri_of  # noqa: F401
 
 MODELS = """
 import torch.nn as nn
@@ -64,6 +64,15 @@ async def test_jedi_pass_republishes_in_the_background(client, tmp_path):
     assert second.version == first.version == 1
     assert [d.code for d in second.diagnostics] == ["GP102"]
     assert second.diagnostics[0].data["data"]["missing"][-1] == "linear.bias"
+
+    # typing elsewhere in the file: the answer is kept (the very next publish still has the
+    # GP102, no flicker back to nothing), and jedi is not asked again
+    text = (tmp_path / "proj" / "train.py").read_text()
+    for v in range(2, 6):
+        text += f"x{v} = {v}\n"
+        change_doc(client, uri, text, v)
+        p = await rec.wait_for(lambda p, v=v: p.uri == uri and p.version == v, timeout=30)
+        assert [d.code for d in p.diagnostics] == ["GP102"], v
 
 
 async def test_a_module_changed_on_disk_reanalyses_its_importers(client, tmp_path):

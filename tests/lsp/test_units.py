@@ -34,7 +34,7 @@ def test_editor_settings_shapes_and_merge():
     # a later change without `trusted` keeps it (the client sends trust at start)
     s2 = EditorSettings.parse({"gradpath": {"live.onSave": False, "severity": {"GP1": "hint"}}}, base=s)
     assert s2.trusted is False and s2.live_on_save is False and s2.options.severity == {"GP1": "hint"}
-    assert EditorSettings.parse({"settings": {"debounceMs": "junk"}}).debounce_ms == 50
+    assert EditorSettings.parse({"settings": {"debounceMs": "junk"}}).debounce_ms == 0
     assert EditorSettings.parse(None).trusted is True
 
 

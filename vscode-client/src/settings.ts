@@ -128,7 +128,7 @@ export function shapeSettings(cfg: ConfigReader, trusted: boolean, ctx: PathCont
       python: livePython ?? null,
     },
     trusted,
-    debounceMs: Math.round(clampNumber(cfg.get<unknown>("debounceMs", 50), 50, 0, 5000)),
+    debounceMs: Math.round(clampNumber(cfg.get<unknown>("debounceMs", 0), 0, 0, 5000)),
     logLevel: cfg.get<string>("trace.server", "off") === "verbose" ? "debug" : "info",
   };
 }

@@ -121,8 +121,9 @@ class Context:
     """Everything a rule may read. Facts are computed once, on first use, and shared."""
 
     def __init__(self, src: SourceFile, path: str | None, resolver: Any = None,
-                 deadline: float | None = None):
+                 deadline: float | None = None, cancel: threading.Event | None = None):
         self.src = src
+        self.cancel = cancel  # set by another thread: stop as if out of time (see analyze_raw)
         self.path = path
         self.tree = src.tree
         t0 = time.thread_time()
@@ -175,6 +176,8 @@ class Context:
                        fixes=list(fixes), related=list(related), data=dict(data or {}))
 
     def out_of_time(self) -> bool:
+        if self.cancel is not None and self.cancel.is_set():
+            return True
         return self.deadline is not None and time.monotonic() > self.deadline
 
 
@@ -210,12 +213,19 @@ class RawAnalysis:
     timed_out: bool = False
     failed: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    cancelled: bool = False  # stopped early by `cancel`: partial, to be thrown away
 
 
 def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = None,
-                src: SourceFile | None = None, memo: dict | None = None) -> RawAnalysis:
+                src: SourceFile | None = None, memo: dict | None = None,
+                cancel: threading.Event | None = None) -> RawAnalysis:
     """Parse (unless `src` is given: a tree built elsewhere, e.g. by incremental re-analysis) and
-    run every rule under the time budget and the watchdog. `memo` pre-seeds Context.memo."""
+    run every rule under the time budget and the watchdog. `memo` pre-seeds Context.memo.
+
+    `cancel`, when another thread sets it, makes the analysis stop at the next point where it
+    checks its time (between rules, between functions in the dataflow and loop facts): the
+    server's whole-file check after a pause gives way to the next keystroke this way instead of
+    holding the GIL for a whole analysis. The result then has `cancelled=True`."""
     from gradpath.analysis import rules as rules_pkg
 
     if not isinstance(text, str):
@@ -229,7 +239,7 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
     interrupted = False
     try:
         try:
-            _run(text, path, options, resolver, start, budget, checkers, state, memo)
+            _run(text, path, options, resolver, start, budget, checkers, state, memo, cancel)
         finally:
             interrupted = _WATCHDOG.disarm(token)
     except AnalysisTimeout:
@@ -246,8 +256,9 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
     timings = dict(state.timings)
     if state.ctx is not None:
         timings.update(state.ctx.timings)
-    return RawAnalysis(src=src, findings=list(state.findings), timed_out=state.timed_out,
-                       failed=list(state.failed), timings=timings)
+    cancelled = cancel is not None and cancel.is_set()
+    return RawAnalysis(src=src, findings=list(state.findings), timed_out=state.timed_out or cancelled,
+                       failed=list(state.failed), timings=timings, cancelled=cancelled)
 
 
 def finish(raw: RawAnalysis, options: Options) -> AnalysisResult:
@@ -303,7 +314,8 @@ def _empty_source(text: str, path: str | None) -> SourceFile:
     return src
 
 
-def _run(text, path, options, resolver, start, budget, checkers, state: _State, memo=None) -> None:
+def _run(text, path, options, resolver, start, budget, checkers, state: _State, memo=None,
+         cancel=None) -> None:
     t0 = time.thread_time()
     try:
         if state.src is None:
@@ -319,7 +331,7 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State, 
     state.timings["parse"] = time.thread_time() - t0
     state.phase = "symbols"
     try:
-        ctx = Context(src, path, resolver, deadline=start + budget)
+        ctx = Context(src, path, resolver, deadline=start + budget, cancel=cancel)
         if memo:
             ctx._memo.update(memo)
         state.ctx = ctx
@@ -331,6 +343,9 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State, 
         return
     state.phase = "rules"
     for name, checker in checkers:
+        if cancel is not None and cancel.is_set():
+            state.timed_out = True
+            break
         if ctx.out_of_time():
             state.timed_out = True
             log.warning("%s: analysis stopped after %.1fs (time budget); partial result",

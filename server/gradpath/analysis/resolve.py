@@ -6,9 +6,13 @@ package (`from .net import Net` in `models/__init__.py`), and `import models` + 
 Fast path first: the module file is found relative to the importing file, the project root and the
 given `sys_path`, parsed with `ast` and cached per (path, mtime). jedi (`jedi.Project` per root,
 `jedi.Script.goto`) answers only what the fast path cannot (an installed package of the user, an
-import hook, a `sys.path` trick), lazily, for capitalised names that the file actually calls, cached
-per (file, mtime). With `fast_only=True` jedi is never started: the language server publishes the
-fast result first, asks `needs_slow_pass(ctx)`, and republishes after a full pass.
+import hook, a `sys.path` trick), lazily, for capitalised names that the file actually calls. Its
+answers are kept in a `JediAnswers` table per (file, import, the file's `sys.path` lines), which the
+language server shares between the resolvers of one root: typing elsewhere in the file never asks
+jedi again. With `fast_only=True` jedi is never started, but answers already in the table are used:
+the language server publishes the fast result first, asks `needs_slow_pass(path)` (names with no
+answer yet), runs `resolve_pending(text, path)` in the background, and re-analyses when an answer
+names a class.
 
 `enrich(ctx)` fills, for each resolved local name (`Net`, or `models.Net` for attribute access):
   ctx.symbols.resolved_bases[name]   qualified bases, with "torch.nn.Module" when it is a module class
@@ -48,19 +52,67 @@ class _Module:
     resolved: bool = False
 
 
+class JediAnswers:
+    """What jedi said about imported names: key -> (class file, line) or None (nothing usable).
+    `version` grows whenever an answer naming a class is added or dropped, so an incremental
+    analysis made before it knows to start afresh."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._d: dict[tuple, tuple[str, int] | None] = {}
+        self.version = 0
+
+    def get(self, key: tuple) -> tuple[bool, tuple[str, int] | None]:
+        with self._lock:
+            if key in self._d:
+                return True, self._d[key]
+            return False, None
+
+    def put(self, key: tuple, value: tuple[str, int] | None) -> None:
+        with self._lock:
+            if key in self._d and self._d[key] == value:
+                return
+            self._d[key] = value
+            if value is not None:
+                self.version += 1
+
+    def drop(self, key: tuple) -> None:
+        with self._lock:
+            if self._d.pop(key, None) is not None:
+                self.version += 1
+
+    def clear(self) -> None:
+        with self._lock:
+            if self._d:
+                self._d.clear()
+                self.version += 1
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+
+@dataclass
+class _Pending:
+    """A name the fast path left to jedi, with what jedi needs to look it up."""
+    local: str
+    key: tuple
+    pos: tuple[int, int] | None  # a call of the name (jedi's goto position), 1-based line
+
+
 class Resolver:
     def __init__(self, root: str | None = None, sys_path: list[str] | None = None, use_jedi: bool = True,
-                 fast_only: bool = False):
+                 fast_only: bool = False, answers: JediAnswers | None = None):
         self.root = os.path.abspath(root) if root else None
         self.sys_path = [os.path.abspath(p) for p in (sys_path or []) if p]
         self.use_jedi = use_jedi
         self.fast_only = fast_only
         self._modules: dict[str, _Module] = {}
-        self._jedi_cache: dict[tuple, tuple[str, int] | None] = {}
+        self.answers = answers if answers is not None else JediAnswers()
         self._projects: dict[str, object] = {}
         self._lock = threading.RLock()
         self.stats = {"parsed": 0, "cache_hits": 0, "jedi_calls": 0}
-        self.pending: dict[str, list[str]] = {}  # file -> names the fast path left to jedi
+        # file -> (hash of the text analysed, the names the fast path left to jedi with no answer yet)
+        self.pending: dict[str, tuple[int, list[_Pending]]] = {}
 
     # -- public --------------------------------------------------------------------------------
     def enrich(self, ctx) -> None:
@@ -82,21 +134,29 @@ class Resolver:
                     if src is not None:
                         sym.aliases.setdefault(local, local)
                         self._record(sym, f"{local}.{attr}", src)
-            elif self._jedi_candidate(ctx, local, module):
-                pending.append(local)
+            elif self.use_jedi and ctx.path and self._jedi_candidate(ctx, local, module):
+                key = self._answer_key(ctx, local, (module, name, level))
+                known, hit = self.answers.get(key)
+                if known:
+                    src = self._class_at(hit, key) if hit is not None else None
+                    if src is not None:
+                        self._record(sym, local, src)
+                    if hit is None or src is not None:
+                        continue
+                pending.append(_Pending(local, key, self._call_pos(ctx.tree, local)))
         for local, module in self._module_aliases(ctx.tree).items():
             for attr in self._attrs_used(ctx.tree, local):
                 src = self._find_class(module, attr, 0, base_dir, 0)
                 if src is not None:
                     self._record(sym, f"{local}.{attr}", src)
-        ctx.unresolved_imports = pending
+        ctx.unresolved_imports = [p.local for p in pending]
         if ctx.path:
-            self.pending[os.path.abspath(ctx.path)] = list(pending)
-        if pending and self.use_jedi and not self.fast_only and ctx.path:
-            for local in pending:
-                src = self._jedi_class(ctx, local)
+            self.pending[os.path.abspath(ctx.path)] = (hash(ctx.src.text), list(pending))
+        if pending and not self.fast_only:
+            for p in pending:
+                src = self._jedi_class(ctx.src.text, ctx.path, p)
                 if src is not None:
-                    self._record(sym, local, src)
+                    self._record(sym, p.local, src)
 
     def needs_slow_pass(self, ctx) -> bool:
         """True when jedi might answer names the fast path left open. `ctx` is the analysis
@@ -105,8 +165,24 @@ class Resolver:
         if not self.use_jedi:
             return False
         if isinstance(ctx, (str, os.PathLike)):
-            return bool(self.pending.get(os.path.abspath(str(ctx))))
+            return bool(self.pending.get(os.path.abspath(str(ctx)), (0, []))[1])
         return bool(getattr(ctx, "unresolved_imports", None) and ctx.path)
+
+    def resolve_pending(self, text: str, path: str) -> bool:
+        """Ask jedi about the names the last analysis of `path` left open (the language server's
+        background pass; no analysis runs here). Only when that analysis was of `text`: the call
+        positions belong to it. True when an answer names a class, so a re-analysis would differ."""
+        if not self.use_jedi or not path:
+            return False
+        h, names = self.pending.get(os.path.abspath(path), (None, []))
+        if h != hash(text):
+            return False
+        found = False
+        for p in names:
+            known, _ = self.answers.get(p.key)
+            if not known:
+                found = self._jedi_class(text, path, p) is not None or found
+        return found
 
     # -- recording -----------------------------------------------------------------------------
     def _record(self, sym, local: str, src) -> None:
@@ -292,6 +368,49 @@ class Resolver:
                 return True
         return False
 
+    @staticmethod
+    def _call_pos(tree, local: str) -> tuple[int, int] | None:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
+                return node.func.lineno, node.func.col_offset
+        return None
+
+    @staticmethod
+    def _answer_key(ctx, local: str, imported: tuple) -> tuple:
+        """What jedi's answer depends on: the file (and its mtime: a save may change what its
+        folder holds), the import, and the file's own `sys.path` lines; not the rest of the text."""
+        path = os.path.abspath(ctx.path)
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+        text = ctx.src.text
+        tricks = tuple(line.strip() for line in text.splitlines() if "sys.path" in line) \
+            if "sys.path" in text else ()
+        return (path, mtime, local, imported, tricks)
+
+    def _class_at(self, hit: tuple[str, int], key: tuple):
+        """The class jedi pointed at, if it is still there (else the answer is dropped)."""
+        from gradpath.analysis.facts import ClassSource
+        path, line = hit
+        m = self.load(path)
+        if m is not None:
+            for node in ast.walk(m.tree):
+                if isinstance(node, ast.ClassDef) and node.lineno == line:
+                    self._resolve_module_imports(m, 0)
+                    return ClassSource(node, m.symbols, path)
+        self.answers.drop(key)
+        return None
+
+    def _jedi_class(self, text: str, path: str, p: _Pending):
+        known, hit = self.answers.get(p.key)
+        if not known:
+            hit = self._jedi_goto(text, path, p.local, p.pos)
+            self.answers.put(p.key, hit)
+        if hit is None:
+            return None
+        return self._class_at(hit, p.key)
+
     def _project(self, root: str):
         import jedi
         p = self._projects.get(root)
@@ -303,47 +422,20 @@ class Resolver:
             self._projects[root] = p
         return p
 
-    def _jedi_class(self, ctx, local: str):
-        from gradpath.analysis.facts import ClassSource
-        try:
-            mtime = os.stat(ctx.path).st_mtime
-        except OSError:
-            mtime = None
-        key = (os.path.abspath(ctx.path), mtime, local, hash(ctx.src.text))
-        if key not in self._jedi_cache:
-            self._jedi_cache[key] = self._jedi_goto(ctx, local)
-        hit = self._jedi_cache[key]
-        if hit is None:
-            return None
-        path, line = hit
-        m = self.load(path)
-        if m is None:
-            return None
-        for node in ast.walk(m.tree):
-            if isinstance(node, ast.ClassDef) and node.lineno == line:
-                self._resolve_module_imports(m, 0)
-                return ClassSource(node, m.symbols, path)
-        return None
-
-    def _jedi_goto(self, ctx, local: str):
+    def _jedi_goto(self, text: str, path: str, local: str, pos: tuple[int, int] | None):
         try:
             import jedi
         except ImportError:  # pragma: no cover - jedi is a dependency
             return None
-        pos = None
-        for node in ast.walk(ctx.tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
-                pos = (node.func.lineno, node.func.col_offset)
-                break
         if pos is None:
             return None
-        root = self.root or os.path.dirname(os.path.abspath(ctx.path))
+        root = self.root or os.path.dirname(os.path.abspath(path))
         self.stats["jedi_calls"] += 1
         try:
-            script = jedi.Script(code=ctx.src.text, path=ctx.path, project=self._project(root))
+            script = jedi.Script(code=text, path=path, project=self._project(root))
             names = script.goto(pos[0], pos[1], follow_imports=True)
         except Exception:  # jedi can fail on odd code; the fast result stands
-            log.debug("jedi failed for %s in %s", local, ctx.path, exc_info=True)
+            log.debug("jedi failed for %s in %s", local, path, exc_info=True)
             return None
         for n in names:
             mp = getattr(n, "module_path", None)

@@ -72,6 +72,8 @@ class UnitState:
     task: asyncio.Task | None = None
     slow_task: asyncio.Task | None = None
     verify_task: asyncio.Task | None = None
+    # set when the next edit arrives: the running whole-file check stops at its next time check
+    verify_cancel: threading.Event | None = None
     _ctx: tuple[object, Context] | None = None
     # incremental re-analysis of this unit's text, one call at a time
     inc: IncrementalAnalyzer = field(default_factory=IncrementalAnalyzer)
@@ -96,6 +98,8 @@ class Analyzer:
         self.verify_delay_s = VERIFY_DELAY_S
         self.verifications = 0  # full re-analyses after incremental ones
         self.corrections = 0  # ... that found something different and republished
+        self.verify_cancelled = 0  # ... stopped part way by the next edit
+        self.jedi_reanalyses = 0  # analyses started because jedi answered a name
         self.resolvers = ResolverPool()
         self._latest: dict[str, object] = {}  # key -> latest known version (read by threads)
         self._lock = threading.Lock()
@@ -167,9 +171,18 @@ class Analyzer:
                 self._latest[key] = snap.version
         if st.task is not None and not st.task.done():
             st.task.cancel()
+        self._cancel_verify(st)
+        st.task = asyncio.ensure_future(self._run(key, delay_s))
+
+    @staticmethod
+    def _cancel_verify(st: UnitState) -> None:
+        """Stop a pending or running whole-file check: the task, and the thread's analysis (which
+        otherwise holds the GIL against the next keystroke's analysis for its whole length)."""
         if st.verify_task is not None and not st.verify_task.done():
             st.verify_task.cancel()
-        st.task = asyncio.ensure_future(self._run(key, delay_s))
+        if st.verify_cancel is not None:
+            st.verify_cancel.set()
+            st.verify_cancel = None
 
     def schedule_all(self, delay_s: float = 0.0) -> None:
         self.generation += 1
@@ -199,41 +212,55 @@ class Analyzer:
             self.server.on_analysed(key)
             if result.mode == "incremental" and self.verify_delay_s >= 0:
                 st = self.units[key]
-                if st.verify_task is not None and not st.verify_task.done():
-                    st.verify_task.cancel()
-                st.verify_task = asyncio.ensure_future(self._verify(key, snap, options))
+                self._cancel_verify(st)
+                st.verify_cancel = threading.Event()
+                st.verify_task = asyncio.ensure_future(self._verify(key, snap, options, st.verify_cancel))
             if needs_slow:
                 st = self.units[key]
                 if st.slow_task is not None and not st.slow_task.done():
                     st.slow_task.cancel()
-                st.slow_task = asyncio.ensure_future(self._slow(key, snap, options))
+                # on open, at once; while typing, after a pause
+                delay = self.verify_delay_s if result.mode == "incremental" else 0.0
+                st.slow_task = asyncio.ensure_future(self._slow(key, snap, delay))
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("analysis of %s failed", key)
 
-    async def _slow(self, key: str, snap: Snapshot, options) -> None:
+    async def _slow(self, key: str, snap: Snapshot, delay_s: float) -> None:
+        """jedi, in the background, for the imported names the fast resolver could not answer
+        (no analysis here: an answer goes into the resolver's table, which every later analysis
+        of the file reads). When an answer names a class, the file is analysed again and
+        republished. While the user types, it waits for a pause; it never asks twice about
+        the same import."""
         try:
-            loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.slow_pool, self._analyse, snap, options, True)
-            if out is None or not self._current(key, snap):
+            if delay_s > 0:
+                await asyncio.sleep(delay_s)
+            if not self._current(key, snap):
                 return
-            result, _ = out
-            st = self.units.get(key)
-            if st is None or st.snapshot is None or st.snapshot.version != snap.version \
-                    or self.server.settings.options is not options:
-                return  # superseded by an edit or a settings change
-            before = [f.to_dict() for f in st.findings]
-            if [f.to_dict() for f in result.findings] != before:
-                log.info("%s: the jedi pass changed the findings; republishing", key)
-                self._store(key, snap, result)
-                self.publish(key)
+            loop = asyncio.get_running_loop()
+            found = await loop.run_in_executor(self.slow_pool, self._resolve_pending, snap)
+            if found and key in self.units and self.is_open(key):
+                log.info("%s: jedi resolved an imported model class; analysing again", key)
+                self.jedi_reanalyses += 1
+                self.schedule(key, 0.0)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("slow analysis of %s failed", key)
+            log.exception("jedi pass for %s failed", key)
 
-    async def _verify(self, key: str, snap: Snapshot, options) -> None:
+    def _resolve_pending(self, snap: Snapshot) -> bool:
+        """Runs in the jedi thread."""
+        with self._lock:
+            if self._latest.get(snap.key, snap.version) != snap.version:
+                return False
+        resolver, _options, excluded = self._prepare(snap, self.server.settings.options, False)
+        fn = getattr(resolver, "resolve_pending", None)
+        if excluded or fn is None or not snap.path:
+            return False
+        return bool(fn(snap.text, snap.path))
+
+    async def _verify(self, key: str, snap: Snapshot, options, cancel: threading.Event) -> None:
         """Once typing pauses: the whole-file analysis of what was analysed incrementally. The
         incremental result equals it except where a rule reads the file as a whole in a way the
         region dependencies do not see; then the whole-file result is republished and becomes the
@@ -243,7 +270,7 @@ class Analyzer:
             if not self._current(key, snap):
                 return
             loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.verify_pool, self._analyse_full, snap, options)
+            out = await loop.run_in_executor(self.verify_pool, self._analyse_full, snap, options, cancel)
             if out is None or not self._current(key, snap):
                 return
             st = self.units.get(key)
@@ -266,22 +293,28 @@ class Analyzer:
         except Exception:
             log.exception("verification of %s failed", key)
 
-    def _analyse_full(self, snap: Snapshot, options) -> AnalysisResult | None:
+    def _analyse_full(self, snap: Snapshot, options, cancel: threading.Event | None = None
+                      ) -> AnalysisResult | None:
         """Runs in the verify thread: a whole-file analysis, adopted as the unit's incremental base
-        when the unit still holds this text."""
+        when the unit still holds this text. None when a newer version arrived (before or during:
+        `cancel` stops it part way)."""
         with self._lock:
             latest = self._latest.get(snap.key, snap.version)
-        if latest != snap.version:
+        if latest != snap.version or (cancel is not None and cancel.is_set()):
             return None
         resolver, options, excluded = self._prepare(snap, options, False)
         if excluded:
             return None
-        raw = analyze_raw(snap.text, snap.path, options, resolver)
+        raw = analyze_raw(snap.text, snap.path, options, resolver, cancel=cancel)
+        if raw.cancelled:
+            self.verify_cancelled += 1
+            log.debug("%s: whole-file check stopped: the text changed", snap.key)
+            return None
         self.analyses += 1
         st = self.units.get(snap.key)
         if st is not None:
             with st.inc_lock:
-                st.inc.adopt(snap.text, snap.path, options, resolver, self.generation, raw)
+                st.inc.adopt(snap.text, snap.path, options, resolver, self._gen(resolver), raw)
         return finish(raw, options)
 
     def _prepare(self, snap: Snapshot, options, slow: bool):
@@ -289,6 +322,13 @@ class Analyzer:
         resolver = self.resolvers.get(root, slow) if (snap.path or root) else None
         options, excluded = self.options_for(snap.path, options)
         return resolver, options, excluded
+
+    def _gen(self, resolver) -> tuple:
+        """What incremental state depends on beyond the text: settings and files on disk
+        (`generation`), and the jedi answers the resolver holds (a new one changes what an
+        imported name is, anywhere in the file)."""
+        answers = getattr(resolver, "answers", None)
+        return (self.generation, getattr(answers, "version", 0))
 
     def _current(self, key: str, snap: Snapshot) -> bool:
         cur = self.snapshot(key)
@@ -317,7 +357,7 @@ class Analyzer:
             result = analyze(snap.text, snap.path, options, resolver=resolver)
         else:
             with st.inc_lock:
-                result = st.inc.analyze(snap.text, snap.path, options, resolver, self.generation)
+                result = st.inc.analyze(snap.text, snap.path, options, resolver, self._gen(resolver))
                 stats = st.inc.stats
             log.debug("%s: %s analysis in %.1f ms (%d of %d regions redone, %d lines analysed)%s",
                       snap.key, stats.mode, stats.seconds * 1000, stats.redone, stats.regions,
@@ -447,9 +487,10 @@ class Analyzer:
             self._latest.pop(key, None)
         clear = set(uris) if notebook else set(uris) | {key}
         if st is not None:
-            for t in (st.task, st.slow_task, st.verify_task):
+            for t in (st.task, st.slow_task):
                 if t is not None and not t.done():
                     t.cancel()
+            self._cancel_verify(st)
             clear |= st.published
         for uri in sorted(clear):
             self._send(uri, [], None)
@@ -457,9 +498,10 @@ class Analyzer:
     def clear_all(self) -> None:
         for key in list(self.units):
             st = self.units[key]
-            for t in (st.task, st.slow_task, st.verify_task):
+            for t in (st.task, st.slow_task):
                 if t is not None and not t.done():
                     t.cancel()
+            self._cancel_verify(st)
             for uri in st.published:
                 self._send(uri, [], None)
             st.published = set()

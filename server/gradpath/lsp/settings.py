@@ -3,7 +3,8 @@
 Keys (the "gradpath" section; nested objects or dotted keys both work):
   enable               bool, default true: false clears every diagnostic and stops analysing
   select, ignore, severity   see gradpath.config.options_from_settings
-  debounceMs           int, default 50: wait this long after the last keystroke before analysing
+  debounceMs           int, default 0: wait this long after the last keystroke before analysing (0: at once;
+                       an edit that arrives meanwhile supersedes the running analysis's result)
   trusted              bool, default true: false = never execute user code (gradpath.confirm refuses)
   live.onSave          bool, default false: run the live CPU step after each save (trusted only)
   live.timeoutSeconds  float, default 20
@@ -19,7 +20,7 @@ from typing import Any
 from gradpath.analysis.engine import Options
 from gradpath.config import options_from_settings
 
-DEFAULT_DEBOUNCE_MS = 50
+DEFAULT_DEBOUNCE_MS = 0
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -11,7 +11,7 @@ test("defaults give exactly the server's keys", () => {
     severity: {},
     live: { onSave: false, timeoutSeconds: 20, python: null },
     trusted: true,
-    debounceMs: 50,
+    debounceMs: 0,
     logLevel: "info",
   });
 });
