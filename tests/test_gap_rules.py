@@ -119,6 +119,20 @@ def test_gp107_whole_model_frozen_with_unknown_parameters(freeze, params):
         ns["probe"](torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1)))
 
 
+def test_gp107_inside_a_param_group_dict_says_pytorch_raises_nothing():
+    """An empty list in a param-group dict is accepted by PyTorch (no ValueError): the message must
+    not claim it raises; the group just never trains."""
+    text = NET + ("model = Net()\nfor p in model.parameters():\n    p.requires_grad = False\n"
+                  'opt = torch.optim.SGD([{"params": [p for p in model.parameters() if p.requires_grad]}], lr=0.1)\n')
+    [f] = run(text, "GP1")
+    assert f.code == "GP107"
+    assert f.message == (f"SGD gets only the parameters of model that require grad, but every one of them is frozen "
+                         f"(line {line_of(text, 'for p in')}): every parameter group is empty, and PyTorch raises "
+                         "no error for an empty group: nothing trains, silently")
+    ns = exec_program(text)  # no exception: PyTorch takes the empty group
+    assert [len(g["params"]) for g in ns["opt"].param_groups] == [0]
+
+
 @pytest.mark.parametrize("freeze", [
     "for p in model.backbone.parameters():\n        p.requires_grad = False",
     "model.requires_grad_(False)\n    model.head.requires_grad_(True)",

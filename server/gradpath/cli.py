@@ -530,6 +530,7 @@ def cmd_check(args) -> int:
             if more and not args.unsafe_fixes:
                 parts.append(f"{more} more fixable with `--fix --unsafe-fixes`.")
         if parts:
+            sys.stdout.flush()  # the findings first, then the summary, also when both go to one pipe
             print(" ".join(parts), file=sys.stderr)
     if errors:
         return EXIT_ERROR

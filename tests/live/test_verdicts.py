@@ -68,6 +68,33 @@ def test_constructor_errors_confirmed_with_exact_text(live, tmp_path, opt_line, 
     assert rep.run["error"]["line"] == line
 
 
+def test_gp107_in_a_param_group_dict_raises_nothing_and_is_confirmed_by_the_empty_group(live, tmp_path):
+    """PyTorch accepts an empty param group: no ValueError, the group just never trains. The
+    verdict must say so, not 'not-reproduced' for lack of an exception."""
+    freeze = "for p in model.parameters():\n    p.requires_grad = False\n"
+    opt_line = 'optimizer = optim.SGD([{"params": [p for p in model.parameters() if p.requires_grad]}], lr=0.1)'
+    src = MODEL + freeze + opt_line + "\n" + LOOP.replace("    loss.backward()\n", "")
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP107", line_of(t, opt_line), 12, model="model", model_class="SimpleModel",
+        optimizer="optimizer", optimizer_class="torch.optim.SGD")])
+    v = rep.verdicts[fs[0].id]
+    line = line_of(text, opt_line)
+    assert v.verdict == "confirmed", v
+    assert v.mode == "script"
+    assert v.data == {"optimizer": "SGD", "line": line, "groups": [0]}
+    assert "every parameter group is empty. PyTorch raised no error" in v.evidence
+
+
+def test_gp107_in_a_param_group_dict_that_is_not_empty_is_not_reproduced(live, tmp_path):
+    opt_line = 'optimizer = optim.SGD([{"params": [p for p in model.parameters() if p.requires_grad]}], lr=0.1)'
+    src = MODEL + opt_line + "\n" + LOOP
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP107", line_of(t, opt_line), 12, model="model", model_class="SimpleModel",
+        optimizer="optimizer", optimizer_class="torch.optim.SGD")])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "not-reproduced", v
+
+
 def test_gp102_partial_params_table(live, tmp_path):
     src = MODEL + "optimizer = optim.Adam([model.linear.weight], lr=0.001)\n" + LOOP
     text, fs, rep = run(live, tmp_path, src, lambda t: [finding(

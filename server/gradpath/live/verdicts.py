@@ -318,6 +318,29 @@ def explains_error(finding, obs: dict) -> bool:
     return ok and hit
 
 
+EMPTY_LIST_CODES = {"GP101", "GP107", "GP111"}
+
+
+def empty_group_verdict(finding, obs: dict, mode: str) -> Verdict | None:
+    """An empty list inside a param-group dict raises nothing: PyTorch accepts an empty group. The
+    bug is then an optimizer, built on the finding's lines, with a group that holds no tensor."""
+    want = short_class(finding.data.get("optimizer_class"))
+    lo, hi = finding.span.line - 3, finding.span.end_line
+    for o in obs.get("optimizers") or []:
+        groups = o.get("groups") or []
+        if not (lo <= (o.get("line") or 0) <= hi) or (want and o.get("class") != want):
+            continue
+        empty = [i for i, n in enumerate(groups) if n == 0]
+        if empty:
+            which = ("every parameter group" if len(empty) == len(groups)
+                     else "parameter group " + ", ".join(str(i) for i in empty))
+            return Verdict(CONFIRMED, mode, f"{o['label']} (line {o['line']}) was built with {len(groups)} "
+                           f"parameter group(s) (tensors per group: {groups}): {which} is empty. PyTorch raised no "
+                           f"error, and nothing in an empty group can train",
+                           {"optimizer": o["label"], "line": o["line"], "groups": groups})
+    return None
+
+
 def exception_verdict(finding, obs: dict, mode: str, expected) -> Verdict | None:
     exc = obs.get("exception") or {}
     ok, hit = _exception_match(finding, obs, expected)
@@ -723,6 +746,8 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
     v: Verdict | None = None
     if code in EXCEPTION_CODES:
         v = exception_verdict(finding, script, "script", EXCEPTION_CODES[code])
+        if v is not None and v.verdict == NOT_REPRODUCED and code in EMPTY_LIST_CODES:
+            v = empty_group_verdict(finding, script, "script") or v
         if v is None and model_only:
             v = exception_verdict(finding, model_only, "model-only", EXCEPTION_CODES[code])
             if v is None and model_only.get("status") == "ok":

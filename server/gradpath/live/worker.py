@@ -1163,7 +1163,8 @@ class Observer:
             "tolerated": self.tolerated,
             "optimizers": [{"label": o["label"], "class": o["class"], "line": o["line"], "steps": o["steps"],
                             "zero_grads": o["zero_grads"],
-                            "tensors": sum(len(g["params"]) for g in o["obj"].param_groups)}
+                            "tensors": sum(len(g["params"]) for g in o["obj"].param_groups),
+                            "groups": [len(g["params"]) for g in o["obj"].param_groups][:50]}
                            for o in self.optimizers],
             "events": self.events,
             "backward_count": self.backward_count,

@@ -155,8 +155,8 @@ def empty_param_list(ctx):
         n = len(names)
         shown = names_text(names, limit=4)
         msg = (f"{opt.short} gets the parameters of {who} for which `{_clip(ctx.src.text_of(test))}` holds, but none "
-               f"of its {n} parameter name{'s' if n != 1 else ''} ({shown}) match, so the list is empty: PyTorch "
-               f"raises ValueError: optimizer got an empty parameter list when it is constructed")
+               f"of its {n} parameter name{'s' if n != 1 else ''} ({shown}) match, so the list is empty: "
+               f"{_empty_outcome(opt, False, ' when it is constructed')}")
         near = _near_name(test, names)
         fixes = []
         if near:
@@ -1113,6 +1113,20 @@ def _move_after(ctx, stmt, after, opt) -> list[Fix]:
                 False, (delete, insert), preferred=True)]
 
 
+def _empty_outcome(opt, every: bool, when: str = "") -> str:
+    """What PyTorch does with the empty list: `ValueError` when it is the whole parameter argument;
+    nothing at all when it sits inside a param-group dict (an empty group is accepted, and the
+    parameters meant for it just never train)."""
+    node = opt.params
+    if isinstance(node, (ast.List, ast.Tuple)) and any(isinstance(e, ast.Dict) for e in node.elts):
+        if every:
+            return ("every parameter group is empty, and PyTorch raises no error for an empty group: "
+                    "nothing trains, silently")
+        return ("that parameter group is empty, and PyTorch raises no error for an empty group: the "
+                "parameters meant for it never train")
+    return "PyTorch raises ValueError: optimizer got an empty parameter list" + when
+
+
 # -- GP107 ----------------------------------------------------------------------------------
 @rule("GP107")
 def all_frozen(ctx):
@@ -1150,7 +1164,7 @@ def all_frozen(ctx):
         model = next(iter(models.values()))
         fz = freezes[0]
         msg = (f"{opt.short} gets only the parameters of {model.key} that require grad, but every one of them is "
-               f"frozen (line {fz.line}): PyTorch raises ValueError: optimizer got an empty parameter list")
+               f"frozen (line {fz.line}): {_empty_outcome(opt, True)}")
         related = [Related(ctx.span(f.node), f"{f.model.key}{'.' + f.prefix if f.prefix else ''} is frozen here")
                    for f in freezes[:3]]
         reported.add(id(opt))
@@ -1166,7 +1180,7 @@ def all_frozen(ctx):
         recv, fz = hit
         key = ctx.src.text_of(recv)
         msg = (f"{opt.short} gets only the parameters of {key} that require grad, but every one of them is "
-               f"frozen (line {fz.lineno}): PyTorch raises ValueError: optimizer got an empty parameter list")
+               f"frozen (line {fz.lineno}): {_empty_outcome(opt, True)}")
         data = {"model": key_of(recv)} if key_of(recv) else {}
         data.update(model_data(None, opt, []))
         yield ctx.finding("GP107", opt.params, msg, related=[Related(ctx.span(fz), f"{key} is frozen here")],
