@@ -187,6 +187,16 @@ def test_gp106_deepcopy_into_a_new_name_after_the_optimizer():
     assert not torch.equal(ns["w0"], ns["model2"].classifier.weight)
 
 
+def test_gp106_deepcopy_moved_to_a_device_is_still_the_copy():
+    text = COPY_TRAIN.replace("model2 = copy.deepcopy(model)", "model2 = copy.deepcopy(model).to('cpu').train()")
+    [f] = run(text, "GP1")
+    assert f.code == "GP106"
+    assert span_text(text, f.span) == "model2 = copy.deepcopy(model).to('cpu').train()"
+    assert f.message.startswith("model2 is a deep copy of model made after SGD took the parameters of model")
+    ns = exec_program(text)
+    assert torch.equal(ns["w0"], ns["model2"].classifier.weight)  # really never trains
+
+
 @pytest.mark.parametrize("program", [
     # the copy is made first and the optimizer is built on it
     """model = copy.deepcopy(Net())
@@ -206,6 +216,18 @@ for step in range(2):
         for e, p in zip(ema.parameters(), model.parameters()):
             e.mul_(0.9).add_(p, alpha=0.1)
     score = ema(torch.randn(4, 6)).sum().item()
+""",
+    # a target network moved to the device, updated by copying weights, used under no_grad
+    """model = Net()
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+target = copy.deepcopy(model).to("cpu").eval()
+for step in range(2):
+    x = torch.randn(4, 6)
+    with torch.no_grad():
+        goal = target(x)
+    loss = F.mse_loss(model(x), goal)
+    optimizer.zero_grad(); loss.backward(); optimizer.step()
+    target.load_state_dict(model.state_dict())
 """,
     # a teacher copy whose output reaches the same loss as the trained student
     """student = Net()

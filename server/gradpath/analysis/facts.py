@@ -436,7 +436,10 @@ class Facts:
                         mcls = self.module_class_of_call(inner)
                         value = inner
                     elif mcls is None and isinstance(value, ast.Call):
-                        # model.to(dev) / model.cuda() / copy.deepcopy(model) keep the class
+                        # model.to(dev) / model.cuda() / copy.deepcopy(model) keep the class;
+                        # copy.deepcopy(model).to(dev) is the copy
+                        if isinstance(inner, ast.Call) and inner is not value:
+                            value = inner
                         mcls = self._derived_model_class(value, scope, node.lineno)
                         origin, source_key = _derivation(value, self.ctx.symbols)
                     if mcls is not None:
