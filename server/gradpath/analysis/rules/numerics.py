@@ -481,7 +481,9 @@ def loss_inputs(ctx):
                 continue
             in_model = a.act_node is not inp and a.act_scope is not e.scope
             msg = (f"{lname} on a sigmoid output `{_text(ctx, inp)}`{act_where} is less stable than "
-                   f"BCEWithLogitsLoss on the logits (saturated sigmoids give log(0))")
+                   f"BCEWithLogitsLoss on the logits: once the sigmoid saturates (a logit of 17 rounds to 1.0 in "
+                   f"float32), BCELoss clamps log(0) to -100, so a confidently wrong prediction costs a flat 100 "
+                   f"and its gradient is exactly 0")
             if in_model:
                 msg += "; the sigmoid is part of the model, so moving it out changes the model's outputs"
             ed = _rename_loss(ctx, e, "BCEWithLogitsLoss", "binary_cross_entropy_with_logits")
