@@ -54,6 +54,23 @@ def test_correct_example_has_nothing_to_confirm(live):
     assert all(l["iterations"] <= 1 for l in rep.run["script"]["loops"].values())
 
 
+CORRECT = ROOT / "fixtures" / "correct"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CORRECT.glob("*.py")
+                                        if "torchvision" not in p.read_text()))
+def test_correct_fixtures_really_run_and_only_gp305_is_confirmed(live, name):
+    """The correct-code fixtures are real programs: they run under the live step as written, and
+    nothing but GP305's structural warning (BCE on a sigmoid output) gets a verdict there."""
+    path = CORRECT / name
+    findings, rep = confirm_analyzed(live, path, path.read_text())
+    assert rep.run["status"] == "ok", rep.run
+    assert {f.code for f in findings} <= {"GP305"}
+    for f in findings:
+        v = rep.verdicts[f.id]
+        assert v.verdict == "confirmed" and "already squashed into [0, 1]" in v.evidence, v
+
+
 def _cli(*args, timeout=120):
     env = dict(os.environ, PYTHONPATH=str(ROOT / "server") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return subprocess.run([sys.executable, "-m", "gradpath", "confirm", *args], capture_output=True, text=True,
@@ -83,5 +100,8 @@ def test_cli_text_and_exit_codes(tmp_path):
     assert lines[0].startswith("examples/detached_metric_loss.py:16:5: GP201 ")
     assert lines[1] == ("    live: confirmed (script): RuntimeError: element 0 of tensors does not require grad "
                         "and does not have a grad_fn (line 16)")
+    # the summary counts the files that have findings, not every file checked
+    r = _cli("examples/detached_metric_loss.py", "examples/correct_training.py")
+    assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == "Found 1 problem in 1 file.", r.stderr
     r = _cli("--python", str(tmp_path / "nope"), "examples/correct_training.py")
     assert r.returncode == 2 and "does not exist" in r.stderr

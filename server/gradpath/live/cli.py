@@ -32,12 +32,13 @@ def run_confirm(args) -> int:
         raise
     for e in errors:
         print(f"gradpath: {e}", file=sys.stderr)
-    out_findings, runs, total = [], [], 0
+    out_findings, runs, total, with_findings = [], [], 0, 0
     try:
         for rep in reports:
             result = rep.result
             findings = list(result.findings)
             total += len(findings)
+            with_findings += bool(findings)
             try:
                 live = svc.confirm(str(rep.path), rep.text, findings, timeout_s=timeout)
             except LiveError as exc:
@@ -76,8 +77,9 @@ def run_confirm(args) -> int:
         json.dump({"findings": out_findings, "run": run_obj}, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     elif total:
-        print(f"Found {total} problem{'s' if total != 1 else ''} in {len(reports)} file"
-              f"{'s' if len(reports) != 1 else ''}.", file=sys.stderr)
+        sys.stdout.flush()
+        print(f"Found {total} problem{'s' if total != 1 else ''} in {with_findings} file"
+              f"{'s' if with_findings != 1 else ''}.", file=sys.stderr)
     if errors:
         return EXIT_ERROR
     return EXIT_FINDINGS if total else EXIT_CLEAN
