@@ -369,6 +369,8 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State, 
             ctx.timings["rule:" + name] = time.thread_time() - t_rule - inner
         state.findings.extend(f for f in got if isinstance(f, Finding))
         state.current_rule = None
+    if not state.timed_out and ctx.out_of_time():
+        state.timed_out = True  # the last rules may have stopped early on their own checks
 
 
 def _span_ok(f: Finding, src: SourceFile) -> bool:

@@ -337,6 +337,8 @@ def partial_params(ctx):
     any_unknown = any(c.unknown for _o, c in covs)
     with_parts = [c for _o, c in covs if c.parts]
     for opt in sorted(facts.optimizers, key=lambda o: o.line):
+        if ctx.out_of_time():
+            return
         cov = facts.coverage(opt)
         if cov.unknown or cov.empty:
             continue
