@@ -741,3 +741,31 @@ def test_gp405_prefers_detach_when_the_value_may_not_be_a_scalar():
     assert by_title["Accumulate per_sample.detach()"].safe and by_title["Accumulate per_sample.detach()"].preferred
     assert not by_title["Accumulate per_sample.item()"].safe
     assert "kept.append(per_sample.detach())" in apply_fix(src, preferred(f))
+
+
+def test_gp407_through_chained_mode_calls_fix_and_run(tmp_path, monkeypatch):
+    """`model.to(device).train()` restores training mode (quiet); `model.cpu().eval()` inside a
+    function's loop fires, and the safe fix puts `model.train()` at the top of that loop, even though
+    module-level code calls the function (the function's own unit reports it, with its names)."""
+    from gp_helpers import apply_fix
+    text = (ROOT / "fixtures" / "gp4" / "gp407_chained_mode_calls.py").read_text()
+    [f] = gp4(text, "GP407")
+    assert text_at(text, f.span) == "model.cpu().eval()"
+    [fix] = f.fixes
+    assert fix.safe
+    fixed = apply_fix(text, fix)
+    assert "    for step in range(steps):\n        model.train()\n        opt.zero_grad()" in fixed
+    assert gp4(fixed, "GP407") == []
+    monkeypatch.chdir(tmp_path)  # the program saves a checkpoint
+    torch = pytest.importorskip("torch")
+    seen = []
+    ns = {"__name__": "__main__"}
+    orig = torch.nn.Module.__call__
+
+    def spy(self, *a, **k):
+        if isinstance(self, torch.nn.Sequential) and torch.is_grad_enabled():
+            seen.append(self.training)
+        return orig(self, *a, **k)
+    monkeypatch.setattr(torch.nn.Module, "__call__", spy)
+    exec(compile(fixed, "fixed.py", "exec"), ns)
+    assert seen and all(seen)  # every forward that trains runs in training mode

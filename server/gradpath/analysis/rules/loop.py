@@ -914,7 +914,9 @@ def scheduler_before_step(ctx):
 def eval_mode_training(ctx):
     lf = loop_facts(ctx)
     done = set()
-    for unit in lf.training_units:
+    # a function's own unit before the module-level code that calls it: the same eval() is then
+    # reported with the loop's own names, where the fix can insert `.train()`
+    for unit in sorted(lf.training_units, key=lambda u: u.scope.kind == "module"):
         events = unit.events
         steps = [e for e in events if e.kind == "step" and e.target == "optimizer"]
         if not steps:
