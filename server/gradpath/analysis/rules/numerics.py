@@ -477,6 +477,8 @@ def loss_inputs(ctx):
             fixes = [Fix("Use BCEWithLogitsLoss on the logits", False, (ed,))] if ed else []
             yield ctx.finding("GP305", inp, msg, severity="error", fixes=fixes, related=rel, data=probe)
         elif kind == "bce" and a.shape == "prob" and a.act == "sigmoid":
+            if e.nograd:
+                continue  # an evaluation loss: the hazard is the training gradient, and there is none
             if not _once(seen, "GP305", inp):
                 continue
             in_model = a.act_node is not inp and a.act_scope is not e.scope
