@@ -587,3 +587,21 @@ def test_tuple_unpacking_binds_each_model_and_optimizer():
     assert [(o.key, o.cls) for o in facts.optimizers] == [("opt_e", "torch.optim.SGD"),
                                                           ("opt_d", "torch.optim.Adam")]
     assert not facts.escapes(facts.models[0])
+
+
+def test_gp104_list_grown_by_concatenation_fix_registers_the_layers():
+    from gp_helpers import apply_fix
+    from testpaths import FIXTURES
+    text = (FIXTURES / "gp1" / "gp104_list_concatenation.py").read_text()
+    found = [f for f in analyze(text, "x.py").findings if f.code == "GP104"]
+    assert [span_text(text, f.span) for f in found] == ["[]", "[]"]
+    assert run_program(text)["net"].state_dict() == {}  # the bug, for real
+    fixed = text
+    for f in sorted(found, key=lambda f: f.span.line, reverse=True):
+        [fix] = f.fixes
+        assert fix.safe
+        fixed = apply_fix(fixed, fix)
+    assert [f.code for f in analyze(fixed, "x.py").findings if f.code == "GP104"] == []
+    ns = run_program(fixed)
+    assert sorted(ns["net"].state_dict()) == ["heads.0.bias", "heads.0.weight", "layers.0.bias", "layers.0.weight",
+                                              "layers.1.bias", "layers.1.weight"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 
 from gradpath.analysis.facts import (
-    _TENSOR_FACTORIES, ModelBinding, _flat_stmts, _is_requires_grad_test, _param_rg_set, const_value, key_of,
+    _TENSOR_FACTORIES, ModelBinding, _unwrap_same_instance, _flat_stmts, _is_requires_grad_test, _param_rg_set, const_value, key_of,
     path_parts,
 )
 from gradpath.analysis.findings import Edit, Fix, Related, Span
@@ -621,7 +621,7 @@ def unregistered_submodules(ctx):
                 if isinstance(n, ast.Assign):
                     for t in n.targets:
                         a = _self_attr_name(t)
-                        if a:
+                        if a and not (len(n.targets) == 1 and _self_concat(n.value, a)):
                             assigns.setdefault(a, []).append(n)
         for attr, nodes in assigns.items():
             if len(nodes) != 1:
@@ -653,8 +653,8 @@ def unregistered_submodules(ctx):
                                      (Edit(ctx.span(v), new),), preferred=True))
             what = {"list": "list", "tuple": "tuple", "dict": "dict"}[kind]
             msg = (f"self.{attr} is a plain {what} of modules: {cname} does not register them, so their "
-                   f"parameters are missing from {cname}.parameters(), state_dict() and .to(), and no optimizer "
-                   f"sees them")
+                   f"parameters are missing from {cname}.parameters(), state_dict() and .to(), so an optimizer "
+                   f"built from {cname}.parameters() never sees them and a saved checkpoint leaves them out")
             related = [Related(ctx.span(a), f"a module is added to self.{attr} here") for a in appended[:3]]
             yield ctx.finding("GP104", v, msg, fixes=fixes, related=related,
                               data={"model_class": cname, "attribute": attr})
@@ -711,7 +711,21 @@ def _appends(ctx, cls, attr) -> list:
             elif isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Subscript) \
                     and _self_attr_name(n.targets[0].value) == attr and _is_module_ctor(ctx, n.value):
                 out.append(n.value)
+            elif (isinstance(n, ast.Assign) and len(n.targets) == 1 and _self_attr_name(n.targets[0]) == attr
+                  and _self_concat(n.value, attr)) or \
+                    (isinstance(n, ast.AugAssign) and isinstance(n.op, ast.Add)
+                     and _self_attr_name(n.target) == attr and isinstance(n.value, (ast.List, ast.Tuple))):
+                # self.layers = self.layers + [nn.Linear(...)] / self.layers += [nn.Linear(...)]
+                extra = n.value.right if isinstance(n, ast.Assign) else n.value
+                out += [e for e in extra.elts if _is_module_ctor(ctx, _unwrap_same_instance(e))
+                        or (isinstance(e, ast.Name) and e.id in local_mods)]
     return out
+
+
+def _self_concat(value, attr: str) -> bool:
+    """`self.<attr> + [...]`: the attribute grown by list concatenation (still a plain list)."""
+    return (isinstance(value, ast.BinOp) and isinstance(value.op, ast.Add)
+            and _self_attr_name(value.left) == attr and isinstance(value.right, (ast.List, ast.Tuple)))
 
 
 _RG_FACTORY_SKIP = ("torch.tensor",)
