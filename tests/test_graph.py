@@ -466,3 +466,26 @@ def test_single_pass_loops_change_no_finding(monkeypatch):
     fast = snap()
     monkeypatch.setattr(dataflow, "loop_carries", lambda st: True)
     assert snap() == fast
+
+
+def test_gp201_direct_detach_of_a_value_the_dataflow_cannot_see():
+    """REINFORCE-style: the loss is built from log-probs collected on the policy by another
+    function; `loss.detach().backward()` still raises for real, and the safe fix trains."""
+    torch = pytest.importorskip("torch")
+    from testpaths import FIXTURES
+    text = (FIXTURES / "gp2" / "gp201_detach_of_a_collected_loss.py").read_text()
+    [f] = run(text, "GP2")
+    assert f.code == "GP201" and span_text(text, f.span) == "loss.detach().backward()"
+    assert f.message == ("`loss.detach()` has no graph (a detached tensor never requires grad): "
+                         "`loss.detach().backward()` raises RuntimeError: element 0 of tensors does not require "
+                         "grad and does not have a grad_fn")
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        exec(compile(text, "prog.py", "exec"), {"__name__": "__main__"})
+    [fix] = f.fixes
+    assert fix.safe
+    fixed = apply_fix(text, fix)
+    assert codes(fixed, "GP2") == []
+    ns = {"__name__": "__main__"}
+    torch.manual_seed(0)
+    exec(compile(fixed, "prog.py", "exec"), ns)
+    assert ns["policy"].affine.weight.grad is not None

@@ -217,11 +217,37 @@ def backward_without_graph(ctx):
     for e in fl.events_of("backward"):
         v = e.vals["value"]
         value_node = e.nodes.get("value") or e.node
+        got = []
         if v.grad == N:
-            yield from _report_no_graph(ctx, e, v, value_node)
+            got = list(_report_no_graph(ctx, e, v, value_node))
         elif v.alts:
             for alt in v.alts:
-                yield from _report_no_graph(ctx, e, alt.val, value_node, alt=alt)
+                got += list(_report_no_graph(ctx, e, alt.val, value_node, alt=alt))
+        if not any(f.code == "GP201" for f in got):
+            got += _direct_cut(ctx, e, value_node)
+        yield from got
+
+
+def _direct_cut(ctx, e, value_node) -> list:
+    """`<anything>.detach().backward()` / `<anything>.data.backward()` raise whatever the value was
+    (a detached tensor never requires grad), even where the dataflow cannot tell what the value
+    is (a list filled elsewhere, an attribute)."""
+    n = value_node
+    if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "detach" \
+            and not n.args and not n.keywords:
+        recv = n.func.value
+    elif isinstance(n, ast.Attribute) and n.attr == "data":
+        recv = n.value
+    else:
+        return []
+    bw = e.node
+    msg = (f"`{_text(ctx, n)}` has no graph (a detached tensor never requires grad): `{_text(ctx, bw)}` raises "
+           f"RuntimeError: element 0 of tensors does not require grad and does not have a grad_fn")
+    fix = Fix(f"Remove the cut: `{_text(ctx, n)}` -> `{_text(ctx, recv)}`", True,
+              (Edit(ctx.span(n), ctx.src.text_of(recv)),), preferred=True)
+    return [ctx.finding("GP201", bw, msg, fixes=[fix],
+                        related=[Related(ctx.span(n), f"the graph is cut here: `{_text(ctx, n)}`")],
+                        data={"probe": _probe(ctx, n), "backward_line": _line(bw)})]
 
 
 # -- GP204 ---------------------------------------------------------------------------------------
