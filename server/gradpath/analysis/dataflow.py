@@ -1056,7 +1056,9 @@ class Flow:
                 shape = "raw"
         elif isinstance(op, ast.Pow):
             exp = b.numeric
-            if exp == 2 and tensors:
+            if tensors and self._positive(a) and b.kind != "number":
+                shape = "pos"  # 2 ** x: positive like exp (base-2 softmax)
+            elif exp == 2 and tensors:
                 shape = "sq"
             elif exp == 0.5 and tensors:
                 self._record(fr, env, "sqrt", node, {"arg": a}, {"arg": ln}, form="pow")
@@ -1270,6 +1272,9 @@ class Flow:
         if m == "exp":
             self._record(fr, env, "exp", node, {"arg": recv}, {"arg": recv_node}, method=method)
             return combine(allv, node, shape="pos")
+        if m == "exp2" or (m in ("pow", "float_power") and self._positive(recv)):
+            # 2 ** x written as torch.exp2(x) / torch.pow(2.0, x): positive like exp
+            return combine(allv, node, shape="pos")
         if m in ("sqrt", "rsqrt"):
             if m == "sqrt":
                 self._record(fr, env, "sqrt", node, {"arg": recv}, {"arg": recv_node},
@@ -1407,7 +1412,7 @@ class Flow:
             return Val(G, leaf=True, src=node)
         if qn in ("torch.maximum", "torch.max", "torch.fmax", "torch.clamp", "torch.clip", "torch.clamp_min") \
                 or qn.startswith("torch.") and name in ("softmax", "sigmoid", "log_softmax", "logsigmoid",
-                                                        "log", "log2", "log10", "exp", "sqrt", "pow", "square",
+                                                        "log", "log2", "log10", "exp", "exp2", "sqrt", "pow", "square",
                                                         "abs", "relu", "softplus", "tanh", "sum", "mean", "norm",
                                                         "std", "var", "vector_norm", "gather", "neg", "sub",
                                                         "div", "true_divide", "add", "expit", "clamp_max",

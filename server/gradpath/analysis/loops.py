@@ -31,6 +31,9 @@ MAX_TOTAL_COPIES = 60_000
 NOGRAD_CALLS = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
                 "torch.autograd.inference_mode"}
 EVENT_METHODS = {"train", "eval", "zero_grad", "step", "backward", "forward"}
+# plain functions that clear gradients by their name (fp16 utilities, training helpers)
+GRAD_CLEAR_HELPERS = frozenset({"zero_grad", "zero_grads", "zero_gradients", "clear_grad", "clear_grads",
+                                "clear_gradients", "reset_grad", "reset_grads", "reset_gradients"})
 _OPT_NAME = re.compile(r"^(opt|optim|optimizer|optimiser|Optimizer)([A-Z0-9_]\w*)?$")
 _OPT_SUFFIX = re.compile(r"_(opt|optim|optimizer|optimiser)\d*$")
 
@@ -65,6 +68,15 @@ class Ev:
         for i, f in enumerate(self.path):
             if f[0] == LOOP and f[1] is loop:
                 return self.path[i + 1:]
+        return ()
+
+    def frames_to(self, loop: ast.AST) -> tuple:
+        """The path up to and including `loop`, by node identity: events of one inlined call of
+        the function holding the loop share it; the same loop reached through another call site
+        (the function called again for another model) does not."""
+        for i, f in enumerate(self.path):
+            if f[0] == LOOP and f[1] is loop:
+                return tuple((g[0], id(g[1])) for g in self.path[:i + 1])
         return ()
 
     def conditional_in(self, loop: ast.AST | None) -> bool:
@@ -457,6 +469,10 @@ class LoopFacts:
                 out.append(Ev(mode, rk, call, frames, fn=fn))
             else:
                 self._maybe_opaque(call, rk, m, frames, scope, fn, out)
+        elif isinstance(func, ast.Name) and func.id in GRAD_CLEAR_HELPERS:
+            # zero_grad(model.parameters()) / zero_grad(self.master_params): a helper (defined here
+            # or imported) that clears gradients; which ones it clears is not known
+            out.append(Ev("zero_grad", None, call, frames, target="any", fn=fn))
         elif isinstance(func, ast.Name):
             target = self._resolve_function(func.id, scope)
             if target is not None:

@@ -161,6 +161,8 @@ def _clears(z, s, strict: bool, fwd: set | None = None) -> bool:
     is known (the optimizer itself, a model it holds, or the one model called in the sequence)."""
     if z.kind != "zero_grad":
         return False
+    if z.target == "any":  # a helper such as zero_grad(params): it may clear these; never sure
+        return not strict
     if z.target == "optimizer":
         return z.key == s.key
     if not s.models:
@@ -938,20 +940,28 @@ def eval_mode_training(ctx):
             loop = next((l for l in reversed(ev.loops()) if any(is_training(e) and e.in_loop(l) for e in events)),
                         None)
             if loop is not None:
-                seq = [e for e in events if e.in_loop(loop)]
+                here = ev.frames_to(loop)
+                seq = [e for e in events if e.in_loop(loop) and e.frames_to(loop) == here]
                 pos = seq.index(ev)
                 order = [e for e in seq[pos + 1:] if not exclusive(e, ev)] + seq[:pos]
             else:
                 order = events[idx + 1:]
             hit = None
+            ran = False  # m's own forward with gradients on, since the eval()
             for e in order:
                 if e.kind == "train" and key_matches(e.key, m):
                     break
                 if e.kind == "opaque" and ("*" in e.args or any(key_matches(a, m) for a in e.args)):
                     break
+                if e.kind == "fwd" and not e.nograd and e.key and same_model(e.key, m):
+                    ran = True
                 if is_training(e):
-                    hit = e
-                    break
+                    if ran:
+                        hit = e
+                        break
+                    # a backward that m took no part in (another model's loss, a teacher read
+                    # under no_grad): it does not train m in eval mode; look further
+                    continue
             if hit is None:
                 continue
             span = ctx.span(ev.node)
