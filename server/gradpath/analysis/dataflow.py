@@ -755,6 +755,11 @@ class Flow:
             return replace(it, kind="tensor", elts=None)
         if it.kind == "module":
             return UNKNOWN
+        if it.grad == U and it.kind not in ("str", "dict", "number"):
+            # the items of something that may carry a graph (`self.critic(obs, act)` returning a
+            # tuple of Q-values, `critic(obs).split(1, dim=1)` with `critic` an argument): each
+            # may carry it too
+            return Val(U, kind="tensor", src=it_node)
         # batches from a loader or any other iterable: data without a graph
         return Val(N, kind="tensor", src=it_node)
 

@@ -203,7 +203,7 @@ class Analyzer:
                 return
             options = self.server.settings.options
             loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.pool, self._analyse, snap, options, False)
+            out = await loop.run_in_executor(self.pool, self._analyse, snap, options)
             if out is None or not self._current(key, snap):
                 return  # a newer version exists: its own task will publish
             result, needs_slow = out
@@ -254,7 +254,7 @@ class Analyzer:
         with self._lock:
             if self._latest.get(snap.key, snap.version) != snap.version:
                 return False
-        resolver, _options, excluded = self._prepare(snap, self.server.settings.options, False)
+        resolver, _options, excluded = self._prepare(snap, self.server.settings.options)
         fn = getattr(resolver, "resolve_pending", None)
         if excluded or fn is None or not snap.path:
             return False
@@ -302,7 +302,7 @@ class Analyzer:
             latest = self._latest.get(snap.key, snap.version)
         if latest != snap.version or (cancel is not None and cancel.is_set()):
             return None
-        resolver, options, excluded = self._prepare(snap, options, False)
+        resolver, options, excluded = self._prepare(snap, options)
         if excluded:
             return None
         raw = analyze_raw(snap.text, snap.path, options, resolver, cancel=cancel)
@@ -317,9 +317,9 @@ class Analyzer:
                 st.inc.adopt(snap.text, snap.path, options, resolver, self._gen(resolver), raw)
         return finish(raw, options)
 
-    def _prepare(self, snap: Snapshot, options, slow: bool):
+    def _prepare(self, snap: Snapshot, options):
         root = root_for(snap.path, self.roots())
-        resolver = self.resolvers.get(root, slow) if (snap.path or root) else None
+        resolver = self.resolvers.get(root, False) if (snap.path or root) else None
         options, excluded = self.options_for(snap.path, options)
         return resolver, options, excluded
 
@@ -342,18 +342,19 @@ class Analyzer:
         st.snapshot, st.result = snap, result
         st._ctx = None
 
-    def _analyse(self, snap: Snapshot, options, slow: bool):
-        """Runs in a worker thread. Returns (AnalysisResult, needs_slow_pass) or None if stale."""
+    def _analyse(self, snap: Snapshot, options):
+        """Runs in a worker thread. Returns (AnalysisResult, whether jedi could add to it) or None
+        if stale. jedi itself runs later, in `_slow`, and never here."""
         with self._lock:
             latest = self._latest.get(snap.key, snap.version)
         if latest != snap.version:
             return None  # a newer version arrived while this job waited for a worker
-        resolver, options, excluded = self._prepare(snap, options, slow)
+        resolver, options, excluded = self._prepare(snap, options)
         if excluded:
             from gradpath.analysis.source import SourceFile
             return AnalysisResult(findings=[], source=SourceFile.parse("", snap.path)), False
         st = self.units.get(snap.key)
-        if slow or st is None or not self.incremental:
+        if st is None or not self.incremental:
             result = analyze(snap.text, snap.path, options, resolver=resolver)
         else:
             with st.inc_lock:
@@ -363,9 +364,7 @@ class Analyzer:
                       snap.key, stats.mode, stats.seconds * 1000, stats.redone, stats.regions,
                       stats.analysed_lines, f"; {stats.reason}" if stats.reason else "")
         self.analyses += 1
-        needs = False
-        if not slow and resolver is not None:
-            needs = ResolverPool.needs_slow_pass(resolver, snap.text, snap.path)
+        needs = resolver is not None and ResolverPool.needs_slow_pass(resolver, snap.text, snap.path)
         return result, needs
 
     def options_for(self, path: str | None, editor_options):
@@ -427,14 +426,14 @@ class Analyzer:
         if st.snapshot is not None and st.snapshot.version == snap.version:
             return st
         loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options, False)
+        out = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options)
         if out is None:  # superseded while waiting: analyse what is current now
             snap = self.snapshot(key)
             if snap is None:
                 return None
             with self._lock:
                 self._latest[key] = snap.version
-            out = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options, False)
+            out = await loop.run_in_executor(self.pool, self._analyse, snap, self.server.settings.options)
             if out is None:
                 return None
         result, _ = out

@@ -451,6 +451,8 @@ def loss_inputs(ctx):
         if kind == "ce" and a.shape == "prob" and a.act == "softmax":
             if not _once(seen, "GP304", inp):
                 continue
+            if a.act_node is not None and a.act_node is not inp and not _once(seen, "GP304-act", a.act_node):
+                continue  # one warning per softmax layer, not one per loss call on its output
             msg = (f"{lname} applies log_softmax itself, but `{_text(ctx, inp)}` is already a softmax "
                    f"output{act_where}: the loss is squashed (1.90 instead of 18.99 on the same logits) and "
                    f"gradients shrink; pass the logits")
@@ -481,6 +483,8 @@ def loss_inputs(ctx):
                 continue  # an evaluation loss: the hazard is the training gradient, and there is none
             if not _once(seen, "GP305", inp):
                 continue
+            if a.act_node is not None and a.act_node is not inp and not _once(seen, "GP305-act", a.act_node):
+                continue  # one warning per sigmoid: a GAN's three BCE calls on D's output are one cause
             in_model = a.act_node is not inp and a.act_scope is not e.scope
             msg = (f"{lname} on a sigmoid output `{_text(ctx, inp)}`{act_where} is less stable than "
                    f"BCEWithLogitsLoss on the logits: once the sigmoid saturates (a logit of 17 rounds to 1.0 in "
