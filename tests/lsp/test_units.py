@@ -124,9 +124,9 @@ def test_resolvers_take_the_user_interpreters_sys_path(tmp_path):
     assert interpreter_sys_path(str(tmp_path / "missing-python")) is None
     pool = ResolverPool()
     pool.set_python(sys.executable)
-    r = pool.get(str(tmp_path), slow=False)
+    r = pool.get(str(tmp_path))
     assert r is not None and r.fast_only
     assert any(p.endswith("site-packages") for p in r.sys_path)
-    assert pool.get(str(tmp_path), slow=False) is r  # one per root
+    assert pool.get(str(tmp_path)) is r  # one per root
     pool.set_python(None)
-    assert pool.get(str(tmp_path), slow=False) is not r
+    assert pool.get(str(tmp_path)) is not r

@@ -430,7 +430,7 @@ class Facts:
                         continue
                     mcls = self.module_class_of_call(value)
                     origin, source_key = "new", None
-                    inner = _unwrap_same_instance(value)
+                    inner = unwrap_same_instance(value)
                     if mcls is None and inner is not value and self.module_class_of_call(inner) is not None:
                         # Net().to(device) / Net().cuda().train(): a new instance, built by the inner call
                         mcls = self.module_class_of_call(inner)
@@ -593,7 +593,7 @@ _SAME_INSTANCE = ("to", "cuda", "cpu", "float", "double", "half", "bfloat16", "t
                   "requires_grad_", "share_memory", "to_empty")
 
 
-def _unwrap_same_instance(value: ast.AST) -> ast.AST:
+def unwrap_same_instance(value: ast.AST) -> ast.AST:
     """`Net().to(dev).train()` -> the `Net()` call (these methods return the same module)."""
     cur = value
     while isinstance(cur, ast.Call) and isinstance(cur.func, ast.Attribute) and cur.func.attr in _SAME_INSTANCE:

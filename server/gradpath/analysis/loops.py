@@ -20,7 +20,7 @@ import builtins
 import re
 from dataclasses import dataclass, replace
 
-from gradpath.analysis.facts import _unwrap_same_instance, key_of
+from gradpath.analysis.facts import unwrap_same_instance, key_of
 
 MAX_DEPTH = 3
 # Bounds on inlining (a file of thousands of small methods calling each other): past them a call
@@ -437,7 +437,7 @@ class LoopFacts:
             rk = key_of(recv)
             if rk is None and m in ("train", "eval") and isinstance(recv, ast.Call):
                 # `model.to(device).train()`, `model.cpu().eval()`: .to()/.cpu() return the module itself
-                rk = key_of(_unwrap_same_instance(recv))
+                rk = key_of(unwrap_same_instance(recv))
             target = self._resolve_method(rk, m, scope)
             if target is not None:
                 self._inline(call, target, rk, frames, scope, fn, depth, out)

@@ -7,9 +7,8 @@ Fast path first: the module file is found relative to the importing file, the pr
 given `sys_path`, parsed with `ast` and cached per (path, mtime). jedi (`jedi.Project` per root,
 `jedi.Script.goto`) answers only what the fast path cannot (an installed package of the user, an
 import hook, a `sys.path` trick), lazily, for capitalised names that the file actually calls. Its
-answers are kept in a `JediAnswers` table per (file, import, the file's `sys.path` lines), which the
-language server shares between the resolvers of one root: typing elsewhere in the file never asks
-jedi again. With `fast_only=True` jedi is never started, but answers already in the table are used:
+answers are kept in the resolver's `JediAnswers` table per (file, import, the file's `sys.path`
+lines): typing elsewhere in the file never asks jedi again. With `fast_only=True` jedi is never started, but answers already in the table are used:
 the language server publishes the fast result first, asks `needs_slow_pass(path)` (names with no
 answer yet), runs `resolve_pending(text, path)` in the background, and re-analyses when an answer
 names a class.
@@ -81,15 +80,6 @@ class JediAnswers:
             if self._d.pop(key, None) is not None:
                 self.version += 1
 
-    def clear(self) -> None:
-        with self._lock:
-            if self._d:
-                self._d.clear()
-                self.version += 1
-
-    def __len__(self) -> int:
-        return len(self._d)
-
 
 @dataclass
 class _Pending:
@@ -101,13 +91,13 @@ class _Pending:
 
 class Resolver:
     def __init__(self, root: str | None = None, sys_path: list[str] | None = None, use_jedi: bool = True,
-                 fast_only: bool = False, answers: JediAnswers | None = None):
+                 fast_only: bool = False):
         self.root = os.path.abspath(root) if root else None
         self.sys_path = [os.path.abspath(p) for p in (sys_path or []) if p]
         self.use_jedi = use_jedi
         self.fast_only = fast_only
         self._modules: dict[str, _Module] = {}
-        self.answers = answers if answers is not None else JediAnswers()
+        self.answers = JediAnswers()
         self._projects: dict[str, object] = {}
         self._lock = threading.RLock()
         self.stats = {"parsed": 0, "cache_hits": 0, "jedi_calls": 0}

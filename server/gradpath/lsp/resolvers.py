@@ -1,8 +1,8 @@
-"""One `gradpath.analysis.resolve.Resolver` per workspace root, used in two passes.
-
-The fast pass (no jedi) feeds the first publish; the slow pass (jedi) runs in the background only
-when the resolver says the file needs it, and its result is republished when it differs. Every
-call is guarded: the resolver module may not exist yet, or may fail, and the analysis must go on.
+"""One `gradpath.analysis.resolve.Resolver` per workspace root (`fast_only`: no analysis ever
+waits for jedi). When the resolver says a file has names only jedi could answer, the scheduler asks
+it in the background (`Resolver.resolve_pending`); the answers stay in the resolver's table, which
+every later analysis reads, and the file is analysed again when one names a class. Every call is
+guarded: the resolver module may not exist, or may fail, and the analysis must go on.
 """
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ def interpreter_sys_path(python: str, timeout_s: float = 10.0) -> list[str] | No
 class ResolverPool:
     def __init__(self, sys_path: list[str] | None = None):
         self._lock = threading.Lock()
-        self._fast: dict[str, Any] = {}
-        self._slow: dict[str, Any] = {}
+        self._by_root: dict[str, Any] = {}
         self.sys_path = sys_path
         self._python: str | None = None
         self._sys_path_pending = False
@@ -48,8 +47,7 @@ class ResolverPool:
             self._python = python
             self.sys_path = None
             self._sys_path_pending = python is not None
-            self._fast.clear()
-            self._slow.clear()
+            self._by_root.clear()
 
     def _resolver_cls(self):
         if self._cls is None and not self._missing:
@@ -61,25 +59,18 @@ class ResolverPool:
                 log.info("no resolver available (%s): imported names are resolved statically only", exc)
         return self._cls
 
-    def _make(self, root: str, slow: bool):
-        """fast: jedi never started (`fast_only=True`); slow: the full pass with jedi."""
+    def _make(self, root: str):
         cls = self._resolver_cls()
         if cls is None:
             return None
         try:
-            return cls(root, self.sys_path, use_jedi=True, fast_only=not slow)
-        except TypeError:  # an older Resolver without fast_only
-            try:
-                return cls(root, self.sys_path, slow)
-            except Exception:
-                log.exception("cannot create a resolver for %s", root)
+            return cls(root, self.sys_path, use_jedi=True, fast_only=True)
         except Exception:
             log.exception("cannot create a resolver for %s", root)
         return None
 
-    def get(self, root: str | None, slow: bool) -> Any:
+    def get(self, root: str | None) -> Any:
         root = os.path.abspath(root or os.getcwd())
-        table = self._slow if slow else self._fast
         if self._sys_path_pending:
             python = self._python
             paths = interpreter_sys_path(python) if python else None
@@ -88,9 +79,9 @@ class ResolverPool:
                     self.sys_path = paths
                     self._sys_path_pending = False
         with self._lock:
-            if root not in table:
-                table[root] = self._make(root, slow)
-            return table[root]
+            if root not in self._by_root:
+                self._by_root[root] = self._make(root)
+            return self._by_root[root]
 
     @staticmethod
     def needs_slow_pass(fast_resolver, text: str, path: str | None) -> bool:
@@ -110,15 +101,14 @@ class ResolverPool:
 
     def close(self) -> None:
         with self._lock:
-            for r in list(self._fast.values()) + list(self._slow.values()):
+            for r in list(self._by_root.values()):
                 close = getattr(r, "close", None)
                 if callable(close):
                     try:
                         close()
                     except Exception:
                         pass
-            self._fast.clear()
-            self._slow.clear()
+            self._by_root.clear()
 
 
 def root_for(path: str | None, roots: list[str]) -> str | None:

@@ -98,8 +98,6 @@ class Analyzer:
         self.verify_delay_s = VERIFY_DELAY_S
         self.verifications = 0  # full re-analyses after incremental ones
         self.corrections = 0  # ... that found something different and republished
-        self.verify_cancelled = 0  # ... stopped part way by the next edit
-        self.jedi_reanalyses = 0  # analyses started because jedi answered a name
         self.resolvers = ResolverPool()
         self._latest: dict[str, object] = {}  # key -> latest known version (read by threads)
         self._lock = threading.Lock()
@@ -242,7 +240,6 @@ class Analyzer:
             found = await loop.run_in_executor(self.slow_pool, self._resolve_pending, snap)
             if found and key in self.units and self.is_open(key):
                 log.info("%s: jedi resolved an imported model class; analysing again", key)
-                self.jedi_reanalyses += 1
                 self.schedule(key, 0.0)
         except asyncio.CancelledError:
             raise
@@ -307,7 +304,6 @@ class Analyzer:
             return None
         raw = analyze_raw(snap.text, snap.path, options, resolver, cancel=cancel)
         if raw.cancelled:
-            self.verify_cancelled += 1
             log.debug("%s: whole-file check stopped: the text changed", snap.key)
             return None
         self.analyses += 1
@@ -319,7 +315,7 @@ class Analyzer:
 
     def _prepare(self, snap: Snapshot, options):
         root = root_for(snap.path, self.roots())
-        resolver = self.resolvers.get(root, False) if (snap.path or root) else None
+        resolver = self.resolvers.get(root) if (snap.path or root) else None
         options, excluded = self.options_for(snap.path, options)
         return resolver, options, excluded
 
@@ -452,7 +448,7 @@ class Analyzer:
             return st._ctx[1]
         from gradpath.analysis.source import SourceFile
         root = root_for(snap.path, self.roots())
-        resolver = self.resolvers.get(root, False) if (snap.path or root) else None
+        resolver = self.resolvers.get(root) if (snap.path or root) else None
         ctx = Context(SourceFile.parse(snap.text, snap.path), snap.path, resolver)
         try:
             ctx.facts  # noqa: B018 - build now, in the caller's thread
@@ -526,5 +522,5 @@ def analyse_file(analyzer: "Analyzer", path: str, editor_options) -> AnalysisRes
     except OSError as exc:
         log.warning("%s: cannot read: %s", path, exc)
         return None
-    resolver = analyzer.resolvers.get(root_for(path, analyzer.roots()), False)
+    resolver = analyzer.resolvers.get(root_for(path, analyzer.roots()))
     return analyze(text, os.fspath(path), options, resolver=resolver)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import ast
 
 from gradpath.analysis.facts import (
-    _TENSOR_FACTORIES, ModelBinding, _unwrap_same_instance, _flat_stmts, _is_requires_grad_test, _param_rg_set, const_value, key_of,
-    path_parts,
+    _TENSOR_FACTORIES, ModelBinding, _flat_stmts, _is_requires_grad_test, _param_rg_set, const_value, key_of,
+    path_parts, unwrap_same_instance,
 )
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.rules import rule
@@ -717,7 +717,7 @@ def _appends(ctx, cls, attr) -> list:
                      and _self_attr_name(n.target) == attr and isinstance(n.value, (ast.List, ast.Tuple))):
                 # self.layers = self.layers + [nn.Linear(...)] / self.layers += [nn.Linear(...)]
                 extra = n.value.right if isinstance(n, ast.Assign) else n.value
-                out += [e for e in extra.elts if _is_module_ctor(ctx, _unwrap_same_instance(e))
+                out += [e for e in extra.elts if _is_module_ctor(ctx, unwrap_same_instance(e))
                         or (isinstance(e, ast.Name) and e.id in local_mods)]
     return out
 
@@ -998,18 +998,21 @@ def stale_optimizer(ctx):
             steps = [c for c in facts.calls if c.receiver == opt.key and c.method == "step" and c.scope is opt.scope
                      and c.line > new.line]
             used = [c for c in facts.model_calls(new.key) if c.lineno > new.line]
+            helper = None  # a local function trains both: train_iter(new_model, optimizer, x)
             if not steps or not used:
-                handed = _trained_by_helper(ctx, opt.key, new.key, opt.scope, new.line)
-                if handed is None:
+                helper = _trained_by_helper(ctx, opt.key, new.key, opt.scope, new.line)
+                if helper is None:
                     continue
-                steps, used = [_Handed(handed)], [handed]
             what = "a copy" if new.origin == "copy" else f"a new {short(new.cls)}"
             msg = (f"{new.key} is rebound to {what} after {opt.short} took the parameters of the previous instance "
                    f"(line {opt.line}): {opt.short} keeps updating the old tensors and the new {new.key} never changes")
-            step_where = (f"{ctx.src.text_of(steps[0].call.func)}() steps {opt.key} on the old instance here"
-                          if isinstance(steps[0], _Handed) else f"{opt.key}.step() updates the old instance here")
+            if helper is not None:
+                step_at = Related(ctx.span(helper), f"{ctx.src.text_of(helper.func)}() steps {opt.key} on the old "
+                                                    "instance here")
+            else:
+                step_at = Related(ctx.span(steps[0].call), f"{opt.key}.step() updates the old instance here")
             related = [Related(ctx.span(opt.call), f"{opt.short} takes the parameters of the old {old.key} here"),
-                       Related(ctx.span(steps[0].call), step_where)]
+                       step_at]
             fixes = _move_after(ctx, opt.stmt, new.stmt, opt)
             yield ctx.finding("GP106", new.stmt, msg, fixes=fixes, related=related,
                               data=model_data(new, opt))
@@ -1017,24 +1020,18 @@ def stale_optimizer(ctx):
     yield from _copy_trained_instead(ctx)
 
 
-class _Handed:
-    """A call of a local training function, standing in for the step it makes."""
-
-    def __init__(self, call):
-        self.call = call
-
-
 def _trained_by_helper(ctx, opt_key: str, model_key: str, scope, after_line: int):
     """A call, after `after_line` in `scope`, of a function defined in this file that receives both
     the optimizer and the model (`train_iter(model, optimizer, x)`) and, in its own body, calls the
     model and steps the optimizer it received: the model and optimizer are trained together there."""
-    defs = {s.node.name: s.node for s in ctx.facts.scopes
+    defs = {s.node.name: s for s in ctx.facts.scopes
             if isinstance(s.node, (ast.FunctionDef, ast.AsyncFunctionDef)) and s.class_name is None}
     for n in scope.walk():
         if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in defs
                 and n.lineno > after_line):
             continue
-        fn = defs[n.func.id]
+        fn_scope = defs[n.func.id]
+        fn = fn_scope.node
         params = [a.arg for a in fn.args.posonlyargs + fn.args.args]
         bound = {params[i]: key_of(a) for i, a in enumerate(n.args) if i < len(params)
                  and not isinstance(a, ast.Starred)}
@@ -1043,11 +1040,11 @@ def _trained_by_helper(ctx, opt_key: str, model_key: str, scope, after_line: int
         po = next((p for p, k in bound.items() if k == opt_key), None)
         if pm is None or po is None:
             continue
-        body = [x for st in fn.body for x in ast.walk(st)]
+        body = list(fn_scope.walk())
         steps = any(isinstance(x, ast.Call) and isinstance(x.func, ast.Attribute) and x.func.attr == "step"
                     and isinstance(x.func.value, ast.Name) and x.func.value.id == po for x in body)
         calls = any(isinstance(x, ast.Call) and isinstance(x.func, ast.Name) and x.func.id == pm for x in body)
-        rebound = any(isinstance(x, (ast.Name,)) and x.id in (pm, po) and isinstance(x.ctx, ast.Store)
+        rebound = any(isinstance(x, ast.Name) and x.id in (pm, po) and isinstance(x.ctx, ast.Store)
                       for x in body)
         if steps and calls and not rebound:
             return n
