@@ -16,6 +16,7 @@ from gradpath import __version__
 from gradpath.analysis import catalog
 from gradpath.analysis.engine import Options, analyze
 from gradpath.analysis.findings import Finding, Fix
+from gradpath.files import SKIP_DIRS, UsageError, iter_python_files, read_source
 from gradpath.output import (FORMATS, Item, Progress, finding_json, format_github, format_json,
                              format_sarif, format_statistics, format_text)
 
@@ -24,51 +25,7 @@ __all__ = ["main", "build_parser", "analyze_paths", "finding_json", "iter_python
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 MAX_FIX_PASSES = 8
-_SKIP_DIRS = ("__pycache__", "node_modules", "venv", ".venv", "site-packages")
-
-
-class UsageError(Exception):
-    pass
-
-
-def iter_python_files(paths: list[str], notebooks: bool = False) -> list[Path]:
-    """Files given, and `*.py` (and `*.ipynb` when `notebooks`) under folders given, skipping
-    hidden folders and virtualenvs."""
-    out: list[Path] = []
-    suffixes = (".py", ".ipynb") if notebooks else (".py",)
-    for p in paths:
-        path = Path(p)
-        if not path.exists():
-            raise UsageError(f"{p}: no such file or directory")
-        if path.is_dir():
-            found = []
-            for f in path.rglob("*"):
-                if f.suffix not in suffixes or not f.is_file():
-                    continue
-                rel = f.relative_to(path).parts
-                if any(part.startswith(".") or part in _SKIP_DIRS for part in rel[:-1]):
-                    continue
-                found.append(f)
-            out.extend(sorted(found))
-        else:
-            out.append(path)
-    seen, unique = set(), []
-    for f in out:  # a file named twice (or inside a folder also named) is analysed once
-        key = os.path.realpath(f)
-        if key not in seen:
-            seen.add(key)
-            unique.append(f)
-    return unique
-
-
-def read_source(path: Path) -> str:
-    data = path.read_bytes()
-    try:
-        import tokenize
-        enc, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
-        return data.decode(enc)
-    except (SyntaxError, LookupError, UnicodeDecodeError):
-        return data.decode("utf-8", errors="replace")
+_SKIP_DIRS = SKIP_DIRS  # moved to gradpath.files (the server reads files without importing the CLI)
 
 
 def _split_codes(values: list[str] | None) -> list[str]:

@@ -238,7 +238,7 @@ async def confirm(ls, *args) -> dict:
 
 
 async def check_workspace(ls, *args) -> dict:
-    from gradpath.cli import iter_python_files
+    from gradpath.files import iter_python_files
     from gradpath.lsp.convert import diagnostics_by_uri
     from gradpath.lsp.notebook import Snapshot
     from gradpath.lsp.scheduler import analyse_file

@@ -512,7 +512,7 @@ class Analyzer:
 def analyse_file(analyzer: "Analyzer", path: str, editor_options) -> AnalysisResult | None:
     """For gradpath.checkWorkspace: one file from disk, under its project configuration, with the
     fast resolver of its workspace root. None when unreadable or excluded by the project."""
-    from gradpath.cli import read_source
+    from gradpath.files import read_source
     from pathlib import Path
     options, excluded = analyzer.options_for(path, editor_options)
     if excluded:
