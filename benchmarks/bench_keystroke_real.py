@@ -1,0 +1,204 @@
+#!/usr/bin/env python3
+"""Keystroke latency on real public training files (listed in real_files.txt, fetched outside the
+repository under $GRADPATH_REALCODE, default /work/realcode).
+
+Edits are one character at a time, at random places of four kinds, in turn: inside a top-level
+function body, in module-level script code, inside a class body (its methods), and in the imports.
+Each kind alternates two edits: a digit flip where the line has a digit, else a letter typed at the
+end of an identifier and deleted by the next edit (the intermediate state names something unknown,
+as real typing does).
+
+For each file: the server run (`gradpath serve` over stdio, default settings, edits back to back:
+didChange -> publishDiagnostics of that version, p50/p95/max), `ast.parse` and a whole-file
+`analyze()` in this process (CPU, median), and an in-process replay of the same edits through
+IncrementalAnalyzer: the share re-analysed in part per edit kind, why the rest ran the whole file,
+and how many results differ from a whole-file analysis.
+
+    .venv/bin/python benchmarks/bench_keystroke_real.py [--edits 60] [--files a.py,b.py] [--no-server]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import collections
+import os
+import random
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from _common import BENCH, LspClient, header, median, pct, python_exe, save, server_env
+
+REAL = Path(os.environ.get("GRADPATH_REALCODE", "/work/realcode"))
+KINDS = ("function body", "script", "class body", "imports")
+IDENT = re.compile(r"[A-Za-z_]\w*")
+
+
+def _listed() -> list[str]:
+    out = []
+    for line in (BENCH / "real_files.txt").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            out.append(line)
+    return out
+
+
+def _line_kinds(text: str) -> dict[str, list[int]]:
+    """0-based line numbers of each edit kind (code lines only, no comments or blank lines)."""
+    tree = ast.parse(text)
+    lines = text.split("\n")
+    kinds: dict[str, list[int]] = {k: [] for k in KINDS}
+    for st in tree.body:
+        end = st.end_lineno or st.lineno
+        if isinstance(st, (ast.Import, ast.ImportFrom)):
+            kind, first = "imports", st.lineno
+        elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            kind, first = "function body", st.body[0].lineno
+        elif isinstance(st, ast.ClassDef):
+            kind, first = "class body", st.body[0].lineno
+        else:
+            kind, first = "script", st.lineno
+        for ln in range(first, end + 1):
+            s = lines[ln - 1].strip()
+            if s and not s.startswith("#") and IDENT.search(s):
+                kinds[kind].append(ln - 1)
+    return {k: v for k, v in kinds.items() if v}
+
+
+def _edits(text: str, count: int, seed: int):
+    """Yield (kind, LSP change, new text) for `count` one-character edits."""
+    r = random.Random(seed)
+    lines = text.split("\n")
+    kinds = _line_kinds(text)
+    order = [k for k in KINDS if k in kinds]
+    undo = None
+    for n in range(count):
+        if undo is not None:
+            kind, i, c = undo
+            undo = None
+            lines[i] = lines[i][:c] + lines[i][c + 1:]
+            yield kind, {"range": {"start": {"line": i, "character": c},
+                                   "end": {"line": i, "character": c + 1}}, "text": ""}, "\n".join(lines)
+            continue
+        kind = order[(n // 2) % len(order)]
+        i = r.choice(kinds[kind])
+        line = lines[i]
+        digits = [m.start() for m in re.finditer(r"\d", line)]
+        code_end = line.find("#") if "#" in line else len(line)
+        digits = [d for d in digits if d < code_end]
+        if digits and r.random() < 0.5:
+            c = r.choice(digits)
+            new = str((int(line[c]) + 1) % 10)
+            lines[i] = line[:c] + new + line[c + 1:]
+            yield kind, {"range": {"start": {"line": i, "character": c},
+                                   "end": {"line": i, "character": c + 1}}, "text": new}, "\n".join(lines)
+            continue
+        ends = [m.end() for m in IDENT.finditer(line[:code_end])]
+        c = r.choice(ends)
+        lines[i] = line[:c] + "q" + line[c:]
+        undo = (kind, i, c)
+        yield kind, {"range": {"start": {"line": i, "character": c},
+                               "end": {"line": i, "character": c}}, "text": "q"}, "\n".join(lines)
+
+
+def _cpu(fn, n: int) -> float:
+    ts = []
+    for _ in range(n):
+        t0 = time.process_time()
+        fn()
+        ts.append(time.process_time() - t0)
+    return median(ts)
+
+
+def _replay(text: str, path: str, edits: int, seed: int) -> dict:
+    from gradpath.analysis import analyze
+    from gradpath.analysis.incremental import IncrementalAnalyzer
+    ia = IncrementalAnalyzer()
+    ia.analyze(text, path)
+    per_kind: dict[str, list[str]] = collections.defaultdict(list)
+    reasons: collections.Counter = collections.Counter()
+    inc_ms, differ = [], 0
+    for kind, _change, new_text in _edits(text, edits, seed):
+        got = ia.analyze(new_text, path)
+        per_kind[kind].append(ia.stats.mode)
+        if ia.stats.mode == "incremental":
+            inc_ms.append(ia.stats.seconds * 1000)
+        elif ia.stats.mode == "full":
+            reasons[re.sub(r"\d+", "N", ia.stats.reason)] += 1
+        ref = analyze(new_text, path)
+        if [f.to_dict() for f in got.findings] != [f.to_dict() for f in ref.findings]:
+            differ += 1
+    share = {k: v.count("incremental") / len(v) for k, v in per_kind.items()}
+    return {"share_by_kind": share, "full_reasons": dict(reasons.most_common(4)),
+            "incremental_p50_ms": pct(inc_ms, 50) if inc_ms else None, "differs": differ}
+
+
+def _server(text: str, name: str, edits: int, seed: int, workdir: Path) -> dict:
+    path = workdir / name
+    path.write_text(text, encoding="utf-8")
+    uri = path.resolve().as_uri()
+    c = LspClient([python_exe(), "-m", "gradpath", "serve"], cwd=str(workdir), env=server_env(),
+                  stderr_path=str(workdir / f"server_{name}.log"))
+    try:
+        c.initialize(workdir, {}, timeout=60)
+        c.open(uri, text)
+        c.wait_publish(uri, 1, timeout=60)
+        version = 1
+        lat: dict[str, list[float]] = collections.defaultdict(list)
+        for k, (kind, change, _new) in enumerate(_edits(text, edits + 10, seed + 1)):
+            version += 1
+            m0 = c.mark()
+            t_send = c.change(uri, version, [change])
+            m = c.wait_publish(uri, version, timeout=30, start=m0)
+            if k >= 10:
+                lat[kind].append((m.t - t_send) * 1000)
+        return lat
+    finally:
+        c.shutdown()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--edits", type=int, default=60)
+    ap.add_argument("--files", default="")
+    ap.add_argument("--no-server", action="store_true", help="only the in-process figures")
+    a = ap.parse_args(argv)
+    from gradpath.analysis import analyze
+    header("keystroke latency on real files")
+    files = [f for f in a.files.split(",") if f] or _listed()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="gp-keys-real-") as d:
+        for rel in files:
+            p = REAL / rel
+            if not p.exists():
+                print(f"skip {rel}: not fetched under {REAL}")
+                continue
+            text = p.read_text(encoding="utf-8")
+            n = len(text.splitlines())
+            parse_ms = _cpu(lambda: ast.parse(text), 9) * 1000
+            analyze(text, str(p))
+            analyze_ms = _cpu(lambda: analyze(text, str(p)), 5) * 1000
+            rep = _replay(text, str(p), a.edits, seed=n)
+            row = {"file": rel, "lines": n, "ast_parse_ms": parse_ms, "analyze_ms": analyze_ms, **rep}
+            print(f"{rel} ({n} lines): ast.parse {parse_ms:.1f} ms, whole-file analyze() {analyze_ms:.1f} ms "
+                  f"({analyze_ms / parse_ms:.1f}x)", flush=True)
+            shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in rep["share_by_kind"].items())
+            print(f"   replay: re-analysed in part: {shares}; p50 {rep['incremental_p50_ms'] or 0:.1f} ms; "
+                  f"{rep['differs']} of {a.edits} differ from whole-file; whole-file because: {rep['full_reasons']}",
+                  flush=True)
+            if not a.no_server:
+                lat = _server(text, Path(rel).name, a.edits, n, Path(d))
+                allv = [x for v in lat.values() for x in v]
+                row["server"] = {"p50_ms": pct(allv, 50), "p95_ms": pct(allv, 95), "max_ms": max(allv),
+                                 "by_kind": {k: {"p50_ms": pct(v, 50), "p95_ms": pct(v, 95)} for k, v in lat.items()}}
+                kinds = ", ".join(f"{k} {pct(v, 50):.0f}/{pct(v, 95):.0f}" for k, v in lat.items())
+                print(f"   server (default settings): p50 {pct(allv, 50):.1f} ms, p95 {pct(allv, 95):.1f} ms, "
+                      f"max {max(allv):.0f} ms; p50/p95 by kind: {kinds}", flush=True)
+            rows.append(row)
+    print(f"results: {save('keystroke_real', {'rows': rows})}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
