@@ -434,6 +434,8 @@ class LiveService:
         elif script.get("status") not in ("ok", None):
             run["error"] = {"message": V.failure_reason(script, None, timeout, self.memory_mb)}
         run["files_written"] = script.get("files_written", [])
+        from gradpath.live.report.view import choose_table
+        run["flow"] = choose_table(script, model_only.values())  # the gradient-flow table (one row per tensor)
         run["sandbox"] = script.get("sandbox")
         run["timings"] = {"total_ms": round((time.monotonic() - t0) * 1000, 1),
                           "script_ms": script.get("wall_ms"), "exec_ms": script.get("exec_ms"),

@@ -47,6 +47,19 @@ MINIMAL_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "PYTHONPATH", "VIRTUAL
                     "LD_LIBRARY_PATH", "SYSTEMROOT", "TZ")
 OPTIMIZER_NAMES = {"SGD", "Adam", "AdamW", "Adamax", "Adagrad", "Adadelta", "RMSprop", "Rprop", "NAdam",
                    "RAdam", "ASGD", "LBFGS", "SparseAdam", "Adafactor", "Muon"}
+
+
+def _load_sibling(name: str):
+    """A module next to this file, under a private name (the user's own modules are never shadowed)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(f"_gradpath_live_{name}",
+                                                  os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_flowtable = _load_sibling("flowtable")  # the gradient-flow table (one row per parameter tensor)
 STRUCTURAL_ITER_ATTRS = {"parameters", "named_parameters", "modules", "named_modules", "children",
                          "named_children", "buffers", "named_buffers", "param_groups", "state_dict",
                          "values", "items", "keys"}
@@ -1965,6 +1978,10 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         result.update(obs.summary())
     except BaseException as exc:  # noqa: BLE001
         result["summary_error"] = repr(exc)
+    try:
+        result["flow"] = dict(_flowtable.build(obs), mode=req.get("mode", "script"))
+    except BaseException as exc:  # noqa: BLE001
+        result["flow_error"] = repr(exc)
     result["status"] = status
     result["exception"] = exc_info
     result["model_only"] = mo_info
