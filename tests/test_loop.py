@@ -513,22 +513,49 @@ def test_gp408_direct_forward_and_fix():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
-            self.enc = nn.Linear(4, 4)
+            self.enc = nn.utils.weight_norm(nn.Linear(4, 4))
 
         def forward(self, x):
             return super().forward(x) if False else self.enc.forward(x)
 
-    net = Net()
+    net = Net(); net.register_forward_hook(lambda m, i, o: None)
     y = net.forward(None)
     z = net(None)
     """
     fs = gp4(src)
     assert [(f.span.line, text_at(src, f.span)) for f in fs] == [(9, "self.enc.forward"), (12, "net.forward")]
     assert all(f.severity == "info" for f in fs)
+    assert "weight norm's forward pre-hook that self.enc carries" in fs[0].message
+    assert [r.span.line for r in fs[1].related] == [11, 11] and fs[1].data["hook_line"] == 11
     new = apply_fix(src, preferred(fs[1]))
     assert "y = net(None)" in new
     new = apply_fix(new, preferred(gp4(new)[0]))
     assert "else self.enc(x)" in new and gp4(new) == []
+
+
+def test_gp408_needs_hooks_and_stays_out_of_tests():
+    src = textwrap.dedent("""\
+        import torch.nn as nn
+        from torch.nn.utils import prune
+
+        model = nn.Linear(4, 4)
+        prune.random_unstructured(model, "weight", amount=0.3)
+        bare = nn.Linear(4, 4)
+        y = model.forward(None)
+        z = bare.forward(None)
+        """)
+    assert [f.span.line for f in analyze(src, path="train.py").findings if f.code == "GP408"] == [7]
+    for path in ("tests/test_model.py", "pkg/model_test.py", "test/models/helpers.py", "test_prune.py"):
+        assert [f for f in analyze(src, path=path).findings if f.code == "GP408"] == [], path
+    # hooks on every module of the model (a feature-extraction loop) reach the model itself
+    src2 = textwrap.dedent("""\
+        import torch.nn as nn
+        model = nn.Sequential(nn.Linear(4, 4))
+        for name, m in model.named_modules():
+            m.register_forward_hook(lambda mod, i, o: None)
+        y = model.forward(None)
+        """)
+    assert [f.span.line for f in analyze(src2, path="extract.py").findings if f.code == "GP408"] == [5]
 
 
 # -- the CLI on programs written apart from fixtures/ ---------------------------------------------------

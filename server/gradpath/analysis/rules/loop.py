@@ -7,10 +7,10 @@ calls around them. The checks here only read those events and the AST of the lin
 from __future__ import annotations
 
 import ast
-import re
 
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.findings import Edit, Fix, Related, Span
+from gradpath.analysis.forward_hooks import hook_facts, in_test_function, is_test_path
 from gradpath.analysis.loops import (LOOP, CALL, IF, display, exclusive, key_matches, loop_facts,
                                      loop_header_span, nameable, same_model)
 from gradpath.analysis.rules import rule
@@ -1006,43 +1006,38 @@ def eval_mode_training(ctx):
 @rule("GP408")
 def direct_forward(ctx):
     facts = ctx.facts
-    for mc in facts.calls:
-        if mc.method != "forward":
-            continue
+    calls = [mc for mc in facts.calls if mc.method == "forward"]
+    if not calls or is_test_path(ctx.path):
+        return  # tests call forward directly on purpose (and never on a module that has hooks)
+    hf = None
+    for mc in calls:
         node, scope = mc.call, mc.scope
         recv = node.func.value
         rk = key_of(recv)
         if rk is None or rk == "self":
             continue  # super().forward(x), self.forward(x)
-        if ctx.symbols.qualname(recv) is not None:
-            continue  # nn.Module.forward(self, x), Base.forward(self, x)
+        if ctx.symbols.qualname(recv) is not None or in_test_function(scope):
+            continue  # nn.Module.forward(self, x), Base.forward(self, x); a pytest function
+        hf = hf or hook_facts(ctx)
+        # only the receiver's own hooks are skipped (its submodules are still called through
+        # __call__), and only a module known to carry hooks has any: see forward_hooks
+        h = hf.hook_on(rk, scope, node.lineno) or hf.hook_through_param(rk, scope, node.lineno)
+        if h is None:
+            continue
         b = facts.model_at(rk, scope, node.lineno)
-        if b is not None and b.cls.endswith("Loss"):
-            continue
-        if b is None and not (_MODEL_NAME.search(rk.rsplit(".", 1)[-1]) and
-                              _unbound_or_module(ctx, rk, scope)):
-            continue
         rspan, fspan = ctx.span(recv), ctx.span(node.func)
         call_text = _short(ctx, node, f"{rk}.forward(...)")
         fix = Fix(f"Call {rk}(...) instead of {rk}.forward(...)", True,
                   (Edit(Span(rspan.end_line, rspan.end_col, fspan.end_line, fspan.end_col), ""),),
                   preferred=True)
         where = " inside a forward()" if scope.name == "forward" else ""
+        hook_text = _short(ctx, h.node, "", limit=50)
+        installed = f" (`{hook_text}`, line {h.node.lineno})" if hook_text else f" (line {h.node.lineno})"
+        related = [Related(ctx.span(h.node), f"{h.what} is installed here")]
+        if b is not None:
+            related.append(Related(ctx.span(b.stmt), f"{rk} is created here"))
         yield ctx.finding("GP408", fspan,
-                          f"{call_text} calls forward directly{where}: {rk}'s forward hooks and pre-hooks "
-                          f"(pruning, weight norm, hooks you registered) are skipped; call {rk}(...)",
-                          fixes=[fix], related=[Related(ctx.span(b.stmt), f"{rk} is created here")] if b else [],
-                          data=_data(model=rk, model_class=b.cls if b else None))
-
-
-_MODEL_NAME = re.compile(r"(?i)(model|net|network|encoder|decoder|backbone|classifier|generator|"
-                         r"discriminator|critic|actor|policy|transformer|resnet|unet|vae)\d*$|^net[A-Z]")
-
-
-def _unbound_or_module(ctx, key: str, scope) -> bool:
-    """A name that looks like a model: a parameter, or bound to something that is not a call of a
-    non-module class of this file (`policy = Policy()` where Policy is a plain class)."""
-    v = loop_facts(ctx).binding_value(key, scope)
-    if isinstance(v, ast.Call) and isinstance(v.func, ast.Name) and v.func.id in ctx.symbols.classes:
-        return ctx.symbols.is_module_class(v.func.id)
-    return True
+                          f"{call_text} calls forward directly{where}: {h.what} that {rk} carries{installed} "
+                          f"does not run, since only {rk}(...) runs a module's hooks; call {rk}(...)",
+                          fixes=[fix], related=related,
+                          data=_data(model=rk, model_class=b.cls if b else None, hook_line=h.node.lineno))
