@@ -1,0 +1,184 @@
+"""What one file says about its nn.Module classes as classes: which methods `forward` reaches through
+`self.` calls (own or inherited from a class of the same file), which attributes `__init__` sets,
+and where else the file mentions an attribute.
+
+Read by GP112 (layers built in a method that `forward` reaches), GP113 (a registered submodule nothing
+uses) and GP114 (a plain tensor attribute `forward` reads). Pure: no torch, no pygls.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+# Reading a module's attributes without naming them: anything may be used.
+_DYNAMIC_SELF = frozenset({"children", "named_children", "modules", "named_modules", "_modules", "__dict__",
+                           "_parameters", "parameters_of"})
+_DYNAMIC_FUNCS = frozenset({"getattr", "setattr", "vars", "hasattr", "delattr"})
+
+
+@dataclass(frozen=True)
+class InitAttr:
+    cls: str  # the class whose own __init__ sets it
+    attr: str
+    stmt: ast.Assign
+    value: ast.AST
+
+
+def _methods(cls_node: ast.ClassDef) -> dict[str, ast.FunctionDef]:
+    out: dict = {}
+    for n in cls_node.body:
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out[n.name] = n
+    return out
+
+
+def class_chain(sym, name: str, _seen: frozenset = frozenset()) -> list[str]:
+    """`name` and the local classes it inherits from, nearest first (a depth-first MRO)."""
+    if name in _seen or name not in sym.classes:
+        return []
+    out = [name]
+    for b in sym.classes[name].bases:
+        for c in class_chain(sym, b, _seen | {name}):
+            if c not in out:
+                out.append(c)
+    return out
+
+
+def resolve_method(sym, cls: str, method: str) -> tuple[str, ast.FunctionDef] | None:
+    """The definition `self.<method>` reaches on an instance of `cls` (own or inherited, this file)."""
+    for c in class_chain(sym, cls):
+        m = _methods(sym.classes[c].node).get(method)
+        if m is not None:
+            return c, m
+    return None
+
+
+def _self_name(fn: ast.FunctionDef) -> str | None:
+    args = list(fn.args.posonlyargs) + list(fn.args.args)
+    if not args or any(isinstance(d, ast.Name) and d.id in ("staticmethod", "classmethod") for d in fn.decorator_list):
+        return None
+    return args[0].arg
+
+
+def walk_body(fn: ast.AST):
+    """The nodes of a function's own body (not nested defs or classes; lambdas are walked)."""
+    stack = list(ast.iter_child_nodes(fn))
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        stack.extend(ast.iter_child_nodes(n))
+
+
+def self_attr(node: ast.AST, self_name: str = "self") -> str | None:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == self_name:
+        return node.attr
+    return None
+
+
+def forward_reach(sym, cls: str, root: str = "forward") -> list[tuple[str, ast.FunctionDef]]:
+    """`forward` (own or inherited) and every method it reaches through `self.m(...)` or a bound
+    `self.m` handed on (`checkpoint(self.block_fn, x)`), transitively: (defining class, def)."""
+    start = resolve_method(sym, cls, root)
+    if start is None:
+        return []
+    out, seen, todo = [], set(), [start]
+    while todo:
+        c, fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        out.append((c, fn))
+        me = _self_name(fn)
+        if me is None:
+            continue
+        for n in walk_body(fn):
+            name = self_attr(n, me)
+            if name and isinstance(n.ctx, ast.Load):
+                hit = resolve_method(sym, cls, name)
+                if hit is not None and id(hit[1]) not in seen:
+                    todo.append(hit)
+    return out
+
+
+def init_attrs(sym, cls: str) -> list[InitAttr]:
+    """`self.x = <value>` statements of `cls`'s own `__init__` (also inside if/with/try blocks)."""
+    init = _methods(sym.classes[cls].node).get("__init__")
+    if init is None:
+        return []
+    me = _self_name(init) or "self"
+    out = []
+    for n in walk_body(init):
+        if isinstance(n, ast.Assign) and len(n.targets) == 1:
+            a = self_attr(n.targets[0], me)
+            if a:
+                out.append(InitAttr(cls, a, n, n.value))
+    return out
+
+
+class Mentions:
+    """Where the file names an attribute, other than by storing it (`self.x = ...`)."""
+
+    def __init__(self, tree: ast.AST):
+        self.loads: dict[str, list[ast.AST]] = {}
+        self.stores: dict[str, list[ast.AST]] = {}
+        self.strings: set[str] = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.Attribute):
+                (self.stores if isinstance(n.ctx, ast.Store) else self.loads).setdefault(n.attr, []).append(n)
+            elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 80:
+                self.strings.add(n.value)
+                # "aux.weight" / "aux_head" in a name filter: the first dotted part names the attribute
+                self.strings.add(n.value.split(".", 1)[0])
+
+    def used(self, attr: str) -> bool:
+        return bool(self.loads.get(attr)) or attr in self.strings
+
+    def stored_outside(self, attr: str, keep: ast.AST) -> list[ast.AST]:
+        return [n for n in self.stores.get(attr, []) if n is not keep]
+
+
+def dynamic_access(sym, cls: str) -> bool:
+    """A method of the class chain reads its attributes without naming them (`self.children()`,
+    `getattr(self, name)`, `self._modules`, `vars(self)`), or iterates `self` (a container)."""
+    for c in class_chain(sym, cls):
+        for fn in _methods(sym.classes[c].node).values():
+            me = _self_name(fn) or "self"
+            for n in walk_body(fn):
+                a = self_attr(n, me)
+                if a in _DYNAMIC_SELF:
+                    return True
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _DYNAMIC_FUNCS \
+                        and n.args and isinstance(n.args[0], ast.Name) and n.args[0].id == me:
+                    return True
+                if isinstance(n, (ast.For, ast.comprehension)) and isinstance(n.iter, ast.Name) and n.iter.id == me:
+                    return True
+    return False
+
+
+def instantiated(tree: ast.AST, sym, cls: str) -> bool:
+    """The file builds `cls` or a class of the file that inherits from it."""
+    subs = {c for c in sym.classes if cls in class_chain(sym, c)}
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call):
+            f = n.func
+            name = f.id if isinstance(f, ast.Name) else None
+            if name in subs:
+                return True
+    return False
+
+
+def file_trains(tree: ast.AST, sym) -> bool:
+    """Training happens in this file: a `.backward()`, an optimizer, a framework training step."""
+    from gradpath.analysis.symbols import is_optimizer_qualname
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call):
+            f = n.func
+            if isinstance(f, ast.Attribute) and f.attr in ("backward", "manual_backward"):
+                return True
+            if is_optimizer_qualname(sym.qualname(f)):
+                return True
+        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "training_step":
+            return True
+    return False

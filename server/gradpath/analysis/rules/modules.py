@@ -1,0 +1,197 @@
+"""GP113 (a registered submodule nothing uses) and GP114 (a plain tensor attribute that forward reads):
+state of an nn.Module class that training never touches, read from the class as written in this file.
+
+Both stay quiet when the file reads the attribute in a way the analysis cannot follow: any other
+mention of the attribute's name (another method, the training code, a string such as
+`register_buffer("x", ...)` or a name filter), or a method that reads attributes without naming them
+(`self.children()`, `getattr(self, name)`, `self._modules`).
+"""
+from __future__ import annotations
+
+import ast
+
+from gradpath.analysis import modclass as mc
+from gradpath.analysis.findings import Edit, Fix, Related
+from gradpath.analysis.rules import rule
+from gradpath.analysis.symbols import canonical
+
+# RULES.md's factory list: a fresh tensor with requires_grad=False unless asked
+_FACTORIES = frozenset({"torch.randn", "torch.rand", "torch.zeros", "torch.ones", "torch.empty", "torch.eye"})
+_CHAIN = frozenset({"to", "cuda", "cpu", "float", "double", "half", "bfloat16", "contiguous", "normal_",
+                    "uniform_", "fill_", "zero_", "t"})
+
+
+def _names_text(names: list[str], limit: int = 4) -> str:
+    if len(names) <= 1:
+        return "".join(names)
+    if len(names) > limit:
+        return ", ".join(names[:limit - 1]) + f" and {len(names) - limit + 1} more"
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _module_classes(ctx):
+    sym = ctx.symbols
+    for name in sym.classes:
+        if sym.is_module_class(name):
+            yield name
+
+
+def _shared(ctx):
+    return ctx.memo("modclass:mentions", lambda: mc.Mentions(ctx.tree))
+
+
+# -- GP113 -----------------------------------------------------------------------------------------
+@rule("GP113")
+def unused_submodule(ctx):
+    sym = ctx.symbols
+    if not mc.file_trains(ctx.tree, sym):
+        return
+    mentions = None
+    for cls in _module_classes(ctx):
+        reach = mc.forward_reach(sym, cls)
+        if not reach or not mc.instantiated(ctx.tree, sym, cls):
+            continue
+        attrs = mc.init_attrs(sym, cls)
+        if not attrs:
+            continue
+        if mentions is None:
+            mentions = _shared(ctx)
+        cands = [a for a in attrs if not mentions.used(a.attr) and not mentions.stored_outside(a.attr, a.stmt.targets[0])]
+        if not cands or mc.dynamic_access(sym, cls) or any(mc.dynamic_access(sym, c) for c in sym.classes
+                                                            if cls in mc.class_chain(sym, c)):
+            continue
+        fwd_cls, fwd = reach[0]
+        for a in cands:
+            layer = ctx.facts.module_class_of_call(a.value)
+            if layer is None:
+                continue
+            inv = ctx.facts.inventories.of_call(a.value)
+            if inv is None or not inv.has_params:
+                continue
+            names = [f"{a.attr}.{n}" for n in inv.names]
+            if names:
+                what = (f"its {len(names)} parameter tensor{'s' if len(names) != 1 else ''} "
+                        f"({_names_text(names)})")
+            else:
+                what = "its parameters"
+            text = _clip(ctx.src.text_of(a.value), 48)
+            where = f"{cls}.forward" if fwd_cls == cls else f"{cls}.forward (inherited from {fwd_cls})"
+            msg = (f"self.{a.attr} = {text} is registered in {cls}.__init__ but nothing reachable from {where} "
+                   f"or the training code uses it: {what} get no gradient (grad stays None) and never change; "
+                   f"under DistributedDataParallel the next iteration raises 'Expected to have finished "
+                   f"reduction in the prior iteration'")
+            rel = [Related(ctx.span(fwd), f"{where} never calls self.{a.attr}")]
+            yield ctx.finding("GP113", a.value, msg, related=rel,
+                              data={"model_class": cls, "attribute": a.attr, "params": names[:50],
+                                    "layer_class": layer})
+
+
+# -- GP114 -----------------------------------------------------------------------------------------
+def _factory(ctx, value) -> ast.Call | None:
+    """The torch factory call a value is (`torch.randn(k, d)`, `torch.zeros(n).to(dev)`, `torch.randn(k, d) * 0.01`)."""
+    n = value
+    while True:
+        if isinstance(n, ast.BinOp) and isinstance(n.op, (ast.Mult, ast.Div, ast.Add, ast.Sub)):
+            if isinstance(n.right, ast.Constant) or isinstance(n.right, ast.Name):
+                n = n.left
+                continue
+            if isinstance(n.left, ast.Constant):
+                n = n.right
+                continue
+            return None
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in _CHAIN \
+                and isinstance(n.func.value, (ast.Call, ast.BinOp)):
+            if any(k.arg == "requires_grad" for k in n.keywords):
+                return None
+            n = n.func.value
+            continue
+        break
+    if not isinstance(n, ast.Call):
+        return None
+    qn = ctx.symbols.qualname(n.func)
+    if not qn or canonical(qn) not in _FACTORIES:
+        return None
+    if any(k.arg == "requires_grad" for k in n.keywords):
+        return None  # GP105's business (True), or a deliberate constant (False)
+    return n
+
+
+@rule("GP114")
+def plain_tensor_state(ctx):
+    sym = ctx.symbols
+    mentions = None
+    nn = _nn(ctx)
+    for cls in _module_classes(ctx):
+        attrs = mc.init_attrs(sym, cls)
+        if not attrs:
+            continue
+        made = [(a, f) for a in attrs for f in [_factory(ctx, a.value)] if f is not None]
+        if not made:
+            continue
+        reach = mc.forward_reach(sym, cls)
+        if not reach:
+            continue
+        if mentions is None:
+            mentions = _shared(ctx)
+        reads: dict[str, ast.AST] = {}
+        for _c, fn in reach:
+            me = fn.args.args[0].arg if fn.args.args else "self"
+            for n in mc.walk_body(fn):
+                a = mc.self_attr(n, me)
+                if a and isinstance(n.ctx, ast.Load):
+                    reads.setdefault(a, n)
+        fwd_cls, fwd = reach[0]
+        for a, call in made:
+            if a.attr not in reads or a.attr in mentions.strings:
+                continue
+            if mentions.stored_outside(a.attr, a.stmt.targets[0]):
+                continue  # state that is rebuilt or replaced (a recurrent hidden state, a lazy cache)
+            if _wrapped_later(a, sym, cls):
+                continue
+            fn_name = canonical(sym.qualname(call.func) or "torch.tensor")
+            text = _clip(ctx.src.text_of(a.value), 48)
+            read = reads[a.attr]
+            msg = (f"self.{a.attr} = {text} is a plain tensor that {cls}.forward reads: it is neither a parameter "
+                   f"nor a buffer, so it is missing from {cls}.state_dict() (a checkpoint loses it), .to()/.cuda() "
+                   f"do not move it, and no optimizer trains it")
+            if fn_name in ("torch.randn", "torch.rand", "torch.empty"):
+                msg += " (if it was meant to be learned, it stays at its random start)"
+            rel = [Related(ctx.span(read), f"read here: self.{a.attr}")]
+            fixes = []
+            vt = ctx.src.text_of(a.value)
+            if nn:
+                fixes.append(Fix(f"Make self.{a.attr} a learned nn.Parameter", False,
+                                 (Edit(ctx.span(a.value), f"{nn}.Parameter({vt})"),)))
+            stmt = a.stmt
+            me = stmt.targets[0].value.id if isinstance(stmt.targets[0].value, ast.Name) else "self"
+            fixes.append(Fix(f"Register self.{a.attr} as a buffer (saved and moved with the module, not trained)",
+                             False, (Edit(ctx.span(stmt), f'{me}.register_buffer("{a.attr}", {vt})'),)))
+            yield ctx.finding("GP114", a.value, msg, related=rel, fixes=fixes,
+                              data={"model_class": cls, "attribute": a.attr, "factory": fn_name})
+
+
+def _wrapped_later(a: mc.InitAttr, sym, cls: str) -> bool:
+    """`nn.Parameter(self.x)` / `self.register_buffer(name, self.x)` anywhere in the class chain."""
+    for c in mc.class_chain(sym, cls):
+        for n in ast.walk(sym.classes[c].node):
+            if isinstance(n, ast.Call) and any(mc.self_attr(x) == a.attr for x in n.args):
+                f = n.func
+                fname = f.attr if isinstance(f, ast.Attribute) else (f.id if isinstance(f, ast.Name) else "")
+                if fname in ("Parameter", "register_buffer", "register_parameter", "Buffer"):
+                    return True
+    return False
+
+
+def _nn(ctx) -> str | None:
+    for local, qn in ctx.symbols.aliases.items():
+        if qn == "torch.nn":
+            return local
+    for local, qn in ctx.symbols.aliases.items():
+        if qn == "torch":
+            return f"{local}.nn"
+    return None
