@@ -20,6 +20,7 @@ import builtins
 import re
 from dataclasses import dataclass, replace
 
+from gradpath.analysis import effects, frameworks
 from gradpath.analysis.facts import unwrap_same_instance, key_of
 
 MAX_DEPTH = 3
@@ -39,6 +40,8 @@ _OPT_SUFFIX = re.compile(r"_(opt|optim|optimizer|optimiser)\d*$")
 
 # Frames of an event's path
 LOOP, IF, NOGRAD, CALL, CLOSURE = "loop", "if", "nograd", "call", "closure"
+# `with accelerator.accumulate(model):` (frame: (ACCUM, with statement, model key)); see frameworks.py
+ACCUM = "accum"
 # calls that can make an event other than `fwd`/`opaque` (zero_/detach_: a hand-written grad reset)
 _RELEVANT_METHODS = {"backward", "manual_backward", "zero_grad", "step", "optimizer_step", "train", "eval",
                      "zero_", "detach_"}
@@ -141,6 +144,11 @@ class Unit:
 
     def _compute(self) -> None:
         events = self._lf.function_events(self.scope.node, MAX_DEPTH)
+        body = frameworks.body_of(self._lf.ctx, self.scope.node)
+        if body is not None and body.role == frameworks.LOOP_BODY:
+            # the framework runs this function once per batch: its body is one loop iteration
+            frame = (LOOP, self.scope.node)
+            events = [replace(e, path=(frame,) + e.path) for e in events]
         loops: list[ast.AST] = []
         seen: set[int] = set()
         for e in events:
@@ -354,6 +362,9 @@ class LoopFacts:
         frames: tuple = ()
         if any(self._is_nograd_ctx(d) for d in getattr(fn, "decorator_list", [])):
             frames = ((NOGRAD, fn),)
+        fb = frameworks.body_of(self.ctx, fn)
+        if fb is not None and fb.role == frameworks.EVAL_BODY:
+            frames = ((NOGRAD, fn),)  # Lightning's validation_step, a Trainer's prediction_step
         if scope is not None:
             self._stmts(fn.body, frames, scope, fn, depth, out)
         self._busy.discard(id(fn))
@@ -394,6 +405,10 @@ class LoopFacts:
                 self._exprs(item.context_expr, frames, scope, fn, depth, out)
                 if self._is_nograd_ctx(item.context_expr):
                     inner = inner + ((NOGRAD, st),)
+                acc = frameworks.accumulate_model(self.sym, item.context_expr,
+                                                  lambda r: self.binding_value(key_of(r), scope) if key_of(r) else None)
+                if acc is not None:
+                    inner = inner + ((ACCUM, st, key_of(acc)),)
                 elif self._is_enable_grad_ctx(item.context_expr):
                     inner = tuple(f for f in inner if f[0] != NOGRAD)
             self._stmts(st.body, inner, scope, fn, depth, out)
@@ -500,6 +515,8 @@ class LoopFacts:
             # self.<name>(...) that is no method of a class of this file: a submodule call, or a
             # method inherited from a class we cannot see
             cls = scope.class_name
+            if cls and frameworks.framework_method(self.sym, cls, func.attr):
+                return  # `self.log(...)`, `self.optimizers()`: the framework's own, no training event
             out.append(Ev("fwd", fk, call, frames, fn=fn))
             if cls and self._class_has_foreign_base(cls):
                 out.append(Ev("opaque", fk, call, frames, args=("*",), fn=fn))
@@ -569,6 +586,8 @@ class LoopFacts:
         inner = self.function_events(target, depth - (0 if closure else 1))
         if not closure and all(e.kind == "fwd" for e in inner):
             return  # only model calls inside: nothing that orders a training step
+        if not closure and not isinstance(target, ast.Lambda):
+            inner = self._specialise(call, target, recv_key, inner)
         if len(out) + len(inner) > MAX_UNIT_EVENTS:
             self._truncations += 1
             out.append(Ev("opaque", getattr(target, "name", "?"), call, frames, args=("*",), fn=fn))
@@ -596,6 +615,59 @@ class LoopFacts:
             out.append(replace(e, key=tr(e.key), path=frames + (tag,) + e.path,
                                models=tuple(tr(m) for m in e.models), opt=tr(e.opt),
                                args=tuple(a if a == "*" else tr(a) for a in e.args)))
+
+    def _specialise(self, call, target, recv_key, inner: list[Ev]) -> list[Ev]:
+        """The callee's events for this call: branches its literal arguments rule out dropped
+        (`set_mode("eval", models)`), and events on the elements of a list argument repeated for
+        each element (`for m in models: m.eval()` with `[a, b]` -> `a.eval()`, `b.eval()`)."""
+        lits = effects.call_literals(call, target, skip_first=recv_key is not None)
+        if lits:
+            def alive(e):
+                for f in e.path:
+                    if f[0] == CALL:
+                        return True  # frames of deeper calls are the deeper callee's
+                    if f[0] == IF and isinstance(f[1], ast.If):
+                        t = effects.branch_taken(f[1].test, lits)
+                        if t is not None and t != (f[2] == 0):
+                            return False
+                return True
+            inner = [e for e in inner if alive(e)]
+        elems = effects.element_params(target)
+        if not elems:
+            return inner
+        a = target.args
+        params = [p.arg for p in a.posonlyargs + a.args]
+        if recv_key is not None:
+            params = params[1:]
+        given = dict(zip(params, call.args))
+        given.update({kw.arg: kw.value for kw in call.keywords if kw.arg})
+        out = []
+        for e in inner:
+            head = (e.key or "").partition(".")[0]
+            arg = given.get(elems.get(head, ""))
+            items = self._list_items(arg, call) if arg is not None and not any(f[0] == CALL for f in e.path) else None
+            if not items:
+                out.append(e)
+                continue
+            rest = e.key[len(head):]
+            for it in items:
+                out.append(replace(e, key=it + rest))
+        return out
+
+    def _list_items(self, arg, call) -> list[str] | None:
+        """Keys of the elements of a list/tuple literal argument (or of a name bound to one)."""
+        if isinstance(arg, ast.Name):
+            sc = self.facts.scopes[0]
+            for s in self.facts.scopes:
+                if s.node is not None and any(n is call for n in self._scope_calls.get(id(s), ())):
+                    sc = s
+                    break
+            arg = self.binding_value(arg.id, sc)
+        if isinstance(arg, (ast.List, ast.Tuple)) and arg.elts:
+            keys = [key_of(x) for x in arg.elts]
+            if all(keys):
+                return keys
+        return None
 
     def _arg_mapping(self, call, target, recv_key) -> dict[str, str | None]:
         a = target.args
@@ -710,6 +782,9 @@ class LoopFacts:
             for n in self.scope_stmts(scope):
                 if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
                     targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                    if frameworks.is_prepare_call(self.sym, n.value) and len(n.value.args) == 1 and \
+                            all(key_of(t) == key_of(n.value.args[0]) for t in targets):
+                        continue  # `model = accelerator.prepare(model)`: the same object
                     for t in targets:
                         k = key_of(t)
                         if k:
@@ -755,6 +830,8 @@ class LoopFacts:
     def _is_optimizer(self, key: str, scope) -> bool:
         if self.facts.optimizer_at(key, scope) is not None:
             return True
+        if frameworks.lightning_optimizer_call(self.binding_value(key, scope)) == "optimizer":
+            return True  # `opt = self.optimizers()` in a LightningModule
         if self.is_scheduler(key, scope):
             return False
         last = key.rsplit(".", 1)[-1]
@@ -783,6 +860,8 @@ class LoopFacts:
 
     def is_scheduler(self, key: str, scope) -> bool:
         v = self.binding_value(key, scope)
+        if frameworks.lightning_optimizer_call(v) == "scheduler":
+            return True
         if isinstance(v, ast.Call):
             qn = self.sym.qualname(v.func) or ""
             if qn.startswith("torch.optim.lr_scheduler.") or "schedule" in qn.rsplit(".", 1)[-1].lower():
@@ -874,8 +953,13 @@ def loop_facts(ctx) -> LoopFacts:
 
 
 def loop_header_span(src, loop):
-    """`for x, y in loader` / `while step < n`: from the keyword to the end of the header expression."""
+    """`for x, y in loader` / `while step < n`: from the keyword to the end of the header expression;
+    for a framework body (a function the framework runs once per batch): `def training_step`."""
     from gradpath.analysis.findings import Span
+    if isinstance(loop, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        kw = "async def " if isinstance(loop, ast.AsyncFunctionDef) else "def "
+        col = src.char_col(loop.lineno, loop.col_offset)
+        return Span(loop.lineno, col, loop.lineno, col + len(kw) + len(loop.name))
     end_node = loop.iter if isinstance(loop, (ast.For, ast.AsyncFor)) else loop.test
     start = src.span_of(loop)
     end = src.span_of(end_node)
