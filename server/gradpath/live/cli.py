@@ -1,10 +1,12 @@
-"""`gradpath confirm PATHS [--format text|json] [--python PY] [--timeout S] [--select/--ignore]`.
+"""`gradpath confirm PATHS [--format text|json] [--python PY] [--timeout S] [--select/--ignore] [--report F]`.
 
 Analyses like `gradpath check`, then runs one tiny CPU training step per file and attaches a verdict
 to every finding. JSON: `{"findings": [<check object> + "live": {verdict, mode, evidence, data}],
 "run": {...}}` where `run` is the file's run object (timings, mode, captured output, error), or
 `{"files": [run, ...]}` when several files were confirmed. Exit codes as `check`: 0 no findings,
-1 findings, 2 usage/interpreter errors.
+1 findings, 2 usage/interpreter errors. `--report F.html|F.svg|F.png` also writes the gradient-flow
+picture (gradpath.live.report): every file's step in one self-contained HTML file, or one file's step
+as an image.
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ def run_confirm(args) -> int:
     from gradpath.live.service import LiveError, LiveService
 
     timeout = float(getattr(args, "timeout", None) or 20.0)
+    report_path = getattr(args, "report", None)
+    if report_path:
+        from gradpath.live.report.output import ReportError, report_format
+        try:
+            report_format(report_path)
+        except ReportError as exc:
+            print(f"gradpath: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+    views: list[dict] = []
     svc = LiveService(python=getattr(args, "python", None), timeout_s=timeout)
     try:
         svc.start()  # the worker warms up (imports torch) while the files are analysed
@@ -45,6 +56,11 @@ def run_confirm(args) -> int:
                 print(f"gradpath: {exc}", file=sys.stderr)
                 return EXIT_ERROR
             run = dict(live.run, path=rep.display)
+            if report_path:
+                from gradpath.live.report.view import finding_dict, flow_view
+                views.append(flow_view(run.get("flow"), [finding_dict(f, live.verdicts.get(f.id)) for f in findings],
+                                       title=str(rep.display), path=str(rep.path)))
+            run.pop("flow", None)  # the table goes to --report, not into the JSON output
             runs.append(run)
             for f in findings:
                 v = live.verdicts.get(f.id)
@@ -72,6 +88,13 @@ def run_confirm(args) -> int:
                 _print_run_text(run)
     finally:
         svc.close()
+    if report_path:
+        from gradpath.live.report.output import ReportError, write_report
+        try:
+            print(f"gradpath: {write_report(report_path, views)}", file=sys.stderr)
+        except (ReportError, OSError) as exc:
+            print(f"gradpath: {exc}", file=sys.stderr)
+            return EXIT_ERROR
     if args.format == "json":
         run_obj = runs[0] if len(runs) == 1 else {"files": runs}
         json.dump({"findings": out_findings, "run": run_obj}, sys.stdout, indent=2, default=str)
@@ -80,7 +103,10 @@ def run_confirm(args) -> int:
         sys.stdout.flush()
         print(f"Found {total} problem{'s' if total != 1 else ''} in {with_findings} file"
               f"{'s' if with_findings != 1 else ''}.", file=sys.stderr)
-    if errors:
+    else:
+        sys.stdout.flush()
+        print(f"No problems found in {len(reports)} file{'s' if len(reports) != 1 else ''}.", file=sys.stderr)
+    if errors or main_cli._incomplete(reports):
         return EXIT_ERROR
     return EXIT_FINDINGS if total else EXIT_CLEAN
 
