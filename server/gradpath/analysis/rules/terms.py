@@ -70,6 +70,7 @@ class GP205:
         self.last = self.fl._last_ev  # the value each node had when last evaluated
         self.sym = ctx.symbols
         self._defs: dict = {}
+        self._g: dict = {}
 
     def defs(self, scope) -> _Defs:
         d = self._defs.get(id(scope))
@@ -134,12 +135,20 @@ class GP205:
     def graphish(self, node, depth) -> bool:
         """`node` carried a graph: the dataflow says so, or (the model being a parameter the analysis
         cannot see into) it is computed from a call of something that is not torch."""
+        k = id(node)
+        if k in self._g:
+            return self._g[k]
+        self._g[k] = False  # a cycle through a name's own definition
+        r = self._g[k] = self._graphish(node, depth)
+        return r
+
+    def _graphish(self, node, depth) -> bool:
         v = self.val(node)
         if v is not None and v.grad == G:
             return True
         if v is not None and v.grad == N and (v.cuts or v.const is not None or v.kind in ("number", "str", "bool")):
             return False
-        if depth > 4:
+        if depth > 9:
             return False
         if isinstance(node, ast.Name):
             scope = self.ctx.facts.scope_of(node)
