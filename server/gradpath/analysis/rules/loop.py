@@ -11,6 +11,7 @@ import ast
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.forward_hooks import hook_facts, in_test_function, is_test_path
+from gradpath.analysis.loop_guards import share_iteration, torch_scheduler_event
 from gradpath.analysis.loops import (LOOP, CALL, IF, display, exclusive, key_matches, loop_facts,
                                      loop_header_span, nameable, same_model)
 from gradpath.analysis.rules import rule
@@ -85,6 +86,10 @@ def _insert_after(ctx, st, code: str, indent: str) -> Edit:
 
 
 def _top_of_body(ctx, loop, code: str) -> Edit | None:
+    if isinstance(loop, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        from gradpath.analysis.rules.frameworks import body_insert_point  # a framework's loop body
+        first = body_insert_point(loop, code)
+        return _insert_before(ctx, first, code) if first is not None else None
     first = loop.body[0]
     if first.lineno == loop.lineno:
         return None
@@ -236,6 +241,7 @@ def _condition_text(ctx, z, loop) -> str:
 
 @rule("GP401")
 def missing_zero_grad(ctx):
+    from gradpath.analysis.rules.frameworks import dead_clears, never_true_in  # accumulation guards
     lf = loop_facts(ctx)
     done = set()
     for unit in lf.training_units:
@@ -246,6 +252,7 @@ def missing_zero_grad(ctx):
                 continue
             missing: dict[str, object] = {}
             partial: dict[str, object] = {}  # optimizer -> a zero_grad that runs on some iterations only
+            never: dict[str, object] = {}  # optimizer -> a zero_grad whose guard no iteration satisfies
             for s in evs:
                 if s.kind != "step" or s.target != "optimizer" or not nameable(s.key):
                     continue
@@ -253,6 +260,10 @@ def missing_zero_grad(ctx):
                 if inner is not loop:
                     continue
                 clears = [z for z in evs if _clears(z, s, strict=False)]
+                dead = dead_clears(ctx, unit, loop, clears)  # under a guard never true: no clear at all
+                if dead:
+                    clears = [z for z in clears if z not in dead]
+                    never.setdefault(s.key, dead[0])
                 if clears and (s.conditional_in(loop) or _always_clears(clears, loop)):
                     # a step under a condition is deliberate accumulation: any clear in the loop will do
                     continue
@@ -281,7 +292,15 @@ def missing_zero_grad(ctx):
             shown = models or _called_models(evs)[:1]
             what = f"gradients of {_models_text(shown)}" if shown else "gradients"
             part = [partial[k] for k in keys if k in partial]
-            if part:
+            dead_z = [never[k] for k in keys if k in never]
+            never_true_test = never_true_in(ctx, unit)
+            if dead_z and not part:
+                z = dead_z[0]
+                test = next((f[1].test for f in _partial_conds(z, loop) if never_true_test(f[1].test)), None)
+                cond = f"when `{_short(ctx, test, 'its condition', limit=60)}`" if test is not None else "under a condition"
+                msg = (f"{names} runs only {cond} (line {z.node.lineno}), which is never true: {what} are never "
+                       f"cleared and add up across iterations")
+            elif part:
                 z = part[0]
                 cond = _condition_text(ctx, z, loop)
                 msg = (f"{names} runs only on some iterations of this loop ({cond}, line {z.node.lineno}) while "
@@ -298,7 +317,10 @@ def missing_zero_grad(ctx):
             b = next(b for b in backs if b.in_loop(loop))
             related.append(Related(ctx.span(b.node), f"{_short(ctx, b.node, 'backward()')} adds this "
                                                       "iteration's gradients to .grad"))
-            if part:
+            if dead_z and not part:
+                related.append(Related(_ev_span(ctx, dead_z[0]), "gradients would be cleared here, but its "
+                                                                  "condition never holds"))
+            elif part:
                 related.append(Related(_ev_span(ctx, part[0]), "gradients are cleared here, on some iterations only"))
             elif outer:
                 z = outer[0]
@@ -386,8 +408,10 @@ def step_before_backward(ctx):
                     continue
                 if any(e.kind == "backward" and not exclusive(e, s) for e in seq[:j]):
                     continue
+                # a step of an optimizer local to one call and a backward in another call made
+                # after it (two runs of a loop body) are not one iteration's order
                 b = next((e for e in seq[j + 1:] if e.kind == "backward" and not e.nograd
-                          and not exclusive(e, s)), None)
+                          and not exclusive(e, s) and (nameable(s.key) or share_iteration(s, e))), None)
                 if b is None:
                     continue
                 bi = seq.index(b)
@@ -873,7 +897,10 @@ def scheduler_before_step(ctx):
             for j, sc in enumerate(seq):
                 if sc.kind != "sched" or sc.target == "plateau":
                     continue
-                steps = [e for e in seq if e.kind == "step" and e.target == "optimizer"]
+                # only an optimizer step in the same iteration (and the same call) counts: a
+                # one-off `step(start_epoch)` before the loop positions a resumed schedule
+                steps = [e for e in seq if e.kind == "step" and e.target == "optimizer" and (
+                    share_iteration(sc, e) or (e.key == sc.opt and nameable(e.key) and _share_loop(sc, e)))]
                 if sc.opt:
                     mine = [e for e in steps if e.key == sc.opt]
                 else:
@@ -884,8 +911,8 @@ def scheduler_before_step(ctx):
                 if any(seq.index(e) < j for e in mine):
                     continue
                 s = next((e for e in mine if not exclusive(e, sc)), None)
-                if s is None:
-                    continue
+                if s is None or not torch_scheduler_event(ctx, lf, unit, sc):
+                    continue  # only torch.optim.lr_scheduler schedulers wrap optimizer.step and warn
                 span = ctx.span(sc.node)
                 if span in done:
                     continue
@@ -908,6 +935,10 @@ def scheduler_before_step(ctx):
                                   data=_data(optimizer=display(s.key), scheduler=display(sc.key),
                                              optimizer_class=_opt_class(ctx, s.key, unit.scope),
                                              loop_line=loops[-1].lineno if loops else None))
+
+
+def _share_loop(a, b) -> bool:
+    return any(any(x is y for y in b.loops()) for x in a.loops())
 
 
 # -- GP407 --------------------------------------------------------------------------------------------
