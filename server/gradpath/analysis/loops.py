@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, replace
 
 from gradpath.analysis import effects, frameworks
+from gradpath.analysis import loop_guards
 from gradpath.analysis.facts import unwrap_same_instance, key_of
 
 MAX_DEPTH = 3
@@ -864,7 +865,8 @@ class LoopFacts:
             return True
         if isinstance(v, ast.Call):
             qn = self.sym.qualname(v.func) or ""
-            if qn.startswith("torch.optim.lr_scheduler.") or "schedule" in qn.rsplit(".", 1)[-1].lower():
+            if qn.startswith("torch.optim.lr_scheduler.") or "schedule" in qn.rsplit(".", 1)[-1].lower() \
+                    or (qn in self.sym.classes and loop_guards.class_is_torch_scheduler(self.sym, qn)):
                 return True
         return "sched" in key.rsplit(".", 1)[-1].lower()
 
