@@ -224,6 +224,21 @@ def lightning_optimizer_call(value) -> str | None:
     return None
 
 
+def backward_call(call: ast.Call) -> bool:
+    """`self.manual_backward(loss)`, `accelerator.backward(loss)`, `fabric.backward(loss)`,
+    `self.accelerator.backward(loss)`: a backward of the first argument."""
+    f = call.func
+    if not isinstance(f, ast.Attribute) or not call.args:
+        return False
+    if f.attr == "manual_backward":
+        return True
+    if f.attr != "backward":
+        return False
+    recv = f.value
+    last = recv.attr if isinstance(recv, ast.Attribute) else recv.id if isinstance(recv, ast.Name) else ""
+    return last.lower().lstrip("_") in ("accelerator", "accel", "fabric")
+
+
 def returned_loss(value: ast.AST | None) -> ast.AST | None:
     """The loss in what a training_step / compute_loss returns: `loss`, `{"loss": loss, ...}`,
     `(loss, outputs) if return_outputs else loss`, `(loss, outputs)`."""

@@ -100,6 +100,26 @@ def dead_clears(ctx, unit, loop, clears) -> list:
     return out
 
 
+def never_true_in(ctx, unit):
+    """A predicate: is this `if` test never true (constants resolved as seen from `unit`)?"""
+    const = _const_resolver(loop_facts(ctx), unit.scope)
+    return lambda test: accumulation.never_true(test, const)
+
+
+def body_insert_point(fn, code: str):
+    """The statement of a framework body (`training_step`) before which `code` can run: after the
+    docstring and after the statements binding the names `code` uses (`opt = self.optimizers()`)."""
+    used = {n.id for n in ast.walk(ast.parse(code)) if isinstance(n, ast.Name)}
+    body = list(fn.body)
+    i = 1 if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+        and isinstance(body[0].value.value, str) else 0
+    for j, st in enumerate(body):
+        bound = {n.id for n in ast.walk(st) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if bound & used:
+            i = j + 1
+    return body[i] if i < len(body) else None
+
+
 def _counter_ok(ctx, lf, unit, loop, counter: str) -> bool:
     """Does `counter` grow by exactly one per iteration of `loop`?"""
     if counter == SYNC:
