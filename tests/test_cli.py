@@ -77,7 +77,32 @@ def test_text_format_and_exit_code(tmp_path):
 
 def test_clean_file_exits_zero(tmp_path):
     f = write(tmp_path / "t.py", "x = 1\n")
-    assert gp("check", f) == (0, "", "")
+    assert gp("check", f) == (0, "", "No problems found in 1 file.\n")
+    g = write(tmp_path / "u.py", "y = 2\n")
+    assert gp("check", f, g) == (0, "", "No problems found in 2 files.\n")
+    # text format only: JSON and statistics stay machine-readable, stderr quiet
+    assert gp("check", "--format", "json", f) == (0, "[]\n", "")
+    assert gp("check", "--statistics", f)[2] == ""
+
+
+def test_a_file_cut_by_the_time_limit_is_an_error_not_a_clean_result(tmp_path):
+    """GRADPATH_TIME_LIMIT_S=0: every file runs out of its CPU budget before the first rule; the
+    run says so with a GP000 error per file and exits 2 (a CI job must not pass on a partial
+    result), also with --exit-zero."""
+    f = write(tmp_path / "t.py", EMPTY)
+    env = {**server_env(), "GRADPATH_TIME_LIMIT_S": "0"}
+    for extra in ((), ("--exit-zero",)):
+        proc = subprocess.run([sys.executable, "-m", "gradpath", "check", *extra, str(f)], capture_output=True,
+                              text=True, env=env, cwd=ROOT, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stdout == (f"{f}:1:1: GP000 analysis stopped after 0 s of CPU time: "
+                               "results for this file are incomplete\n")
+    proc = subprocess.run([sys.executable, "-m", "gradpath", "check", "--format", "json", str(f)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2
+    assert [(o["code"], o["severity"], o["line"]) for o in json.loads(proc.stdout)] == [("GP000", "error", 1)]
+    # the default limit, on the same file: the real finding, exit 1
+    assert gp("check", f)[0] == 1
 
 
 def test_exit_zero(tmp_path):
@@ -332,7 +357,7 @@ def test_config_option_and_warnings(tmp_path, capsys):
     rc, out, err = run_main(capsys, "check", "--config", cfg, f)
     assert rc == 0 and out == ""
     assert err == (f"gradpath: warning: {cfg}: unknown key 'bogus'; allowed keys: select, ignore, severity, exclude, "
-                   "per-file-ignores, live; ignored\n")
+                   "per-file-ignores, live; ignored\nNo problems found in 1 file.\n")
     rc, _, err = run_main(capsys, "check", "--config", tmp_path / "missing.toml", f)
     assert rc == 2 and "missing.toml: no such config file" in err
 
@@ -370,12 +395,13 @@ def test_progress_bar_on_a_terminal(tmp_path):
     err = b"".join(chunks).decode()
     assert proc.returncode == 0 and proc.stdout == b""
     assert "gradpath [" in err and "25/25 files" in err
-    assert err.endswith("\r")  # the bar is cleared at the end
+    # the bar is cleared at the end, then the summary line
+    assert err.endswith("\r" + " " * 54 + "\rNo problems found in 25 files.\r\n")
 
 
 def test_no_progress_bar_when_not_a_terminal(tmp_path):
     _many(tmp_path)
-    assert gp("check", tmp_path) == (0, "", "")
+    assert gp("check", tmp_path) == (0, "", "No problems found in 25 files.\n")
 
 
 def test_pre_commit_hook_definition():

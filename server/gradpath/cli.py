@@ -412,6 +412,13 @@ def _emit(items: list[Item], fmt: str, errors: list[str]) -> None:
         sys.stdout.write(format_text(items))
 
 
+def _incomplete(reports: list[FileReport]) -> bool:
+    """A file whose analysis hit the CPU time limit (it has a GP000 "analysis stopped after N s"
+    finding): the run cannot say the code is clean, so it exits with status 2."""
+    from gradpath.analysis.engine import is_incomplete
+    return any(is_incomplete(r.result) for r in reports)
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -448,7 +455,7 @@ def cmd_check(args) -> int:
             n = sum(fixed_total.values())
             if n:
                 print(f"Would fix {_plural(n, 'problem')}.", file=sys.stderr)
-            if errors:
+            if errors or _incomplete(reports):
                 return EXIT_ERROR
             return EXIT_CLEAN if (args.exit_zero or not diffs) else EXIT_FINDINGS
         # re-analyse what was written, so the report shows what remains
@@ -486,10 +493,11 @@ def cmd_check(args) -> int:
                 parts.append(f"[*] {safe} fixable with `--fix`.")
             if more and not args.unsafe_fixes:
                 parts.append(f"{more} more fixable with `--fix --unsafe-fixes`.")
-        if parts:
-            sys.stdout.flush()  # the findings first, then the summary, also when both go to one pipe
-            print(" ".join(parts), file=sys.stderr)
-    if errors:
+        if not parts:
+            parts.append(f"No problems found in {_plural(len(reports), 'file')}.")
+        sys.stdout.flush()  # the findings first, then the summary, also when both go to one pipe
+        print(" ".join(parts), file=sys.stderr)
+    if errors or _incomplete(reports):
         return EXIT_ERROR
     if args.exit_zero:
         return EXIT_CLEAN

@@ -205,7 +205,10 @@ def test_a_rule_that_never_returns_is_interrupted(extra_rules, caplog):
     assert elapsed < 0.3 + engine.HARD_STOP_SLACK_S + 3.0  # loose: the machine may be loaded
     assert result.timed_out
     assert "test.spin" in result.failed_rules
-    assert [f.message for f in result.findings] == ["marker finding from a fast rule"]
+    assert [f.message for f in result.findings] == [
+        "analysis stopped after 0.3 s of CPU time: results for this file are incomplete",
+        "marker finding from a fast rule"]
+    assert engine.is_incomplete(result) and result.findings[0].code == "GP000"
     assert any("interrupted" in r.getMessage() and "test.spin" in r.getMessage() for r in caplog.records)
     # nothing is left pending for this thread afterwards
     time.sleep(0.5)

@@ -6,8 +6,9 @@ of here: a rule that fails is logged and skipped, so one bug cannot blank a file
 from __future__ import annotations
 
 import ctypes
-import heapq
 import logging
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,11 +21,25 @@ from gradpath.analysis.symbols import Symbols
 
 log = logging.getLogger("gradpath.analysis")
 
-DEFAULT_TIME_BUDGET_S = 5.0
-# Beyond the budget, the rules are asked to stop (ctx.out_of_time()); if one does not return by
-# budget * HARD_STOP_FACTOR (+ HARD_STOP_SLACK_S), the watchdog interrupts it (see _Watchdog).
+# The time limit counts the CPU time of the thread that analyses (time.thread_time()), never the
+# wall clock: on a busy machine a file gets the same findings as on a quiet one. It is there for
+# pathological inputs only, so it is generous; a result cut by it carries a GP000 finding ("analysis
+# stopped after N s: results for this file are incomplete") and the CLI exits with status 2.
+DEFAULT_TIME_BUDGET_S = 30.0
+# GRADPATH_TIME_LIMIT_S (CPU seconds per file) replaces the default, for every Options made after.
+TIME_LIMIT_ENV = "GRADPATH_TIME_LIMIT_S"
+# Past the budget the rules are asked to stop (ctx.out_of_time(), checked between rules and between
+# functions: the cooperative stop). Only an analysis that does not return by budget *
+# HARD_STOP_FACTOR + HARD_STOP_SLACK_S CPU seconds is interrupted by the watchdog (see _Watchdog).
 HARD_STOP_FACTOR = 1.0
-HARD_STOP_SLACK_S = 0.25
+HARD_STOP_SLACK_S = 0.5
+# An interruption that was swallowed (it landed in a garbage-collection callback or a __del__, where
+# Python can only report it as "unraisable", or in a bare `except BaseException`) is raised again
+# after this many more CPU seconds: a deadline is never lost.
+RETRY_S = 0.25
+# Without per-thread CPU clocks (pthread_getcpuclockid: not on macOS or Windows) the watchdog falls
+# back to the wall clock, with this much more room (a loaded machine stretches wall time).
+WALL_FALLBACK_FACTOR = 4.0
 
 
 class AnalysisTimeout(BaseException):
@@ -32,24 +47,48 @@ class AnalysisTimeout(BaseException):
     so that a rule's `except Exception:` cannot swallow it; never escapes `analyze()`."""
 
 
-class _Watchdog:
-    """One daemon thread that interrupts analyses running past their hard deadline.
+def _thread_clock(ident: int):
+    """A function returning the CPU seconds used so far by thread `ident` (readable from any
+    thread), or None where the platform has no per-thread CPU clock."""
+    try:
+        clk = time.pthread_getcpuclockid(ident)
+        time.clock_gettime(clk)
+    except (AttributeError, OSError, OverflowError, ValueError):
+        return None
+    return lambda: time.clock_gettime(clk)
 
-    `arm()` registers the calling thread with a deadline; when it passes and the analysis has not
-    called `disarm()`, the watchdog raises AnalysisTimeout in that thread (CPython's
-    PyThreadState_SetAsyncExc: delivered at the next bytecode boundary, so a long C call such as
-    ast.parse finishes first). `disarm()` clears a pending, undelivered exception, so none can leak
-    out of `analyze()`.
+
+class _Watch:
+    __slots__ = ("ident", "clock", "deadline", "fired")
+
+    def __init__(self, ident: int, clock, deadline: float):
+        self.ident, self.clock, self.deadline, self.fired = ident, clock, deadline, 0
+
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else time.monotonic()
+
+
+class _Watchdog:
+    """One daemon thread that interrupts analyses running past their hard deadline: the last resort
+    behind the cooperative checks (Context.out_of_time()).
+
+    `arm(cpu_s)` registers the calling thread; once that thread has used `cpu_s` more seconds of
+    CPU (its own clock, read from the watchdog's thread) and has not called `disarm()`, the watchdog
+    raises AnalysisTimeout in it (CPython's PyThreadState_SetAsyncExc: delivered at the next bytecode
+    boundary, so a long C call such as ast.parse finishes first). An asynchronous exception can land
+    anywhere, also where Python cannot raise it (a garbage-collection callback, a finalizer): it is
+    then reported to sys.unraisablehook, which `_unraisable` intercepts, and the watchdog raises it
+    again; and as long as the thread stays armed it is raised again every RETRY_S CPU seconds.
+    `disarm()` absorbs a pending, undelivered exception, so none can leak out of `analyze()`.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._heap: list[tuple[float, int]] = []
-        self._armed: dict[int, tuple[int, float]] = {}  # token -> (thread ident, deadline)
-        self._fired: dict[int, bool] = {}  # tokens interrupted (exception set, maybe not delivered)
+        self._armed: dict[int, _Watch] = {}  # token -> watch
         self._next = 0
         self._thread: threading.Thread | None = None
+        self.swallowed = 0  # interruptions that landed where they could not be raised (then raised again)
 
     def _ensure_thread(self) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -57,12 +96,18 @@ class _Watchdog:
                                             daemon=True)
             self._thread.start()
 
-    def arm(self, deadline: float) -> int:
+    def arm(self, cpu_s: float) -> int:
+        _install_unraisable_hook()
+        ident = threading.get_ident()
+        clock = _thread_clock(ident)
+        if clock is None:
+            cpu_s = cpu_s * WALL_FALLBACK_FACTOR + 1.0
         with self._cond:
             self._next += 1
             token = self._next
-            self._armed[token] = (threading.get_ident(), deadline)
-            heapq.heappush(self._heap, (deadline, token))
+            w = _Watch(ident, clock, 0.0)
+            w.deadline = w.now() + cpu_s
+            self._armed[token] = w
             self._ensure_thread()
             self._cond.notify()
             return token
@@ -76,8 +121,8 @@ class _Watchdog:
         for _ in range(3):
             try:
                 with self._cond:
-                    self._armed.pop(token, None)
-                    fired = self._fired.pop(token, False) or fired
+                    w = self._armed.pop(token, None)
+                    fired = bool(w is not None and w.fired) or fired
                 if fired:
                     for _ in range(1000):  # backward jumps: the pending exception lands here
                         pass
@@ -86,26 +131,84 @@ class _Watchdog:
                 fired = True
         return fired
 
+    def lost(self, ident: int) -> None:
+        """An AnalysisTimeout raised in thread `ident` was swallowed: raise it again at once."""
+        with self._cond:
+            for w in self._armed.values():
+                if w.ident == ident and w.fired:
+                    self.swallowed += 1
+                    w.deadline = w.now()
+                    self._cond.notify()
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._heap:
+                while not self._armed:
                     self._cond.wait()
-                deadline, token = self._heap[0]
-                now = time.monotonic()
-                if now < deadline:
-                    self._cond.wait(deadline - now)
-                    continue
-                heapq.heappop(self._heap)
-                entry = self._armed.pop(token, None)
-                if entry is not None:
-                    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                        ctypes.c_ulong(entry[0]), ctypes.py_object(AnalysisTimeout))
-                    if n == 1:
-                        self._fired[token] = True
+                wait = 1.0
+                for token, w in list(self._armed.items()):
+                    try:
+                        left = w.deadline - w.now()
+                    except OSError:  # the thread is gone (it cannot be: disarm() runs first)
+                        self._armed.pop(token, None)
+                        continue
+                    if left <= 0:
+                        n = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                            ctypes.c_ulong(w.ident), ctypes.py_object(AnalysisTimeout))
+                        if n == 1:
+                            if w.fired:
+                                log.info("analysis thread %d: the interruption did not stop it; raised again",
+                                         w.ident)
+                            w.fired += 1
+                        w.deadline = w.now() + RETRY_S
+                        left = RETRY_S
+                    # a thread uses at most one CPU second per wall second: sleeping `left` never
+                    # oversleeps its deadline
+                    wait = min(wait, left)
+                self._cond.wait(max(0.002, wait))
+
+
+_HOOK_LOCK = threading.Lock()
+
+
+def _unraisable(unraisable) -> None:
+    """sys.unraisablehook: an AnalysisTimeout that landed where it could not be raised is not an
+    error to report: the watchdog raises it again. Everything else goes to the previous hook."""
+    if isinstance(getattr(unraisable, "exc_value", None), AnalysisTimeout) \
+            or getattr(unraisable, "exc_type", None) is AnalysisTimeout:
+        _WATCHDOG.lost(threading.get_ident())
+        return
+    prev = _unraisable.prev or sys.__unraisablehook__
+    prev(unraisable)
+
+
+_unraisable.prev = None
+
+
+def _install_unraisable_hook() -> None:
+    if sys.unraisablehook is _unraisable:
+        return
+    with _HOOK_LOCK:
+        if sys.unraisablehook is not _unraisable:
+            _unraisable.prev = sys.unraisablehook
+            sys.unraisablehook = _unraisable
 
 
 _WATCHDOG = _Watchdog()
+
+
+def default_time_budget() -> float:
+    """CPU seconds one file's analysis may use: GRADPATH_TIME_LIMIT_S, else DEFAULT_TIME_BUDGET_S."""
+    raw = os.environ.get(TIME_LIMIT_ENV, "").strip()
+    if raw:
+        try:
+            value = float(raw)
+            if value >= 0 and value == value:
+                return value
+        except ValueError:
+            pass
+        log.warning("%s=%r is not a number of seconds; using %gs", TIME_LIMIT_ENV, raw, DEFAULT_TIME_BUDGET_S)
+    return DEFAULT_TIME_BUDGET_S
 
 
 @dataclass
@@ -113,7 +216,7 @@ class Options:
     select: list[str] = field(default_factory=lambda: ["GP"])
     ignore: list[str] = field(default_factory=list)
     severity: dict[str, str] = field(default_factory=dict)  # code or prefix -> error|warning|info
-    time_budget_s: float = DEFAULT_TIME_BUDGET_S
+    time_budget_s: float = field(default_factory=lambda: default_time_budget())
     honour_suppressions: bool = True
 
 
@@ -130,7 +233,7 @@ class Context:
         self.symbols = Symbols.build(src.tree)
         t_sym = time.thread_time() - t0
         self.resolver = resolver  # optional: fills symbols.resolved_bases etc. for imported names
-        self.deadline = deadline
+        self.deadline = deadline  # time.thread_time() of the analysing thread (CPU seconds), or None
         self._memo: dict[str, Any] = {}
         # CPU seconds (this thread) per phase ("symbols", "resolver", "memo:<key>" exclusive of nested memos,
         # "rule:<name>" exclusive of the memos it triggered): for benchmarks/profile_engine.py
@@ -176,9 +279,11 @@ class Context:
                        fixes=list(fixes), related=list(related), data=dict(data or {}))
 
     def out_of_time(self) -> bool:
+        """The cooperative stop: True once the analysing thread has used its CPU budget, or when
+        another thread cancelled the analysis. Checked between rules and between functions."""
         if self.cancel is not None and self.cancel.is_set():
             return True
-        return self.deadline is not None and time.monotonic() > self.deadline
+        return self.deadline is not None and time.thread_time() > self.deadline
 
 
 @dataclass
@@ -197,10 +302,12 @@ class AnalysisResult:
 
 def analyze(text: str, path: str | None = None, options: Options | None = None,
             resolver: Any = None) -> AnalysisResult:
-    """Analyse one Python source text. Never raises for any input text, and returns within about
-    `options.time_budget_s` (plus the time of one `ast.parse`): past the budget the rules still to
-    run are skipped, and a rule that does not return is interrupted; the result then has
-    `timed_out=True` and holds what was found until then."""
+    """Analyse one Python source text. Never raises for any input text, and uses about
+    `options.time_budget_s` seconds of this thread's CPU time at most (plus the time of one
+    `ast.parse`): past the budget the rules still to run are skipped, and a rule that does not
+    return is interrupted; the result then has `timed_out=True`, holds what was found until then
+    and a GP000 finding saying that the results for this file are incomplete. How busy the machine
+    is changes nothing: the budget counts CPU time, not the wall clock."""
     options = options or Options()
     return finish(analyze_raw(text, path, options, resolver), options)
 
@@ -214,6 +321,7 @@ class RawAnalysis:
     failed: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False  # stopped early by `cancel`: partial, to be thrown away
+    cpu_s: float = 0.0  # CPU seconds this analysis used (parse included)
 
 
 def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = None,
@@ -230,12 +338,12 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
 
     if not isinstance(text, str):
         text = str(text or "")
-    start = time.monotonic()
     checkers = list(rules_pkg.checkers())  # imports the rule modules outside the guarded region
+    start = time.thread_time()
     state = _State()
     state.src = src
     budget = max(0.0, options.time_budget_s)
-    token = _WATCHDOG.arm(start + budget * HARD_STOP_FACTOR + HARD_STOP_SLACK_S)
+    token = _WATCHDOG.arm(budget * HARD_STOP_FACTOR + HARD_STOP_SLACK_S)
     interrupted = False
     try:
         try:
@@ -248,8 +356,8 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
         state.timed_out = True
         if state.current_rule:
             state.failed.append(state.current_rule)
-        log.warning("%s: analysis interrupted after %.1fs (time budget %.1fs, in %s); partial result",
-                    path or "<text>", time.monotonic() - start, budget, state.current_rule or state.phase)
+        log.warning("%s: analysis interrupted after %.1fs of CPU time (limit %gs, in %s); partial result",
+                    path or "<text>", time.thread_time() - start, budget, state.current_rule or state.phase)
     src = state.src
     if src is None:
         src = _empty_source(text, path)
@@ -258,7 +366,8 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
         timings.update(state.ctx.timings)
     cancelled = cancel is not None and cancel.is_set()
     return RawAnalysis(src=src, findings=list(state.findings), timed_out=state.timed_out or cancelled,
-                       failed=list(state.failed), timings=timings, cancelled=cancelled)
+                       failed=list(state.failed), timings=timings, cancelled=cancelled,
+                       cpu_s=time.thread_time() - start)
 
 
 def finish(raw: RawAnalysis, options: Options) -> AnalysisResult:
@@ -283,7 +392,26 @@ def finish(raw: RawAnalysis, options: Options) -> AnalysisResult:
         except Exception:  # pragma: no cover - suppressions must not blank a file
             log.exception("%s: suppression comments could not be read", src.path)
     result.findings.sort(key=Finding.sort_key)
+    if raw.timed_out and not raw.cancelled:
+        # never a partial result that looks complete; not subject to selection or suppressions
+        result.findings.insert(0, incomplete_finding(src, options.time_budget_s))
     return result
+
+
+INCOMPLETE_PREFIX = "analysis stopped after"
+
+
+def incomplete_finding(src: SourceFile, budget_s: float) -> Finding:
+    """The GP000 error of a result cut by the time limit (at the start of the file)."""
+    first = src.lines[0] if src.lines else ""
+    return Finding(catalog.SYNTAX_ERROR,
+                   f"{INCOMPLETE_PREFIX} {budget_s:g} s of CPU time: results for this file are incomplete",
+                   Span(1, 0, 1, len(first.rstrip("\r\n"))), "error", data={"incomplete": True})
+
+
+def is_incomplete(result) -> bool:
+    """True for a result cut by the time limit (not for one cancelled by a newer version)."""
+    return any(f.code == catalog.SYNTAX_ERROR and f.data.get("incomplete") for f in result.findings)
 
 
 def _may_suppress(text: str) -> bool:
@@ -319,7 +447,7 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State, 
     t0 = time.thread_time()
     try:
         if state.src is None:
-            state.src = SourceFile.parse(text, path, deadline=start + budget)
+            state.src = SourceFile.parse(text, path, deadline=start + budget)  # CPU seconds
     except AnalysisTimeout:
         raise
     except BaseException as exc:  # noqa: BLE001 - MemoryError and friends included
@@ -348,8 +476,8 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State, 
             break
         if ctx.out_of_time():
             state.timed_out = True
-            log.warning("%s: analysis stopped after %.1fs (time budget); partial result",
-                        path or "<text>", time.monotonic() - start)
+            log.warning("%s: analysis stopped after %.1fs of CPU time (limit %gs); partial result",
+                        path or "<text>", time.thread_time() - start, budget)
             break
         state.current_rule = name
         got: list[Finding] = []

@@ -38,8 +38,9 @@ class SourceFile:
 
     @classmethod
     def parse(cls, text: str, path: str | None = None, deadline: float | None = None) -> "SourceFile":
-        """Parse `text`; never raises. Past `deadline` (time.monotonic()), error recovery stops
-        and the tree is the longest prefix that parsed so far (or empty)."""
+        """Parse `text`; never raises. Past `deadline` (time.thread_time() of this thread: CPU
+        seconds), error recovery stops and the tree is the longest prefix that parsed so far (or
+        empty)."""
         text = normalize(text)
         src = cls(text=text, path=path, lines=split_lines(text))
         src._deadline = deadline
@@ -51,7 +52,7 @@ class SourceFile:
     prefix_only = False
 
     def _late(self) -> bool:
-        return self._deadline is not None and time.monotonic() > self._deadline
+        return self._deadline is not None and time.thread_time() > self._deadline
 
     # -- parsing with recovery -----------------------------------------------------------------
     def _parse(self) -> None:

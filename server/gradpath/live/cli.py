@@ -103,7 +103,10 @@ def run_confirm(args) -> int:
         sys.stdout.flush()
         print(f"Found {total} problem{'s' if total != 1 else ''} in {with_findings} file"
               f"{'s' if with_findings != 1 else ''}.", file=sys.stderr)
-    if errors:
+    else:
+        sys.stdout.flush()
+        print(f"No problems found in {len(reports)} file{'s' if len(reports) != 1 else ''}.", file=sys.stderr)
+    if errors or main_cli._incomplete(reports):
         return EXIT_ERROR
     return EXIT_FINDINGS if total else EXIT_CLEAN
 
