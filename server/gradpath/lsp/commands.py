@@ -222,6 +222,8 @@ async def confirm(ls, *args) -> dict:
         cur.verdicts = verdicts
         cur.live_run = run
         ls.analyzer.publish(key)
+        from gradpath.lsp.flow import refresh_lenses
+        refresh_lenses(ls)  # the "Gradient flow" lens appears beside "Run one CPU step"
     summary = {"uri": snap.key, **counts, "seconds": round(elapsed, 3), "stale": stale}
     ls.send_status("ready", "live step: " + (", ".join(f"{n} {k}" for k, n in counts.items() if n)
                                               or "no findings to confirm"), live=summary)
@@ -231,7 +233,10 @@ async def confirm(ls, *args) -> dict:
                  evidence_text(d, 200))
     out_verdicts = {fid: {k: _jsonable(val) for k, val in (verdict_dict(v) or {}).items()}
                     for fid, v in verdicts.items()}
-    result = {"uri": snap.key, "verdicts": out_verdicts, "run": _jsonable(run), "summary": summary}
+    from gradpath.lsp import flow as flow_mod
+    run_out = {k: v for k, v in run.items() if k != "flow"} if isinstance(run, dict) else run
+    result = {"uri": snap.key, "verdicts": out_verdicts, "run": _jsonable(run_out), "summary": summary,
+              "gradientFlow": flow_mod.brief(run, findings)}  # the table itself: gradpath/gradientFlow
     if focus and focus in out_verdicts:
         result["focus"] = out_verdicts[focus]
     return result

@@ -226,6 +226,10 @@ def hover(st, ctx, snap, uri: str, position: types.Position, encoding: str) -> t
     hits = [f for f in st.findings if f.span.contains(aline, col)]
     if hits:
         md = "\n\n---\n\n".join(rule_markdown(f.code, f.message, st.verdicts.get(f.id)) for f in hits[:3])
+        if any(f.id in st.verdicts for f in hits[:3]):
+            from gradpath.lsp.flow import hover_link
+            link = hover_link(st)
+            md += f"\n\n{link}" if link else ""
         m = snap.map_span(hits[0].span)
         rng = lsp_range(m[1], doc_text, encoding) if m and m[0] == uri else None
         return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=md), range=rng)

@@ -7,6 +7,8 @@ Client contract (see settings.py for the settings keys):
 - workspace/didChangeConfiguration: {"gradpath": {...}} (or the section itself); with null settings
   the server pulls the "gradpath" section through workspace/configuration.
 - Commands: gradpath.confirm [uri, findingId?], gradpath.checkWorkspace [].
+- Request gradpath/gradientFlow {uri} (client -> server): the last live step's per-tensor picture
+  (flow.py); code lenses "Gradient flow" and a hover link open the client's gradpath.showGradientFlow.
 - Notification gradpath/status (server -> client): {"state": "ready"|"busy"|"live"|"disabled",
   "message": str, "version": str, "trusted": bool, "liveOnSave": bool, "live"?: {"uri",
   "confirmed", "not-reproduced", "not-run", "seconds", "stale"}}.
@@ -28,6 +30,7 @@ from pygls.lsp.server import LanguageServer
 from gradpath import __version__
 from gradpath.lsp import actions as actions_mod
 from gradpath.lsp import commands as commands_mod
+from gradpath.lsp import flow as flow_mod
 from gradpath.lsp import hover as hover_mod
 from gradpath.lsp import lenses as lenses_mod
 from gradpath.lsp import logs
@@ -384,7 +387,13 @@ def build() -> GradpathServer:
         ctx = await loop.run_in_executor(ls.analyzer.pool, ls.analyzer.context, st)
         if ctx is None:
             return None
-        return lenses_mod.optimizer_lenses(ctx, st.snapshot, uri, ls.analyzer.encoding) or None
+        lenses = lenses_mod.optimizer_lenses(ctx, st.snapshot, uri, ls.analyzer.encoding)
+        return flow_mod.with_flow_lenses(st, lenses) or None
+
+    @ls.feature(flow_mod.FLOW_REQUEST)
+    @guarded(default=None)
+    async def gradient_flow(ls: GradpathServer, params):
+        return await flow_mod.gradient_flow(ls, params)
 
     @ls.command("gradpath.confirm")
     @guarded()
