@@ -34,7 +34,7 @@ SITE_WORDS = {"denominator": "the quotient", "log-arg": "the log", "sqrt-arg": "
 DEFAULT_PROBE_KIND = {"GP301": "denominator", "GP302": "log-arg", "GP303": "log-arg", "GP304": "loss-input",
                       "GP305": "loss-input", "GP306": "sqrt-arg", "GP307": "exp-arg", "GP308": "std"}
 # codes a model-only step (the model class alone, the optimizer as written) can settle
-MODEL_ONLY_CODES = {"GP101", "GP109", "GP110", "GP102", "GP104", "GP105", "GP108", "GP112"}
+MODEL_ONLY_CODES = {"GP101", "GP109", "GP110", "GP102", "GP104", "GP105", "GP108", "GP112", "GP113", "GP114"}
 
 
 @dataclass
@@ -774,6 +774,9 @@ def decide(finding, script: dict | None, edge: dict | None = None, model_only: d
             v = loop_verdict(finding, script, region_of(finding, regions or []))
             if v.verdict == NOT_RUN and reason:
                 v = None
+    elif code in ("GP113", "GP114", "GP205"):
+        from gradpath.live import verdicts_state  # its own module: module state and dead loss terms
+        v = verdicts_state.decide(finding, script, model_only)
     elif code == "GP408":
         hits = _hits(script, finding)
         if hits:

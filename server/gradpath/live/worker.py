@@ -783,12 +783,45 @@ class Observer:
 
     def snapshot_new(self):
         self.track_all()
+        for m, *_ in self.roots():
+            try:
+                self.plain_state(m, snap_only=True)
+            except Exception:
+                pass
         for rec in self.params.values():
             if rec["snap"] is None:
                 try:
                     rec["snap"] = self._snap(rec["t"])
                 except Exception:
                     rec["snap"] = False
+
+    def plain_state(self, module, snap_only=False):
+        """Tensor attributes of a root module (and its children) that are neither parameters nor
+        buffers (GP114): in state_dict()? changed since the first snapshot?"""
+        torch = self.torch
+        snaps = self.__dict__.setdefault("plain_snaps", {})
+        out, keys = [], None
+        for mname, sub in module.named_modules():
+            for attr, val in list(vars(sub).items()):
+                if attr.startswith("_") or not isinstance(val, torch.Tensor) or isinstance(val, torch.nn.Parameter):
+                    continue
+                if snap_only:
+                    if id(val) not in snaps:
+                        snaps[id(val)] = self._snap(val)
+                    continue
+                name = (mname + "." if mname else "") + attr
+                if keys is None:
+                    keys = set(module.state_dict().keys())
+                snap, changed = snaps.get(id(val)), None
+                if snap is not None:
+                    delta = self._diff(val, snap)
+                    changed = bool(delta > 0) if math.isfinite(delta) else True
+                out.append({"name": name, "shape": list(val.shape), "in_state_dict": name in keys,
+                            "requires_grad": bool(val.requires_grad), "changed": changed,
+                            "state_keys": len(keys)})
+                if len(out) >= 20:
+                    return out
+        return out
 
     @staticmethod
     def _gnorm(t):
@@ -1161,9 +1194,13 @@ class Observer:
                                                torch.nn.modules.batchnorm._BatchNorm))})
             hooks = sum(len(getattr(s, "_forward_hooks", {})) + len(getattr(s, "_forward_pre_hooks", {}))
                         for s in m.modules())
+            try:
+                plain = self.plain_state(m) if id(m) in root_ids else []
+            except Exception:
+                plain = []
             modules.append({"class": cls, "line": line, "root": id(m) in root_ids, "in_forward": in_forward,
                             "training": bool(m.training), "params": params, "mode_layers": layers,
-                            "forward_hooks": hooks})
+                            "forward_hooks": hooks, "plain_state": plain})
         created_in_forward = {}
         for m, line, cls, in_forward in self.modules:
             if in_forward:
