@@ -87,7 +87,8 @@ def int_value(node: ast.AST, const: Const = _no_const, depth: int = 0) -> int | 
 
 
 def _affine(node: ast.AST, const: Const):
-    """`c`, `c + a`, `a + c`, `c - a`: (counter node, offset); the counter is the non-constant part."""
+    """`c`, `c + a`, `a + c`, `c - a`: (counter node, offset); offsets are int literals."""
+    const = _no_const
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
         r = int_value(node.right, const)
         if r is not None:
@@ -100,8 +101,8 @@ def _affine(node: ast.AST, const: Const):
             if inner is not None:
                 return inner[0], inner[1] + l
         return None
-    if isinstance(node, (ast.Name, ast.Attribute)) and int_value(node, const) is None:
-        return node, 0
+    if isinstance(node, (ast.Name, ast.Attribute)):
+        return node, 0  # the counter (`it = 0` before the loop does not make it a constant)
     return None
 
 

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field, replace as _dc_replace
 from typing import Any, Iterable
 
+from gradpath.analysis import frameworks
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.symbols import canonical, is_torch_module_qualname
 
@@ -606,6 +607,8 @@ class Flow:
         if isinstance(st, ast.Return):
             if st.value is not None:
                 fr.returns.append((self.ev(st.value, env, fr), st))
+                if fr.depth == 0:
+                    self._framework_loss(st, env, fr)
             else:
                 fr.returns.append((NONE, st))
             return None
@@ -819,7 +822,23 @@ class Flow:
         for d in getattr(fn, "decorator_list", []):
             if self._grad_mode(d) == "off":
                 return NoGrad(d, "@" + self.src.text_of(d), d, decorator_of=fn)
+        body = frameworks.body_of(self.ctx, fn)
+        if body is not None and body.role == frameworks.EVAL_BODY:
+            # Lightning runs validation_step under torch.no_grad() (a Trainer its prediction_step)
+            return NoGrad(fn, f"the {body.framework} evaluation loop (torch.no_grad)", fn)
         return None
+
+    def _framework_loss(self, st: ast.Return, env: dict, fr: _Frame) -> None:
+        """The loss a framework backwards for you (a LightningModule's training_step with automatic
+        optimization, a Trainer's compute_loss): recorded as a backward of the returned loss."""
+        body = frameworks.body_of(self.ctx, fr.scope.node)
+        if body is None or body.role != frameworks.LOSS_BODY:
+            return
+        node = frameworks.returned_loss(st.value)
+        if node is None:
+            return
+        self._record(fr, env, "backward", node, {"value": self.ev(node, env, fr)}, {"value": node},
+                     how="returned", framework=body.framework)
 
     def _under_nograd(self, val: Val, node: ast.AST, env: dict, model: str | None = None) -> Val:
         ng = env.get("__nograd__")
@@ -1186,6 +1205,10 @@ class Flow:
         m = func.attr
         args = [self.ev(a, env, fr) for a in node.args]
         kwargs = {kw.arg: self.ev(kw.value, env, fr) for kw in node.keywords}
+        if args and frameworks.backward_call(node):
+            # self.manual_backward(loss) / accelerator.backward(loss) / fabric.backward(loss)
+            self._record(fr, env, "backward", node, {"value": args[0]}, {"value": node.args[0]}, how="framework")
+            return NONE
         if recv.kind == "module":
             if m == "forward":
                 return self._module_call(recv, node, args, kwargs, env, fr)

@@ -40,6 +40,15 @@ def _const_resolver(lf, scope):
             return None
         k = key_of(node)
         v = lf.binding_value(k, scope) if k else None
+        if v is None and isinstance(node, ast.Attribute) and key_of(node.value):
+            # `cfg.accum_steps` with `cfg = Config()` (or `Config.accum_steps`): a class attribute
+            owner = lf.binding_value(key_of(node.value), scope)
+            cls = owner.func.id if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) else \
+                node.value.id if isinstance(node.value, ast.Name) else None
+            info = lf.sym.classes.get(cls) if cls else None
+            for st in info.node.body if info is not None else ():
+                if isinstance(st, ast.Assign) and any(isinstance(t, ast.Name) and t.id == node.attr for t in st.targets):
+                    v = st.value
         if isinstance(v, ast.Constant) and type(v.value) is int:
             return v.value
         return None

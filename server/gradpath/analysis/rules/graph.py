@@ -147,6 +147,9 @@ def _report_no_graph(ctx, e, v: Val, value_node, alt=None):
         return
     if v.cuts or (v.const is not None and not v.nograd):
         msg = f"{where}{_why(ctx, v, value_node)}: {_tail(v)}"
+        if e.info.get("how") == "returned":  # a LightningModule's training_step, a Trainer's compute_loss
+            who = {"lightning": "Lightning", "transformers": "the Trainer"}.get(e.info.get("framework"), "the framework")
+            msg += f" when {who} backwards the loss `{getattr(e.scope, 'name', '')}` returns"
         if may:
             msg = msg.replace("backward() raises", "backward() would raise")
         yield ctx.finding("GP201", bw, msg, severity=sev, related=_related_for(ctx, v) + (

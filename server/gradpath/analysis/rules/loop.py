@@ -995,10 +995,11 @@ def eval_mode_training(ctx):
                     continue
             if hit is None:
                 continue
-            span = ctx.span(ev.node)
-            if span in done:
+            if ctx.span(ev.node) in done:
                 continue
-            done.add(span)
+            done.add(ctx.span(ev.node))
+            # an eval() inside a helper (`self.validate()`) is reported at the call in this unit
+            span = ctx.span(next((f[1] for f in ev.path if f[0] == CALL), ev.node))
             name = display(m)
             htext = _backward_text(ctx, hit)
             fixes = []
@@ -1026,8 +1027,14 @@ def eval_mode_training(ctx):
                         fixes.append(Fix(f"Call {m}.train() before training", True, (ins,), preferred=True))
                 hl = hit.loops()
                 loop_line = hl[0].lineno if hl else None
+            via = []
+            if ev.via_call:
+                call = next(f[1] for f in ev.path if f[0] == CALL)
+                msg = msg.replace(f"{name}.eval()", f"{name}.eval() (line {ev.node.lineno}, reached through "
+                                                    f"`{_short(ctx, call, 'this call')}`)", 1)
+                via = [Related(ctx.span(ev.node), f"{_short(ctx, ev.node, 'eval()')} runs here, inside the helper")]
             yield ctx.finding("GP407", span, msg, fixes=fixes,
-                              related=[Related(ctx.span(hit.node), f"{name} trains here in eval mode")],
+                              related=via + [Related(ctx.span(hit.node), f"{name} trains here in eval mode")],
                               data=_data(model=name, loop_line=loop_line,
                                          needs_iterations=2 if loop is not None else None))
 
