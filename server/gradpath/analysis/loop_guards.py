@@ -276,3 +276,60 @@ def training_or_eval_loop(ctx, lf, unit, loop) -> bool:
             if any(e.in_loop(l) for l in outer):
                 return True
     return any(iterates_loader(ctx, lf, l, unit.scope) for l in outer)
+
+
+# -- calls that are not what their name suggests (or more than it) ---------------------------------------
+
+DIST = "dist"  # path frame of `with dist_autograd.context():` (see loops.py)
+_ENGINE_NAME = re.compile(r"(?i)engine$")
+_HELPER_STEP = re.compile(r"(?i)optimi[sz]e|(train|training|update|optim|learn|learner|sgd|opt)_step$")
+
+
+def is_engine(lf, rk: str | None, scope) -> bool:
+    """A DeepSpeed-style engine (`model_engine, optimizer, _, _ = deepspeed.initialize(...)`): its
+    `backward` and `step` handle accumulation boundaries and clear gradients themselves."""
+    if not rk:
+        return False
+    if _ENGINE_NAME.search(rk.rsplit(".", 1)[-1]):
+        return True
+    hit = _latest_binding(lf, rk, scope, 10 ** 9)
+    if hit is None:
+        return False
+    st = hit[1]
+    v = st.value
+    if isinstance(v, ast.Call):
+        qn = lf.sym.qualname(v.func) or ""
+        if "deepspeed" in qn.lower() and qn.endswith("initialize"):
+            targets = st.targets if isinstance(st, ast.Assign) else [st.target]
+            return any(isinstance(t, ast.Tuple) and t.elts and key_of(t.elts[0]) == rk for t in targets)
+    return False
+
+
+def classify_method_call(lf, call, m: str, rk: str | None, scope, frames) -> str | None:
+    """For a method call that no class of this file defines: "skip" when a backward is not local
+    autograd (`dist_autograd.backward(ctx, [loss])`, any backward inside `with
+    dist_autograd.context()`, a DeepSpeed engine's `backward`), "backward" for a method whose name
+    ends in `backward` on a helper object (`policy.reinforce_backward()`: it computes gradients),
+    "opaque" for `*optimize*` / `*_step` methods of a helper object (`agent.optimize_model()`,
+    `trainer.train_step(batch)`: they may clear, step or both), None otherwise."""
+    sym = lf.sym
+    if m in ("backward", "manual_backward"):
+        if is_dist_autograd_backward(sym, call) or any(f[0] == DIST for f in frames):
+            return "skip"
+        if m == "backward" and is_engine(lf, rk, scope):
+            return "skip"
+        return None
+    if rk is None or rk == "self" or m.startswith("_") or (sym.qualname(call.func) or "").startswith("torch."):
+        return None
+    if m.endswith("backward") and not m.startswith("register"):
+        return "backward"
+    if m not in ("step", "optimizer_step", "zero_grad") and _HELPER_STEP.search(m) and \
+            not lf.is_scheduler(rk, scope):
+        return "opaque"
+    return None
+
+
+def dist_step(lf, rk: str, scope, frames) -> bool:
+    """`opt.step(context_id)` of a `DistributedOptimizer`, or any step inside `with
+    dist_autograd.context()`: it reads the context's gradients, never `.grad`."""
+    return any(f[0] == DIST for f in frames) or is_distributed_optimizer(lf.sym, lf.binding_value(rk, scope))

@@ -406,6 +406,8 @@ class LoopFacts:
                 self._exprs(item.context_expr, frames, scope, fn, depth, out)
                 if self._is_nograd_ctx(item.context_expr):
                     inner = inner + ((NOGRAD, st),)
+                if loop_guards.is_dist_autograd_context(self.sym, item.context_expr):
+                    inner = inner + ((loop_guards.DIST, st),)
                 acc = frameworks.accumulate_model(self.sym, item.context_expr,
                                                   lambda r: self.binding_value(key_of(r), scope) if key_of(r) else None)
                 if acc is not None:
@@ -458,7 +460,14 @@ class LoopFacts:
             if target is not None:
                 self._inline(call, target, rk, frames, scope, fn, depth, out)
                 return
-            if m in ("backward", "manual_backward"):
+            special = loop_guards.classify_method_call(self, call, m, rk, scope, frames)
+            if special == "skip":
+                return  # distributed autograd or an engine: gradients never land in .grad here
+            if special == "backward":
+                out.append(Ev("backward", key_of(call.args[0]) if call.args else rk, call, frames, fn=fn))
+            elif special == "opaque":
+                out.append(Ev("opaque", m, call, frames, args=("*",) + self._arg_keys(call), fn=fn))
+            elif m in ("backward", "manual_backward"):
                 out.append(Ev("backward", self._loss_key(call, recv, rk), call, frames, fn=fn))
             elif m == "zero_grad" and rk:
                 if self.is_optimizer(rk, scope):
@@ -558,7 +567,9 @@ class LoopFacts:
                 self._exprs(cfn.body, frames + ((CLOSURE, call),), scope, fn, depth, out)
             elif cfn is not None:
                 self._inline(call, cfn, None, frames, scope, fn, depth, out, closure=True)
-        if self.is_optimizer(rk, scope):
+        if loop_guards.dist_step(self, rk, scope, frames):
+            out.append(Ev("step", rk, call, frames, target="unknown", fn=fn))
+        elif self.is_optimizer(rk, scope):
             out.append(Ev("step", rk, call, frames, target="optimizer",
                           models=self.optimizer_models(rk, scope), fn=fn))
         else:
