@@ -882,13 +882,18 @@ def _without_kw(ctx, call, kw) -> str:
 
 @rule("GP112")
 def layer_in_forward(ctx):
+    from gradpath.analysis.modclass import forward_reach
+    done: set = set()
     for cname, cls in _module_classes(ctx):
         methods = _methods(cls)
         init = next((m for m in methods if m.name == "__init__"), None)
         attrs = {a for m in methods for n in ast.walk(m) for a in [_self_attr_name(n)] if a}
-        for m in methods:
-            if m.name != "forward":
+        # forward and the methods it reaches through self. calls (own or inherited): each def once
+        for owner, m in forward_reach(ctx.symbols, cname):
+            if id(m) in done or (owner != cname and m.name == "forward"):
                 continue
+            done.add(id(m))
+            where = "forward()" if m.name == "forward" else f"{m.name}() (which forward() calls)"
             parents = ctx.facts.parents
             for n in _walk_no_defs(m):
                 if not isinstance(n, ast.Call) or not _is_module_ctor(ctx, n):
@@ -911,9 +916,9 @@ def layer_in_forward(ctx):
                 text = ctx.src.text_of(n)
                 pnames = names_text(inv.names) if inv.params else "parameters"
                 msg = (f"{text if len(text) <= 40 else short(ctx.facts.module_class_of_call(n)) + '(...)'} is built inside "
-                       f"forward(): every call creates a fresh {pnames} that {cname} does not register, so no "
+                       f"{where}: every call creates a fresh {pnames} that {cname} does not register, so no "
                        f"optimizer trains them")
-                fixes = _gp112_fix(ctx, n, init, target_name, attrs, par, self_target)
+                fixes = _gp112_fix(ctx, n, init, target_name, attrs, par, self_target) if owner == cname else []
                 yield ctx.finding("GP112", n, msg, fixes=fixes,
                                   data={"model_class": cname, "layer_class": ctx.facts.module_class_of_call(n)})
 
