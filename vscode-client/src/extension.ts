@@ -11,6 +11,7 @@ import {
   State,
   TransportKind,
 } from "vscode-languageclient/node";
+import { GradientFlow } from "./gradientFlow";
 import { probeInterpreter, problemMessage, resolveInterpreter, serverCommand } from "./interpreter";
 import { ServerSettings, shapeSettings } from "./settings";
 import { LiveSummary, ServerState, statusBar, summarizeLive } from "./status";
@@ -47,6 +48,7 @@ class Gradpath implements vscode.Disposable {
   private queue: Promise<void> = Promise.resolve();
   private readonly disposables: vscode.Disposable[] = [];
   private disposed = false;
+  private flow: GradientFlow | undefined;
 
   constructor(private readonly context: vscode.ExtensionContext) {
     this.channel = vscode.window.createOutputChannel("Gradpath", { log: true });
@@ -66,6 +68,10 @@ class Gradpath implements vscode.Disposable {
     reg("gradpath.showOutput", () => this.channel.show(true));
     reg("gradpath.checkWorkspace", (...args) => this.forward("gradpath.checkWorkspace", args));
     reg("gradpath.confirm", (...args) => this.confirm(args));
+    this.flow = new GradientFlow(this.context, () => (this.client?.isRunning() ? this.client : undefined), (m) =>
+      this.log.info(m),
+    );
+    this.disposables.push(this.flow);
 
     this.disposables.push(
       vscode.workspace.onDidChangeConfiguration((e) => this.onConfigChange(e)),
@@ -212,6 +218,8 @@ class Gradpath implements vscode.Disposable {
       outputChannel: this.channel,
       traceOutputChannel: this.channel,
       revealOutputChannelOn: RevealOutputChannelOn.Never,
+      // the live-step hover links to the gradient-flow view (command:gradpath.showGradientFlow)
+      markdown: { isTrusted: { enabledCommands: ["gradpath.showGradientFlow"] } },
       connectionOptions: { maxRestartCount: 3 },
       middleware: {
         workspace: {
@@ -313,6 +321,7 @@ class Gradpath implements vscode.Disposable {
     const live = summarizeLive(params);
     if (live) {
       this.lastLive = live;
+      this.flow?.onLiveStatus((params as { live?: { uri?: string } }).live?.uri);
     }
     if (p.state === "disabled") {
       this.setState("disabled", p.message || "gradpath.enable is off");
@@ -390,6 +399,7 @@ class Gradpath implements vscode.Disposable {
     const file = this.activeUri()?.split("/").pop();
     this.statusItem.text = "$(loading~spin) Gradpath: live step…";
     const result = await this.forward("gradpath.confirm", args);
+    this.flow?.onLiveResult(this.activeUri(), result);
     const summary = summarizeLive(result, file);
     if (summary) {
       this.setLive(summary);
