@@ -1684,6 +1684,15 @@ def is_no_grad_with(self, w: ast.With) -> bool:
     return False
 
 
+def _framework_loss(ctx, scope, stmt):
+    """The loss node of `return ...` in a function whose returned loss a framework backwards."""
+    from gradpath.analysis import frameworks
+    body = frameworks.body_of(ctx, scope.node)
+    if body is None or body.role != frameworks.LOSS_BODY:
+        return None
+    return frameworks.returned_loss(stmt.value)
+
+
 class _Flow:
     """Which models' outputs each name holds, statement by statement, in one scope."""
 
@@ -1734,6 +1743,14 @@ class _Flow:
             for h in stmt.handlers:
                 self.block(h.body, no_grad, record)
             return
+        if isinstance(stmt, ast.Return) and stmt.value is not None:
+            loss = _framework_loss(self.f.ctx, self.scope, stmt)
+            if loss is not None:
+                # Lightning / a Trainer backwards the loss training_step / compute_loss returns
+                deps = self.expr(stmt.value, no_grad, record)
+                if record and not no_grad:
+                    self.backwards.append(Backward(self.scope, loss, loss.lineno, deps))
+                return
         if isinstance(stmt, (ast.Assign, ast.AnnAssign)):
             if stmt.value is None:
                 return
@@ -1797,7 +1814,7 @@ class _Flow:
                         for m in recv:
                             self.detached.setdefault(m, []).append(e)
                     return set()
-                if f.attr == "backward":
+                if f.attr in ("backward", "manual_backward"):  # also self.manual_backward(loss) (Lightning)
                     deps = recv | args
                     if record:
                         self.backwards.append(Backward(self.scope, e, e.lineno, deps))
