@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field, replace as _dc_replace
 from typing import Any, Iterable
 
-from gradpath.analysis import frameworks
+from gradpath.analysis import bounds, frameworks
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.symbols import canonical, is_torch_module_qualname
 
@@ -174,6 +174,8 @@ class Val:
     numeric: float | None = None
     eps_name: bool = False
     torchy: bool = False  # known to be a torch tensor (made by torch, or a model's output)
+    rng: Any = None  # bounds.Rng of the elements (None: unknown, or what `shape` implies)
+    dist: bool = False  # a distribution along some dim (softmax, a convex mix of them): sums to 1
 
     def primary_cut(self) -> "Cut | None":
         """The cut that took the graph away (its receiver had one), else the latest cut."""
@@ -276,7 +278,9 @@ def join(a: Val | None, b: Val | None, via: ast.AST | None = None, how: str = "b
                    alts=_uniq(alts, 4), shape=shape, elts=elts,
                    exact=base.exact and other.exact and base.act_node is other.act_node,
                    model_calls=_uniq(list(a.model_calls) + list(b.model_calls), 3),
-                   model_out=a.model_out and b.model_out)
+                   model_out=a.model_out and b.model_out,
+                   rng=bounds.hull(bounds.rng_of(a), bounds.rng_of(b)),
+                   numeric=a.numeric if a.numeric == b.numeric else None, dist=a.dist and b.dist)
 
 
 def _join_envs(envs: list[dict | None], via: ast.AST | None, how: str = "branch") -> dict | None:
@@ -532,6 +536,10 @@ class Flow:
     def events_of(self, kind: str) -> list[Event]:
         return [e for e in self.events if e.kind == kind]
 
+    def value_at(self, node: ast.AST) -> Val | None:
+        """The value last computed for `node` (a sub-expression the rules describe)."""
+        return self._last_ev.get(id(node))
+
     # -- statements ----------------------------------------------------------------------------
     def _exec_body(self, body: list, env: dict | None, fr: _Frame) -> dict | None:
         for stmt in body:
@@ -777,6 +785,8 @@ class Flow:
                     sub = elts[i]
                 elif val.kind == "module":
                     sub = UNKNOWN
+                elif val.kind == "shape":  # `b, c = x.shape`: sizes
+                    sub = Val(N, kind="number", shape="pos", src=t)
                 else:
                     sub = replace(val, elts=None, kind="tensor" if val.kind in ("tuple", "list") else val.kind)
                 self._assign(t, sub, env, fr, st)
@@ -791,6 +801,10 @@ class Flow:
         if k is None:
             if isinstance(target, ast.Subscript):
                 self.ev(target.value, env, fr)
+                bk = self._key(target.value)
+                cur = env.get(bk) if bk else None
+                if cur is not None and cur.kind == "tensor" and bounds.masked_positive_fill(target.slice, val):
+                    env[bk] = replace(cur, shape="guarded")  # `d[d == 0] = 1.0`: its zeros are replaced
             return
         if val.kind == "module" and val.module_key is None:
             val = replace(val, module_key=k)
@@ -922,6 +936,10 @@ class Flow:
                 if v is not None:
                     if isinstance(node, ast.Name) and v.kind == "number" and "eps" in node.id.lower():
                         return replace(v, shape="pos", eps_name=True)
+                    if isinstance(node, ast.Name) and v.grad == U and not v.torchy and bounds.eps_named(node.id) \
+                            and bounds.rng_of(v) is None and v.kind in ("tensor", "number"):
+                        # a parameter `eps` (no default): a guard by name
+                        return Val(N, kind="number", shape="pos", eps_name=True, src=v.src or node)
                     return v
                 if isinstance(node, ast.Name):
                     if "eps" in node.id.lower() or node.id.lower() in ("epsilon", "tiny", "delta"):
@@ -948,7 +966,8 @@ class Flow:
             if isinstance(node.op, ast.USub) and a.kind == "number" and a.numeric is not None:
                 return replace(a, numeric=-a.numeric, shape=None, src=node)
             shape = a.shape if a.shape in ("raw",) else None
-            return replace(combine([a], node, shape=shape, kind=a.kind), model_out=False)
+            r = bounds.neg(bounds.rng_of(a)) if isinstance(node.op, ast.USub) else None
+            return replace(combine([a], node, shape=shape, kind=a.kind), model_out=False, rng=r)
         if isinstance(node, ast.Compare):
             vals = [self.ev(node.left, env, fr)] + [self.ev(c, env, fr) for c in node.comparators]
             if any(v.kind in ("tensor", "numpy") and (v.grad > N or v.has_reason()) for v in vals):
@@ -987,8 +1006,10 @@ class Flow:
                 for e in base.elts:
                     out = join(out, e)
                 return out or UNKNOWN
+            if base.kind == "shape":  # `x.shape[0]`: a size
+                return Val(N, kind="shape" if isinstance(node.slice, ast.Slice) else "number", shape="pos", src=node)
             kind = "tensor" if base.kind in ("tensor", "tuple", "list") else base.kind
-            return replace(base, kind=kind, elts=None, src=node, exact=False, model_out=False,
+            return replace(base, kind=kind, elts=None, src=node, exact=False, model_out=False, dist=False,
                            shape=base.shape if base.shape in ("prob", "raw", "logprob", "sq", "pos", "nonneg",
                                                               "guarded", "bounded") else None)
         if isinstance(node, ast.Starred):
@@ -1023,6 +1044,15 @@ class Flow:
 
     def _attr(self, base: Val, node: ast.Attribute, env: dict, fr: _Frame) -> Val:
         a = node.attr
+        if isinstance(node.value, ast.Name) and node.value.id == "self" and fr.class_name:
+            # `self.eps` assigned `1e-5` / an `eps=1e-5` parameter, `self.sizes = [...]`: not a submodule
+            fact = bounds.attr_facts(self.ctx).of(fr.class_name if base.kind != "module" else base.module_cls or fr.class_name, a)
+            if fact is not None:
+                if fact[0] == "number":
+                    lit = fact[2]
+                    return Val(N, kind="number", shape="pos" if fact[1] else None, numeric=lit, src=node,
+                               eps_name=fact[1] and bounds.eps_named(a))
+                return Val(N, kind="list" if fact[0] == "container" else "str", src=node)
         if base.kind == "module":
             return self._submodule(base, a)
         if a == "data" and base.kind == "tensor":
@@ -1030,7 +1060,7 @@ class Flow:
         if a in ("T", "mT", "real"):
             return replace(base, src=node)
         if a in ("shape", "ndim", "dtype", "device", "requires_grad", "is_leaf"):
-            return Val(N, kind="number" if a != "shape" else "tuple", src=node)
+            return Val(N, kind="number" if a != "shape" else "shape", src=node)
         if a == "grad":
             return Val(N, src=node)
         return Val(U, src=node)
@@ -1097,7 +1127,9 @@ class Flow:
                 return Val(N, kind="number", numeric=num, shape="pos" if num > 0 else None, src=node)
         if kind == "number":
             return Val(N, kind="number", src=node, shape="pos" if a.shape == "pos" and b.shape == "pos" else None)
-        return combine([a, b], node, shape=shape, kind=kind)
+        out = combine([a, b], node, shape=shape, kind=kind)
+        r, dist = bounds.binop_range(op, a, b, ln, rn, self._last_ev.get)
+        return replace(out, rng=r, dist=dist) if r is not None or dist else out
 
     def _positive(self, v: Val) -> bool:
         return v.kind == "number" and (v.shape == "pos" or v.eps_name) or v.shape == "pos" and v.kind == "number"
@@ -1205,6 +1237,9 @@ class Flow:
         m = func.attr
         args = [self.ev(a, env, fr) for a in node.args]
         kwargs = {kw.arg: self.ev(kw.value, env, fr) for kw in node.keywords}
+        if m in ("size", "numel", "dim", "nelement", "ndimension", "element_size") and recv.kind in ("tensor", "module"):
+            # sizes are Python ints: `x.size(0)`, `b, d = x.size()`, `self.weight.size(1)`
+            return Val(N, kind="shape" if m == "size" and not node.args else "number", shape="pos", src=node)
         if args and frameworks.backward_call(node):
             # self.manual_backward(loss) / accelerator.backward(loss) / fabric.backward(loss)
             self._record(fr, env, "backward", node, {"value": args[0]}, {"value": node.args[0]}, how="framework")
@@ -1258,7 +1293,8 @@ class Flow:
         if m == "requires_grad_":
             flag = not (node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value is False)
             return self._patch(recv, node, "requires_grad_()") if flag else recv
-        v = self._tensor_op(m, node, recv, func.value, args, kwargs, node.args, env, fr, method=True)
+        v = self._ranged(m, self._tensor_op(m, node, recv, func.value, args, kwargs, node.args, env, fr, method=True),
+                         recv, args, kwargs)
         return self._under_nograd(v, node, env)
 
     def _submodule(self, recv: Val, attr: str) -> Val:
@@ -1283,6 +1319,15 @@ class Flow:
             info = self.sym.classes.get(cls)
             cls = next((b for b in (info.bases if info else []) if b in self.sym.classes), None)
         return None
+
+    def _ranged(self, m: str, v: Val, recv: Val, args: list, kwargs: dict) -> Val:
+        """`v` with the range (bounds.Rng) and distribution fact of `recv.m(*args)`."""
+        got = bounds.method_range(m, recv, args, kwargs)
+        if got is None and (m in _VIEW_METHODS or m in _INDEX_METHODS):
+            got = (bounds.rng_of(recv), recv.dist and m in _VIEW_METHODS)
+        if got is None or got[0] is None and not got[1]:
+            return v
+        return replace(v, rng=got[0], dist=got[1])
 
     def _tensor_op(self, m: str, node, recv: Val, recv_node, args: list, kwargs: dict, arg_nodes,
                    env, fr, method: bool) -> Val:
@@ -1375,6 +1420,9 @@ class Flow:
             if args and (self._positive(args[0]) or args[0].shape == "pos"):
                 return combine(allv, node, shape="guarded")
             return combine(allv, node)
+        if m in ("masked_fill", "masked_fill_") and len(arg_nodes) >= (2 if method else 3) \
+                and bounds.masked_positive_fill(arg_nodes[0 if method else 1], args[1] if len(args) > 1 else None):
+            return combine(allv, node, shape="guarded")  # `d.masked_fill(d == 0, 1.0)`
         if m in ("div", "true_divide", "divide"):
             if args:
                 self._record(fr, env, "div", node, {"num": recv, "den": args[0]},
@@ -1386,6 +1434,9 @@ class Flow:
         if not _is_torch(qn):
             return None
         name = _fn_name(qn)
+        sized = bounds.python_number_call(qn)
+        if sized is not None:  # `fan_in, _ = nn.init._calculate_fan_in_and_fan_out(w)`: Python ints
+            return Val(N, kind=sized, shape="pos", src=node)
         if qn in ("torch.autograd.backward",):
             target = node.args[0] if node.args else next((kw.value for kw in node.keywords if kw.arg == "tensors"), None)
             tv = args[0] if args else kwargs.get("tensors", UNKNOWN)
@@ -1451,8 +1502,8 @@ class Flow:
                 return combine(list(kwargs.values()), node)
             if qn in ("torch.max", "torch.maximum", "torch.fmax") and len(args) >= 2:
                 return self._tensor_op("maximum", node, args[0], node.args[0], args[1:], kwargs, node.args, env, fr, method=False)
-            return self._tensor_op(name, node, args[0], node.args[0], args[1:], kwargs, node.args, env, fr,
-                                   method=False)
+            return self._ranged(name, self._tensor_op(name, node, args[0], node.args[0], args[1:], kwargs, node.args,
+                                                      env, fr, method=False), args[0], args[1:], kwargs)
         if qn.startswith("torch.nn.functional.") and name in ("normalize", "dropout", "relu", "gelu", "silu",
                                                               "leaky_relu", "elu", "pad", "interpolate"):
             shape = "nonneg" if name == "relu" else None
@@ -1609,6 +1660,10 @@ class Flow:
                     new_env[p.arg] = defaults.get(p.arg) or Val(U, src=p)
             for p in fn.args.kwonlyargs:
                 new_env[p.arg] = kwargs.get(p.arg, defaults.get(p.arg) or Val(U, src=p))
+            for k, dv in defaults.items():
+                # `group_std(x, groups, self.eps)`: an eps whose default is positive stays a guard
+                if k in new_env and new_env[k] is not dv and bounds.positive_default(dv, new_env[k]):
+                    new_env[k] = Val(N, kind="number", shape="pos", src=new_env[k].src)
             if fn.args.vararg:
                 new_env[fn.args.vararg.arg] = Val(U, kind="tuple", elts=tuple(pos[len(params):]))
             if fn.args.kwarg:

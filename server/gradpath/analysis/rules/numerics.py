@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 
+from gradpath.analysis import bounds
 from gradpath.analysis.dataflow import G, N, Val, flow, is_parenthesised, module_alias, name_in_file, wrap
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.rules import rule
@@ -185,11 +186,23 @@ def _short(t: str) -> str:
     return t if len(t) <= 50 else t[:47] + "..."
 
 
+def _nonzero(v: Val) -> bool:
+    """The value's range (bounds.Rng) excludes 0: `x + self.eps`, a sigmoid pulled into (0, 1)."""
+    r = bounds.rng_of(v)
+    return r is not None and r.excludes_zero()
+
+
 def _why_zero(ctx, v: Val, node) -> str:
     t = _text(ctx, node)
     if v.shape == "diff" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) \
             and isinstance(node.left, ast.Constant) and node.left.value == 1:
-        return f"`{t}` is 0 wherever `{_text(ctx, node.right)}` reaches 1 (sigmoid(x) is exactly 1.0 in float32 for x > ~17)"
+        z = flow(ctx).value_at(node.right)
+        why = ""
+        if z is not None and z.shape == "prob" and z.act == "sigmoid":
+            why = " (sigmoid(x) is exactly 1.0 in float32 for x > ~17)"
+        elif z is not None and z.shape == "prob" and z.act == "softmax":
+            why = " (a softmax output is exactly 1.0 in float32 once one logit leads by ~17)"
+        return f"`{t}` is 0 wherever `{_text(ctx, node.right)}` reaches 1{why}"
     if v.shape == "diff" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub):
         return f"`{t}` is 0 wherever `{_text(ctx, node.left)}` equals `{_text(ctx, node.right)}`"
     if v.shape == "diff":
@@ -235,10 +248,12 @@ def unsafe_division(ctx):
                               related=_model_related(ctx, den, "where the normalised values come from"),
                               data={"probe": _probe(ctx, "std", den_node)})
             continue
-        if den.shape not in ZERO_SHAPES:
+        if den.shape not in ZERO_SHAPES or _nonzero(den):
             continue
         if not (_live(e, den) or _live(e, num)) or _logged_only(ctx, e.node):
             continue
+        if bounds.guarded_by_test(ctx.facts, e.node, den_node) or bounds.result_checked(ctx.facts, e.node):
+            continue  # `if den > 0:` before it, or `ratio[ratio.isinf()] = ...` after it
         if not _once(seen, "GP301", den_node):
             continue
         msg = (f"division by {_why_zero(ctx, den, den_node)}: there the loss is inf and its gradient "
@@ -248,8 +263,36 @@ def unsafe_division(ctx):
         if m:
             data["model"] = m
         rel = _model_related(ctx, den if den.model_calls else num, "where the denominator's values come from")
+        sev = None
+        if _layer_internals(ctx, fl, e):
+            # a layer's own normalisation (node degrees, a norm of its weights): a contract of its caller
+            sev = "info"
+            msg += f" (inside `{e.scope.class_name}.{e.scope.name}`, with no loss in sight)"
         yield ctx.finding("GP301", den_node, msg, fixes=_guard_fixes(ctx, den_node, den.shape != "diff"),
-                          related=rel, data=data)
+                          related=rel, data=data, severity=sev)
+
+
+_TRAINING_WORDS = ("loss", "step", "train", "criterion", "objective", "backward", "fit", "optimi", "update",
+                   "learn", "reward", "penalty", "regulari")
+
+
+def _layer_internals(ctx, fl, e) -> bool:
+    """The division is part of a layer's own computation (`forward`, `get_delta_weight` of an nn.Module
+    that is not a loss), in a method with no loss call and no backward, and its numerator is no loss
+    (`loss.sum() / mask.sum()` stays a warning: an all-padding batch is real there)."""
+    s = e.scope
+    if s is None or s.kind != "method" or not s.class_name:
+        return False
+    cls, name = s.class_name.lower(), s.name.lower()
+    if any(w in cls for w in ("loss", "criterion", "objective", "trainer", "lightningmodule")) \
+            or any(w in name for w in _TRAINING_WORDS):
+        return False
+    if not ctx.symbols.is_module_class(s.class_name):
+        return False
+    num_node = e.nodes.get("num")
+    if num_node is not None and "loss" in ctx.src.text_of(num_node).lower():
+        return False
+    return not any(ev.scope is s and ev.kind in ("loss", "backward") for ev in fl.events)
 
 
 # -- GP302 / GP303 -------------------------------------------------------------------------------
@@ -343,7 +386,7 @@ def unsafe_log(ctx):
                 ctx, a, "the model output behind it"), data={"probe": _probe(ctx, "log-arg", an),
                                                               **({"model": _model_of(a)} if _model_of(a) else {})})
             continue
-        if a.shape not in ("raw", "diff", "nonneg") or not _live(e, a, ctx):
+        if a.shape not in ("raw", "diff", "nonneg") or _nonzero(a) or not _live(e, a, ctx):
             continue
         if not _once(seen, "GP302", e.node):
             continue
