@@ -167,23 +167,32 @@ def collect(args, warn=None, progress: bool = False) -> tuple[list[FileReport], 
     files = iter_python_files(args.paths, notebooks=True)
     reports, errors = [], []
     bar = Progress(len(files), enabled=None if progress else False)
+    use_jedi = bool(getattr(args, "jedi", False))
     try:
+        # the project model of each folder given (a file: the project it belongs to), then every
+        # file analysed against it, in parallel processes; reports in the order of `files`
+        from gradpath import batch
+        roots = batch.project_roots(args.paths)
+        projects = batch.build_projects(
+            roots, lambda f: configs.config_for(Path(f)).is_excluded(Path(f)),
+            use_cache=not getattr(args, "no_cache", False))
+        jobs, cfgs = [], []
         for f in files:
             cfg = configs.config_for(f)
             if cfg.is_excluded(f):
                 bar.step()
                 continue
-            opts = configs.options_for(cfg, f)
-            resolver = _resolver(cfg.root, bool(getattr(args, "jedi", False)))
-            try:
-                rep = _analyze_file(f, str(f), opts, resolver)
-                rep.config = cfg
-                reports.append(rep)
-            except UnicodeDecodeError as exc:
-                errors.append(f"{f}: cannot read: not valid text ({exc.reason})")
-            except OSError as exc:
-                errors.append(f"{f}: cannot read: {exc.strerror or exc}")
-            bar.step()
+            jobs.append((f, str(f), configs.options_for(cfg, f), cfg.root, batch.root_of(f, roots)))
+            cfgs.append(cfg)
+        workers = batch.workers_for(len(jobs), getattr(args, "jobs", None))
+        for (f, _d, _o, cfg_root, proj), cfg, (status, rep) in zip(
+                jobs, cfgs, batch.analyze_jobs(jobs, projects, use_jedi, workers, on_done=bar.step)):
+            if status != "ok":
+                errors.append(rep)
+                continue
+            rep.config = cfg
+            rep.resolver = batch.ProjectResolver(_resolver(cfg_root, use_jedi), projects.get(proj))
+            reports.append(rep)
     finally:
         bar.close()
     return reports, errors
@@ -588,6 +597,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--show-unused-suppressions", action="store_true",
                    help="report `# gradpath: ignore[...]` / `# noqa: GP...` comments that suppress nothing")
     c.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    c.add_argument("--no-cache", action="store_true", help="compute every module summary afresh (do not read or "
+                   "write the summary cache under ~/.cache/gradpath)")
+    c.add_argument("-j", "--jobs", type=int, default=None, help="worker processes (default: one per core for "
+                   "12 files or more)")
     c.set_defaults(func=cmd_check)
 
     c = sub.add_parser("confirm", help="analyse, then run one tiny CPU training step to confirm each finding")

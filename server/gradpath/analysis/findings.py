@@ -64,13 +64,17 @@ class Fix:
 class Related:
     span: Span
     message: str
+    path: str | None = None  # another file of the project (the other end of a cross-module finding)
 
     def to_dict(self) -> dict:
-        return {"span": self.span.to_dict(), "message": self.message}
+        d = {"span": self.span.to_dict(), "message": self.message}
+        if self.path:
+            d["path"] = self.path
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "Related":
-        return cls(Span.from_dict(d["span"]), d["message"])
+        return cls(Span.from_dict(d["span"]), d["message"], d.get("path"))
 
 
 @dataclass

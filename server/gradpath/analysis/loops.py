@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from gradpath.analysis import effects, frameworks
 from gradpath.analysis import loop_guards
 from gradpath.analysis.facts import unwrap_same_instance, key_of
+from gradpath.analysis.project import loop_link as project_link
 
 MAX_DEPTH = 3
 # Bounds on inlining (a file of thousands of small methods calling each other): past them a call
@@ -327,6 +328,8 @@ class LoopFacts:
                     if (f.id == "backward" or f.id in self.sym.aliases) and \
                             self.sym.qualname(f) == "torch.autograd.backward":
                         hit = True
+                if not hit and project_link.may_have_effects(self, c):
+                    hit = True  # a helper of another module that trains, clears, steps or switches modes
             if not hit:
                 for st in self._scope_stmts.get(id(scope), ()):
                     if isinstance(st, (ast.Assign, ast.AugAssign)):
@@ -519,6 +522,10 @@ class LoopFacts:
     def _maybe_opaque(self, call, rk, name, frames, scope, fn, out) -> None:
         """A call we do not follow: a model call (`self.model(x)`) or something that might clear,
         step or switch modes (`utils.reset(opt)`, an inherited `self.optimize()`)."""
+        linked = project_link.linked_events(self, call, scope, frames, fn)
+        if linked is not None:  # a function of another module of the project, from its summary
+            out.extend(linked)
+            return
         func = call.func
         fk = key_of(func)
         if isinstance(func, ast.Attribute) and fk and key_of(func.value) == "self":

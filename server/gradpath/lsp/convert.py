@@ -54,6 +54,24 @@ def lsp_range(span: Span, line_text, encoding: str = "utf-16") -> types.Range:
     )
 
 
+def _file_uri(path: str) -> str:
+    from pygls.uris import from_fs_path
+    return from_fs_path(path) or path
+
+
+def _disk_line(path: str):
+    """line0 -> that line's text in a file on disk (for UTF-16 columns of related information)."""
+    def get(l0: int) -> str:
+        try:
+            from gradpath.files import read_source
+            from pathlib import Path
+            lines = read_source(Path(path)).splitlines()
+            return lines[l0] if 0 <= l0 < len(lines) else ""
+        except (OSError, UnicodeDecodeError):
+            return ""
+    return get
+
+
 def range_dict(r: types.Range) -> dict:
     return {"start": {"line": r.start.line, "character": r.start.character},
             "end": {"line": r.end.line, "character": r.end.character}}
@@ -110,6 +128,12 @@ def to_diagnostic(finding: Finding, snap, encoding: str = "utf-16",
     rule = catalog.RULES.get(finding.code)
     related = []
     for r in finding.related:
+        if getattr(r, "path", None):
+            # the other end lies in another file of the project
+            related.append(types.DiagnosticRelatedInformation(
+                location=types.Location(uri=_file_uri(r.path), range=lsp_range(r.span, _disk_line(r.path), encoding)),
+                message=r.message))
+            continue
         m = snap.map_span(r.span)
         if m is None:
             continue

@@ -11,7 +11,8 @@ import ast
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.forward_hooks import hook_facts, in_test_function, is_test_path
-from gradpath.analysis.loop_guards import share_iteration, torch_scheduler_event
+from gradpath.analysis.loop_guards import (in_module_forward, numpy_accumulator, rebound_in, returns_plain_value,
+                                          share_iteration, torch_scheduler_event, training_or_eval_loop)
 from gradpath.analysis.loops import (LOOP, CALL, IF, display, exclusive, key_matches, loop_facts,
                                      loop_header_span, nameable, same_model)
 from gradpath.analysis.rules import rule
@@ -616,6 +617,8 @@ class _Graph:
                 return False
             if isinstance(f, ast.Name) and f.id in _PLAIN and f.id not in self.ctx.symbols.functions:
                 return False
+            if isinstance(f, ast.Name) and returns_plain_value(self.ctx.symbols.functions.get(f.id)):
+                return False  # a helper of this file annotated `-> float` (a numpy reference value)
             if qn and (qn.startswith(("math.", "numpy.", "np.")) or qn in ("torch.tensor", "torch.as_tensor")
                        or (qn.startswith("torch.") and qn.rsplit(".", 1)[-1] in _NO_GRAD_RESULT)):
                 return False
@@ -643,7 +646,11 @@ class _Graph:
         return False
 
     def assign(self, target: str, value, nograd: bool) -> None:
-        if nograd:
+        base = value
+        while isinstance(base, (ast.Attribute, ast.Subscript)):
+            base = base.value
+        if nograd or (isinstance(base, ast.Name) and base is not value and self.state.get(base.id) == "detached"):
+            # `loss = outputs.loss` where `outputs` came from a forward under no_grad
             self.state[target] = "detached"
         elif self.expr(value):
             self.state[target] = "graph"
@@ -687,6 +694,8 @@ def loss_accumulated_with_graph(ctx):
         stmts = lf.scope_stmts(scope)
         if not any(_accumulation(st) is not None for st in stmts) or not unit.loops:
             continue
+        if in_module_forward(ctx, scope):
+            continue  # `sp = sp + spx[i]` in a forward is the architecture, not a loop holding graphs
         backwarded = {e.key for e in unit.events if e.kind == "backward" and e.key and "." not in e.key
                       and not e.via_call}
         # names backwarded as `name.backward()` with no gradient argument: one-element tensors
@@ -712,13 +721,16 @@ def loss_accumulated_with_graph(ctx):
                 continue
             target, container = acc[0], acc[3]
             loop = _innermost_loop(ctx, st, scope)
-            if loop is None or _under_nograd(ctx, lf, st, scope):
+            if loop is None or _under_nograd(ctx, lf, st, scope) or not training_or_eval_loop(ctx, lf, unit, loop):
                 continue
             # the accumulator lives across iterations: set before the loop (an attribute of self
             # lives on the object), not reset inside it
             head = (container or target).split(".")[0]
             if head != "self" and not any(a[1] == head and a[0].lineno < loop.lineno for a in assigns):
                 continue
+            if head != "self" and numpy_accumulator(ctx, [a for a in assigns if a[1] == head
+                                                         and a[0].lineno < loop.lineno][-1][2]):
+                continue  # `acc = np.zeros(...)`: numpy holds no autograd graph
             # reset on every iteration (not under a condition): nothing carries over
             resets = [a for a in assigns + key_assigns
                       if a[1] in (target, container) or (a[1] == head and head != "self")]
@@ -736,8 +748,9 @@ def loss_accumulated_with_graph(ctx):
                 node, nm, val = assigns[ai]
                 g.assign(nm, val, _under_nograd(ctx, lf, node, scope))
                 ai += 1
+            # a value bound before the loop is the same graph on every iteration: nothing piles up
             carriers = [n for n in ast.walk(value) if isinstance(n, ast.Name) and g.name(n.id)
-                        and _not_detached_on_path(ctx, n, value)]
+                        and _not_detached_on_path(ctx, n, value) and rebound_in(loop, n.id)]
             if not carriers or not g.expr(value):
                 continue
             if not nodes:
@@ -1030,9 +1043,12 @@ def eval_mode_training(ctx):
             via = []
             if ev.via_call:
                 call = next(f[1] for f in ev.path if f[0] == CALL)
-                msg = msg.replace(f"{name}.eval()", f"{name}.eval() (line {ev.node.lineno}, reached through "
+                origin = getattr(ev, "origin", None)  # (display path, Span, path): a helper in another module
+                where = f"{origin[0]}:{origin[1].line}" if origin else f"line {ev.node.lineno}"
+                msg = msg.replace(f"{name}.eval()", f"{name}.eval() ({where}, reached through "
                                                     f"`{_short(ctx, call, 'this call')}`)", 1)
-                via = [Related(ctx.span(ev.node), f"{_short(ctx, ev.node, 'eval()')} runs here, inside the helper")]
+                via = [Related(origin[1], "eval() runs here, inside the helper", origin[2])] if origin else \
+                    [Related(ctx.span(ev.node), f"{_short(ctx, ev.node, 'eval()')} runs here, inside the helper")]
             yield ctx.finding("GP407", span, msg, fixes=fixes,
                               related=via + [Related(ctx.span(hit.node), f"{name} trains here in eval mode")],
                               data=_data(model=name, loop_line=loop_line,

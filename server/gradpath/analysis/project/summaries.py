@@ -1,0 +1,564 @@
+"""Per-module summaries, computed from one module's tree and nothing else.
+
+A summary is plain data (dicts, lists, strings, ints: JSON-able, so the disk cache never unpickles
+anything). It mentions other modules only by qualified name: a name imported from elsewhere is
+written as the dotted name it is imported under (`torch.nn.CrossEntropyLoss`, `models.net.Net`,
+or `.net.Net` for a relative import: the leading dots count levels, the linker resolves them), and a
+name defined in this module as `@.Name` (`@` stands for this module's own dotted name, which the
+index decides).
+
+Values the linker evaluates ("value descriptors", vd) are small lists:
+  ["ref", qn]              a named thing: class, function, module-level value
+  ["call", vd]             the result of calling vd (an instance of a class, a factory's return)
+  ["param", fn, name]      a parameter of function fn (`@.train`, `@.Trainer.__init__`)
+  ["attr", vd, name]       attribute `name` of the object vd
+  ["self", cls]            `self` inside methods of class cls
+  ["item", vd]             an element of a container (a registry lookup: MODELS[name], MODELS.get(n))
+  ["coll", [vd, ...]]      a dict/list/tuple literal (its values)
+  None                     unknown
+"""
+from __future__ import annotations
+
+import ast
+
+from gradpath.analysis.source import SourceFile, normalize, split_lines
+
+SCHEMA = 4
+
+ACTS = {
+    "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
+    "torch.sigmoid": "sigmoid", "torch.nn.functional.sigmoid": "sigmoid", "torch.special.expit": "sigmoid",
+    "torch.log_softmax": "log_softmax", "torch.nn.functional.log_softmax": "log_softmax",
+}
+ACT_METHODS = {"softmax": "softmax", "sigmoid": "sigmoid", "log_softmax": "log_softmax"}
+ACT_LAYERS = {"torch.nn.Softmax": "softmax", "torch.nn.Sigmoid": "sigmoid", "torch.nn.LogSoftmax": "log_softmax"}
+# calls that hand back the same module (or a wrapper that behaves as it for our questions)
+SAME_INSTANCE_METHODS = {"to", "cuda", "cpu", "float", "double", "half", "train", "eval", "requires_grad_",
+                         "type", "bfloat16"}
+WRAPPERS = {"torch.nn.DataParallel", "torch.nn.parallel.DistributedDataParallel",
+            "torch.nn.parallel.DataParallel", "torch.compile", "copy.deepcopy"}
+EFFECT_METHODS = {"zero_grad": "zero_grad", "step": "step", "backward": "backward", "eval": "eval",
+                  "train": "train"}
+CUTS = {"detach", "item", "numpy", "tolist"}
+MAX_VD_DEPTH = 6
+
+
+def summarize(text: str, tree: ast.Module | None = None) -> dict | None:
+    """The summary of one module's text; None when it does not parse."""
+    text = normalize(text)
+    if tree is None:
+        try:
+            tree = ast.parse(text)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return None
+    src = SourceFile(text=text, lines=split_lines(text), tree=tree)
+    try:
+        return _Summarizer(src).run()
+    except RecursionError:
+        return None
+
+
+def _span(src: SourceFile, node) -> list[int]:
+    s = src.span_of(node)
+    return [s.line, s.col, s.end_line, s.end_col]
+
+
+class _Summarizer:
+    def __init__(self, src: SourceFile):
+        self.src = src
+        self.tree = src.tree
+        self.imports: dict[str, str] = {}
+        self.defs: set[str] = set()
+        self.globals: dict[str, list] = {}  # module-level name -> [vd, ...]
+
+    # -- names ---------------------------------------------------------------------------------
+    def qual(self, node) -> str | None:
+        """Qualified name of a Name/Attribute chain rooted in an import or a definition here."""
+        if isinstance(node, ast.Name):
+            if node.id in self.imports:
+                return self.imports[node.id]
+            if node.id in self.defs or node.id in self.globals:
+                return "@." + node.id
+            return None
+        if isinstance(node, ast.Attribute):
+            base = self.qual(node.value)
+            return f"{base}.{node.attr}" if base else None
+        return None
+
+    def _collect_imports(self) -> None:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.asname:
+                        self.imports[a.asname] = a.name
+                    else:
+                        head = a.name.split(".")[0]
+                        self.imports.setdefault(head, head)
+            elif isinstance(node, ast.ImportFrom):
+                mod = ("." * node.level) + (node.module or "")
+                for a in node.names:
+                    if a.name == "*":
+                        continue
+                    sep = "" if mod.endswith(".") or not mod else "."
+                    self.imports[a.asname or a.name] = f"{mod}{sep}{a.name}"
+
+    # -- the module ----------------------------------------------------------------------------
+    def run(self) -> dict:
+        self._collect_imports()
+        for st in self.tree.body:
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.defs.add(st.name)
+            elif isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
+                for t in (st.targets if isinstance(st, ast.Assign) else [st.target]):
+                    if isinstance(t, ast.Name):
+                        self.globals.setdefault(t.id, [])
+        star = [("." * n.level) + (n.module or "") for n in self.tree.body
+                if isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)]
+        out = {"schema": SCHEMA, "imports": dict(self.imports), "star": star, "classes": {},
+               "functions": {}, "globals": {}, "registries": {}}
+        # module-level bindings (read by functions that use the names)
+        mod_fn = _Fn(self, None, "@.<module>", self.tree, None)
+        self.module_fn = mod_fn
+        for name in self.globals:
+            vds = mod_fn.assigned.get(name, [])
+            out["globals"][name] = vds
+        out["functions"]["<module>"] = mod_fn.summary()
+        for st in self.tree.body:
+            if isinstance(st, ast.ClassDef):
+                out["classes"][st.name] = self._class(st, out)
+            elif isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                out["functions"][st.name] = _Fn(self, st, "@." + st.name, st, None).summary()
+            elif isinstance(st, ast.If):  # `if __name__ == "__main__":` bodies are module code
+                pass
+        return out
+
+    def _class(self, node: ast.ClassDef, out: dict) -> dict:
+        cqn = "@." + node.name
+        bases = []
+        for b in node.bases:
+            q = self.qual(b)
+            bases.append(q or "?")
+        info = {"line": node.lineno, "span": _span(self.src, node), "bases": bases, "methods": [],
+                "submodules": {}, "params": [], "attrs": {}, "forward": None, "decorators": []}
+        for d in node.decorator_list:
+            f = d.func if isinstance(d, ast.Call) else d
+            q = self.qual(f)
+            if q:
+                info["decorators"].append(q)
+                if isinstance(f, ast.Attribute):  # @MODELS.register_module() / @REGISTRY.register
+                    reg = self.qual(f.value)
+                    if reg:
+                        out["registries"].setdefault(reg, []).append(node.name)
+        for st in node.body:
+            if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                info["methods"].append(st.name)
+                fn = _Fn(self, st, f"{cqn}.{st.name}", st, cqn)
+                out["functions"][f"{node.name}.{st.name}"] = fn.summary()
+                for attr, vds in fn.self_attrs.items():
+                    info["attrs"].setdefault(attr, []).extend(vds)
+                for attr, ref in fn.submodules.items():
+                    info["submodules"].setdefault(attr, ref)
+                for p in fn.params_registered:
+                    if p not in info["params"]:
+                        info["params"].append(p)
+                if st.name == "forward":
+                    info["forward"] = fn.ret_act
+        return info
+
+
+class _Fn:
+    """One function (or the module body): bindings, effects, returns, loss uses, calls."""
+
+    def __init__(self, s: _Summarizer, node, qn: str, body_owner, cls: str | None):
+        self.s = s
+        self.node = node
+        self.qn = qn
+        self.cls = cls
+        self.params: list[str] = []
+        if node is not None:
+            a = node.args
+            self.params = [p.arg for p in a.posonlyargs + a.args + a.kwonlyargs]
+        self.assigned: dict[str, list] = {}  # key -> vds (Name or self.x)
+        self.assign_nodes: dict[str, list] = {}
+        self.self_attrs: dict[str, list] = {}
+        self.submodules: dict[str, str] = {}
+        self.params_registered: list[str] = []
+        self.effects: list = []
+        self.loss_uses: list = []
+        self.calls: list = []
+        self.logs: list = []
+        self.returns: list = []
+        self.ret_nodes: list = []
+        self.ret_act = None
+        self.ret_cut = None
+        self.backwards: list = []  # [loss vd, span]
+        self._depth = 0
+        stmts = node.body if node is not None else [st for st in body_owner.body]
+        self._collect_assigns(stmts)
+        self._walk(stmts, cond=False, loop=False, nograd=False)
+        self._returns()
+
+    # -- bindings --------------------------------------------------------------------------------
+    def _own_nodes(self, stmts):
+        """Nodes of these statements, not descending into nested defs/classes/lambdas."""
+        stack = list(reversed(stmts))
+        while stack:
+            n = stack.pop()
+            yield n
+            for c in reversed(list(ast.iter_child_nodes(n))):
+                if isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+                    continue
+                stack.append(c)
+
+    def _key(self, node) -> str | None:
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self":
+            return "self." + node.attr
+        return None
+
+    def _collect_assigns(self, stmts) -> None:
+        for n in self._own_nodes(stmts):
+            if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                for t in targets:
+                    k = self._key(t)
+                    if k:
+                        self.assign_nodes.setdefault(k, []).append(n.value)
+            elif isinstance(n, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.AugAssign)):
+                targets = []
+                if isinstance(n, (ast.For, ast.AsyncFor)):
+                    targets = [n.target]
+                elif isinstance(n, ast.AugAssign):
+                    targets = [n.target]
+                else:
+                    targets = [i.optional_vars for i in n.items if i.optional_vars is not None]
+                for t in targets:
+                    for sub in ast.walk(t):
+                        k = self._key(sub)
+                        if k:
+                            self.assign_nodes.setdefault(k, []).append(None)  # unknown binding
+        for k, vals in self.assign_nodes.items():
+            vds = [self.vd(v) if v is not None else None for v in vals]
+            self.assigned[k] = vds
+            if k.startswith("self."):
+                self.self_attrs[k[5:]] = vds
+                for v in vals:
+                    ref = self._module_ctor(v)
+                    if ref:
+                        self.submodules[k[5:]] = ref
+                    elif isinstance(v, ast.Call) and (self.s.qual(v.func) or "").endswith("Parameter"):
+                        self.params_registered.append(k[5:])
+
+    def _module_ctor(self, v) -> str | None:
+        if isinstance(v, ast.Call):
+            q = self.s.qual(v.func)
+            if q and (q.startswith("torch.nn.") or q.startswith("@.") or q[:1] == "." or "." in q) \
+                    and q.rsplit(".", 1)[-1][:1].isupper() and not q.endswith("Parameter"):
+                return q
+        return None
+
+    def vd(self, node, depth: int = 0):
+        if node is None or depth > MAX_VD_DEPTH:
+            return None
+        d = depth + 1
+        if isinstance(node, ast.Name):
+            if node.id == "self" and self.cls:
+                return ["self", self.cls]
+            if node.id in self.params and node.id not in self.assign_nodes:
+                return ["param", self.qn, node.id]
+            vals = self.assign_nodes.get(node.id) if self.node is not None else None
+            if vals:
+                if len(vals) == 1 and vals[0] is not None:
+                    return self.vd(vals[0], d)
+                return None
+            if self.node is None and node.id in self.s.globals:
+                vals = self.assign_nodes.get(node.id) or []
+                if len(vals) == 1 and vals[0] is not None:
+                    return self.vd(vals[0], d)
+                return None
+            q = self.s.qual(node)
+            return ["ref", q] if q else None
+        if isinstance(node, ast.Attribute):
+            if isinstance(node.value, ast.Name) and node.value.id == "self" and self.cls:
+                return ["attr", ["self", self.cls], node.attr]
+            q = self.s.qual(node)
+            if q:
+                return ["ref", q]
+            inner = self.vd(node.value, d)
+            return ["attr", inner, node.attr] if inner is not None else None
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Attribute) and f.attr in SAME_INSTANCE_METHODS:
+                return self.vd(f.value, d)
+            if isinstance(f, ast.Attribute) and f.attr in ("get", "build", "__getitem__") and node.args:
+                inner = self.vd(f.value, d)
+                if inner is not None and inner[0] in ("ref", "coll", "attr"):
+                    item = ["item", inner]
+                    return ["call", item] if f.attr == "build" else item
+            q = self.s.qual(f)
+            if q in WRAPPERS and node.args:
+                return self.vd(node.args[0], d)
+            fv = self.vd(f, d)
+            return ["call", fv] if fv is not None else None
+        if isinstance(node, ast.Subscript):
+            inner = self.vd(node.value, d)
+            return ["item", inner] if inner is not None else None
+        if isinstance(node, ast.Dict):
+            return ["coll", [self.vd(v, d) for v in node.values]]
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return ["coll", [self.vd(v, d) for v in node.elts]]
+        return None
+
+    # -- the walk ----------------------------------------------------------------------------------
+    def _walk(self, stmts, cond, loop, nograd) -> None:
+        for st in stmts:
+            self._stmt(st, cond, loop, nograd)
+
+    def _stmt(self, st, cond, loop, nograd) -> None:
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            return
+        if isinstance(st, (ast.For, ast.AsyncFor, ast.While)):
+            self._exprs(st.iter if not isinstance(st, ast.While) else st.test, cond, loop, nograd)
+            self._walk(st.body, cond, True, nograd)
+            self._walk(st.orelse, True, loop, nograd)
+            return
+        if isinstance(st, ast.If):
+            main = _is_main_guard(st) and self.node is None
+            self._exprs(st.test, cond, loop, nograd)
+            self._walk(st.body, cond if main else True, loop, nograd)
+            self._walk(st.orelse, True, loop, nograd)
+            return
+        if isinstance(st, ast.Try):
+            self._walk(st.body, cond, loop, nograd)
+            for h in st.handlers:
+                self._walk(h.body, True, loop, nograd)
+            self._walk(st.orelse, True, loop, nograd)
+            self._walk(st.finalbody, cond, loop, nograd)
+            return
+        if isinstance(st, (ast.With, ast.AsyncWith)):
+            ng = nograd
+            for it in st.items:
+                q = self.s.qual(it.context_expr.func) if isinstance(it.context_expr, ast.Call) else None
+                if q in ("torch.no_grad", "torch.inference_mode"):
+                    ng = True
+                self._exprs(it.context_expr, cond, loop, nograd)
+            self._walk(st.body, cond, loop, ng)
+            return
+        if isinstance(st, ast.Return):
+            if st.value is not None:
+                self.ret_nodes.append(st.value)
+                self._exprs(st.value, cond, loop, nograd)
+            return
+        for child in ast.iter_child_nodes(st):
+            if isinstance(child, ast.stmt):
+                self._stmt(child, cond, loop, nograd)
+            else:
+                self._exprs(child, cond, loop, nograd)
+
+    def _exprs(self, node, cond, loop, nograd) -> None:
+        if node is None:
+            return
+        calls = [n for n in self._own_nodes([node]) if isinstance(n, ast.Call)]
+        # inner calls first (arguments run before the call), then source order
+        calls.sort(key=lambda c: (getattr(c, "end_lineno", 0), getattr(c, "end_col_offset", 0)))
+        for c in calls:
+            self._call(c, cond, loop, nograd)
+
+    def _flags(self, cond, loop, nograd) -> str:
+        return ("c" if cond else "") + ("l" if loop else "") + ("n" if nograd else "")
+
+    def _effect_key(self, node) -> str | None:
+        """`optimizer`, `model.encoder` (rooted in a parameter) or `self.optimizer` (in a method)."""
+        parts = []
+        cur = node
+        while isinstance(cur, ast.Attribute):
+            parts.append(cur.attr)
+            cur = cur.value
+        if isinstance(cur, ast.Call) and isinstance(cur.func, ast.Attribute) \
+                and cur.func.attr in SAME_INSTANCE_METHODS:
+            return self._effect_key(cur.func.value)
+        if not isinstance(cur, ast.Name):
+            return None
+        if cur.id == "self" and self.cls or cur.id in self.params:
+            return ".".join([cur.id] + list(reversed(parts)))
+        return None
+
+    def _call(self, c: ast.Call, cond, loop, nograd) -> None:
+        f = c.func
+        sp = _span(self.s.src, c)
+        flags = self._flags(cond, loop, nograd)
+        q = self.s.qual(f)
+        if isinstance(f, ast.Attribute) and f.attr in EFFECT_METHODS and q is None:
+            kind = EFFECT_METHODS[f.attr]
+            if kind == "train" and c.args and isinstance(c.args[0], ast.Constant) and c.args[0].value is False:
+                kind = "eval"
+            if kind == "backward":
+                self.backwards.append([self.vd(f.value), sp, flags])
+                self.effects.append(["backward", self._effect_key(f.value), sp, flags])
+                return
+            if kind == "step" and c.args:
+                flags += "x"  # step(closure) / scaler.step(opt): leave to the file's own analysis
+            key = self._effect_key(f.value)
+            if key is not None and key != "self":
+                self.effects.append([kind, key, sp, flags])
+            elif key is None and kind in ("zero_grad", "step"):
+                self.effects.append([kind, None, sp, flags])
+            return
+        # a model's forward (`model(x)`, `self.model(x)`): GP407 asks whether the model ran with gradients
+        if q is None and (isinstance(f, ast.Name) or isinstance(f, ast.Attribute)
+                          and isinstance(f.value, ast.Name) and f.value.id == "self"):
+            key = self._effect_key(f)
+            if key is not None and key != "self":
+                self.effects.append(["fwd", key, sp, flags])
+        # a loss call? criterion(out, y) / F.cross_entropy(out, y)
+        if c.args:
+            inp = c.args[0]
+            model = self._model_call_of(inp)
+            loss = self.vd(f) if model is not None else None
+            if loss is not None:
+                self.loss_uses.append([loss, model, _span(self.s.src, inp), sp, flags])
+        # logs/sqrt of a parameter (loss modules' forward)
+        if q in ("torch.log", "torch.sqrt", "torch.log2", "torch.log10") and c.args \
+                and isinstance(c.args[0], ast.Name) and c.args[0].id in self.params:
+            self.logs.append([q.rsplit(".", 1)[-1], c.args[0].id, sp, self.s.src.text_of(c)])
+        elif isinstance(f, ast.Attribute) and f.attr in ("log", "sqrt") and not c.args \
+                and isinstance(f.value, ast.Name) and f.value.id in self.params:
+            self.logs.append([f.attr, f.value.id, sp, self.s.src.text_of(c)])
+        # calls to other functions: for effects (in order) and for what callers pass
+        callee = None
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self" and self.cls:
+            callee = ["attr", ["self", self.cls], f.attr]
+        elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Call) and isinstance(f.value.func, ast.Name) \
+                and f.value.func.id == "super" and self.cls:
+            callee = ["super", self.cls, f.attr]
+        else:
+            callee = self.vd(f)
+        if callee is None or callee[0] == "ref" and callee[1].split(".")[0] in _NOT_PROJECT:
+            return
+        args = [self.vd(a) if not isinstance(a, ast.Starred) else None for a in c.args]
+        akeys = [self._effect_key(a) if not isinstance(a, ast.Starred) else None for a in c.args]
+        kw = {k.arg: self.vd(k.value) for k in c.keywords if k.arg}
+        kwkeys = {k.arg: self._effect_key(k.value) for k in c.keywords if k.arg}
+        self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys])
+
+    def _model_call_of(self, inp):
+        """The model whose call produced `inp`: `model(x)`, `out` bound to `model(x)`, `self(x)`."""
+        node = inp
+        for _ in range(3):
+            if not isinstance(node, ast.Name):
+                break
+            vals = self.assign_nodes.get(node.id)
+            if not (vals and len(vals) == 1 and vals[0] is not None):
+                return None
+            node = vals[0]
+        if isinstance(node, ast.Call):
+            f = node.func
+            if isinstance(f, ast.Attribute) and f.attr == "forward":
+                return self.vd(f.value)
+            if isinstance(f, ast.Name) or isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) \
+                    and f.value.id == "self":
+                return self.vd(f)
+        return None
+
+    # -- what it returns ---------------------------------------------------------------------------
+    def _returns(self) -> None:
+        self.returns = [self.vd(r) for r in self.ret_nodes]
+        acts = [self._act_of(r) for r in self.ret_nodes]
+        if acts and all(a is not None for a in acts):
+            kinds = {a["act"] for a in acts}
+            if len(kinds) == 1:
+                self.ret_act = acts[0]
+                self.ret_act["all"] = [a["span"] for a in acts]
+        cuts = [self._cut_of(r) for r in self.ret_nodes]
+        if cuts and all(cuts):
+            self.ret_cut = [sp for c in cuts for sp in c]
+
+    def _act_of(self, node, depth=0):
+        if depth > 3 or node is None:
+            return None
+        if isinstance(node, ast.Name):
+            vals = self.assign_nodes.get(node.id)
+            if vals and len(vals) == 1 and vals[0] is not None:
+                return self._act_of(vals[0], depth + 1)
+            return None
+        if not isinstance(node, ast.Call):
+            return None
+        f = node.func
+        q = self.s.qual(f)
+        src = self.s.src
+        if q in ACTS:
+            inp = node.args[0] if node.args else None
+            return {"act": ACTS[q], "span": _span(src, node), "text": src.text_of(node),
+                    "input": src.text_of(inp) if inp is not None else None}
+        if isinstance(f, ast.Attribute) and f.attr in ACT_METHODS and q is None:
+            return {"act": ACT_METHODS[f.attr], "span": _span(src, node), "text": src.text_of(node),
+                    "input": src.text_of(f.value)}
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self" and self.cls:
+            # self.softmax(x) with self.softmax = nn.Softmax(1), or self.net(x) ending in nn.Softmax
+            return {"layer": f.attr, "span": _span(src, node), "text": src.text_of(node),
+                    "input": src.text_of(node.args[0]) if node.args else None, "act": None}
+        return None
+
+    def _cut_of(self, node):
+        """Spans of the cuts when the returned value reaches its parameters only through
+        .detach()/.data/.item(); None when it may carry a graph (or we cannot tell)."""
+        cuts, live = [], []
+
+        def visit(n, depth=0):
+            if depth > 4:
+                live.append(n)
+                return
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in CUTS:
+                if _names_in(n.func.value) & set(self.params):
+                    cuts.append(_span(self.s.src, n))
+                return
+            if isinstance(n, ast.Attribute) and n.attr == "data":
+                if _names_in(n.value) & set(self.params):
+                    cuts.append(_span(self.s.src, n))
+                return
+            if isinstance(n, ast.Name):
+                if n.id in self.params and n.id not in self.assign_nodes:
+                    live.append(n)
+                elif n.id in self.assign_nodes:
+                    vals = self.assign_nodes[n.id]
+                    if len(vals) == 1 and vals[0] is not None:
+                        visit(vals[0], depth + 1)
+                    else:
+                        live.append(n)
+                return
+            if isinstance(n, ast.Call):
+                q = self.s.qual(n.func)
+                if not (q and q.startswith("torch.")) and not isinstance(n.func, ast.Attribute):
+                    live.append(n)  # a call we cannot see into
+                    return
+                if isinstance(n.func, ast.Attribute) and q is None:
+                    visit(n.func.value, depth)
+                for a in list(n.args) + [k.value for k in n.keywords]:
+                    visit(a, depth)
+                return
+            for c in ast.iter_child_nodes(n):
+                visit(c, depth)
+
+        visit(node)
+        return cuts if cuts and not live else None
+
+    def summary(self) -> dict:
+        return {"params": self.params, "effects": self.effects, "loss_uses": self.loss_uses,
+                "calls": self.calls, "logs": self.logs, "returns": self.returns, "ret_act": self.ret_act,
+                "ret_cut": self.ret_cut, "backwards": self.backwards,
+                "line": getattr(self.node, "lineno", 0),
+                "bindings": {k: v for k, v in self.assigned.items() if not k.startswith("self.")}}
+
+
+_NOT_PROJECT = {"torch", "numpy", "np", "os", "sys", "math", "time", "logging", "print", "json", "random",
+                "torchvision", "itertools", "collections", "functools", "tqdm"}
+
+
+def _names_in(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _is_main_guard(st: ast.If) -> bool:
+    t = st.test
+    return isinstance(t, ast.Compare) and isinstance(t.left, ast.Name) and t.left.id == "__name__"

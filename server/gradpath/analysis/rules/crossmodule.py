@@ -1,0 +1,193 @@
+"""Findings whose two ends lie in different modules of the project (see RULES.md, "Where a finding
+goes"): reported on the code that must change, in its own file, with related information at the
+other end. The facts come from the project model (analysis/project); without a project (one file,
+the editor before the index is built) this module says nothing.
+
+- GP304/GP303/GP305: a model class's `forward` ends in a softmax/sigmoid here, and a script elsewhere
+  feeds its output to CrossEntropyLoss/NLLLoss/BCEWithLogitsLoss -> on the softmax/sigmoid.
+- GP302: a loss module here takes `torch.log` of its input, and the project feeds it a model's
+  softmax/sigmoid output -> on the log.
+- GP201: a function here returns a value cut from the graph (`.detach()`, `.data`, `.item()`), and
+  a caller elsewhere calls `backward()` on its result -> on the cut.
+"""
+from __future__ import annotations
+
+import os
+
+from gradpath.analysis.findings import Edit, Fix, Related, Span
+from gradpath.analysis.project import project_view
+from gradpath.analysis.rules import rule
+
+MAX_RELATED = 3
+_LOSS_NAMES = {"ce": "CrossEntropyLoss", "nll": "NLLLoss", "bcel": "BCEWithLogitsLoss", "bce": "BCELoss"}
+
+
+def _span(sp) -> Span:
+    return Span(sp[0], sp[1], sp[2], sp[3])
+
+
+def _rel(project, path: str) -> str:
+    try:
+        return os.path.relpath(path, project.root)
+    except ValueError:
+        return path
+
+
+def _where(project, path: str, sp) -> str:
+    return f"{_rel(project, path)}:{sp[0]}"
+
+
+@rule("GP303", "GP304", "GP305")
+def model_output_to_loss(ctx):
+    view = project_view(ctx)
+    if view is None:
+        return
+    project, path = view
+    lk = project.linker()
+    sm = lk.summary(path)
+    if not sm or not sm["classes"]:
+        return
+    # uses of a loss on the output of a class whose forward is written here, in another file
+    by_owner: dict[tuple, list] = {}
+    for use in lk.loss_uses():
+        if use["path"] == path:
+            continue  # the same file: the file's own analysis sees both ends
+        for mp, mc in use["models"]:
+            own = lk.forward_owner(mp, mc)
+            if own is None or own[0] != path:
+                continue
+            by_owner.setdefault(own[1], []).append((use, (mp, mc)))
+    for cname, uses in sorted(by_owner.items()):
+        fa = lk.forward_act(path, cname)
+        if fa is None:
+            continue
+        act = fa["act"]
+        groups = {"ce": [], "nll": [], "bcel": []}
+        for use, model in uses:
+            if use["kind"] in groups and not (use["kind"] == "bcel" and use["nograd"]):
+                groups[use["kind"]].append((use, model))
+        code = None
+        if act == "softmax" and groups["ce"]:
+            code, kind = "GP304", "ce"
+        elif act == "softmax" and groups["nll"]:
+            code, kind = "GP303", "nll"
+        elif act == "sigmoid" and groups["bcel"]:
+            code, kind = "GP305", "bcel"
+        if code is None:
+            continue
+        hits = groups[kind]
+        first = hits[0][0]
+        lname = _LOSS_NAMES[kind]
+        model_name = hits[0][1][1]
+        cls_txt = f"`{cname}.forward`" if model_name == cname else f"`{cname}.forward` (used by `{model_name}`)"
+        where = _where(project, first["path"], first["loss"])
+        more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+        if code == "GP304":
+            msg = (f"{cls_txt} ends in a softmax (`{_short(fa['text'])}`), and its output goes to {lname} in "
+                   f"{where}{more}, which applies log_softmax itself: the loss is squashed (1.90 instead of "
+                   f"18.99 on the same logits) and gradients shrink; return the logits")
+        elif code == "GP303":
+            msg = (f"{cls_txt} ends in a softmax (`{_short(fa['text'])}`), and its output goes to {lname} in "
+                   f"{where}{more}, which expects log-probabilities: use `log_softmax` (log(softmax) "
+                   f"underflows to -inf)")
+        else:
+            msg = (f"{cls_txt} ends in a sigmoid (`{_short(fa['text'])}`), and its output goes to {lname} in "
+                   f"{where}{more}, which applies sigmoid itself: sigmoid is applied twice and the loss "
+                   f"cannot go below ~0.31; return the logits")
+        related = [Related(_span(u["input"]), f"the model's output goes to {lname} here", u["path"])
+                   for u, _m in hits[:MAX_RELATED]]
+        fixes = []
+        if fa.get("input") and "\n" not in fa["input"] and fa.get("span"):
+            if code == "GP303":
+                new = _log_softmax_text(fa["text"])
+                if new:
+                    fixes.append(Fix(f"Use `log_softmax` in `{cname}.forward`", False, (Edit(_span(fa["span"]), new),)))
+            else:
+                fixes.append(Fix(f"Return the logits from `{cname}.forward` (removes the {act} there; "
+                                 f"other users of the output change too)", False,
+                                 (Edit(_span(fa["span"]), fa["input"]),)))
+        data = {"cross_module": True, "model": cname,
+                "consumers": [{"path": u["path"], "line": u["loss"][0]} for u, _m in hits]}
+        yield ctx.finding(code, _span(fa["span"]), msg, fixes=fixes, related=related, data=data)
+
+
+def _short(t: str) -> str:
+    t = " ".join(t.split())
+    return t if len(t) <= 60 else t[:57] + "..."
+
+
+def _log_softmax_text(text: str) -> str | None:
+    for a, b in (("F.softmax(", "F.log_softmax("), ("torch.softmax(", "torch.log_softmax("),
+                 (".softmax(", ".log_softmax(")):
+        if a in text:
+            return text.replace(a, b, 1)
+    return None
+
+
+@rule("GP302")
+def log_in_loss_module(ctx):
+    view = project_view(ctx)
+    if view is None:
+        return
+    project, path = view
+    lk = project.linker()
+    sm = lk.summary(path)
+    if not sm or not sm["classes"]:
+        return
+    for cname in sorted(sm["classes"]):
+        fn = sm["functions"].get(f"{cname}.forward")
+        if not fn or not fn["logs"] or len(fn["params"]) < 2:
+            continue
+        inp = fn["params"][1]
+        logs = [lg for lg in fn["logs"] if lg[1] == inp and lg[0] in ("log", "log2", "log10")]
+        if not logs:
+            continue
+        feeders = []
+        for use in lk.loss_uses():
+            if use["kind"] != ("cls", path, cname):
+                continue
+            acts = [lk.forward_act(mp, mc) for mp, mc in use["models"]]
+            if acts and all(a is not None and a["act"] in ("softmax", "sigmoid") for a in acts):
+                feeders.append((use, acts[0], use["models"][0]))
+        if not feeders:
+            continue
+        use, act, model = feeders[0]
+        lg = logs[0]
+        owner = act["owner"]
+        msg = (f"`{cname}.forward` takes `{_short(lg[3])}` of its input, and the project feeds it the "
+               f"{act['act']} output of `{model[1]}` ({_where(project, owner[0], act['span'])}): once a "
+               f"probability underflows to 0, log gives -inf and the gradient NaN; take log_softmax/logsigmoid "
+               f"of the logits, or clamp the input")
+        related = [Related(_span(act["span"]), f"the {act['act']} is applied here", owner[0]),
+                   Related(_span(use["input"]), f"`{cname}` is applied to the model's output here", use["path"])]
+        yield ctx.finding("GP302", _span(lg[2]), msg, related=related,
+                          data={"cross_module": True, "loss": cname, "model": model[1]})
+
+
+@rule("GP201")
+def cut_return_backwarded(ctx):
+    view = project_view(ctx)
+    if view is None:
+        return
+    project, path = view
+    lk = project.linker()
+    sm = lk.summary(path)
+    if not sm:
+        return
+    calls = lk.backward_callers()
+    for fq in sorted(sm["functions"]):
+        fn = sm["functions"][fq]
+        if not fn["ret_cut"] or fq == "<module>":
+            continue
+        users = [u for u in calls.get((path, fq), []) if u[0] != path]
+        if not users:
+            continue
+        cut = fn["ret_cut"][0]
+        up, usp = users[0]
+        text = ctx.src.text_in(_span(cut))
+        msg = (f"`{fq}` returns a value cut from the autograd graph (`{_short(text)}`), and "
+               f"{_where(project, up, usp)} calls backward() on its result: PyTorch raises RuntimeError: "
+               f"element 0 of tensors does not require grad and does not have a grad_fn; drop the "
+               f"`.{text.rsplit('.', 1)[-1].split('(')[0]}` here")
+        related = [Related(_span(sp), "backward() on the result is here", p) for p, sp in users[:MAX_RELATED]]
+        yield ctx.finding("GP201", _span(cut), msg, related=related, data={"cross_module": True})
