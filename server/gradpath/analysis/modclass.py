@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 # Reading a module's attributes without naming them: anything may be used.
 _DYNAMIC_SELF = frozenset({"children", "named_children", "modules", "named_modules", "_modules", "__dict__",
-                           "_parameters", "parameters_of"})
+                           "_parameters", "parameters", "named_parameters"})
+# arithmetic on every parameter (an L2 penalty added to the loss): all of them get gradients
+_PENALTY_OPS = frozenset({"pow", "norm", "abs", "sum", "square", "mean", "dist"})
 _DYNAMIC_FUNCS = frozenset({"getattr", "setattr", "vars", "hasattr", "delattr"})
 
 
@@ -181,4 +183,29 @@ def file_trains(tree: ast.AST, sym) -> bool:
                 return True
         elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "training_step":
             return True
+    return False
+
+
+def penalises_all_parameters(tree: ast.AST) -> bool:
+    """Some expression does arithmetic on every parameter of a model (`sum(p.pow(2).sum() for p in
+    model.parameters())`, `torch.norm(p)` in a loop over named_parameters()): they all reach a loss."""
+    for n in ast.walk(tree):
+        if isinstance(n, (ast.GeneratorExp, ast.ListComp)):
+            gens, elts = n.generators, [n.elt]
+        elif isinstance(n, ast.For):
+            gens, elts = [n], n.body
+        else:
+            continue
+        if not any(isinstance(g.iter, ast.Call) and isinstance(g.iter.func, ast.Attribute)
+                   and g.iter.func.attr in ("parameters", "named_parameters") for g in gens):
+            continue
+        for e in elts:
+            for x in ast.walk(e):
+                if isinstance(x, ast.BinOp) and isinstance(x.op, ast.Pow):
+                    return True
+                if isinstance(x, ast.Call):
+                    f = x.func
+                    name = f.attr if isinstance(f, ast.Attribute) else (f.id if isinstance(f, ast.Name) else "")
+                    if name in _PENALTY_OPS:
+                        return True
     return False

@@ -49,7 +49,7 @@ def _shared(ctx):
 @rule("GP113")
 def unused_submodule(ctx):
     sym = ctx.symbols
-    if not mc.file_trains(ctx.tree, sym):
+    if not mc.file_trains(ctx.tree, sym) or mc.penalises_all_parameters(ctx.tree):
         return
     mentions = None
     for cls in _module_classes(ctx):
