@@ -271,7 +271,7 @@ def training_or_eval_loop(ctx, lf, unit, loop) -> bool:
             break
         if isinstance(a, (ast.For, ast.AsyncFor, ast.While)):
             outer.append(a)
-    for e in unit.events:
+    for e in (unit.events if unit.relevant else ()):
         if (e.kind == "backward" and not e.nograd) or (e.kind == "step" and e.target == "optimizer"):
             if any(e.in_loop(l) for l in outer):
                 return True
@@ -333,3 +333,46 @@ def dist_step(lf, rk: str, scope, frames) -> bool:
     """`opt.step(context_id)` of a `DistributedOptimizer`, or any step inside `with
     dist_autograd.context()`: it reads the context's gradients, never `.grad`."""
     return any(f[0] == DIST for f in frames) or is_distributed_optimizer(lf.sym, lf.binding_value(rk, scope))
+
+
+# -- GP405: values that cannot carry a graph across iterations --------------------------------------------
+
+_PLAIN_RETURNS = frozenset({"float", "int", "bool", "str", "None", "np.ndarray", "numpy.ndarray", "ndarray",
+                            "list[float]", "tuple[float, float]", "dict"})
+
+
+def returns_plain_value(fn) -> bool:
+    """A function of this file annotated to return a plain number or a numpy array."""
+    r = getattr(fn, "returns", None)
+    if r is None:
+        return False
+    try:
+        text = ast.unparse(r)
+    except Exception:  # pragma: no cover - unparse of a parsed annotation does not fail
+        return False
+    return text in _PLAIN_RETURNS
+
+
+def numpy_accumulator(ctx, init) -> bool:
+    """`acc = np.zeros(n)` / `np.array(...)`: adding a tensor that requires grad to it raises or
+    converts; it never keeps an autograd graph."""
+    if isinstance(init, ast.Call):
+        qn = ctx.symbols.qualname(init.func) or ""
+        return qn.startswith(("numpy.", "np."))
+    return False
+
+
+def rebound_in(loop, name: str) -> bool:
+    """Is `name` bound anywhere inside `loop` (assigned, a loop target, `with ... as`)?"""
+    for n in ast.walk(loop):
+        if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store):
+            return True
+    return False
+
+
+def in_module_forward(ctx, scope) -> bool:
+    """A module's `forward` (or a method it is named like: `_forward*`, `forward_*`)."""
+    if scope.kind != "method" or not scope.class_name:
+        return False
+    name = scope.name.lstrip("_")
+    return (name == "forward" or name.startswith("forward_")) and ctx.symbols.is_module_class(scope.class_name)
