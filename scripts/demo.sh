@@ -3,8 +3,7 @@
 # examples: every finding with its live CPU-step verdict.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --vsix
-ls -1 vscode-client/*.vsix 2>/dev/null | sed 's/^/built: /' || true
+bash scripts/setup.sh --vsix  # prints "built: vscode-client/gradpath.vsix (... KiB)"
 set +e
 .venv/bin/gradpath confirm examples/ fixtures/seeds/
 rc=$?

@@ -3,7 +3,8 @@
 # Debian's Chromium and Neovim, build dependencies for code-server's native modules, node-gyp,
 # code-server 4.100.3 in .e2e/code-server, and playwright-core (which drives /usr/bin/chromium;
 # no browser is ever downloaded). Idempotent: every step is skipped when already done, so a second
-# run takes seconds. See shared E2E notes for why each workaround is here.
+# run takes seconds. The comment on each step says why it is there. Installing Debian packages needs
+# root or sudo; the script says which packages before it installs any.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -17,6 +18,12 @@ log() { echo "setup-e2e: $* ($(( $(date +%s) - t0 ))s)"; }
 
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+need_root() {
+  if [ -n "$SUDO" ] && ! command -v sudo >/dev/null; then
+    echo "setup-e2e: $1 needs root: run this as root or install sudo" >&2
+    exit 1
+  fi
+}
 
 # 1. Debian packages
 missing=()
@@ -26,6 +33,9 @@ for p in "${APT_PACKAGES[@]}"; do
   fi
 done
 if [ "${#missing[@]}" -gt 0 ]; then
+  need_root "installing Debian packages"
+  echo "setup-e2e: the editor tests need these Debian packages, installing them now with" \
+       "${SUDO:+sudo }apt-get (system-wide): ${missing[*]}"
   log "apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
@@ -37,6 +47,8 @@ log "Debian packages ready"
 export npm_config_unsafe_perm=true npm_config_yes=true npm_config_nodedir=/usr
 export npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false
 if ! command -v node-gyp >/dev/null || [ "$(node-gyp --version 2>/dev/null)" != "v$NODE_GYP_VERSION" ]; then
+  need_root "npm install -g node-gyp"
+  echo "setup-e2e: installing node-gyp@$NODE_GYP_VERSION globally (${SUDO:+sudo }npm install -g)"
   log "npm install -g node-gyp@$NODE_GYP_VERSION"
   $SUDO npm install -g --silent "node-gyp@$NODE_GYP_VERSION" >/dev/null
 fi

@@ -100,8 +100,19 @@ def test_cli_text_and_exit_codes(tmp_path):
     assert lines[0].startswith("examples/detached_metric_loss.py:16:5: GP201 ")
     assert lines[1] == ("    live: confirmed (script): RuntimeError: element 0 of tensors does not require grad "
                         "and does not have a grad_fn (line 16)")
+    # what "confirmed" means, once, before the summary
+    assert r.stderr.strip().splitlines()[-2].startswith("  confirmed: the live step showed the bug: PyTorch raised")
+    assert "not-run:" not in r.stderr
     # the summary counts the files that have findings, not every file checked
     r = _cli("examples/detached_metric_loss.py", "examples/correct_training.py")
     assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == "Found 1 problem in 1 file.", r.stderr
+    r = _cli("examples/correct_training.py")
+    assert r.returncode == 0 and r.stdout == "" and r.stderr.strip().splitlines()[-1] == "No problems found in 1 file."
+
+    # a GP3 finding confirmed by forcing a value to its edge says so in the verdict
+    r = _cli("examples/relative_error.py")
+    assert r.returncode == 1
+    assert ("    live: confirmed by forcing `pred - target` to 0 (script): at pred - target == 0 (forced by "
+            "Gradpath): `1.0 / (pred - target)` = inf") in r.stdout
     r = _cli("--python", str(tmp_path / "nope"), "examples/correct_training.py")
     assert r.returncode == 2 and "does not exist" in r.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from gradpath.live.verdicts import headline
 from live_helpers import finding, line_of, span_of, write
 
 pytestmark = pytest.mark.live
@@ -202,11 +203,76 @@ def test_gp301_division_driven_to_zero(live, tmp_path):
                                                "expr": "output - target"})])
     v = rep.verdicts[fs[0].id]
     assert v.verdict == "confirmed", v
-    assert v.evidence.startswith("observed min |output - target| = ")
-    assert "at output - target == 0: `1 / (output - target)` = inf" in v.evidence
+    # the run itself never divided by 0: the verdict says that the value was forced
+    assert headline(v.to_dict()) == "confirmed by forcing `output - target` to 0"
+    assert v.evidence.startswith("at output - target == 0 (forced by Gradpath): `1 / (output - target)` = inf")
+    assert "the run itself did not get there (observed min |output - target| = " in v.evidence
     assert "the gradient reaching `output - target` is -inf" in v.evidence
     assert "loss = inf, grad non-finite in weight, bias" in v.evidence
     assert v.data["probe"]["count"] == 1 and v.data["probe"]["min_abs"] > 0
+
+
+ATTENTION = """
+import torch
+import torch.nn as nn
+
+
+class Attention(nn.Module):
+    def __init__(self, dim=128):
+        super().__init__()
+        self.q = nn.Linear(dim, dim)
+        self.keys = nn.Parameter(torch.randn(6, dim))
+
+    def forward(self, x):
+        scores = self.q(x) @ self.keys.t() / {scale}
+        return scores.softmax(-1).sum(-1)
+
+
+model = Attention()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(3):
+    opt.zero_grad()
+    loss = model(torch.randn(4, 128)).pow(2).mean()
+    loss.backward()
+    opt.step()
+"""
+
+
+@pytest.mark.parametrize("scale, expr, observed, why", [
+    # a shape: a Python float, 128 ** 0.5 = 11.3
+    ("self.keys.size(1) ** 0.5", "self.keys.size(1) ** 0.5", "observed min |self.keys.size(1) ** 0.5| = 11.3",
+     "is a Python number, not a tensor computed from data or parameters"),
+    # a constant tensor: the same value on every evaluation, no gradient
+    ("torch.tensor(8.0)", "torch.tensor(8.0)", "observed min |torch.tensor(8.0)| = 8",
+     "is a tensor of one constant value that depends on no parameter"),
+])
+def test_gp301_a_constant_denominator_is_never_forced(live, tmp_path, scale, expr, observed, why):
+    """A false alarm on a correct attention layer must not come back "confirmed" by forcing a shape
+    or a constant to 0: not-reproduced, with the value the run saw."""
+    src = ATTENTION.replace("{scale}", scale)
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP301", line_of(t, "scores ="), probe={"what": "denominator", "span": span_of(t, scale), "expr": expr})])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "not-reproduced", v
+    assert v.evidence.startswith(observed), v.evidence
+    assert f"`{expr}` {why}, so Gradpath does not force it to 0" in v.evidence
+    assert "forced" not in v.data
+    if "Python number" in why:  # known before any edge run: none is made
+        assert fs[0].id not in (rep.run.get("edge_runs") or {})
+
+
+def test_gp301_a_data_tensor_is_forced(live, tmp_path):
+    """The same layer dividing by a value computed from the batch (no gradient, but it varies): it
+    is forced, and the verdict says so."""
+    src = ATTENTION.replace("{scale}", "x.abs().mean()")
+    text, fs, rep = run(live, tmp_path, src, lambda t: [finding(
+        "GP301", line_of(t, "scores ="), probe={"what": "denominator", "span": span_of(t, "x.abs().mean()"),
+                                               "expr": "x.abs().mean()"})])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "confirmed", v
+    assert headline(v.to_dict()) == "confirmed by forcing `x.abs().mean()` to 0"
+    assert v.evidence.startswith("at x.abs().mean() == 0 (forced by Gradpath): ")
+    assert v.data["forced"] == {"expr": "x.abs().mean()", "value": "0"}
 
 
 def test_gp301_guarded_denominator_not_confirmed(live, tmp_path):

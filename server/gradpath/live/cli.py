@@ -18,6 +18,7 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 def run_confirm(args) -> int:
     from gradpath import cli as main_cli
+    from gradpath.live import verdicts as V
     from gradpath.live.service import LiveError, LiveService
 
     timeout = float(getattr(args, "timeout", None) or 20.0)
@@ -44,6 +45,7 @@ def run_confirm(args) -> int:
     for e in errors:
         print(f"gradpath: {e}", file=sys.stderr)
     out_findings, runs, total, with_findings = [], [], 0, 0
+    words_used: set[str] = set()
     try:
         for rep in reports:
             result = rep.result
@@ -66,6 +68,7 @@ def run_confirm(args) -> int:
                 v = live.verdicts.get(f.id)
                 vd = v.to_dict() if v is not None else {"verdict": "not-run", "mode": "none",
                                                         "evidence": "no verdict", "data": {}}
+                words_used.add(vd.get("verdict"))
                 if args.format == "json":
                     cell = None
                     mapping = getattr(rep, "mapping", None)
@@ -81,7 +84,7 @@ def run_confirm(args) -> int:
                     print(f"{rep.display}:{f.span.line}:{f.span.col + 1}: {f.code} {f.message}")
                     ev = (vd.get("evidence") or "").splitlines() or [""]
                     mode = f" ({vd['mode']})" if vd.get("mode") and vd["mode"] != "none" else ""
-                    print(f"    live: {vd['verdict']}{mode}: {ev[0]}")
+                    print(f"    live: {V.headline(vd)}{mode}: {ev[0]}")
                     for line in ev[1:16]:
                         print(f"    {line.rstrip()}")
             if args.format != "json":
@@ -101,6 +104,9 @@ def run_confirm(args) -> int:
         sys.stdout.write("\n")
     elif total:
         sys.stdout.flush()
+        seen = [w for w in (V.CONFIRMED, V.NOT_REPRODUCED, V.NOT_RUN) if w in words_used]
+        for w in seen:  # what the verdict words mean, once per run (docs/usage.md has more)
+            print(f"  {w}: {V.VERDICT_MEANING[w]}", file=sys.stderr)
         print(f"Found {total} problem{'s' if total != 1 else ''} in {with_findings} file"
               f"{'s' if with_findings != 1 else ''}.", file=sys.stderr)
     else:

@@ -360,10 +360,15 @@ class LiveService:
                 rec = (script.get("probes") or {}).get(f.id)
                 if not rec or not rec.get("count") or (rec.get("nonfinite") or 0) > 0:
                     continue
+                if V.unforceable(rec, None, final=False):  # a Python number, a shape: never forced
+                    continue
                 if sum(1 for k, _, _ in batch if k == "edge") >= MAX_EDGE_RUNS:
                     break
                 kind = next((p["what"] for p in probes if p["id"] == f.id), None) or V.DEFAULT_PROBE_KIND.get(f.code)
+                # another seed and two iterations: a value computed from data differs from the first run's,
+                # one that stays the same is a constant of the program and is not forced (V.unforceable)
                 batch.append(("edge", f.id, dict(base, mode="script", edge={"id": f.id, "what": kind},
+                                                 seed=1, iterations=max(2, base.get("iterations", 1)),
                                                  timeout_s=max(0.5, left))))
             mo_keys: set = set()
             for f in findings:

@@ -60,6 +60,7 @@ def _load_sibling(name: str):
 
 
 _flowtable = _load_sibling("flowtable")  # the gradient-flow table (one row per parameter tensor)
+_probe_values = _load_sibling("probe_values")  # where a probed value came from (may the edge run force it?)
 STRUCTURAL_ITER_ATTRS = {"parameters", "named_parameters", "modules", "named_modules", "children",
                          "named_children", "buffers", "named_buffers", "param_groups", "state_dict",
                          "values", "items", "keys"}
@@ -1037,6 +1038,7 @@ class Observer:
         if rec is None:
             rec = self.probes[pid] = {"line": line, "count": 0}
         rec["count"] += 1
+        _probe_values.note(rec, value, torch)
         try:
             if isinstance(value, torch.Tensor):
                 rec["requires_grad"] = bool(value.requires_grad)
@@ -1927,7 +1929,7 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
     mo_info = None
     try:
         torch.set_num_threads(1)
-        torch.manual_seed(0)
+        torch.manual_seed(int(req.get("seed") or 0))  # the edge runs use another seed (see probe_values)
         source = req["source"]
         probes = req.get("probes") or []
         lines = source.encode("utf-8").split(b"\n")
