@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace as _dc_replace
 from typing import Any, Iterable
 
 from gradpath.analysis import bounds, frameworks
+from gradpath.analysis import modelling
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.symbols import canonical, is_torch_module_qualname
 
@@ -48,11 +49,13 @@ def _as_float(v) -> float:
 
 
 _CUT_BUILTINS = {"float": "float()", "int": "int()", "round": "round()", "bool": "bool()"}
+_INT_TENSOR_TYPES = {"torch.LongTensor", "torch.IntTensor", "torch.ShortTensor", "torch.ByteTensor",
+                     "torch.CharTensor", "torch.BoolTensor", "torch.cuda.LongTensor", "torch.cuda.IntTensor"}
 _INT_DTYPES = {"torch.long", "torch.int", "torch.int64", "torch.int32", "torch.int16", "torch.int8",
                "torch.uint8", "torch.bool", "torch.short"}
 _VIEW_METHODS = {"view", "reshape", "squeeze", "unsqueeze", "flatten", "float", "double", "half",
                  "cpu", "cuda", "to", "contiguous", "permute", "transpose", "expand", "expand_as",
-                 "clone", "view_as", "reshape_as", "t", "select", "narrow", "type_as", "bfloat16"}
+                 "clone", "view_as", "reshape_as", "t", "select", "narrow", "type_as", "bfloat16", "type"}
 _INDEX_METHODS = {"gather", "index_select", "masked_select", "take", "take_along_dim"}
 _TENSOR_FACTORIES = {"randn", "rand", "zeros", "ones", "empty", "full", "arange", "linspace", "eye",
                      "randint", "randn_like", "rand_like", "zeros_like", "ones_like", "empty_like",
@@ -105,6 +108,12 @@ def _default_vals(args: ast.arguments) -> dict:
     return out
 
 
+def _hides_cut(v: "Val") -> bool:
+    """A value without a graph whose reason is a real cut (of a model's output, or of a value that may
+    carry one) or a forward under no_grad: requires_grad on it hides that (GP203)."""
+    return bool(v.nograd) or any(not c.of_leaf for c in v.cuts)
+
+
 def _is_torch(qn: str | None) -> bool:
     return bool(qn) and (qn == "torch" or qn.startswith("torch."))
 
@@ -123,6 +132,7 @@ class Cut:
     receiver: ast.AST | None = None
     had_graph: bool = False  # the receiver carried a graph
     conditional: bool = False  # only on some paths (one branch of an `if`, a loop that may not run)
+    of_leaf: bool = False  # the receiver was a leaf made with requires_grad (`z.detach()`), no model's output
 
 
 @dataclass(frozen=True, eq=False)
@@ -867,7 +877,8 @@ class Flow:
     def _cut(self, recv: Val, node: ast.AST, kind: str, receiver: ast.AST | None, bare: bool,
              out_kind: str = "tensor") -> Val:
         models = recv.origins if recv.grad == G else frozenset()
-        c = Cut(node, kind, models, bare, receiver, had_graph=recv.grad == G)
+        c = Cut(node, kind, models, bare, receiver, had_graph=recv.grad == G,
+                of_leaf=recv.grad == G and recv.leaf and not recv.origins)
         cuts = _uniq([c] + list(recv.cuts)) if (recv.grad > N or recv.cuts or recv.nograd) else recv.cuts
         if recv.grad == N and not recv.cuts and not recv.nograd and recv.const is None:
             # cutting plain data: nothing to report about it later
@@ -879,8 +890,9 @@ class Flow:
     def _patch(self, cur: Val, node: ast.AST, how: str) -> Val:
         if cur.grad != N:
             return cur
-        if not cur.has_reason():
-            # requires_grad on plain data: a leaf that does get gradients (inputs, weights)
+        if not _hides_cut(cur):
+            # requires_grad on plain data, a constant or a copy of a leaf (`z.detach().clone()`): a new
+            # leaf that does get gradients (inputs, weights, an autograd demo)
             return Val(G, leaf=True, src=node)
         return replace(cur, patched=node, patch_kind=how, src=cur.src)
 
@@ -934,7 +946,8 @@ class Flow:
             if k is not None:
                 v = self._lookup(k, node, env, fr)
                 if v is not None:
-                    if isinstance(node, ast.Name) and v.kind == "number" and "eps" in node.id.lower():
+                    if isinstance(node, ast.Name) and v.kind == "number" and "eps" in node.id.lower() \
+                            and not bounds.known_nonpositive(v):  # (an `eps` passed 0.0 guards nothing)
                         return replace(v, shape="pos", eps_name=True)
                     if isinstance(node, ast.Name) and v.grad == U and not v.torchy and bounds.eps_named(node.id) \
                             and bounds.rng_of(v) is None and v.kind in ("tensor", "number"):
@@ -1108,6 +1121,8 @@ class Flow:
             self._record(fr, env, "div", node, {"num": a, "den": b}, {"num": ln, "den": rn})
             if a.shape == "raw" and b.kind == "number":
                 shape = "raw"
+            elif a.shape == "nonneg" and tensors and b.kind == "number":
+                shape = "nonneg"  # `probs.sum(0) / T`: still 0 wherever the sum underflows
         elif isinstance(op, ast.Pow):
             exp = b.numeric
             if tensors and self._positive(a) and b.kind != "number":
@@ -1288,7 +1303,7 @@ class Flow:
         if m == "to" or m == "type":
             for a in node.args + [kw.value for kw in node.keywords if kw.arg == "dtype"]:
                 aq = canonical(self._qn(a) or "")
-                if aq in _INT_DTYPES:
+                if aq in _INT_DTYPES or aq in _INT_TENSOR_TYPES:
                     return self._cut(recv, node, f".to({self.src.text_of(a)})", func.value, bare=False)
         if m == "requires_grad_":
             flag = not (node.args and isinstance(node.args[0], ast.Constant) and node.args[0].value is False)
@@ -1307,6 +1322,9 @@ class Flow:
                 if b is not None:
                     v = self._module_val(b.value, key, b.cls)
                     return v
+            d = modelling.default_module(self.sym, self.ctx.tree, cls, attr)
+            if d is not None:  # `def __init__(self, loss=nn.CrossEntropyLoss())`: self.loss = loss
+                return self._module_val(d[0], key, d[1])
         return Val(G, kind="module", module_key=key)
 
     def _method_scope(self, cls: str | None, name: str):
@@ -1323,6 +1341,10 @@ class Flow:
     def _ranged(self, m: str, v: Val, recv: Val, args: list, kwargs: dict) -> Val:
         """`v` with the range (bounds.Rng) and distribution fact of `recv.m(*args)`."""
         got = bounds.method_range(m, recv, args, kwargs)
+        if recv.shape == "prob" and v.shape == "nonneg" and m in ("sum", "nansum", "mean", "nanmean"):
+            # entries of a distribution summed across it (one class over the batch): not a
+            # distribution's total, and it underflows to exactly 0 in float32 (modelling.prob_reduce_shape)
+            got = (bounds.Rng(0.0, bounds.INF if m in ("sum", "nansum") else 1.0), False)
         if got is None and (m in _VIEW_METHODS or m in _INDEX_METHODS):
             got = (bounds.rng_of(recv), recv.dist and m in _VIEW_METHODS)
         if got is None or got[0] is None and not got[1]:
@@ -1344,6 +1366,10 @@ class Flow:
             return combine(allv, node, shape=None)
         if m == "exp":
             self._record(fr, env, "exp", node, {"arg": recv}, {"arg": recv_node}, method=method)
+            act = modelling.exp_of_logprob(recv)
+            if act is not None:
+                return replace(combine(allv, node, shape="prob"), act=act, act_node=node, act_input=recv_node,
+                               exact=True, act_scope=fr.scope)
             return combine(allv, node, shape="pos")
         if m == "exp2" or (m in ("pow", "float_power") and self._positive(recv)):
             # 2 ** x written as torch.exp2(x) / torch.pow(2.0, x): positive like exp
@@ -1388,7 +1414,9 @@ class Flow:
         if m in ("sum", "mean", "nansum", "nanmean"):
             if recv.shape in ("sq", "sumsq"):
                 shape = "sumsq"
-            elif recv.shape in ("pos", "guarded", "prob"):
+            elif recv.shape == "prob":
+                shape = modelling.prob_reduce_shape(recv, node, method)
+            elif recv.shape in ("pos", "guarded"):
                 shape = "pos" if recv.shape != "guarded" else "guarded"
             elif recv.kind == "tensor":
                 shape = "reduce"
@@ -1400,7 +1428,8 @@ class Flow:
         if m in ("std", "var"):
             return combine(allv, node, shape="std" if m == "std" else "reduce")
         if m in _VIEW_METHODS or m in _INDEX_METHODS or m in ("__getitem__",):
-            v = combine(allv, node, shape=recv.shape)
+            # `x.type_as(y)`, `x.view_as(y)`, `x.to(y)`: y gives a dtype/shape/device, never its graph
+            v = combine([recv] if m in _VIEW_METHODS else allv, node, shape=recv.shape)
             keep_exact = m in _VIEW_METHODS and m not in ("select", "narrow")
             return replace(v, act=recv.act, act_node=recv.act_node, act_input=recv.act_input,
                            act_scope=recv.act_scope, exact=recv.exact and keep_exact,
@@ -1465,7 +1494,7 @@ class Flow:
             else:
                 out = Val(N, src=node)
             if rg_true:
-                if out.has_reason():
+                if _hides_cut(out):
                     return replace(out, patched=node, patch_kind="requires_grad=True")
                 return Val(G, leaf=True, origins=frozenset(), src=node)
             return out
@@ -1568,7 +1597,7 @@ class Flow:
         short = cls.rsplit(".", 1)[-1]
         if cls == "torch.nn.Sequential":
             shape, act, act_node = None, None, None
-            for layer in mod.module_layers:
+            for layer in modelling.sequential_layers(self, mod, env, fr):
                 lq = canonical(self._qn(layer.func) or "") if isinstance(layer, ast.Call) else ""
                 ls = lq.rsplit(".", 1)[-1]
                 if lq.startswith("torch.nn.") and ls in _LINEARISH:

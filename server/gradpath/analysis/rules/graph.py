@@ -132,13 +132,14 @@ def _report_no_graph(ctx, e, v: Val, value_node, alt=None):
         p = v.patched
         cause = v.primary_cut().node if v.cuts else (v.nograd[0].node if v.nograd else v.const)
         target = ('`' + model + '`') if model else 'any model parameter'
+        # "learns nothing" only where there is something to learn: a model or an optimizer in the file
+        learns = "; training runs and learns nothing" if model or ctx.facts.models or ctx.facts.optimizers else ""
         if cause is p and v.cuts and v.cuts[0].receiver is not None:
             msg = (f"{where}`{_text(ctx, p)}` copies `{_text(ctx, v.cuts[0].receiver)}` into a new leaf tensor "
-                   f"with no graph: `{_text(ctx, bw)}` runs but no gradient reaches {target}; training runs "
-                   f"and learns nothing")
+                   f"with no graph: `{_text(ctx, bw)}` runs but no gradient reaches {target}{learns}")
         else:
             msg = (f"{where}`{_text(ctx, p)}` hides the cut at `{_text(ctx, cause)}` (line {_line(cause)}): "
-                   f"`{_text(ctx, bw)}` runs but no gradient reaches {target}; training runs and learns nothing")
+                   f"`{_text(ctx, bw)}` runs but no gradient reaches {target}{learns}")
         rel = [Related(ctx.span(cause), f"the graph is cut here: `{_text(ctx, cause)}`"),
                Related(ctx.span(bw), "the backward that sees only the patched tensor")]
         yield ctx.finding("GP203", p, msg, severity=sev, related=rel, fixes=_patch_fix(ctx, v),
