@@ -409,3 +409,25 @@ def test_cli_json_lines_for_gp3(tmp_path):
     data = json.loads(out.stdout)
     items = data if isinstance(data, list) else data.get("findings", [])
     assert [(d["code"], d["line"], d["column"], d["end_column"]) for d in items] == [("GP301", 9, 14, 29)]
+
+
+def test_gp304_message_states_its_figure_as_an_example_pytorch_agrees_with():
+    """The squashing figure is an example (not a measurement of the user's code), and it is what
+    PyTorch computes for that example."""
+    prog = """\
+import torch
+import torch.nn.functional as F
+
+model = torch.nn.Linear(8, 5)
+x, y = torch.randn(4, 8), torch.randint(0, 5, (4,))
+loss = F.cross_entropy(F.softmax(model(x), dim=1), y)
+loss.backward()
+"""
+    [f] = run(prog, "GP304")
+    assert ("the loss is squashed and gradients shrink (for example, with 5 classes a prediction wrong by a "
+            "logit margin of 19 costs 1.90 instead of 19.0); pass the logits") in f.message
+    import torch
+    import torch.nn.functional as F
+    z, t = torch.tensor([[20.0, 1.0, 1.0, 1.0, 1.0]]), torch.tensor([1])
+    assert f"{F.cross_entropy(z.softmax(1), t).item():.2f}" == "1.90"
+    assert f"{F.cross_entropy(z, t).item():.1f}" == "19.0"

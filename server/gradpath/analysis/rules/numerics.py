@@ -497,8 +497,8 @@ def loss_inputs(ctx):
             if a.act_node is not None and a.act_node is not inp and not _once(seen, "GP304-act", a.act_node):
                 continue  # one warning per softmax layer, not one per loss call on its output
             msg = (f"{lname} applies log_softmax itself, but `{_text(ctx, inp)}` is already a softmax "
-                   f"output{act_where}: the loss is squashed (1.90 instead of 18.99 on the same logits) and "
-                   f"gradients shrink; pass the logits")
+                   f"output{act_where}: the loss is squashed and gradients shrink (for example, with 5 classes "
+                   f"a prediction wrong by a logit margin of 19 costs 1.90 instead of 19.0); pass the logits")
             yield ctx.finding("GP304", inp, msg, fixes=_logits_fix(ctx, fl, e, a, inp), related=rel, data=probe)
         elif kind == "nll" and a.shape == "prob" and a.act == "softmax":
             if not _once(seen, "GP303", inp):
