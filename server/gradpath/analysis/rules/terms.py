@@ -278,6 +278,10 @@ def dead_loss_term(ctx):
             hit = g.cut_in(term)
             helper = None if hit else g.helper_cut(term)
             if hit is None and helper is None:
+                c = tv.primary_cut()  # a cut made in an earlier statement (`labels = p.long()`)
+                if c is not None and c.had_graph and c.receiver is not None:
+                    hit = (c.node, c.receiver)
+            if hit is None and helper is None:
                 continue
             seen.add(id(term))
             loss_name = ctx.src.text_of(value_node)
