@@ -67,7 +67,41 @@ def call_literals(call: ast.Call, fn, skip_first: bool = False) -> dict:
             v = literal_of(kw.value)
             if v is not _NOTHING:
                 out[kw.arg] = v
+    _defaults_and_flags(call, fn, params, out)
     return out
+
+
+def _defaults_and_flags(call: ast.Call, fn, params: list[str], out: dict) -> None:
+    """Parameters the call leaves out keep their literal defaults (`test()` calling
+    `_train_or_test(model, loader)` with `optimizer=None`), and flags the function computes from them
+    first thing (`is_train = optimizer is not None`) are decided too."""
+    if any(isinstance(x, ast.Starred) for x in call.args) or any(kw.arg is None for kw in call.keywords):
+        return  # *args / **kwargs: which parameters are given is not known
+    a = fn.args
+    given = set(params[:len(call.args)]) | {kw.arg for kw in call.keywords}
+    pos = [p.arg for p in a.posonlyargs + a.args]
+    defaults = dict(zip(pos[len(pos) - len(a.defaults):], a.defaults))
+    defaults.update({p.arg: d for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None})
+    for name, d in defaults.items():
+        v = literal_of(d)
+        if name in params + [p.arg for p in a.kwonlyargs] and name not in given and name not in out \
+                and v is not _NOTHING:
+            out[name] = v
+    if not out or not isinstance(fn.body, list):
+        return
+    stores: dict[str, int] = {}
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            stores[n.id] = stores.get(n.id, 0) + 1
+    for st in fn.body:
+        if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
+            name = st.targets[0].id
+            if stores.get(name) == 1 and name not in out:
+                t = branch_taken(st.value, out)
+                if t is not None:
+                    out[name] = t
+        elif not isinstance(st, (ast.Expr, ast.AnnAssign, ast.Assign)):
+            break  # only the straight-line start of the function
 
 
 def branch_taken(test: ast.AST, literals: dict) -> bool | None:

@@ -376,3 +376,43 @@ def in_module_forward(ctx, scope) -> bool:
         return False
     name = scope.name.lstrip("_")
     return (name == "forward" or name.startswith("forward_")) and ctx.symbols.is_module_class(scope.class_name)
+
+
+# -- GP407: a backward that trains the model ------------------------------------------------------------
+
+def steps_model_after(events, b, m: str, trained_by) -> bool:
+    """Does an optimizer step that may update model `m` follow backward `b` in the same iteration
+    (the innermost loop around `b`; with no loop, later in the same code)? A backward run only to
+    look at gradients (plotting their norms) trains nothing."""
+    from gradpath.analysis.loops import exclusive, same_model  # loops imports this module
+    loops = b.loops()
+    inner = loops[-1] if loops else None
+    after = False
+    for e in events:
+        if e is b:
+            after = True
+            continue
+        if e.kind != "step" or e.target != "optimizer" or exclusive(e, b):
+            continue
+        if not any(e is s for s in trained_by):
+            continue
+        if e.models and not any(same_model(m, x) or same_model(x, m) for x in e.models):
+            continue
+        if inner is not None and e.in_loop(inner):
+            return True
+        if inner is None and after:
+            return True
+    return False
+
+
+def rebuilt_in_loop(ctx, m: str, loop) -> bool:
+    """`model = Net()` (or `copy.deepcopy(...)`) inside `loop`: each iteration starts from a fresh
+    module, in training mode."""
+    from gradpath.analysis.loops import display
+    name = display(m)
+    for b in ctx.facts.models:
+        if b.key != name or b.origin == "derived":
+            continue
+        if any(a is loop for a in ctx.facts.ancestors(b.stmt)):
+            return True
+    return False

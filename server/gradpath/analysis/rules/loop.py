@@ -11,7 +11,8 @@ import ast
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.forward_hooks import hook_facts, in_test_function, is_test_path
-from gradpath.analysis.loop_guards import (in_module_forward, numpy_accumulator, rebound_in, returns_plain_value,
+from gradpath.analysis.loop_guards import (in_module_forward, numpy_accumulator, rebound_in, rebuilt_in_loop,
+                                          returns_plain_value, steps_model_after,
                                           share_iteration, torch_scheduler_event, training_or_eval_loop)
 from gradpath.analysis.loops import (LOOP, CALL, IF, display, exclusive, key_matches, loop_facts,
                                      loop_header_span, nameable, same_model)
@@ -987,9 +988,13 @@ def eval_mode_training(ctx):
                 here = ev.frames_to(loop)
                 seq = [e for e in events if e.in_loop(loop) and e.frames_to(loop) == here]
                 pos = seq.index(ev)
-                order = [e for e in seq[pos + 1:] if not exclusive(e, ev)] + seq[:pos]
+                # the next iteration starts over from seq[:pos], unless the loop rebinds the model
+                # to a fresh module (in train mode) on every iteration
+                wrap = [] if rebuilt_in_loop(ctx, m, loop) else seq[:pos]
+                order = [e for e in seq[pos + 1:] if not exclusive(e, ev)] + wrap
             else:
-                order = events[idx + 1:]
+                # `if is_train: model.train() else: model.eval()` and later `if is_train: backward`
+                order = [e for e in events[idx + 1:] if not exclusive(e, ev)]
             hit = None
             ran = False  # m's own forward with gradients on, since the eval()
             for e in order:
@@ -1000,11 +1005,13 @@ def eval_mode_training(ctx):
                 if e.kind == "fwd" and not e.nograd and e.key and same_model(e.key, m):
                     ran = True
                 if is_training(e):
-                    if ran:
+                    if ran and steps_model_after(events, e, m, trained_by=steps):
                         hit = e
                         break
                     # a backward that m took no part in (another model's loss, a teacher read
-                    # under no_grad): it does not train m in eval mode; look further
+                    # under no_grad), or one no optimizer step of m follows (gradients computed
+                    # to be plotted or inspected): it does not train m in eval mode; look further
+                    ran = False  # the next backward needs m's forward of its own
                     continue
             if hit is None:
                 continue
