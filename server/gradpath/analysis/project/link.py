@@ -233,6 +233,8 @@ class Linker:
         if vd is None or depth > MAX_EVAL_DEPTH:
             return _U
         k = vd[0]
+        if k == "none":
+            return frozenset()
         if k == "ref":
             return self.resolve(vd[1], path, depth)
         if k == "self":
@@ -261,7 +263,11 @@ class Linker:
             return self.param_value(path, vd[1], vd[2], depth + 1)
         if k == "item":
             out = set()
-            for v in self.eval(vd[1], path, depth + 1):
+            container = self.eval(vd[1], path, depth + 1)
+            has_reg = any(v[0] == "reg" for v in container)
+            for v in container:
+                if has_reg and v[0] in ("inst", "extinst"):
+                    continue  # the registry object itself: its items are the registered classes
                 if v[0] == "coll":
                     out |= v[1]
                 elif v[0] == "reg":
@@ -382,7 +388,7 @@ class Linker:
                 vd = args[i]
             else:
                 return _U  # a default or *args: not known
-            v = self.eval(vd, cpath, depth + 1)
+            v = frozenset(("inst",) + x[1:] if x[0] == "self" else x for x in self.eval(vd, cpath, depth + 1))
             if vals is None:
                 vals = v
             elif v != vals:
@@ -402,8 +408,16 @@ class Linker:
         if not any(b.startswith("transformers.") and b.endswith("Trainer") for b in self.ext_bases(fpath, cls)):
             return None
         vals = None
-        if self._building_calls:
+        if self._building_calls or (fpath, fname) in self._busy:
             return _U
+        self._busy.add((fpath, fname))
+        try:
+            return self._instantiations_arg(fpath, cls, depth)
+        finally:
+            self._busy.discard((fpath, fname))
+
+    def _instantiations_arg(self, fpath, cls, depth):
+        vals = None
         for p, sm in self.s.items():
             if not sm:
                 continue
@@ -477,6 +491,15 @@ class Linker:
             return None
         if fa.get("act"):
             return dict(fa, owner=own)
+        layer = fa.get("layer")
+        if layer:
+            # self.act(x) with self.act = nn.Softmax(1); self.net(x) ending in nn.Sequential(..., nn.Softmax(1))
+            for c in self.mro(*own):
+                if c[0] != "cls":
+                    continue
+                last = (self.cls_info(c[1], c[2]) or {}).get("act_layers", {}).get(layer)
+                if last:
+                    return dict(fa, act=last[0], owner=own)
         return None
 
     def backward_callers(self) -> dict:
@@ -488,12 +511,12 @@ class Linker:
                 if not sm:
                     continue
                 for fn in sm["functions"].values():
-                    for loss_vd, sp, flags in fn["backwards"]:
+                    for loss_vd, sp, flags, data in fn["backwards"]:
                         if not loss_vd or loss_vd[0] != "call":
                             continue
                         for v in self.eval(loss_vd[1], p):
                             if v[0] == "fn":
-                                d.setdefault((v[1], v[2]), []).append((p, sp))
+                                d.setdefault((v[1], v[2]), []).append((p, sp, data))
             self._backwards = d
         return self._backwards
 

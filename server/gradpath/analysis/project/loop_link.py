@@ -96,7 +96,7 @@ def linked_events(lf, call, scope, frames, fn):
 
     got = _effects(lf, call, scope)
     if got is None:
-        return None
+        return _attribute_call(lf, call, scope, frames, fn)
     eff, params, off, vd = got
     mapping: dict[str, str | None] = {}
     if off:
@@ -156,4 +156,40 @@ def linked_events(lf, call, scope, frames, fn):
             from gradpath.analysis.findings import Span
             opath, sp = _origin
             out[-1].origin = (os.path.relpath(opath, project.root), Span(*sp), opath)
+    return out
+
+
+_PLAIN_BASES = ("object", "torch.nn.Module", "abc.ABC")
+
+
+def _attribute_call(lf, call, scope, frames, fn):
+    """`self.model(x)` in a class whose bases all lie in the project: `model` is no inherited method,
+    so the call is the submodule's forward (loops.py would otherwise treat a base it cannot see as
+    one that might do anything)."""
+    from gradpath.analysis.facts import key_of
+    from gradpath.analysis.loops import Ev
+
+    func = call.func
+    cls = getattr(scope, "class_name", None)
+    if not (cls and isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "self"):
+        return None
+    view = _view(lf)
+    if view is None:
+        return None
+    project, path = view
+    lk = project.linker()
+    if lk.cls_info(path, cls) is None:
+        return None
+    for c in lk.mro(path, cls):
+        if c[0] == "cls":
+            continue
+        if not (c[0] == "ext" and c[1] in _PLAIN_BASES):
+            return None
+    if lk.find_method(path, cls, func.attr) is not None:
+        return None
+    fk = key_of(func)
+    out = [Ev("fwd", fk, call, frames, fn=fn)]
+    keys = tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
+    if keys:
+        out.append(Ev("opaque", fk, call, frames, args=keys, fn=fn))
     return out

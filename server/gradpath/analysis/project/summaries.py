@@ -23,7 +23,7 @@ import ast
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 4
+SCHEMA = 6
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -158,6 +158,8 @@ class _Summarizer:
                     info["attrs"].setdefault(attr, []).extend(vds)
                 for attr, ref in fn.submodules.items():
                     info["submodules"].setdefault(attr, ref)
+                for attr, last in fn.seq_last.items():
+                    info.setdefault("act_layers", {})[attr] = last
                 for p in fn.params_registered:
                     if p not in info["params"]:
                         info["params"].append(p)
@@ -182,6 +184,7 @@ class _Fn:
         self.assign_nodes: dict[str, list] = {}
         self.self_attrs: dict[str, list] = {}
         self.submodules: dict[str, str] = {}
+        self.seq_last: dict[str, list] = {}  # attr -> [act, span of the layer] for activation layers
         self.params_registered: list[str] = []
         self.effects: list = []
         self.loss_uses: list = []
@@ -247,6 +250,12 @@ class _Fn:
                     ref = self._module_ctor(v)
                     if ref:
                         self.submodules[k[5:]] = ref
+                        if ref.endswith("Sequential") and v.args and isinstance(v.args[-1], ast.Call):
+                            last = self.s.qual(v.args[-1].func)
+                            if last in ACT_LAYERS:  # nn.Sequential(..., nn.Softmax(1))
+                                self.seq_last[k[5:]] = [ACT_LAYERS[last], _span(self.s.src, v.args[-1])]
+                        elif ref in ACT_LAYERS:
+                            self.seq_last[k[5:]] = [ACT_LAYERS[ref], None]
                     elif isinstance(v, ast.Call) and (self.s.qual(v.func) or "").endswith("Parameter"):
                         self.params_registered.append(k[5:])
 
@@ -267,13 +276,8 @@ class _Fn:
                 return ["self", self.cls]
             if node.id in self.params and node.id not in self.assign_nodes:
                 return ["param", self.qn, node.id]
-            vals = self.assign_nodes.get(node.id) if self.node is not None else None
+            vals = self.assign_nodes.get(node.id)
             if vals:
-                if len(vals) == 1 and vals[0] is not None:
-                    return self.vd(vals[0], d)
-                return None
-            if self.node is None and node.id in self.s.globals:
-                vals = self.assign_nodes.get(node.id) or []
                 if len(vals) == 1 and vals[0] is not None:
                     return self.vd(vals[0], d)
                 return None
@@ -304,6 +308,8 @@ class _Fn:
         if isinstance(node, ast.Subscript):
             inner = self.vd(node.value, d)
             return ["item", inner] if inner is not None else None
+        if isinstance(node, ast.Constant) and node.value is None:
+            return ["none"]  # `self.model = None` in __init__, set for real elsewhere
         if isinstance(node, ast.Dict):
             return ["coll", [self.vd(v, d) for v in node.values]]
         if isinstance(node, (ast.List, ast.Tuple)):
@@ -394,7 +400,7 @@ class _Fn:
             if kind == "train" and c.args and isinstance(c.args[0], ast.Constant) and c.args[0].value is False:
                 kind = "eval"
             if kind == "backward":
-                self.backwards.append([self.vd(f.value), sp, flags])
+                self.backwards.append([self.vd(f.value), sp, flags, self._arg_data(f.value)])
                 self.effects.append(["backward", self._effect_key(f.value), sp, flags])
                 return
             if kind == "step" and c.args:
@@ -442,6 +448,38 @@ class _Fn:
         kwkeys = {k.arg: self._effect_key(k.value) for k in c.keywords if k.arg}
         self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys])
 
+    def _arg_data(self, node):
+        """For `loss` bound to `helper(a, b)`: per argument, True when it is plain data (a loop
+        variable, a tensor constructor, an element of one), False when it may carry a graph."""
+        if isinstance(node, ast.Name):
+            vals = self.assign_nodes.get(node.id)
+            if not (vals and len(vals) == 1 and vals[0] is not None):
+                return None
+            node = vals[0]
+        if not isinstance(node, ast.Call):
+            return None
+        return [self._is_data(a) for a in node.args]
+
+    def _is_data(self, node, depth=0) -> bool:
+        if depth > 4:
+            return False
+        if isinstance(node, ast.Name):
+            vals = self.assign_nodes.get(node.id)
+            if vals and all(v is None for v in vals):
+                return True  # a loop/with target: a batch from a loader
+            if vals and len(vals) == 1:
+                return self._is_data(vals[0], depth + 1)
+            return False
+        if isinstance(node, (ast.Subscript, ast.Starred)):
+            return self._is_data(node.value, depth + 1)
+        if isinstance(node, ast.Call):
+            q = self.s.qual(node.func) or ""
+            if q in _DATA_CTORS:
+                return True
+            if isinstance(node.func, ast.Attribute) and node.func.attr in SAME_INSTANCE_METHODS | {"long", "view", "reshape"}:
+                return self._is_data(node.func.value, depth + 1)
+        return False
+
     def _model_call_of(self, inp):
         """The model whose call produced `inp`: `model(x)`, `out` bound to `model(x)`, `self(x)`."""
         node = inp
@@ -471,8 +509,9 @@ class _Fn:
                 self.ret_act = acts[0]
                 self.ret_act["all"] = [a["span"] for a in acts]
         cuts = [self._cut_of(r) for r in self.ret_nodes]
-        if cuts and all(cuts):
-            self.ret_cut = [sp for c in cuts for sp in c]
+        if cuts and all(c is not None and c[0] for c in cuts):
+            self.ret_cut = {"spans": [sp for c in cuts for sp in c[0]],
+                            "live": sorted({p for c in cuts for p in c[1]})}
 
     def _act_of(self, node, depth=0):
         if depth > 3 or node is None:
@@ -503,7 +542,7 @@ class _Fn:
     def _cut_of(self, node):
         """Spans of the cuts when the returned value reaches its parameters only through
         .detach()/.data/.item(); None when it may carry a graph (or we cannot tell)."""
-        cuts, live = [], []
+        cuts, live, live_params = [], [], set()
 
         def visit(n, depth=0):
             if depth > 4:
@@ -519,7 +558,7 @@ class _Fn:
                 return
             if isinstance(n, ast.Name):
                 if n.id in self.params and n.id not in self.assign_nodes:
-                    live.append(n)
+                    live_params.add(n.id)  # fine when every caller passes plain data here
                 elif n.id in self.assign_nodes:
                     vals = self.assign_nodes[n.id]
                     if len(vals) == 1 and vals[0] is not None:
@@ -541,7 +580,9 @@ class _Fn:
                 visit(c, depth)
 
         visit(node)
-        return cuts if cuts and not live else None
+        if not cuts or live or "self" in live_params:
+            return None
+        return cuts, sorted(live_params)
 
     def summary(self) -> dict:
         return {"params": self.params, "effects": self.effects, "loss_uses": self.loss_uses,
@@ -550,6 +591,9 @@ class _Fn:
                 "line": getattr(self.node, "lineno", 0),
                 "bindings": {k: v for k, v in self.assigned.items() if not k.startswith("self.")}}
 
+
+_DATA_CTORS = {"torch.randn", "torch.rand", "torch.randint", "torch.zeros", "torch.ones", "torch.tensor",
+               "torch.as_tensor", "torch.from_numpy", "torch.full", "torch.arange", "torch.empty"}
 
 _NOT_PROJECT = {"torch", "numpy", "np", "os", "sys", "math", "time", "logging", "print", "json", "random",
                 "torchvision", "itertools", "collections", "functools", "tqdm"}

@@ -75,7 +75,10 @@ def model_output_to_loss(ctx):
             code, kind = "GP305", "bcel"
         if code is None:
             continue
-        hits = groups[kind]
+        hits = sorted(groups[kind], key=lambda h: (h[0]["nograd"], h[0]["path"], h[0]["loss"]))
+        hits = [h for h in hits if not h[0]["nograd"]]
+        if not hits:
+            continue  # only evaluation losses: no training gradient is shrunk
         first = hits[0][0]
         lname = _LOSS_NAMES[kind]
         model_name = hits[0][1][1]
@@ -180,14 +183,20 @@ def cut_return_backwarded(ctx):
         if not fn["ret_cut"] or fq == "<module>":
             continue
         users = [u for u in calls.get((path, fq), []) if u[0] != path]
-        if not users:
+        live = [fn["params"].index(p) for p in fn["ret_cut"]["live"] if p in fn["params"]]
+        # the parameters that still reach the result must get plain data (a batch) at every caller
+        if not users or not all(u[2] is not None and all(i < len(u[2]) and u[2][i] for i in live) for u in users):
             continue
-        cut = fn["ret_cut"][0]
-        up, usp = users[0]
+        cut = fn["ret_cut"]["spans"][0]
+        up, usp, _data = users[0]
         text = ctx.src.text_in(_span(cut))
         msg = (f"`{fq}` returns a value cut from the autograd graph (`{_short(text)}`), and "
                f"{_where(project, up, usp)} calls backward() on its result: PyTorch raises RuntimeError: "
                f"element 0 of tensors does not require grad and does not have a grad_fn; drop the "
                f"`.{text.rsplit('.', 1)[-1].split('(')[0]}` here")
-        related = [Related(_span(sp), "backward() on the result is here", p) for p, sp in users[:MAX_RELATED]]
-        yield ctx.finding("GP201", _span(cut), msg, related=related, data={"cross_module": True})
+        related = [Related(_span(sp), "backward() on the result is here", p) for p, sp, _d in users[:MAX_RELATED]]
+        fixes = []
+        for suffix in (".detach()", ".data"):
+            if text.endswith(suffix) and "\n" not in text:
+                fixes.append(Fix(f"Remove `{suffix}`", False, (Edit(_span(cut), text[: -len(suffix)]),)))
+        yield ctx.finding("GP201", _span(cut), msg, fixes=fixes, related=related, data={"cross_module": True})
