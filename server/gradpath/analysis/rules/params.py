@@ -1722,8 +1722,8 @@ def _consumers(ctx, scope, name: str, start: int, end: int, opt_call) -> list[tu
         if ln <= start or ln > end:
             continue
         par = facts.parent(n)
-        if par is opt_call:
-            continue
+        if par is opt_call or _exclusive_branches(facts, n, opt_call):
+            continue  # `if sgd: SGD(params) elif adam: Adam(params)`: only one of them runs
         how = None
         if isinstance(par, (ast.For, ast.AsyncFor)) and par.iter is n:
             how = f"the for loop at line {ln}"
@@ -1743,6 +1743,24 @@ def _consumers(ctx, scope, name: str, start: int, end: int, opt_call) -> list[tu
         if how:
             out.append((n, how))
     return out
+
+
+def _exclusive_branches(facts, a, b) -> bool:
+    """Are nodes a and b in different branches of one `if`/`elif` chain or `match` (never both run)?"""
+    anc_b = {id(x): x for x in facts.ancestors(b)}
+    child = a
+    for anc in facts.ancestors(a):
+        if id(anc) in anc_b:
+            if isinstance(anc, ast.If):
+                sides = [any(child is x for x in anc.body), any(child is x for x in anc.orelse)]
+                b_child = next((x for x in anc.body + anc.orelse if x is b or id(x) in anc_b), None)
+                b_sides = [any(b_child is x for x in anc.body), any(b_child is x for x in anc.orelse)]
+                return b_child is not None and sides != b_sides and any(sides) and any(b_sides)
+            if isinstance(anc, ast.Match):
+                return not any(child is x for x in (anc.subject,))  # two different cases
+            return False
+        child = anc
+    return False
 
 
 @rule("GP111")
