@@ -201,6 +201,20 @@ def accumulate_model(sym, expr, binding_of=None) -> ast.AST | None:
     return expr.args[0] if expr.args else recv
 
 
+# Accelerator methods that neither clear, step, backward nor switch modes
+ACCELERATOR_QUIET_METHODS = frozenset({
+    "accumulate", "prepare", "prepare_model", "prepare_optimizer", "prepare_scheduler", "prepare_data_loader",
+    "gather", "gather_for_metrics", "reduce", "pad_across_processes", "print", "log", "wait_for_everyone",
+    "save_state", "load_state", "save_model", "save", "unwrap_model", "clip_grad_norm_", "clip_grad_value_",
+    "autocast", "no_sync", "init_trackers", "end_training", "main_process_first", "local_main_process_first",
+    "register_for_checkpointing", "skip_first_batches", "split_between_processes", "free_memory"})
+
+
+def quiet_accelerator_call(sym, call: ast.Call) -> bool:
+    f = call.func
+    return isinstance(f, ast.Attribute) and f.attr in ACCELERATOR_QUIET_METHODS and is_accelerator(sym, f.value)
+
+
 def is_prepare_call(sym, value, binding_of=None) -> bool:
     """`accelerator.prepare(...)` (also `prepare_model` / `prepare_optimizer`)."""
     if not (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)

@@ -535,7 +535,9 @@ class LoopFacts:
             if cls and frameworks.framework_method(self.sym, cls, func.attr):
                 return  # `self.log(...)`, `self.optimizers()`: the framework's own, no training event
             out.append(Ev("fwd", fk, call, frames, fn=fn))
-            if cls and self._class_has_foreign_base(cls):
+            if cls and self._class_has_foreign_base(cls) and not (
+                    frameworks.class_framework(self.sym, cls) and self.binding_value(fk, scope) is not None):
+                # (a LightningModule's own attribute, `self.discriminator = ...`, is no inherited method)
                 out.append(Ev("opaque", fk, call, frames, args=("*",), fn=fn))
             elif self._arg_keys(call):
                 out.append(Ev("opaque", fk, call, frames, args=self._arg_keys(call), fn=fn))
@@ -543,6 +545,8 @@ class LoopFacts:
         qn = self.sym.qualname(func)
         if qn and qn.split(".")[0] == "torch":
             return
+        if frameworks.quiet_accelerator_call(self.sym, call):
+            return  # accelerator.accumulate(model), .prepare(...), .gather(...): no training event
         keys = tuple(k for k in (key_of(a) for a in list(call.args) + [kw.value for kw in call.keywords]) if k)
         if keys:
             out.append(Ev("opaque", name, call, frames, args=keys, fn=fn))

@@ -198,8 +198,14 @@ def accumulation_clears(ctx):
                 if not clears or not backs:
                     continue
                 guards = {}
+                has_accum = any(f[0] == ACCUM for e in seq for f in e.path)
                 for e in [s] + clears + backs:
                     wrapped = e.kind == "step" or (e.kind == "zero_grad" and e.target == "optimizer")
+                    if wrapped and has_accum and not any(f[0] == ACCUM for f in e.path):
+                        # a prepared optimizer skips step()/zero_grad() outside the block too, as
+                        # long as the last accumulate() was not a sync step: not modelled
+                        guards[id(e)] = None
+                        continue
                     guards[id(e)] = guard_of(e, loop, const, wrapped)
                 if any(g is None for g in guards.values()) or guards[id(s)] == _ALL:
                     continue
@@ -266,10 +272,11 @@ def _report(ctx, unit, loop, z, b, s, guards, node, span):
             isinstance(sst, ast.Expr) and zst.end_lineno < len(ctx.src.lines):
         indent = ctx.src.indent_of(sst.lineno)
         end = ctx.src.line_text(sst.end_lineno)
-        fixes.append(Fix(f"Clear only after {st}", False, (
+        # under accumulate(): the prepared optimizer's own zero_grad(), which accelerate skips with the step
+        text = f"{display(s.key)}.zero_grad()" if accum is not None else ctx.src.text_of(zst)
+        fixes.append(Fix(f"Clear with {text} only after {st}", False, (
             Edit(Span(zst.lineno, 0, zst.end_lineno + 1, 0), ""),
-            Edit(Span(sst.end_lineno, len(end), sst.end_lineno, len(end)),
-                 ctx.src.newline + indent + ctx.src.text_of(zst)))))
+            Edit(Span(sst.end_lineno, len(end), sst.end_lineno, len(end)), ctx.src.newline + indent + text))))
     loops = s.loops()
     return ctx.finding("GP402", span, msg, fixes=fixes, related=related,
                        data={k: v for k, v in dict(optimizer=display(s.key), loop_line=loops[-1].lineno if loops else None,
