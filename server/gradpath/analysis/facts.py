@@ -666,6 +666,7 @@ class Inventory:
     used: set[str] | None = None  # top-level attributes read outside __init__; None = unknown/all
     submodules: dict[str, str] = field(default_factory=dict)  # attribute -> class
     path: str | None = None
+    opaque: set[str] = field(default_factory=set)  # attributes built by a factory the analysis cannot read
 
     @property
     def names(self) -> list[str]:
@@ -865,6 +866,13 @@ class InventoryBuilder:
             exact = True
         if qn in ("torch.nn.Sequential", "torch.nn.ModuleList", "torch.nn.ModuleDict"):
             return self._container(qn, node, env, symbols)
+        if qn.startswith("torch.nn.") and qn.rsplit(".", 1)[-1] in ("DataParallel", "DistributedDataParallel"):
+            inner = self._wrapped(node, env, symbols)
+            if inner is not None:  # `model.module` is the wrapped model: its names start with "module."
+                inv = Inventory(qn, [], inner.complete, inner.maybe_more)
+                inv.submodules["module"] = inner.cls
+                self._merge(inv, inner, "module")
+                return inv
         if qn.startswith("torch.nn.") and is_torch_module_qualname(qn):
             ps = _layers.layer_params(qn, args, kwargs) if exact else None
             if ps is None:
@@ -878,6 +886,19 @@ class InventoryBuilder:
             return self.of_class(src, node, env, symbols)
         if is_torch_module_qualname(qn) or symbols.is_module_class(qn):
             return Inventory(qn, [], False, maybe_more=True)
+        return None
+
+    def _wrapped(self, node: ast.Call, env: dict, symbols) -> Inventory | None:
+        """The inventory of the module a DataParallel/DDP wraps: a construction, or a name bound to one."""
+        a = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "module"), None)
+        if isinstance(a, ast.Call):
+            return self.of_call(a, env, symbols)
+        k = key_of(a) if a is not None else None
+        if k and symbols is self.ctx.symbols:
+            facts = self.ctx.facts
+            b = facts.model_at(k, facts.scope_of(node), node.lineno)
+            if b is not None and b.value is not node and isinstance(b.value, ast.Call):
+                return self.of_call(b.value, env, symbols)
         return None
 
     def _container(self, qn: str, node: ast.Call, env: dict, symbols) -> Inventory:
@@ -1131,6 +1152,7 @@ class InventoryBuilder:
                 return  # self.x.something(...): not a new module we can see
             # an unknown factory: may build a module
             inv.complete = False
+            inv.opaque.add(attr)
             return
         if isinstance(value, ast.Name) and env.get(value.id, UNKNOWN) is UNKNOWN and value.id not in ("None", "True", "False"):
             # a constructor argument stored as an attribute: may be a module passed in
@@ -1455,7 +1477,10 @@ def _cover_params_call(self, call, receiver, scope, line, depth) -> Coverage:
         cov.unknown = cov.unknown or bool(path)
         return cov
     names = {p.name for p in inv.under(path)}
-    if path and not names and not inv.complete:
+    top = path.split(".")[0] if path else ""
+    if path and not names and not inv.complete and top not in inv.submodules and top not in inv.opaque:
+        # (a known submodule whose own parameters cannot be read, a torchvision backbone: the part
+        # covers that prefix; the known submodules outside every covered prefix are still left out)
         cov.unknown = True
     cov.parts.append(CoverPart(model, names, "all" if not path else "submodule", receiver, path,
                                inv.complete))
