@@ -347,6 +347,66 @@ def test_gp304_double_softmax(live, tmp_path):
     assert "every row sums to 1" in v.evidence
 
 
+ENCODER_LEFT_OUT = """
+import torch
+import torch.nn as nn
+
+
+class Encoder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
+
+    def forward(self, x):
+        return self.net(x)
+
+
+encoder = Encoder()
+classifier = nn.Linear(4, 3)
+optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3)
+for step in range(10):
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    loss = nn.functional.cross_entropy(classifier(encoder(x)), y)
+    loss.backward()
+    optimizer.step()
+"""
+
+
+def test_gp401_cites_a_tensor_of_its_optimizer_and_gp103_keeps_the_model_path(live, tmp_path):
+    """An encoder left out of Adam keeps its gradients too (it is first among the tracked tensors),
+    but GP401 is about Adam's missing zero_grad(): the evidence cites the classifier's weight that
+    Adam holds. GP103's table names the encoder's tensors as the user does: encoder.net.0.weight."""
+    text, fs, rep = run(live, tmp_path, ENCODER_LEFT_OUT, lambda t: [
+        finding("GP103", line_of(t, "optimizer = torch"), model="encoder", model_class="Encoder",
+                optimizer="optimizer", optimizer_class="torch.optim.Adam"),
+        finding("GP401", line_of(t, "for step"), optimizer="optimizer", optimizer_class="Adam", model="classifier",
+                needs_iterations=2)])
+    v103, v401 = rep.verdicts[fs[0].id], rep.verdicts[fs[1].id]
+    assert v103.verdict == "confirmed", v103
+    assert v103.evidence.startswith("encoder.net.0.weight, encoder.net.0.bias, encoder.net.2.weight, "
+                                    "encoder.net.2.bias: got gradients but never changed"), v103.evidence
+    assert "\n  encoder.net.0.weight: grad " in v103.evidence
+    assert v401.verdict == "confirmed", v401
+    assert (f"before the 2nd backward (line {line_of(text, 'loss.backward()')}) weight.grad (Linear, in Adam) "
+            "still had norm " in v401.evidence), v401.evidence
+    assert "2 tensor(s) of Adam accumulated" in v401.evidence
+    assert all("Adam" in g["optimizers"] for g in v401.data["grads"])
+    assert "net.0" not in v401.evidence
+
+
+def test_gp401_leftovers_only_outside_the_optimizer_are_not_its_bug(live, tmp_path):
+    """The classifier's gradients are cleared every iteration; only the encoder, which no optimizer
+    holds, keeps accumulating: not GP401's bug (GP103 covers the encoder)."""
+    src = ENCODER_LEFT_OUT.replace("    loss.backward()", "    optimizer.zero_grad()\n    loss.backward()")
+    text, fs, rep = run(live, tmp_path, src, lambda t: [
+        finding("GP401", line_of(t, "for step"), optimizer="optimizer", optimizer_class="Adam", model="classifier",
+                needs_iterations=2)])
+    v = rep.verdicts[fs[0].id]
+    assert v.verdict == "not-reproduced", v
+    assert v.evidence == ("the gradients of the tensors Adam holds were cleared between iterations; gradients "
+                          "were left over only in tensors no optimizer holds")
+
+
 def test_gp401_gradients_accumulate(live, tmp_path):
     src = """
     import torch

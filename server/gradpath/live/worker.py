@@ -61,6 +61,7 @@ def _load_sibling(name: str):
 
 _flowtable = _load_sibling("flowtable")  # the gradient-flow table (one row per parameter tensor)
 _probe_values = _load_sibling("probe_values")  # where a probed value came from (may the edge run force it?)
+_leftovers = _load_sibling("leftovers")  # gradients not cleared between iterations, per optimizer
 STRUCTURAL_ITER_ATTRS = {"parameters", "named_parameters", "modules", "named_modules", "children",
                          "named_children", "buffers", "named_buffers", "param_groups", "state_dict",
                          "values", "items", "keys"}
@@ -978,6 +979,9 @@ class Observer:
                         if before.get(pid)]
                 ev["leftover"] = len(left)
                 ev["leftover_examples"] = [[n, _fmt_num(b), _fmt_num(a)] for n, b, a in left[:3]]
+                left_ids = [(pid, before.get(pid), g) for pid, g in after.items() if before.get(pid)]
+                ev["leftover_held"] = _leftovers.examples(obs, left_ids, _fmt_num)
+                ev["leftover_per_optimizer"] = _leftovers.per_optimizer(obs, left_ids)
                 ev["grads_none"] = sum(1 for g in after.values() if g is None)
                 ev["grads_total"] = len(after)
                 obs.event("backward", **ev)
