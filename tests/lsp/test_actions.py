@@ -141,6 +141,8 @@ async def test_hover_on_a_diagnostic_explains_the_rule(client):
     assert "What PyTorch does" in md and "ValueError: optimizer got an empty parameter list" in md
     assert "**Fix:**" in md
     assert "GP101.md" in md
+    # the editor shows the diagnostic's message above the hover: the rule card does not repeat it
+    assert d.message not in md and d.message.split(":")[0] not in md
 
 
 async def test_hover_on_a_model_lists_its_parameters(client):

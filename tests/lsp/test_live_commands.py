@@ -84,7 +84,8 @@ async def test_confirm_runs_a_live_step_and_republishes(client):
     assert any("optimizer got an empty parameter list" in r.message for r in d.related_information)
     h = await client.text_document_hover_async(types.HoverParams(
         text_document=types.TextDocumentIdentifier(uri=uri), position=d.range.start))
-    assert "Live CPU step:** confirmed" in h.contents.value
+    assert "Live CPU step:** confirmed (script) — _the live step showed the bug: PyTorch raised" in h.contents.value
+    assert d.message not in h.contents.value
     # work-done progress was reported
     assert any(client.progress_reports.values())
 

@@ -106,10 +106,11 @@ def evidence_text(v: dict, limit: int = 600) -> str:
 
 
 def verdict_suffix(v: dict) -> str:
+    from gradpath.live.verdicts import headline  # "confirmed by forcing `p` to 0" for a forced edge
     mode = f", {v['mode']}" if v.get("mode") else ""
     ev = evidence_text(v, 160)
     first = ev.splitlines()[0] if ev else ""
-    return f" [live step: {v.get('verdict')}{mode}{': ' + first if first else ''}]"
+    return f" [live step: {headline(v)}{mode}{': ' + first if first else ''}]"
 
 
 # -- diagnostics ----------------------------------------------------------------------------------

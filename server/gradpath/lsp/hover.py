@@ -17,6 +17,9 @@ _CHAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*"
 
 
 def rule_markdown(code: str, message: str | None = None, verdict: Any = None) -> str:
+    """The rule card of a finding. The editor shows the diagnostic's own message right above a
+    hover (VS Code does), so the hover passes no `message` and does not repeat it."""
+    from gradpath.live.verdicts import VERDICT_MEANING, headline  # pure Python: no torch
     rule = catalog.RULES.get(code)
     parts = []
     if rule is None:
@@ -29,9 +32,11 @@ def rule_markdown(code: str, message: str | None = None, verdict: Any = None) ->
     parts.append(f"**Fix:** {rule.fix}")
     v = verdict_dict(verdict)
     if v is not None:
-        mode = f" ({v['mode']})" if v.get("mode") else ""
+        mode = f" ({v['mode']})" if v.get("mode") and v.get("mode") != "none" else ""
         ev = evidence_text(v, 1500)
-        parts.append(f"**Live CPU step:** {v.get('verdict')}{mode}" + (f"\n\n```\n{ev}\n```" if ev else ""))
+        meaning = VERDICT_MEANING.get(v.get("verdict"))
+        parts.append(f"**Live CPU step:** {headline(v)}{mode}" + (f" — _{meaning}_" if meaning else "")
+                     + (f"\n\n```\n{ev}\n```" if ev else ""))
     parts.append(f"[{rule.code} documentation]({rule.docs_url})")
     return "\n\n".join(parts)
 
@@ -225,7 +230,7 @@ def hover(st, ctx, snap, uri: str, position: types.Position, encoding: str) -> t
     # 1. findings under the cursor
     hits = [f for f in st.findings if f.span.contains(aline, col)]
     if hits:
-        md = "\n\n---\n\n".join(rule_markdown(f.code, f.message, st.verdicts.get(f.id)) for f in hits[:3])
+        md = "\n\n---\n\n".join(rule_markdown(f.code, None, st.verdicts.get(f.id)) for f in hits[:3])
         if any(f.id in st.verdicts for f in hits[:3]):
             from gradpath.lsp.flow import hover_link
             link = hover_link(st)
