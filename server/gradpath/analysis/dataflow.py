@@ -815,6 +815,10 @@ class Flow:
                 cur = env.get(bk) if bk else None
                 if cur is not None and cur.kind == "tensor" and bounds.masked_positive_fill(target.slice, val):
                     env[bk] = replace(cur, shape="guarded")  # `d[d == 0] = 1.0`: its zeros are replaced
+                elif cur is not None and cur.kind in ("list", "dict") and val.kind in ("tensor", "number"):
+                    # `losses[k + 1] += loss`: a may-update of one element (which one is not known)
+                    env[bk] = replace(join(replace(cur, elts=None, const=None), replace(val, kind=cur.kind, elts=None), st),
+                                      kind=cur.kind, elts=None)
             return
         if val.kind == "module" and val.module_key is None:
             val = replace(val, module_key=k)
@@ -1206,7 +1210,7 @@ class Flow:
             return self._builtin(func.id, node, args, env, fr)
         if qn is None:
             self.ev(func, env, fr)
-            return Val(U, src=node)
+            return self._opaque_call(node, args, kwargs, env)
         if is_torch_module_qualname(qn):
             return self._module_val(node, None, qn)
         v = self._torch_call(qn, node, args, kwargs, env, fr)
@@ -1219,7 +1223,18 @@ class Flow:
             if base.grad != N:
                 base = replace(base, grad=N, origins=frozenset())
             return base
-        return Val(U, src=node)
+        return self._opaque_call(node, args, kwargs, env)
+
+    def _opaque_call(self, node, args, kwargs, env) -> Val:
+        """A call the analysis cannot see. Given a model (`compute_loss(model, x)`), it runs the model's
+        forward: under no_grad its result has no graph (GP202 if it is backwarded)."""
+        v = Val(U, src=node)
+        if "__nograd__" in env:
+            mod = next((a for a in list(args) + list(kwargs.values()) if a.kind == "module" and a.module_key
+                        and a.module_key != "self" and not a.module_key.endswith("]")), None)
+            if mod is not None:
+                return self._under_nograd(v, node, env, model=mod.module_key)
+        return v
 
     def _builtin(self, name: str, node, args, env, fr) -> Val:
         if name in ("len", "range", "isinstance", "hasattr", "print", "str", "repr", "id", "type"):

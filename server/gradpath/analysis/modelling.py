@@ -204,3 +204,30 @@ def _is_fn(call: ast.Call) -> bool:
     base = f.value if isinstance(f, ast.Attribute) else None
     return isinstance(base, ast.Name) and base.id in ("torch", "F", "functional", "nn") or \
         isinstance(base, ast.Attribute) and base.attr in ("functional", "special")
+
+
+# -- a model handed to a call the analysis cannot see ---------------------------------------------------
+def opaque_forward(facts, call: ast.AST, later_backwards) -> bool:
+    """`loss = compute_loss(model, x)` followed by `loss.backward()`: a call the analysis cannot see
+    that is given the model and whose result is backwarded runs the model's forward (a
+    `train_epoch(model, opt)` whose result nobody backwards is not one). `later_backwards` are the
+    `.backward()` call nodes that follow the call."""
+    if not isinstance(call, ast.Call):
+        return False
+    par = facts.parents.get(id(call))
+    names = set()
+    if isinstance(par, ast.Assign):
+        for t in par.targets:
+            if isinstance(t, ast.Name):
+                names.add(t.id)
+            elif isinstance(t, ast.Tuple):
+                names |= {e.id for e in t.elts if isinstance(e, ast.Name)}
+    for b in later_backwards:
+        if not (isinstance(b, ast.Call) and isinstance(b.func, ast.Attribute) and b.func.attr == "backward"):
+            continue
+        recv = b.func.value
+        while isinstance(recv, ast.Call) and isinstance(recv.func, ast.Attribute):  # loss.mean().backward()
+            recv = recv.func.value
+        if recv is call or isinstance(recv, ast.Name) and recv.id in names:
+            return True
+    return False

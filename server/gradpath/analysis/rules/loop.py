@@ -959,6 +959,7 @@ def _share_loop(a, b) -> bool:
 
 @rule("GP407")
 def eval_mode_training(ctx):
+    from gradpath.analysis.modelling import opaque_forward
     lf = loop_facts(ctx)
     done = set()
     # a function's own unit before the module-level code that calls it: the same eval() is then
@@ -1001,6 +1002,10 @@ def eval_mode_training(ctx):
                 if e.kind == "train" and key_matches(e.key, m):
                     break
                 if e.kind == "opaque" and ("*" in e.args or any(key_matches(a, m) for a in e.args)):
+                    if not e.nograd and any(key_matches(a, m) for a in e.args) and opaque_forward(
+                            ctx.facts, e.node, [x.node for x in order if x.kind == "backward"]):
+                        ran = True  # `loss = compute_loss(model, x); loss.backward()`: a forward of m
+                        continue
                     break
                 if e.kind == "fwd" and not e.nograd and e.key and same_model(e.key, m):
                     ran = True
