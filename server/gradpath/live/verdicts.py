@@ -154,7 +154,8 @@ def failure_reason(obs: dict, finding=None, timeout_s: float | None = None, memo
         if et in ("SyntaxError", "IndentationError", "TabError"):
             return f"the file does not compile: {et}: {msg}{at}"
         if et in ("ModuleNotFoundError", "ImportError"):
-            return f"needs a package the interpreter lacks: {et}: {msg}{at}"
+            from gradpath.live.frameworks import missing_reason  # pytorch_lightning, accelerate, ignite...
+            return missing_reason(obs) or f"needs a package the interpreter lacks: {et}: {msg}{at}"
         before = f" before reaching line {finding.span.line}" if finding is not None and not reached(obs, finding) \
             else ""
         return f"crashed in user code{at}{before}: {et}: {msg}"
@@ -674,6 +675,15 @@ def loop_verdict(finding, obs: dict, region=None) -> Verdict:
                            "accumulated", data)
         return Verdict(NOT_REPRODUCED, "script", "gradients were cleared between iterations (None or zero before "
                        "the 2nd backward)", data)
+    if code == "GP402" and finding.data.get("accumulation"):
+        # a clear that runs more often than the step (gradient accumulation): see live/frameworks.py
+        from gradpath.live.frameworks import accumulation_evidence
+        seen = accumulation_evidence(finding, [e for e in obs.get("events") or []
+                                               if e.get("kind") in ("backward", "step", "zero_grad")
+                                               and (region is None or in_region(e, region))])
+        if seen[0] == NOT_RUN and obs.get("status") != "ok":
+            return Verdict(NOT_RUN, "script", failure_reason(obs, finding), dict(data, **seen[2]))
+        return Verdict(seen[0], "script", seen[1], dict(data, **seen[2]))
     if code == "GP402":
         zero_steps = [s for s in steps if s.get("backward_before") and not s.get("grads_nonzero")]
         if zero_steps:

@@ -280,4 +280,5 @@ def _report(ctx, unit, loop, z, b, s, guards, node, span):
     loops = s.loops()
     return ctx.finding("GP402", span, msg, fixes=fixes, related=related,
                        data={k: v for k, v in dict(optimizer=display(s.key), loop_line=loops[-1].lineno if loops else None,
-                                                   needs_iterations=2, accumulation=True).items() if v is not None})
+                                                   needs_iterations=2, accumulation=True, clear_line=z.node.lineno).items()
+                                 if v is not None})
