@@ -83,6 +83,8 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     # The hover explains it: the diagnostic's message and the rule code with its source.
     hover = report["hoverText"]
     assert "GP101" in hover and "empty parameter list" in hover, hover
+    # VS Code shows the diagnostic's message; Gradpath's rule card below it does not repeat it
+    assert hover.count(gp101["message"]) == 1, hover
     assert "gradpath" in hover.lower(), hover
 
     # The live CPU step ran the script: PyTorch's ValueError confirms GP101; the status bar says so.
@@ -97,6 +99,9 @@ def test_squiggle_problems_hover_quickfix_status(tmp_path, vsix, code_server_bin
     assert fixed_line == "optimizer = optim.Adam(model.parameters(), lr=0.001)  # expect: GP101", fixed_line
     assert report["errorSquigglesAfter"] == []
     assert not any("GP101" in r for r in report["problemRowsAfter"]), report["problemRowsAfter"]
+    # ... and the status bar no longer claims "live: 1 confirmed": that finding is gone
+    after = report["statusAfter"]
+    assert "live:" not in after["text"] and "Gradpath" in after["text"], after
 
     # The status bar shows the server running.
     status = report["statusRunning"]

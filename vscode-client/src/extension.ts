@@ -14,7 +14,7 @@ import {
 import { GradientFlow } from "./gradientFlow";
 import { probeInterpreter, problemMessage, resolveInterpreter, serverCommand } from "./interpreter";
 import { ServerSettings, shapeSettings } from "./settings";
-import { LiveSummary, ServerState, statusBar, summarizeLive } from "./status";
+import { LiveSummary, ServerState, nextLive, statusBar, summarizeLive } from "./status";
 import {
   activeFolder,
   config,
@@ -318,9 +318,9 @@ class Gradpath implements vscode.Disposable {
     const p = params as { state?: string; message?: string };
     this.log.debug(`server status ${JSON.stringify(params)}`);
     this.activity = p.state === "live" ? "live step" : undefined;
-    const live = summarizeLive(params);
-    if (live) {
-      this.lastLive = live;
+    const before = this.lastLive;
+    this.lastLive = nextLive(before, params);
+    if (this.lastLive && this.lastLive !== before) {
       this.flow?.onLiveStatus((params as { live?: { uri?: string } }).live?.uri);
     }
     if (p.state === "disabled") {

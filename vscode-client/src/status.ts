@@ -8,6 +8,8 @@ export interface LiveSummary {
   notRun: number;
   /** The file it ran on, for the tooltip. */
   file?: string;
+  /** The document's uri, when the server said: an update or a reset applies to that document only. */
+  uri?: string;
   /** Why a single not-run happened, when the server said. */
   reason?: string;
   /** The file changed since the step ran. */
@@ -110,11 +112,14 @@ export function summarizeLive(result: unknown, file?: string): LiveSummary | und
   if (counted) {
     return { ...counted, file: counted.file ?? file };
   }
+  const uri = result && typeof result === "object" && typeof (result as { uri?: unknown }).uri === "string"
+    ? ((result as { uri: string }).uri)
+    : undefined;
   const verdicts = items.map(verdictOf).filter((v): v is { verdict: string; reason?: string } => !!v);
   if (!verdicts.length) {
     return undefined;
   }
-  const s: LiveSummary = { confirmed: 0, notReproduced: 0, notRun: 0, file };
+  const s: LiveSummary = { confirmed: 0, notReproduced: 0, notRun: 0, file, ...(uri ? { uri } : {}) };
   for (const v of verdicts) {
     const k = v.verdict.toLowerCase().replace(/[_ ]/g, "-");
     if (k === "confirmed") {
@@ -150,6 +155,29 @@ function countsOf(v: unknown): LiveSummary | undefined {
     notReproduced: notReproduced ?? 0,
     notRun: notRun ?? 0,
     file: typeof o.uri === "string" ? decodeURIComponent(o.uri.split("/").pop() ?? "") : undefined,
+    ...(typeof o.uri === "string" ? { uri: o.uri } : {}),
     ...(o.stale === true ? { stale: true } : {}),
   };
+}
+
+/**
+ * What a gradpath/status notification does to the live part of the status bar, given what it shows
+ * now (`current`). The server sends `live: {uri, counts..., update: true}` when the verdicts that
+ * apply to a document changed (a quick fix removed a confirmed finding) and `live: {uri, cleared:
+ * true, update: true}` when none applies any more (the file changed since the step ran): those
+ * apply only to the document the status bar is about. Any other live summary (a live step that
+ * just ran) replaces it. Returns the new summary (undefined: no live part).
+ */
+export function nextLive(current: LiveSummary | undefined, params: unknown): LiveSummary | undefined {
+  const live = params && typeof params === "object" ? (params as { live?: unknown }).live : undefined;
+  const o = live && typeof live === "object" ? (live as Record<string, unknown>) : undefined;
+  if (o && o.update === true) {
+    if (!current || (current.uri !== undefined && current.uri !== o.uri)) {
+      return current;
+    }
+    if (o.cleared === true) {
+      return undefined;
+    }
+  }
+  return summarizeLive(params) ?? current;
 }

@@ -68,6 +68,8 @@ class UnitState:
     result: AnalysisResult | None = None
     verdicts: dict[str, Any] = field(default_factory=dict)  # finding id -> live Verdict
     live_run: dict | None = None
+    # the live-verdict counts the client last heard for this unit (None: none apply)
+    live_counts: dict[str, int] | None = None
     published: set[str] = field(default_factory=set)  # uris we published diagnostics for
     task: asyncio.Task | None = None
     slow_task: asyncio.Task | None = None
@@ -99,6 +101,8 @@ class Analyzer:
         self.verifications = 0  # full re-analyses after incremental ones
         self.corrections = 0  # ... that found something different and republished
         self.resolvers = ResolverPool()
+        from gradpath.lsp.projects import Projects
+        self.projects = Projects(self)  # the project model per workspace folder (built in the background)
         self._latest: dict[str, object] = {}  # key -> latest known version (read by threads)
         self._lock = threading.Lock()
         self.analyses = 0  # count of analyses run (for logs and tests)
@@ -208,6 +212,7 @@ class Analyzer:
             self._store(key, snap, result)
             self.publish(key)
             self.server.on_analysed(key)
+            self.projects.after_analysis(key, snap)
             if result.mode == "incremental" and self.verify_delay_s >= 0:
                 st = self.units[key]
                 self._cancel_verify(st)
@@ -316,6 +321,7 @@ class Analyzer:
     def _prepare(self, snap: Snapshot, options):
         root = root_for(snap.path, self.roots())
         resolver = self.resolvers.get(root) if (snap.path or root) else None
+        self.projects.attach(resolver, root)
         options, excluded = self.options_for(snap.path, options)
         return resolver, options, excluded
 
@@ -324,7 +330,8 @@ class Analyzer:
         (`generation`), and the jedi answers the resolver holds (a new one changes what an
         imported name is, anywhere in the file)."""
         answers = getattr(resolver, "answers", None)
-        return (self.generation, getattr(answers, "version", 0))
+        project = getattr(resolver, "project", None)  # a changed summary elsewhere changes cross-module findings
+        return (self.generation, getattr(answers, "version", 0), id(project), getattr(project, "generation", 0))
 
     def _current(self, key: str, snap: Snapshot) -> bool:
         cur = self.snapshot(key)
@@ -469,6 +476,29 @@ class Analyzer:
         for uri, diags in by_uri.items():
             self._send(uri, diags, snap.cell_version(uri))
         st.published = set(by_uri)
+        self._announce_live(key, st)
+
+    def _announce_live(self, key: str, st: UnitState) -> None:
+        """Keep the client's "live: 1 confirmed" true: when the verdicts that apply to the unit's
+        current findings change (a quick fix removed the finding, an edit dropped the verdicts),
+        say so in a gradpath/status; `cleared` when none applies any more. A confirm's own summary
+        is sent by the command after it publishes."""
+        ids = {f.id for f in st.findings}
+        counts: dict[str, int] | None = None
+        for fid, v in st.verdicts.items():
+            if fid not in ids:
+                continue
+            word = (v.get("verdict") if isinstance(v, dict) else getattr(v, "verdict", None)) or "not-run"
+            counts = counts or {"confirmed": 0, "not-reproduced": 0, "not-run": 0}
+            counts[word] = counts.get(word, 0) + 1
+        if counts != st.live_counts and st.live_counts is not None:
+            # "update": applies only if the client's status bar shows this unit's last live step
+            live = {"uri": key, **counts, "stale": False, "update": True} if counts else \
+                {"uri": key, "cleared": True, "update": True}
+            msg = "live step: " + (", ".join(f"{n} {k}" for k, n in counts.items() if n) if counts
+                                   else "its results no longer apply (the file changed)")
+            self.server.send_status("ready", msg, live=live)
+        st.live_counts = counts
 
     def _send(self, uri: str, diags: list, version: int | None) -> None:
         self.server.text_document_publish_diagnostics(
@@ -506,6 +536,7 @@ class Analyzer:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.slow_pool.shutdown(wait=False, cancel_futures=True)
         self.verify_pool.shutdown(wait=False, cancel_futures=True)
+        self.projects.shutdown()
         self.resolvers.close()
 
 
