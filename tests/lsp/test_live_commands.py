@@ -2,6 +2,8 @@
 live CPU step whose verdict lands in the diagnostics, the hover and the command's answer."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcException
@@ -88,6 +90,34 @@ async def test_confirm_runs_a_live_step_and_republishes(client):
     assert d.message not in h.contents.value
     # work-done progress was reported
     assert any(client.progress_reports.values())
+
+
+@pytest.mark.live
+async def test_the_live_status_resets_when_the_confirmed_finding_goes_away(client):
+    """After a confirm, the client's status bar says "live: 1 confirmed". The quick fix's edit
+    removes the finding: the server tells the client that no verdict applies to that document."""
+    from lsp_helpers import change_doc
+    uri, diags, rec = await _open(client)
+    statuses = []
+    client.feature("gradpath/status")(lambda ls, params: statuses.append(params))
+    await client.workspace_execute_command_async(types.ExecuteCommandParams(
+        command="gradpath.confirm", arguments=[uri]))
+
+    def live_of(s):
+        live = s.get("live") if isinstance(s, dict) else getattr(s, "live", None)
+        if live is None:
+            return None
+        return dict(live) if isinstance(live, dict) else live._asdict()  # pygls: a namedtuple
+    assert any((live_of(s) or {}).get("confirmed") == 1 for s in statuses), statuses
+    n = len(statuses)
+    fixed = SEED_EMPTY.read_text().replace("optim.Adam([]", "optim.Adam(model.parameters()")
+    change_doc(client, uri, fixed, 2)
+    await rec.wait_for(lambda p: p.uri == uri and not p.diagnostics, timeout=30)
+    for _ in range(50):
+        if len(statuses) > n:
+            break
+        await asyncio.sleep(0.1)
+    assert [live_of(s) for s in statuses[n:]] == [{"uri": uri, "cleared": True, "update": True}], statuses[n:]
 
 
 @pytest.mark.live
