@@ -15,6 +15,10 @@ export interface FlowClient {
 }
 
 const STYLE = `
+:root { --gp-subject: color-mix(in srgb, var(--vscode-editorError-foreground, #f14c4c) 16%, transparent); }
+body.vscode-high-contrast, body.vscode-high-contrast-light { --gp-subject: transparent; }
+body.vscode-high-contrast tr.subject td, body.vscode-high-contrast-light tr.subject td {
+  border-top: 1px dashed var(--vscode-contrastBorder); border-bottom: 1px dashed var(--vscode-contrastBorder); }
 body { padding: 0 16px 16px; color: var(--vscode-foreground); font-family: var(--vscode-font-family);
   font-size: var(--vscode-font-size); background: var(--vscode-editor-background); }
 h1.title { font-size: 1.25em; margin: 12px 0 4px; }
@@ -25,23 +29,24 @@ ul.legend { display: flex; flex-wrap: wrap; gap: 4px 14px; list-style: none; pad
 ul.legend li { display: flex; align-items: center; }
 .flag { display: inline-block; padding: 0 6px; margin-right: 4px; border-radius: 3px; font-size: 0.85em;
   font-weight: 600; color: var(--vscode-editor-background); white-space: nowrap; line-height: 1.5; }
-.subject-swatch { display: inline-block; padding: 0 6px; line-height: 1.5; font-size: 0.85em;
-  background: var(--vscode-diffEditor-removedLineBackground, var(--vscode-list-inactiveSelectionBackground));
+.subject-swatch { display: inline-block; padding: 0 6px; line-height: 1.5; font-size: 0.85em; background: var(--gp-subject);
   border-left: 3px solid var(--vscode-editorError-foreground, var(--vscode-errorForeground)); }
 table.flow { border-collapse: collapse; width: 100%; font-family: var(--vscode-editor-font-family);
   font-size: var(--vscode-editor-font-size); }
 table.flow th { text-align: left; font-weight: 600; color: var(--vscode-descriptionForeground);
   border-bottom: 1px solid var(--vscode-panel-border, var(--vscode-widget-border, transparent)); padding: 3px 6px; }
 table.flow td { padding: 1px 6px; white-space: nowrap; vertical-align: middle; }
+table.flow th.update, table.flow th.grad { white-space: normal; }
+table.flow td.flags { white-space: normal; min-width: 15em; max-width: 24em; line-height: 1.7; }
 tr.group td { font-weight: 700; padding-top: 4px; }
 tr.group .muted { font-weight: 400; }
 tr[tabindex] { cursor: pointer; }
 tr[tabindex]:hover { background: var(--vscode-list-hoverBackground); }
 tr[tabindex]:focus { outline: 1px solid var(--vscode-focusBorder); outline-offset: -1px;
   background: var(--vscode-list-focusBackground, var(--vscode-list-hoverBackground)); }
-tr.subject td { background: var(--vscode-diffEditor-removedLineBackground, var(--vscode-list-inactiveSelectionBackground)); }
+tr.subject td { background: var(--gp-subject); }
 tr.subject td:first-child { box-shadow: inset 3px 0 0 var(--vscode-editorError-foreground, var(--vscode-errorForeground)); }
-td.bar-cell .track { display: inline-block; vertical-align: middle; width: 140px; height: 9px; margin-right: 6px;
+td.bar-cell .track { display: inline-block; vertical-align: middle; width: clamp(48px, 11vw, 140px); height: 9px; margin-right: 6px;
   background: var(--vscode-editorWidget-background, var(--vscode-input-background)); }
 td.bar-cell .fill { height: 100%; }
 td.grad .fill { background: var(--vscode-charts-blue, var(--vscode-textLink-foreground)); }

@@ -117,9 +117,6 @@ function tensorRow(view: FlowView, r: FlowRow, depth: number): HTMLElement {
   name.appendChild(el("span", "leaf", leafName(r)));
   name.appendChild(el("span", "muted shape", ` ${shapeText(r.shape)}`));
   tr.appendChild(name);
-  tr.appendChild(bar(r.grad_frac, "grad", r.grad_text));
-  tr.appendChild(bar(r.update_frac, "update", r.update_text));
-  tr.appendChild(el("td", "opt", r.optimizers.join(", ") || "none"));
   const flags = el("td", "flags");
   r.flags.forEach((f) => flags.appendChild(chip(f)));
   for (const f of rowFindings(view, r)) {
@@ -134,6 +131,9 @@ function tensorRow(view: FlowView, r: FlowRow, depth: number): HTMLElement {
     flags.appendChild(a);
   }
   tr.appendChild(flags);
+  tr.appendChild(bar(r.grad_frac, "grad", r.grad_text));
+  tr.appendChild(bar(r.update_frac, "update", r.update_text));
+  tr.appendChild(el("td", "opt", r.optimizers.join(", ") || "none"));
   activatable(tr, () => reveal(r.location));
   return tr;
 }
@@ -185,10 +185,10 @@ function render(answer: FlowAnswer): void {
   const hr = el("tr");
   for (const [text, cls] of [
     ["tensor (module tree)", "name"],
+    ["flags", "flags"],
     ["gradient norm (log)", "grad"],
     ["|Δw| / |w| after the step (log)", "update"],
     ["optimizer", "opt"],
-    ["flags", "flags"],
   ]) {
     hr.appendChild(el("th", cls, text));
   }
