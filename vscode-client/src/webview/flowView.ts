@@ -44,6 +44,9 @@ function bar(frac: number | null, kind: "grad" | "update", text: string): HTMLEl
   const track = el("div", "track");
   const fill = el("div", "fill");
   fill.style.width = `${barPercent(frac)}%`;
+  if (text === "nan" || text === "inf" || text === "-inf") {
+    fill.style.backgroundColor = FLAG_COLOUR.nonfinite;
+  }
   track.appendChild(fill);
   cell.appendChild(track);
   cell.appendChild(el("span", "value", text));

@@ -35,6 +35,7 @@ tr.subject td { background: var(--subject); }
 tr.subject td:first-child { box-shadow: inset 3px 0 0 var(--edge); }
 svg.bar { vertical-align: middle; margin-right: 6px; }
 svg.bar .track { fill: var(--band); } svg.bar .grad { fill: var(--grad); } svg.bar .update { fill: var(--update); }
+svg.bar .nonfinite { fill: #ad1457; }
 .findings { margin: 6px 0 0 0; padding-left: 18px; }
 .code { font-weight: 700; }
 """
@@ -49,6 +50,10 @@ def _bar(frac, cls: str) -> str:
     return (f'<svg class="bar" width="{BAR_W}" height="10" role="img" aria-hidden="true">'
             f'<rect class="track" width="{BAR_W}" height="10"/>'
             + (f'<rect class="{cls}" width="{w}" height="10"/>' if w > 0 else "") + "</svg>")
+
+
+def _kind(text, kind: str) -> str:
+    return "nonfinite" if text in ("nan", "inf", "-inf") else kind
 
 
 def _shape(shape) -> str:
@@ -104,8 +109,9 @@ def file_section(view: dict, anchor: str) -> str:
             f'<tr class="{cls}" data-qualname="{escape(r["qualname"])}" data-flags="{escape(" ".join(r.get("flags") or []))}">'
             f'<td style="padding-left:{pad}px" title="{escape(r["qualname"] + (" · " + where if where else ""))}">'
             f"{escape(leaf)}</td><td>{escape(_shape(r.get('shape')))}</td>"
-            f'<td>{_bar(r.get("grad_frac"), "grad")}{escape(r.get("grad_text", ""))}</td>'
-            f'<td>{_bar(r.get("update_frac"), "update")}{escape(r.get("update_text", ""))}</td>'
+            f'<td>{_bar(r.get("grad_frac"), _kind(r.get("grad_text"), "grad"))}{escape(r.get("grad_text", ""))}</td>'
+            f'<td>{_bar(r.get("update_frac"), _kind(r.get("update_text"), "update"))}'
+            f'{escape(r.get("update_text", ""))}</td>'
             f'<td>{escape(", ".join(r.get("optimizers") or []) or "none")}</td><td>{flags}{subj}</td></tr>')
     out.append("</tbody></table>")
     fs = view.get("findings") or []

@@ -57,6 +57,19 @@ def clip(s: str, width: float, size: int = FONT) -> str:
     return s if len(s) <= n else s[: max(1, n - 1)] + "…"
 
 
+def wrap(s: str, width: float, size: int = FONT, limit: int = 3) -> list[str]:
+    """Lines of at most `width` pixels, broken after "; " or ", " where possible (at most `limit`)."""
+    n = max(8, int(width // (size * CHAR_W)))
+    lines: list[str] = []
+    while len(s) > n and len(lines) < limit - 1:
+        cut = max(s.rfind("; ", 0, n), s.rfind(", ", 0, n))
+        cut = cut + 2 if cut > 0 else n
+        lines.append(s[:cut].rstrip())
+        s = s[cut:]
+    lines.append(clip(s, width, size))
+    return lines
+
+
 def _shape(shape) -> str:
     if not isinstance(shape, list):
         return ""
@@ -66,7 +79,7 @@ def _shape(shape) -> str:
 def _bar(c: Canvas, x: float, y: float, frac, value_text: str, colour: str, state: str | None = None):
     c.rect(x, y + 4, BAR_W, ROW_H - 8, PALETTE["band"])
     if frac is not None and frac > 0:
-        c.rect(x, y + 4, BAR_W * frac, ROW_H - 8, colour)
+        c.rect(x, y + 4, BAR_W * frac, ROW_H - 8, FLAG_COLOUR["nonfinite"] if state == "nonfinite" else colour)
     tcol = PALETTE["muted"]
     if state in FLAG_COLOUR:
         tcol = FLAG_COLOUR[state]
@@ -91,13 +104,16 @@ def layout(view: dict, title: str | None = None) -> Canvas:
             x = COL_NAME
         legend_lines[-1].append((k, t))
         x += w
-    top = 58 + 20 * len(legend_lines) + 10
+    summary = wrap(view.get("summary") or "", WIDTH - 24)
+    head = 44 + 16 * (len(summary) - 1)
+    top = head + 14 + 20 * len(legend_lines) + 10
     height = int(top + 34 + ROW_H * len(items) + (ROW_H if more else 0) + 14)
     c = Canvas(WIDTH, height)
     c.rect(0, 0, WIDTH, height, PALETTE["bg"])
     c.text(COL_NAME, 24, clip(title or view.get("title") or "Gradient flow", WIDTH - 24, 15), 15, bold=True)
-    c.text(COL_NAME, 44, clip(view.get("summary") or "", WIDTH - 24), FONT, PALETTE["fg"])
-    y = 58
+    for i, line in enumerate(summary):
+        c.text(COL_NAME, 44 + 16 * i, line, FONT, PALETTE["fg"])
+    y = head + 14
     for line in legend_lines:
         x = COL_NAME
         for k, t in line:
@@ -151,6 +167,8 @@ def layout(view: dict, title: str | None = None) -> Canvas:
             gstate = {"none": "no-grad", "zero": "zero-grad", "nonfinite": "nonfinite"}.get(r.get("grad_state"))
             _bar(c, COL_GRAD, y, r.get("grad_frac"), r.get("grad_text", ""), PALETTE["grad"], gstate)
             ustate = "unchanged" if r.get("changed") is False and r.get("requires_grad") else None
+            if r.get("update_text") in ("nan", "inf", "-inf"):
+                ustate = "nonfinite"
             _bar(c, COL_UPD, y, r.get("update_frac"), r.get("update_text", ""), PALETTE["update"], ustate)
             fx = COL_FLAGS
             for k in r.get("flags") or []:

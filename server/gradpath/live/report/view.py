@@ -82,7 +82,7 @@ def row_flags(row: dict, steps: int) -> list[str]:
         flags.append("nonfinite")
     if trainable and steps and row.get("changed") is False:
         flags.append("unchanged")
-    if row.get("registered") is False:
+    if row.get("registered") is False and row.get("kind") != "bare-tensor":  # (a bare tensor is deliberate)
         flags.append("unregistered")
     return flags
 
@@ -97,8 +97,8 @@ class LogScale:
         if not pos:
             self.lo = self.hi = None
             return
-        hi = math.ceil(math.log10(max(pos)) + 1e-9)
-        lo = math.floor(math.log10(min(pos)) - 1e-9)
+        hi = math.ceil(math.log10(max(pos)) - 1e-9)
+        lo = math.floor(math.log10(min(pos)) + 1e-9)
         lo = max(lo, hi - self.MAX_DECADES)
         if hi - lo < 1:
             lo = hi - 1
