@@ -180,6 +180,10 @@ def layout(view: dict, title: str | None = None) -> Canvas:
                 c.rect(fx, y + 2, w, ROW_H - 4, FLAG_COLOUR[k], FLAG_TEXT_BY_KEY[k])
                 c.text(fx + 5, y + ROW_H - 6, t, FONT - 2, "#ffffff", bold=True)
                 fx += w + 4
+            else:
+                codes = " ".join(dict.fromkeys(f.split(":")[0] for f in r.get("findings") or []))
+                if codes and fx + text_width(codes, FONT - 1) < WIDTH - 8:
+                    c.text(fx + 2, y + ROW_H - 5, codes, FONT - 1, PALETTE["subject_edge"], bold=True)
         y += ROW_H
     if more:
         c.text(COL_NAME, y + ROW_H - 5, f"… {more} more tensors (see the HTML report)", FONT, PALETTE["muted"])
