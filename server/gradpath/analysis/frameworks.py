@@ -114,6 +114,20 @@ def framework_method(sym, cls: str, name: str) -> bool:
     return False
 
 
+def assigns_self_attr(sym, cls: str, attr: str, _seen: frozenset = frozenset()) -> bool:
+    """`self.<attr> = ...` in a method of `cls` or of one of its local bases."""
+    info = sym.classes.get(cls)
+    if info is None or cls in _seen:
+        return False
+    for n in ast.walk(info.node):
+        if isinstance(n, (ast.Assign, ast.AnnAssign)):
+            for t in (n.targets if isinstance(n, ast.Assign) else [n.target]):
+                if isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name) \
+                        and t.value.id == "self":
+                    return True
+    return any(assigns_self_attr(sym, b, attr, _seen | {cls}) for b in info.bases if b in sym.classes)
+
+
 def _param(fn, i: int) -> str | None:
     ps = fn.args.posonlyargs + fn.args.args
     return ps[i].arg if len(ps) > i else None
@@ -251,6 +265,38 @@ def backward_call(call: ast.Call) -> bool:
     recv = f.value
     last = recv.attr if isinstance(recv, ast.Attribute) else recv.id if isinstance(recv, ast.Name) else ""
     return last.lower().lstrip("_") in ("accelerator", "accel", "fabric")
+
+
+def lightning_optimizer_names(fn, kind: str = "optimizer") -> list[str]:
+    """Names bound in `fn`'s body to `self.optimizers()` (also unpacked: `g_opt, d_opt = ...`), or
+    with kind="scheduler" to `self.lr_schedulers()`."""
+    out = []
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Assign) and lightning_optimizer_call(n.value) == kind:
+            for t in n.targets:
+                for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]):
+                    if isinstance(e, ast.Name) and e.id not in out:
+                        out.append(e.id)
+    return out
+
+
+def lightning_schedulers_are_torch(sym, cls_node) -> bool | None:
+    """What `self.lr_schedulers()` returns in this LightningModule: True when its
+    configure_optimizers builds only torch.optim.lr_scheduler schedulers, False when it builds
+    another library's, None when it builds none we can see."""
+    fn = next((st for st in cls_node.body if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and st.name == "configure_optimizers"), None)
+    if fn is None:
+        return None
+    verdicts = set()
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Call):
+            qn = sym.qualname(n.func) or ""
+            if qn.startswith("torch.optim.lr_scheduler."):
+                verdicts.add(True)
+            elif "schedul" in qn.lower() and not qn.startswith("torch."):
+                verdicts.add(False)
+    return verdicts.pop() if len(verdicts) == 1 else None
 
 
 def returned_loss(value: ast.AST | None) -> ast.AST | None:

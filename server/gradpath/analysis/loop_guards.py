@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import re
 
+from gradpath.analysis import frameworks
 from gradpath.analysis.facts import key_of
 
 _TORCH_SCHED = "torch.optim.lr_scheduler."
@@ -64,6 +65,10 @@ def _value_verdict(ctx, lf, value, scope, line: int, depth: int = 0) -> bool | N
     if not isinstance(value, ast.Call) or depth > 4:
         return None
     qn = sym.qualname(value.func)
+    if frameworks.lightning_optimizer_call(value) == "scheduler" and scope is not None and scope.class_name \
+            and scope.class_name in sym.classes:
+        # `sch = self.lr_schedulers()`: what the LightningModule's configure_optimizers builds
+        return frameworks.lightning_schedulers_are_torch(sym, sym.classes[scope.class_name].node)
     if qn:
         if _LAMBDA_FACTORY.match(qn):
             return True

@@ -536,7 +536,7 @@ class LoopFacts:
                 return  # `self.log(...)`, `self.optimizers()`: the framework's own, no training event
             out.append(Ev("fwd", fk, call, frames, fn=fn))
             if cls and self._class_has_foreign_base(cls) and not (
-                    frameworks.class_framework(self.sym, cls) and self.binding_value(fk, scope) is not None):
+                    frameworks.class_framework(self.sym, cls) and frameworks.assigns_self_attr(self.sym, cls, func.attr)):
                 # (a LightningModule's own attribute, `self.discriminator = ...`, is no inherited method)
                 out.append(Ev("opaque", fk, call, frames, args=("*",), fn=fn))
             elif self._arg_keys(call):

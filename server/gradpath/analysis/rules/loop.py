@@ -16,6 +16,7 @@ from gradpath.analysis.loop_guards import (in_module_forward, numpy_accumulator,
                                           share_iteration, torch_scheduler_event, training_or_eval_loop)
 from gradpath.analysis.loops import (LOOP, CALL, IF, display, exclusive, key_matches, loop_facts,
                                      loop_header_span, nameable, same_model)
+from gradpath.analysis.frameworks import lightning_optimizer_names
 from gradpath.analysis.rules import rule
 
 
@@ -463,6 +464,8 @@ def _visible_optimizers(ctx, lf, scope) -> list[str]:
         for p in a.posonlyargs + a.args + a.kwonlyargs:
             if lf.is_optimizer(p.arg, scope) and p.arg not in keys:
                 keys.append(p.arg)
+        # `opt = self.optimizers()` in a LightningModule with manual optimization
+        keys += [k for k in lightning_optimizer_names(scope.node) if k not in keys]
     return keys
 
 
