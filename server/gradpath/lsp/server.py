@@ -190,6 +190,8 @@ def build() -> GradpathServer:
                        "Gradpath is ready" if ls.settings.enable else "Gradpath is disabled")
         if ls.settings.live_allowed and ls.settings.live_on_save:
             ls.live.prewarm(ls.settings)
+        if ls.settings.enable:  # the project model, in the background: first diagnostics never wait for it
+            ls.index_task = asyncio.ensure_future(ls.analyzer.projects.start(ls))
         caps = ls.client_capabilities
         if caps and caps.workspace and caps.workspace.configuration:
             await _pull_configuration(ls)
@@ -282,6 +284,7 @@ def build() -> GradpathServer:
     def watched_files_changed(ls: GradpathServer, params: types.DidChangeWatchedFilesParams):
         """A module or a project config changed on disk: the open documents that may import it
         or be configured by it are analysed again (the resolver's caches follow mtimes)."""
+        asyncio.ensure_future(ls.analyzer.projects.files_changed(list(params.changes)))
         changed = [c.uri for c in params.changes]
         relevant = [u for u in changed if not ls.analyzer.is_open(u)]
         if relevant:

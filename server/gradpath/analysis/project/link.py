@@ -571,3 +571,41 @@ class Linker:
                     out.append([kind, nk, fl + ("l" if "l" in flags else ""), origin])
                 break
         return out
+
+
+def finding_sites(lk: "Linker") -> set[str]:
+    """The modules where a cross-module finding may land (the editor analyses these, and only these,
+    when the index is built, for the Problems panel): the module of a model class's forward whose
+    output a loss in another module takes, a loss module fed by another module, a helper whose cut
+    result is backwarded elsewhere, and a module whose loop calls a function of another module (or
+    an inherited method) that trains, clears, steps or switches modes."""
+    out: set[str] = set()
+    for use in lk.loss_uses():
+        for mp, mc in use["models"]:
+            own = lk.forward_owner(mp, mc)
+            if own is not None and own[0] != use["path"]:
+                out.add(own[0])
+        if isinstance(use["kind"], tuple) and use["kind"][1] != use["path"]:
+            out.add(use["kind"][1])
+    for (p, _fq), users in lk.backward_callers().items():
+        if any(u[0] != p for u in users):
+            out.add(p)
+    for p, sm in lk.s.items():
+        if not sm or p in out:
+            continue
+        for fq, fn in sm["functions"].items():
+            hit = False
+            for callee, *_rest in fn["calls"]:
+                flags = _rest[3]
+                if "l" not in flags and fq != "<module>" and "." not in fq:
+                    continue
+                for (tp, tq), _off in lk._targets(callee, p):
+                    if tp != p and lk.effects(tp, tq):
+                        hit = True
+                        break
+                if hit:
+                    break
+            if hit:
+                out.add(p)
+                break
+    return out

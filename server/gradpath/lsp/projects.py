@@ -1,0 +1,293 @@
+"""The project model in the editor: one Project per workspace folder, indexed in the background.
+
+- After `initialized`, each folder's modules are summarised in a background thread with work-done
+  progress ("Indexing 412 modules"); analyses that run before it is ready are file-local (the first
+  diagnostics of an opened file never wait for the index). When it is ready, the open files are
+  analysed again with it, and files not open that hold a cross-module finding are published too
+  (the Problems panel).
+- The project is attached to the folder's resolver (`resolver.project`), where the rules find it.
+- An edit: after a pause, the module's summary is brought up to date with the editor's text; the file
+  is checked again as a whole (cross-module findings are computed only against a summary of the text
+  they describe). When the summary changed, the files that import the module are checked again and
+  republished (open ones from the editor's text, others from disk); when it did not, nothing else runs.
+- `workspace/didChangeWatchedFiles`: created, deleted, renamed and changed-on-disk modules update
+  the index the same way.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+log = logging.getLogger("gradpath.lsp.projects")
+
+MAX_INDEXED_FILES = 20000
+PROGRESS_EVERY = 50
+
+
+def _has_cross_module(findings) -> bool:
+    for f in findings:
+        if f.data.get("cross_module") or any(getattr(r, "path", None) for r in f.related):
+            return True
+    return False
+
+
+class Projects:
+    def __init__(self, analyzer):
+        self.analyzer = analyzer
+        self.by_root: dict[str, object] = {}
+        self.indexing: set[str] = set()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradpath-index")
+        self._refresh: dict[str, asyncio.Task] = {}
+        self._lock = threading.Lock()
+        self.published: set[str] = set()  # uris of files not open that we published for
+        self.refreshes = 0  # summary updates after edits (for tests and logs)
+        self.rechecks = 0  # dependent files checked again after a summary changed
+
+    # -- lookups ---------------------------------------------------------------------------------
+    def for_path(self, path: str | None):
+        if not path:
+            return None
+        ap = os.path.abspath(path)
+        best = None
+        for root, p in self.by_root.items():
+            if (ap.startswith(root.rstrip(os.sep) + os.sep)) and (best is None or len(root) > len(best[0])):
+                best = (root, p)
+        return best[1] if best else None
+
+    def attach(self, resolver, root: str | None) -> None:
+        """Give the folder's resolver its project (a resolver made anew after a settings change
+        gets it here too)."""
+        if resolver is None or root is None:
+            return
+        p = self.by_root.get(os.path.abspath(root))
+        if p is not None and getattr(resolver, "project", None) is not p:
+            try:
+                resolver.project = p
+            except Exception:
+                pass
+
+    # -- indexing ----------------------------------------------------------------------------------
+    async def start(self, ls) -> None:
+        for root in self.analyzer.roots():
+            root = os.path.abspath(root)
+            if root in self.by_root or root in self.indexing:
+                continue
+            self.indexing.add(root)
+            try:
+                await self._index(ls, root)
+            except Exception:
+                log.exception("indexing %s failed", root)
+            finally:
+                self.indexing.discard(root)
+
+    def _files(self, root: str) -> list[str]:
+        from gradpath.files import iter_python_files
+        from gradpath import projectconfig
+        out = []
+        for f in iter_python_files([root]):
+            try:
+                cfg, _w = projectconfig.load_project_config(str(f))
+                excluded = cfg.path is not None and cfg.is_excluded(str(f))
+            except Exception:
+                excluded = False
+            if not excluded:
+                out.append(str(f))
+            if len(out) >= MAX_INDEXED_FILES:
+                break
+        return out
+
+    async def _index(self, ls, root: str) -> None:
+        from gradpath.analysis.project import Project
+        from gradpath.lsp.commands import Progress
+        loop = asyncio.get_running_loop()
+        files = await loop.run_in_executor(self.pool, self._files, root)
+        project = Project(root, files)
+        async with Progress(ls, "Gradpath: indexing") as progress:
+            progress.report(f"Indexing {len(files)} modules", 0)
+
+            def step(i, n):
+                if i % PROGRESS_EVERY == 0 or i == n:
+                    loop.call_soon_threadsafe(progress.report, f"Indexing {n} modules ({i} done)",
+                                              int(100 * i / max(1, n)))
+            await loop.run_in_executor(self.pool, lambda: project.build(progress=step))
+            await loop.run_in_executor(self.pool, project.linker().loss_uses)  # warm the linker
+        self.by_root[root] = project
+        log.info("indexed %d modules of %s (%d from the cache)", len(files), root, project.cache.stats["hits"])
+        self.attach(self.analyzer.resolvers.get(root), root)
+        # the open files of this folder again, with the project; then files not open that hold
+        # cross-module findings
+        from gradpath.lsp.scheduler import uri_to_path
+        for key in list(self.analyzer.units):
+            path = uri_to_path(key)
+            if path and self.for_path(path) is project and self.analyzer.is_ours(key):
+                self.analyzer.schedule(key, 0.0)
+        sites = await loop.run_in_executor(self.pool, self._candidates, project)
+        await self._publish_closed(ls, project, sites)
+
+    def _candidates(self, project) -> list[str]:
+        """Modules where a cross-module finding may land (see link.finding_sites)."""
+        from gradpath.analysis.project.link import finding_sites
+        return sorted(finding_sites(project.linker()))
+
+    async def _publish_closed(self, ls, project, paths) -> None:
+        from gradpath.lsp.scheduler import analyse_file
+        loop = asyncio.get_running_loop()
+        for path in paths:
+            await self._publish_one(ls, path, loop, analyse_file)
+            await asyncio.sleep(0.01)  # let the open files' analyses go first
+
+    async def _publish_one(self, ls, path, loop, analyse_file) -> None:
+        from lsprotocol import types
+        from pygls.uris import from_fs_path
+        from gradpath.lsp.convert import diagnostics_by_uri
+        from gradpath.lsp.notebook import Snapshot
+        uri = from_fs_path(path)
+        an = self.analyzer
+        if an.is_open(uri) or not os.path.isfile(path):
+            return
+        result = await loop.run_in_executor(self.pool, analyse_file, an, path, ls.settings.options)
+        if result is None:
+            return
+        if not _has_cross_module(result.findings) and uri not in self.published:
+            return  # nothing the index adds: the file's own findings appear when it is opened or checked
+        snap = Snapshot(uri, None, result.source.text, path)
+        diags = diagnostics_by_uri(result.findings, snap, an.encoding)
+        for u, ds in diags.items():
+            ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=u, diagnostics=ds))
+            self.published.add(u)
+
+    # -- edits ---------------------------------------------------------------------------------------
+    def after_analysis(self, key: str, snap) -> None:
+        """Called once a version of an open file was analysed: when the project's summary is not of
+        this text, bring it up to date after a pause (never on the keystroke's own path)."""
+        project = self.for_path(snap.path)
+        if project is None or getattr(snap, "is_notebook", False):
+            return
+        if project.holds(snap.path, snap.text):
+            return
+        t = self._refresh.get(key)
+        if t is not None and not t.done():
+            t.cancel()
+        delay = max(0.0, self.analyzer.verify_delay_s)
+        self._refresh[key] = asyncio.ensure_future(self._refresh_after(key, snap, project, delay))
+
+    async def _refresh_after(self, key: str, snap, project, delay: float) -> None:
+        try:
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if not self.analyzer._current(key, snap):
+                return
+            loop = asyncio.get_running_loop()
+            changed = await loop.run_in_executor(self.pool, project.update, snap.path, snap.text)
+            self.refreshes += 1
+            await self._recheck_open(key)
+            if changed:
+                await self._dependents_changed(project, snap.path)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("updating the summary of %s failed", key)
+
+    async def _recheck_open(self, key: str) -> None:
+        """A whole-file check of an open file against the current project; republished if it differs."""
+        an = self.analyzer
+        snap = an.snapshot(key)
+        if snap is None:
+            return
+        options = an.server.settings.options
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(an.verify_pool, an._analyse_full, snap, options, None)
+        if out is None or not an._current(key, snap):
+            return
+        st = an.units.get(key)
+        if st is not None and st.result is not None and \
+                [f.to_dict() for f in st.result.findings] == [f.to_dict() for f in out.findings]:
+            return
+        an._store(key, snap, out)
+        an.publish(key)
+
+    async def _dependents_changed(self, project, path: str) -> None:
+        from pygls.uris import from_fs_path
+        from gradpath.lsp.scheduler import analyse_file
+        deps = sorted(project.dependents(path))
+        # a class's users may sit two imports away (a re-export): follow one more step
+        for d in list(deps):
+            if os.path.basename(d) == "__init__.py":
+                deps += [x for x in sorted(project.dependents(d)) if x not in deps]
+        # the module itself may hold the finding (a softmax here, its loss elsewhere): its users
+        # changing can move findings into it as well; and a user's change moves findings into the
+        # modules it uses
+        deps += [d for d in sorted(self._imported(project, path)) if d not in deps]
+        loop = asyncio.get_running_loop()
+        ls = self.analyzer.server
+        for d in deps:
+            uri = from_fs_path(d)
+            key = self.analyzer.unit_key(uri)
+            self.rechecks += 1
+            if self.analyzer.is_open(key):
+                await self._recheck_open(key)
+            else:
+                await self._publish_one(ls, d, loop, analyse_file)
+
+    @staticmethod
+    def _imported(project, path: str) -> set[str]:
+        """The project modules `path` imports (findings may land in them: the softmax of a model
+        class whose loss is in `path`)."""
+        out = set()
+        sm = project.summaries.get(os.path.abspath(path)) or {}
+        for qn in list(sm.get("imports", {}).values()):
+            sp = project.index.split_ref(qn, path)
+            if sp and sp[0] != os.path.abspath(path):
+                out.add(sp[0])
+        return out
+
+    # -- files on disk -------------------------------------------------------------------------------
+    async def files_changed(self, changes) -> None:
+        """workspace/didChangeWatchedFiles: 1 created, 2 changed, 3 deleted (a rename is a delete
+        and a create)."""
+        from lsprotocol import types
+        from gradpath.lsp.scheduler import uri_to_path
+        loop = asyncio.get_running_loop()
+        ls = self.analyzer.server
+        for ch in changes:
+            path = uri_to_path(ch.uri)
+            if not path or not path.endswith(".py"):
+                continue
+            project = self.for_path(path)
+            if project is None:
+                continue
+            if ch.type == types.FileChangeType.Deleted:
+                deps = project.dependents(path) | self._imported(project, path)
+                await loop.run_in_executor(self.pool, project.remove, path)
+                if ch.uri in self.published:
+                    ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=ch.uri, diagnostics=[]))
+                    self.published.discard(ch.uri)
+                for d in sorted(deps):
+                    await self._dependents_changed_one(d)
+                continue
+            if self.analyzer.is_open(ch.uri):
+                continue  # the editor's text wins; its edits update the summary
+            changed = await loop.run_in_executor(self.pool, project.add, path)
+            if changed:
+                await self._dependents_changed(project, path)
+
+    async def _dependents_changed_one(self, path: str) -> None:
+        from pygls.uris import from_fs_path
+        from gradpath.lsp.scheduler import analyse_file
+        uri = from_fs_path(path)
+        key = self.analyzer.unit_key(uri)
+        if self.analyzer.is_open(key):
+            await self._recheck_open(key)
+        else:
+            await self._publish_one(self.analyzer.server, path, asyncio.get_running_loop(), analyse_file)
+
+    def shutdown(self) -> None:
+        for p in self.by_root.values():
+            try:
+                p.save_cache()
+            except Exception:
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
