@@ -306,6 +306,38 @@ class AttrFacts:
     def __init__(self, sym):
         self.sym = sym
         self._cache: dict = {}
+        self._by_class: dict = {}
+
+    def _index(self, cls: str) -> dict:
+        """attr -> [(value or None when unknown, method)] for one class's own body (walked once)."""
+        idx = self._by_class.get(cls)
+        if idx is not None:
+            return idx
+        idx = {}
+        info = self.sym.classes.get(cls)
+        for st in (info.node.body if info is not None else []):
+            if isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
+                for t in (st.targets if isinstance(st, ast.Assign) else [st.target]):
+                    if isinstance(t, ast.Name):
+                        idx.setdefault(t.id, []).append((st.value, None))
+            if not isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for n in ast.walk(st):
+                if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
+                    tgt = n.targets if isinstance(n, ast.Assign) else [n.target]
+                elif isinstance(n, ast.AugAssign):
+                    tgt = [n.target]
+                else:
+                    continue
+                plain = isinstance(n, (ast.Assign, ast.AnnAssign)) and len(tgt) == 1
+                for t in tgt:
+                    elts = t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]
+                    for e in elts:
+                        if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "self":
+                            # `self.a, self.b = ...` / `self.n += 1`: unknown
+                            idx.setdefault(e.attr, []).append((n.value if plain and e is t else None, st))
+        self._by_class[cls] = idx
+        return idx
 
     def _assignments(self, cls: str, attr: str) -> list:
         out, seen = [], set()
@@ -314,27 +346,7 @@ class AttrFacts:
             info = self.sym.classes.get(cls)
             if info is None:
                 break
-            for st in info.node.body:
-                if isinstance(st, (ast.Assign, ast.AnnAssign)) and st.value is not None:
-                    ts = st.targets if isinstance(st, ast.Assign) else [st.target]
-                    if any(isinstance(t, ast.Name) and t.id == attr for t in ts):
-                        out.append((st.value, None))
-                if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    for n in ast.walk(st):
-                        tgt = None
-                        if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
-                            tgt = n.targets if isinstance(n, ast.Assign) else [n.target]
-                        elif isinstance(n, ast.AugAssign):
-                            tgt = [n.target]
-                        if tgt and any(isinstance(t, ast.Attribute) and t.attr == attr and isinstance(t.value, ast.Name)
-                                       and t.value.id == "self" for t in tgt):
-                            if isinstance(n, ast.AugAssign) or len(tgt) > 1 or not isinstance(n.value, ast.expr):
-                                out.append((None, st))
-                            else:
-                                out.append((n.value, st))
-                        elif tgt and any(isinstance(t, (ast.Tuple, ast.List)) and any(
-                                isinstance(e, ast.Attribute) and e.attr == attr for e in t.elts) for t in tgt):
-                            out.append((None, st))  # `self.a, self.b = ...`: unknown
+            out += self._index(cls).get(attr, [])
             cls = next((b for b in info.bases if b in self.sym.classes), None)
         return out
 
@@ -591,3 +603,11 @@ _SIZE_FUNCS = {"torch.nn.init._calculate_fan_in_and_fan_out": "shape", "torch.nn
 def python_number_call(qn: str) -> str | None:
     """torch functions that return Python numbers (fans, gains, sizes): "number" / "shape" / None."""
     return _SIZE_FUNCS.get(qn)
+
+
+# methods that nn.Module does not have: a receiver that calls one is a tensor (a buffer, a parameter)
+TENSOR_ONLY_METHODS = frozenset({
+    "clamp", "clamp_min", "clamp_max", "clip", "sqrt", "rsqrt", "pow", "sum", "mean", "exp", "log", "abs",
+    "softmax", "log_softmax", "sigmoid", "tanh", "norm", "std", "var", "add", "sub", "mul", "div", "neg",
+    "view", "reshape", "unsqueeze", "squeeze", "expand", "expand_as", "permute", "transpose", "index_select",
+    "gather", "masked_fill", "flatten", "square", "max", "min", "amax", "amin", "matmul", "mm", "bmm"})

@@ -1274,6 +1274,9 @@ class Flow:
             # self.manual_backward(loss) / accelerator.backward(loss) / fabric.backward(loss)
             self._record(fr, env, "backward", node, {"value": args[0]}, {"value": node.args[0]}, how="framework")
             return NONE
+        if recv.kind == "module" and m in bounds.TENSOR_ONLY_METHODS and self._method_scope(recv.module_cls, m) is None:
+            # `self.running_var.clamp(self.eps)`: a method only tensors have (a buffer, not a submodule)
+            recv = replace(recv, kind="tensor", module_key=None, module_cls=None, module_ctor=None, module_layers=())
         if recv.kind == "module":
             if m == "forward":
                 return self._module_call(recv, node, args, kwargs, env, fr)
@@ -1377,7 +1380,10 @@ class Flow:
         if m in ("log_softmax", "logsigmoid"):
             return combine(allv, node, shape="logprob")
         if m in ("log", "log2", "log10"):
-            self._record(fr, env, "log", node, {"arg": recv}, {"arg": recv_node}, method=method, fn=m)
+            vals = {"arg": recv}
+            if isinstance(recv_node, ast.BinOp) and isinstance(recv_node.op, ast.Sub):
+                vals["right"] = self._last_ev.get(id(recv_node.right))  # `log(1 - z)`: what z is here
+            self._record(fr, env, "log", node, vals, {"arg": recv_node}, method=method, fn=m)
             return combine(allv, node, shape=None)
         if m == "exp":
             self._record(fr, env, "exp", node, {"arg": recv}, {"arg": recv_node}, method=method)

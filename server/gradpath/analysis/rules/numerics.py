@@ -192,11 +192,11 @@ def _nonzero(v: Val) -> bool:
     return r is not None and r.excludes_zero()
 
 
-def _why_zero(ctx, v: Val, node) -> str:
+def _why_zero(ctx, v: Val, node, right: Val | None = None) -> str:
     t = _text(ctx, node)
     if v.shape == "diff" and isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) \
             and isinstance(node.left, ast.Constant) and node.left.value == 1:
-        z = flow(ctx).value_at(node.right)
+        z = right if right is not None else flow(ctx).value_at(node.right)
         why = ""
         if z is not None and z.shape == "prob" and z.act == "sigmoid":
             why = " (sigmoid(x) is exactly 1.0 in float32 for x > ~17)"
@@ -390,7 +390,7 @@ def unsafe_log(ctx):
             continue
         if not _once(seen, "GP302", e.node):
             continue
-        msg = (f"`{_text(ctx, e.node)}`: {_why_zero(ctx, a, an)}, and log(0) = -inf with gradient -inf; "
+        msg = (f"`{_text(ctx, e.node)}`: {_why_zero(ctx, a, an, e.vals.get('right'))}, and log(0) = -inf with gradient -inf; "
                f"clamp it first")
         eps, extra = _eps_edits(ctx, an)
         fixes = [Fix(f"Clamp: `{_short(wrap(ctx.src, an))}.clamp_min({eps})`", False,
