@@ -209,3 +209,13 @@ def penalises_all_parameters(tree: ast.AST) -> bool:
                     if name in _PENALTY_OPS:
                         return True
     return False
+
+
+def opaque_library_class(ctx, call: ast.Call, inv) -> bool:
+    """A class of another library (transformers, torchvision) whose parameters cannot be listed:
+    capitalised names there are not all modules (`DynamicCache()`, `SequenceClassifierOutput(...)`,
+    `BertConfig()`), so "may have parameters" is not enough to call it a layer."""
+    if inv.params:
+        return False
+    qn = ctx.facts.module_class_of_call(call) or ""
+    return not qn.startswith("torch.nn.") and qn not in ctx.symbols.classes and not ctx.symbols.is_module_class(qn)

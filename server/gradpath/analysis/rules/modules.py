@@ -71,7 +71,7 @@ def unused_submodule(ctx):
             if layer is None:
                 continue
             inv = ctx.facts.inventories.of_call(a.value)
-            if inv is None or not inv.has_params:
+            if inv is None or not inv.has_params or mc.opaque_library_class(ctx, a.value, inv):
                 continue
             names = [f"{a.attr}.{n}" for n in inv.names]
             if names:

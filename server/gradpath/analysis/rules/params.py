@@ -882,7 +882,7 @@ def _without_kw(ctx, call, kw) -> str:
 
 @rule("GP112")
 def layer_in_forward(ctx):
-    from gradpath.analysis.modclass import forward_reach
+    from gradpath.analysis.modclass import forward_reach, opaque_library_class
     done: set = set()
     for cname, cls in _module_classes(ctx):
         methods = _methods(cls)
@@ -899,7 +899,7 @@ def layer_in_forward(ctx):
                 if not isinstance(n, ast.Call) or not _is_module_ctor(ctx, n):
                     continue
                 inv = ctx.facts.inventories.of_call(n)
-                if inv is None or not inv.has_params:
+                if inv is None or not inv.has_params or opaque_library_class(ctx, n, inv):
                     continue
                 par = parents.get(id(n))
                 target_name = None
