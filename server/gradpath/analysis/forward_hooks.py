@@ -63,6 +63,9 @@ class HookFacts:
         self.hooks: list[Hook] = []
         self.class_hooks: dict[str, Hook] = {}  # class of this file -> a hook it installs on self
         self.global_hook: Hook | None = None
+        # names of the functions registered as hooks: a direct forward inside one is deliberate
+        # (calling the module there would run the hook again)
+        self.hook_fns: set[str] = set()
         self._param_fns: dict[str, ast.AST] = {}
         self._collect()
         self._through_calls()
@@ -97,6 +100,11 @@ class HookFacts:
                         continue
                     what = "a backward hook" if "backward" in f.attr else (
                         "a forward pre-hook" if "pre" in f.attr else "a forward hook")
+                    fn_arg = n.args[0] if n.args else next((kw.value for kw in n.keywords if kw.arg == "hook"), None)
+                    if isinstance(fn_arg, ast.Call) and fn_arg.args:  # functools.partial(hook, ...)
+                        fn_arg = fn_arg.args[0]
+                    if isinstance(fn_arg, (ast.Name, ast.Attribute)):
+                        self.hook_fns.add(fn_arg.id if isinstance(fn_arg, ast.Name) else fn_arg.attr)
                     self._add(k, scope, n, what, loop_vars)
                     continue
                 if isinstance(f, ast.Attribute) and f.attr == "apply" and n.args and key_of(f.value):

@@ -1088,6 +1088,8 @@ def direct_forward(ctx):
         if ctx.symbols.qualname(recv) is not None or in_test_function(scope):
             continue  # nn.Module.forward(self, x), Base.forward(self, x); a pytest function
         hf = hf or hook_facts(ctx)
+        if scope.kind != "module" and scope.name in hf.hook_fns:
+            continue  # inside a hook: calling the module would run the hook again
         # only the receiver's own hooks are skipped (its submodules are still called through
         # __call__), and only a module known to carry hooks has any: see forward_hooks
         h = hf.hook_on(rk, scope, node.lineno) or hf.hook_through_param(rk, scope, node.lineno)
