@@ -182,12 +182,14 @@ class HookFacts:
 
     def _calls_of(self, fn):
         """(scope, call) for every call `fn(...)` by its name in this file."""
-        out = []
-        for scope in self.facts.scopes:
-            for n in scope.walk():
-                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == fn.name:
-                    out.append((scope, n))
-        return out
+        by_name = self.__dict__.get("_by_name")
+        if by_name is None:
+            by_name = self.__dict__["_by_name"] = {}
+            for scope in self.facts.scopes:
+                for n in scope.walk():
+                    if isinstance(n, ast.Call) and isinstance(n.func, ast.Name):
+                        by_name.setdefault(n.func.id, []).append((scope, n))
+        return by_name.get(fn.name, [])
 
     # -- queries ------------------------------------------------------------------------------------
     def hook_on(self, key: str, scope, line: int) -> Hook | None:
