@@ -61,13 +61,49 @@ class Project:
         self.cache.load()
         paths = self.paths()
         for i, p in enumerate(paths):
-            text = self._reader(p)
-            if text is not None:
-                self._set(p, text)
+            if not self._from_stat(p):
+                text = self._reader(p)
+                if text is not None:
+                    self._set(p, text)
+                    self._note_stat(p)
             if progress is not None:
                 progress(i + 1, len(paths))
         self.cache.save(keep=set(self.hashes.values()))
         return self
+
+    def _from_stat(self, path: str) -> bool:
+        """A warm start: the file's stat matches what the cache recorded, so its summary is taken
+        without reading it."""
+        if not self.cache.use_disk or self._reader is not _read:
+            return False
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        h = self.cache.known_file(path, st)
+        if h is None:
+            return False
+        known, s = self.cache.get(h)
+        if not known:
+            return False
+        with self._lock:
+            self.hashes[path] = h
+            if s is None:
+                self.broken.add(path)
+                return True
+            self.broken.discard(path)
+            if self.summaries.get(path) != s:
+                self.summaries[path] = s
+                self._changed()
+        return True
+
+    def _note_stat(self, path: str) -> None:
+        if not self.cache.use_disk or self._reader is not _read or path not in self.hashes:
+            return
+        try:
+            self.cache.note_file(path, os.stat(path), self.hashes[path])
+        except OSError:
+            pass
 
     def _summary_for(self, text: str, h: str):
         known, s = self.cache.get(h)

@@ -37,6 +37,9 @@ class SummaryCache:
         self.use_disk = use_disk and root is not None
         self.folder = folder or os.path.join(cache_home(), "projects")
         self._mem: dict[str, dict | None] = {}
+        # path -> [mtime_ns, size, content hash] of the text last summarised: a file whose stat is
+        # unchanged is not read again on a warm start
+        self.files: dict[str, list] = {}
         self._lock = threading.Lock()
         self._dirty = False
         self._loaded = False
@@ -77,6 +80,11 @@ class SummaryCache:
                 if isinstance(k, str) and (v is None or isinstance(v, dict) and v.get("schema") == SCHEMA):
                     self._mem.setdefault(k, v)
             self.stats["disk_entries"] = len(data["entries"])
+            files = data.get("files")
+            if isinstance(files, dict):
+                for k, v in files.items():
+                    if isinstance(v, list) and len(v) == 3 and isinstance(v[2], str) and v[2] in self._mem:
+                        self.files[k] = v
 
     def get(self, key: str):
         """(True, summary) when known (the summary may be None: the text did not parse)."""
@@ -93,14 +101,29 @@ class SummaryCache:
                 self._mem[key] = summary
                 self._dirty = True
 
+    def known_file(self, path: str, st) -> str | None:
+        """The content hash recorded for `path` when its stat (mtime, size) is unchanged."""
+        v = self.files.get(path)
+        if v is not None and v[0] == st.st_mtime_ns and v[1] == st.st_size:
+            return v[2]
+        return None
+
+    def note_file(self, path: str, st, h: str) -> None:
+        v = [st.st_mtime_ns, st.st_size, h]
+        if self.files.get(path) != v:
+            self.files[path] = v
+            self._dirty = True
+
     def save(self, keep: set[str] | None = None) -> None:
         """Write the entries (only those in `keep` when given: the project's current texts)."""
         if not self.use_disk or not self._dirty:
             return
         with self._lock:
             entries = {k: v for k, v in self._mem.items() if keep is None or k in keep}
+            files = {k: v for k, v in self.files.items() if v[2] in entries}
             self._dirty = False
-        data = {"magic": MAGIC, "version": __version__, "schema": SCHEMA, "root": self.root, "entries": entries}
+        data = {"magic": MAGIC, "version": __version__, "schema": SCHEMA, "root": self.root, "entries": entries,
+                "files": files}
         p = self.path
         try:
             os.makedirs(os.path.dirname(p), exist_ok=True)

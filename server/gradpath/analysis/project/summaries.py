@@ -23,7 +23,7 @@ import ast
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 6
+SCHEMA = 7
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -442,10 +442,17 @@ class _Fn:
             callee = self.vd(f)
         if callee is None or callee[0] == "ref" and callee[1].split(".")[0] in _NOT_PROJECT:
             return
+        if _root(callee) == "param":
+            return  # a method of a value handed in (`x.view(...)`, `loss.mean()`): nothing to link
         args = [self.vd(a) if not isinstance(a, ast.Starred) else None for a in c.args]
         akeys = [self._effect_key(a) if not isinstance(a, ast.Starred) else None for a in c.args]
-        kw = {k.arg: self.vd(k.value) for k in c.keywords if k.arg}
-        kwkeys = {k.arg: self._effect_key(k.value) for k in c.keywords if k.arg}
+        kw = {k.arg: v for k in c.keywords if k.arg and (v := self.vd(k.value)) is not None}
+        kwkeys = {k.arg: v for k in c.keywords if k.arg and (v := self._effect_key(k.value)) is not None}
+        # compact: trailing unknowns carry nothing (a missing argument reads as unknown too)
+        while args and args[-1] is None:
+            args.pop()
+        while akeys and akeys[-1] is None:
+            akeys.pop()
         self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys])
 
     def _arg_data(self, node):
@@ -588,8 +595,7 @@ class _Fn:
         return {"params": self.params, "effects": self.effects, "loss_uses": self.loss_uses,
                 "calls": self.calls, "logs": self.logs, "returns": self.returns, "ret_act": self.ret_act,
                 "ret_cut": self.ret_cut, "backwards": self.backwards,
-                "line": getattr(self.node, "lineno", 0),
-                "bindings": {k: v for k, v in self.assigned.items() if not k.startswith("self.")}}
+                "line": getattr(self.node, "lineno", 0)}
 
 
 _DATA_CTORS = {"torch.randn", "torch.rand", "torch.randint", "torch.zeros", "torch.ones", "torch.tensor",
@@ -597,6 +603,12 @@ _DATA_CTORS = {"torch.randn", "torch.rand", "torch.randint", "torch.zeros", "tor
 
 _NOT_PROJECT = {"torch", "numpy", "np", "os", "sys", "math", "time", "logging", "print", "json", "random",
                 "torchvision", "itertools", "collections", "functools", "tqdm"}
+
+
+def _root(vd) -> str | None:
+    while vd and vd[0] in ("attr", "call", "item"):
+        vd = vd[1]
+    return vd[0] if vd else None
 
 
 def _names_in(node) -> set[str]:
