@@ -23,6 +23,7 @@ class ProjectResolver:
 
     def enrich(self, ctx) -> None:
         if self._inner is not None:
+            self._inner.project = self.project  # the resolver reads it for factories of other modules
             self._inner.enrich(ctx)
 
     def __getattr__(self, name):

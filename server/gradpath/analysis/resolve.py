@@ -147,6 +147,10 @@ class Resolver:
                 src = self._jedi_class(ctx.src.text, ctx.path, p)
                 if src is not None:
                     self._record(sym, p.local, src)
+        if getattr(self, "project", None) is not None:
+            # model classes reached through a factory of another module (the project model)
+            from gradpath.analysis.project import factories
+            factories.enrich(self, ctx)
 
     def needs_slow_pass(self, ctx) -> bool:
         """True when jedi might answer names the fast path left open. `ctx` is the analysis
