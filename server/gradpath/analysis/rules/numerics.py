@@ -138,7 +138,26 @@ def _live(e, v: Val, ctx=None) -> bool:
     """The value carries a graph and the op does not run under no_grad: it is loss math."""
     if v.grad != G or e.nograd:
         return False
-    return ctx is None or not _logged_only(ctx, e.node)
+    return ctx is None or not (_logged_only(ctx, e.node) or _after_last_backward(ctx, e))
+
+
+_LOOPS = (ast.For, ast.AsyncFor, ast.While)
+
+
+def _after_last_backward(ctx, e) -> bool:
+    """The op runs after every backward of its function, and no loop around it repeats one: it
+    inspects the gradients (a test's expected value), it feeds none."""
+    fl = flow(ctx)
+    bws = [b for b in fl.events_of("backward") if b.scope is e.scope]
+    if not bws:
+        return False
+    loops = [a for a in ctx.facts.ancestors(e.node) if isinstance(a, _LOOPS)]
+    for b in bws:
+        if (b.node.lineno, b.node.col_offset) >= (e.node.lineno, e.node.col_offset):
+            return False
+        if any(lp in loops for lp in ctx.facts.ancestors(b.node)):
+            return False
+    return True
 
 
 def _model_of(v: Val) -> str | None:
@@ -250,7 +269,7 @@ def unsafe_division(ctx):
             continue
         if den.shape not in ZERO_SHAPES or _nonzero(den):
             continue
-        if not (_live(e, den) or _live(e, num)) or _logged_only(ctx, e.node):
+        if not (_live(e, den) or _live(e, num)) or _logged_only(ctx, e.node) or _after_last_backward(ctx, e):
             continue
         if bounds.guarded_by_test(ctx.facts, e.node, den_node) or bounds.result_checked(ctx.facts, e.node):
             continue  # `if den > 0:` before it, or `ratio[ratio.isinf()] = ...` after it
