@@ -543,7 +543,14 @@ class Linker:
                 out.append([kind, key, flags, (path, sp)])
                 continue
             callee, args, kw, sp, flags, akeys, kwkeys = it
-            for (tp, tq), off in self._targets(callee, path):
+            targets = self._targets(callee, path)
+            keys = [k for k in list(akeys) + list(kwkeys.values()) if k]
+            if not targets and keys:
+                # a call we cannot follow that is handed the parameters (or self): it may do anything
+                # to them, as loops.py's opaque calls
+                out.append(["opaque", None, flags, (path, sp), keys])
+                continue
+            for (tp, tq), off in targets:
                 sub = self.effects(tp, tq, depth + 1, seen | {(path, fq)})
                 if sub is None:
                     continue
@@ -562,13 +569,21 @@ class Linker:
                     mapping[pname] = k
                 for pname, k in kwkeys.items():
                     mapping[pname] = k
-                for kind, key, fl, origin in sub:
-                    nk = None
-                    if key is not None:
-                        head, _, rest = key.partition(".")
-                        base = mapping.get(head)
-                        nk = (base + ("." + rest if rest else "")) if base else None
-                    out.append([kind, nk, fl + ("l" if "l" in flags else ""), origin])
+                def tr(key):
+                    if key is None:
+                        return None
+                    head, _, rest = key.partition(".")
+                    base = mapping.get(head)
+                    return (base + ("." + rest if rest else "")) if base else None
+                for e in sub:
+                    kind, key, fl, origin = e[:4]
+                    ne = [kind, tr(key), fl + ("l" if "l" in flags else ""), origin]
+                    if kind == "opaque":
+                        ks = [tr(k) for k in e[4]]
+                        if not any(ks):
+                            continue  # handed something the caller cannot name: not its business
+                        ne.append([k for k in ks if k])
+                    out.append(ne)
                 break
         return out
 

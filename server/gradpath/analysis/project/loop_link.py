@@ -48,7 +48,8 @@ def _view(lf):
 def may_have_effects(lf, call) -> bool:
     """Cheap pre-check for loops' relevance pass: a call of a project function or inherited method
     that has training effects."""
-    return bool(_effects(lf, call, None))
+    got = _effects(lf, call, None)
+    return bool(got and got[0])
 
 
 def _effects(lf, call, scope):
@@ -70,9 +71,9 @@ def _effects(lf, call, scope):
         eff = lk.effects(tp, tq)
         if eff is None:
             return None
-        if not any(e[0] in ("zero_grad", "backward", "step", "train", "eval") for e in eff):
-            return None
         fn = lk.summary(tp)["functions"][tq]
+        if not any(e[0] in ("zero_grad", "backward", "step", "train", "eval", "opaque") for e in eff):
+            return [], fn["params"][off:], off, vd  # nothing that orders a training step
         return eff, fn["params"][off:], off, vd
     return None
 
@@ -124,8 +125,16 @@ def linked_events(lf, call, scope, frames, fn):
     path = frames + ((CALL, call),)
     out = []
     project = _view(lf)[0]
-    for kind, key, _flags, _origin in eff:
+    for e in eff:
+        kind, key, _flags, _origin = e[:4]
         n0 = len(out)
+        if kind == "opaque":
+            keys = tuple(k for k in (tr(k) for k in e[4]) if k)
+            if not keys:
+                continue
+            out.append(Ev("opaque", getattr(call.func, "attr", None) or getattr(call.func, "id", "?"), call, path,
+                          args=keys, fn=fn))
+            continue
         k = tr(key)
         if kind in ("train", "eval"):
             if k is None or k == "self":
