@@ -127,3 +127,41 @@ def test_confirm_report_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "gradpath", "confirm", str(FLOW_FIXTURE), "--report",
                         str(tmp_path / "x.pdf")], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert r.returncode == 2 and "must end in .html, .svg or .png" in r.stderr
+
+
+def test_modules_that_took_no_part_are_listed_apart(live, tmp_path):
+    """A template layer that nn.TransformerEncoder-style code deep-copies is not 'never reaching Adam'."""
+    path, text = write(tmp_path, "template.py", """
+        import copy
+        import torch
+        import torch.nn as nn
+
+        block = nn.Linear(4, 4)
+        model = nn.Sequential(copy.deepcopy(block), nn.ReLU(), copy.deepcopy(block))
+        opt = torch.optim.Adam(model.parameters(), lr=0.1)
+        loss = model(torch.randn(2, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    """)
+    table = live.confirm(str(path), text, []).run["flow"]
+    assert [r["name"] for r in table["rows"]] == ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert table["unused_roots"] == [{"class": "Linear", "line": line_of(text, "block = nn.Linear"), "var": "block",
+                                      "tensors": 2}]
+    assert flow_view(table)["summary"] == "4 of 4 tensors updated"
+
+
+def test_nothing_took_part_keeps_every_tensor(live, tmp_path):
+    path, text = write(tmp_path, "empty_opt.py", """
+        import torch
+        import torch.nn as nn
+
+        model = nn.Linear(4, 2)
+        opt = torch.optim.SGD([], lr=0.1)
+    """)
+    rep = live.confirm(str(path), text, [])
+    assert rep.run["status"] == "exception"
+    table = rep.run["flow"]
+    assert [r["name"] for r in table["rows"]] == ["weight", "bias"] and table["unused_roots"] == []
+    assert table["optimizers"] == [] and table["steps"] == 0
+    assert flow_view(table)["summary"] == "no optimizer was built: none of the 2 tensors can be updated"

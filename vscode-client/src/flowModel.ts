@@ -68,6 +68,8 @@ export interface FlowView {
   legend: { flag: Flag; text: string; count: number }[];
   scales: { grad: { frac: number; label: string }[]; update: { frac: number; label: string }[] };
   optimizers: { label: string; class: string; line?: number | null; tensors?: number }[];
+  /** Modules built but not used by the step (no tensor in an optimizer, none got a gradient). */
+  unused_roots?: { class: string; line?: number | null; var?: string | null; tensors: number }[];
   updated: number;
   total: number;
 }

@@ -7,6 +7,7 @@ the `flow` member of the run's final event and is read by gradpath.live.report (
 by the editor's "Gradient flow" view.
 
 A row:
+    (modules that took no part in the step, when another did, are in `unused_roots`, not in rows)
     root          index into `roots` (the top-level module holding the tensor: class, line, the
                   user's variable name when a global holds it, `modules`: {path: [class, line]} of
                   its submodules), or None for a bare tensor given to an optimizer
@@ -26,9 +27,11 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 
 MAX_ROWS = 400
 MAX_ROOTS = 30
+MAX_LAYERS = 1000  # submodule entries ({path: [class, line]}) over all roots
 
 
 def _num(x):
@@ -120,6 +123,7 @@ def _owner_path(name: str) -> str:
 
 
 def build(obs) -> dict:
+    t0 = time.perf_counter()
     torch = obs.torch
     try:
         obs.track_all()
@@ -138,6 +142,7 @@ def build(obs) -> dict:
     seen: set = set()
     truncated = False
     root_entries = obs.roots()
+    n_layers = 0
     names = _global_names({id(m): m for m, *_ in root_entries})
 
     def add_row(t, name, root_index, registered, kind, own):
@@ -163,11 +168,32 @@ def build(obs) -> dict:
             "optimizer_classes": sorted({cls for _, cls in opts}), "in_forward": bool(in_fwd),
         })
 
-    for m, line, cls, in_forward in root_entries:
+    candidates = []
+    for entry in root_entries:
         try:
-            named = obs.named_tensors(m)
+            named = obs.named_tensors(entry[0])
         except Exception:
             continue
+        if named:
+            candidates.append((entry, named))
+
+    def took_part(named) -> bool:
+        return any(id(t) in in_opt or (obs.params.get(id(t)) or {}).get("grad_max") is not None
+                   for _, t, _ in named)
+
+    # a module that took no part in the step (no tensor in an optimizer, none got a gradient: the template
+    # layer nn.TransformerEncoder copies, a model built and never trained) is listed apart, when another did
+    unused = []
+    if any(took_part(named) for _, named in candidates):
+        keep = []
+        for entry, named in candidates:
+            if took_part(named):
+                keep.append((entry, named))
+            elif len(unused) < MAX_ROOTS:
+                m, line, cls, _ = entry
+                unused.append({"class": cls, "line": line, "var": names.get(id(m)), "tensors": len(named)})
+        candidates = keep
+    for (m, line, cls, in_forward), named in candidates:
         named = [(n, t, r) for n, t, r in named if id(t) not in seen]
         if not named:
             continue
@@ -178,12 +204,13 @@ def build(obs) -> dict:
         layers = {}
         try:
             for path, sub in m.named_modules():
-                if len(layers) >= MAX_ROWS:
+                if len(layers) >= MAX_ROWS or n_layers + len(layers) >= MAX_LAYERS:
                     break
                 sline, scls, _ = info.get(id(sub), (None, type(sub).__name__, False))
                 layers[path] = [scls, sline]
         except Exception:
             pass
+        n_layers += len(layers)
         roots.append({"class": cls, "line": line, "var": names.get(id(m)), "in_forward": bool(in_forward),
                       "training": bool(getattr(m, "training", True)), "modules": layers})
         for name, t, registered in named:
@@ -207,4 +234,6 @@ def build(obs) -> dict:
         "iterations": obs.iterations,
         "model_only": bool(getattr(obs, "model_only", False)),
         "truncated": truncated,
+        "unused_roots": unused,
+        "build_ms": round((time.perf_counter() - t0) * 1000, 2),
     }

@@ -165,6 +165,9 @@ function render(answer: FlowAnswer): void {
     meta.push(`mode: ${view.mode}`);
   }
   view.optimizers.forEach((o) => meta.push(`${o.label} at line ${o.line ?? "?"}: ${o.tensors ?? "?"} tensors`));
+  (view.unused_roots ?? []).forEach((u) =>
+    meta.push(`built but not used by this step: ${u.var ?? u.class} (${u.class}, line ${u.line ?? "?"}, ${u.tensors} tensors)`),
+  );
   head.appendChild(el("p", "muted meta", meta.join(" · ")));
   const legend = el("ul", "legend");
   legend.setAttribute("aria-label", "legend");

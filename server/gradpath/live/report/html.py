@@ -73,6 +73,10 @@ def file_section(view: dict, anchor: str) -> str:
                      for o in view.get("optimizers") or [])
     if opts:
         meta.append("optimizers: " + opts)
+    unused = [f"{u.get('var') or u.get('class')} ({u.get('class')}, line {u.get('line')}, {u.get('tensors')} tensors)"
+              for u in view.get("unused_roots") or []]
+    if unused:
+        meta.append("built but not used by this step: " + ", ".join(unused))
     out.append(f'<div class="meta">{escape("; ".join(meta))}</div>')
     out.append(f'<p class="summary">{escape(view.get("summary") or "")}</p>')
     if not rows:

@@ -77,7 +77,7 @@ def canvas_png(c: Canvas, path: str, scale: float = 1.0) -> tuple[int, int]:
         elif kind == "text":
             _, x, y, text, size, col, bold, anchor = op
             draw.text((x * s, y * s), text, fill=col, font=font(size, bold), anchor=anchors.get(anchor, "ls"))
-    img.save(path, format="PNG", optimize=True)
+    img.save(path, format="PNG", compress_level=6)
     return w, h
 
 
