@@ -109,6 +109,7 @@ class Projects:
             progress.report(f"Indexing {len(files)} modules", 0)
 
             def step(i, n):
+                self._give_way()
                 if i % PROGRESS_EVERY == 0 or i == n:
                     loop.call_soon_threadsafe(progress.report, f"Indexing {n} modules ({i} done)",
                                               int(100 * i / max(1, n)))
@@ -127,6 +128,21 @@ class Projects:
         sites = await loop.run_in_executor(self.pool, self._candidates, project)
         await self._publish_closed(ls, project, sites)
 
+    def _give_way(self) -> None:
+        """Runs in the index thread between modules: while an open file is being analysed, wait
+        (up to a second), so the index never slows an opened file's diagnostics (one GIL)."""
+        import time
+        waited = 0.0
+        while waited < 1.0 and self._analysing():
+            time.sleep(0.005)
+            waited += 0.005
+
+    def _analysing(self) -> bool:
+        try:
+            return any(st.task is not None and not st.task.done() for st in list(self.analyzer.units.values()))
+        except Exception:
+            return False
+
     def _candidates(self, project) -> list[str]:
         """Modules where a cross-module finding may land (see link.finding_sites)."""
         from gradpath.analysis.project.link import finding_sites
@@ -136,8 +152,8 @@ class Projects:
         from gradpath.lsp.scheduler import analyse_file
         loop = asyncio.get_running_loop()
         for path in paths:
+            await loop.run_in_executor(self.pool, self._give_way)  # the open files' analyses go first
             await self._publish_one(ls, path, loop, analyse_file)
-            await asyncio.sleep(0.01)  # let the open files' analyses go first
 
     async def _publish_one(self, ls, path, loop, analyse_file) -> None:
         from lsprotocol import types
