@@ -219,3 +219,15 @@ def opaque_library_class(ctx, call: ast.Call, inv) -> bool:
         return False
     qn = ctx.facts.module_class_of_call(call) or ""
     return not qn.startswith("torch.nn.") and qn not in ctx.symbols.classes and not ctx.symbols.is_module_class(qn)
+
+
+def stored_on_self(stmt) -> bool:
+    """`self.x = ...` / `self.d[k] = ...` (also through `.to(...)` on the right): kept on the module."""
+    if not isinstance(stmt, ast.Assign):
+        return False
+    for t in stmt.targets:
+        while isinstance(t, ast.Subscript):
+            t = t.value
+        if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
+            return True
+    return False

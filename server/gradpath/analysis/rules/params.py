@@ -882,7 +882,7 @@ def _without_kw(ctx, call, kw) -> str:
 
 @rule("GP112")
 def layer_in_forward(ctx):
-    from gradpath.analysis.modclass import forward_reach, opaque_library_class
+    from gradpath.analysis.modclass import forward_reach, opaque_library_class, stored_on_self
     done: set = set()
     for cname, cls in _module_classes(ctx):
         methods = _methods(cls)
@@ -902,6 +902,8 @@ def layer_in_forward(ctx):
                 if inv is None or not inv.has_params or opaque_library_class(ctx, n, inv):
                     continue
                 par = parents.get(id(n))
+                if stored_on_self(ctx.facts.enclosing_stmt(n)) and _under_if(n, parents, m):
+                    continue  # lazy init: `if not self.initialized: self.lin[k] = nn.Linear(...).to(dev)`
                 target_name = None
                 self_target = None
                 if isinstance(par, ast.Assign) and len(par.targets) == 1:
