@@ -326,7 +326,8 @@ def classify_method_call(lf, call, m: str, rk: str | None, scope, frames) -> str
         return None
     if rk is None or rk == "self" or m.startswith("_") or (sym.qualname(call.func) or "").startswith("torch."):
         return None
-    if m.endswith("backward") and not m.startswith("register"):
+    if m.endswith("backward") and not m.startswith(("register", "save", "mark", "set", "get", "needs")):
+        # (ctx.save_for_backward, register_full_backward_hook: not a backward pass)
         return "backward"
     if m not in ("step", "optimizer_step", "zero_grad") and _HELPER_STEP.search(m) and \
             not lf.is_scheduler(rk, scope):
