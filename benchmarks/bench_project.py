@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -220,10 +221,43 @@ def measure(root: Path, label: str) -> None:
     print(f"  memory (language server imported + project held, linker warmed): {mem['rss_mb']:.0f} MB peak RSS")
 
 
+def editor(root: Path, cache: str, label: str, index: bool = True) -> None:
+    """The language server on the project: first diagnostics of a script opened right after
+    initialize (the index builds meanwhile), when the cross-module finding of a model module that is
+    not open arrives (the index built), and the server's RSS then."""
+    sys.path.insert(0, str(HERE))
+    from _common import LspClient, server_env
+    script = root / "scripts" / "train0.py"
+    net = root / "pkg0" / "net0.py"
+    env = server_env({"XDG_CACHE_HOME": cache})
+    if not index:
+        env["GRADPATH_NO_INDEX"] = "1"
+    t0 = time.perf_counter()
+    c = LspClient([sys.executable, "-m", "gradpath", "serve"], cwd=str(root), env=env,
+                  stderr_path=os.path.join(cache, "server.log"))
+    try:
+        c.initialize(root, {}, timeout=120)
+        t_open = c.open(script.resolve().as_uri(), script.read_text())
+        m = c.wait_publish(script.resolve().as_uri(), 1, timeout=120)
+        if not index:
+            print(f"  editor ({label}, no index): open -> first publish {m.t - t_open:.2f} s; server RSS "
+                  f"{c.rss_kb() / 1024:.0f} MB")
+            return
+        m2 = c.wait_for(lambda x: x.get("method") == "textDocument/publishDiagnostics"
+                        and x["params"]["uri"] == net.resolve().as_uri() and x["params"]["diagnostics"],
+                        timeout=600)
+        rss = c.rss_kb() / 1024
+        print(f"  editor ({label}): open -> first publish {m.t - t_open:.2f} s; index built and the closed "
+              f"model module's GP304 published {m2.t - t0:.1f} s after spawn; server RSS {rss:.0f} MB")
+    finally:
+        c.shutdown()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--real", nargs="*", default=[])
+    ap.add_argument("--editor", action="store_true", help="also the language server on the generated project")
     args = ap.parse_args(argv)
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     if not args.real or args.lines:
@@ -231,6 +265,15 @@ def main(argv=None) -> int:
         try:
             n = generate(tmp, args.lines)
             measure(tmp, f"generated project ({n:,} lines written)")
+            if args.editor:
+                cache = tempfile.mkdtemp(prefix="gp-bench-ed-")
+                try:
+                    editor(tmp, cache, "cold cache")
+                    editor(tmp, cache, "warm cache")
+                    editor(tmp, cache, "warm cache", index=False)
+                    editor(tmp, cache, "warm cache")
+                finally:
+                    shutil.rmtree(cache, ignore_errors=True)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     for r in args.real:

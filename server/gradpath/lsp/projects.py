@@ -71,6 +71,8 @@ class Projects:
 
     # -- indexing ----------------------------------------------------------------------------------
     async def start(self, ls) -> None:
+        if os.environ.get("GRADPATH_NO_INDEX"):  # benchmarks compare the server without it
+            return
         for root in self.analyzer.roots():
             root = os.path.abspath(root)
             if root in self.by_root or root in self.indexing:
