@@ -796,3 +796,48 @@ def test_gp407_through_chained_mode_calls_fix_and_run(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.nn.Module, "__call__", spy)
     exec(compile(fixed, "fixed.py", "exec"), ns)
     assert seen and all(seen)  # every forward that trains runs in training mode
+
+
+# -- precision guards (issue 17) ---------------------------------------------------------------------
+
+def test_call_literals_keep_defaults_and_flags_derived_from_them():
+    import ast
+    from gradpath.analysis import effects
+    fn = ast.parse(textwrap.dedent("""\
+        def run(model, loader, optimizer=None, mode="train", *, log=False):
+            is_train = optimizer is not None
+            verbose = not log
+            for x in loader:
+                pass
+        """)).body[0]
+    call = ast.parse("run(net, data)").body[0].value
+    assert effects.call_literals(call, fn) == {"optimizer": None, "mode": "train", "log": False,
+                                               "is_train": False, "verbose": True}
+    call = ast.parse("run(net, data, opt, log=True)").body[0].value
+    assert effects.call_literals(call, fn) == {"mode": "train", "log": True, "verbose": False}
+    # *args / **kwargs: which parameters are given is not known
+    assert effects.call_literals(ast.parse("run(*a)").body[0].value, fn) == {}
+
+
+def test_gp406_message_and_fix_for_a_visible_subclass():
+    src = """\
+    import torch
+    from torch.optim.lr_scheduler import LambdaLR
+
+    class Warmup(LambdaLR):
+        pass
+
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    warm = Warmup(opt, lambda s: 1.0)
+    for i in range(3):
+        warm.step()
+        opt.zero_grad()
+        model(torch.randn(1, 2)).sum().backward()
+        opt.step()
+    """
+    (f,) = gp4(src, "GP406")
+    assert (f.span.line, text_at(src, f.span)) == (11, "warm.step()")
+    assert "warm.step() runs before opt.step() (line 14)" in f.message
+    new = apply_fix(src, preferred(f))
+    assert gp4(new, "GP406") == []
