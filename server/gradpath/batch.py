@@ -58,7 +58,10 @@ def build_projects(roots: list[str], excluded, use_cache: bool = True) -> dict:
     out = {}
     for r in roots:
         files = [str(f) for f in iter_python_files([r]) if not excluded(f)]
-        out[r] = Project(r, files, use_cache=use_cache).build()
+        p = out[r] = Project(r, files, use_cache=use_cache).build()
+        lk = p.linker()  # linked once here: forked workers inherit the answers
+        lk.loss_uses()
+        lk.backward_callers()
     return out
 
 

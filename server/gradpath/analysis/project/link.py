@@ -54,6 +54,7 @@ class Linker:
         self._subclasses: dict | None = None
         self._registries: dict | None = None
         self._building_calls = False
+        self._memo: dict = {}  # attr_of / _targets / effects answers
 
     # -- module lookups --------------------------------------------------------------------------
     def summary(self, path: str) -> dict | None:
@@ -205,6 +206,20 @@ class Linker:
         return self._subclasses
 
     def attr_of(self, path: str, name: str, attr: str, depth: int = 0, subclasses: bool = False) -> frozenset:
+        key = ("attr", path, name, attr, subclasses)
+        got = self._memo.get(key)
+        if got is None:
+            if key in self._busy:
+                return _U
+            self._busy.add(key)
+            try:
+                got = self._attr_of(path, name, attr, depth, subclasses)
+            finally:
+                self._busy.discard(key)
+            self._memo[key] = got
+        return got
+
+    def _attr_of(self, path: str, name: str, attr: str, depth: int, subclasses: bool) -> frozenset:
         """What `self.<attr>` holds for instances of a class: every assignment in every method of the
         class and its project bases (and, for `self` inside a base class, of its subclasses)."""
         out = set()
@@ -334,9 +349,17 @@ class Linker:
                 self._building_calls = False
             # values computed while the call table was missing may have been cut short
             self._ref_memo.clear()
+            self._memo.clear()
         return self._calls_by_target
 
     def _targets(self, callee, path: str) -> list[tuple]:
+        key = ("targets", path, repr(callee))
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self._targets_of(callee, path)
+        return got
+
+    def _targets_of(self, callee, path: str) -> list[tuple]:
         out = []
         if callee[0] == "super":
             sp = self.index.split_ref(callee[1], path)
@@ -522,6 +545,15 @@ class Linker:
 
     # -- helper effects, for the training-loop facts -------------------------------------------
     def effects(self, path: str, fq: str, depth: int = 0, seen=frozenset()) -> list | None:
+        key = ("effects", path, fq, depth)
+        if key in self._memo:
+            return self._memo[key]
+        got = self._effects(path, fq, depth, seen)
+        if not seen:  # inside a cycle a result may be cut short: keep only top-level answers
+            self._memo[key] = got
+        return got
+
+    def _effects(self, path: str, fq: str, depth: int, seen) -> list | None:
         """The ordered effects of calling function fq: [kind, key, flags, (path, span)] with keys
         rooted in its parameters or in `self`; None when they cannot be told (a conditional effect, a
         step with a closure, too deep)."""
