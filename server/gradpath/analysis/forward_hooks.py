@@ -321,10 +321,11 @@ def is_test_path(path: str | None) -> bool:
 
 
 def in_test_function(scope) -> bool:
-    """Inside a pytest/unittest test: a function `test*`, or a method of a class `Test*`/`*Test(s)`."""
+    """Inside a pytest/unittest test: a function `test_*`, or a method of a class `Test*`/`*Test(s)`
+    (a training script's `def test(model, loader)` is its evaluation, not a test)."""
     s = scope
     while s is not None and s.kind != "module":
-        if s.name.startswith("test"):
+        if s.name.startswith("test_"):
             return True
         cn = s.class_name or ""
         if cn.startswith("Test") or cn.endswith(("Test", "Tests")):
