@@ -2022,7 +2022,8 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
     except BaseException as exc:  # noqa: BLE001
         result["summary_error"] = repr(exc)
     try:
-        result["flow"] = dict(_flowtable.build(obs), mode=req.get("mode", "script"))
+        if not req.get("edge"):  # (an edge run forces a value: its table would show nothing of the step)
+            result["flow"] = dict(_flowtable.build(obs), mode=req.get("mode", "script"))
     except BaseException as exc:  # noqa: BLE001
         result["flow_error"] = repr(exc)
     result["status"] = status
