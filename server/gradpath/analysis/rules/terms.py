@@ -287,10 +287,16 @@ def dead_loss_term(ctx):
             loss_name = ctx.src.text_of(value_node)
             bw = e.node
             tt = _clip(ctx.src.text_of(term))
-            if hit is not None:
+            if hit is not None and isinstance(term, ast.Call) and not any(n is hit[0] for n in ast.walk(term)):
+                cut, recv = hit  # a loss module's forward / a method that cuts what it was given
+                ct = _clip(ctx.src.text_of(cut))
+                why = f"`{tt}` returns a term cut from its input (`{ct}` at line {_line(cut)} has no grad_fn)"
+                rel = [Related(ctx.span(cut), f"the graph is cut here: `{ct}`")]
+            elif hit is not None:
                 cut, recv = hit
                 ct = _clip(ctx.src.text_of(cut))
-                why = (f"`{tt}` has no graph" + (f" (`{ct}` cuts it from `{_clip(ctx.src.text_of(recv))}`)"
+                at = "" if any(n is cut for n in ast.walk(term)) else f" at line {_line(cut)}"
+                why = (f"`{tt}` has no graph" + (f" (`{ct}`{at} cuts it from `{_clip(ctx.src.text_of(recv))}`)"
                                                  if ct != tt else f" (`{ct}` cuts it from its graph)"))
                 rel = [Related(ctx.span(cut), f"the graph is cut here: `{ct}`")]
             else:
