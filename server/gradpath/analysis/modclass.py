@@ -159,16 +159,15 @@ def dynamic_access(sym, cls: str) -> bool:
     return False
 
 
-def instantiated(tree: ast.AST, sym, cls: str) -> bool:
+def called_names(tree: ast.AST) -> set[str]:
+    """Every plain name the file calls (`Net(...)`): which classes it builds."""
+    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+
+
+def instantiated(tree: ast.AST, sym, cls: str, called: set[str] | None = None) -> bool:
     """The file builds `cls` or a class of the file that inherits from it."""
-    subs = {c for c in sym.classes if cls in class_chain(sym, c)}
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Call):
-            f = n.func
-            name = f.id if isinstance(f, ast.Name) else None
-            if name in subs:
-                return True
-    return False
+    called = called_names(tree) if called is None else called
+    return any(c in called and cls in class_chain(sym, c) for c in sym.classes)
 
 
 def file_trains(tree: ast.AST, sym) -> bool:

@@ -52,9 +52,10 @@ def unused_submodule(ctx):
     if not mc.file_trains(ctx.tree, sym) or mc.penalises_all_parameters(ctx.tree):
         return
     mentions = None
+    called = mc.called_names(ctx.tree)
     for cls in _module_classes(ctx):
         reach = mc.forward_reach(sym, cls)
-        if not reach or not mc.instantiated(ctx.tree, sym, cls):
+        if not reach or not mc.instantiated(ctx.tree, sym, cls, called):
             continue
         attrs = mc.init_attrs(sym, cls)
         if not attrs:
