@@ -15,7 +15,7 @@ export interface FlowClient {
 }
 
 const STYLE = `
-:root { --gp-subject: color-mix(in srgb, var(--vscode-editorError-foreground, #f14c4c) 16%, transparent); }
+:root { --gp-subject: color-mix(in srgb, var(--vscode-editorError-foreground, #f14c4c) 11%, transparent); }
 body.vscode-high-contrast, body.vscode-high-contrast-light { --gp-subject: transparent; }
 body.vscode-high-contrast tr.subject td, body.vscode-high-contrast-light tr.subject td {
   border-top: 1px dashed var(--vscode-contrastBorder); border-bottom: 1px dashed var(--vscode-contrastBorder); }
@@ -37,7 +37,7 @@ table.flow th { text-align: left; font-weight: 600; color: var(--vscode-descript
   border-bottom: 1px solid var(--vscode-panel-border, var(--vscode-widget-border, transparent)); padding: 3px 6px; }
 table.flow td { padding: 1px 6px; white-space: nowrap; vertical-align: middle; }
 table.flow th.update, table.flow th.grad { white-space: normal; }
-table.flow td.flags { white-space: normal; min-width: 15em; max-width: 24em; line-height: 1.7; }
+table.flow td.flags { white-space: normal; min-width: 19em; max-width: 26em; line-height: 1.7; }
 tr.group td { font-weight: 700; padding-top: 4px; }
 tr.group .muted { font-weight: 400; }
 tr[tabindex] { cursor: pointer; }
