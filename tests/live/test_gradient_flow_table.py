@@ -165,3 +165,22 @@ def test_nothing_took_part_keeps_every_tensor(live, tmp_path):
     assert [r["name"] for r in table["rows"]] == ["weight", "bias"] and table["unused_roots"] == []
     assert table["optimizers"] == [] and table["steps"] == 0
     assert flow_view(table)["summary"] == "no optimizer was built: none of the 2 tensors can be updated"
+
+
+def test_a_big_model_is_cut_at_400_rows_and_says_so(live, tmp_path):
+    path, text = write(tmp_path, "deep.py", """
+        import torch
+        import torch.nn as nn
+
+        model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(225)])
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        loss = model(torch.randn(3, 2)).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    """)
+    table = live.confirm(str(path), text, []).run["flow"]
+    assert table["truncated"] is True and table["tensors_seen"] == 450 and len(table["rows"]) == 400
+    assert table["rows"][-1]["name"] == "199.bias" and all(r["root"] == 0 for r in table["rows"])
+    v = flow_view(table)
+    assert v["summary"].endswith("tensors updated (the first 400 of 450 tensors)"), v["summary"]

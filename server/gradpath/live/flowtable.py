@@ -117,6 +117,18 @@ def _owners(obs) -> tuple[dict, dict]:
     return owner, info
 
 
+def _named(obs, module) -> list:
+    """(name, tensor, registered) of a root module: every registered parameter (the Observer's own list
+    stops at 200 per module), then what it holds unregistered (layers in plain lists, plain tensors)."""
+    out = [(n, p, True) for n, p in module.named_parameters()]
+    have = {id(p) for _, p, _ in out}
+    for n, t, reg in obs.named_tensors(module):
+        if reg is not True and id(t) not in have:
+            out.append((n, t, reg))
+            have.add(id(t))
+    return out
+
+
 def _owner_path(name: str) -> str:
     """`encoder.layers.0.weight` -> `encoder.layers.0`; `blocks[2].weight` -> `blocks[2]`."""
     return name.rsplit(".", 1)[0] if "." in name else ""
@@ -171,7 +183,7 @@ def build(obs) -> dict:
     candidates = []
     for entry in root_entries:
         try:
-            named = obs.named_tensors(entry[0])
+            named = _named(obs, entry[0])
         except Exception:
             continue
         if named:
@@ -234,6 +246,7 @@ def build(obs) -> dict:
         "iterations": obs.iterations,
         "model_only": bool(getattr(obs, "model_only", False)),
         "truncated": truncated,
+        "tensors_seen": len(seen),  # more than len(rows) when the table was cut
         "unused_roots": unused,
         "build_ms": round((time.perf_counter() - t0) * 1000, 2),
     }

@@ -291,7 +291,9 @@ def flow_view(table: dict | None, findings: Iterable[Any] = (), title: str = "",
         "version": 1,
         "title": title,
         "path": path,
-        "summary": summary_line(rows, steps, list(table.get("optimizers") or [])),
+        "summary": summary_line(rows, steps, list(table.get("optimizers") or []))
+        + (f" (the first {len(rows)} of {table.get('tensors_seen')} tensors)"
+           if table.get("truncated") and (table.get("tensors_seen") or 0) > len(rows) else ""),
         "steps": steps,
         "backward": int(table.get("backward") or 0),
         "mode": table.get("mode"),
