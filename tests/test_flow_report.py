@@ -221,3 +221,11 @@ def test_write_report_by_extension(tmp_path):
     assert (tmp_path / "r.svg").read_text().startswith("<svg")
     with pytest.raises(ReportError, match=r"\.html, \.svg or \.png"):
         write_report(str(tmp_path / "r.pdf"), [v])
+
+
+def test_html_says_where_an_empty_step_stopped():
+    v = flow_view(None, title="finetune.py", stopped="ModuleNotFoundError: No module named 'torchvision' (line 4)")
+    html = render_html([v])
+    assert v["summary"] == "no parameter tensors were seen" and v["rows"] == []
+    assert "The run stopped at ModuleNotFoundError: No module named &#x27;torchvision&#x27; (line 4)" in html
+    assert html.count('<tr class="tensor') == 0

@@ -60,8 +60,11 @@ def run_confirm(args) -> int:
             run = dict(live.run, path=rep.display)
             if report_path:
                 from gradpath.live.report.view import finding_dict, flow_view
+                err = run.get("error") or {}
+                stopped = (f"{err['type'] + ': ' if err.get('type') else ''}{err.get('message') or ''}"
+                           + (f" (line {err['line']})" if err.get("line") else "")) if err else None
                 views.append(flow_view(run.get("flow"), [finding_dict(f, live.verdicts.get(f.id)) for f in findings],
-                                       title=str(rep.display), path=str(rep.path)))
+                                       title=str(rep.display), path=str(rep.path), stopped=stopped))
             run.pop("flow", None)  # the table goes to --report, not into the JSON output
             runs.append(run)
             for f in findings:

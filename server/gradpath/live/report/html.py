@@ -79,6 +79,8 @@ def file_section(view: dict, anchor: str) -> str:
         meta.append("built but not used by this step: " + ", ".join(unused))
     out.append(f'<div class="meta">{escape("; ".join(meta))}</div>')
     out.append(f'<p class="summary">{escape(view.get("summary") or "")}</p>')
+    if view.get("stopped"):
+        out.append(f'<p class="muted">The run stopped at {escape(view["stopped"].splitlines()[0][:300])}</p>')
     if not rows:
         out.append('<p class="muted">No parameter tensors: the step did not build a model.</p></section>')
         return "\n".join(out)

@@ -221,8 +221,10 @@ def finding_dict(f: Any, verdict: Any = None) -> dict:
     return d
 
 
-def flow_view(table: dict | None, findings: Iterable[Any] = (), title: str = "", path: str | None = None) -> dict:
-    """The view model of one file's step. `findings`: Finding objects or dicts from finding_dict()."""
+def flow_view(table: dict | None, findings: Iterable[Any] = (), title: str = "", path: str | None = None,
+              stopped: str | None = None) -> dict:
+    """The view model of one file's step. `findings`: Finding objects or dicts from finding_dict();
+    `stopped`: the error the run stopped at, if it did (said where the picture is empty or partial)."""
     table = table or {}
     steps = int(table.get("steps") or 0)
     roots = list(table.get("roots") or [])
@@ -291,6 +293,7 @@ def flow_view(table: dict | None, findings: Iterable[Any] = (), title: str = "",
         "version": 1,
         "title": title,
         "path": path,
+        "stopped": stopped,
         "summary": summary_line(rows, steps, list(table.get("optimizers") or []))
         + (f" (the first {len(rows)} of {table.get('tensors_seen')} tensors)"
            if table.get("truncated") and (table.get("tensors_seen") or 0) > len(rows) else ""),
