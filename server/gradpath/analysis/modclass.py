@@ -122,11 +122,11 @@ def init_attrs(sym, cls: str) -> list[InitAttr]:
 class Mentions:
     """Where the file names an attribute, other than by storing it (`self.x = ...`)."""
 
-    def __init__(self, tree: ast.AST):
+    def __init__(self, nodes):
         self.loads: dict[str, list[ast.AST]] = {}
         self.stores: dict[str, list[ast.AST]] = {}
         self.strings: set[str] = set()
-        for n in ast.walk(tree):
+        for n in nodes:
             if isinstance(n, ast.Attribute):
                 (self.stores if isinstance(n.ctx, ast.Store) else self.loads).setdefault(n.attr, []).append(n)
             elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 80:
@@ -159,36 +159,21 @@ def dynamic_access(sym, cls: str) -> bool:
     return False
 
 
-def called_names(tree: ast.AST) -> set[str]:
+def called_names(nodes) -> set[str]:
     """Every plain name the file calls (`Net(...)`): which classes it builds."""
-    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return {n.func.id for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
 
 
 def instantiated(tree: ast.AST, sym, cls: str, called: set[str] | None = None) -> bool:
     """The file builds `cls` or a class of the file that inherits from it."""
-    called = called_names(tree) if called is None else called
+    called = called_names(ast.walk(tree)) if called is None else called
     return any(c in called and cls in class_chain(sym, c) for c in sym.classes)
 
 
-def file_trains(tree: ast.AST, sym) -> bool:
-    """Training happens in this file: a `.backward()`, an optimizer, a framework training step."""
-    from gradpath.analysis.symbols import is_optimizer_qualname
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Call):
-            f = n.func
-            if isinstance(f, ast.Attribute) and f.attr in ("backward", "manual_backward"):
-                return True
-            if is_optimizer_qualname(sym.qualname(f)):
-                return True
-        elif isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == "training_step":
-            return True
-    return False
-
-
-def penalises_all_parameters(tree: ast.AST) -> bool:
+def penalises_all_parameters(nodes) -> bool:
     """Some expression does arithmetic on every parameter of a model (`sum(p.pow(2).sum() for p in
     model.parameters())`, `torch.norm(p)` in a loop over named_parameters()): they all reach a loss."""
-    for n in ast.walk(tree):
+    for n in nodes:
         if isinstance(n, (ast.GeneratorExp, ast.ListComp)):
             gens, elts = n.generators, [n.elt]
         elif isinstance(n, ast.For):

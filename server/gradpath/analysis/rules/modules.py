@@ -42,17 +42,21 @@ def _module_classes(ctx):
 
 
 def _shared(ctx):
-    return ctx.memo("modclass:mentions", lambda: mc.Mentions(ctx.tree))
+    return ctx.memo("modclass:mentions", lambda: mc.Mentions(ctx.facts.all_nodes()))
 
 
 # -- GP113 -----------------------------------------------------------------------------------------
 @rule("GP113")
 def unused_submodule(ctx):
     sym = ctx.symbols
-    if not mc.file_trains(ctx.tree, sym) or mc.penalises_all_parameters(ctx.tree):
+    facts = ctx.facts
+    if not (facts.optimizers or facts.calls_named("backward") or facts.calls_named("manual_backward")
+            or any(s.name == "training_step" for s in facts.scopes[1:])):
+        return  # nothing is trained in this file
+    if not any(sym.is_module_class(c) for c in sym.classes) or mc.penalises_all_parameters(facts.all_nodes()):
         return
     mentions = None
-    called = mc.called_names(ctx.tree)
+    called = mc.called_names(facts.all_nodes())
     for cls in _module_classes(ctx):
         reach = mc.forward_reach(sym, cls)
         if not reach or not mc.instantiated(ctx.tree, sym, cls, called):
