@@ -229,3 +229,10 @@ def test_html_says_where_an_empty_step_stopped():
     assert v["summary"] == "no parameter tensors were seen" and v["rows"] == []
     assert "The run stopped at ModuleNotFoundError: No module named &#x27;torchvision&#x27; (line 4)" in html
     assert html.count('<tr class="tensor') == 0
+
+
+def test_summary_patterns_for_plain_lists():
+    t = table()
+    t["rows"] = [_row(f"hidden[{i}].{w}", optimizers=(), changed=False, update=0.0, registered=False,
+                      kind="held-module") for i in range(3) for w in ("weight", "bias")] + [_row("out.weight")]
+    assert flow_view(t)["summary"] == "1 of 7 tensors updated; 6 never reach Adam: hidden[*]; 6 not registered"

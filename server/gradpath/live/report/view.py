@@ -10,6 +10,7 @@ this one view model, so they agree.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Iterable
 
 # (key, legend text, colour on a light background, colour on a dark one); the order is the legend's
@@ -129,21 +130,35 @@ def _split_path(path: str) -> list[str]:
     return [p for p in path.split(".") if p] if path else []
 
 
+def _name_parts(name: str) -> list[str]:
+    """`hidden[0].weight` -> ["hidden", "[0]", "weight"]."""
+    return [p for p in re.split(r"\.|(?=\[)", name) if p]
+
+
+def _join(parts: list[str]) -> str:
+    out = ""
+    for p in parts:
+        out += p if (p.startswith("[") or not out) else "." + p
+    return out
+
+
 def _patterns(names: list[str], all_names: list[str], limit: int = 3) -> str:
-    """Short names for a set of tensors: `encoder.*` when every tensor under `encoder.` is in the set."""
+    """Short names for a set of tensors: `encoder.*` when every tensor under `encoder.` is in the set,
+    `hidden[*]` when every tensor of every item of the plain list `hidden` is."""
     chosen = set(names)
+    split = {n: _name_parts(n) for n in all_names}
     out: list[str] = []
     done: set[str] = set()
     for n in names:
         if n in done:
             continue
-        parts = n.split(".")
+        parts = split.get(n) or _name_parts(n)
         pick = n
         for k in range(1, len(parts)):
-            prefix = ".".join(parts[:k]) + "."
-            under = [m for m in all_names if m.startswith(prefix)]
+            under = [m for m in all_names if split[m][:k] == parts[:k] and len(split[m]) > k]
             if len(under) > 1 and all(m in chosen for m in under):
-                pick = prefix + "*"
+                bracket = all(split[m][k].startswith("[") for m in under)
+                pick = _join(parts[:k]) + ("[*]" if bracket else ".*")
                 done.update(under)
                 break
         done.add(n)
