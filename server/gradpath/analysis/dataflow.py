@@ -1070,6 +1070,9 @@ class Flow:
                     return Val(N, kind="number", shape="pos" if fact[1] else None, numeric=lit, src=node,
                                eps_name=fact[1] and bounds.eps_named(a))
                 return Val(N, kind="list" if fact[0] == "container" else "str", src=node)
+        if bounds.eps_named(a) and base.kind in ("module", "tensor") and base.grad != N:
+            # `branch.bn.eps`, `layer.norm_eps`: a module's eps is a positive number, not a submodule
+            return Val(N, kind="number", shape="pos", eps_name=True, src=node)
         if base.kind == "module":
             return self._submodule(base, a)
         if a == "data" and base.kind == "tensor":
