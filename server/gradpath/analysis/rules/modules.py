@@ -86,8 +86,10 @@ def unused_submodule(ctx):
                 what = "its parameters"
             text = _clip(ctx.src.text_of(a.value), 48)
             where = f"{cls}.forward" if fwd_cls == cls else f"{cls}.forward (inherited from {fwd_cls})"
+            one = len(names) == 1
             msg = (f"self.{a.attr} = {text} is registered in {cls}.__init__ but nothing reachable from {where} "
-                   f"or the training code uses it: {what} get no gradient (grad stays None) and never change; "
+                   f"or the training code uses it: {what} {'gets' if one else 'get'} no gradient (grad stays None) "
+                   f"and never {'changes' if one else 'change'}; "
                    f"under DistributedDataParallel the next iteration raises 'Expected to have finished "
                    f"reduction in the prior iteration'")
             rel = [Related(ctx.span(fwd), f"{where} never calls self.{a.attr}")]
