@@ -250,6 +250,11 @@ class Linker:
         k = vd[0]
         if k == "none":
             return frozenset()
+        if k == "any":
+            out = set()
+            for m in vd[1]:
+                out |= self.eval(m, path, depth + 1)
+            return frozenset(out) or _U
         if k == "ref":
             return self.resolve(vd[1], path, depth)
         if k == "self":
@@ -480,7 +485,7 @@ class Linker:
                 if not sm:
                     continue
                 for fq, fn in sm["functions"].items():
-                    for loss_vd, model_vd, inp_sp, loss_sp, flags in fn["loss_uses"]:
+                    for loss_vd, model_vd, inp_sp, loss_sp, flags, elt in fn["loss_uses"]:
                         lv = self.eval(loss_vd, p)
                         kind = self.loss_kind(lv)
                         if kind is None:
@@ -491,7 +496,7 @@ class Linker:
                         if not models or len(models) != len(mv):
                             continue
                         out.append({"kind": kind, "models": models, "path": p, "fn": fq, "input": inp_sp,
-                                    "loss": loss_sp, "nograd": "n" in flags})
+                                    "loss": loss_sp, "nograd": "n" in flags, "elt": elt})
             self._uses = out
         return self._uses
 

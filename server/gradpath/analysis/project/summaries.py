@@ -23,7 +23,7 @@ import ast
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 7
+SCHEMA = 12
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -40,6 +40,8 @@ WRAPPERS = {"torch.nn.DataParallel", "torch.nn.parallel.DistributedDataParallel"
 EFFECT_METHODS = {"zero_grad": "zero_grad", "step": "step", "backward": "backward", "eval": "eval",
                   "train": "train"}
 CUTS = {"detach", "item", "numpy", "tolist"}
+# reshaping keeps what the values are (probabilities stay probabilities)
+SHAPE_METHODS = {"view", "reshape", "contiguous", "squeeze", "unsqueeze", "flatten", "permute", "transpose"}
 MAX_VD_DEPTH = 6
 
 
@@ -119,9 +121,12 @@ class _Summarizer:
         # module-level bindings (read by functions that use the names)
         mod_fn = _Fn(self, None, "@.<module>", self.tree, None)
         self.module_fn = mod_fn
+        # every name bound by module code (inside `if`/`for`/`with`/`try` blocks too), as one value:
+        # `model = A()` / `else: model = B()` is either; `model = model.to(device)` is the same object
+        for name in [k for k in mod_fn.assign_nodes if "." not in k]:
+            self.globals.setdefault(name, [])
         for name in self.globals:
-            vds = mod_fn.assigned.get(name, [])
-            out["globals"][name] = vds
+            out["globals"][name] = [mod_fn.vd(ast.Name(id=name, ctx=ast.Load()))]
         out["functions"]["<module>"] = mod_fn.summary()
         for st in self.tree.body:
             if isinstance(st, ast.ClassDef):
@@ -196,6 +201,7 @@ class _Fn:
         self.ret_cut = None
         self.backwards: list = []  # [loss vd, span]
         self._depth = 0
+        self._elt = None  # set by _model_call_of: which element of the model's result
         stmts = node.body if node is not None else [st for st in body_owner.body]
         self._collect_assigns(stmts)
         self._walk(stmts, cond=False, loop=False, nograd=False)
@@ -204,7 +210,8 @@ class _Fn:
     # -- bindings --------------------------------------------------------------------------------
     def _own_nodes(self, stmts):
         """Nodes of these statements, not descending into nested defs/classes/lambdas."""
-        stack = list(reversed(stmts))
+        stack = [n for n in reversed(stmts)
+                 if not isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
         while stack:
             n = stack.pop()
             yield n
@@ -228,6 +235,13 @@ class _Fn:
                     k = self._key(t)
                     if k:
                         self.assign_nodes.setdefault(k, []).append(n.value)
+                    elif isinstance(t, (ast.Tuple, ast.List)):
+                        # `output, hidden = model(x, hidden)`: each name is an element of the call's result
+                        for i, e in enumerate(t.elts):
+                            ke = self._key(e)
+                            if ke:
+                                self.assign_nodes.setdefault(ke, []).append(
+                                    _Elt(n.value, i) if isinstance(n.value, ast.Call) else None)
             elif isinstance(n, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith, ast.AugAssign)):
                 targets = []
                 if isinstance(n, (ast.For, ast.AsyncFor)):
@@ -271,6 +285,9 @@ class _Fn:
         if node is None or depth > MAX_VD_DEPTH:
             return None
         d = depth + 1
+        if isinstance(node, _Elt):
+            inner = self.vd(node.value, d)
+            return ["item", inner] if inner is not None else None
         if isinstance(node, ast.Name):
             if node.id == "self" and self.cls:
                 return ["self", self.cls]
@@ -278,8 +295,14 @@ class _Fn:
                 return ["param", self.qn, node.id]
             vals = self.assign_nodes.get(node.id)
             if vals:
-                if len(vals) == 1 and vals[0] is not None:
-                    return self.vd(vals[0], d)
+                # `model = model.to(device)` re-binds the same object: only the other bindings count
+                cands = [v for v in vals if not self._rebinds(v, node.id)]
+                if len(cands) == 1 and cands[0] is not None:
+                    return self.vd(cands[0], d)
+                if 1 < len(cands) <= 4 and all(c is not None for c in cands):
+                    vs = [self.vd(c, d) for c in cands]
+                    if all(v is not None for v in vs):
+                        return ["any", vs]  # one of these (if/else branches): the linker takes all
                 return None
             q = self.s.qual(node)
             return ["ref", q] if q else None
@@ -303,6 +326,8 @@ class _Fn:
             q = self.s.qual(f)
             if q in WRAPPERS and node.args:
                 return self.vd(node.args[0], d)
+            if q in ("torch.load", "torch.jit.load"):
+                return ["none"]  # a model read back from disk: nothing new among other bindings
             fv = self.vd(f, d)
             return ["call", fv] if fv is not None else None
         if isinstance(node, ast.Subscript):
@@ -420,10 +445,11 @@ class _Fn:
         # a loss call? criterion(out, y) / F.cross_entropy(out, y)
         if c.args:
             inp = c.args[0]
-            model = self._model_call_of(inp)
-            loss = self.vd(f) if model is not None else None
+            models = self._model_calls_of(inp)
+            loss = self.vd(f) if models else None
             if loss is not None:
-                self.loss_uses.append([loss, model, _span(self.s.src, inp), sp, flags])
+                for model, elt in models:
+                    self.loss_uses.append([loss, model, _span(self.s.src, inp), sp, flags, elt])
         # logs/sqrt of a parameter (loss modules' forward)
         if q in ("torch.log", "torch.sqrt", "torch.log2", "torch.log10") and c.args \
                 and isinstance(c.args[0], ast.Name) and c.args[0].id in self.params:
@@ -487,16 +513,58 @@ class _Fn:
                 return self._is_data(node.func.value, depth + 1)
         return False
 
+    def _rebinds(self, v, name: str) -> bool:
+        """`name = name.to(device)` / `name = name.view(-1, n)` / `name = DataParallel(name)`."""
+        cur = v
+        for _ in range(6):
+            if isinstance(cur, ast.Call) and isinstance(cur.func, ast.Attribute) \
+                    and cur.func.attr in SAME_INSTANCE_METHODS | SHAPE_METHODS:
+                cur = cur.func.value
+            elif isinstance(cur, ast.Call) and cur.args and self.s.qual(cur.func) in WRAPPERS:
+                cur = cur.args[0]
+            else:
+                break
+        return isinstance(cur, ast.Name) and cur.id == name and cur is not v
+
+    def _model_calls_of(self, inp) -> list:
+        """[(model vd, element)] for every binding of `inp` that is a model's output (an if/else may
+        bind it from two calls); [] when one of them is something else."""
+        if isinstance(inp, ast.Name):
+            vals = [v for v in self.assign_nodes.get(inp.id) or [] if not self._rebinds(v, inp.id)]
+            if not vals or len(vals) > 4 or any(v is None for v in vals):
+                return []
+        else:
+            vals = [inp]
+        out = []
+        for v in vals:
+            m = self._model_call_of(v)
+            if m is None:
+                return []
+            out.append((m, self._elt))
+        return out
+
     def _model_call_of(self, inp):
         """The model whose call produced `inp`: `model(x)`, `out` bound to `model(x)`, `self(x)`."""
         node = inp
+        self._elt = None
         for _ in range(3):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and node.func.attr in SHAPE_METHODS:
+                node = node.func.value  # out.view(-1, n): the same values, reshaped
+                continue
             if not isinstance(node, ast.Name):
                 break
-            vals = self.assign_nodes.get(node.id)
+            vals = [v for v in self.assign_nodes.get(node.id) or [] if not self._rebinds(v, node.id)]
             if not (vals and len(vals) == 1 and vals[0] is not None):
                 return None
             node = vals[0]
+        if isinstance(node, _Elt):
+            self._elt = node.index
+            node = node.value
+        elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Call) \
+                and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, int):
+            self._elt = node.slice.value  # model(x)[0]
+            node = node.value
         if isinstance(node, ast.Call):
             f = node.func
             if isinstance(f, ast.Attribute) and f.attr == "forward":
@@ -511,7 +579,7 @@ class _Fn:
         self.returns = [self.vd(r) for r in self.ret_nodes]
         acts = [self._act_of(r) for r in self.ret_nodes]
         if acts and all(a is not None for a in acts):
-            kinds = {a["act"] for a in acts}
+            kinds = {(a["act"], a.get("layer"), a.get("index")) for a in acts}
             if len(kinds) == 1:
                 self.ret_act = acts[0]
                 self.ret_act["all"] = [a["span"] for a in acts]
@@ -522,6 +590,14 @@ class _Fn:
 
     def _act_of(self, node, depth=0):
         if depth > 3 or node is None:
+            return None
+        if isinstance(node, ast.Tuple) and depth == 0:
+            # `return F.log_softmax(decoded, dim=1), hidden`: the activation of one element
+            for i, e in enumerate(node.elts):
+                a = self._act_of(e, depth + 1)
+                if a is not None:
+                    a["index"] = i
+                    return a
             return None
         if isinstance(node, ast.Name):
             vals = self.assign_nodes.get(node.id)
@@ -552,7 +628,7 @@ class _Fn:
         cuts, live, live_params = [], [], set()
 
         def visit(n, depth=0):
-            if depth > 4:
+            if depth > 4 or isinstance(n, _Elt):
                 live.append(n)
                 return
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in CUTS:
@@ -603,6 +679,14 @@ _DATA_CTORS = {"torch.randn", "torch.rand", "torch.randint", "torch.zeros", "tor
 
 _NOT_PROJECT = {"torch", "numpy", "np", "os", "sys", "math", "time", "logging", "print", "json", "random",
                 "torchvision", "itertools", "collections", "functools", "tqdm"}
+
+
+class _Elt:
+    """Element `index` of what the call `value` returns (a tuple-unpacking assignment)."""
+    __slots__ = ("value", "index")
+
+    def __init__(self, value, index):
+        self.value, self.index = value, index
 
 
 def _root(vd) -> str | None:

@@ -64,6 +64,8 @@ def model_output_to_loss(ctx):
         act = fa["act"]
         groups = {"ce": [], "nll": [], "bcel": []}
         for use, model in uses:
+            if use.get("elt") != fa.get("index"):
+                continue  # another element of a tuple the forward returns (or the whole tuple)
             if use["kind"] in groups and not (use["kind"] == "bcel" and use["nograd"]):
                 groups[use["kind"]].append((use, model))
         code = None
@@ -150,7 +152,8 @@ def log_in_loss_module(ctx):
             if use["kind"] != ("cls", path, cname):
                 continue
             acts = [lk.forward_act(mp, mc) for mp, mc in use["models"]]
-            if acts and all(a is not None and a["act"] in ("softmax", "sigmoid") for a in acts):
+            if acts and all(a is not None and a["act"] in ("softmax", "sigmoid") and a.get("index") == use.get("elt")
+                            for a in acts):
                 feeders.append((use, acts[0], use["models"][0]))
         if not feeders:
             continue
