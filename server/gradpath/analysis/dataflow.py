@@ -852,7 +852,7 @@ class Flow:
                 return NoGrad(d, "@" + self.src.text_of(d), d, decorator_of=fn)
         body = frameworks.body_of(self.ctx, fn)
         if body is not None and body.role == frameworks.EVAL_BODY:
-            # Lightning runs validation_step under torch.no_grad() (a Trainer its prediction_step)
+            # Lightning runs validation_step under torch.no_grad()
             return NoGrad(fn, f"the {body.framework} evaluation loop (torch.no_grad)", fn)
         return None
 

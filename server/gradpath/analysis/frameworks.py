@@ -10,7 +10,8 @@ Recognised by qualified names only (nothing here imports a framework):
 - ignite: a function given to `Engine(fn)` is the body of the engine's loop, counted by
   `engine.state.iteration` (1 on the first call).
 - transformers (and trl) `Trainer` subclasses: the loss `compute_loss` returns is backwarded by the
-  Trainer; the Trainer clears and steps. `prediction_step` is an evaluation body.
+  Trainer; the Trainer clears and steps. (An overridden `prediction_step` runs in eval mode but
+  not under no_grad unless it says so: it is not treated as an evaluation body.)
 - accelerate: `with accelerator.accumulate(model):` skips the prepared optimizers' `step()` and
   `zero_grad()` on non-sync micro-steps (but not `model.zero_grad()`); `accelerator.backward(loss)`
   is a backward; `accelerator.prepare(...)` returns the objects it was given.
@@ -26,7 +27,6 @@ IGNITE_ENGINES = {"ignite.engine.Engine", "ignite.engine.engine.Engine", "ignite
                   "ignite.engine.deterministic.DeterministicEngine"}
 ACCELERATORS = {"accelerate.Accelerator", "accelerate.accelerator.Accelerator"}
 EVAL_HOOKS = {"validation_step", "test_step", "predict_step"}
-HF_EVAL_HOOKS = {"prediction_step"}
 
 # a framework body that is a loop of its own (GP4 rules treat the function as one iteration)
 LOOP_BODY = "loop"
@@ -59,7 +59,9 @@ def class_framework(sym, name: str, _seen: frozenset = frozenset()) -> str | Non
     info = sym.classes.get(name)
     if info is None or name in _seen:
         return None
-    for b in info.bases:
+    for i, b in enumerate(info.bases):
+        if not b and i < len(info.node.bases):
+            b = ast.unparse(info.node.bases[i])  # a relative import: only the resolver knows it
         if is_lightning_module_qualname(b):
             return "lightning"
         if is_hf_trainer_qualname(b):
@@ -68,6 +70,12 @@ def class_framework(sym, name: str, _seen: frozenset = frozenset()) -> str | Non
             r = class_framework(sym, b, _seen | {name})
             if r:
                 return r
+        # an imported base the resolver followed to its own bases (`class GRPOTrainer(BaseTrainer)`)
+        for rb in getattr(sym, "resolved_bases", {}).get(b, ()):
+            if is_lightning_module_qualname(rb):
+                return "lightning"
+            if is_hf_trainer_qualname(rb):
+                return "transformers"
     return None
 
 
@@ -135,6 +143,8 @@ def _param(fn, i: int) -> str | None:
 
 def engine_process_functions(sym, tree) -> list[ast.AST]:
     """Functions of this file given to an ignite `Engine(...)` as its process function."""
+    if not any(v.split(".")[0] == "ignite" for v in sym.aliases.values()):
+        return []  # nothing imported from ignite: no Engine to look for
     names = []
     for n in ast.walk(tree):
         if isinstance(n, ast.Call) and sym.qualname(n.func) in IGNITE_ENGINES:
@@ -177,8 +187,6 @@ def _bodies(ctx) -> dict[int, Body]:
             else:
                 if st.name == "compute_loss":
                     out[id(st)] = Body(LOSS_BODY, fw, st)
-                elif st.name in HF_EVAL_HOOKS:
-                    out[id(st)] = Body(EVAL_BODY, fw, st)
     for fn in engine_process_functions(sym, ctx.tree):
         eng = _param(fn, 0)
         out.setdefault(id(fn), Body(LOOP_BODY, "ignite", fn,

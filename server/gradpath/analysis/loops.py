@@ -368,7 +368,7 @@ class LoopFacts:
             frames = ((NOGRAD, fn),)
         fb = frameworks.body_of(self.ctx, fn)
         if fb is not None and fb.role == frameworks.EVAL_BODY:
-            frames = ((NOGRAD, fn),)  # Lightning's validation_step, a Trainer's prediction_step
+            frames = ((NOGRAD, fn),)  # Lightning's validation_step, test_step, predict_step
         if scope is not None:
             self._stmts(fn.body, frames, scope, fn, depth, out)
         self._busy.discard(id(fn))
