@@ -47,9 +47,10 @@ def _sev(s: str) -> str:
 
 RULES: dict[str, Rule] = {
     SYNTAX_ERROR: Rule(SYNTAX_ERROR, "syntax-error", "error",
-                       "a file that does not parse",
+                       "a file that does not parse; also a file whose analysis stopped at its CPU time "
+                       "limit (the results for it are incomplete)",
                        "Python raises SyntaxError; Gradpath analyses the statements that do parse",
-                       "fix the syntax"),
+                       "fix the syntax (an incomplete analysis: raise GRADPATH_TIME_LIMIT_S)"),
 }
 for _code, _slug, _sev_s, _what, _real, _fix in RULES_TABLE:
     RULES[_code] = Rule(_code, _slug, _sev(_sev_s), _what, _real, _fix)
