@@ -34,6 +34,7 @@ from typing import Any
 
 from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
 from gradpath.analysis.findings import Finding, Span
+from gradpath.analysis.modclass import text_signature
 from gradpath.analysis.source import SourceFile, SyntaxProblem, normalize, split_lines
 
 log = logging.getLogger("gradpath.incremental")
@@ -238,6 +239,10 @@ class IncrementalAnalyzer:
             now = any(name in r.uses for r in all_regions)
             if was != now:
                 return full(f"`{name}` appeared or disappeared")
+        # what GP113/GP114 read from the whole text (attributes named anywhere, classes built,
+        # training present): when it changes, findings of regions the edit does not reach change
+        if text_signature(prev.text) != text_signature(text):
+            return full("module attributes or classes used file-wide changed")
         redo = _dependents(all_regions, fresh, reg)
         if delta:
             # findings that name positions after the edit (their messages and live-step data name

@@ -8,6 +8,7 @@ uses) and GP114 (a plain tensor attribute `forward` reads). Pure: no torch, no p
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 
 # Reading a module's attributes without naming them: anything may be used.
@@ -215,3 +216,112 @@ def stored_on_self(stmt) -> bool:
         if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name) and t.value.id == "self":
             return True
     return False
+
+
+# -- what the whole text says (GP113/GP114 read these, so an incremental re-analysis of a part of
+# the file sees the same answers; incremental.py re-runs the whole file when the signature changes)
+_ATTR = re.compile(r"\.([A-Za-z_]\w*)")
+_STORE = re.compile(r"\.([A-Za-z_]\w*)[ \t]*=(?!=)")
+_SELF_STORE = re.compile(r"self\.(\w+)\s*=(?!=)")
+_STR = re.compile(r"""(['"])([A-Za-z_][\w.]*)\1""")
+_CLASS = re.compile(r"^class\s+([A-Za-z_]\w*)\s*(?:\(([^)]*)\))?", re.M)
+_OPTIMIZERS = re.compile(r"\b(?:SGD|Adam|AdamW|RMSprop|Adagrad|Adadelta|Adamax|NAdam|RAdam|LBFGS|ASGD|Rprop)\s*\(|"
+                         r"optim\.[A-Z]")
+_PARAM_LINES = re.compile(r"^.*parameters\(\).*$", re.M)
+_PENALTY_OP = re.compile(r"\bpow\b|\bnorm\b|\babs\b|\*\*|\bsquare\b")
+_DYN = re.compile(r"self\.(?:children|named_children|modules|named_modules|_modules|_parameters|parameters|"
+                  r"named_parameters|__dict__)\b|(?:getattr|setattr|hasattr|delattr|vars)\(\s*self\b|"
+                  r" in\s+self\s*:")
+
+
+class TextFacts:
+    """File-wide facts read from the text itself (comments and strings count as mentions: quieter).
+    The attribute counts are read at once; the rest only when some attribute is never read."""
+
+    def __init__(self, text: str):
+        from collections import Counter
+        self.text = text
+        self.stores = Counter(_STORE.findall(text))
+        self.loads = Counter(_ATTR.findall(text))
+        self.loads.subtract(self.stores)
+        self.candidates = set(_SELF_STORE.findall(text))
+        self.strings: set[str] = set()
+        for q, v in _STR.findall(text):
+            self.strings.add(v)
+            self.strings.add(v.split(".", 1)[0])
+        self._bases = None
+        self._dynamic = None
+
+    def used(self, attr: str) -> bool:
+        return self.loads.get(attr, 0) > 0 or attr in self.strings
+
+    def stored_twice(self, attr: str) -> bool:
+        return self.stores.get(attr, 0) > 1
+
+    @property
+    def bases(self) -> dict[str, set[str]]:
+        if self._bases is None:
+            self._bases = {m.group(1): {b.strip().rsplit(".", 1)[-1] for b in (m.group(2) or "").split(",")
+                                        if b.strip()} for m in _CLASS.finditer(self.text)}
+        return self._bases
+
+    def subclasses(self, cls: str) -> set[str]:
+        out, todo = {cls}, [cls]
+        while todo:
+            c = todo.pop()
+            for k, bs in self.bases.items():
+                if c in bs and k not in out:
+                    out.add(k)
+                    todo.append(k)
+        return out
+
+    def built(self, cls: str) -> bool:
+        """The text calls `cls(` or a subclass's name (other than in its `class X(...)` line)."""
+        return any(self.text.count(c + "(") > self.text.count("class " + c + "(") for c in self.subclasses(cls))
+
+    @property
+    def trains(self) -> bool:
+        t = self.text
+        return "backward(" in t or "backward (" in t or "training_step" in t or _OPTIMIZERS.search(t) is not None
+
+    @property
+    def penalises(self) -> bool:
+        return any(_PENALTY_OP.search(m.group(0)) for m in _PARAM_LINES.finditer(self.text))
+
+    @property
+    def dynamic(self) -> set[str]:
+        if self._dynamic is None:
+            import bisect
+            starts = [(m.start(), m.group(1)) for m in _CLASS.finditer(self.text)]
+            offsets = [s for s, _ in starts]
+            self._dynamic = set()
+            if starts:
+                for m in _DYN.finditer(self.text):
+                    i = bisect.bisect_right(offsets, m.start()) - 1
+                    if i >= 0:
+                        self._dynamic.add(starts[i][1])
+        return self._dynamic
+
+    def signature(self) -> tuple:
+        attrs = frozenset((a, min(self.loads.get(a, 0), 1), min(self.stores.get(a, 0), 2), a in self.strings)
+                          for a in self.candidates)
+        if not any(not self.used(a) for a in self.candidates):
+            return (attrs,)  # every attribute is read somewhere: nothing else can matter to GP113
+        return (attrs, frozenset(c for c in self.bases if self.built(c)),
+                frozenset((k, frozenset(v)) for k, v in self.bases.items()),
+                self.trains, self.penalises, frozenset(self.dynamic))
+
+
+_SIGS: dict = {}
+
+
+def text_signature(text: str) -> tuple:
+    """TextFacts(text).signature(), remembered for the last two texts (an editor asks for the
+    previous text's and the new one's on every keystroke)."""
+    sig = _SIGS.get(text)
+    if sig is None:
+        sig = TextFacts(text).signature()
+        if len(_SIGS) >= 2:
+            _SIGS.pop(next(iter(_SIGS)))
+        _SIGS[text] = sig
+    return sig

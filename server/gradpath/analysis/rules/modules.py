@@ -41,34 +41,34 @@ def _module_classes(ctx):
             yield name
 
 
-def _shared(ctx):
-    return ctx.memo("modclass:mentions", lambda: mc.Mentions(ctx.facts.all_nodes()))
+def _text_facts(ctx) -> mc.TextFacts:
+    # from the whole text, also when an incremental re-analysis runs the rules on a part of the tree
+    return ctx.memo("modclass:text", lambda: mc.TextFacts(ctx.src.text))
+
+
+def _dynamic(sym, tf: mc.TextFacts, cls: str) -> bool:
+    """The class, a base of it, or a subclass of it reads attributes without naming them."""
+    return mc.dynamic_access(sym, cls) or bool(tf.subclasses(cls) & tf.dynamic)
 
 
 # -- GP113 -----------------------------------------------------------------------------------------
 @rule("GP113")
 def unused_submodule(ctx):
     sym = ctx.symbols
-    facts = ctx.facts
-    if not (facts.optimizers or facts.calls_named("backward") or facts.calls_named("manual_backward")
-            or any(s.name == "training_step" for s in facts.scopes[1:])):
-        return  # nothing is trained in this file
-    if not any(sym.is_module_class(c) for c in sym.classes) or mc.penalises_all_parameters(facts.all_nodes()):
+    if not any(sym.is_module_class(c) for c in sym.classes):
         return
-    mentions = None
-    called = mc.called_names(facts.all_nodes())
+    tf = _text_facts(ctx)
+    if not tf.trains or tf.penalises:
+        return  # nothing is trained in this file / every parameter reaches a loss
     for cls in _module_classes(ctx):
         reach = mc.forward_reach(sym, cls)
-        if not reach or not mc.instantiated(ctx.tree, sym, cls, called):
+        if not reach or not tf.built(cls):
             continue
         attrs = mc.init_attrs(sym, cls)
         if not attrs:
             continue
-        if mentions is None:
-            mentions = _shared(ctx)
-        cands = [a for a in attrs if not mentions.used(a.attr) and not mentions.stored_outside(a.attr, a.stmt.targets[0])]
-        if not cands or mc.dynamic_access(sym, cls) or any(mc.dynamic_access(sym, c) for c in sym.classes
-                                                            if cls in mc.class_chain(sym, c)):
+        cands = [a for a in attrs if not tf.used(a.attr) and not tf.stored_twice(a.attr)]
+        if not cands or _dynamic(sym, tf, cls):
             continue
         fwd_cls, fwd = reach[0]
         for a in cands:
@@ -131,7 +131,7 @@ def _factory(ctx, value) -> ast.Call | None:
 @rule("GP114")
 def plain_tensor_state(ctx):
     sym = ctx.symbols
-    mentions = None
+    tf = None
     nn = _nn(ctx)
     for cls in _module_classes(ctx):
         attrs = mc.init_attrs(sym, cls)
@@ -143,8 +143,8 @@ def plain_tensor_state(ctx):
         reach = mc.forward_reach(sym, cls)
         if not reach:
             continue
-        if mentions is None:
-            mentions = _shared(ctx)
+        if tf is None:
+            tf = _text_facts(ctx)
         reads: dict[str, ast.AST] = {}
         for _c, fn in reach:
             me = fn.args.args[0].arg if fn.args.args else "self"
@@ -154,9 +154,9 @@ def plain_tensor_state(ctx):
                     reads.setdefault(a, n)
         fwd_cls, fwd = reach[0]
         for a, call in made:
-            if a.attr not in reads or a.attr in mentions.strings:
+            if a.attr not in reads or a.attr in tf.strings:
                 continue
-            if mentions.stored_outside(a.attr, a.stmt.targets[0]):
+            if tf.stored_twice(a.attr):
                 continue  # state that is rebuilt or replaced (a recurrent hidden state, a lazy cache)
             if _wrapped_later(a, sym, cls):
                 continue
