@@ -14,8 +14,6 @@ from dataclasses import dataclass
 # Reading a module's attributes without naming them: anything may be used.
 _DYNAMIC_SELF = frozenset({"children", "named_children", "modules", "named_modules", "_modules", "__dict__",
                            "_parameters", "parameters", "named_parameters"})
-# arithmetic on every parameter (an L2 penalty added to the loss): all of them get gradients
-_PENALTY_OPS = frozenset({"pow", "norm", "abs", "sum", "square", "mean", "dist"})
 _DYNAMIC_FUNCS = frozenset({"getattr", "setattr", "vars", "hasattr", "delattr"})
 
 
@@ -120,28 +118,6 @@ def init_attrs(sym, cls: str) -> list[InitAttr]:
     return out
 
 
-class Mentions:
-    """Where the file names an attribute, other than by storing it (`self.x = ...`)."""
-
-    def __init__(self, nodes):
-        self.loads: dict[str, list[ast.AST]] = {}
-        self.stores: dict[str, list[ast.AST]] = {}
-        self.strings: set[str] = set()
-        for n in nodes:
-            if isinstance(n, ast.Attribute):
-                (self.stores if isinstance(n.ctx, ast.Store) else self.loads).setdefault(n.attr, []).append(n)
-            elif isinstance(n, ast.Constant) and isinstance(n.value, str) and len(n.value) < 80:
-                self.strings.add(n.value)
-                # "aux.weight" / "aux_head" in a name filter: the first dotted part names the attribute
-                self.strings.add(n.value.split(".", 1)[0])
-
-    def used(self, attr: str) -> bool:
-        return bool(self.loads.get(attr)) or attr in self.strings
-
-    def stored_outside(self, attr: str, keep: ast.AST) -> list[ast.AST]:
-        return [n for n in self.stores.get(attr, []) if n is not keep]
-
-
 def dynamic_access(sym, cls: str) -> bool:
     """A method of the class chain reads its attributes without naming them (`self.children()`,
     `getattr(self, name)`, `self._modules`, `vars(self)`), or iterates `self` (a container)."""
@@ -157,42 +133,6 @@ def dynamic_access(sym, cls: str) -> bool:
                     return True
                 if isinstance(n, (ast.For, ast.comprehension)) and isinstance(n.iter, ast.Name) and n.iter.id == me:
                     return True
-    return False
-
-
-def called_names(nodes) -> set[str]:
-    """Every plain name the file calls (`Net(...)`): which classes it builds."""
-    return {n.func.id for n in nodes if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
-
-
-def instantiated(tree: ast.AST, sym, cls: str, called: set[str] | None = None) -> bool:
-    """The file builds `cls` or a class of the file that inherits from it."""
-    called = called_names(ast.walk(tree)) if called is None else called
-    return any(c in called and cls in class_chain(sym, c) for c in sym.classes)
-
-
-def penalises_all_parameters(nodes) -> bool:
-    """Some expression does arithmetic on every parameter of a model (`sum(p.pow(2).sum() for p in
-    model.parameters())`, `torch.norm(p)` in a loop over named_parameters()): they all reach a loss."""
-    for n in nodes:
-        if isinstance(n, (ast.GeneratorExp, ast.ListComp)):
-            gens, elts = n.generators, [n.elt]
-        elif isinstance(n, ast.For):
-            gens, elts = [n], n.body
-        else:
-            continue
-        if not any(isinstance(g.iter, ast.Call) and isinstance(g.iter.func, ast.Attribute)
-                   and g.iter.func.attr in ("parameters", "named_parameters") for g in gens):
-            continue
-        for e in elts:
-            for x in ast.walk(e):
-                if isinstance(x, ast.BinOp) and isinstance(x.op, ast.Pow):
-                    return True
-                if isinstance(x, ast.Call):
-                    f = x.func
-                    name = f.attr if isinstance(f, ast.Attribute) else (f.id if isinstance(f, ast.Name) else "")
-                    if name in _PENALTY_OPS:
-                        return True
     return False
 
 

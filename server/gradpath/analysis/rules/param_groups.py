@@ -15,7 +15,6 @@ import ast
 
 from gradpath.analysis.findings import Related
 from gradpath.analysis.rules import rule
-from gradpath.analysis.symbols import canonical, is_optimizer_qualname
 
 
 def _names_text(names: list[str], limit: int = 4) -> str:
