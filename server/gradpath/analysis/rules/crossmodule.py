@@ -89,8 +89,9 @@ def model_output_to_loss(ctx):
         more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
         if code == "GP304":
             msg = (f"{cls_txt} ends in a softmax (`{_short(fa['text'])}`), and its output goes to {lname} in "
-                   f"{where}{more}, which applies log_softmax itself: the loss is squashed (1.90 instead of "
-                   f"18.99 on the same logits) and gradients shrink; return the logits")
+                   f"{where}{more}, which applies log_softmax itself: the loss is squashed and gradients shrink (for "
+                   f"example, with 5 classes a prediction wrong by a logit margin of 19 costs 1.90 instead of 19.0); "
+                   f"return the logits")
         elif code == "GP303":
             msg = (f"{cls_txt} ends in a softmax (`{_short(fa['text'])}`), and its output goes to {lname} in "
                    f"{where}{more}, which expects log-probabilities: use `log_softmax` (log(softmax) "
