@@ -38,3 +38,21 @@ def test_demo_names_the_vsix_once():
             if "built: " in code and ("echo" in code or "sed" in code or "printf" in code):
                 printing.append((name, line.strip()))
     assert [n for n, _ in printing] == ["build-vsix.sh"], printing
+
+
+def test_system_wide_installs_are_announced_first():
+    """scripts/setup-e2e.sh says which Debian packages (and which global npm package) it installs,
+    and that it needs root or sudo, before the command that installs them; test.sh says so at its
+    start."""
+    text = (ROOT / "scripts" / "setup-e2e.sh").read_text(encoding="utf-8")
+    lines = text.splitlines()
+    apt = next(i for i, l in enumerate(lines) if "apt-get install" in l and "$SUDO" in l)
+    npm = next(i for i, l in enumerate(lines) if "npm install -g" in l and "$SUDO" in l)
+    said_apt = [i for i, l in enumerate(lines[:apt]) if l.strip().startswith("echo") and "Debian packages" in l]
+    said_npm = [i for i, l in enumerate(lines[:npm]) if l.strip().startswith("echo") and "node-gyp" in l]
+    assert said_apt and said_npm, (apt, npm)
+    assert "needs root" in text
+    assert "shared E2E notes" not in text  # no reference to notes outside the repository
+    head = (ROOT / "scripts" / "test.sh").read_text(encoding="utf-8")
+    setup = head.index("bash scripts/setup.sh")
+    assert "apt-get" in head[:setup] and "echo" in head[:setup]
