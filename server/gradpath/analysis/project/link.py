@@ -593,8 +593,8 @@ class Linker:
                     continue
                 if not sub:
                     continue
-                if "c" in flags:
-                    return None
+                if "c" in flags and any(e[0] in ("zero_grad", "step", "eval", "train", "backward") for e in sub):
+                    return None  # a conditional call that orders a training step: cannot be told
                 tfn = self.s[tp]["functions"][tq]
                 mapping = {}
                 params = tfn["params"]

@@ -23,7 +23,7 @@ import ast
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 12
+SCHEMA = 13
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -72,6 +72,7 @@ class _Summarizer:
         self.imports: dict[str, str] = {}
         self.defs: set[str] = set()
         self.globals: dict[str, list] = {}  # module-level name -> [vd, ...]
+        self.class_methods: dict[str, set] = {}  # "@.Cls" -> its own method names
 
     # -- names ---------------------------------------------------------------------------------
     def qual(self, node) -> str | None:
@@ -139,6 +140,8 @@ class _Summarizer:
 
     def _class(self, node: ast.ClassDef, out: dict) -> dict:
         cqn = "@." + node.name
+        self.class_methods[cqn] = {st.name for st in node.body
+                                   if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef))}
         bases = []
         for b in node.bases:
             q = self.qual(b)
@@ -438,7 +441,8 @@ class _Fn:
             return
         # a model's forward (`model(x)`, `self.model(x)`): GP407 asks whether the model ran with gradients
         if q is None and (isinstance(f, ast.Name) or isinstance(f, ast.Attribute)
-                          and isinstance(f.value, ast.Name) and f.value.id == "self"):
+                          and isinstance(f.value, ast.Name) and f.value.id == "self"
+                          and f.attr not in self.s.class_methods.get(self.cls, ())):
             key = self._effect_key(f)
             if key is not None and key != "self":
                 self.effects.append(["fwd", key, sp, flags])
