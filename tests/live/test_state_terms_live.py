@@ -48,3 +48,30 @@ def test_gp205_confirmed_no_grad_fn(live):
         assert "has grad_fn=AddBackward0" in v.evidence, v.evidence
     unrun = [v for f, v in got if f.span.line > 33]
     assert [v.verdict for v in unrun] == ["not-run"]
+
+
+def test_gp102_forgotten_collection_confirmed(live, tmp_path):
+    from live_helpers import write
+    path, text = write(tmp_path, "split.py", """
+        import torch
+        import torch.nn as nn
+
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
+        decay, no_decay = [], []
+        for n, p in model.named_parameters():
+            if n.endswith("bias"):
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}], lr=1e-2)
+        loss = model(torch.randn(8, 4)).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        """)
+    findings, rep = confirm_analyzed(live, path, text)
+    (f,) = [f for f in findings if f.code == "GP102"]
+    assert f.data["missing"] == ["0.bias", "2.bias"] and f.span.line == 5
+    v = rep.verdicts[f.id]
+    assert (v.verdict, v.mode) == ("confirmed", "script"), v
+    assert "0.bias" in v.evidence and "unchanged" in v.evidence, v.evidence
