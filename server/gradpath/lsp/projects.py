@@ -25,6 +25,7 @@ log = logging.getLogger("gradpath.lsp.projects")
 
 MAX_INDEXED_FILES = 20000
 PROGRESS_EVERY = 50
+INDEX_START_DELAY_S = 0.3
 
 
 def _has_cross_module(findings) -> bool:
@@ -73,6 +74,8 @@ class Projects:
     async def start(self, ls) -> None:
         if os.environ.get("GRADPATH_NO_INDEX"):  # benchmarks compare the server without it
             return
+        # the documents an editor opens right after `initialized` are analysed first
+        await asyncio.sleep(INDEX_START_DELAY_S)
         for root in self.analyzer.roots():
             root = os.path.abspath(root)
             if root in self.by_root or root in self.indexing:
