@@ -10,18 +10,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+# when a forced edge counts, and how verdicts read (the words' meanings, "confirmed by forcing `p` to 0")
+from gradpath.live.forcing import EDGE_VALUE, unforceable  # noqa: F401 - unforceable: also service.py
+from gradpath.live.verdict_words import VERDICT_MEANING, headline  # noqa: F401 - used by the CLI and the hover
+
 CONFIRMED, NOT_REPRODUCED, NOT_RUN = "confirmed", "not-reproduced", "not-run"
-# what each verdict word means (the CLI prints it once, the hover next to the verdict, docs/usage.md)
-VERDICT_MEANING = {
-    CONFIRMED: "the live step showed the bug: PyTorch raised the error, the parameters stayed unchanged, "
-               "or the value turned inf/NaN in a real step of your script (or, when it says \"by forcing\", "
-               "once Gradpath set that value to its edge: the consequence is real, whether your data "
-               "reaches the edge is not shown)",
-    NOT_REPRODUCED: "the step ran this code and did not show the bug: a false alarm, or a bug this run's "
-                    "data and iterations do not trigger",
-    NOT_RUN: "the step could not get to this code (the reason is given: data on disk, network, a time "
-             "limit...): nothing is known either way",
-}
 
 # codes whose bug is an exception PyTorch raises: (exception type, text it contains)
 EXCEPTION_CODES = {
@@ -37,8 +30,6 @@ BCE_ERROR = ("RuntimeError", "should be between 0 and 1")
 # codes confirmed by the per-parameter table
 TABLE_CODES = {"GP102", "GP103", "GP104", "GP105", "GP106", "GP108", "GP112", "GP204"}
 PROBE_CODES = {"GP301", "GP302", "GP303", "GP304", "GP305", "GP306", "GP307", "GP308"}
-# the value the edge run forces, per probe kind
-EDGE_VALUE = {"denominator": "0", "log-arg": "0", "sqrt-arg": "0", "std": "0", "exp-arg": "100"}
 # what "the edge" means for each probe kind, in words
 EDGE_WORDS = {"denominator": "== 0", "log-arg": "== 0", "sqrt-arg": "== 0", "std": "== 0",
               "exp-arg": "== 100", "loss-input": ""}
@@ -416,46 +407,6 @@ def _observed_words(kind: str, rec: dict, expr: str) -> str:
     if kind == "loss-input":
         return f"observed {expr} in [{fmt(rec.get('min'))}, {fmt(rec.get('max'))}] {times}"
     return f"observed {expr} in [{fmt(rec.get('min'))}, {fmt(rec.get('max'))}] {times}"
-
-
-def unforceable(rec: dict | None, erec: dict | None = None, final: bool = True) -> str | None:
-    """Why a forced edge must not count for this probed value (None: it may). Forcing shows what
-    PyTorch does at the edge, not that the run can get there, so it is fair only for tensors the run
-    computes from data or parameters: not for a Python number (a shape such as `x.size(1) ** 0.5`,
-    a hyper-parameter) nor for a tensor that held one value all run long and carries no gradient.
-    `rec` is the first run's probe record, `erec` the edge run's (another seed, two iterations: a
-    value computed from data differs there). With `final=False` (before the edge run) only what is
-    already certain: numbers. Records from workers that do not say where the value came from are
-    forced as before."""
-    if not rec or "source" not in rec:
-        return None
-    src = rec.get("source")
-    if src == "number":
-        return "a Python number, not a tensor computed from data or parameters"
-    if src == "other":
-        return "not a tensor"
-    if not final:
-        return None
-    if src == "tensor" and not rec.get("grad") and not rec.get("varies"):
-        if not erec or "first" not in erec:
-            return None  # no edge run got there: cannot tell (the verdict is not-run)
-        if erec.get("varies") or erec.get("grad") or erec["first"] != rec.get("first"):
-            return None  # it changed with the data: another seed gave another value
-        n = rec.get("count", 0)
-        return (f"a tensor of one constant value{' (the same in all ' + str(n) + ' evaluations)' if n > 1 else ''}"
-                " that depends on no parameter")
-    return None
-
-
-def headline(v: dict | None) -> str:
-    """The verdict as people read it: `confirmed by forcing `p` to 0` for a forced edge."""
-    if not v:
-        return NOT_RUN
-    word = v.get("verdict") or NOT_RUN
-    forced = (v.get("data") or {}).get("forced")
-    if word == CONFIRMED and isinstance(forced, dict) and forced.get("expr"):
-        return f"confirmed by forcing `{forced['expr']}` to {forced.get('value', 'its edge')}"
-    return word
 
 
 def _nonfinite_outcome(obs: dict) -> tuple[bool, str]:

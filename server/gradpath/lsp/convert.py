@@ -106,7 +106,7 @@ def evidence_text(v: dict, limit: int = 600) -> str:
 
 
 def verdict_suffix(v: dict) -> str:
-    from gradpath.live.verdicts import headline  # "confirmed by forcing `p` to 0" for a forced edge
+    from gradpath.live.verdict_words import headline  # "confirmed by forcing `p` to 0" for a forced edge
     mode = f", {v['mode']}" if v.get("mode") else ""
     ev = evidence_text(v, 160)
     first = ev.splitlines()[0] if ev else ""

@@ -19,7 +19,7 @@ _CHAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\s*\.\s*[A-Za-z_][A-Za-z0-9_]*)*"
 def rule_markdown(code: str, message: str | None = None, verdict: Any = None) -> str:
     """The rule card of a finding. The editor shows the diagnostic's own message right above a
     hover (VS Code does), so the hover passes no `message` and does not repeat it."""
-    from gradpath.live.verdicts import VERDICT_MEANING, headline  # pure Python: no torch
+    from gradpath.live.verdict_words import VERDICT_MEANING, headline  # pure Python: no torch
     rule = catalog.RULES.get(code)
     parts = []
     if rule is None:
