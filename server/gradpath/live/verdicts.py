@@ -217,21 +217,9 @@ def _opt_words(obs: dict, finding) -> str:
     return o["label"] if o else "any optimizer"
 
 
-def _qualified(finding, rows: list[dict]) -> list[dict]:
-    """GP103 is about one model object that no optimizer holds: name its tensors as the user does,
-    with the model's own path in front (`encoder.net.0.weight`, not `net.0.weight`), when the rows
-    are that model's (a root of the finding's class)."""
-    key = finding.data.get("model")
-    want = short_class(finding.data.get("model_class"))
-    if finding.code != "GP103" or not key or not want or not isinstance(key, str):
-        return rows
-    if not all(r["model"] == want for r in rows):
-        return rows
-    return [dict(r, name=f"{key}.{r['name']}") for r in rows]
-
-
 def table_verdict(finding, obs: dict, mode: str) -> Verdict | None:
-    rows = _qualified(finding, model_rows(obs, finding))
+    from gradpath.live.verdicts_tensors import qualified  # which tensor names the evidence cites
+    rows = qualified(finding, model_rows(obs, finding))
     code = finding.code
     if not rows:
         return None
@@ -614,7 +602,8 @@ def loop_verdict(finding, obs: dict, region=None) -> Verdict:
             return Verdict(NOT_RUN, "script", "fewer than two backward() calls ran in this loop: " + why, data)
         acc_ev = [b for b in backs[1:] if b.get("leftover") and b.get("leftover_examples")]
         if acc_ev and any("leftover_held" in b for b in acc_ev):
-            return _gp401_held(finding, acc_ev, want_opt, data)
+            from gradpath.live.verdicts_tensors import gp401_held
+            return gp401_held(finding, acc_ev, want_opt, data)
         if acc_ev:
             b = acc_ev[0]
             name, before, after = b["leftover_examples"][0]
@@ -712,33 +701,6 @@ def loop_verdict(finding, obs: dict, region=None) -> Verdict:
             return Verdict(NOT_REPRODUCED, "script", "the model was in training mode at every backward()", data)
         return Verdict(NOT_RUN, "script", "no backward() ran: " + failure_reason(obs, finding), data)
     return Verdict(NOT_RUN, "script", f"the live step has no check for {code}", {})
-
-
-def _gp401_held(finding, acc_ev: list[dict], want_opt: str | None, data: dict) -> Verdict:
-    """GP401 with the worker's per-optimizer examples: cite a tensor that the finding's optimizer
-    holds (an encoder left out of every optimizer keeps its gradients too, but that is GP103's
-    business, not this optimizer's missing zero_grad())."""
-    def mine(labels) -> bool:
-        return any(want_opt is None or l.split("#")[0] == want_opt for l in labels or ())
-    for b in acc_ev:
-        held = [e for e in b.get("leftover_held") or [] if mine(e[3])]
-        if not held:
-            continue
-        name, before, after, labels, cls = (list(held[0]) + [None])[:5]
-        label = next(l for l in labels if want_opt is None or l.split("#")[0] == want_opt)
-        n = (b.get("leftover_per_optimizer") or {}).get(label, len(held))
-        data["grads"] = [{"name": e[0], "before": e[1], "after": e[2], "optimizers": e[3], "model": e[4]}
-                         for e in held]
-        data["leftover_tensors"] = n
-        owner = f"{cls}, " if cls else ""
-        return Verdict(CONFIRMED, "script", f"gradients add up across iterations: before the 2nd backward "
-                       f"(line {b.get('line')}) {name}.grad ({owner}in {label}) still had norm {fmt(before)} from "
-                       f"iteration 1 (nothing cleared it), and {fmt(after)} after it; {n} tensor(s) of {label} "
-                       "accumulated", data)
-    others = sorted({l for b in acc_ev for e in b.get("leftover_held") or [] for l in e[3]})
-    where = (f"only in tensors of {', '.join(others)}" if others else "only in tensors no optimizer holds")
-    return Verdict(NOT_REPRODUCED, "script", f"the gradients of the tensors {want_opt or 'the optimizer'} holds "
-                   f"were cleared between iterations; gradients were left over {where}", data)
 
 
 def _skipped_lr(obs: dict, region) -> str | None:
