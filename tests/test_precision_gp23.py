@@ -93,3 +93,25 @@ def test_gp203_says_learns_nothing_only_with_a_model_or_optimizer():
     assert "learns nothing" not in f.message
     [g] = [f for f in run(_fixture("gp2/gp203_autograd_demo.py"), "GP2")]
     assert g.span.line == 28 and g.message.endswith("training runs and learns nothing")
+
+
+def test_gp301_zeros_replaced_before_dividing():
+    prog = """\
+    import torch
+    import torch.nn as nn
+
+    model = nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(8, 4)
+    s = model(x)
+    denom = s.abs().sum(dim=1, keepdim=True)
+    denom[denom == 0] = 1.0
+    a = s / denom
+    d2 = s.abs().sum(dim=0).masked_fill(s.abs().sum(dim=0) == 0, 1.0)
+    b = s / d2
+    c = s / s.abs().sum(dim=1, keepdim=True)
+    loss = (a + b + c).pow(2).mean()
+    loss.backward()
+    opt.step()
+    """
+    assert [(f.span.line, f.code) for f in run(prog, "GP3")] == [(13, "GP301")]
