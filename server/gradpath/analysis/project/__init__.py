@@ -217,6 +217,13 @@ def project_view(ctx):
     project = getattr(getattr(ctx, "resolver", None), "project", None)
     if project is None or not ctx.path:
         return None
+    memo = getattr(ctx, "memo", None)
+    if memo is not None:  # once per analysis (the check hashes the text)
+        return memo("project-view", lambda: _view(project, ctx))
+    return _view(project, ctx)
+
+
+def _view(project, ctx):
     if not project.holds(ctx.path, ctx.src.text):
         return None
     return project, os.path.abspath(ctx.path)
