@@ -245,6 +245,8 @@ def _short(ctx, node, fallback):
 
 def _report(ctx, unit, loop, z, b, s, guards, node, span):
     zt = _short(ctx, z.node, f"{display(z.key)}.zero_grad()")
+    if node is not z.node:  # a clear inside a helper: named by the call in the loop
+        zt = f"{_short(ctx, node, 'this call')} (through {zt}, line {z.node.lineno})"
     st = _short(ctx, s.node, f"{display(s.key)}.step()")
     bt = _short(ctx, b.node, "backward()")
     accum = next((f for f in _frames_in(s, loop) if f[0] == ACCUM), None)
@@ -264,7 +266,7 @@ def _report(ctx, unit, loop, z, b, s, guards, node, span):
     related = [Related(ctx.span(b.node), "gradients accumulated here are cleared before any step uses them"),
                Related(ctx.span(s.node), "the step that runs only on some iterations")]
     if node is not z.node:
-        related.insert(0, Related(ctx.span(z.node), f"{zt} runs here, inside the helper"))
+        related.insert(0, Related(ctx.span(z.node), "the clear runs here, inside the helper"))
     fixes = []
     zst = ctx.facts.enclosing_stmt(z.node) if not isinstance(z.node, ast.stmt) else z.node
     sst = ctx.facts.enclosing_stmt(s.node)
