@@ -54,6 +54,8 @@ class Linker:
         self._subclasses: dict | None = None
         self._registries: dict | None = None
         self._building_calls = False
+        self._class_call_sites: dict | None = None
+        self._building_class_calls = False
         self._memo: dict = {}  # attr_of / _targets / effects answers
 
     # -- module lookups --------------------------------------------------------------------------
@@ -445,21 +447,50 @@ class Linker:
             self._busy.discard((fpath, fname))
 
     def _instantiations_arg(self, fpath, cls, depth):
+        """What every instantiation of the class in the project passes as its model (the first
+        argument or `model=`): one answer when they agree. Read from an index of class calls built
+        once per linker, and remembered per class (it was a walk over every call of the project,
+        evaluating each callee, per question: minutes on trl's trainers)."""
+        key = ("inst-arg", fpath, cls)
+        if key in self._memo:
+            return self._memo[key]
+        sites = self._class_calls()
+        if sites is None:
+            return _U
         vals = None
-        for p, sm in self.s.items():
-            if not sm:
-                continue
-            for fn in sm["functions"].values():
-                for callee, args, kw, *_ in fn["calls"]:
-                    if not any(v == ("cls", fpath, cls) for v in self.eval(callee, p)):
-                        continue
-                    vd = kw.get("model", args[0] if args else None)
-                    v = self.eval(vd, p, depth + 1)
-                    if vals is None:
-                        vals = v
-                    elif v != vals:
-                        return _U
+        for p, args, kw in sites.get((fpath, cls), ()):
+            vd = kw.get("model", args[0] if args else None)
+            # a fixed depth: the answer must not depend on which question asked it first
+            v = self.eval(vd, p, 1)
+            if vals is None:
+                vals = v
+            elif v != vals:
+                vals = _U
+                break
+        self._memo[key] = vals
         return vals
+
+    def _class_calls(self) -> dict | None:
+        """(path, class) -> [(caller path, args, kwargs)] for every call in the project whose
+        callee is that class; None while it is being built (a callee's value asked for it)."""
+        if self._class_call_sites is None:
+            if self._building_class_calls or self._building_calls:
+                return None
+            self._building_class_calls = True
+            try:
+                d: dict = {}
+                for p, sm in self.s.items():
+                    if not sm:
+                        continue
+                    for fn in sm["functions"].values():
+                        for callee, args, kw, *_ in fn["calls"]:
+                            for v in self.eval(callee, p):
+                                if v[0] == "cls":
+                                    d.setdefault((v[1], v[2]), []).append((p, args, kw))
+                self._class_call_sites = d
+            finally:
+                self._building_class_calls = False
+        return self._class_call_sites
 
     # -- questions the rules ask -------------------------------------------------------------------
     def loss_kind(self, vals: frozenset):
