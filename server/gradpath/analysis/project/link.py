@@ -437,7 +437,6 @@ class Linker:
             return None
         if not any(b.startswith("transformers.") and b.endswith("Trainer") for b in self.ext_bases(fpath, cls)):
             return None
-        vals = None
         if self._building_calls or (fpath, fname) in self._busy:
             return _U
         self._busy.add((fpath, fname))
