@@ -157,11 +157,24 @@ async function mainScenario(page) {
   await shot(page, "status-bar");
   await page.mouse.move(5, 5);
 
-  // 3. the hover
-  const box = report.errorSquiggles[0].box;
-  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+  // 3. the hover. The squiggle is measured again here: a code lens arriving after the first
+  // measurement moves the line down, and the mouse would land on the lens instead. Hovering is
+  // retried (away and back) until the hover shows or the time is up.
   const hover = page.locator(".monaco-hover:not(.hidden)", { hasText: "GP101" }).first();
-  await hover.waitFor({ state: "visible", timeout: T });
+  const hoverDeadline = Date.now() + T;
+  let box;
+  for (;;) {
+    const now = await squiggles(page, "squiggly-error");
+    box = (now[0] || report.errorSquiggles[0]).box;
+    await page.mouse.move(5, 5);
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    try {
+      await hover.waitFor({ state: "visible", timeout: Math.min(5000, Math.max(1, hoverDeadline - Date.now())) });
+      break;
+    } catch (e) {
+      if (Date.now() >= hoverDeadline) throw e;
+    }
+  }
   await page.waitForTimeout(500);
   report.hoverText = await hover.innerText();
   step("hover", {});
@@ -189,7 +202,8 @@ async function mainScenario(page) {
   report.problemRowsLive = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
   await shot(page, "live-step");
 
-  // 6. the quick fix
+  // 6. the quick fix (the squiggle measured again: lenses may have moved its line)
+  box = ((await squiggles(page, "squiggly-error"))[0] || { box }).box;
   await page.mouse.click(box.x + box.width / 2, box.y + box.height / 2);
   await page.keyboard.press("Escape");
   await page.keyboard.press(`${MOD}+Period`);
