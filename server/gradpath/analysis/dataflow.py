@@ -1343,7 +1343,11 @@ class Flow:
                 if b is not None:
                     v = self._module_val(b.value, key, b.cls)
                     return v
-            d = modelling.default_module(self.sym, self.ctx.tree, cls, attr)
+            # once per (class, attribute): it walks __init__ and every construction in the file
+            memo = self.__dict__.setdefault("_default_modules", {})
+            if (cls, attr) not in memo:
+                memo[(cls, attr)] = modelling.default_module(self.sym, self.ctx.tree, cls, attr)
+            d = memo[(cls, attr)]
             if d is not None:  # `def __init__(self, loss=nn.CrossEntropyLoss())`: self.loss = loss
                 return self._module_val(d[0], key, d[1])
         return Val(G, kind="module", module_key=key)
