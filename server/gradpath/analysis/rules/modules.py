@@ -13,6 +13,7 @@ import ast
 from gradpath.analysis import modclass as mc
 from gradpath.analysis.findings import Edit, Fix, Related
 from gradpath.analysis.rules import rule
+from gradpath.analysis.rules._gp1 import nn_prefix
 from gradpath.analysis.symbols import canonical
 
 # RULES.md's factory list: a fresh tensor with requires_grad=False unless asked
@@ -132,7 +133,7 @@ def _factory(ctx, value) -> ast.Call | None:
 def plain_tensor_state(ctx):
     sym = ctx.symbols
     tf = None
-    nn = _nn(ctx)
+    nn = nn_prefix(ctx)
     for cls in _module_classes(ctx):
         attrs = mc.init_attrs(sym, cls)
         if not attrs:
@@ -192,13 +193,3 @@ def _wrapped_later(a: mc.InitAttr, sym, cls: str) -> bool:
                 if fname in ("Parameter", "register_buffer", "register_parameter", "Buffer"):
                     return True
     return False
-
-
-def _nn(ctx) -> str | None:
-    for local, qn in ctx.symbols.aliases.items():
-        if qn == "torch.nn":
-            return local
-    for local, qn in ctx.symbols.aliases.items():
-        if qn == "torch":
-            return f"{local}.nn"
-    return None
