@@ -35,8 +35,9 @@ def _keys(result) -> list:
 
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs Linux CPU affinity to make the load")
 def test_same_findings_under_heavy_cpu_load():
-    """A 3,000-line generated file, quiet and then sharing one core with five busy-loop processes.
-    The limit is set to 2.5x the CPU the quiet analysis took: under load the analysis takes several
+    """A 3,000-line generated file, quiet and then sharing one core with nine busy-loop processes.
+    The limit is set to 4x the CPU the quiet analysis took (at 2.5x, CPU time stretched by the
+    contention itself crossed it once in a full-suite run): under load the analysis takes several
     times that on the wall clock (asserted, so the old wall-clock budget would have cut it), yet
     its findings are exactly the quiet run's and it is not marked incomplete."""
     text = _generated(3000)
@@ -44,11 +45,11 @@ def test_same_findings_under_heavy_cpu_load():
     quiet = analyze(text, "gen.py")
     cpu = time.thread_time() - c0
     assert not quiet.timed_out and len(quiet.findings) >= 10
-    budget = max(0.5, 2.5 * cpu)
+    budget = max(1.0, 4 * cpu)
 
     core = min(os.sched_getaffinity(0))
     mine = os.sched_getaffinity(0)
-    busy = [subprocess.Popen([sys.executable, "-c", BUSY, str(core)]) for _ in range(5)]
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY, str(core)]) for _ in range(9)]
     try:
         time.sleep(0.3)  # the busy loops are running and pinned
         os.sched_setaffinity(0, {core})  # this thread only (Linux): the analysis shares that core

@@ -35,10 +35,22 @@ async function openFile(page, name) {
 
 /** Ctrl+G: the editor shows (and the DOM holds) that line. */
 async function goToLine(page, line) {
-  await page.keyboard.press("Control+KeyG");
+  // The quick input can close between showing and typing (focus taken by the webview or a lens
+  // refresh): open it again until the line is typed, within the usual time.
   const input = page.locator(".quick-input-widget input").first();
-  await input.waitFor({ state: "visible", timeout: T });
-  await input.fill(`:${line}`);
+  const deadline = Date.now() + T;
+  for (;;) {
+    await page.keyboard.press("Control+KeyG");
+    try {
+      await input.waitFor({ state: "visible", timeout: 5000 });
+      await input.fill(`:${line}`, { timeout: 5000 });
+      break;
+    } catch (e) {
+      if (Date.now() >= deadline) throw e;
+      await page.keyboard.press("Escape");
+      await page.waitForTimeout(300);
+    }
+  }
   await page.waitForTimeout(200);
   await page.keyboard.press("Enter");
   await page.waitForTimeout(300);

@@ -349,7 +349,9 @@ async function badInterpreterScenario(page) {
 
 async function untrustedScenario(page) {
   const fileName = path.basename(cfg.file);
-  report.restrictedBadge = (await page.locator("#workbench\\.parts\\.statusbar", { hasText: "Restricted Mode" }).count()) > 0;
+  // the badge comes with the workbench's trust state, which can land after the page is up: wait for it
+  report.restrictedBadge = await page.locator("#workbench\\.parts\\.statusbar", { hasText: "Restricted Mode" }).first()
+    .waitFor({ state: "attached", timeout: 15000 }).then(() => true, () => false);
   await openFile(page, fileName);
   await page.locator(".editor-instance .monaco-editor .squiggly-error").first().waitFor({ state: "attached", timeout: T });
   report.errorSquiggles = await squiggles(page, "squiggly-error");
