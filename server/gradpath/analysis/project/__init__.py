@@ -223,6 +223,21 @@ def project_view(ctx):
     return _view(project, ctx)
 
 
+def linked_summary(ctx):
+    """(Project, absolute path, its linker, this file's summary) for the file under analysis, or
+    None when there is no project view or no summary of this file: what every cross-module rule
+    starts from."""
+    view = project_view(ctx)
+    if view is None:
+        return None
+    project, path = view
+    lk = project.linker()
+    sm = lk.summary(path)
+    if not sm:
+        return None
+    return project, path, lk, sm
+
+
 def _view(project, ctx):
     if not project.holds(ctx.path, ctx.src.text):
         return None

@@ -10,20 +10,16 @@ from __future__ import annotations
 import ast
 import logging
 
-from gradpath.analysis.project import project_view
+from gradpath.analysis.project import linked_summary
 
 log = logging.getLogger("gradpath.project")
 
 
 def enrich(resolver, ctx) -> None:
-    view = project_view(ctx)
-    if view is None:
+    linked = linked_summary(ctx)
+    if linked is None:
         return
-    project, path = view
-    lk = project.linker()
-    sm = lk.summary(path)
-    if not sm:
-        return
+    project, path, lk, sm = linked
     sym = ctx.symbols
     imported = getattr(sym, "imported_classes", None)
     if imported is None:

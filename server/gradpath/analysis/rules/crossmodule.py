@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 
 from gradpath.analysis.findings import Edit, Fix, Related, Span
-from gradpath.analysis.project import project_view
+from gradpath.analysis.project import linked_summary
 from gradpath.analysis.rules import rule
 
 MAX_RELATED = 3
@@ -39,14 +39,10 @@ def _where(project, path: str, sp) -> str:
 
 @rule("GP303", "GP304", "GP305")
 def model_output_to_loss(ctx):
-    view = project_view(ctx)
-    if view is None:
+    linked = linked_summary(ctx)
+    if linked is None or not linked[3]["classes"]:
         return
-    project, path = view
-    lk = project.linker()
-    sm = lk.summary(path)
-    if not sm or not sm["classes"]:
-        return
+    project, path, lk, sm = linked
     # uses of a loss on the output of a class whose forward is written here, in another file
     by_owner: dict[tuple, list] = {}
     for use in lk.loss_uses():
@@ -132,14 +128,10 @@ def _log_softmax_text(text: str) -> str | None:
 
 @rule("GP302")
 def log_in_loss_module(ctx):
-    view = project_view(ctx)
-    if view is None:
+    linked = linked_summary(ctx)
+    if linked is None or not linked[3]["classes"]:
         return
-    project, path = view
-    lk = project.linker()
-    sm = lk.summary(path)
-    if not sm or not sm["classes"]:
-        return
+    project, path, lk, sm = linked
     for cname in sorted(sm["classes"]):
         fn = sm["functions"].get(f"{cname}.forward")
         if not fn or not fn["logs"] or len(fn["params"]) < 2:
@@ -173,14 +165,10 @@ def log_in_loss_module(ctx):
 
 @rule("GP201")
 def cut_return_backwarded(ctx):
-    view = project_view(ctx)
-    if view is None:
+    linked = linked_summary(ctx)
+    if linked is None:
         return
-    project, path = view
-    lk = project.linker()
-    sm = lk.summary(path)
-    if not sm:
-        return
+    project, path, lk, sm = linked
     calls = lk.backward_callers()
     for fq in sorted(sm["functions"]):
         fn = sm["functions"][fq]
