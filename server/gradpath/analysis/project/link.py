@@ -9,7 +9,8 @@ Values (what `Linker.eval` returns, in a frozenset):
   ("fn", path, qualname) a function or method           ("mod", path)         a module
   ("ext", qn)            a name outside the project     ("extinst", qn)       what calling it gave
   ("reg", path, name)    a registry (classes registered with a decorator on it)
-  ("coll", members)      a dict/list/tuple literal      UNKNOWN
+  ("coll", members)      a dict/list/tuple literal      ("lit", value)  a str/int/float/bool literal
+  UNKNOWN
 """
 from __future__ import annotations
 
@@ -252,6 +253,8 @@ class Linker:
         k = vd[0]
         if k == "none":
             return frozenset()
+        if k == "lit":
+            return frozenset([("lit", vd[1])])
         if k == "any":
             out = set()
             for m in vd[1]:
@@ -287,10 +290,13 @@ class Linker:
             out = set()
             container = self.eval(vd[1], path, depth + 1)
             has_reg = any(v[0] == "reg" for v in container)
+            key = self._lit_key(vd[2], path, depth) if len(vd) > 2 else None
             for v in container:
                 if has_reg and v[0] in ("inst", "extinst"):
                     continue  # the registry object itself: its items are the registered classes
-                if v[0] == "coll":
+                if v[0] == "coll" and key is not None and len(v) > 2 and key in v[2]:
+                    out |= v[2][key]  # MODELS[name] with name known ("mlp", a default): that entry
+                elif v[0] == "coll":
                     out |= v[1]
                 elif v[0] == "reg":
                     out |= {("cls",) + c for c in self.registries()[(v[1], v[2])]}
@@ -299,10 +305,26 @@ class Linker:
             return frozenset(out) or _U
         if k == "coll":
             members = set()
-            for m in vd[1]:
-                members |= self.eval(m, path, depth + 1)
+            keyed: dict = {}
+            keys = vd[2] if len(vd) > 2 else [None] * len(vd[1])
+            for m, key in zip(vd[1], keys):
+                got = self.eval(m, path, depth + 1)
+                members |= got
+                if key is not None:
+                    keyed[key] = keyed.get(key, frozenset()) | got
+            if len(vd) > 2 and keyed and all(key is not None for key in keys):
+                return frozenset([("coll", frozenset(members), _Keyed(keyed))])
             return frozenset([("coll", frozenset(members))])
         return _U
+
+    def _lit_key(self, kvd, path: str, depth: int):
+        """The literal a key vd stands for, when it is one (every caller agreeing, or the default)."""
+        got = self.eval(kvd, path, depth + 1)
+        if len(got) == 1:
+            (v,) = got
+            if v[0] == "lit":
+                return v[1]
+        return None
 
     def returns_of(self, path: str, fq: str, depth: int) -> frozenset:
         sm = self.s.get(path)
@@ -336,7 +358,8 @@ class Linker:
 
     # -- callers ---------------------------------------------------------------------------------
     def calls_by_target(self) -> dict:
-        """(path, function qualname) -> [(caller path, args, kwargs, offset)] over the project; a
+        """(path, function qualname) -> [(caller path, args, kwargs, offset, what it passes:
+        [positional count, keyword names] or None)] over the project; a
         class instantiation counts as a call of its (inherited) __init__ with offset 1 (self)."""
         if self._calls_by_target is None:
             if self._building_calls:
@@ -348,9 +371,9 @@ class Linker:
                     if not sm:
                         continue
                     for fq, fn in sm["functions"].items():
-                        for callee, args, kw, _sp, _flags, _ak, _kk in fn["calls"]:
+                        for callee, args, kw, _sp, _flags, _ak, _kk, passed in fn["calls"]:
                             for t, off in self._targets(callee, p):
-                                d.setdefault(t, []).append((p, args, kw, off))
+                                d.setdefault(t, []).append((p, args, kw, off, passed))
                 self._calls_by_target = d
             finally:
                 self._building_calls = False
@@ -393,7 +416,8 @@ class Linker:
         return out
 
     def param_value(self, path: str, fq: str, pname: str, depth: int) -> frozenset:
-        """What callers pass for a parameter, when every caller in the project agrees."""
+        """What callers pass for a parameter, when every caller in the project agrees; a caller that
+        leaves it out passes its default (`loss_fn=nn.CrossEntropyLoss()`, `head="softmax"`)."""
         sp = self.index.split_ref(fq, path)
         if sp is None:
             return _U
@@ -410,15 +434,21 @@ class Linker:
             return _U
         calls = table.get((fpath, fname), [])
         vals = None
-        for cpath, args, kw, off in calls:
+        default = fn.get("defaults", {}).get(pname)
+        kwonly = idx >= len(fn["params"]) - fn.get("nkwonly", 0)
+        for cpath, args, kw, off, passed in calls:
             i = idx - off
+            vpath = cpath
             if pname in kw:
                 vd = kw[pname]
             elif 0 <= i < len(args):
                 vd = args[i]
+            elif default is not None and passed is not None and pname not in passed[1] \
+                    and (kwonly or i >= passed[0]):
+                vd, vpath = default, fpath  # left out: the default, read where the function is defined
             else:
-                return _U  # a default or *args: not known
-            v = frozenset(("inst",) + x[1:] if x[0] == "self" else x for x in self.eval(vd, cpath, depth + 1))
+                return _U  # an argument we cannot read, *args, or no default: not known
+            v = frozenset(("inst",) + x[1:] if x[0] == "self" else x for x in self.eval(vd, vpath, depth + 1))
             if vals is None:
                 vals = v
             elif v != vals:
@@ -609,7 +639,7 @@ class Linker:
                         return None
                 out.append([kind, key, flags, (path, sp)])
                 continue
-            callee, args, kw, sp, flags, akeys, kwkeys = it
+            callee, args, kw, sp, flags, akeys, kwkeys, _passed = it
             targets = self._targets(callee, path)
             keys = [k for k in list(akeys) + list(kwkeys.values()) if k]
             if not targets and keys:
@@ -653,6 +683,16 @@ class Linker:
                     out.append(ne)
                 break
         return out
+
+
+class _Keyed(dict):
+    """A dict literal's entries by key, hashable (it sits inside a value's frozenset)."""
+
+    def __hash__(self):
+        return hash(frozenset(self.items()))
+
+    def __eq__(self, other):
+        return isinstance(other, _Keyed) and dict.__eq__(self, other)
 
 
 def finding_sites(lk: "Linker") -> set[str]:

@@ -13,9 +13,16 @@ Values the linker evaluates ("value descriptors", vd) are small lists:
   ["param", fn, name]      a parameter of function fn (`@.train`, `@.Trainer.__init__`)
   ["attr", vd, name]       attribute `name` of the object vd
   ["self", cls]            `self` inside methods of class cls
-  ["item", vd]             an element of a container (a registry lookup: MODELS[name], MODELS.get(n))
-  ["coll", [vd, ...]]      a dict/list/tuple literal (its values)
+  ["item", vd(, key vd)]   an element of a container (a registry lookup: MODELS[name], MODELS.get(n)),
+                           with the key when it is a literal or a parameter (its default, its callers)
+  ["coll", [vd, ...](, keys)]  a dict/list/tuple literal (its values; a dict's literal keys or None)
+  ["lit", value]           a literal str/int/float/bool (a parameter default, what a caller passes)
   None                     unknown
+
+A function's summary holds "defaults": parameter -> vd of its default (evaluated where the function
+is defined), "nkwonly" (how many of its params are keyword-only), and every call record ends in what
+it passes ([positional count, keyword names], None with `*args`/`**kwargs`), so the linker knows
+which parameters a call leaves to their defaults.
 """
 from __future__ import annotations
 
@@ -23,7 +30,7 @@ import ast
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 13
+SCHEMA = 14
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -324,8 +331,9 @@ class _Fn:
             if isinstance(f, ast.Attribute) and f.attr in ("get", "build", "__getitem__") and node.args:
                 inner = self.vd(f.value, d)
                 if inner is not None and inner[0] in ("ref", "coll", "attr"):
-                    item = ["item", inner]
-                    return ["call", item] if f.attr == "build" else item
+                    if f.attr == "build":
+                        return ["call", ["item", inner]]
+                    return self._item(inner, node.args[0], d)
             q = self.s.qual(f)
             if q in WRAPPERS and node.args:
                 return self.vd(node.args[0], d)
@@ -335,14 +343,25 @@ class _Fn:
             return ["call", fv] if fv is not None else None
         if isinstance(node, ast.Subscript):
             inner = self.vd(node.value, d)
-            return ["item", inner] if inner is not None else None
+            return self._item(inner, node.slice, d) if inner is not None else None
         if isinstance(node, ast.Constant) and node.value is None:
             return ["none"]  # `self.model = None` in __init__, set for real elsewhere
+        if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool)) \
+                and not (isinstance(node.value, str) and len(node.value) > 80):
+            return ["lit", node.value]
         if isinstance(node, ast.Dict):
-            return ["coll", [self.vd(v, d) for v in node.values]]
+            keys = [k.value if isinstance(k, ast.Constant) and isinstance(k.value, (str, int)) else None
+                    for k in node.keys]
+            return ["coll", [self.vd(v, d) for v in node.values], keys]
         if isinstance(node, (ast.List, ast.Tuple)):
             return ["coll", [self.vd(v, d) for v in node.elts]]
         return None
+
+    def _item(self, inner, key_node, d):
+        """["item", container] or, with a key that may be known (a literal, a parameter with a
+        default), ["item", container, key vd]: the linker then picks the dict entry."""
+        kv = self.vd(key_node, d) if isinstance(key_node, (ast.Constant, ast.Name)) else None
+        return ["item", inner, kv] if kv is not None and kv[0] in ("lit", "param") else ["item", inner]
 
     # -- the walk ----------------------------------------------------------------------------------
     def _walk(self, stmts, cond, loop, nograd) -> None:
@@ -483,7 +502,11 @@ class _Fn:
             args.pop()
         while akeys and akeys[-1] is None:
             akeys.pop()
-        self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys])
+        # what the call passes: [number of positional arguments, keyword names], or None with
+        # `*args`/`**kw` (a parameter may be given): the linker applies a default only where it is left out
+        passed = None if any(isinstance(a, ast.Starred) for a in c.args) or any(k.arg is None for k in c.keywords) \
+            else [len(c.args), [k.arg for k in c.keywords]]
+        self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys, passed])
 
     def _arg_data(self, node):
         """For `loss` bound to `helper(a, b)`: per argument, True when it is plain data (a loop
@@ -671,8 +694,26 @@ class _Fn:
             return None
         return cuts, sorted(live_params)
 
+    def _defaults(self) -> dict:
+        """Parameter -> vd of its default (`loss_fn=nn.CrossEntropyLoss()`, `head="softmax"`), read
+        where the function is defined (the module's bindings, not the function's own)."""
+        if self.node is None:
+            return {}
+        a = self.node.args
+        pos = a.posonlyargs + a.args
+        pairs = list(zip(pos[len(pos) - len(a.defaults):], a.defaults)) if a.defaults else []
+        pairs += [(p, d) for p, d in zip(a.kwonlyargs, a.kw_defaults) if d is not None]
+        scope = getattr(self.s, "module_fn", None) or self
+        out = {}
+        for p, d in pairs:
+            v = scope.vd(d)
+            if v is not None:
+                out[p.arg] = v
+        return out
+
     def summary(self) -> dict:
-        return {"params": self.params, "effects": self.effects, "loss_uses": self.loss_uses,
+        return {"params": self.params, "defaults": self._defaults(),
+                "nkwonly": len(self.node.args.kwonlyargs) if self.node is not None else 0, "effects": self.effects, "loss_uses": self.loss_uses,
                 "calls": self.calls, "logs": self.logs, "returns": self.returns, "ret_act": self.ret_act,
                 "ret_cut": self.ret_cut, "backwards": self.backwards,
                 "line": getattr(self.node, "lineno", 0)}
