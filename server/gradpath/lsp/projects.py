@@ -12,6 +12,10 @@
   republished (open ones from the editor's text, others from disk); when it did not, nothing else runs.
 - `workspace/didChangeWatchedFiles`: created, deleted, renamed and changed-on-disk modules update
   the index the same way.
+- While typing (the summary describes an older text), the file's cross-module findings of its last
+  linked analysis are carried onto each new version, moved with the edit (lsp/carry.py), so they
+  never vanish between keystrokes; one is dropped when the edit touches its range, and the check
+  after the pause (against the updated summaries) says what is true again.
 """
 from __future__ import annotations
 
@@ -35,6 +39,15 @@ def _has_cross_module(findings) -> bool:
     return False
 
 
+class _Carried:
+    """A unit's cross-module findings and the text their positions refer to; and the finding keys
+    of its last file-local result (without the project) with that result's text."""
+    __slots__ = ("text", "findings", "local", "generation")
+
+    def __init__(self, text, findings, local=None, generation=None):
+        self.text, self.findings, self.local, self.generation = text, findings, local, generation
+
+
 class Projects:
     def __init__(self, analyzer):
         self.analyzer = analyzer
@@ -45,6 +58,8 @@ class Projects:
         self._lock = threading.Lock()
         self.published: set[str] = set()  # uris of files not open that we published for
         self.refreshes = 0  # summary updates after edits (for tests and logs)
+        self._carried: dict[str, _Carried] = {}  # unit key -> cross-module findings kept while typing
+        self._carry_lock = threading.Lock()
         self.rechecks = 0  # dependent files checked again after a summary changed
 
     # -- lookups ---------------------------------------------------------------------------------
@@ -264,6 +279,49 @@ class Projects:
             if sp and sp[0] != os.path.abspath(path):
                 out.add(sp[0])
         return out
+
+    # -- while typing -------------------------------------------------------------------------------
+    def carry(self, snap, result):
+        """Runs in the analysis threads, on every result of an open file before it is stored. With
+        a project summary of this text, the result is linked: its cross-module findings are noted
+        (those marked so, and those a file-local result of the same text lacks). Without one (the
+        summary is of an older text: the user is typing), the noted findings are moved onto this
+        text and added to the result where it lacks them."""
+        from dataclasses import replace
+        from gradpath.lsp import carry as cm
+        if result is None or not getattr(snap, "path", None) or getattr(snap, "is_notebook", False):
+            return result
+        project = self.for_path(snap.path)
+        if project is None:
+            return result
+        key, text = snap.key, snap.text
+        generation = (self.analyzer.generation, id(project))
+        with self._carry_lock:
+            st = self._carried.get(key)
+            if st is not None and st.generation != generation:
+                st = None  # settings or files changed: nothing carries over
+            if project.holds(snap.path, text):
+                local = st.local if st is not None and st.local is not None and st.local[0] == text else None
+                cross = [f for f in result.findings if cm.is_marked_cross_module(f)
+                         or (local is not None and cm.finding_key(f) not in local[1])]
+                self._carried[key] = _Carried(text, cross, None, generation)
+                return result
+            have = {cm.finding_key(f) for f in result.findings}
+            if st is None:
+                self._carried[key] = _Carried(text, [], (text, have), generation)
+                return result
+            st.local = (text, have)
+            if st.text != text:
+                st.findings = cm.move_findings(st.findings, st.text, text)
+                st.text = text
+            extra = [f for f in st.findings if cm.finding_key(f) not in have]
+        if not extra:
+            return result
+        return replace(result, findings=sorted(list(result.findings) + extra, key=lambda f: f.sort_key()))
+
+    def forget(self, key: str) -> None:
+        with self._carry_lock:
+            self._carried.pop(key, None)
 
     # -- files on disk -------------------------------------------------------------------------------
     async def files_changed(self, changes) -> None:

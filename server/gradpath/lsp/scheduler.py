@@ -316,7 +316,8 @@ class Analyzer:
         if st is not None:
             with st.inc_lock:
                 st.inc.adopt(snap.text, snap.path, options, resolver, self._gen(resolver), raw)
-        return finish(raw, options)
+        # cross-module findings stay while the project's summary lags behind the text (projects.py)
+        return self.projects.carry(snap, finish(raw, options))
 
     def _prepare(self, snap: Snapshot, options):
         root = root_for(snap.path, self.roots())
@@ -368,7 +369,7 @@ class Analyzer:
                       stats.analysed_lines, f"; {stats.reason}" if stats.reason else "")
         self.analyses += 1
         needs = resolver is not None and ResolverPool.needs_slow_pass(resolver, snap.text, snap.path)
-        return result, needs
+        return self.projects.carry(snap, result), needs
 
     def options_for(self, path: str | None, editor_options):
         """The project's `[tool.gradpath]` (pyproject.toml / gradpath.toml, found from the file
@@ -508,6 +509,7 @@ class Analyzer:
         """Forget a unit and clear every diagnostic we published for it (a text document's own uri
         always; a notebook's cells, given in `uris`, and whatever cells we published to)."""
         st = self.units.pop(key, None)
+        self.projects.forget(key)
         with self._lock:
             self._latest.pop(key, None)
         clear = set(uris) if notebook else set(uris) | {key}

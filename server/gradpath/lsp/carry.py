@@ -1,0 +1,154 @@
+"""Findings carried across an edit: positions of one text moved onto the next.
+
+While the user types, the project's summary of the edited file describes the text before the edit,
+so the cross-module rules say nothing (they only answer against a summary of the text they see).
+Their findings from the last linked analysis are kept instead, moved with the edit the way the
+incremental analysis moves the findings of regions it did not redo. The edit between two texts is
+their differing middle (common prefix and suffix); a finding whose range, or a range in this file of
+its related information, meets it is dropped (the edit touched what it is about). A fix whose edit
+meets it loses that fix only.
+
+Positions: 1-based lines, 0-based character columns (see analysis/findings.py); lines end at
+\\r\\n, \\r or \\n as for the analysis.
+"""
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import replace
+
+from gradpath.analysis.findings import Edit, Finding, Fix, Related, Span
+
+_EOL = re.compile(r"\r\n|\r|\n")
+
+
+def line_starts(text: str) -> list[int]:
+    return [0] + [m.end() for m in _EOL.finditer(text)]
+
+
+def common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix (slice comparisons: C speed on long texts)."""
+    lo, hi = 0, min(len(a), len(b))
+    if a[:hi] == b[:hi]:
+        return hi
+    while lo < hi:  # a[:lo] == b[:lo] holds; a[:hi] != b[:hi]
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def common_suffix(a: str, b: str, limit: int) -> int:
+    """Length of the common suffix, at most `limit`."""
+    lo, hi = 0, min(len(a), len(b), limit)
+    if hi == 0 or a[len(a) - hi:] == b[len(b) - hi:]:
+        return hi
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:len(a) - lo] == b[len(b) - mid:len(b) - lo]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+class Move:
+    """The edit from `old` to `new`: old[p:old_end] became new[p:new_end]."""
+
+    def __init__(self, old: str, new: str):
+        self.same = old == new
+        p = common_prefix(old, new)
+        s = common_suffix(old, new, min(len(old), len(new)) - p)
+        self.p, self.old_end, self.new_end = p, len(old) - s, len(new) - s
+        self.delta = self.new_end - self.old_end
+        self.inserted = new[p:self.new_end]
+        self._old_starts = line_starts(old)
+        self._new_starts = line_starts(new)
+        self._old_len = len(old)
+
+    def _offset(self, line: int, col: int) -> int | None:
+        if line < 1 or line > len(self._old_starts):
+            return None
+        return min(self._old_starts[line - 1] + col, self._old_len)
+
+    def _position(self, off: int) -> tuple[int, int]:
+        i = bisect.bisect_right(self._new_starts, off) - 1
+        return i + 1, off - self._new_starts[i]
+
+    def touches(self, span: Span) -> bool:
+        a, b = self._offset(span.line, span.col), self._offset(span.end_line, span.end_col)
+        if a is None or b is None:
+            return True
+        if self.old_end > self.p:  # something removed or replaced: any overlap
+            return a < self.old_end and self.p < b or (a == b and self.p <= a < self.old_end)
+        # a pure insertion: inside the range, or right after its end continuing the expression
+        if a < self.p < b:
+            return True
+        return self.p == b and a < b and bool(self.inserted) and (self.inserted[0].isalnum()
+                                                                   or self.inserted[0] in "_.([")
+
+    def span(self, span: Span) -> Span | None:
+        """The span moved onto the new text; None when the edit touches it."""
+        if self.same:
+            return span
+        if self.touches(span):
+            return None
+        a, b = self._offset(span.line, span.col), self._offset(span.end_line, span.end_col)
+        a2 = a if a <= self.p else a + self.delta
+        b2 = b if b <= self.p else b + self.delta
+        (l1, c1), (l2, c2) = self._position(a2), self._position(b2)
+        return Span(l1, c1, l2, c2)
+
+    def finding(self, f: Finding) -> Finding | None:
+        """The finding moved onto the new text; None when the edit touches its range or the range
+        of its related information in this file."""
+        if self.same:
+            return f
+        sp = self.span(f.span)
+        if sp is None:
+            return None
+        related = []
+        for r in f.related:
+            if r.path:  # another file: not moved by this edit
+                related.append(r)
+                continue
+            rs = self.span(r.span)
+            if rs is None:
+                return None
+            related.append(Related(rs, r.message, r.path))
+        fixes = []
+        for fx in f.fixes:
+            edits = []
+            for e in fx.edits:
+                es = self.span(e.span)
+                if es is None:
+                    edits = None
+                    break
+                edits.append(Edit(es, e.new_text))
+            if edits:
+                fixes.append(Fix(fx.title, fx.safe, tuple(edits), fx.preferred))
+        return replace(f, span=sp, related=related, fixes=fixes)
+
+
+def move_findings(findings: list[Finding], old: str, new: str) -> list[Finding]:
+    if old == new or not findings:
+        return list(findings)
+    mv = Move(old, new)
+    out = []
+    for f in findings:
+        g = mv.finding(f)
+        if g is not None:
+            out.append(g)
+    return out
+
+
+def finding_key(f: Finding) -> tuple:
+    return (f.code, f.span)
+
+
+def is_marked_cross_module(f: Finding) -> bool:
+    """Findings that say they were made with the project: marked by the cross-module rules, or with
+    their other end in another file."""
+    return bool(f.data.get("cross_module")) or any(getattr(r, "path", None) for r in f.related)
