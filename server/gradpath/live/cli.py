@@ -1,7 +1,9 @@
 """`gradpath confirm PATHS [--format text|json] [--python PY] [--timeout S] [--select/--ignore] [--report F]`.
 
-Analyses like `gradpath check`, then runs one tiny CPU training step per file and attaches a verdict
-to every finding. JSON: `{"findings": [<check object> + "live": {verdict, mode, evidence, data}],
+Analyses like `gradpath check`, then runs one tiny CPU training step per script and attaches a verdict
+to every finding: a script runs for its own findings, and a finding in a module (`models/net.py`) is
+judged on the run of a script that reaches it (project_confirm.py; `not-run` with the reason when
+none does), each script once. JSON: `{"findings": [<check object> + "live": {verdict, mode, evidence, data}],
 "run": {...}}` where `run` is the file's run object (timings, mode, captured output, error), or
 `{"files": [run, ...]}` when several files were confirmed. Exit codes as `check`: 0 no findings,
 1 findings, 2 usage/interpreter errors. `--report F.html|F.svg|F.png` also writes the gradient-flow
@@ -11,6 +13,7 @@ as an image.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
@@ -19,6 +22,7 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 def run_confirm(args) -> int:
     from gradpath import cli as main_cli
     from gradpath.live import verdicts as V
+    from gradpath.live.project_confirm import confirm_reports
     from gradpath.live.service import LiveError, LiveService
 
     timeout = float(getattr(args, "timeout", None) or 20.0)
@@ -46,29 +50,34 @@ def run_confirm(args) -> int:
         print(f"gradpath: {e}", file=sys.stderr)
     out_findings, runs, total, with_findings = [], [], 0, 0
     words_used: set[str] = set()
+    named = {os.path.realpath(p) for p in args.paths if os.path.isfile(p)}
     try:
-        for rep in reports:
-            result = rep.result
-            findings = list(result.findings)
-            total += len(findings)
-            with_findings += bool(findings)
-            try:
-                live = svc.confirm(str(rep.path), rep.text, findings, timeout_s=timeout)
-            except LiveError as exc:
-                print(f"gradpath: {exc}", file=sys.stderr)
-                return EXIT_ERROR
-            run = dict(live.run, path=rep.display)
+        # each script runs once: for its own findings and for those of the modules it reaches
+        # (gradpath.live.project_confirm); every finding is reported under its own file
+        try:
+            outcome = confirm_reports(svc, reports, named, timeout)
+        except LiveError as exc:
+            print(f"gradpath: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        for job, run, live in outcome.runs:
             if report_path:
                 from gradpath.live.report.view import finding_dict, flow_view
                 err = run.get("error") or {}
                 stopped = (f"{err['type'] + ': ' if err.get('type') else ''}{err.get('message') or ''}"
                            + (f" (line {err['line']})" if err.get("line") else "")) if err else None
-                views.append(flow_view(run.get("flow"), [finding_dict(f, live.verdicts.get(f.id)) for f in findings],
-                                       title=str(rep.display), path=str(rep.path), stopped=stopped))
+                shown = [finding_dict(f, live.verdicts.get(f.id)) for f in
+                         (job.report.result.findings if job.report is not None else [])]
+                shown += [finding_dict(f, live.via.get((p, f.id))) for p, (_r, fs) in job.targets.items() for f in fs]
+                views.append(flow_view(run.get("flow"), shown, title=str(job.display), path=str(job.script),
+                                       stopped=stopped))
             run.pop("flow", None)  # the table goes to --report, not into the JSON output
             runs.append(run)
+        for rep in reports:
+            findings = list(rep.result.findings)
+            total += len(findings)
+            with_findings += bool(findings)
             for f in findings:
-                v = live.verdicts.get(f.id)
+                v = outcome.verdicts.get((os.path.abspath(str(rep.path)), f.id))
                 vd = v.to_dict() if v is not None else {"verdict": "not-run", "mode": "none",
                                                         "evidence": "no verdict", "data": {}}
                 words_used.add(vd.get("verdict"))
@@ -90,7 +99,8 @@ def run_confirm(args) -> int:
                     print(f"    live: {V.headline(vd)}{mode}: {ev[0]}")
                     for line in ev[1:16]:
                         print(f"    {line.rstrip()}")
-            if args.format != "json":
+        if args.format != "json":
+            for run in runs:
                 _print_run_text(run)
     finally:
         svc.close()
@@ -125,6 +135,8 @@ def _print_run_text(run: dict) -> None:
     err = run.get("error") or {}
     status = run.get("status")
     line = f"  run: {run.get('path')}: {status}, {t.get('total_ms')} ms"
+    if run.get("for"):
+        line += f" (for {', '.join(run['for'])})"
     if run.get("cold"):
         line += " (cold worker)"
     print(line, file=sys.stderr)

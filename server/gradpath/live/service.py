@@ -44,6 +44,7 @@ class LiveError(Exception):
 class LiveReport:
     verdicts: dict[str, Verdict] = field(default_factory=dict)
     run: dict = field(default_factory=dict)
+    via: dict = field(default_factory=dict)  # (module path, finding id) -> Verdict, see via.py
 
     def to_dict(self) -> dict:
         return {"verdicts": {k: v.to_dict() for k, v in self.verdicts.items()}, "run": self.run}
@@ -283,7 +284,10 @@ class LiveService:
         return results
 
     # -- the step -----------------------------------------------------------------------------------
-    def confirm(self, path: str, text: str, findings: list, timeout_s: float | None = None) -> LiveReport:
+    def confirm(self, path: str, text: str, findings: list, timeout_s: float | None = None,
+                via=None) -> LiveReport:
+        """`via` (a gradpath.live.via.ViaPlan): findings in modules this script imports, judged on the
+        same run (their verdicts in `report.via`)."""
         t0 = time.monotonic()
         timeout = float(timeout_s or self.timeout_s)
         deadline = t0 + timeout
@@ -317,8 +321,13 @@ class LiveService:
                 elif f.code == "GP405":
                     probes.append({"id": f.id, "what": "accumulated", "span": f.span.to_dict()})
             watch = sorted({line for f in findings for line in range(f.span.line, min(f.span.end_line, f.span.line + 50) + 1)})
+            if via is not None:
+                probes = probes + via.script_probes
+                iterations = max(iterations, via.iterations)
             base = {"path": path, "source": text, "iterations": iterations, "probes": probes,
                     "memory_mb": self.memory_mb, "watch": watch}
+            if via is not None:
+                base.update(via.request_fields())
             script = self._call(dict(base, mode="script", timeout_s=max(1.0, deadline - time.monotonic())), timeout)
             run["script"] = _run_summary(script)
             # past an error: when the run stopped at an exception before some findings' lines, run again
@@ -370,6 +379,9 @@ class LiveService:
                 batch.append(("edge", f.id, dict(base, mode="script", edge={"id": f.id, "what": kind},
                                                  seed=1, iterations=max(2, base.get("iterations", 1)),
                                                  timeout_s=max(0.5, left))))
+            if via is not None:
+                room = MAX_EDGE_RUNS - sum(1 for k, _, _ in batch if k == "edge")
+                batch.extend(("edge", key, req) for key, req in via.edge_requests(script, base, left, room))
             mo_keys: set = set()
             for f in findings:
                 if not self._wants_model_only(f, script):
@@ -428,6 +440,8 @@ class LiveService:
                     v.data.setdefault("output_tail", "\n".join(out.rstrip().splitlines()[-5:])[-1000:])
             report.verdicts[f.id] = v
             modes.add(v.mode)
+        if via is not None:
+            report.via = via.decide(script, edges, timeout, self.memory_mb)
         run["mode"] = "script" if "script" in modes or not modes else ("model-only" if "model-only" in modes
                                                                         else "none")
         run["status"] = script.get("status")

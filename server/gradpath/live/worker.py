@@ -62,6 +62,7 @@ def _load_sibling(name: str):
 _flowtable = _load_sibling("flowtable")  # the gradient-flow table (one row per parameter tensor)
 _probe_values = _load_sibling("probe_values")  # where a probed value came from (may the edge run force it?)
 _leftovers = _load_sibling("leftovers")  # gradients not cleared between iterations, per optimizer
+_modhook = _load_sibling("modhook")  # probes and line marks in the project modules the script imports
 STRUCTURAL_ITER_ATTRS = {"parameters", "named_parameters", "modules", "named_modules", "children",
                          "named_children", "buffers", "named_buffers", "param_groups", "state_dict",
                          "values", "items", "keys"}
@@ -1931,6 +1932,7 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
     status = "ok"
     exc_info = None
     mo_info = None
+    hook = run_exc = None
     try:
         torch.set_num_threads(1)
         torch.manual_seed(int(req.get("seed") or 0))  # the edge runs use another seed (see probe_values)
@@ -1951,6 +1953,8 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         result["probe_sites"] = {k: _segment(source, v) for k, v in sites.items() if v}
         obs.install()
         install_guards(torch, obs, tmp, script_dir)
+        hook = _modhook.ModuleHook(req.get("modules") or [], obs, rewrite)
+        hook.install()
         try:
             os.chdir(script_dir)
         except OSError:  # an unsaved buffer or a deleted folder: run from the temp folder
@@ -1958,6 +1962,9 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         here = os.path.dirname(os.path.abspath(__file__))
         sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
         sys.path.insert(0, script_dir)
+        for extra in req.get("sys_path") or []:  # the folders the project's modules are named from (src/)
+            if extra not in sys.path:
+                sys.path.insert(1, extra)
         sys.argv = [path]
         main = types.ModuleType("__main__")
         main.__file__ = path
@@ -2006,6 +2013,7 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         result["exec_ms"] = round((time.monotonic() - t1) * 1000, 1)
     except BaseException as exc:  # noqa: BLE001 - everything the user code does is an observation
         signal.setitimer(signal.ITIMER_REAL, 0)
+        run_exc = exc
         status = _classify(exc, obs, memory_mb)
         if status != "ok":
             exc_info = _exc_info(exc, path)
@@ -2021,6 +2029,11 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         result.update(obs.summary())
     except BaseException as exc:  # noqa: BLE001
         result["summary_error"] = repr(exc)
+    if req.get("modules"):
+        try:
+            result["module_obs"] = hook.summary(run_exc)
+        except BaseException as exc:  # noqa: BLE001
+            result["module_obs_error"] = repr(exc)
     try:
         if not req.get("edge"):  # (an edge run forces a value: its table would show nothing of the step)
             result["flow"] = dict(_flowtable.build(obs), mode=req.get("mode", "script"))
