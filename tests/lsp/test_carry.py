@@ -45,6 +45,7 @@ def test_typing_on_the_same_line_after_the_range_keeps_it():
 def test_an_edit_inside_or_continuing_the_range_drops_it():
     assert move_findings([_finding()], TEXT, TEXT.replace("softmax(-1)", "softmax(-2)")) == []
     assert move_findings([_finding()], TEXT, TEXT.replace("softmax(-1)", "softmax(-1).t")) == []
+    assert move_findings([_finding()], TEXT, TEXT.replace("return self", "return not_self")) == []
     # its related range in this file (the `f` of def f) touched: dropped too
     assert move_findings([_finding()], TEXT, TEXT.replace("def f(", "def g(")) == []
 

@@ -86,8 +86,11 @@ class Move:
         # a pure insertion: inside the range, or right after its end continuing the expression
         if a < self.p < b:
             return True
-        return self.p == b and a < b and bool(self.inserted) and (self.inserted[0].isalnum()
-                                                                   or self.inserted[0] in "_.([")
+        if not self.inserted or a == b:
+            return False
+        if self.p == b and (self.inserted[0].isalnum() or self.inserted[0] in "_.(["):
+            return True
+        return self.p == a and (self.inserted[-1].isalnum() or self.inserted[-1] in "_.")
 
     def span(self, span: Span) -> Span | None:
         """The span moved onto the new text; None when the edit touches it."""
@@ -96,8 +99,9 @@ class Move:
         if self.touches(span):
             return None
         a, b = self._offset(span.line, span.col), self._offset(span.end_line, span.end_col)
-        a2 = a if a <= self.p else a + self.delta
-        b2 = b if b <= self.p else b + self.delta
+        # text inserted right where the range starts goes before it; right where it ends, after it
+        a2 = a if a < self.p else a + self.delta
+        b2 = a2 if a == b else (b if b <= self.p else b + self.delta)
         (l1, c1), (l2, c2) = self._position(a2), self._position(b2)
         return Span(l1, c1, l2, c2)
 
