@@ -545,7 +545,7 @@ class Linker:
                 if not sm:
                     continue
                 for fq, fn in sm["functions"].items():
-                    for loss_vd, model_vd, inp_sp, loss_sp, flags, elt in fn["loss_uses"]:
+                    for loss_vd, model_vd, inp_sp, loss_sp, flags, elt, *_extra in fn["loss_uses"]:
                         lv = self.eval(loss_vd, p)
                         kind = self.loss_kind(lv)
                         if kind is None:
@@ -599,7 +599,7 @@ class Linker:
                 if not sm:
                     continue
                 for fn in sm["functions"].values():
-                    for loss_vd, sp, flags, data in fn["backwards"]:
+                    for loss_vd, sp, flags, data, *_call in fn["backwards"]:
                         if not loss_vd or loss_vd[0] != "call":
                             continue
                         for v in self.eval(loss_vd[1], p):

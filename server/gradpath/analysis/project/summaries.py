@@ -30,7 +30,7 @@ import ast
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 14
+SCHEMA = 15
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -209,7 +209,8 @@ class _Fn:
         self.ret_nodes: list = []
         self.ret_act = None
         self.ret_cut = None
-        self.backwards: list = []  # [loss vd, span]
+        self.ret_sub = None
+        self.backwards: list = []  # [loss vd, span, flags, arg data, span of the loss call or None]
         self._depth = 0
         self._elt = None  # set by _model_call_of: which element of the model's result
         stmts = node.body if node is not None else [st for st in body_owner.body]
@@ -447,7 +448,8 @@ class _Fn:
             if kind == "train" and c.args and isinstance(c.args[0], ast.Constant) and c.args[0].value is False:
                 kind = "eval"
             if kind == "backward":
-                self.backwards.append([self.vd(f.value), sp, flags, self._arg_data(f.value)])
+                self.backwards.append([self.vd(f.value), sp, flags, self._arg_data(f.value),
+                                       self._bound_call_span(f.value, c)])
                 self.effects.append(["backward", self._effect_key(f.value), sp, flags])
                 return
             if kind == "step" and c.args:
@@ -471,8 +473,12 @@ class _Fn:
             models = self._model_calls_of(inp)
             loss = self.vd(f) if models else None
             if loss is not None:
+                # what the call passes (a loss function's defaults), and which arguments are plain data
+                extra = {"passed": None if any(isinstance(a, ast.Starred) for a in c.args)
+                         or any(k.arg is None for k in c.keywords) else [len(c.args), [k.arg for k in c.keywords]],
+                         "data": [self._is_data(a) for a in c.args]}
                 for model, elt in models:
-                    self.loss_uses.append([loss, model, _span(self.s.src, inp), sp, flags, elt])
+                    self.loss_uses.append([loss, model, _span(self.s.src, inp), sp, flags, elt, extra])
         # logs/sqrt of a parameter (loss modules' forward)
         if q in ("torch.log", "torch.sqrt", "torch.log2", "torch.log10") and c.args \
                 and isinstance(c.args[0], ast.Name) and c.args[0].id in self.params:
@@ -507,6 +513,21 @@ class _Fn:
         passed = None if any(isinstance(a, ast.Starred) for a in c.args) or any(k.arg is None for k in c.keywords) \
             else [len(c.args), [k.arg for k in c.keywords]]
         self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys, passed])
+
+    def _bound_call_span(self, node, at):
+        """The span of the call a backwarded value is exactly (`loss = crit(out, y); loss.backward()`,
+        `crit(out, y).backward()`): links a backward to the loss call it runs on. A name bound several
+        times (two loops reusing `loss`) is read from its last binding before the backward."""
+        if isinstance(node, ast.Name):
+            vals = self.assign_nodes.get(node.id) or []
+            if any(v is None or self._rebinds(v, node.id) for v in vals):
+                return None
+            pos = (at.lineno, at.col_offset)
+            before = [v for v in vals if isinstance(v, ast.AST) and (v.lineno, v.col_offset) < pos]
+            if not before:
+                return None
+            node = max(before, key=lambda v: (v.lineno, v.col_offset))
+        return _span(self.s.src, node) if isinstance(node, ast.Call) else None
 
     def _arg_data(self, node):
         """For `loss` bound to `helper(a, b)`: per argument, True when it is plain data (a loop
@@ -610,6 +631,9 @@ class _Fn:
             if len(kinds) == 1:
                 self.ret_act = acts[0]
                 self.ret_act["all"] = [a["span"] for a in acts]
+        subs = [self._sub_of(r) for r in self.ret_nodes]
+        if subs and all(x is not None for x in subs) and len({x[0] for x in subs}) == 1:
+            self.ret_sub = subs[0]  # forward returns `self.encoder(x)`: that submodule's output
         cuts = [self._cut_of(r) for r in self.ret_nodes]
         if cuts and all(c is not None and c[0] for c in cuts):
             self.ret_cut = {"spans": [sp for c in cuts for sp in c[0]],
@@ -647,6 +671,23 @@ class _Fn:
             # self.softmax(x) with self.softmax = nn.Softmax(1), or self.net(x) ending in nn.Softmax
             return {"layer": f.attr, "span": _span(src, node), "text": src.text_of(node),
                     "input": src.text_of(node.args[0]) if node.args else None, "act": None}
+        return None
+
+    def _sub_of(self, node, depth=0):
+        """[attr, span] when `node` is `self.<attr>(...)` (reshaped, or through a name bound once)."""
+        if depth > 3 or not self.cls:
+            return None
+        if isinstance(node, ast.Name):
+            vals = self.assign_nodes.get(node.id)
+            return self._sub_of(vals[0], depth + 1) if vals and len(vals) == 1 and vals[0] is not None else None
+        if not isinstance(node, ast.Call):
+            return None
+        f = node.func
+        if isinstance(f, ast.Attribute) and f.attr in SHAPE_METHODS:
+            return self._sub_of(f.value, depth + 1)
+        if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) and f.value.id == "self" \
+                and f.attr not in self.s.class_methods.get(self.cls, ()):
+            return [f.attr, _span(self.s.src, node)]
         return None
 
     def _cut_of(self, node):
@@ -713,9 +754,10 @@ class _Fn:
 
     def summary(self) -> dict:
         return {"params": self.params, "defaults": self._defaults(),
-                "nkwonly": len(self.node.args.kwonlyargs) if self.node is not None else 0, "effects": self.effects, "loss_uses": self.loss_uses,
+                "nkwonly": len(self.node.args.kwonlyargs) if self.node is not None else 0,
+                "effects": self.effects, "loss_uses": self.loss_uses,
                 "calls": self.calls, "logs": self.logs, "returns": self.returns, "ret_act": self.ret_act,
-                "ret_cut": self.ret_cut, "backwards": self.backwards,
+                "ret_cut": self.ret_cut, "ret_sub": self.ret_sub, "backwards": self.backwards,
                 "line": getattr(self.node, "lineno", 0)}
 
 

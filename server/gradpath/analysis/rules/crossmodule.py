@@ -9,6 +9,9 @@ the editor before the index is built) this module says nothing.
   softmax/sigmoid output -> on the log.
 - GP201: a function here returns a value cut from the graph (`.detach()`, `.data`, `.item()`), and
   a caller elsewhere calls `backward()` on its result -> on the cut.
+- GP201: a module class's `forward` here returns a cut value, and a loss elsewhere computed from
+  nothing but the output of a model whose output that is (the class, or a model returning this
+  submodule's output) is backwarded -> on the cut.
 """
 from __future__ import annotations
 
@@ -192,3 +195,59 @@ def cut_return_backwarded(ctx):
             if text.endswith(suffix) and "\n" not in text:
                 fixes.append(Fix(f"Remove `{suffix}`", False, (Edit(_span(cut), text[: -len(suffix)]),)))
         yield ctx.finding("GP201", _span(cut), msg, fixes=fixes, related=related, data={"cross_module": True})
+
+
+@rule("GP201")
+def cut_forward_backwarded(ctx):
+    """A module class's `forward` here returns a value cut from the graph, and a loss elsewhere is
+    computed from nothing but the output of a model whose output that is (the class itself, or a
+    model whose `forward` returns this submodule's output), with plain data for its other
+    arguments, and backwarded as it is: the single-file GP201 of a submodule's forward, on the cut."""
+    linked = linked_summary(ctx)
+    if linked is None or not linked[3]["classes"]:
+        return
+    project, path, lk, sm = linked
+    from gradpath.analysis.project.fed import backwarded_losses, cut_models, model_loss_uses
+    for cname in sorted(sm["classes"]):
+        fn = sm["functions"].get(f"{cname}.forward")
+        if not fn or not fn.get("ret_cut") or fn["ret_cut"]["live"] or not lk.is_module_class(path, cname):
+            continue
+        hits = []
+        for mp, mc, chain in cut_models(lk, path, cname):
+            if lk.forward_owner(mp, mc) is None:
+                continue
+            for use in model_loss_uses(lk).get((mp, mc), []):
+                if use["path"] == path or use["nograd"] or not use["only"]:
+                    continue
+                data = use["data"] or []
+                if len(data) < 2 or not all(data[1:]):
+                    continue  # a target that may carry a graph of its own (a teacher's output)
+                bws = backwarded_losses(lk).get((use["path"], tuple(use["loss"])))
+                if bws:
+                    hits.append((use, bws[0], (mp, mc), chain))
+        if not hits:
+            continue
+        hits.sort(key=lambda h: (h[0]["path"], h[1]))
+        use, bw, (mp, mc), chain = hits[0]
+        cut = fn["ret_cut"]["spans"][0]
+        text = ctx.src.text_in(_span(cut))
+        via = ""
+        if mc != cname:
+            via = f", which `{mc}` ({_rel(project, mp)}) returns as its output"
+        more = f" (and {len(hits) - 1} more)" if len(hits) > 1 else ""
+        msg = (f"`{cname}.forward` returns a value cut from the autograd graph (`{_short(text)}`){via}, and "
+               f"{_where(project, use['path'], bw)}{more} calls backward() on a loss computed from that output "
+               f"alone: PyTorch raises RuntimeError: element 0 of tensors does not require grad and does not "
+               f"have a grad_fn; drop the `.{text.rsplit('.', 1)[-1].split('(')[0]}` here")
+        related = []
+        for u, b, _m, _c in hits[:MAX_RELATED]:
+            related.append(Related(_span(b), "backward() on the loss is here", u["path"]))
+        related.append(Related(_span(use["input"]), f"the output of `{mc}` goes to the loss here", use["path"]))
+        for cp, csp in chain[:MAX_RELATED]:
+            related.append(Related(_span(csp), f"`{cname}`'s output is returned here", cp))
+        fixes = []
+        for suffix in (".detach()", ".data"):
+            if text.endswith(suffix) and "\n" not in text:
+                fixes.append(Fix(f"Remove `{suffix}`", False, (Edit(_span(cut), text[: -len(suffix)]),)))
+        yield ctx.finding("GP201", _span(cut), msg, fixes=fixes, related=related,
+                          data={"cross_module": True, "model": mc})
