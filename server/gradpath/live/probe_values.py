@@ -14,6 +14,8 @@ and carries no gradient is a constant of the program: forcing it to 0 would "con
                 tensor
     grad        True once the value was a tensor that requires grad (it depends on parameters)
     first       a small fingerprint of the first evaluation (to see whether later ones differ)
+    dim1_sum_min/max  for a tensor of 3 or more dimensions, its sums over dim 1 (a softmax over the
+                channels of an N, C, H, W output)
 """
 from __future__ import annotations
 
@@ -57,5 +59,12 @@ def note(rec: dict, value, torch) -> None:
                 rec["varies"] = True  # its elements differ: computed from data, not a filled constant
         rec.setdefault("varies", False)
         rec.setdefault("grad", False)
+        if kind == "tensor" and value.dim() >= 3 and value.shape[1] > 1 and value.is_floating_point():
+            # a softmax over the channel dimension (segmentation: N, C, H, W): sums over dim 1
+            with torch.no_grad():
+                s1 = value.detach().double().sum(1)
+                lo, hi = float(s1.min()), float(s1.max())
+            rec["dim1_sum_min"] = min(lo, rec.get("dim1_sum_min", lo))
+            rec["dim1_sum_max"] = max(hi, rec.get("dim1_sum_max", hi))
     except Exception as exc:  # pragma: no cover - an observation must not break the user's program
         rec["source_error"] = repr(exc)

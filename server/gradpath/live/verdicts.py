@@ -448,6 +448,10 @@ def probe_verdict(finding, obs: dict, edge: dict | None) -> Verdict:
                      and "value" in ev), None)
         loss_words = f"; loss = {fmt(loss)}" if loss is not None else ""
         if finding.code == "GP304":
+            d1_min, d1_max = num(rec.get("dim1_sum_min")), num(rec.get("dim1_sum_max"))
+            if d1_min is not None and abs(d1_min - 1) < 1e-3 and abs(d1_max - 1) < 1e-3 and rec.get("in_unit") and \
+                    not (rs_min is not None and abs(rs_min - 1) < 1e-3 and abs(rs_max - 1) < 1e-3):
+                rs_min, rs_max = d1_min, d1_max  # a softmax over the channels (dim 1) of an N, C, H, W output
             if rs_min is not None and abs(rs_min - 1) < 1e-3 and abs(rs_max - 1) < 1e-3 and rec.get("in_unit"):
                 return Verdict(CONFIRMED, "script", f"the loss input is already a probability distribution: every "
                                f"row sums to {fmt(rs_min)}, values in [{fmt(rec.get('min'))}, {fmt(rec.get('max'))}]"

@@ -157,10 +157,9 @@ class ViaPlan:
             v.data["why"] = why
         if v.verdict == V.NOT_RUN and script.get("status") == "ok":
             if not mo.get("loaded"):
-                v.evidence = (f"{name} ran to the end without importing {t.display} "
-                              f"(line {f.span.line} never ran)")
+                v.evidence = f"it finished without importing {t.display} (line {f.span.line} never ran)"
             elif not V.reached(view, f):
-                v.evidence = f"{name} imported {t.display} but line {f.span.line} never ran"
+                v.evidence = f"it imported {t.display}, but line {f.span.line} there never ran"
         exc = script.get("exception") or {}
         if v.verdict == V.NOT_RUN and exc and not mo.get("exception_lines") and exc.get("line"):
             v.evidence += f" ({name}, line {exc['line']})"
@@ -182,7 +181,7 @@ def module_view(obs: dict | None, path: str, finding, want: _Want, script_path: 
     probes = obs.get("probes") or {}
     rec, placed = None, {}
     use = probes.get(want.use_uid) if want.use_uid else None
-    if use and use.get("count"):
+    if use and use.get("count") and V.reached(view, finding):  # (else the loss got another model's output)
         rec = dict(use, line=f"{use.get('line')} of {os.path.basename(want.use_path or script_path)}")
         placed = {finding.id: (obs.get("probes_placed") or {}).get(want.use_uid)}
     elif want.module_uid:
@@ -191,6 +190,8 @@ def module_view(obs: dict | None, path: str, finding, want: _Want, script_path: 
             rec = dict(rec, line=f"{rec['line']} of {os.path.basename(path)}")
         if want.module_uid in (mo.get("probes_placed") or {}):
             placed = {finding.id: mo["probes_placed"][want.module_uid]}
+    if not mo.get("loaded"):  # the run never imported the module: no probe could be placed there
+        placed = {finding.id: None}
     view["probes"] = {finding.id: rec} if rec else {}
     view["probes_placed"] = placed
     view["probe_sites"] = {}  # (the worker knows the script's text only: no site text for a module)
