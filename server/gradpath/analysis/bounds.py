@@ -22,6 +22,7 @@ import ast
 import math
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 INF = math.inf
 
@@ -56,7 +57,12 @@ _EPS_NAME = re.compile(r"(?:^|_)(?:eps|epsilon)\d*$", re.IGNORECASE)
 
 def eps_named(name: str | None) -> bool:
     """`eps`, `self.eps`, `norm_eps`, `layer_norm_epsilon`, `EPS`: a guard by name."""
-    return bool(name) and bool(_EPS_NAME.search(name.rsplit(".", 1)[-1]))
+    return bool(name) and _eps_named(name)
+
+
+@lru_cache(maxsize=4096)  # (the dataflow asks this of every name it reads; bounded)
+def _eps_named(name: str) -> bool:
+    return bool(_EPS_NAME.search(name.rsplit(".", 1)[-1]))
 
 
 # -- ranges of values ------------------------------------------------------------------------------

@@ -471,6 +471,11 @@ class Flow:
         self._carries: dict = {}
         self._last_ev: dict = {}
         self._qns: dict = {}
+        self._dumps: dict = {}
+        # out_of_time() reads a CPU clock (a system call): asked every _TICK statements, and for
+        # good once it said yes
+        self._ticks = 0
+        self._stopped = False
 
     def _key(self, node) -> str | None:
         k = id(node)
@@ -502,7 +507,8 @@ class Flow:
         env = self._exec_body(module.body, {}, fr)
         self.module_env = env or {}
         for s in scopes[1:]:
-            if self.ctx.out_of_time():
+            if self._stopped or self.ctx.out_of_time():
+                self._stopped = True
                 break
             node = s.node
             self_val = self._self_val_for(s)
@@ -555,10 +561,21 @@ class Flow:
         for stmt in body:
             if env is None:
                 return None
-            if self.ctx.out_of_time():
+            if self._out_of_time():
                 return env
             env = self._exec(stmt, env, fr)
         return env
+
+    _TICK = 16
+
+    def _out_of_time(self) -> bool:
+        if self._stopped:
+            return True
+        self._ticks += 1
+        if self._ticks >= self._TICK:
+            self._ticks = 0
+            self._stopped = self.ctx.out_of_time()
+        return self._stopped
 
     def _exec(self, st: ast.stmt, env: dict, fr: _Frame) -> dict | None:
         if isinstance(st, (ast.Assign, ast.AnnAssign)):
@@ -1157,7 +1174,13 @@ class Flow:
         return v.kind == "number" and (v.shape == "pos" or v.eps_name) or v.shape == "pos" and v.kind == "number"
 
     def _same(self, a: ast.AST, b: ast.AST) -> bool:
-        return ast.dump(a) == ast.dump(b)
+        return self._dump(a) == self._dump(b)
+
+    def _dump(self, node: ast.AST) -> str:
+        d = self._dumps.get(id(node))
+        if d is None:
+            d = self._dumps[id(node)] = ast.dump(node)
+        return d
 
     def _is_max_of(self, rn: ast.AST, ln: ast.AST) -> bool:
         """`x - x.max(...)` / `x - x.amax(...)` / `x - torch.max(x, ...)[0]` / `.values`."""

@@ -47,9 +47,10 @@ def literal_of(node):
     return _NOTHING
 
 
-def call_literals(call: ast.Call, fn, skip_first: bool = False) -> dict:
+def call_literals(call: ast.Call, fn, skip_first: bool = False, cache: dict | None = None) -> dict:
     """Parameter name -> literal value for the literal arguments of `call` to `fn`
-    (`skip_first`: a method called through its instance, `self` is not in the call)."""
+    (`skip_first`: a method called through its instance, `self` is not in the call; `cache`: a
+    dict the caller keeps for one analysis, where what is computed per `fn` is kept)."""
     a = fn.args
     params = [p.arg for p in a.posonlyargs + a.args]
     if skip_first:
@@ -67,11 +68,20 @@ def call_literals(call: ast.Call, fn, skip_first: bool = False) -> dict:
             v = literal_of(kw.value)
             if v is not _NOTHING:
                 out[kw.arg] = v
-    _defaults_and_flags(call, fn, params, out)
+    _defaults_and_flags(call, fn, params, out, cache)
     return out
 
 
-def _defaults_and_flags(call: ast.Call, fn, params: list[str], out: dict) -> None:
+def _name_stores(fn) -> dict[str, int]:
+    """How many times each name is stored to anywhere in `fn` (nested defs included)."""
+    stores: dict[str, int] = {}
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            stores[n.id] = stores.get(n.id, 0) + 1
+    return stores
+
+
+def _defaults_and_flags(call: ast.Call, fn, params: list[str], out: dict, cache: dict | None = None) -> None:
     """Parameters the call leaves out keep their literal defaults (`test()` calling
     `_train_or_test(model, loader)` with `optimizer=None`), and flags the function computes from them
     first thing (`is_train = optimizer is not None`) are decided too."""
@@ -89,10 +99,13 @@ def _defaults_and_flags(call: ast.Call, fn, params: list[str], out: dict) -> Non
             out[name] = v
     if not out or not isinstance(fn.body, list):
         return
-    stores: dict[str, int] = {}
-    for n in ast.walk(fn):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-            stores[n.id] = stores.get(n.id, 0) + 1
+    if cache is None:
+        stores = _name_stores(fn)
+    else:
+        ck = ("stores", id(fn))
+        stores = cache.get(ck)
+        if stores is None:
+            stores = cache[ck] = _name_stores(fn)
     for st in fn.body:
         if isinstance(st, ast.Assign) and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name):
             name = st.targets[0].id

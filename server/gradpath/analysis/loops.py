@@ -208,6 +208,8 @@ class LoopFacts:
         self._call_lists: dict[int, list[ast.Call]] = {}
         self._module_name_set: set[str] | None = None
         self._kind_memo: dict[tuple, bool] = {}
+        self._dumps: dict[int, str] = {}  # id(if test) -> ast.dump of it
+        self._effects_cache: dict = {}  # per-function facts of effects.py (call_literals, element_params)
         self._build_index()
         relevant = self._relevant_scopes()
         self.units: list[Unit] = []
@@ -386,7 +388,10 @@ class LoopFacts:
             return
         if isinstance(st, ast.If):
             self._exprs(st.test, frames, scope, fn, depth, out)
-            cond = ("if", ast.dump(st.test))
+            d = self._dumps.get(id(st.test))
+            if d is None:
+                d = self._dumps[id(st.test)] = ast.dump(st.test)
+            cond = ("if", d)
             self._stmts(st.body, frames + ((IF, st, 0, cond),), scope, fn, depth, out)
             self._stmts(st.orelse, frames + ((IF, st, 1, cond),), scope, fn, depth, out)
         elif isinstance(st, (ast.For, ast.AsyncFor)):
@@ -643,7 +648,7 @@ class LoopFacts:
         """The callee's events for this call: branches its literal arguments rule out dropped
         (`set_mode("eval", models)`), and events on the elements of a list argument repeated for
         each element (`for m in models: m.eval()` with `[a, b]` -> `a.eval()`, `b.eval()`)."""
-        lits = effects.call_literals(call, target, skip_first=recv_key is not None)
+        lits = effects.call_literals(call, target, skip_first=recv_key is not None, cache=self._effects_cache)
         if lits:
             def alive(e):
                 for f in e.path:
@@ -655,7 +660,10 @@ class LoopFacts:
                             return False
                 return True
             inner = [e for e in inner if alive(e)]
-        elems = effects.element_params(target)
+        ek = ("elems", id(target))
+        elems = self._effects_cache.get(ek)
+        if elems is None:
+            elems = self._effects_cache[ek] = effects.element_params(target)
         if not elems:
             return inner
         a = target.args

@@ -34,6 +34,31 @@ def canonical(qn: str) -> str:
     return qn
 
 
+_STMT_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+_stmt_fields_of: dict = {}  # node type -> its fields that hold statements (or handlers/cases), in _fields order
+
+
+def _walk_statements(tree: ast.AST):
+    """The statements of `tree` (and the except handlers / match cases between them) in exactly the
+    order `ast.walk` visits them (breadth first, fields in order), without visiting expressions:
+    statements only ever sit under statements, handlers and cases, so leaving out the subtrees that
+    hold none keeps the relative order of the rest."""
+    from collections import deque
+    todo = deque([tree])
+    fields_of = _stmt_fields_of
+    while todo:
+        node = todo.popleft()
+        t = node.__class__
+        fields = fields_of.get(t)
+        if fields is None:
+            fields = fields_of[t] = tuple(f for f in t._fields if f in _STMT_FIELDS)
+        for name in fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                todo.extend(value)
+        yield node
+
+
 @dataclass
 class ClassInfo:
     name: str
@@ -54,7 +79,7 @@ class Symbols:
     @classmethod
     def build(cls, tree: ast.Module) -> "Symbols":
         s = cls()
-        for node in ast.walk(tree):
+        for node in _walk_statements(tree):
             if isinstance(node, ast.Import):
                 for a in node.names:
                     if a.asname:
