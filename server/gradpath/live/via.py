@@ -163,6 +163,9 @@ class ViaPlan:
         exc = script.get("exception") or {}
         if v.verdict == V.NOT_RUN and exc and not mo.get("exception_lines") and exc.get("line"):
             v.evidence += f" ({name}, line {exc['line']})"
+        before = f"before reaching line {f.span.line}:"
+        if before in v.evidence:
+            v.evidence = v.evidence.replace(before, f"before reaching line {f.span.line} of {t.display}:")
         if "(line None)" in v.evidence and exc.get("line"):
             v.evidence = v.evidence.replace("(line None)", f"({name}, line {exc['line']})")
         v.evidence = f"ran {name}: {v.evidence}"
