@@ -51,14 +51,43 @@ def root_of(path: Path, roots: list[str]) -> str | None:
     return best
 
 
-def build_projects(roots: list[str], excluded, use_cache: bool = True) -> dict:
+def single_files(paths: list[str]) -> dict[str, list[str]]:
+    """Project root -> the files given in it, for the projects the command line names only through
+    files (a folder given checks its project whole). Those projects are built lazily: only the
+    modules the files' findings can depend on (analysis/project/lazy.py). GRADPATH_LAZY_INDEX=0
+    builds them whole (to compare)."""
+    if os.environ.get("GRADPATH_LAZY_INDEX", "1") == "0":
+        return {}
+    files: dict[str, list[str]] = {}
+    whole: set[str] = set()
+    for p in paths:
+        if not os.path.exists(p):
+            continue
+        r = str(project_root(p))
+        if os.path.isdir(p):
+            whole.add(r)
+        elif p.endswith(".py"):
+            files.setdefault(r, []).append(os.path.abspath(p))
+        else:
+            whole.add(r)  # a notebook: the project as a whole, as before
+    return {r: fs for r, fs in files.items() if r not in whole}
+
+
+def build_projects(roots: list[str], excluded, use_cache: bool = True,
+                   targets: dict[str, list[str]] | None = None) -> dict:
     """root -> Project, its summaries built (from the cache when the texts are known). `excluded`
-    (path -> bool) applies the project configuration's `exclude`."""
+    (path -> bool) applies the project configuration's `exclude`. `targets` (root -> files): for
+    those roots, only what the files need (see single_files)."""
     from gradpath.analysis.project import Project
     out = {}
     for r in roots:
         files = [str(f) for f in iter_python_files([r]) if not excluded(f)]
-        p = out[r] = Project(r, files, use_cache=use_cache).build()
+        if targets and targets.get(r):
+            from gradpath.analysis.project.lazy import build_for_files
+            p = out[r] = Project(r, files, use_cache=use_cache)
+            build_for_files(p, targets[r])
+        else:
+            p = out[r] = Project(r, files, use_cache=use_cache).build()
         lk = p.linker()  # linked once here: forked workers inherit the answers
         lk.loss_uses()
         lk.backward_callers()

@@ -4,6 +4,10 @@
 The disk file is JSON (never unpickled), written atomically (a temporary file, then rename). A file
 that is corrupt, truncated, written by another gradpath version or schema, or not ours at all is
 ignored and rewritten on the next save; nothing here raises to the caller.
+
+Layout: the header (magic, version, schema, root, the files' stats) on the first line, then one
+entry per line, so that a single-file check (analysis/project/lazy.py) decodes only the summaries of
+the modules it needs (`load(lazy=True)`): the rest stay undecoded text, written back as they were.
 """
 from __future__ import annotations
 
@@ -44,6 +48,9 @@ class SummaryCache:
         self._dirty = False
         self._loaded = False
         self.stats = {"hits": 0, "misses": 0, "disk_entries": 0, "disk_ignored": 0}
+        # lazy loading: the file's text and key -> (start, end) of each undecoded entry's JSON
+        self._raw: str = ""
+        self._spans: dict[str, tuple[int, int]] = {}
 
     @property
     def path(self) -> str | None:
@@ -52,12 +59,25 @@ class SummaryCache:
         h = hashlib.sha1(self.root.encode("utf-8", "surrogatepass")).hexdigest()[:20]
         return os.path.join(self.folder, h + ".json")
 
-    def load(self) -> None:
+    def load(self, lazy: bool = False) -> None:
+        """Read the disk file. `lazy`: decode the header now and each entry when it is first asked
+        for (falls back to a whole load for a file in another layout)."""
         if self._loaded or not self.use_disk:
             self._loaded = True
             return
         self._loaded = True
         p = self.path
+        if lazy:
+            try:
+                with open(p, "r", encoding="utf-8") as fh:
+                    text = fh.read()
+            except FileNotFoundError:
+                return
+            except (OSError, UnicodeDecodeError):
+                text = None
+            if text is not None and self._load_lazy(text):
+                return
+            self._dirty = True  # another layout: written again in this one
         try:
             with open(p, "r", encoding="utf-8") as fh:
                 data = json.load(fh)
@@ -86,10 +106,62 @@ class SummaryCache:
                     if isinstance(v, list) and len(v) == 3 and isinstance(v[2], str) and v[2] in self._mem:
                         self.files[k] = v
 
+    _HEAD_END = '"entries":{'
+
+    def _load_lazy(self, text: str) -> bool:
+        """The header decoded, the entries' places noted; False when the text is not in the
+        line-per-entry layout (the caller then loads it whole, which also judges it)."""
+        nl = text.find("\n")
+        if nl < 0 or not text.startswith("{") or not text[:nl].endswith(self._HEAD_END):
+            return False
+        try:
+            head = json.loads(text[:nl - len(self._HEAD_END)].rstrip().rstrip(",") + "}")
+        except (ValueError, RecursionError):
+            return False
+        if not (isinstance(head, dict) and head.get("magic") == MAGIC and head.get("version") == __version__
+                and head.get("schema") == SCHEMA and head.get("root") == self.root):
+            return False
+        spans: dict[str, tuple[int, int]] = {}
+        pos, n = nl + 1, len(text)
+        while pos < n:
+            end = text.find("\n", pos)
+            if end < 0:
+                end = n
+            if text.startswith('"', pos):
+                k_end = text.find('":', pos + 1)
+                if k_end < 0:
+                    return False
+                v_end = end - 1 if text[end - 1] == "," else end
+                spans[text[pos + 1:k_end]] = (k_end + 2, v_end)
+            pos = end + 1
+        with self._lock:
+            self._raw, self._spans = text, spans
+            self.stats["disk_entries"] = len(spans)
+            files = head.get("files")
+            if isinstance(files, dict):
+                for k, v in files.items():
+                    if isinstance(v, list) and len(v) == 3 and isinstance(v[2], str) and v[2] in spans:
+                        self.files[k] = v
+        return True
+
+    def _decode(self, key: str) -> bool:
+        """Decode one lazily loaded entry into memory (under the lock); True when it is usable."""
+        sp = self._spans.pop(key, None)
+        if sp is None:
+            return False
+        try:
+            v = json.loads(self._raw[sp[0]:sp[1]])
+        except (ValueError, RecursionError):
+            return False
+        if v is None or isinstance(v, dict) and v.get("schema") == SCHEMA:
+            self._mem.setdefault(key, v)
+            return True
+        return False
+
     def get(self, key: str):
         """(True, summary) when known (the summary may be None: the text did not parse)."""
         with self._lock:
-            if key in self._mem:
+            if key in self._mem or (key in self._spans and self._decode(key)):
                 self.stats["hits"] += 1
                 return True, self._mem[key]
         self.stats["misses"] += 1
@@ -120,17 +192,26 @@ class SummaryCache:
             return
         with self._lock:
             entries = {k: v for k, v in self._mem.items() if keep is None or k in keep}
-            files = {k: v for k, v in self.files.items() if v[2] in entries}
+            # entries of a lazy load never decoded: their text as it was read
+            raw = {k: self._raw[a:b] for k, (a, b) in self._spans.items()
+                   if (keep is None or k in keep) and k not in entries}
+            files = {k: v for k, v in self.files.items() if v[2] in entries or v[2] in raw}
             self._dirty = False
-        data = {"magic": MAGIC, "version": __version__, "schema": SCHEMA, "root": self.root, "entries": entries,
-                "files": files}
+        head = {"magic": MAGIC, "version": __version__, "schema": SCHEMA, "root": self.root, "files": files}
         p = self.path
         try:
             os.makedirs(os.path.dirname(p), exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".summaries-", suffix=".tmp", dir=os.path.dirname(p))
             try:
                 with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(data, fh, separators=(",", ":"))
+                    # one JSON document; the header on the first line, then one entry per line
+                    # (JSON strings never hold a raw newline)
+                    fh.write(json.dumps(head, separators=(",", ":"))[:-1] + "," + self._HEAD_END + "\n")
+                    items = [(k, json.dumps(v, separators=(",", ":"))) for k, v in entries.items()]
+                    items += list(raw.items())
+                    for i, (k, v) in enumerate(items):
+                        fh.write(json.dumps(k) + ":" + v + ("," if i < len(items) - 1 else "") + "\n")
+                    fh.write("}}\n")
                 os.replace(tmp, p)
             except BaseException:
                 try:
