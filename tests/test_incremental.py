@@ -269,3 +269,131 @@ def test_adopting_a_whole_file_result_replaces_the_base():
     assert ia._prev.raw is raw
     ia.adopt(text + "\n# other text\n", "t.py", Options(), None, None, raw)  # stale: ignored
     assert ia._prev.text == ia._prev.raw.src.text
+
+
+# -- script code: statements with their own def-use (analysis/script_state.py) ---------------------
+SCRIPT = '''import argparse
+import logging
+
+import torch
+import torch.nn as nn
+
+_logger = logging.getLogger("train")
+parser = argparse.ArgumentParser(description="train")
+group = parser.add_argument_group("optimizer")
+group.add_argument("--lr", type=float, default=0.1, help="learning rate {}".format(1))
+group.add_argument("--epochs", type=int, default=3)
+has_amp = hasattr(torch, "autocast")
+EPOCHS = 3
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 1)
+
+    def forward(self, x):
+        return self.head(self.body(x))
+
+
+def train(model, opt):
+    for _ in range(EPOCHS):
+        opt.zero_grad()
+        model(torch.randn(2, 4)).sum().backward()
+        opt.step()
+
+
+def main():
+    args = parser.parse_args()
+    model = Net()
+    opt = torch.optim.SGD(model.head.parameters(), lr=args.lr)
+    _logger.info("start")
+    train(model, opt)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _coupling_of(text):
+    from gradpath.analysis.script_state import coupling
+    src = SourceFile.parse(text)
+    regs = _regions(src.tree.body, 1, len(src.lines), src.lines)
+    return regs, coupling(regs)
+
+
+def test_parser_and_logger_statements_share_no_state():
+    regs, cp = _coupling_of(SCRIPT)
+    assert {n: cp.kinds[n] for n in ("_logger", "parser", "group", "has_amp", "EPOCHS", "Net", "torch")} == {
+        "_logger": "inert", "parser": "inert", "group": "inert", "has_amp": "immutable",
+        "EPOCHS": "immutable", "Net": "function", "torch": "import"}
+    first = {r.start: r for r in regs}
+    lines = SCRIPT.split("\n")
+    at = {name: next(i + 1 for i, s in enumerate(lines) if s.startswith(name)) for name in (
+        "_logger =", "parser =", 'group.add_argument("--lr"', "has_amp", "EPOCHS", 'if __name__', "def train",
+        "def main", "class Net")}
+    for name in ("_logger =", "parser =", 'group.add_argument("--lr"', "has_amp", "EPOCHS"):
+        assert id(first[at[name]]) in cp.independent, name
+        assert id(first[at[name]]) not in cp.stateful, name
+    # `main()` at module level runs main, and main runs train and builds Net, with the script's values
+    for name in ('if __name__', "def main", "def train", "class Net"):
+        assert id(first[at[name]]) in cp.stateful, name
+
+
+def test_an_edit_in_the_argument_parser_is_reanalysed_alone():
+    text = SCRIPT + generate(300, seed=4, idx=300)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    _check(ia, text.replace("default=0.1", "default=0.2", 1))
+    assert ia.stats.mode == "incremental", ia.stats
+    assert ia.stats.redone == 1 and ia.stats.analysed_lines < 40, ia.stats
+    # a name typed half-way (unknown to Python) still leaves the rest alone
+    _check(ia, text.replace('help="learning rate', 'help=floatq, x="learning rate', 1))
+    _check(ia, text)
+
+
+@pytest.mark.parametrize("stmt, stateful", [
+    ("torch.manual_seed(0)", True),  # global state of a library
+    ("torch.backends.cudnn.benchmark = True", True),  # a store into a module
+    ("cfg = Cfg()", True),  # an object the rules may read
+    ("cfg.accum_steps = 4", True),  # a mutation of it
+    ("LR = 0.1 * 2", False),
+    ("print('hello', len(sys.argv))", False),
+    ('parser.set_defaults(lr=0.5)', False),
+])
+def test_which_script_statements_share_state(stmt, stateful):
+    text = ("import argparse\nimport sys\nimport torch\n\n\nclass Cfg:\n    pass\n\n\n"
+            "parser = argparse.ArgumentParser()\ncfg = Cfg()\n" + stmt + "\n")
+    regs, cp = _coupling_of(text)
+    r = regs[-1]
+    assert (id(r) in cp.stateful) == stateful, (stmt, r.facts)
+    if stmt.startswith("cfg.accum"):
+        assert "cfg" in cp.defines[id(r)]  # whoever reads cfg is re-analysed with it
+
+
+def test_a_module_level_mutation_reaches_the_function_that_reads_it():
+    text = '''import torch
+
+
+class Cfg:
+    pass
+
+
+cfg = Cfg()
+cfg.accum_steps = 4
+
+
+def train(model, opt, loader):
+    for i, (x, y) in enumerate(loader):
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        if (i + 1) % cfg.accum_steps == 0:
+            opt.step()
+            opt.zero_grad()
+'''
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    for n in ("1", "2", "4"):
+        _check(ia, text.replace("cfg.accum_steps = 4", f"cfg.accum_steps = {n}"))

@@ -10,8 +10,12 @@ region: the region is recovered the way `SourceFile` recovers a whole file (the 
 
 Which findings can change? Those of the edited region and of every region that depends on it,
 transitively: a region depends on the regions that define a name it uses (a function calling a
-helper, a loop building a model class). All module-level code that is not a `def` or `class`
-("script") is treated as one unit, and a function with a `global` statement belongs to it. The
+helper, a loop building a model class). Module-level code that is not a `def` or `class`
+("script") is split into statements with their own def-use; those that share state (bind or
+mutate objects the rules read, call functions with the script's values) are re-analysed together
+with what reads those objects and what they reach, and a function with a `global` statement
+belongs to them (see `script_state.py`: an argument parser's `add_argument` lines and a logger are
+independent statements). A statement that mutates an object counts as defining its name. The
 rules run on a tree made of those regions, of what they depend on, and of the imports; their
 findings replace the old ones of those regions; every other region keeps its findings. When an
 edit adds or removes lines, regions whose findings mention positions after the edit are redone
@@ -35,6 +39,7 @@ from typing import Any
 from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
+from gradpath.analysis.script_state import StatementFacts, coupling, def_facts, statement_facts
 from gradpath.analysis.source import SourceFile, SyntaxProblem, normalize, split_lines
 
 log = logging.getLogger("gradpath.incremental")
@@ -56,6 +61,7 @@ class Region:
     uses: frozenset
     error: SyntaxProblem | None = None  # a syntax error recovered inside this region
     findings: list = field(default_factory=list)  # raw findings that start in this region
+    facts: StatementFacts | None = None  # what it binds, mutates and calls at module level
 
     @property
     def size(self) -> int:
@@ -325,7 +331,13 @@ def _regions(stmts: list, first: int, last: int, lines: list[str], recovered: bo
 
 def _region(start: int, end: int, stmts: list) -> Region:
     kind, defines, uses = _names(stmts)
-    return Region(start, end, stmts, kind, defines, uses)
+    if kind == "def":
+        facts = def_facts(stmts[0].name)
+    elif kind == "empty":
+        facts = None
+    else:
+        facts = statement_facts(stmts)
+    return Region(start, end, stmts, kind, defines, uses, facts=facts)
 
 
 def _names(stmts: list) -> tuple[str, frozenset, frozenset]:
@@ -460,26 +472,17 @@ def _assign(regions: list[Region], findings: list[Finding]) -> None:
             regions[i].findings.append(f)
 
 
-def _stateful(regions: list[Region], extra: tuple = ()) -> set[int]:
-    """Module-level code and every region that reads or writes a module-level variable: they
-    share state (a global model frozen in one function and optimised in another), so they are
-    re-analysed together."""
-    shared: set[str] = set()
-    for r in list(regions) + list(extra):
-        if r.kind == "script":
-            shared |= r.defines
-    return {id(r) for r in list(regions) + list(extra) if r.kind == "script" or (r.uses & shared)}
-
-
 def _dependents(regions: list[Region], fresh: list[Region], old: Region) -> set[int]:
-    """The fresh regions and every region that uses, transitively, a name they define (or the
-    replaced region defined). Stateful regions (see `_stateful`) count as one."""
+    """The fresh regions and every region that uses, transitively, a name they define or mutate (or
+    the replaced region defined). Regions that share state (see `script_state.coupling`) count as
+    one."""
+    cp = coupling(list(regions) + [old])
+    stateful, defines = cp.stateful, cp.defines
     redo = {id(r) for r in fresh}
-    names = set(old.defines)
-    stateful = _stateful(regions, (old,))
+    names = set(defines.get(id(old), old.defines))
     group = id(old) in stateful or any(id(r) in stateful for r in fresh)
     for r in fresh:
-        names |= r.defines
+        names |= defines.get(id(r), r.defines)
     changed = True
     while changed:
         changed = False
@@ -488,7 +491,7 @@ def _dependents(regions: list[Region], fresh: list[Region], old: Region) -> set[
                 continue
             if (group and id(r) in stateful) or (r.uses & names):
                 redo.add(id(r))
-                names |= r.defines
+                names |= defines.get(id(r), r.defines)
                 if id(r) in stateful:
                     group = True
                 changed = True
@@ -496,15 +499,16 @@ def _dependents(regions: list[Region], fresh: list[Region], old: Region) -> set[
 
 
 def _closure(regions: list[Region], seeds: set[int]) -> set[int]:
-    """The seed regions and every region they depend on, transitively (a region defining a name
-    a member uses; all stateful regions once one is in)."""
+    """The seed regions and every region they depend on, transitively (a region defining or
+    mutating a name a member uses; all regions that share state once one is in)."""
     out = set(seeds)
+    cp = coupling(regions)
     by_name: dict[str, list[Region]] = {}
     for r in regions:
         if r.kind in ("def", "script"):
-            for n in r.defines:
+            for n in cp.defines.get(id(r), r.defines):
                 by_name.setdefault(n, []).append(r)
-    stateful = _stateful(regions)
+    stateful = cp.stateful
     todo = [r for r in regions if id(r) in out]
     group_in = False
     while todo:
