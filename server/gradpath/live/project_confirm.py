@@ -44,8 +44,9 @@ def display_of(path: str) -> str:
 
 
 class Planner:
-    def __init__(self, reports: list, named: set[str]):
+    def __init__(self, reports: list, named: set[str], display=None):
         self.reports = reports
+        self.display = display or display_of  # how a script not among the reports is named
         self.named = named  # realpaths of the files named on the command line
         self.graphs: dict[int, reach.ImportGraph] = {}
         self.texts = {os.path.abspath(str(r.path)): r.text for r in reports}
@@ -65,7 +66,7 @@ class Planner:
             return None
         g = self.graphs.get(id(project))
         if g is None:
-            g = self.graphs[id(project)] = reach.ImportGraph(project)
+            g = self.graphs[id(project)] = reach.graph_of(project)
         return g
 
     def plan(self) -> list[Job]:
@@ -107,7 +108,7 @@ class Planner:
     def _job_for(self, script: str, jobs: dict, order: list) -> Job:
         job = jobs.get(script)
         if job is None:
-            job = jobs[script] = Job(script, self.text_of(script) or "", display_of(script))
+            job = jobs[script] = Job(script, self.text_of(script) or "", self.display(script))
             order.append(script)
         return job
 
@@ -185,8 +186,8 @@ def run_job(svc, planner: Planner, job: Job, timeout: float, outcome: Outcome, o
     outcome.runs.append((job, run, live))
 
 
-def confirm_reports(svc, reports: list, named: set[str], timeout: float) -> Outcome:
-    planner = Planner(reports, named)
+def confirm_reports(svc, reports: list, named: set[str], timeout: float, display=None) -> Outcome:
+    planner = Planner(reports, named, display)
     outcome = Outcome()
     jobs = planner.plan()
     for key, reason in planner.no_script.items():
@@ -201,3 +202,38 @@ def confirm_reports(svc, reports: list, named: set[str], timeout: float) -> Outc
         for job in more:
             run_job(svc, planner, job, timeout, outcome, own=False)
     return outcome
+
+
+# -- the editor: the live step for one open document ---------------------------------------------------
+def confirm_document(svc, project, path: str, text: str, findings: list, timeout: float):
+    """The editor's live command on a module (`models/net.py`): the same selection as the CLI. Returns
+    a LiveReport: verdicts keyed by finding id, `run` the first script's run (with "for" and
+    "scripts", every script run) or, when no script reaches the module, a run that says so."""
+    from types import SimpleNamespace
+
+    from gradpath.live.service import LiveReport
+    path = os.path.abspath(path)
+
+    def display(p: str) -> str:  # relative to the project's folder (the server's cwd means nothing)
+        rel = os.path.relpath(p, project.root)
+        return p if rel.startswith("..") else rel
+
+    rep = SimpleNamespace(path=path, text=text, display=display(path),
+                          result=SimpleNamespace(findings=list(findings)),
+                          resolver=SimpleNamespace(project=project))
+    outcome = confirm_reports(svc, [rep], set(), timeout, display)
+    verdicts = {fid: v for (p, fid), v in outcome.verdicts.items() if p == path}
+    if outcome.runs:
+        run = dict(outcome.runs[0][1])
+        run["scripts"] = [r.get("path") for _j, r, _l in outcome.runs]
+    else:
+        reasons = sorted({v.evidence for v in verdicts.values()})
+        run = {"path": path, "mode": "none", "status": "not-run", "scripts": [],
+               "error": {"message": reasons[0] if reasons else "no script reaches this module"}}
+    return LiveReport(verdicts=verdicts, run=run)
+
+
+def runs_via_scripts(path: str | None, text: str, project) -> bool:
+    """Does the live command on this document run other scripts (it is a module of a project)?"""
+    return bool(path) and project is not None and os.path.abspath(path) in project.index.modules and \
+        not reach.is_runnable(path, text)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import ast
 import os
 import re
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -89,9 +90,16 @@ class ImportGraph:
 
     def __init__(self, project):
         self.project = project
+        self.generation = getattr(project, "generation", None)
         self.importers: dict[str, set[str]] = {}
         index = project.index
-        for p, sm in sorted(project.summaries.items()):
+        lock = getattr(project, "_lock", None)
+        if lock is not None:  # the editor's index thread may be updating the summaries
+            with lock:
+                items = sorted(project.summaries.items())
+        else:
+            items = sorted(project.summaries.items())
+        for p, sm in items:
             if not sm:
                 continue
             for qn in list(sm.get("imports", {}).values()) + list(sm.get("star", ())):
@@ -119,6 +127,21 @@ class ImportGraph:
                     todo.append(imp)
         chains.pop(path)
         return chains
+
+
+_GRAPHS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def graph_of(project) -> ImportGraph:
+    """The project's import graph, made again only when a summary changed (the editor asks often)."""
+    g = _GRAPHS.get(project)
+    if g is None or g.generation != getattr(project, "generation", None):
+        g = ImportGraph(project)
+        try:
+            _GRAPHS[project] = g
+        except TypeError:  # not weak-referenceable: no cache
+            pass
+    return g
 
 
 def _rel(path: str, root: str) -> str:

@@ -3,7 +3,8 @@
 gradpath.confirm arguments: [uri] or [uri, findingId] (or [{"uri": ..., "findingId": ...}]).
   Refused with an error response (code -32803) when the workspace is untrusted or Gradpath is
   disabled: the server then never executes user code. Otherwise it runs the document's text once
-  through `gradpath.live.service.LiveService`, with work-done progress, stores the verdicts,
+  through `gradpath.live.service.LiveService` (a module of the workspace's project, `models/net.py`,
+  through the scripts that reach it: gradpath.live.project_confirm), with work-done progress, stores the verdicts,
   republishes the diagnostics (verdict in the message, evidence in relatedInformation and hover)
   and answers {"uri", "verdicts": {findingId: {verdict, mode, evidence}}, "run": {...}}.
 gradpath.checkWorkspace: analyses every *.py under the workspace folders that is not open and
@@ -80,8 +81,9 @@ class LiveManager:
         self.pool.submit(go)
 
     def run(self, settings, path: str, text: str, findings: list,
-            project_limits: tuple[float | None, int | None] = (None, None)) -> Any:
-        """Blocking: runs in self.pool. Editor settings win over the project's live limits."""
+            project_limits: tuple[float | None, int | None] = (None, None), project=None) -> Any:
+        """Blocking: runs in self.pool. Editor settings win over the project's live limits. A module
+        of a project (`models/net.py`) runs through the scripts that reach it (live/project_confirm)."""
         timeout = settings.live_timeout_s
         memory = settings.live_memory_mb
         if "live.timeoutSeconds" not in settings.raw and project_limits[0]:
@@ -89,6 +91,9 @@ class LiveManager:
         if "live.memoryMb" not in settings.raw and project_limits[1]:
             memory = int(project_limits[1])
         svc = self._get(settings.live_python, timeout, memory)
+        from gradpath.live import project_confirm
+        if project_confirm.runs_via_scripts(path, text, project):
+            return project_confirm.confirm_document(svc, project, path, text, findings, timeout)
         return svc.confirm(path, text, findings, timeout_s=timeout)
 
     def _close_locked(self):
@@ -194,8 +199,10 @@ async def confirm(ls, *args) -> dict:
             progress.report(f"{len(findings)} finding{'s' if len(findings) != 1 else ''} to confirm")
             loop = asyncio.get_running_loop()
             try:
+                project = ls.analyzer.projects.for_path(snap.path) if snap.path else None
                 report = await loop.run_in_executor(ls.live.pool, ls.live.run, settings, path,
-                                                    snap.text, findings, ls.analyzer.live_limits(snap.path))
+                                                    snap.text, findings, ls.analyzer.live_limits(snap.path),
+                                                    project)
             except CommandError:
                 raise
             except Exception as exc:

@@ -391,6 +391,10 @@ def build() -> GradpathServer:
         if ctx is None:
             return None
         lenses = lenses_mod.optimizer_lenses(ctx, st.snapshot, uri, ls.analyzer.encoding)
+        project = ls.analyzer.projects.for_path(st.snapshot.path) if st.snapshot.path else None
+        if project is not None and not lenses:  # a module: the lens names the script that runs for it
+            lenses = await loop.run_in_executor(ls.analyzer.pool, lenses_mod.module_lenses, st, uri,
+                                                ls.analyzer.encoding, project, lenses)
         return flow_mod.with_flow_lenses(st, lenses) or None
 
     @ls.feature(flow_mod.FLOW_REQUEST)
