@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass, field, replace as _dc_replace
+from dataclasses import dataclass, field, fields as _dc_fields, replace as _dc_replace
 from typing import Any, Iterable
 
 from gradpath.analysis import bounds, frameworks
@@ -187,6 +187,18 @@ class Val:
     rng: Any = None  # bounds.Rng of the elements (None: unknown, or what `shape` implies)
     dist: bool = False  # a distribution along some dim (softmax, a convex mix of them): sums to 1
 
+    def __init__(self, grad: int = U, **fields):
+        # Written by hand (dataclass keeps it): the generated __init__ of a frozen dataclass sets
+        # each of the 31 fields through object.__setattr__, 5x the cost, and the interpreter makes
+        # thousands of values per file. Same fields, same defaults (_VAL_DEFAULTS).
+        d = self.__dict__
+        d.update(_VAL_DEFAULTS)
+        d["grad"] = grad
+        if fields:
+            if not _VAL_FIELD_NAMES.issuperset(fields):
+                raise TypeError(f"Val() got unexpected arguments {sorted(set(fields) - _VAL_FIELD_NAMES)}")
+            d.update(fields)
+
     def primary_cut(self) -> "Cut | None":
         """The cut that took the graph away (its receiver had one), else the latest cut."""
         for c in self.cuts:
@@ -196,6 +208,10 @@ class Val:
 
     def has_reason(self) -> bool:
         return bool(self.cuts or self.nograd or self.const is not None)
+
+
+_VAL_DEFAULTS = {f.name: f.default for f in _dc_fields(Val)}
+_VAL_FIELD_NAMES = frozenset(_VAL_DEFAULTS)
 
 
 def replace(v: Val, **changes) -> Val:
