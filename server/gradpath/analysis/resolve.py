@@ -203,43 +203,15 @@ class Resolver:
     # -- imports of the importing file ---------------------------------------------------------
     @staticmethod
     def _imports(tree) -> dict[str, tuple[str, str, int]]:
-        out = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom):
-                mod = node.module or ""
-                if not node.level and mod.split(".")[0] in SKIP_TOP:
-                    continue
-                for a in node.names:
-                    if a.name != "*":
-                        out[a.asname or a.name] = (mod, a.name, node.level)
-        return out
+        return _tree_index(tree).imports
 
     @staticmethod
     def _module_aliases(tree) -> dict[str, str]:
-        out = {}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for a in node.names:
-                    if a.name.split(".")[0] in SKIP_TOP:
-                        continue
-                    out[a.asname or a.name] = a.name
-        return out
+        return _tree_index(tree).module_aliases
 
     @staticmethod
     def _attrs_used(tree, local: str) -> set[str]:
-        parts = local.split(".")
-        out = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and node.attr[:1].isupper():
-                chain, cur = [], node.value
-                while isinstance(cur, ast.Attribute):
-                    chain.append(cur.attr)
-                    cur = cur.value
-                if isinstance(cur, ast.Name):
-                    chain.append(cur.id)
-                    if list(reversed(chain)) == parts:
-                        out.add(node.attr)
-        return out
+        return _tree_index(tree).attrs.get(local, set())
 
     # -- the fast path -------------------------------------------------------------------------
     def _search_dirs(self, base_dir: str | None) -> list[str]:
@@ -439,3 +411,52 @@ class Resolver:
                     return None
                 return mp, n.line
         return None
+
+
+class _TreeIndex:
+    """What `enrich` reads of a tree, from one walk: `from m import a as b` imports, `import a.b as
+    c` aliases, and the capitalised attributes read through each dotted name (`models.Net`)."""
+    __slots__ = ("imports", "module_aliases", "attrs")
+
+    def __init__(self, tree):
+        self.imports: dict = {}
+        self.module_aliases: dict = {}
+        self.attrs: dict = {}
+        for node in ast.walk(tree):
+            t = type(node)
+            if t is ast.Attribute:
+                if not node.attr[:1].isupper():
+                    continue
+                chain, cur = [], node.value
+                while isinstance(cur, ast.Attribute):
+                    chain.append(cur.attr)
+                    cur = cur.value
+                if isinstance(cur, ast.Name):
+                    chain.append(cur.id)
+                    self.attrs.setdefault(".".join(reversed(chain)), set()).add(node.attr)
+            elif t is ast.ImportFrom:
+                mod = node.module or ""
+                if not node.level and mod.split(".")[0] in SKIP_TOP:
+                    continue
+                for a in node.names:
+                    if a.name != "*":
+                        self.imports[a.asname or a.name] = (mod, a.name, node.level)
+            elif t is ast.Import:
+                for a in node.names:
+                    if a.name.split(".")[0] in SKIP_TOP:
+                        continue
+                    self.module_aliases[a.asname or a.name] = a.name
+
+
+_INDEX_CACHE: list = []  # [(tree, _TreeIndex)]: the last few trees (enrich asks several times per tree)
+
+
+def _tree_index(tree) -> _TreeIndex:
+    for t, idx in _INDEX_CACHE:
+        if t is tree:
+            return idx
+    idx = _TreeIndex(tree)
+    _INDEX_CACHE.append((tree, idx))
+    if len(_INDEX_CACHE) > 4:
+        del _INDEX_CACHE[0]
+    return idx
