@@ -28,6 +28,7 @@ from gradpath.analysis.facts import key_of
 from gradpath.analysis.symbols import canonical, is_torch_module_qualname
 
 G, U, N = 2, 1, 0
+_Name = ast.Name
 
 # -- vocabulary ------------------------------------------------------------------------------------
 _CUT_METHODS = {"detach": ".detach()", "item": ".item()", "tolist": ".tolist()", "numpy": ".numpy()",
@@ -241,24 +242,47 @@ def _uniq(items: Iterable, limit: int = 6) -> tuple:
 
 def combine(vals: list[Val], node: ast.AST | None, shape: str | None = None, kind: str = "tensor") -> Val:
     """The value of an operation on `vals` (graph if any input has one)."""
-    vals = [v for v in vals if v is not None]
-    if not vals:
+    # one pass over the inputs for what most combinations need; the rest only when some input has
+    # something to carry (most values carry nothing)
+    live = []
+    grad = -1
+    carry = torchy = False
+    const = patched = None
+    for v in vals:
+        if v is None:
+            continue
+        live.append(v)
+        if v.grad > grad:
+            grad = v.grad
+        if v.cuts or v.nograd or v.model_calls or v.alts:
+            carry = True
+        if v.torchy:
+            torchy = True
+        if const is None and v.const is not None:
+            const = v.const
+        if patched is None and v.patched is not None:
+            patched = v
+    if not live:
         return Val(N, kind=kind, shape=shape, src=node)
-    grad = max(v.grad for v in vals)
+    vals = live
     origins = frozenset().union(*[v.origins for v in vals]) if grad == G else frozenset()
-    # (the generators only run when some input has something to carry: most values carry nothing)
-    cuts = _uniq(c for v in vals for c in v.cuts) if any(v.cuts for v in vals) else ()
-    nograd = (_uniq(n for v in vals for n in v.nograd) if any(v.nograd for v in vals) else ()) if grad == N else ()
-    const = next((v.const for v in vals if v.const is not None), None) if grad == N and not cuts and not nograd else None
-    patched = next((v for v in vals if v.patched is not None), None) if grad == N else None
-    mcalls = _uniq((c for v in vals for c in v.model_calls), 3) if any(v.model_calls for v in vals) else ()
     alts = []
-    if any(v.alts for v in vals):
-        for i, v in enumerate(vals):
-            if v.alts and all(o.grad == N for j, o in enumerate(vals) if j != i):
-                alts.extend(v.alts)
+    if carry:
+        cuts = _uniq(c for v in vals for c in v.cuts) if any(v.cuts for v in vals) else ()
+        nograd = (_uniq(n for v in vals for n in v.nograd) if any(v.nograd for v in vals) else ()) if grad == N else ()
+        mcalls = _uniq((c for v in vals for c in v.model_calls), 3) if any(v.model_calls for v in vals) else ()
+        if any(v.alts for v in vals):
+            for i, v in enumerate(vals):
+                if v.alts and all(o.grad == N for j, o in enumerate(vals) if j != i):
+                    alts.extend(v.alts)
+    else:
+        cuts = nograd = mcalls = ()
+    if not (grad == N and not cuts and not nograd):
+        const = None
+    if grad != N:
+        patched = None
     return Val(grad, kind=kind, origins=origins, cuts=cuts, nograd=nograd, const=const,
-               torchy=kind == "tensor" and any(v.torchy for v in vals),
+               torchy=kind == "tensor" and torchy,
                patched=patched.patched if patched else None,
                patch_kind=patched.patch_kind if patched else None,
                shape=shape, model_calls=mcalls, src=node, alts=_uniq(alts, 4) if alts else (),
@@ -481,6 +505,7 @@ class Flow:
         self.module_env: dict = {}
         self.loss_module_uses: dict = {}  # module key -> number of calls
         self._model_keys = {b.key for b in self.facts.models}
+        self._module_scope = self.facts.scopes[0]
         # per-node caches: the tree does not change while the flow runs, and loops / helper calls
         # evaluate the same nodes several times
         self._keys: dict = {}
@@ -939,21 +964,46 @@ class Flow:
     def ev(self, node: ast.AST | None, env: dict, fr: _Frame) -> Val:
         if node is None:
             return NONE
-        v = self._ev(node, env, fr)
+        if node.__class__ is _Name:
+            # (four expressions in ten are names: _ev's branch for them, without the call)
+            name = node.id
+            v = env.get(name)
+            if v is None:
+                v = self._lookup(name, node, env, fr)
+            if v is not None:
+                if "eps" in name.lower():
+                    v = self._eps_name_val(v, node)
+            else:
+                low = name.lower()
+                if "eps" in low or low in ("epsilon", "tiny", "delta"):
+                    v = Val(N, kind="number", shape="pos", eps_name=True, src=node)
+                else:
+                    v = Val(U, src=node)
+        else:
+            v = self._ev(node, env, fr)
         self._last_ev[id(node)] = v
+        return v
+
+    @staticmethod
+    def _eps_name_val(v: Val, node: ast.Name) -> Val:
+        """The value read through a name with `eps` in it (`v`: what the name is bound to)."""
+        if v.kind == "number" and not bounds.known_nonpositive(v):  # (an `eps` passed 0.0 guards nothing)
+            return replace(v, shape="pos", eps_name=True)
+        if v.grad == U and not v.torchy and bounds.eps_named(node.id) \
+                and bounds.rng_of(v) is None and v.kind in ("tensor", "number"):
+            # a parameter `eps` (no default): a guard by name
+            return Val(N, kind="number", shape="pos", eps_name=True, src=v.src or node)
         return v
 
     def _lookup(self, k: str, node: ast.AST, env: dict, fr: _Frame) -> Val | None:
         v = env.get(k)
         if v is not None:
             return v
-        scope = fr.scope
-        b = self.facts.model_at(k, scope, getattr(node, "lineno", None)) if k in self._model_keys else None
-        if b is None and k.startswith("self.") and fr.self_val is not None and fr.self_val.module_key not in (None, "self"):
-            b = None
-        if b is not None:
-            return self._module_val(b.value, k, b.cls)
-        if fr.scope is not self.facts.scopes[0]:
+        if k in self._model_keys:
+            b = self.facts.model_at(k, fr.scope, getattr(node, "lineno", None))
+            if b is not None:
+                return self._module_val(b.value, k, b.cls)
+        if fr.scope is not self._module_scope:
             mv = self.module_env.get(k)
             if mv is not None:
                 return mv
@@ -1217,8 +1267,7 @@ class Flow:
     # -- calls ---------------------------------------------------------------------------------
     def _call(self, node: ast.Call, env: dict, fr: _Frame) -> Val:
         func = node.func
-        qn = self._qn(func)
-        qn = canonical(qn) if qn else None
+        qn = self._qn(func) or None  # (Symbols.qualname gives canonical names already)
         k = self._key(func)
         # a name bound to a module, a local function, a class
         if k is not None:
