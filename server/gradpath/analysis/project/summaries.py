@@ -27,10 +27,11 @@ which parameters a call leaves to their defaults.
 from __future__ import annotations
 
 import ast
+import builtins
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 15
+SCHEMA = 16
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -80,6 +81,7 @@ class _Summarizer:
         self.defs: set[str] = set()
         self.globals: dict[str, list] = {}  # module-level name -> [vd, ...]
         self.class_methods: dict[str, set] = {}  # "@.Cls" -> its own method names
+        self.has_star = False
 
     # -- names ---------------------------------------------------------------------------------
     def qual(self, node) -> str | None:
@@ -108,6 +110,7 @@ class _Summarizer:
                 mod = ("." * node.level) + (node.module or "")
                 for a in node.names:
                     if a.name == "*":
+                        self.has_star = True
                         continue
                     sep = "" if mod.endswith(".") or not mod else "."
                     self.imports[a.asname or a.name] = f"{mod}{sep}{a.name}"
@@ -316,6 +319,8 @@ class _Fn:
                         return ["any", vs]  # one of these (if/else branches): the linker takes all
                 return None
             q = self.s.qual(node)
+            if q is None and self.s.has_star and node.id not in _BUILTINS:
+                q = "@." + node.id  # maybe from `from models import *`: the linker looks there
             return ["ref", q] if q else None
         if isinstance(node, ast.Attribute):
             if isinstance(node.value, ast.Name) and node.value.id == "self" and self.cls:
@@ -694,17 +699,19 @@ class _Fn:
         """Spans of the cuts when the returned value reaches its parameters only through
         .detach()/.data/.item(); None when it may carry a graph (or we cannot tell)."""
         cuts, live, live_params = [], [], set()
+        # a cut of the inputs or of what the function computed from them (`out = self.fc(x)` ... `out.detach()`)
+        inputs = set(self.params) | {k for k in self.assign_nodes if "." not in k}
 
         def visit(n, depth=0):
             if depth > 4 or isinstance(n, _Elt):
                 live.append(n)
                 return
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in CUTS:
-                if _names_in(n.func.value) & set(self.params):
+                if _names_in(n.func.value) & inputs:
                     cuts.append(_span(self.s.src, n))
                 return
             if isinstance(n, ast.Attribute) and n.attr == "data":
-                if _names_in(n.value) & set(self.params):
+                if _names_in(n.value) & inputs:
                     cuts.append(_span(self.s.src, n))
                 return
             if isinstance(n, ast.Name):
@@ -760,6 +767,8 @@ class _Fn:
                 "ret_cut": self.ret_cut, "ret_sub": self.ret_sub, "backwards": self.backwards,
                 "line": getattr(self.node, "lineno", 0)}
 
+
+_BUILTINS = frozenset(dir(builtins))
 
 _DATA_CTORS = {"torch.randn", "torch.rand", "torch.randint", "torch.zeros", "torch.ones", "torch.tensor",
                "torch.as_tensor", "torch.from_numpy", "torch.full", "torch.arange", "torch.empty"}
