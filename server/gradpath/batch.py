@@ -74,20 +74,26 @@ def single_files(paths: list[str]) -> dict[str, list[str]]:
 
 
 def build_projects(roots: list[str], excluded, use_cache: bool = True,
-                   targets: dict[str, list[str]] | None = None) -> dict:
+                   targets: dict[str, list[str]] | None = None, use_jedi: bool = False) -> dict:
     """root -> Project, its summaries built (from the cache when the texts are known). `excluded`
     (path -> bool) applies the project configuration's `exclude`. `targets` (root -> files): for
-    those roots, only what the files need (see single_files)."""
+    those roots, only what the files need (see single_files). `use_jedi` (--jedi): modules outside
+    the project that its imports name, on the interpreter's sys.path (project/external.py, bounded)."""
     from gradpath.analysis.project import Project
     out = {}
     for r in roots:
         files = [str(f) for f in iter_python_files([r]) if not excluded(f)]
+        need = None
         if targets and targets.get(r):
             from gradpath.analysis.project.lazy import build_for_files
             p = out[r] = Project(r, files, use_cache=use_cache)
-            build_for_files(p, targets[r])
+            need = build_for_files(p, targets[r])
         else:
             p = out[r] = Project(r, files, use_cache=use_cache).build()
+        if use_jedi:
+            from gradpath.analysis.project.external import add_externals
+            if add_externals(p, paths=sorted(need) if need is not None else None):
+                p.save_cache() if need is None else p.cache.save(keep=None)
         lk = p.linker()  # linked once here: forked workers inherit the answers
         lk.loss_uses()
         lk.backward_callers()

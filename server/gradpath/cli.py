@@ -175,7 +175,8 @@ def collect(args, warn=None, progress: bool = False) -> tuple[list[FileReport], 
         roots = batch.project_roots(args.paths)
         projects = batch.build_projects(
             roots, lambda f: configs.config_for(Path(f)).is_excluded(Path(f)),
-            use_cache=not getattr(args, "no_cache", False), targets=batch.single_files(args.paths))
+            use_cache=not getattr(args, "no_cache", False), targets=batch.single_files(args.paths),
+            use_jedi=use_jedi)
         jobs, cfgs = [], []
         for f in files:
             cfg = configs.config_for(f)

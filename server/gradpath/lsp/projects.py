@@ -61,6 +61,10 @@ class Projects:
         self._carried: dict[str, _Carried] = {}  # unit key -> cross-module findings kept while typing
         self._carry_lock = threading.Lock()
         self.rechecks = 0  # dependent files checked again after a summary changed
+        # set by every keystroke's analysis request: a background analysis of a closed file stops
+        # part way and is tried again once the open files are analysed (one GIL for both)
+        self._interrupt = threading.Event()
+        self.interrupted = 0  # background analyses stopped that way (for tests and logs)
 
     # -- lookups ---------------------------------------------------------------------------------
     def for_path(self, path: str | None):
@@ -134,6 +138,9 @@ class Projects:
                     loop.call_soon_threadsafe(progress.report, f"Indexing {n} modules ({i} done)",
                                               int(100 * i / max(1, n)))
             await loop.run_in_executor(self.pool, lambda: project.build(progress=step))
+            # modules outside the folder that its imports name (a sibling library on sys.path),
+            # bounded in count and time (analysis/project/external.py)
+            await loop.run_in_executor(self.pool, self._externals, project, root)
             await loop.run_in_executor(self.pool, project.linker().loss_uses)  # warm the linker
         self.by_root[root] = project
         log.info("indexed %d modules of %s (%d from the cache)", len(files), root, project.cache.stats["hits"])
@@ -148,6 +155,20 @@ class Projects:
         sites = await loop.run_in_executor(self.pool, self._candidates, project)
         await self._publish_closed(ls, project, sites)
 
+    def _externals(self, project, root: str) -> None:
+        from gradpath.analysis.project.external import add_externals
+        resolver = self.analyzer.resolvers.get(root)
+        try:
+            added = add_externals(project, sys_path=list(getattr(resolver, "sys_path", None) or []))
+        except Exception:
+            log.exception("external modules of %s", root)
+            return
+        if added:
+            log.info("%d modules outside %s linked (found on sys.path)", len(added), root)
+
+    def interrupt(self) -> None:
+        self._interrupt.set()
+
     def _give_way(self) -> None:
         """Runs in the index thread between modules: while an open file is being analysed, wait
         (up to a second), so the index never slows an opened file's diagnostics (one GIL)."""
@@ -156,6 +177,7 @@ class Projects:
         while waited < 1.0 and self._analysing():
             time.sleep(0.005)
             waited += 0.005
+        self._interrupt.clear()
 
     def _analysing(self) -> bool:
         try:
@@ -166,7 +188,8 @@ class Projects:
     def _candidates(self, project) -> list[str]:
         """Modules where a cross-module finding may land (see link.finding_sites)."""
         from gradpath.analysis.project.link import finding_sites
-        return sorted(finding_sites(project.linker()))
+        # never a module outside the folder (found on sys.path): not the user's to change here
+        return sorted(p for p in finding_sites(project.linker()) if not project.index.is_external(p))
 
     async def _publish_closed(self, ls, project, paths) -> None:
         from gradpath.lsp.scheduler import analyse_file
@@ -182,9 +205,19 @@ class Projects:
         from gradpath.lsp.notebook import Snapshot
         uri = from_fs_path(path)
         an = self.analyzer
-        if an.is_open(uri) or not os.path.isfile(path):
+        if an.is_open(uri) or not os.path.isfile(path) or self.for_path(path) is None:
             return
-        result = await loop.run_in_executor(self.pool, analyse_file, an, path, ls.settings.options)
+        for _attempt in range(50):
+            await loop.run_in_executor(self.pool, self._give_way)  # the open files' analyses go first
+            result = await loop.run_in_executor(self.pool, analyse_file, an, path, ls.settings.options,
+                                                self._interrupt)
+            if result is not None or not self._interrupt.is_set():
+                break
+            self.interrupted += 1  # a keystroke came: give way, then analyse this file again
+            await asyncio.sleep(0.05)
+        else:
+            log.info("%s: background analysis gave way 50 times; left for later", path)
+            return
         if result is None:
             return
         if not _has_cross_module(result.findings) and uri not in self.published:

@@ -23,6 +23,7 @@ class ModuleEntry:
     names: list[str] = field(default_factory=list)  # dotted names, most specific (package) first
     roots: list[str] = field(default_factory=list)  # the folder each name is relative to
     is_package: bool = False  # an __init__.py
+    external: bool = False  # outside the project, found on sys.path (project/external.py)
 
 
 class ProjectIndex:
@@ -79,6 +80,25 @@ class ProjectIndex:
             self.by_name.setdefault(name, []).append((path, r))
         return entry
 
+    def add_external(self, path: str, name: str) -> ModuleEntry | None:
+        """A module outside the project under the one dotted name it is imported by (found on the
+        interpreter's sys.path); a project module of that name keeps winning."""
+        path = os.path.abspath(path)
+        if path in self.modules or not name or not all(_IDENT_OK(x) for x in name.split(".")):
+            return self.modules.get(path)
+        is_pkg = os.path.basename(path) == "__init__.py"
+        base = os.path.dirname(path) if not is_pkg else os.path.dirname(os.path.dirname(path))
+        for _ in range(name.count(".")):
+            base = os.path.dirname(base)
+        entry = ModuleEntry(path, [name], [base], is_package=is_pkg, external=True)
+        self.modules[path] = entry
+        self.by_name.setdefault(name, []).append((path, base))
+        return entry
+
+    def is_external(self, path: str) -> bool:
+        e = self.modules.get(os.path.abspath(path))
+        return e is not None and e.external
+
     def remove(self, path: str) -> None:
         path = os.path.abspath(path)
         entry = self.modules.pop(path, None)
@@ -105,6 +125,11 @@ class ProjectIndex:
             return None
         if len(cands) == 1:
             return cands[0][0]
+        own = [c for c in cands if not self.modules[c[0]].external]
+        if own and len(own) < len(cands):
+            cands = own
+            if len(cands) == 1:
+                return cands[0][0]
         if from_path:
             here = os.path.dirname(os.path.abspath(from_path))
             best, best_len = None, -1
