@@ -138,9 +138,6 @@ class Projects:
                     loop.call_soon_threadsafe(progress.report, f"Indexing {n} modules ({i} done)",
                                               int(100 * i / max(1, n)))
             await loop.run_in_executor(self.pool, lambda: project.build(progress=step))
-            # modules outside the folder that its imports name (a sibling library on sys.path),
-            # bounded in count and time (analysis/project/external.py)
-            await loop.run_in_executor(self.pool, self._externals, project, root)
             await loop.run_in_executor(self.pool, project.linker().loss_uses)  # warm the linker
         self.by_root[root] = project
         log.info("indexed %d modules of %s (%d from the cache)", len(files), root, project.cache.stats["hits"])
@@ -154,17 +151,29 @@ class Projects:
                 self.analyzer.schedule(key, 0.0)
         sites = await loop.run_in_executor(self.pool, self._candidates, project)
         await self._publish_closed(ls, project, sites)
+        # then modules outside the folder that its imports name (a sibling library on sys.path),
+        # bounded in count and time (analysis/project/external.py); when some were linked, the
+        # open files and the finding sites again
+        if await loop.run_in_executor(self.pool, self._externals, project, root):
+            await loop.run_in_executor(self.pool, project.linker().loss_uses)
+            for key in list(self.analyzer.units):
+                path = uri_to_path(key)
+                if path and self.for_path(path) is project and self.analyzer.is_ours(key):
+                    self.analyzer.schedule(key, 0.0)
+            sites = await loop.run_in_executor(self.pool, self._candidates, project)
+            await self._publish_closed(ls, project, sites)
 
-    def _externals(self, project, root: str) -> None:
+    def _externals(self, project, root: str) -> bool:
         from gradpath.analysis.project.external import add_externals
         resolver = self.analyzer.resolvers.get(root)
         try:
             added = add_externals(project, sys_path=list(getattr(resolver, "sys_path", None) or []))
         except Exception:
             log.exception("external modules of %s", root)
-            return
+            return False
         if added:
             log.info("%d modules outside %s linked (found on sys.path)", len(added), root)
+        return bool(added)
 
     def interrupt(self) -> None:
         self._interrupt.set()
