@@ -76,12 +76,16 @@ def bench(repo: str, rel: str, repeat: int) -> None:
 
 
 def compare(repo: str, n: int) -> None:
-    """N files (every k-th training-looking file) checked alone, lazily and with the whole project."""
+    """N files (every k-th file with a backward call, a criterion or a module class) checked alone,
+    lazily and with the whole project."""
     tmp = tempfile.mkdtemp(prefix="gp-single-cmp-")
     root = os.path.join(tmp, os.path.basename(repo.rstrip("/")))
     shutil.copytree(repo, root)
     os.mkdir(os.path.join(root, ".git"))
     files = sorted(str(p) for p in Path(root).rglob("*.py") if ".git" not in p.parts)
+    # training-looking files and model classes first: where cross-module findings can land
+    files = [f for f in files if any(w in Path(f).read_text(errors="replace")
+                                     for w in (".backward(", "criterion", "(nn.Module)"))]
     step = max(1, len(files) // n)
     picked = files[::step][:n]
     cache = os.path.join(tmp, "cache")
