@@ -84,7 +84,8 @@ def test_no_script_reaches_a_package_nobody_runs():
 
 
 def test_order_is_deterministic_and_limited(tmp_path):
-    """Scripts that train come first, then the shorter chain, then the path; at most MAX_SCRIPTS."""
+    """Scripts that name the module's classes come first, then those that train, then the shorter
+    chain, then the path; at most MAX_SCRIPTS."""
     (tmp_path / "net.py").write_text("class Net:\n    pass\n")
     main = 'if __name__ == "__main__":\n    {}\n'
     files = {"z_train.py": "from net import Net\n" + main.format("Net().step()"),
@@ -99,9 +100,9 @@ def test_order_is_deterministic_and_limited(tmp_path):
     picks = reach.scripts_for(g, str(tmp_path / "net.py"), _finding())
     assert [os.path.basename(p.path) for p in picks] == ["b_train.py", "d_train.py", "z_train.py"]
     picks = reach.scripts_for(g, str(tmp_path / "net.py"), _finding(), limit=10)
-    assert [os.path.basename(p.path) for p in picks] == ["b_train.py", "d_train.py", "z_train.py", "c_far.py",
-                                                         "a_export.py"]
-    assert picks[3].why == "it imports helper.py -> net.py"
+    assert [os.path.basename(p.path) for p in picks] == ["b_train.py", "d_train.py", "z_train.py", "a_export.py",
+                                                         "c_far.py"]
+    assert picks[4].why == "it imports helper.py -> net.py"
 
 
 def test_is_runnable():

@@ -34,6 +34,9 @@ from typing import Callable, Iterable
 MAX_SCRIPTS = 3
 NOT_SCRIPTS = {"setup.py", "conftest.py", "noxfile.py", "fabfile.py", "__init__.py", "__main__.py"}
 _TRAINS = re.compile(r"\.backward\s*\(|\.step\s*\(|\.fit\s*\(|\btrainer\.train\s*\(|\btrain\s*\(")
+# what a script has at column 0 (checked before parsing: most modules of a big project have none)
+_TOP_LEVEL = re.compile(r"^(?:if\s.*__main__|for\s|while\s|async\s+for\s|with\s|[A-Za-z_][\w.]*\s*\(|await\s)",
+                        re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Pick:
 def script_kind(text: str | None) -> str | None:
     """"main" (an `if __name__ == "__main__":` block), "top-level" (loops or calls at module level),
     or None (a module: definitions, imports, constants)."""
-    if not text:
+    if not text or not _TOP_LEVEL.search(text):
         return None
     try:
         tree = ast.parse(text)
@@ -144,6 +147,18 @@ def graph_of(project) -> ImportGraph:
     return g
 
 
+def _defined_names(project, path: str) -> list[str]:
+    """Public classes and functions the module defines (from its summary)."""
+    sm = (getattr(project, "summaries", None) or {}).get(os.path.abspath(path)) or {}
+    out = []
+    for key in ("classes", "functions"):
+        for n in sm.get(key) or ():
+            n = str(n)  # (methods are "Class.method": not names a script would use)
+            if n.isidentifier() and not n.startswith("_") and len(n) > 2 and n not in out:
+                out.append(n)
+    return out[:50]
+
+
 def _rel(path: str, root: str) -> str:
     try:
         r = os.path.relpath(path, root)
@@ -170,25 +185,35 @@ def related_paths(finding, path: str) -> list[str]:
 def scripts_for(graph: ImportGraph, path: str, finding=None, text_of: Callable[[str], str | None] | None = None,
                 limit: int = MAX_SCRIPTS) -> list[Pick]:
     """The scripts to run so that the live step reaches `finding` in the module at `path`."""
-    text_of = text_of or _read
     root = graph.project.root
     path = os.path.abspath(path)
     kinds: dict[str, str | None] = {}
+    from_disk = text_of is None
 
     def kind(p: str) -> str | None:
         if p not in kinds:
-            kinds[p] = None if never_a_script(p) else script_kind(text_of(p))
+            kinds[p] = None if never_a_script(p) else (_disk_kind(p) if from_disk else script_kind(text_of(p)))
         return kinds[p]
+
+    if text_of is None:  # from the disk, remembered by stat (the editor's lens asks again and again)
+        def text_of(p: str) -> str | None:
+            c = _KINDS.get(p)
+            return c[3] if c else _read(p)
 
     ranked: list[tuple[tuple, Pick]] = []
     seen: set[str] = set()
+    names = _defined_names(graph.project, path)
 
-    def consider(p: str, tier: int, chain: list[str], why: str):
+    def consider(p: str, tier: int, chain: list[str], why):
         if p in seen or p == path or not kind(p):
             return
         seen.add(p)
+        why = why() if callable(why) else why
         t = text_of(p) or ""
-        ranked.append(((tier, not trains(t), len(chain), _rel(p, root)), Pick(p, why, tier)))
+        # a script that names the module's classes or functions (`DMoNPooling(...)`) before one that
+        # only imports a package that re-exports everything
+        mentions = bool(names) and any(re.search(rf"\b{re.escape(n)}\b", t) for n in names)
+        ranked.append(((tier, not mentions, not trains(t), len(chain), _rel(p, root)), Pick(p, why, tier)))
 
     others = related_paths(finding, path) if finding is not None else []
     for p in others:
@@ -197,19 +222,41 @@ def scripts_for(graph: ImportGraph, path: str, finding=None, text_of: Callable[[
         if not graph.holds(other):
             continue
         for p, chain in graph.importers_of(other).items():
-            consider(p, 1, chain, "it imports " + " -> ".join(_rel(c, root) for c in chain[1:])
+            consider(p, 1, chain, lambda chain=chain: "it imports " + " -> ".join(_rel(c, root) for c in chain[1:])
                      + " (the other end of the finding)")
     for p, chain in graph.importers_of(path).items():
-        consider(p, 2, chain, "it imports " + " -> ".join(_rel(c, root) for c in chain[1:]))
+        consider(p, 2, chain, lambda chain=chain: "it imports " + " -> ".join(_rel(c, root) for c in chain[1:]))
     ranked.sort(key=lambda x: x[0])
     return [pk for _, pk in ranked[:limit]]
+
+
+_KINDS: dict[str, tuple] = {}  # path -> (mtime_ns, size, kind, text when it is a script)
+
+
+def _disk_kind(path: str) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    c = _KINDS.get(path)
+    if c is not None and c[0] == st.st_mtime_ns and c[1] == st.st_size:
+        return c[2]
+    text = _read(path)
+    k = script_kind(text)
+    if len(_KINDS) > 50_000:
+        _KINDS.clear()
+    _KINDS[path] = (st.st_mtime_ns, st.st_size, k, text if k else None)
+    return k
 
 
 def is_runnable(path: str, text: str | None) -> bool:
     """Run the file itself (a script), or look for scripts that reach it (a module)?"""
     if not path.endswith(".py"):
         return True  # a notebook runs top to bottom
-    return not never_a_script(path) and script_kind(text) is not None
+    kind = script_kind(text)
+    if kind == "main":  # even under tests/: it is meant to be run (only never picked for others)
+        return os.path.basename(path) not in NOT_SCRIPTS
+    return not never_a_script(path) and kind is not None
 
 
 def no_script_reason(path: str, root: str) -> str:
