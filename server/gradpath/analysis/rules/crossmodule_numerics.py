@@ -8,15 +8,16 @@ modules the file holding the loss never sees that call, so its parameters stay u
 numerics rules stay quiet. Here the project model says who feeds the loss (project/fed.py): the
 dataflow of this file runs again with those loss functions also invoked on a model-output value (a
 graph, the softmax/sigmoid the model's forward ends in when known), and the in-file numerics rules
-read that flow. What they find beyond what they find on the plain flow is reported, on the
+read that flow (a copy of the file's own, with only the seeded calls run on it). What they find beyond what they find on the plain flow is reported, on the
 expression in this file, with related information at the loss call in the other module. Eps guards
 (`sqrt(x + eps)`, `/ (n + 1e-8)`, `clamp(min=...)`) keep them quiet exactly as in-file.
 """
 from __future__ import annotations
 
+import copy
 import os
 
-from gradpath.analysis.dataflow import G, Flow, Val, _Frame
+from gradpath.analysis.dataflow import G, Flow, Val, _Frame, flow
 from gradpath.analysis.findings import Related, Span
 from gradpath.analysis.project import linked_summary
 from gradpath.analysis.project.fed import fed_losses
@@ -25,19 +26,21 @@ from gradpath.analysis.rules import numerics, rule
 MAX_RELATED = 3
 
 
-class _SeededFlow(Flow):
-    """The file's flow, plus its loss functions invoked with what other modules pass them."""
-
-    seeds: list = []
-
-    def _run(self) -> None:
-        super()._run()
-        for scope, args, kwargs in self.seeds:
-            if self.ctx.out_of_time():
-                break
-            self_val = self._self_val_for(scope)
-            fr = _Frame(scope, scope.class_name, self_val, True, 0)
-            self._invoke(scope, scope.node, args, kwargs, {}, fr, self_val=self_val)
+def _seeded_flow(base: Flow, seeds: list) -> Flow:
+    """The file's flow, plus its loss functions invoked with what other modules pass them: a copy
+    of the file's own flow (its containers copied, so the rules reading the original see nothing of
+    this), on which only the seeded calls run."""
+    fl = copy.copy(base)
+    for k, v in list(vars(fl).items()):
+        if isinstance(v, (dict, list, set)):
+            setattr(fl, k, copy.copy(v))
+    for scope, args, kwargs in seeds:
+        if fl.ctx.out_of_time():
+            break
+        self_val = fl._self_val_for(scope)
+        fr = _Frame(scope, scope.class_name, self_val, True, 0)
+        fl._invoke(scope, scope.node, args, kwargs, {}, fr, self_val=self_val)
+    return fl
 
 
 class _Seeded:
@@ -115,10 +118,7 @@ def fed_loss_numerics(ctx):
         users[id(scope)] = (fq, uses)
     if not seeds:
         return
-    fl = _SeededFlow(ctx)
-    fl.seeds = seeds
-    fl._run()
-    seeded = _Seeded(ctx, fl)
+    seeded = _Seeded(ctx, _seeded_flow(flow(ctx), seeds))
     for check in (numerics.unsafe_division, numerics.sqrt_at_zero, numerics.unsafe_log):
         plain = {(f.code, f.span) for f in check(ctx)}
         for f in check(seeded):
