@@ -241,5 +241,7 @@ def test_the_next_script_is_tried_when_the_first_does_not_reach_the_line(tmp_pat
     assert f["live"]["evidence"].startswith("ran train.py: the loss input is already a probability distribution"), \
         f["live"]
     assert "(line 8 of engine.py)" in f["live"]["evidence"]
+    assert f["live"]["evidence"].endswith(" (first tried a_export.py: line 11 never ran)")
+    assert f["live"]["data"]["tried"] == ["a_export.py"]
     assert [(run["path"], run["for"]) for run in _runs(out)] == [("a_export.py", ["models/net.py"]),
                                                                  ("train.py", ["models/net.py"])]

@@ -126,8 +126,8 @@ class Planner:
         by_path = {os.path.abspath(str(r.path)): r for r in self.reports}
         for key, picks in self.picks.items():
             v = outcome.verdicts.get(key)
-            if v is None or v.data.get("reached") is not False:
-                continue
+            if v is None or v.data.get("reached") is not False or v.data.get("run_status") != "ok":
+                continue  # reached, or the script stopped early (a missing package, data): no other script
             done = tried.setdefault(key, [picks[0].path])
             nxt = next((p for p in picks if p.path not in done), None)
             if nxt is None:
@@ -170,10 +170,15 @@ def run_job(svc, planner: Planner, job: Job, timeout: float, outcome: Outcome, o
         prev = outcome.verdicts.get(key)
         if prev is not None and prev.verdict != V.NOT_RUN:
             continue
-        if prev is not None and prev.data.get("reached") is False and v.data.get("reached") is False:
-            v.data["tried"] = prev.data.get("tried", [prev.data.get("script")]) + [v.data.get("script")]
-            if prev.verdict == V.NOT_RUN and v.verdict == V.NOT_RUN:
-                v.evidence += f" (also tried: {', '.join(x for x in v.data['tried'][:-1] if x)})"
+        if prev is not None and prev.data.get("script"):
+            # a later script: the first one ran to the end without reaching the line
+            tried = prev.data.get("tried") or [prev.data["script"]]
+            if v.verdict == V.NOT_RUN and not v.data.get("reached"):
+                prev.data["tried"] = tried + [v.data.get("script")]
+                prev.evidence += f" (also tried {v.data.get('script')}: {_without_ran(v.evidence)})"
+                continue  # the best pick's verdict stays
+            v.data["tried"] = tried
+            v.evidence += "".join(f" (first tried {t}: line {key_line(key)} never ran)" for t in tried)
         outcome.verdicts[key] = v
     run = dict(live.run, path=job.display)
     if targets:
@@ -184,6 +189,16 @@ def run_job(svc, planner: Planner, job: Job, timeout: float, outcome: Outcome, o
                 outcome.verdicts.setdefault((t.path, f.id), V.Verdict(
                     V.NOT_RUN, "none", f"{job.display} has a syntax error; nothing can run", {}))
     outcome.runs.append((job, run, live))
+
+
+def _without_ran(evidence: str) -> str:
+    return evidence.split(": ", 1)[1] if evidence.startswith("ran ") and ": " in evidence else evidence
+
+
+def key_line(key: tuple) -> str:
+    """The line of a finding id `GP304:13:15`."""
+    parts = str(key[1]).split(":")
+    return parts[1] if len(parts) > 1 else "?"
 
 
 def confirm_reports(svc, reports: list, named: set[str], timeout: float, display=None) -> Outcome:

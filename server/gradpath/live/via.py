@@ -152,6 +152,7 @@ class ViaPlan:
         mo = (script.get("module_obs") or {}).get(t.path) or {}
         v.data["script"] = name
         v.data["reached"] = bool(V.reached(view, f))
+        v.data["run_status"] = script.get("status")
         why = self.why.get((t.path, f.id))
         if why:
             v.data["why"] = why
