@@ -341,11 +341,23 @@ def _join_envs(envs: list[dict | None], via: ast.AST | None, how: str = "branch"
     for e in live[1:]:
         if e is live[0]:
             continue
-        for k, v in e.items():
-            cur = out.get(k)
-            if cur is v:
-                continue
-            out[k] = v if cur is None else join(cur, v, via, how)
+        # the entries that differ (values compare by identity: Val and NoGrad have eq=False), found
+        # in C: most of an environment is the same object on both paths
+        try:
+            diff = e.items() - out.items()
+        except TypeError:  # pragma: no cover - an unhashable value: the plain loop
+            diff = e.items()
+        if not diff:
+            continue
+        new = e.keys() - out.keys()
+        for k, v in diff:
+            if k not in new:
+                cur = out[k]
+                out[k] = v if cur is None else join(cur, v, via, how)
+        if new:
+            for k in e:  # new names keep the order they have in `e`
+                if k in new:
+                    out[k] = e[k]
     return out
 
 
@@ -499,6 +511,7 @@ class Flow:
         self.events: list[Event] = []
         self._seen_events: set = set()
         self._fn_memo: dict = {}
+        self._memo_keep: list = []
         self._fwd_memo: dict = {}
         self._active: set = set()
         self.scope_by_node = {id(s.node): s for s in self.facts.scopes}
@@ -602,7 +615,10 @@ class Flow:
         for stmt in body:
             if env is None:
                 return None
-            if self._out_of_time():
+            if self._stopped:
+                return env
+            self._ticks += 1
+            if self._ticks >= self._TICK and self._out_of_time():
                 return env
             env = self._exec(stmt, env, fr)
         return env
@@ -610,12 +626,8 @@ class Flow:
     _TICK = 16
 
     def _out_of_time(self) -> bool:
-        if self._stopped:
-            return True
-        self._ticks += 1
-        if self._ticks >= self._TICK:
-            self._ticks = 0
-            self._stopped = self.ctx.out_of_time()
+        self._ticks = 0
+        self._stopped = self.ctx.out_of_time()
         return self._stopped
 
     def _exec(self, st: ast.stmt, env: dict, fr: _Frame) -> dict | None:
@@ -1434,7 +1446,8 @@ class Flow:
             # once per (class, attribute): it walks __init__ and every construction in the file
             memo = self.__dict__.setdefault("_default_modules", {})
             if (cls, attr) not in memo:
-                memo[(cls, attr)] = modelling.default_module(self.sym, self.ctx.tree, cls, attr)
+                memo[(cls, attr)] = modelling.default_module(self.sym, self.ctx.tree, cls, attr,
+                                                             self.__dict__.setdefault("_default_walks", {}))
             d = memo[(cls, attr)]
             if d is not None:  # `def __init__(self, loss=nn.CrossEntropyLoss())`: self.loss = loss
                 return self._module_val(d[0], key, d[1])
@@ -1835,6 +1848,9 @@ class Flow:
         finally:
             self._active.discard(id(fn))
         self._fn_memo[key] = out
+        # the key holds id()s of these values and of the no_grad context: kept alive with the memo,
+        # so that no later object can take one of those ids and hit this entry by accident
+        self._memo_keep.append((args, kwargs, self_val, ng))
         return out
 
 

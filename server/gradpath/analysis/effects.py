@@ -15,6 +15,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from gradpath.analysis.symbols import walk_statements
+
 EFFECT_METHODS = {"zero_grad": "zero_grad", "step": "step", "backward": "backward",
                   "manual_backward": "backward", "train": "train", "eval": "eval"}
 
@@ -158,7 +160,7 @@ def element_params(fn) -> dict[str, str]:
     if a.vararg:
         params.add(a.vararg.arg)
     out = {}
-    for n in ast.walk(fn):
+    for n in walk_statements(fn):  # (loops are statements: the same ones, in ast.walk's order)
         if not isinstance(n, (ast.For, ast.AsyncFor)):
             continue
         it, tgt = n.iter, n.target

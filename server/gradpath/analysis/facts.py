@@ -558,10 +558,17 @@ def _binds_locally(scope: Scope, key: str) -> bool:
     if a is not None and any(x.arg == head for x in a.posonlyargs + a.args + a.kwonlyargs
                              + [y for y in (a.vararg, a.kwarg) if y]):
         return True
-    for n in ast.walk(node):
-        if isinstance(n, ast.Global) and head in n.names:
-            return False
-    return any(isinstance(n, ast.Name) and n.id == head and isinstance(n.ctx, ast.Store) for n in ast.walk(node))
+    sets = scope.__dict__.get("_binding_sets")
+    if sets is None:
+        # one walk per scope (nested defs included, as before): names declared global, names stored
+        declared, stored = set(), set()
+        for n in ast.walk(node):
+            if isinstance(n, ast.Global):
+                declared.update(n.names)
+            elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                stored.add(n.id)
+        sets = scope.__dict__["_binding_sets"] = (declared, stored)
+    return head not in sets[0] and head in sets[1]
 
 
 def _target_pairs(targets, value) -> list[tuple[ast.AST, ast.AST]]:

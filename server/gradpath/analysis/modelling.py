@@ -74,10 +74,11 @@ def _added_later(facts, ctor: ast.Call) -> list:
 
 
 # -- module-valued constructor defaults ---------------------------------------------------------------
-def default_module(sym, tree, cls: str | None, attr: str):
+def default_module(sym, tree, cls: str | None, attr: str, cache: dict | None = None):
     """`self.<attr> = <param>` in `cls.__init__` where the parameter's default constructs a module
     (`loss=nn.CrossEntropyLoss()`) and no construction of `cls` in the file passes that parameter:
-    (the default's construction, its class qualname). None otherwise."""
+    (the default's construction, its class qualname). None otherwise. `cache`: a dict the caller
+    keeps for one analysis (the walks of each __init__ and of the file's calls are kept there)."""
     seen = set()
     while cls and cls in sym.classes and cls not in seen:
         seen.add(cls)
@@ -85,17 +86,30 @@ def default_module(sym, tree, cls: str | None, attr: str):
         init = next((n for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
                      and n.name == "__init__"), None)
         if init is not None:
-            got = _default_in(sym, tree, cls, init, attr)
+            got = _default_in(sym, tree, cls, init, attr, cache)
             if got is not None:
                 return got if got is not False else None
         cls = next((b for b in sym.classes[cls].bases if b in sym.classes), None)
     return None
 
 
-def _default_in(sym, tree, cls, init, attr):
+def _walked(cache: dict | None, key, compute):
+    if cache is None:
+        return compute()
+    got = cache.get(key)
+    if got is None:
+        got = cache[key] = compute()
+    return got
+
+
+def _default_in(sym, tree, cls, init, attr, cache=None):
     pname = None
-    for n in ast.walk(init):
-        if isinstance(n, ast.Assign) and len(n.targets) == 1 and key_of(n.targets[0]) == f"self.{attr}":
+    # (key, assignment) of the one-target assignments of __init__, in ast.walk order
+    assigns = _walked(cache, ("assigns", id(init)), lambda: [
+        (key_of(n.targets[0]), n) for n in ast.walk(init) if isinstance(n, ast.Assign) and len(n.targets) == 1])
+    target = f"self.{attr}"
+    for k, n in assigns:
+        if k == target:
             if isinstance(n.value, ast.Name):
                 if pname is not None and pname != n.value.id:
                     return False
@@ -115,17 +129,20 @@ def _default_in(sym, tree, cls, init, attr):
     if not is_torch_module_qualname(qn):
         return False
     index = next((i for i, a in enumerate(pos) if a.arg == pname), None)
-    if _passed_somewhere(sym, tree, cls, pname, index):
+    if _passed_somewhere(sym, tree, cls, pname, index, cache):
         return False
     return d, qn
 
 
-def _passed_somewhere(sym, tree, cls, pname, index) -> bool:
+def _passed_somewhere(sym, tree, cls, pname, index, cache=None) -> bool:
     """A construction of `cls` (or a subclass) passes the parameter, by keyword or position, or
     with *args/**kwargs."""
     from gradpath.analysis.modclass import class_chain
     subs = {c for c in sym.classes if cls in class_chain(sym, c)}
-    return any(_passes(n, subs, pname, index) for n in ast.walk(tree))
+    # (only calls of a plain name can construct a class of the file: see _passes)
+    calls = _walked(cache, ("named_calls", id(tree)), lambda: [
+        n for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)])
+    return any(_passes(n, subs, pname, index) for n in calls)
 
 
 def _passes(n, subs, pname, index) -> bool:

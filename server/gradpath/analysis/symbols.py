@@ -38,7 +38,7 @@ _STMT_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
 _stmt_fields_of: dict = {}  # node type -> its fields that hold statements (or handlers/cases), in _fields order
 
 
-def _walk_statements(tree: ast.AST):
+def walk_statements(tree: ast.AST):
     """The statements of `tree` (and the except handlers / match cases between them) in exactly the
     order `ast.walk` visits them (breadth first, fields in order), without visiting expressions:
     statements only ever sit under statements, handlers and cases, so leaving out the subtrees that
@@ -79,7 +79,7 @@ class Symbols:
     @classmethod
     def build(cls, tree: ast.Module) -> "Symbols":
         s = cls()
-        for node in _walk_statements(tree):
+        for node in walk_statements(tree):
             if isinstance(node, ast.Import):
                 for a in node.names:
                     if a.asname:
