@@ -66,3 +66,11 @@ def test_columns_count_characters_before_the_range_on_its_line():
     (g,) = move_findings([_finding()], TEXT, one)
     f = _finding()
     assert (g.span.col, g.span.end_col) == (f.span.col + 5, f.span.end_col + 5)
+
+
+def test_lone_carriage_returns_move_the_same_way():
+    new = TEXT.replace("class A:\n", "class A:\n    scale = 2\n")
+    want = move_findings([_finding()], TEXT, new)
+    got = move_findings([_finding()], TEXT.replace("\n", "\r"), new.replace("\n", "\r"))
+    crlf = move_findings([_finding()], TEXT.replace("\n", "\r\n"), new.replace("\n", "\r\n"))
+    assert got == want == crlf and want

@@ -55,7 +55,11 @@ def common_suffix(a: str, b: str, limit: int) -> int:
 
 
 class Move:
-    """The edit from `old` to `new`: old[p:old_end] became new[p:new_end]."""
+    """The edit from `old` to `new`: old[p:old_end] became new[p:new_end].
+
+    Positions are compared and moved as (line, column) pairs, found by counting newlines up to the
+    edit (no table of every line: a keystroke in a long file stays cheap); a text with a lone \r
+    line break takes character offsets and tables of line starts instead."""
 
     def __init__(self, old: str, new: str):
         self.same = old == new
@@ -64,33 +68,61 @@ class Move:
         self.p, self.old_end, self.new_end = p, len(old) - s, len(new) - s
         self.delta = self.new_end - self.old_end
         self.inserted = new[p:self.new_end]
-        self._old_starts = line_starts(old)
-        self._new_starts = line_starts(new)
-        self._old_len = len(old)
+        self._lines = old.count("\r") == old.count("\r\n") and new.count("\r") == new.count("\r\n")
+        if self._lines:
+            self._n_old = old.count("\n") + 1
+            self.P = self._pos(old, self.p)
+            self.E = self._pos(old, self.old_end)
+            self.N = self._pos(new, self.new_end)
+        else:
+            self._old_starts = line_starts(old)
+            self._new_starts = line_starts(new)
+            self._old_len = len(old)
+            self.P, self.E = self.p, self.old_end
 
-    def _offset(self, line: int, col: int) -> int | None:
+    @staticmethod
+    def _pos(text: str, off: int) -> tuple[int, int]:
+        return text.count("\n", 0, off) + 1, off - (text.rfind("\n", 0, off) + 1)
+
+    def _key(self, line: int, col: int):
+        if self._lines:
+            return None if line < 1 or line > self._n_old else (line, col)
         if line < 1 or line > len(self._old_starts):
             return None
         return min(self._old_starts[line - 1] + col, self._old_len)
 
-    def _position(self, off: int) -> tuple[int, int]:
+    def _moved(self, x) -> tuple[int, int]:
+        """An old position at or after the edit's end, on the new text."""
+        if self._lines:
+            if x[0] == self.E[0]:
+                return self.N[0], self.N[1] + x[1] - self.E[1]
+            return x[0] + self.N[0] - self.E[0], x[1]
+        off = x + self.delta
         i = bisect.bisect_right(self._new_starts, off) - 1
         return i + 1, off - self._new_starts[i]
 
+    def _kept(self, x) -> tuple[int, int]:
+        """An old position before the edit, on the new text (unchanged)."""
+        if self._lines:
+            return x
+        i = bisect.bisect_right(self._old_starts, x) - 1
+        return i + 1, x - self._old_starts[i]
+
     def touches(self, span: Span) -> bool:
-        a, b = self._offset(span.line, span.col), self._offset(span.end_line, span.end_col)
+        a, b = self._key(span.line, span.col), self._key(span.end_line, span.end_col)
         if a is None or b is None:
             return True
+        P, E = self.P, self.E
         if self.old_end > self.p:  # something removed or replaced: any overlap
-            return a < self.old_end and self.p < b or (a == b and self.p <= a < self.old_end)
+            return a < E and P < b or (a == b and P <= a < E)
         # a pure insertion: inside the range, or right after its end continuing the expression
-        if a < self.p < b:
+        if a < P < b:
             return True
         if not self.inserted or a == b:
             return False
-        if self.p == b and (self.inserted[0].isalnum() or self.inserted[0] in "_.(["):
+        if P == b and (self.inserted[0].isalnum() or self.inserted[0] in "_.(["):
             return True
-        return self.p == a and (self.inserted[-1].isalnum() or self.inserted[-1] in "_.")
+        return P == a and (self.inserted[-1].isalnum() or self.inserted[-1] in "_.")
 
     def span(self, span: Span) -> Span | None:
         """The span moved onto the new text; None when the edit touches it."""
@@ -98,12 +130,11 @@ class Move:
             return span
         if self.touches(span):
             return None
-        a, b = self._offset(span.line, span.col), self._offset(span.end_line, span.end_col)
+        a, b = self._key(span.line, span.col), self._key(span.end_line, span.end_col)
         # text inserted right where the range starts goes before it; right where it ends, after it
-        a2 = a if a < self.p else a + self.delta
-        b2 = a2 if a == b else (b if b <= self.p else b + self.delta)
-        (l1, c1), (l2, c2) = self._position(a2), self._position(b2)
-        return Span(l1, c1, l2, c2)
+        a2 = self._kept(a) if a < self.P else self._moved(a)
+        b2 = a2 if a == b else (self._kept(b) if b <= self.P else self._moved(b))
+        return Span(a2[0], a2[1], b2[0], b2[1])
 
     def finding(self, f: Finding) -> Finding | None:
         """The finding moved onto the new text; None when the edit touches its range or the range
