@@ -8,6 +8,8 @@ land inside a loss module or a submodule's `forward` while the training code is 
   itself, and classes whose `forward` returns a call of a submodule holding it, a few levels up).
 - `backwarded_losses(lk)`: the loss calls whose result is backwarded as it is, with the span of the
   backward.
+- `cut_forward_hits(lk, path, cls)` / `cut_forward_sites(lk)`: the losses elsewhere backwarded on
+  nothing but the output of a model whose output is a cut `cls.forward`; the modules with such classes.
 
 Unknown stays unknown: a loss that may be either of two things, a model that may be a plain
 function, is left out.
@@ -199,3 +201,45 @@ def _holders(lk, path: str, cls: str) -> list:
                         d.setdefault((v[1], v[2]), []).append(((p, cname), sp))
         return d
     return _memo(lk, ("holders",), build).get((path, cls), [])
+
+
+def cut_forward_hits(lk, path: str, cname: str) -> list:
+    """[(loss use, backward span, (model path, model class), submodule chain)] for a module class
+    whose forward (in `path`) returns a value cut from the graph, with nothing else reaching it: the
+    losses in other modules computed from nothing but the output of a model whose output that is
+    (see cut_models), with plain data for their other arguments, backwarded as they are."""
+    sm = lk.summary(path)
+    fn = sm["functions"].get(f"{cname}.forward") if sm else None
+    if not fn or not fn.get("ret_cut") or fn["ret_cut"]["live"] or not lk.is_module_class(path, cname):
+        return []
+    hits = []
+    for mp, mc, chain in cut_models(lk, path, cname):
+        if lk.forward_owner(mp, mc) is None:
+            continue
+        for use in model_loss_uses(lk).get((mp, mc), []):
+            if use["path"] == path or use["nograd"] or not use["only"]:
+                continue  # the same file: its own analysis sees both ends
+            data = use["data"] or []
+            if len(data) < 2 or not all(data[1:]):
+                continue  # a target that may carry a graph of its own (a teacher's output)
+            bws = backwarded_losses(lk).get((use["path"], tuple(use["loss"])))
+            if bws:
+                hits.append((use, bws[0], (mp, mc), chain))
+    hits.sort(key=lambda h: (h[0]["path"], h[1]))
+    return hits
+
+
+def cut_forward_sites(lk) -> set:
+    """Modules holding a class for which cut_forward_hits finds something."""
+    def build():
+        out = set()
+        for p, sm in lk.s.items():
+            if not sm:
+                continue
+            for cname in sm["classes"]:
+                fn = sm["functions"].get(f"{cname}.forward")
+                if fn and fn.get("ret_cut") and not fn["ret_cut"]["live"] and cut_forward_hits(lk, p, cname):
+                    out.add(p)
+                    break
+        return out
+    return _memo(lk, ("cut-forward-sites",), build)

@@ -699,7 +699,9 @@ def finding_sites(lk: "Linker") -> set[str]:
     """The modules where a cross-module finding may land (the editor analyses these, and only these,
     when the index is built, for the Problems panel): the module of a model class's forward whose
     output a loss in another module takes, a loss module fed by another module, a helper whose cut
-    result is backwarded elsewhere, and a module whose loop calls a function of another module (or
+    result is backwarded elsewhere, a loss function fed a model's output from another module, a
+    module class whose forward returns a cut value that a model's loss elsewhere is computed from,
+    and a module whose loop calls a function of another module (or
     an inherited method) that trains, clears, steps or switches modes."""
     out: set[str] = set()
     for use in lk.loss_uses():
@@ -712,6 +714,11 @@ def finding_sites(lk: "Linker") -> set[str]:
     for (p, _fq), users in lk.backward_callers().items():
         if any(u[0] != p for u in users):
             out.add(p)
+    from gradpath.analysis.project.fed import cut_forward_sites, fed_losses
+    for (p, _fq), uses in fed_losses(lk).items():
+        if any(u["path"] != p and not u["nograd"] for u in uses):
+            out.add(p)  # a loss (or a model's forward) fed a model's output from another module
+    out |= cut_forward_sites(lk)
     for p, sm in lk.s.items():
         if not sm or p in out:
             continue

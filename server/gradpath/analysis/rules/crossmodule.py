@@ -207,27 +207,12 @@ def cut_forward_backwarded(ctx):
     if linked is None or not linked[3]["classes"]:
         return
     project, path, lk, sm = linked
-    from gradpath.analysis.project.fed import backwarded_losses, cut_models, model_loss_uses
+    from gradpath.analysis.project.fed import cut_forward_hits
     for cname in sorted(sm["classes"]):
-        fn = sm["functions"].get(f"{cname}.forward")
-        if not fn or not fn.get("ret_cut") or fn["ret_cut"]["live"] or not lk.is_module_class(path, cname):
-            continue
-        hits = []
-        for mp, mc, chain in cut_models(lk, path, cname):
-            if lk.forward_owner(mp, mc) is None:
-                continue
-            for use in model_loss_uses(lk).get((mp, mc), []):
-                if use["path"] == path or use["nograd"] or not use["only"]:
-                    continue
-                data = use["data"] or []
-                if len(data) < 2 or not all(data[1:]):
-                    continue  # a target that may carry a graph of its own (a teacher's output)
-                bws = backwarded_losses(lk).get((use["path"], tuple(use["loss"])))
-                if bws:
-                    hits.append((use, bws[0], (mp, mc), chain))
+        hits = cut_forward_hits(lk, path, cname)
         if not hits:
             continue
-        hits.sort(key=lambda h: (h[0]["path"], h[1]))
+        fn = sm["functions"][f"{cname}.forward"]
         use, bw, (mp, mc), chain = hits[0]
         cut = fn["ret_cut"]["spans"][0]
         text = ctx.src.text_in(_span(cut))
