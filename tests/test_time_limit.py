@@ -159,3 +159,29 @@ def test_a_rule_that_swallows_the_interruption_once_is_stopped_anyway(monkeypatc
     assert time.monotonic() - w0 < 30
     assert result.timed_out and "test.greedy" in result.failed_rules
     assert caught and set(caught) == {"AnalysisTimeout"}
+
+
+def test_a_cancelled_analysis_is_interrupted_even_between_its_own_checks(monkeypatch):
+    """Another thread's cancel (a keystroke stopping a background analysis) interrupts a rule that
+    never reaches a cooperative check, long before the CPU limit would; the result says cancelled."""
+    import threading
+    from gradpath.analysis import rules as rules_pkg
+    from gradpath.analysis.engine import analyze_raw
+    real = list(rules_pkg.checkers())
+    spins = []
+
+    def stubborn(ctx):
+        spins.append(1)
+        while True:
+            pass
+
+    monkeypatch.setattr(rules_pkg, "checkers", lambda: real[:1] + [("test.stubborn", stubborn)])
+    cancel = threading.Event()
+    timer = threading.Timer(0.2, cancel.set)
+    c0 = time.thread_time()
+    timer.start()
+    raw = analyze_raw("x = 1\n", "c.py", Options(time_budget_s=60), cancel=cancel)
+    used = time.thread_time() - c0
+    assert spins and raw.cancelled and raw.timed_out
+    assert "test.stubborn" not in raw.failed  # a cancel is not a failure to report
+    assert used < 30  # the 60 s CPU limit did not have to stop it

@@ -40,6 +40,9 @@ RETRY_S = 0.25
 # Without per-thread CPU clocks (pthread_getcpuclockid: not on macOS or Windows) the watchdog falls
 # back to the wall clock, with this much more room (a loaded machine stretches wall time).
 WALL_FALLBACK_FACTOR = 4.0
+# An analysis given a `cancel` event is interrupted within about this many seconds of the event being
+# set (a keystroke makes a background analysis give way), not only at its cooperative checks.
+CANCEL_POLL_S = 0.005
 
 
 class AnalysisTimeout(BaseException):
@@ -59,10 +62,11 @@ def _thread_clock(ident: int):
 
 
 class _Watch:
-    __slots__ = ("ident", "clock", "deadline", "fired")
+    __slots__ = ("ident", "clock", "deadline", "fired", "cancel")
 
-    def __init__(self, ident: int, clock, deadline: float):
+    def __init__(self, ident: int, clock, deadline: float, cancel: threading.Event | None = None):
         self.ident, self.clock, self.deadline, self.fired = ident, clock, deadline, 0
+        self.cancel = cancel
 
     def now(self) -> float:
         return self.clock() if self.clock is not None else time.monotonic()
@@ -96,7 +100,7 @@ class _Watchdog:
                                             daemon=True)
             self._thread.start()
 
-    def arm(self, cpu_s: float) -> int:
+    def arm(self, cpu_s: float, cancel: threading.Event | None = None) -> int:
         _install_unraisable_hook()
         ident = threading.get_ident()
         clock = _thread_clock(ident)
@@ -105,7 +109,7 @@ class _Watchdog:
         with self._cond:
             self._next += 1
             token = self._next
-            w = _Watch(ident, clock, 0.0)
+            w = _Watch(ident, clock, 0.0, cancel)
             w.deadline = w.now() + cpu_s
             self._armed[token] = w
             self._ensure_thread()
@@ -147,6 +151,10 @@ class _Watchdog:
                     self._cond.wait()
                 wait = 1.0
                 for token, w in list(self._armed.items()):
+                    if w.cancel is not None:
+                        if w.cancel.is_set() and not w.fired:
+                            w.deadline = 0.0  # cancelled by another thread: interrupt it now
+                        wait = min(wait, CANCEL_POLL_S)
                     try:
                         left = w.deadline - w.now()
                     except OSError:  # the thread is gone (it cannot be: disarm() runs first)
@@ -343,7 +351,7 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
     state = _State()
     state.src = src
     budget = max(0.0, options.time_budget_s)
-    token = _WATCHDOG.arm(budget * HARD_STOP_FACTOR + HARD_STOP_SLACK_S)
+    token = _WATCHDOG.arm(budget * HARD_STOP_FACTOR + HARD_STOP_SLACK_S, cancel)
     interrupted = False
     try:
         try:
@@ -352,7 +360,11 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
             interrupted = _WATCHDOG.disarm(token)
     except AnalysisTimeout:
         interrupted = _WATCHDOG.disarm(token) or True
-    if interrupted:
+    if interrupted and cancel is not None and cancel.is_set():
+        state.timed_out = True  # cancelled: thrown away by the caller, nothing to report
+        log.debug("%s: analysis cancelled after %.1fs of CPU time (in %s)", path or "<text>",
+                  time.thread_time() - start, state.current_rule or state.phase)
+    elif interrupted:
         state.timed_out = True
         if state.current_rule:
             state.failed.append(state.current_rule)

@@ -23,6 +23,7 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("gradpath.lsp.projects")
@@ -37,6 +38,11 @@ def _has_cross_module(findings) -> bool:
         if f.data.get("cross_module") or any(getattr(r, "path", None) for r in f.related):
             return True
     return False
+
+
+# The index's work waits for a pause in typing this long, and at most GIVE_WAY_MAX_S per module.
+QUIET_S = 0.5
+GIVE_WAY_MAX_S = 5.0
 
 
 class _Carried:
@@ -64,6 +70,7 @@ class Projects:
         # set by every keystroke's analysis request: a background analysis of a closed file stops
         # part way and is tried again once the open files are analysed (one GIL for both)
         self._interrupt = threading.Event()
+        self._last_interrupt = 0.0  # time.monotonic() of the last keystroke's analysis request
         self.interrupted = 0  # background analyses stopped that way (for tests and logs)
 
     # -- lookups ---------------------------------------------------------------------------------
@@ -176,16 +183,18 @@ class Projects:
         return bool(added)
 
     def interrupt(self) -> None:
+        self._last_interrupt = time.monotonic()
         self._interrupt.set()
 
     def _give_way(self) -> None:
-        """Runs in the index thread between modules: while an open file is being analysed, wait
-        (up to a second), so the index never slows an opened file's diagnostics (one GIL)."""
-        import time
+        """Runs in the index thread before each module it summarises or analyses: while an open
+        file is being analysed, or was edited less than QUIET_S ago (the user is typing), wait, up
+        to GIVE_WAY_MAX_S, so the index never slows an opened file's diagnostics (one GIL)."""
         waited = 0.0
-        while waited < 1.0 and self._analysing():
-            time.sleep(0.005)
-            waited += 0.005
+        while waited < GIVE_WAY_MAX_S and (
+                self._analysing() or time.monotonic() - self._last_interrupt < QUIET_S):
+            time.sleep(0.01)
+            waited += 0.01
         self._interrupt.clear()
 
     def _analysing(self) -> bool:

@@ -166,6 +166,7 @@ class Analyzer:
 
     # -- scheduling ------------------------------------------------------------------------------
     def schedule(self, key: str, delay_s: float = 0.0) -> None:
+        self.projects.interrupt()  # a background analysis of a closed file gives way to this one
         st = self.units.setdefault(key, UnitState())
         snap = self.snapshot(key)
         if snap is not None:
@@ -542,9 +543,13 @@ class Analyzer:
         self.resolvers.close()
 
 
-def analyse_file(analyzer: "Analyzer", path: str, editor_options) -> AnalysisResult | None:
-    """For gradpath.checkWorkspace: one file from disk, under its project configuration, with the
-    fast resolver of its workspace root. None when unreadable or excluded by the project."""
+def analyse_file(analyzer: "Analyzer", path: str, editor_options,
+                 cancel: threading.Event | None = None) -> AnalysisResult | None:
+    """For gradpath.checkWorkspace and the index's files that are not open: one file from disk,
+    under its project configuration, with the fast resolver of its workspace root. None when
+    unreadable or excluded by the project. `cancel`, once set (a keystroke in an open file), stops
+    the analysis part way: the result is then None and `cancel` stays set, so the caller knows to
+    try again later."""
     from gradpath.files import read_source
     from pathlib import Path
     options, excluded = analyzer.options_for(path, editor_options)
@@ -556,4 +561,7 @@ def analyse_file(analyzer: "Analyzer", path: str, editor_options) -> AnalysisRes
         log.warning("%s: cannot read: %s", path, exc)
         return None
     resolver = analyzer.resolvers.get(root_for(path, analyzer.roots()))
-    return analyze(text, os.fspath(path), options, resolver=resolver)
+    if cancel is None:
+        return analyze(text, os.fspath(path), options, resolver=resolver)
+    raw = analyze_raw(text, os.fspath(path), options, resolver, cancel=cancel)
+    return None if raw.cancelled else finish(raw, options)
