@@ -397,3 +397,25 @@ def train(model, opt, loader):
     _check(ia, text)
     for n in ("1", "2", "4"):
         _check(ia, text.replace("cfg.accum_steps = 4", f"cfg.accum_steps = {n}"))
+
+
+def test_an_edit_inside_a_comment_keeps_every_finding_without_analysing():
+    text = generate(400, seed=8, idx=400)
+    lines = text.split("\n")
+    i = _line_of(lines, "def ", 30)
+    lines.insert(i + 1, "    # a note about this function")
+    text = "\n".join(lines)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    _check(ia, text.replace("# a note about", "# a longer note about", 1))
+    assert (ia.stats.mode, ia.stats.reason) == ("same", "only comments changed")
+    # a comment that suppresses a finding is read again, and a `#` inside a string is code
+    got = _check(ia, text.replace("# a note about", "# a note (x = '#') about", 1))
+    assert ia.stats.mode == "same"
+    bug = "import torch\nopt = torch.optim.SGD([], lr=0.1)  # note\n"
+    ia2 = IncrementalAnalyzer()
+    assert [f.code for f in _check(ia2, bug).findings] == ["GP101"]
+    assert _check(ia2, bug.replace("# note", "# noqa: GP101")).findings == []
+    _check(ia2, bug.replace("  # note", "; s = '# note'"))
+    assert ia2.stats.mode != "same"
+    assert got is not None

@@ -183,6 +183,10 @@ class IncrementalAnalyzer:
         reg = regions[k]
         if b >= a and b > reg.end:
             return full("edit across top-level statements")
+        if not delta and b >= a and reg.error is None and _comment_only(old, new, a, b):
+            same = self._same_tree(prev, text, new, reg, a, b, path, key, options)
+            if same is not None:
+                return same
         if reg.kind == "import":
             return full("edit in the imports")
         start, end = reg.start, reg.end + delta
@@ -280,6 +284,37 @@ class IncrementalAnalyzer:
                               timings=raw.timings)
         self._prev = _Version(key, text, new, all_regions, raw_all)
         self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
+        return finish(raw_all, options)
+
+    def _same_tree(self, prev: _Version, text: str, new: list[str], reg: Region, a: int, b: int, path,
+                   key, options) -> AnalysisResult | None:
+        """An edit inside comments (or trailing blanks) of lines a..b that leaves the statement's
+        tree as it was, positions included, and that no finding's ranges, fixes or data touch:
+        every finding stays as it is (suppression comments are read again by `finish`)."""
+        chunk = "\n".join(new[reg.start - 1:reg.end])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                tree = ast.parse(chunk)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                return None
+        if reg.start > 1:
+            ast.increment_lineno(tree, reg.start - 1)
+        if len(tree.body) != len(reg.stmts) or any(
+                ast.dump(x, include_attributes=True) != ast.dump(y, include_attributes=True)
+                for x, y in zip(tree.body, reg.stmts)):
+            return None
+        for r in prev.regions:
+            if _touches(r.findings, a, b):
+                return None
+        if text_signature(prev.text) != text_signature(text):
+            return None  # GP113/GP114 read attribute names anywhere in the text, comments included
+        raw = prev.raw
+        src = SourceFile(text=text, path=path, tree=raw.src.tree, lines=new, syntax_error=raw.src.syntax_error)
+        raw_all = RawAnalysis(src=src, findings=[f for r in prev.regions for f in r.findings], timed_out=False,
+                              failed=list(raw.failed), timings=raw.timings)
+        self._prev = _Version(key, text, new, prev.regions, raw_all)
+        self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
 
     def _result(self, prev: _Version, options) -> AnalysisResult:
@@ -525,6 +560,45 @@ def _closure(regions: list[Region], seeds: set[int]) -> set[int]:
                     out.add(id(q))
                     todo.append(q)
     return out
+
+
+def _comment_only(old: list[str], new: list[str], a: int, b: int) -> bool:
+    """Lines a..b (same count in both texts) differ only after a `#` both have at the same place,
+    or in trailing blanks: a cheap guess that only comments changed (the trees decide)."""
+    for ln in range(a, b + 1):
+        o, n = old[ln - 1], new[ln - 1]
+        if o.rstrip() == n.rstrip():
+            continue
+        i = next((k for k, (x, y) in enumerate(zip(o, n)) if x != y), min(len(o), len(n)))
+        h = o.find("#")
+        if h < 0 or h >= i or n.find("#") != h:
+            return False
+    return True
+
+
+def _touches(findings: list[Finding], a: int, b: int) -> bool:
+    """Whether any finding's range, related ranges, fix edits or data name a line in a..b."""
+    def hit(sp) -> bool:
+        return sp.line <= b and sp.end_line >= a
+    for f in findings:
+        if hit(f.span) or any(hit(r.span) for r in f.related) \
+                or any(hit(e.span) for fx in f.fixes for e in fx.edits):
+            return True
+        if _ints_in(f.data, a, b):
+            return True
+    return False
+
+
+def _ints_in(obj, a: int, b: int) -> bool:
+    if isinstance(obj, bool):
+        return False
+    if isinstance(obj, int):
+        return a <= obj <= b
+    if isinstance(obj, dict):
+        return any(_ints_in(v, a, b) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_ints_in(v, a, b) for v in obj)
+    return False
 
 
 def _mentions_after(findings: list[Finding], line: int) -> bool:
