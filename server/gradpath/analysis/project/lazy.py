@@ -31,6 +31,7 @@ import os
 import re
 from typing import Callable, Iterable
 
+EAGER_AFTER = 3  # modules whose importers are searched by word before all imports are resolved
 _STMT = re.compile(r"[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+)?import[ \t]*(\([^)]*\)|(?:[^\n\\;]|\\\r?\n)*)")
 # a class decorated with `@name.attr` (`@MODELS.register_module()`): what summaries record as a
 # registration (other decorators may sit between it and the class)
@@ -169,13 +170,28 @@ class ImportGraph:
                     out.add(p)
         return out
 
+    def _all_importers(self) -> dict[str, set[str]]:
+        into: dict[str, set[str]] = {}
+        for p in self.texts:
+            for t in self.out(p):
+                into.setdefault(t, set()).add(p)
+        return into
+
     def users(self, targets: Iterable[str]) -> set[str]:
-        """`targets` and the modules importing them, transitively."""
+        """`targets` and the modules importing them, transitively. A few modules are looked up by
+        the words their importers must hold; past EAGER_AFTER, every text's imports are resolved
+        once (a model module reached through its package is imported, in the end, by most of
+        the project)."""
         users = set(targets)
         todo = list(users)
+        into = None
+        asked = 0
         while todo:
             m = todo.pop()
-            for u in self.importers(m):
+            asked += 1
+            if into is None and asked > EAGER_AFTER:
+                into = self._all_importers()
+            for u in (into.get(m, ()) if into is not None else self.importers(m)):
                 if u not in users:
                     users.add(u)
                     todo.append(u)
