@@ -41,6 +41,11 @@ class ModuleHook:
                                 "lines": {}, "loaded": False, "names": []}
         self.files = {t["real"] for t in self.by_path.values()} | {t["path"] for t in self.by_path.values()}
         self.alias: dict[str, dict] = {}  # the file name a module was compiled under -> its target
+        # the last part of the dotted names they can be imported under (other imports pass untouched)
+        self.stems = set()
+        for t in self.by_path.values():
+            d, base = os.path.split(t["path"])
+            self.stems.add(os.path.basename(d) if base == "__init__.py" else base[:-3])
 
     # -- installing ---------------------------------------------------------------------------------
     def install(self) -> None:
@@ -145,6 +150,8 @@ class _Finder(importlib.abc.MetaPathFinder):
         self.hook = hook
 
     def find_spec(self, fullname, path, target=None):
+        if fullname.rpartition(".")[2] not in self.hook.stems:
+            return None
         spec = None
         for finder in sys.meta_path:
             if finder is self:
