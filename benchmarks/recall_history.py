@@ -6,7 +6,7 @@ authors later fixed, and says whether the bug is found at its line.
                                         [--only name,name] [-j JOBS] [--parallel N] [--show-missed]
 
 Each case in `history_cases.txt` names a repository, the commit that fixed a bug, its parent (where
-the bug is), the file and line(s) of the bug in the parent, and the code family we expect. For every
+the bug is), the file (a space written %20) and line(s) of the bug in the parent, and the code family we expect. For every
 distinct commit the script extracts the whole tree (`git archive`) into --cache/<owner+name>/<commit>/
 (kept between runs: the checkouts are cached, the analysis is not), runs
 `gradpath check <tree> --format json` on the folder as a new user would, and classifies each case:
@@ -44,7 +44,8 @@ class Case:
     def __init__(self, line: str, number: int):
         parts = line.split()
         self.number = number
-        self.repo, self.fix, self.parent, self.path, lines, self.code = parts[:6]
+        self.repo, self.fix, self.parent, path, lines, self.code = parts[:6]
+        self.path = path.replace("%20", " ")
         self.cause = parts[6] if len(parts) > 6 and not parts[6].startswith("#") else ""
         lo, _, hi = lines.partition("-")
         self.lo, self.hi = int(lo), int(hi or lo)
@@ -71,7 +72,9 @@ def checkout(mirrors: Path, cache: Path, repo: str, commit: str) -> Path:
     if done.exists():
         return dest
     git_dir = mirrors / repo.replace("/", "+") / "repo"
-    if not git_dir.is_dir():
+    if (git_dir / ".git").is_dir():
+        git_dir = git_dir / ".git"
+    elif not git_dir.is_dir():
         git_dir = mirrors / repo.replace("/", "+")
     dest.mkdir(parents=True, exist_ok=True)
     # Only what gradpath reads (Python sources, notebooks, configuration), blob by blob: some

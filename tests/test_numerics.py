@@ -142,12 +142,14 @@ def test_gp304_softmax_in_forward_seen_from_loop():
             optimizer.step()
     """
     [f] = run(prog, "GP3")
-    assert (f.code, f.severity, f.span.line) == ("GP304", "warning", 22)
-    assert span_text(prog, f.span) == "output"
-    assert f.message.startswith("`loss_fn` (CrossEntropyLoss) applies log_softmax itself, but `output` is "
-                                "already a softmax output (line 12 in `Net.forward`)")
-    assert any(r.span.line == 12 for r in f.related)
-    assert f.data["probe"] == {"what": "loss-input", "span": f.span.to_dict(), "expr": "output"}
+    # the finding sits on the softmax in forward (the code that must change), the loss call is related
+    assert (f.code, f.severity, f.span.line) == ("GP304", "warning", 12)
+    assert span_text(prog, f.span) == "self.softmax(x)"
+    assert f.message.startswith("`Net.forward` ends in a softmax whose output reaches `loss_fn` "
+                                "(CrossEntropyLoss) as `output` (line 22), which applies log_softmax itself")
+    assert any(r.span.line == 22 for r in f.related)
+    assert f.data["probe"]["what"] == "loss-input" and f.data["probe"]["expr"] == "output"
+    assert f.data["probe"]["span"]["line"] == 22
     [fix] = f.fixes
     assert not fix.safe
     fixed = apply_fix(prog, fix)
@@ -181,8 +183,9 @@ def test_gp304_softmax_layer_in_sequential_fix_drops_it():
     loss.backward()
     """
     [f] = run(prog, "GP3")
-    assert (f.code, f.span.line) == ("GP304", 5)
-    assert "(line 3)" in f.message
+    assert (f.code, f.span.line) == ("GP304", 3)  # on the softmax layer, which the fix drops
+    assert span_text(prog, f.span) == "nn.Softmax(dim=1)"
+    assert "(line 5)" in f.message and any(r.span.line == 5 for r in f.related)
     fixed = apply_fix(prog, f.fixes[0])
     assert "model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 3))\n" in fixed
     assert codes(fixed, "GP3") == []

@@ -376,6 +376,30 @@ def rebound_in(loop, name: str) -> bool:
     return False
 
 
+def backwarded_in_loop(ctx, loop, names) -> bool:
+    """Is each name backwarded (`name.backward()` with no `retain_graph`) in `loop`'s own body, not under
+    a condition? Its graph is freed there, so a later use of what piled up (returned, stacked) cannot
+    mean to backward through it again: what is kept alive is waste, not intent."""
+    left = set(names)
+    for n in ast.walk(loop):
+        if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "backward"
+                and isinstance(n.func.value, ast.Name) and n.func.value.id in left):
+            continue
+        if any(k.arg == "retain_graph" for k in n.keywords) or len(n.args) > 1:
+            continue
+        cond = False
+        for a in ctx.facts.ancestors(n):
+            if a is loop:
+                break
+            if isinstance(a, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.FunctionDef,
+                              ast.AsyncFunctionDef, ast.Lambda)):
+                cond = True
+                break
+        if not cond:
+            left.discard(n.func.value.id)
+    return not left
+
+
 def in_module_forward(ctx, scope) -> bool:
     """A module's `forward` (or a method it is named like: `_forward*`, `forward_*`)."""
     if scope.kind != "method" or not scope.class_name:

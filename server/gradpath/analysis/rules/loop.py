@@ -11,8 +11,8 @@ import ast
 from gradpath.analysis.facts import key_of
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.forward_hooks import hook_facts, in_test_function, is_test_path
-from gradpath.analysis.loop_guards import (in_module_forward, numpy_accumulator, rebound_in, rebuilt_in_loop,
-                                          returns_plain_value, steps_model_after,
+from gradpath.analysis.loop_guards import (backwarded_in_loop, in_module_forward, numpy_accumulator, rebound_in,
+                                          rebuilt_in_loop, returns_plain_value, steps_model_after,
                                           share_iteration, torch_scheduler_event, training_or_eval_loop)
 from gradpath.analysis.loops import (LOOP, CALL, IF, display, exclusive, key_matches, loop_facts,
                                      loop_header_span, nameable, same_model)
@@ -759,7 +759,8 @@ def loss_accumulated_with_graph(ctx):
                 continue
             if not nodes:
                 nodes = list(scope.walk())
-            if _consumed_later(ctx, nodes, assigns, target, st, container):
+            if _consumed_later(ctx, nodes, assigns, target, st, container) and \
+                    not backwarded_in_loop(ctx, loop, {c.id for c in carriers}):
                 continue
             scalar = all(c.id in scalars for c in carriers)
             yield _gp405(ctx, st, _short(ctx, tnode, target), value, kind, carriers, loop, scalar)

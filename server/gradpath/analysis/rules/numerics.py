@@ -486,6 +486,32 @@ def _logits_fix(ctx, fl, e, a: Val, inp_node, extra_edits=(), title="Pass the lo
     return []
 
 
+def softmax_owner(ctx, a: Val, e) -> str | None:
+    """Words for the code that applies the softmax reaching a loss, when that is where the fix edits: a
+    softmax layer (`nn.Softmax()` in a Sequential), or a softmax in another function (`Net.forward`, a
+    helper); None when the softmax is written where the loss is (the fix passes the logits there)."""
+    node = a.act_node
+    if node is None or node is e.nodes.get("input"):
+        return None
+    layer = a.act_input is None  # a layer object, dropped from its container by the fix
+    if not layer and (a.act_scope is None or a.act_scope is e.scope):
+        return None
+    cls = fn = None
+    for anc in ctx.facts.ancestors(node):
+        if fn is None and isinstance(anc, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            fn = anc.name
+        elif isinstance(anc, ast.ClassDef):
+            cls = anc.name
+            break
+    if cls and fn == "__init__":
+        return f"the model `{cls}` (a layer built in `{cls}.__init__`)"
+    if cls and fn:
+        return f"`{cls}.{fn}`"
+    if fn:
+        return f"`{fn}`"
+    return "the model built here"
+
+
 @rule("GP303", "GP304", "GP305")
 def loss_inputs(ctx):
     fl = flow(ctx)
@@ -515,10 +541,23 @@ def loss_inputs(ctx):
                 continue
             if a.act_node is not None and a.act_node is not inp and not _once(seen, "GP304-act", a.act_node):
                 continue  # one warning per softmax layer, not one per loss call on its output
+            fixes = _logits_fix(ctx, fl, e, a, inp)
+            at = softmax_owner(ctx, a, e)
+            if at is not None:
+                # the softmax is part of a model (its forward, or a layer it builds): the code that must
+                # change is there, as when the loss sits in another file; the loss call is the other end
+                msg = (f"{at} ends in a softmax whose output reaches {lname} as `{_text(ctx, inp)}` (line "
+                       f"{inp.lineno}), which applies log_softmax itself: the loss is squashed and gradients "
+                       f"shrink (for example, with 5 classes a prediction wrong by a logit margin of 19 costs "
+                       f"1.90 instead of 19.0); return the logits")
+                rel = [Related(ctx.span(inp), f"{lname} applies log_softmax again here")] + \
+                    _model_related(ctx, a, "the model output passed to the loss")
+                yield ctx.finding("GP304", a.act_node, msg, fixes=fixes, related=rel, data=probe)
+                continue
             msg = (f"{lname} applies log_softmax itself, but `{_text(ctx, inp)}` is already a softmax "
                    f"output{act_where}: the loss is squashed and gradients shrink (for example, with 5 classes "
                    f"a prediction wrong by a logit margin of 19 costs 1.90 instead of 19.0); pass the logits")
-            yield ctx.finding("GP304", inp, msg, fixes=_logits_fix(ctx, fl, e, a, inp), related=rel, data=probe)
+            yield ctx.finding("GP304", inp, msg, fixes=fixes, related=rel, data=probe)
         elif kind == "nll" and a.shape == "prob" and a.act == "softmax":
             if not _once(seen, "GP303", inp):
                 continue
