@@ -245,3 +245,28 @@ def test_the_next_script_is_tried_when_the_first_does_not_reach_the_line(tmp_pat
     assert f["live"]["data"]["tried"] == ["a_export.py"]
     assert [(run["path"], run["for"]) for run in _runs(out)] == [("a_export.py", ["models/net.py"]),
                                                                  ("train.py", ["models/net.py"])]
+
+
+def test_a_module_line_only_a_later_iteration_reaches_is_judged_on_the_rerun(tmp_path):
+    """losses_module_log with a loop that calls the loss only at step 2 (`if step % 3 != 2:
+    continue`): the one-iteration run never enters FocalLoss.forward; the rerun with 4 iterations
+    does, and the log's input is then forced to 0 with 4 iterations too."""
+    root = tmp_path / "proj"
+    shutil.copytree(PROJECTS / "losses_module_log", root)
+    (root / "pyproject.toml").write_text('[project]\nname = "proj"\n', encoding="utf-8")
+    train = (root / "train.py").read_text(encoding="utf-8")
+    train = train.replace("for x, y in [(torch.randn(8, 16), torch.randint(0, 4, (8,)))]:\n",
+                          "for step, (x, y) in enumerate([(torch.randn(8, 16), torch.randint(0, 4, (8,)))] * 6):\n"
+                          "    if step % 3 != 2:\n        continue\n")
+    assert "continue" in train
+    (root / "train.py").write_text(train, encoding="utf-8")
+    r = _confirm("--format", "json", ".", cwd=root, tmp_path=tmp_path)
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    [f] = out["findings"]
+    assert (f["path"], f["code"]) == ("losses.py", "GP302")
+    live = f["live"]
+    assert live["verdict"] == "confirmed" and live["data"]["iterations"] == 4, live
+    assert live["evidence"].startswith("ran train.py: at probs == 0 (forced by Gradpath): the log = -inf"), live
+    [run] = _runs(out)
+    assert run["rerun_4_iterations"]["status"] == "ok"

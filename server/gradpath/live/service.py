@@ -352,6 +352,8 @@ class LiveService:
             # more iterations, used only for the findings the first run did not reach
             more = None
             unreached = [f for f in findings if not V.reached(script, f)]
+            if via is not None:
+                unreached += via.unreached(script)
             cut = any(l.get("cut") for l in (script.get("loops") or {}).values())
             if script.get("status") == "ok" and unreached and cut and deadline - time.monotonic() > 1.0:
                 more = self._call(dict(base, mode="script", iterations=4,
@@ -381,7 +383,7 @@ class LiveService:
                                                  timeout_s=max(0.5, left))))
             if via is not None:
                 room = MAX_EDGE_RUNS - sum(1 for k, _, _ in batch if k == "edge")
-                batch.extend(("edge", key, req) for key, req in via.edge_requests(script, base, left, room))
+                batch.extend(("edge", key, req) for key, req in via.edge_requests(script, base, left, room, more))
             mo_keys: set = set()
             for f in findings:
                 if not self._wants_model_only(f, script):
@@ -441,7 +443,7 @@ class LiveService:
             report.verdicts[f.id] = v
             modes.add(v.mode)
         if via is not None:
-            report.via = via.decide(script, edges, timeout, self.memory_mb)
+            report.via = via.decide(script, edges, timeout, self.memory_mb, more)
         run["mode"] = "script" if "script" in modes or not modes else ("model-only" if "model-only" in modes
                                                                         else "none")
         run["status"] = script.get("status")

@@ -114,34 +114,55 @@ class ViaPlan:
                 modules.append({"path": path, "source": text, "probes": probes, "watch": []})
         return {"modules": modules, "sys_path": list(self.sys_path)}
 
-    def edge_requests(self, script: dict, base: dict, left: float, room: int) -> list[tuple[str, dict]]:
-        """One edge run per module GP3 probe that ran and never reached its edge (as for a file's own)."""
+    def edge_requests(self, script: dict, base: dict, left: float, room: int,
+                      more: dict | None = None) -> list[tuple[str, dict]]:
+        """One edge run per module GP3 probe that ran and never reached its edge (as for a file's own);
+        a probe only the 4-iteration rerun (`more`) reached is forced with 4 iterations."""
         out = []
         for w in self.wants:
             f = w.finding
             if len(out) >= room or f.code not in V.PROBE_CODES or f.code in LOSS_INPUT_CODES or not w.module_uid:
                 continue
             rec = (script.get("probes") or {}).get(w.module_uid)
+            iterations = max(2, base.get("iterations", 1))
+            if (not rec or not rec.get("count")) and more is not None:
+                rec = (more.get("probes") or {}).get(w.module_uid)
+                iterations = 4
             if not rec or not rec.get("count") or (rec.get("nonfinite") or 0) > 0:
                 continue
             if V.unforceable(rec, None, final=False):
                 continue
             out.append((w.module_uid, dict(base, mode="script", edge={"id": w.module_uid, "what": w.kind}, seed=1,
-                                           iterations=max(2, base.get("iterations", 1)), timeout_s=max(0.5, left))))
+                                           iterations=iterations, timeout_s=max(0.5, left))))
         return out
 
     # -- what it saw, per finding -------------------------------------------------------------------
-    def decide(self, script: dict, edges: dict, timeout_s: float, memory_mb: int) -> dict:
+    def unreached(self, script: dict) -> list:
+        """The module findings whose lines the run did not reach (a rerun with more iterations may)."""
+        return [w.finding for w in self.wants
+                if not V.reached(module_view(script, self.targets[w.target].path, w.finding, w, self.script),
+                                 w.finding)]
+
+    def decide(self, script: dict, edges: dict, timeout_s: float, memory_mb: int, more: dict | None = None) -> dict:
+        """`more`: the rerun with 4 iterations (a finding inside `if step % 4 == 0:`), used for the
+        findings the first run did not reach."""
         out = {}
         for w in self.wants:
             t = self.targets[w.target]
             f = w.finding
             try:
-                view = module_view(script, t.path, f, w, self.script)
+                obs = script
+                view = module_view(obs, t.path, f, w, self.script)
+                if more is not None and not V.reached(view, f):
+                    mview = module_view(more, t.path, f, w, self.script)
+                    if V.reached(mview, f):
+                        obs, view = more, mview
                 edge = edges.get(w.module_uid) if w.module_uid else None
                 eview = module_view(edge, t.path, f, w, self.script) if edge else None
                 v = V.decide(f, view, eview, None, timeout_s, memory_mb, V.loop_regions(t.text))
-                v = self._explain(v, script, view, t, f)
+                v = self._explain(v, obs, view, t, f)
+                if obs is more:
+                    v.data["iterations"] = 4
             except Exception as exc:  # a verdict bug must not lose the other verdicts
                 v = V.Verdict(V.NOT_RUN, "none", f"internal error while deciding: {type(exc).__name__}: {exc}", {})
             out[(t.path, f.id)] = v
