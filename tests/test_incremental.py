@@ -86,6 +86,7 @@ def test_a_bug_typed_into_one_function_appears_and_goes():
     assert ia.stats.mode == "incremental"
     new = {f.id for f in after.findings} - {f.id for f in before.findings}
     assert any(x.startswith("GP401:") for x in new), new
+    ia._recent.clear()  # not the result remembered for this text: the incremental path
     back = _check(ia, text)
     assert ia.stats.mode == "incremental"
     assert _dicts(back) == _dicts(before)
@@ -106,6 +107,7 @@ def test_a_syntax_error_stays_in_its_statement_and_goes_away():
     fn = ia._prev.regions[[k for k, r in enumerate(ia._prev.regions) if r.start <= i + 1 <= r.end][0]]
     outside = [f.id for f in before.findings if not fn.start <= f.span.line <= fn.end]
     assert outside and set(outside) <= {f.id for f in broken.findings}
+    ia._recent.clear()  # not the result remembered for this text: the incremental path
     fixed = _check(ia, text)
     assert ia.stats.mode == "incremental"
     assert _dicts(fixed) == _dicts(before)
@@ -419,3 +421,23 @@ def test_an_edit_inside_a_comment_keeps_every_finding_without_analysing():
     _check(ia2, bug.replace("  # note", "; s = '# note'"))
     assert ia2.stats.mode != "same"
     assert got is not None
+
+
+def test_a_text_seen_a_moment_ago_reuses_its_result():
+    text = generate(400, seed=9, idx=400)
+    lines = text.split("\n")
+    i = _line_of(lines, "opt", 20)
+    typed = "\n".join(lines[:i] + [lines[i] + "q"] + lines[i + 1:])
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    _check(ia, typed)
+    _check(ia, text)  # the character deleted again
+    assert (ia.stats.mode, ia.stats.reason) == ("same", "text analysed a moment ago")
+    _check(ia, typed)  # and typed again (undo / redo)
+    assert ia.stats.reason == "text analysed a moment ago"
+    # after an edit that moves lines, the kept trees moved: nothing is reused, results stay right
+    moved = "\n".join(lines[:i] + ["", "# new"] + lines[i:])
+    _check(ia, moved)
+    _check(ia, text)
+    assert ia.stats.reason != "text analysed a moment ago"
+    _check(ia, typed)

@@ -46,6 +46,8 @@ log = logging.getLogger("gradpath.incremental")
 
 # Above this share of the file's lines, re-analysing the subset saves too little: run it all.
 MAX_SUBSET_FRACTION = 0.6
+# Results kept for texts seen a moment ago (see IncrementalAnalyzer._recent).
+RECENT_VERSIONS = 4
 # Names some rules look up across the whole file (`eps`, reused by GP3 fixes): an edit that adds
 # or removes one changes findings anywhere, so it runs the whole analysis.
 FILE_WIDE_NAMES = frozenset({"eps"})
@@ -94,9 +96,14 @@ class IncrementalAnalyzer:
     def __init__(self):
         self._prev: _Version | None = None
         self.stats = Stats()
+        # the last few results by (key, text): typing a character and deleting it, or an undo,
+        # returns to a text analysed a moment ago. Valid while no edit shifted the kept trees'
+        # lines in place (an edit that adds or removes lines clears it).
+        self._recent: dict[tuple, tuple[RawAnalysis, bool]] = {}  # -> (raw, whether whole-file)
 
     def reset(self) -> None:
         self._prev = None
+        self._recent.clear()
 
     def analyze(self, text: str, path: str | None = None, options: Options | None = None,
                 resolver: Any = None, generation: Any = None) -> AnalysisResult:
@@ -112,6 +119,9 @@ class IncrementalAnalyzer:
             elif text == prev.text:
                 self.stats = Stats("same", "text unchanged", len(prev.regions), 0, 0)
                 out = self._result(prev, options)
+            elif (key, text) in self._recent and self._install(text, key, *self._recent[(key, text)]):
+                self.stats = Stats("same", "text analysed a moment ago", len(self._prev.regions), 0, 0)
+                out = self._result(self._prev, options)
             else:
                 out = self._incremental(prev, text, path, options, resolver, key)
         except Exception:  # never worse than a full analysis
@@ -119,6 +129,10 @@ class IncrementalAnalyzer:
             out = self._full(text, path, options, resolver, key, "incremental step failed")
         self.stats.seconds = time.perf_counter() - t0
         out.mode = self.stats.mode
+        if out.mode == "same" and self._prev is not None and self._prev.text == text \
+                and not self._recent.get((key, text), (None, True))[1]:
+            # a result remembered from a partial re-analysis: the editor's whole-file check still applies
+            out.mode = "incremental"
         return out
 
     def adopt(self, text: str, path: str | None, options: Options, resolver: Any, generation: Any,
@@ -131,7 +145,7 @@ class IncrementalAnalyzer:
         key = (path, _options_key(options), id(resolver), generation)
         self._install(text, key, raw)
 
-    def _install(self, text: str, key: tuple, raw: RawAnalysis) -> list[Region] | None:
+    def _install(self, text: str, key: tuple, raw: RawAnalysis, whole: bool = True) -> list[Region] | None:
         src = raw.src
         lines = src.lines
         regions = None
@@ -146,9 +160,16 @@ class IncrementalAnalyzer:
         if regions is not None:
             _assign(regions, raw.findings)
             self._prev = _Version(key, text, lines, regions, raw)
+            self._remember(key, text, raw, whole)
         else:
             self._prev = None
         return regions
+
+    def _remember(self, key: tuple, text: str, raw: RawAnalysis, whole: bool) -> None:
+        self._recent.pop((key, text), None)
+        self._recent[(key, text)] = (raw, whole)
+        while len(self._recent) > RECENT_VERSIONS:
+            self._recent.pop(next(iter(self._recent)))
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
@@ -233,6 +254,7 @@ class IncrementalAnalyzer:
         # other regions keep their trees: shift the ones after the edit
         before, after = regions[:k], regions[k + 1:]
         if delta:
+            self._recent.clear()  # their trees move: the results remembered no longer match them
             for r in after:
                 r.start += delta
                 r.end += delta
@@ -283,6 +305,7 @@ class IncrementalAnalyzer:
         raw_all = RawAnalysis(src=full_src, findings=findings, timed_out=False, failed=list(raw.failed),
                               timings=raw.timings)
         self._prev = _Version(key, text, new, all_regions, raw_all)
+        self._remember(key, text, raw_all, False)
         self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
         return finish(raw_all, options)
 
@@ -314,6 +337,7 @@ class IncrementalAnalyzer:
         raw_all = RawAnalysis(src=src, findings=[f for r in prev.regions for f in r.findings], timed_out=False,
                               failed=list(raw.failed), timings=raw.timings)
         self._prev = _Version(key, text, new, prev.regions, raw_all)
+        self._remember(key, text, raw_all, self._recent.get((key, prev.text), (None, False))[1])
         self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
 
