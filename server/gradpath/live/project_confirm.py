@@ -140,13 +140,17 @@ class Planner:
         return [jobs[p] for p in order]
 
     def sys_path(self, job: Job) -> list[str]:
-        """The folders the modules are named from (a src/ layout imported as if installed)."""
+        """The folders the modules are named from (a src/ layout imported as if installed, a script in
+        research/ importing `research.vision.heads` as if run from the project's folder), the
+        project's folder last. The worker puts them after the installed packages."""
         out = []
         for path, (rep, _fs) in job.targets.items():
             project = getattr(getattr(rep, "resolver", None), "project", None)
             entry = project.index.modules.get(path) if project is not None else None
-            if entry is not None and entry.roots:
-                r = entry.roots[0]
+            roots = list(entry.roots) if entry is not None else []
+            if project is not None:
+                roots.append(project.root)
+            for r in roots:
                 if r != os.path.dirname(job.script) and r not in out:
                     out.append(r)
         return out

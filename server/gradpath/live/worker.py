@@ -1962,9 +1962,9 @@ def child_main(req: dict, wfd: int, tmp: str, torch) -> None:
         here = os.path.dirname(os.path.abspath(__file__))
         sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
         sys.path.insert(0, script_dir)
-        for extra in req.get("sys_path") or []:  # the folders the project's modules are named from (src/)
-            if extra not in sys.path:
-                sys.path.insert(1, extra)
+        for extra in req.get("sys_path") or []:  # the folders the project's modules are named from (src/),
+            if extra not in sys.path:  # after the installed packages: they never shadow one
+                sys.path.append(extra)
         sys.argv = [path]
         main = types.ModuleType("__main__")
         main.__file__ = path
