@@ -607,7 +607,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("confirm", help="analyse, then run one tiny CPU training step to confirm each finding")
     common(c)
     c.add_argument("--python", help="interpreter with torch for the live step (default: this one)")
-    c.add_argument("--timeout", type=float, default=20.0, help="wall-clock limit per file, seconds")
+    c.add_argument("--timeout", type=float, default=20.0, help="wall-clock limit per script run, seconds")
     c.add_argument("--report", metavar="FILE",
                    help="write the gradient-flow picture: .html (every file's step, self-contained), "
                         ".svg or .png (one file's step)")
