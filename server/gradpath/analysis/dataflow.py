@@ -56,7 +56,8 @@ _INT_DTYPES = {"torch.long", "torch.int", "torch.int64", "torch.int32", "torch.i
                "torch.uint8", "torch.bool", "torch.short"}
 _VIEW_METHODS = {"view", "reshape", "squeeze", "unsqueeze", "flatten", "float", "double", "half",
                  "cpu", "cuda", "to", "contiguous", "permute", "transpose", "expand", "expand_as",
-                 "clone", "view_as", "reshape_as", "t", "select", "narrow", "type_as", "bfloat16", "type"}
+                 "clone", "view_as", "reshape_as", "t", "select", "narrow", "type_as", "bfloat16", "type",
+                 "resize"}  # Tensor.resize: the deprecated view of old code
 _INDEX_METHODS = {"gather", "index_select", "masked_select", "take", "take_along_dim"}
 _TENSOR_FACTORIES = {"randn", "rand", "zeros", "ones", "empty", "full", "arange", "linspace", "eye",
                      "randint", "randn_like", "rand_like", "zeros_like", "ones_like", "empty_like",
