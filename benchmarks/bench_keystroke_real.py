@@ -6,7 +6,8 @@ Edits are one character at a time, at random places of four kinds, in turn: insi
 function body, in module-level script code, inside a class body (its methods), and in the imports.
 Each kind alternates two edits: a digit flip where the line has a digit, else a letter typed at the
 end of an identifier and deleted by the next edit (the intermediate state names something unknown,
-as real typing does).
+as real typing does). The deletions return to a text analysed a moment before, which the editor
+remembers: the server figures are also given apart for "(new text)" edits and "(reverts)".
 
 For each file: the server run (`gradpath serve` over stdio, default settings, edits back to back:
 didChange -> publishDiagnostics of that version, p50/p95/max), `ast.parse` and a whole-file
@@ -67,7 +68,8 @@ def _line_kinds(text: str) -> dict[str, list[int]]:
 
 
 def _edits(text: str, count: int, seed: int):
-    """Yield (kind, LSP change, new text) for `count` one-character edits."""
+    """Yield (kind, LSP change, new text, whether it reverts the edit before) for `count`
+    one-character edits."""
     r = random.Random(seed)
     lines = text.split("\n")
     kinds = _line_kinds(text)
@@ -79,7 +81,7 @@ def _edits(text: str, count: int, seed: int):
             undo = None
             lines[i] = lines[i][:c] + lines[i][c + 1:]
             yield kind, {"range": {"start": {"line": i, "character": c},
-                                   "end": {"line": i, "character": c + 1}}, "text": ""}, "\n".join(lines)
+                                   "end": {"line": i, "character": c + 1}}, "text": ""}, "\n".join(lines), True
             continue
         kind = order[(n // 2) % len(order)]
         i = r.choice(kinds[kind])
@@ -92,14 +94,14 @@ def _edits(text: str, count: int, seed: int):
             new = str((int(line[c]) + 1) % 10)
             lines[i] = line[:c] + new + line[c + 1:]
             yield kind, {"range": {"start": {"line": i, "character": c},
-                                   "end": {"line": i, "character": c + 1}}, "text": new}, "\n".join(lines)
+                                   "end": {"line": i, "character": c + 1}}, "text": new}, "\n".join(lines), False
             continue
         ends = [m.end() for m in IDENT.finditer(line[:code_end])]
         c = r.choice(ends)
         lines[i] = line[:c] + "q" + line[c:]
         undo = (kind, i, c)
         yield kind, {"range": {"start": {"line": i, "character": c},
-                               "end": {"line": i, "character": c}}, "text": "q"}, "\n".join(lines)
+                               "end": {"line": i, "character": c}}, "text": "q"}, "\n".join(lines), False
 
 
 def _cpu(fn, n: int) -> float:
@@ -119,7 +121,7 @@ def _replay(text: str, path: str, edits: int, seed: int) -> dict:
     per_kind: dict[str, list[str]] = collections.defaultdict(list)
     reasons: collections.Counter = collections.Counter()
     inc_ms, differ = [], 0
-    for kind, _change, new_text in _edits(text, edits, seed):
+    for kind, _change, new_text, _revert in _edits(text, edits, seed):
         got = ia.analyze(new_text, path)
         per_kind[kind].append(ia.stats.mode)
         if ia.stats.mode == "incremental":
@@ -130,7 +132,8 @@ def _replay(text: str, path: str, edits: int, seed: int) -> dict:
         if [f.to_dict() for f in got.findings] != [f.to_dict() for f in ref.findings]:
             differ += 1
     share = {k: v.count("incremental") / len(v) for k, v in per_kind.items()}
-    return {"share_by_kind": share, "full_reasons": dict(reasons.most_common(4)),
+    reused = {k: v.count("same") / len(v) for k, v in per_kind.items()}
+    return {"share_by_kind": share, "reused_by_kind": reused, "full_reasons": dict(reasons.most_common(4)),
             "incremental_p50_ms": pct(inc_ms, 50) if inc_ms else None, "differs": differ}
 
 
@@ -146,13 +149,14 @@ def _server(text: str, name: str, edits: int, seed: int, workdir: Path) -> dict:
         c.wait_publish(uri, 1, timeout=60)
         version = 1
         lat: dict[str, list[float]] = collections.defaultdict(list)
-        for k, (kind, change, _new) in enumerate(_edits(text, edits + 10, seed + 1)):
+        for k, (kind, change, _new, revert) in enumerate(_edits(text, edits + 10, seed + 1)):
             version += 1
             m0 = c.mark()
             t_send = c.change(uri, version, [change])
             m = c.wait_publish(uri, version, timeout=30, start=m0)
             if k >= 10:
                 lat[kind].append((m.t - t_send) * 1000)
+                lat["(new text)" if not revert else "(reverts)"].append((m.t - t_send) * 1000)
         return lat
     finally:
         c.shutdown()
@@ -184,12 +188,14 @@ def main(argv=None) -> int:
             print(f"{rel} ({n} lines): ast.parse {parse_ms:.1f} ms, whole-file analyze() {analyze_ms:.1f} ms "
                   f"({analyze_ms / parse_ms:.1f}x)", flush=True)
             shares = ", ".join(f"{k} {v * 100:.0f}%" for k, v in rep["share_by_kind"].items())
-            print(f"   replay: re-analysed in part: {shares}; p50 {rep['incremental_p50_ms'] or 0:.1f} ms; "
+            reused = ", ".join(f"{k} {v * 100:.0f}%" for k, v in rep["reused_by_kind"].items())
+            print(f"   replay: re-analysed in part: {shares}; result reused (a text seen a moment ago or only "
+                  f"comments changed): {reused}; p50 {rep['incremental_p50_ms'] or 0:.1f} ms; "
                   f"{rep['differs']} of {a.edits} differ from whole-file; whole-file because: {rep['full_reasons']}",
                   flush=True)
             if not a.no_server:
                 lat = _server(text, Path(rel).name, a.edits, n, Path(d))
-                allv = [x for v in lat.values() for x in v]
+                allv = [x for k, v in lat.items() if not k.startswith("(") for x in v]
                 row["server"] = {"p50_ms": pct(allv, 50), "p95_ms": pct(allv, 95), "max_ms": max(allv),
                                  "by_kind": {k: {"p50_ms": pct(v, 50), "p95_ms": pct(v, 95)} for k, v in lat.items()}}
                 kinds = ", ".join(f"{k} {pct(v, 50):.0f}/{pct(v, 95):.0f}" for k, v in lat.items())
