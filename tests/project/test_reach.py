@@ -36,6 +36,8 @@ def _finding(related_path=None, line=1) -> Finding:
     ("model = Net()\ntrainer.fit(model)\n", "top-level"),
     ("import torch\nclass Net:\n    pass\n", None),
     ("logging.basicConfig()\nX = 1\n", None),  # a call at module level, but nothing trains
+    ("for n in NAMES:\n    register(n)\n", None),  # a registry filled at import
+    ("for epoch in range(3):\n    train_one_epoch(model, loader)\n", "top-level"),  # the loop is in engine.py
     ("def f(:\n", None),
     ("", None),
 ])

@@ -18,7 +18,7 @@ Within one tier a script that trains (calls backward/step/fit) comes before one 
 the shorter import chain, then the path.
 
 A *script* is a file meant to be run: it has `if __name__ == "__main__":`, or top-level loops or
-calls (a training loop written at module level). setup.py, conftest.py and files under tests/ folders
+calls in a file that trains (a training loop written at module level, `train_one_epoch(...)`). setup.py, conftest.py and files under tests/ folders
 are never picked.
 """
 from __future__ import annotations
@@ -33,7 +33,7 @@ from typing import Callable, Iterable
 
 MAX_SCRIPTS = 3
 NOT_SCRIPTS = {"setup.py", "conftest.py", "noxfile.py", "fabfile.py", "__init__.py", "__main__.py"}
-_TRAINS = re.compile(r"\.backward\s*\(|\.step\s*\(|\.fit\s*\(|\btrainer\.train\s*\(|\btrain\s*\(")
+_TRAINS = re.compile(r"\.backward\s*\(|\.step\s*\(|\bfit\w*\s*\(|\btrain\w*\s*\(")
 # what a script has at column 0 (checked before parsing: most modules of a big project have none)
 _TOP_LEVEL = re.compile(r"^(?:if\s.*__main__|for\s|while\s|async\s+for\s|with\s|[A-Za-z_][\w.]*\s*\(|await\s)",
                         re.MULTILINE)
@@ -47,23 +47,26 @@ class Pick:
 
 
 def script_kind(text: str | None) -> str | None:
-    """"main" (an `if __name__ == "__main__":` block), "top-level" (loops or calls at module level),
-    or None (a module: definitions, imports, constants)."""
+    """"main" (an `if __name__ == "__main__":` block), "top-level" (a loop or a call at module level
+    in a file that trains: backward/step/fit.../train...(), or None (a module: definitions, imports,
+    constants)."""
     if not text or not _TOP_LEVEL.search(text):
         return None
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError, RecursionError):
         return None
-    top_level = False
+    loop = call = False
     for st in tree.body:
         if isinstance(st, ast.If) and _is_main_guard(st.test):
             return "main"
-        if isinstance(st, (ast.For, ast.While, ast.AsyncFor, ast.With)):
-            top_level = True
-        elif isinstance(st, ast.Expr) and isinstance(st.value, (ast.Call, ast.Await)):
-            top_level = True
-    return "top-level" if top_level and trains(text) else None
+        if isinstance(st, (ast.For, ast.While, ast.AsyncFor)):
+            loop = True
+        elif isinstance(st, ast.With) or isinstance(st, ast.Expr) and isinstance(st.value, (ast.Call, ast.Await)):
+            call = True
+    # a loop or a call at module level, in a file that trains (not `for n in NAMES: register(n)`,
+    # not `logging.basicConfig()`)
+    return "top-level" if (loop or call) and trains(text) else None
 
 
 def _is_main_guard(test: ast.AST) -> bool:
