@@ -33,7 +33,7 @@ import bisect
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace as dc_replace
 from typing import Any
 
 from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
@@ -99,7 +99,7 @@ class IncrementalAnalyzer:
         # the last few results by (key, text): typing a character and deleting it, or an undo,
         # returns to a text analysed a moment ago. Valid while no edit shifted the kept trees'
         # lines in place (an edit that adds or removes lines clears it).
-        self._recent: dict[tuple, tuple[RawAnalysis, bool]] = {}  # -> (raw, whether whole-file)
+        self._recent: dict[tuple, tuple[_Version, bool]] = {}  # -> (version, whether whole-file)
 
     def reset(self) -> None:
         self._prev = None
@@ -119,7 +119,8 @@ class IncrementalAnalyzer:
             elif text == prev.text:
                 self.stats = Stats("same", "text unchanged", len(prev.regions), 0, 0)
                 out = self._result(prev, options)
-            elif (key, text) in self._recent and self._install(text, key, *self._recent[(key, text)]):
+            elif (key, text) in self._recent:
+                self._prev = self._recent[(key, text)][0]
                 self.stats = Stats("same", "text analysed a moment ago", len(self._prev.regions), 0, 0)
                 out = self._result(self._prev, options)
             else:
@@ -145,7 +146,7 @@ class IncrementalAnalyzer:
         key = (path, _options_key(options), id(resolver), generation)
         self._install(text, key, raw)
 
-    def _install(self, text: str, key: tuple, raw: RawAnalysis, whole: bool = True) -> list[Region] | None:
+    def _install(self, text: str, key: tuple, raw: RawAnalysis) -> list[Region] | None:
         src = raw.src
         lines = src.lines
         regions = None
@@ -160,14 +161,17 @@ class IncrementalAnalyzer:
         if regions is not None:
             _assign(regions, raw.findings)
             self._prev = _Version(key, text, lines, regions, raw)
-            self._remember(key, text, raw, whole)
+            self._remember(self._prev, True)
         else:
             self._prev = None
         return regions
 
-    def _remember(self, key: tuple, text: str, raw: RawAnalysis, whole: bool) -> None:
-        self._recent.pop((key, text), None)
-        self._recent[(key, text)] = (raw, whole)
+    def _remember(self, version: _Version, whole: bool) -> None:
+        """Keep `version` for its text. Its regions are never changed afterwards (an edit makes
+        new ones for what it redoes), except by an edit that moves lines, which clears these."""
+        k = (version.key, version.text)
+        self._recent.pop(k, None)
+        self._recent[k] = (version, whole)
         while len(self._recent) > RECENT_VERSIONS:
             self._recent.pop(next(iter(self._recent)))
 
@@ -293,9 +297,14 @@ class IncrementalAnalyzer:
         raw = analyze_raw(text, path, options, resolver, src=src, memo=memo)
         if raw.timed_out:
             return full("the re-analysis ran out of time")
-        redone = [r for r in all_regions if id(r) in redo]
-        for r in redone:
-            r.findings = []
+        # redone regions are new objects (a remembered version keeps its own regions and findings)
+        redone, kept = [], []
+        for r in all_regions:
+            if id(r) in redo:
+                r = dc_replace(r, findings=[])
+                redone.append(r)
+            kept.append(r)
+        all_regions = kept
         _assign(redone, raw.findings)
         findings = [f for r in all_regions for f in r.findings]
         errors = [r.error for r in all_regions if r.error is not None]
@@ -305,7 +314,7 @@ class IncrementalAnalyzer:
         raw_all = RawAnalysis(src=full_src, findings=findings, timed_out=False, failed=list(raw.failed),
                               timings=raw.timings)
         self._prev = _Version(key, text, new, all_regions, raw_all)
-        self._remember(key, text, raw_all, False)
+        self._remember(self._prev, False)
         self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
         return finish(raw_all, options)
 
@@ -337,7 +346,7 @@ class IncrementalAnalyzer:
         raw_all = RawAnalysis(src=src, findings=[f for r in prev.regions for f in r.findings], timed_out=False,
                               failed=list(raw.failed), timings=raw.timings)
         self._prev = _Version(key, text, new, prev.regions, raw_all)
-        self._remember(key, text, raw_all, self._recent.get((key, prev.text), (None, False))[1])
+        self._remember(self._prev, self._recent.get((key, prev.text), (None, False))[1])
         self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
 
