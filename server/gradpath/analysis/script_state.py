@@ -27,6 +27,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from gradpath.analysis.facts import key_of as _dotted  # `a.b.c` of an attribute chain
+
 # Objects no rule reads beyond "unknown": argument parsers and loggers. Calls on them, and names
 # bound from them, change no finding elsewhere in the file.
 INERT_FACTORIES = frozenset({
@@ -60,17 +62,6 @@ class StatementFacts:
     globals_: frozenset  # names some nested function declares `global`
     simple: bool  # no nested function, class or lambda, no global statement, no star import
     star_import: bool
-
-
-def _dotted(node) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
 
 
 def _root(node) -> str | None:
