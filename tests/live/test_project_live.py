@@ -225,12 +225,13 @@ def _script(body: str) -> str:
 
 
 def test_the_next_script_is_tried_when_the_first_does_not_reach_the_line(tmp_path):
-    """The loss end is in engine.py (a module): both scripts import it; a_export.py comes first (same
-    distance, path order) but only saves the model, so the softmax line never runs there; the next
+    """The loss end is in engine.py (a module): both scripts import it; a_export.py comes first (both
+    name Net and step an optimizer: path order) but only saves the model, so the softmax line never
+    runs there; the next
     script, train.py, calls fit(): the finding is judged on that run."""
     root = tmp_path / "proj"
     _write(root, {"pyproject.toml": '[project]\nname = "proj"\n', "models/__init__.py": "", "models/net.py": NET,
-                  "engine.py": ENGINE, "a_export.py": _script('torch.save(net.state_dict(), "net.pt")'),
+                  "engine.py": ENGINE, "a_export.py": _script('opt.step(); torch.save(net.state_dict(), "net.pt")'),
                   "train.py": _script("fit(net, opt, [(torch.randn(8, 16), torch.randint(0, 3, (8,)))])")})
     r = _confirm("--format", "json", "models/net.py", cwd=root, tmp_path=tmp_path)
     assert r.returncode == 1, r.stderr
