@@ -45,6 +45,12 @@ QUIET_S = 0.5
 GIVE_WAY_MAX_S = 5.0
 
 
+def _freeze_long_lived() -> None:
+    import gc
+    gc.collect()
+    gc.freeze()
+
+
 class _Carried:
     """A unit's cross-module findings and the text their positions refer to; and the finding keys
     of its last file-local result (without the project) with that result's text."""
@@ -148,6 +154,9 @@ class Projects:
             await loop.run_in_executor(self.pool, project.linker().loss_uses)  # warm the linker
         self.by_root[root] = project
         log.info("indexed %d modules of %s (%d from the cache)", len(files), root, project.cache.stats["hits"])
+        # the index lives as long as the server: out of the collector's sight, so that no later
+        # full collection walks it again (a pause in the middle of a keystroke's analysis)
+        await loop.run_in_executor(self.pool, _freeze_long_lived)
         self.attach(self.analyzer.resolvers.get(root), root)
         # the open files of this folder again, with the project; then files not open that hold
         # cross-module findings
