@@ -63,6 +63,31 @@ def _names(s: str) -> list[list[str]]:
     return out
 
 
+_TOP_DEF = re.compile(r"^(?:(?:async[ \t]+)?def|class)[ \t]+(\w+)|^(\w+)[ \t]*(?::[^=\n]*)?=(?!=)", re.M)
+
+
+def top_names(text: str) -> set[str]:
+    """Names a module defines at its top level (functions, classes, assignments)."""
+    return {a or b for a, b in _TOP_DEF.findall(text)}
+
+
+def bindings(text: str) -> tuple[dict[str, str], list[str]]:
+    """(local name -> qualified name of what `from m import x as y` binds, star-imported modules)."""
+    names: dict[str, str] = {}
+    stars: list[str] = []
+    for m in _statements(text):
+        mod, items = m.group(1), m.group(2)
+        if not mod:
+            continue
+        for parts in _names(items):
+            if parts[0] == "*":
+                stars.append(mod)
+            else:
+                names[parts[2] if len(parts) >= 3 and parts[1] == "as" else parts[0]] = \
+                    f"{mod}{'' if mod.endswith('.') else '.'}{parts[0]}"
+    return names, stars
+
+
 def text_imports(text: str, is_package: Callable[[str], bool] | None = None) -> list[str]:
     """The qualified names a module's import statements name, written as summaries write them
     (`.net.Net` for a relative import, `pkg.sub` for `import pkg.sub`), plus `alias.a.b` chains
@@ -177,25 +202,80 @@ class ImportGraph:
                 into.setdefault(t, set()).add(p)
         return into
 
+    def _reaches(self, u: str, m: str, names) -> tuple[bool, bool]:
+        """Whether module u reaches what module m passes on (`names`: None for anything m holds),
+        and whether through a star import."""
+        star = False
+        hit = False
+        for qn in self.refs(u):
+            sp = self.index.split_ref(qn, u)
+            if sp is None or sp[0] != m:
+                continue
+            if names is None:
+                return True, False
+            if sp[1]:
+                if sp[1][0] in names:
+                    hit = True
+            elif qn in bindings(self.texts.get(u, ""))[1]:
+                star = hit = True
+        return hit, star
+
+    def _passes_on(self, u: str, m: str, names, star: bool):
+        """The names through which package `u` passes on what it takes from m (None: any)."""
+        bound, stars = bindings(self.texts.get(u, ""))
+        out = set()
+        for local, qn in bound.items():
+            sp = self.index.split_ref(qn, u)
+            if sp is not None and sp[0] == m and (names is None or (sp[1] and sp[1][0] in names)):
+                out.add(local)
+        if star:
+            if names is None:
+                t = self.texts.get(m, "")
+                names = top_names(t) | set(bindings(t)[0])
+            out |= set(names)
+        return out
+
     def users(self, targets: Iterable[str]) -> set[str]:
-        """`targets` and the modules importing them, transitively. A few modules are looked up by
-        the words their importers must hold; past EAGER_AFTER, every text's imports are resolved
-        once (a model module reached through its package is imported, in the end, by most of
-        the project)."""
-        users = set(targets)
-        todo = list(users)
+        """`targets` and the modules that reach them through imports, transitively. A package
+        `__init__` counts only for the names it passes on from them (`from .resnet import *` passes
+        on what resnet.py defines; `from timm.models import create_model` does not reach resnet.py
+        through it), and its importers only when they take one of those names. A few modules are
+        looked up by the words their importers must hold; past EAGER_AFTER, every text's imports
+        are resolved once."""
+        exp: dict[str, set | None] = {os.path.abspath(t): None for t in targets}
+        todo = list(exp)
         into = None
         asked = 0
         while todo:
             m = todo.pop()
+            names = exp[m]
             asked += 1
             if into is None and asked > EAGER_AFTER:
                 into = self._all_importers()
-            for u in (into.get(m, ()) if into is not None else self.importers(m)):
-                if u not in users:
-                    users.add(u)
-                    todo.append(u)
-        return users
+            if m in self.registering:
+                # a class registered into a registry here is reached by whoever looks the
+                # registry up: the importers of what this module imports (the registry's module)
+                for t in sorted(self.out(m)):
+                    for u in sorted(into.get(t, ()) if into is not None else self.importers(t)):
+                        if u not in exp or exp[u] is not None:
+                            exp[u] = None
+                            todo.append(u)
+            for u in sorted(into.get(m, ()) if into is not None else self.importers(m)):
+                hit, star = self._reaches(u, m, names)
+                if not hit:
+                    continue
+                if os.path.basename(u) == "__init__.py":
+                    new = self._passes_on(u, m, names, star)
+                    if not new:
+                        continue
+                else:
+                    new = None
+                old = exp.get(u, set()) if u in exp else set()
+                if u in exp and (old is None or (new is not None and new <= old)):
+                    continue
+                exp[u] = None if new is None or old is None else (old | new)
+                todo.append(u)
+        return set(exp)
 
 
 def needed(project, graph: ImportGraph, targets: Iterable[str], ensure: Callable[[str], dict | None]) -> set[str]:
