@@ -100,6 +100,35 @@ class Ev:
         return any(f[0] == CALL for f in self.path)
 
 
+class _IfTest:
+    """The test of an `if` frame, equal to another when their texts (ast.dump) are equal; the text
+    is made on the first comparison (most frames are never compared: exclusive() is asked about
+    training events only)."""
+    __slots__ = ("test", "_dumps", "_d")
+
+    def __init__(self, test: ast.AST, dumps: dict):
+        self.test, self._dumps, self._d = test, dumps, None
+
+    def text(self) -> str:
+        d = self._d
+        if d is None:
+            d = self._dumps.get(id(self.test))
+            if d is None:
+                d = self._dumps[id(self.test)] = ast.dump(self.test)
+            self._d = d
+        return d
+
+    def __eq__(self, other):
+        if other is self:
+            return True
+        if not isinstance(other, _IfTest):
+            return NotImplemented
+        return self.text() == other.text()
+
+    def __hash__(self):
+        return hash(("if", self.text()))
+
+
 def exclusive(a: Ev, b: Ev) -> bool:
     """True when a and b sit in different branches of the same `if`/`try`/`match`, or of two `if`s
     with the same test text (`if phase == "train":` written twice in one iteration)."""
@@ -388,10 +417,7 @@ class LoopFacts:
             return
         if isinstance(st, ast.If):
             self._exprs(st.test, frames, scope, fn, depth, out)
-            d = self._dumps.get(id(st.test))
-            if d is None:
-                d = self._dumps[id(st.test)] = ast.dump(st.test)
-            cond = ("if", d)
+            cond = _IfTest(st.test, self._dumps)
             self._stmts(st.body, frames + ((IF, st, 0, cond),), scope, fn, depth, out)
             self._stmts(st.orelse, frames + ((IF, st, 1, cond),), scope, fn, depth, out)
         elif isinstance(st, (ast.For, ast.AsyncFor)):
