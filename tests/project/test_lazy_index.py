@@ -146,3 +146,16 @@ def test_the_graph_finds_importers_through_relative_imports(proj):
     g = ImportGraph(p.index, lambda x: Path(x).read_text(), p.paths())
     net = str(proj / "models" / "net.py")
     assert g.users([net]) == {net, str(proj / "models" / "__init__.py"), str(proj / "train.py")}
+
+
+def test_a_package_passes_on_only_the_names_it_takes_from_the_module(proj):
+    _write(proj, {"use_other.py": "from models import Other\nm = Other()\n",
+                  "zoo/__init__.py": "from .beasts import *\n",
+                  "zoo/beasts.py": "from models.net import Net\n\n\nclass Cat(Net):\n    pass\n",
+                  "pet.py": "from zoo import Cat\n",
+                  "no_pet.py": "from zoo import Dog\n"})
+    p = _lazy(proj, "models/net.py")
+    names = _names(p)
+    assert "train.py" in names and "use_other.py" not in names  # Other is not from net.py
+    # a star import passes on what beasts.py defines: pet.py takes Cat, no_pet.py a name it lacks
+    assert {"zoo/beasts.py", "zoo/__init__.py", "pet.py"} <= names and "no_pet.py" not in names

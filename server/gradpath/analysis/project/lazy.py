@@ -207,17 +207,21 @@ class ImportGraph:
         and whether through a star import."""
         star = False
         hit = False
+        stars = None
         for qn in self.refs(u):
             sp = self.index.split_ref(qn, u)
             if sp is None or sp[0] != m:
                 continue
-            if names is None:
-                return True, False
             if sp[1]:
-                if sp[1][0] in names:
+                if names is None or sp[1][0] in names:
                     hit = True
-            elif qn in bindings(self.texts.get(u, ""))[1]:
+                continue
+            if stars is None:
+                stars = bindings(self.texts.get(u, ""))[1]
+            if qn in stars:
                 star = hit = True
+            elif names is None:
+                hit = True
         return hit, star
 
     def _passes_on(self, u: str, m: str, names, star: bool):
