@@ -6,7 +6,7 @@ import ast
 import re
 
 from gradpath.analysis import bounds
-from gradpath.analysis.dataflow import G, N, Val, flow, is_parenthesised, module_alias, name_in_file, wrap
+from gradpath.analysis.dataflow import G, N, U, Val, flow, is_parenthesised, module_alias, name_in_file, wrap
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.rules import rule
 
@@ -141,6 +141,25 @@ def _live(e, v: Val, ctx=None) -> bool:
     return ctx is None or not (_logged_only(ctx, e.node) or _after_last_backward(ctx, e))
 
 
+_LOSS_CLASS_WORDS = ("loss", "criterion", "objective")
+
+
+def _loss_method_input(ctx, e, *vals: Val) -> bool:
+    """Loss math in a loss class's `forward` (`SupConLoss`, `DiceCriterion`) on values of unknown graph:
+    its inputs are what a training loop passes it (the predictions), usually from another file, so
+    the class is the place to judge them. A value known to have no graph stays out."""
+    s = e.scope
+    if e.nograd or s is None or s.kind != "method" or not s.class_name or s.name not in ("forward", "__call__"):
+        return False
+    if not any(w in s.class_name.lower() for w in _LOSS_CLASS_WORDS):
+        return False
+    if s.name == "forward" and not ctx.symbols.is_module_class(s.class_name):
+        return False
+    if not any(v is not None and v.kind == "tensor" and v.grad == U for v in vals):
+        return False
+    return not (_logged_only(ctx, e.node) or _after_last_backward(ctx, e))
+
+
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 
 
@@ -269,7 +288,8 @@ def unsafe_division(ctx):
             continue
         if den.shape not in ZERO_SHAPES or _nonzero(den):
             continue
-        if not (_live(e, den) or _live(e, num)) or _logged_only(ctx, e.node) or _after_last_backward(ctx, e):
+        if not (_live(e, den) or _live(e, num) or _loss_method_input(ctx, e, den, num)) \
+                or _logged_only(ctx, e.node) or _after_last_backward(ctx, e):
             continue
         if bounds.guarded_by_test(ctx.facts, e.node, den_node) or bounds.result_checked(ctx.facts, e.node):
             continue  # `if den > 0:` before it, or `ratio[ratio.isinf()] = ...` after it
@@ -405,7 +425,8 @@ def unsafe_log(ctx):
                 ctx, a, "the model output behind it"), data={"probe": _probe(ctx, "log-arg", an),
                                                               **({"model": _model_of(a)} if _model_of(a) else {})})
             continue
-        if a.shape not in ("raw", "diff", "nonneg") or _nonzero(a) or not _live(e, a, ctx):
+        if a.shape not in ("raw", "diff", "nonneg") or _nonzero(a) or not (_live(e, a, ctx)
+                                                                           or _loss_method_input(ctx, e, a)):
             continue
         if not _once(seen, "GP302", e.node):
             continue
@@ -656,7 +677,7 @@ def sqrt_at_zero(ctx):
     for e in fl.events_of("sqrt"):
         a = e.vals["arg"]
         an = e.nodes["arg"]
-        if a.shape not in ("sq", "sumsq") or not _live(e, a, ctx):
+        if a.shape not in ("sq", "sumsq") or not (_live(e, a, ctx) or _loss_method_input(ctx, e, a)):
             continue
         if not _once(seen, "GP306", e.node):
             continue
