@@ -1,8 +1,8 @@
 """The gradient-flow table of one live step: one row per parameter tensor the run saw.
 
-Worker side: depends only on the standard library and torch, and is loaded by worker.py from its file
-path (under a private module name, so a user's own `flowtable` module is never shadowed). The
-worker calls `build(obs)` once, after the user's code ran, with its Observer; the result goes out as
+Worker side: depends only on the standard library and torch, and is imported by the worker as
+`_gradpath_live.flowtable` (a private package, so a user's own `flowtable` module is never shadowed:
+see worker._load_sibling). The child (child_run.py) calls `build(obs)` once, after the user's code ran, with its Observer; the result goes out as
 the `flow` member of the run's final event and is read by gradpath.live.report (HTML, SVG, PNG) and
 by the editor's "Gradient flow" view.
 

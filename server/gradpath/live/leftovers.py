@@ -1,7 +1,7 @@
 """Gradients left over from an earlier iteration, named so that a verdict can cite the right tensor.
 
-Worker side: depends only on the standard library, and is loaded by worker.py from its file path
-(under a private module name). At each backward() the worker knows, per tracked tensor, its gradient
+Worker side: depends only on the standard library, and is imported by observer.py as
+`_gradpath_live.leftovers` (a private package: see worker._load_sibling). At each backward() the worker knows, per tracked tensor, its gradient
 norm before and after. GP401 ("zero_grad() is never called for this optimizer") must cite a tensor
 that this optimizer holds: an encoder left out of every optimizer also keeps its gradients, but it
 says nothing about the classifier's optimizer. So each example carries the labels of the optimizers

@@ -9,9 +9,9 @@ loops cut short). Line marks and loop counts of each module are kept apart from 
 module's line 13 is not the script's line 13). Events (backward, step...) carry the lines of the
 module frames on their stack, and an exception the frames it passed through in each module.
 
-Standard library only (like worker.py, which loads this file by path).
+Standard library only (like worker.py; imported by child_run.py as `_gradpath_live.modhook`).
 
-    hook = ModuleHook(req["modules"], obs, rewrite)   # rewrite: worker.rewrite
+    hook = ModuleHook(req["modules"], obs, rewrite)   # rewrite: script_rewrite.rewrite
     hook.install()
     ... run the script ...
     result["module_obs"] = hook.summary(exc)           # {path: {"lines", "loops", "events", ...}}

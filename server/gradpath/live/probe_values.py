@@ -1,7 +1,7 @@
 """Where a probed value came from, so that the live step forces only values that can really move.
 
-Worker side: depends only on the standard library (torch is passed in), and is loaded by worker.py
-from its file path (under a private module name). A GP3 finding is "confirmed" either because the
+Worker side: depends only on the standard library (torch is passed in), and is imported by observer.py
+as `_gradpath_live.probe_values` (a private package: see worker._load_sibling). A GP3 finding is "confirmed" either because the
 real run hit the edge (a zero denominator, a log of 0) or because the edge run forced the probed
 value to its edge and PyTorch gave inf/NaN. Forcing is evidence of the consequence, not of
 reachability: it is fair only for a value the run computes from data or parameters. A Python number
