@@ -6,13 +6,14 @@ ranges, backward/step events, warnings); this module decides `confirmed` / `not-
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 # when a forced edge counts, and how verdicts read (the words' meanings, "confirmed by forcing `p` to 0")
 from gradpath.live.forcing import EDGE_VALUE, unforceable  # noqa: F401 - unforceable: also service.py
 from gradpath.live.verdict_words import VERDICT_MEANING, headline  # noqa: F401 - used by the CLI and the hover
+# numbers read back and written in words (one format with the report: numfmt.py)
+from gradpath.live.numfmt import finite, fmt, num  # noqa: F401 - V.fmt/V.num: verdicts_*.py
 
 CONFIRMED, NOT_REPRODUCED, NOT_RUN = "confirmed", "not-reproduced", "not-run"
 
@@ -55,41 +56,6 @@ class Verdict:
 # ------------------------------------------------------------------------------------------------
 # small helpers
 # ------------------------------------------------------------------------------------------------
-
-def num(x: Any) -> float | None:
-    if x is None:
-        return None
-    if isinstance(x, str):
-        try:
-            return float(x)
-        except ValueError:
-            return None
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def fmt(x: Any) -> str:
-    v = num(x)
-    if v is None:
-        return "None"
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if a >= 1e4 or a < 1e-3:
-        return f"{v:.2g}".replace("e-0", "e-").replace("e+0", "e+").replace("e+", "e")
-    return f"{v:.3g}" if a < 1 else f"{v:.3g}"
-
-
-def finite(x: Any) -> bool:
-    v = num(x)
-    return v is not None and math.isfinite(v)
-
 
 def lines_reached(obs: dict) -> set[int]:
     return {int(k) for k in (obs.get("lines") or {})}

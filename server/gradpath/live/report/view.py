@@ -13,6 +13,8 @@ import math
 import re
 from typing import Any, Iterable
 
+from gradpath.live.numfmt import fmt, num  # one number format with the verdicts' evidence
+
 # (key, legend text, colour on a light background, colour on a dark one); the order is the legend's
 FLAGS: tuple[tuple[str, str, str, str], ...] = (
     ("no-optimizer", "not in any optimizer", "#c62828", "#ff6b6b"),
@@ -36,34 +38,6 @@ _SUBJECT_FLAGS = {
     "GP203": ("no-grad", "zero-grad"), "GP205": ("no-grad", "zero-grad"), "GP404": ("unchanged",),
     "GP402": ("zero-grad", "unchanged"),
 }
-
-
-def num(x: Any) -> float | None:
-    """A number from the table: floats pass, "nan"/"inf" strings become floats, None stays None."""
-    if x is None or isinstance(x, bool):
-        return None
-    if isinstance(x, (int, float)):
-        return float(x)
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def fmt(x: Any) -> str:
-    v = num(x)
-    if v is None:
-        return "None"
-    if math.isnan(v):
-        return "nan"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    if v == 0:
-        return "0"
-    a = abs(v)
-    if 1e-3 <= a < 1e4:
-        return f"{v:.3g}"
-    return f"{v:.2e}"
 
 
 def row_flags(row: dict, steps: int) -> list[str]:
