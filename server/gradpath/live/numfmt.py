@@ -3,7 +3,8 @@ evidence (verdicts*.py), the CLI, and the gradient-flow report and view (report/
 gradient norm reads the same everywhere.
 
 `fmt`: three significant digits between 1e-3 and 1e4 (`0.651`, `12.3`), two in compact scientific
-notation outside it (`1.2e-5`, `3.4e6`), and `0`, `nan`, `inf`, `-inf`, `None` as such.
+notation outside it (`1.2e-5`, `3.4e6`), and `0`, `nan`, `inf`, `-inf`, `None` as such. A bool is a
+number (1 or 0), text that is not a number is None.
 Pure Python (no torch).
 """
 from __future__ import annotations
@@ -34,9 +35,9 @@ def fmt(x: Any) -> str:
     if v == 0:
         return "0"
     a = abs(v)
-    if a >= 1e4 or a < 1e-3:
-        return f"{v:.2g}".replace("e-0", "e-").replace("e+0", "e+").replace("e+", "e")
-    return f"{v:.3g}"
+    # (just under 1e4, three digits round up to an exponent too: 9876.5 -> "9.88e3")
+    text = f"{v:.2g}" if a >= 1e4 or a < 1e-3 else f"{v:.3g}"
+    return text.replace("e-0", "e-").replace("e+0", "e+").replace("e+", "e")
 
 
 def finite(x: Any) -> bool:
