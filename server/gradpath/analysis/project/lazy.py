@@ -145,11 +145,21 @@ class ImportGraph:
         self.texts: dict[str, str] = {}
         self._refs: dict[str, list[str]] = {}
         self._out: dict[str, set[str]] = {}
+        self._split_memo: dict[tuple[str, str], object] = {}
         for p in paths:
             text = reader(p)
             if text is not None:
                 self.texts[p] = text
         self.registering = {p for p, t in self.texts.items() if "@" in t and registers(t)}
+
+    def split(self, qn: str, p: str):
+        """index.split_ref for a name read from the text of p, remembered per (name, folder): a
+        name from a text resolves the same from every file of one folder."""
+        key = (qn, os.path.dirname(p))
+        got = self._split_memo.get(key, False)
+        if got is False:
+            got = self._split_memo[key] = self.index.split_ref(qn, p)
+        return got
 
     def refs(self, p: str) -> list[str]:
         got = self._refs.get(p)
@@ -157,7 +167,7 @@ class ImportGraph:
             index = self.index
 
             def is_module(qn):
-                sp = index.split_ref(qn, p)
+                sp = self.split(qn, p)
                 return sp is not None and not sp[1]
             got = self._refs[p] = text_imports(self.texts.get(p, ""), is_module)
         return got
@@ -169,7 +179,7 @@ class ImportGraph:
             for qn in self.refs(p):
                 # (the linker resolves `pkg.sub.name` to pkg/sub straight away, as the index does
                 # here: the packages on the way are not read for it)
-                sp = self.index.split_ref(qn, p)
+                sp = self.split(qn, p)
                 if sp is not None and sp[0] != p:
                     got.add(sp[0])
             self._out[p] = got
@@ -209,7 +219,7 @@ class ImportGraph:
         hit = False
         stars = None
         for qn in self.refs(u):
-            sp = self.index.split_ref(qn, u)
+            sp = self.split(qn, u)
             if sp is None or sp[0] != m:
                 continue
             if sp[1]:
@@ -229,7 +239,7 @@ class ImportGraph:
         bound, stars = bindings(self.texts.get(u, ""))
         out = set()
         for local, qn in bound.items():
-            sp = self.index.split_ref(qn, u)
+            sp = self.split(qn, u)
             if sp is not None and sp[0] == m and (names is None or (sp[1] and sp[1][0] in names)):
                 out.add(local)
         if star:
