@@ -20,7 +20,8 @@ distinct commit the script extracts the whole tree (`git archive`) into --cache/
 On the fix commit it records whether the number of findings of that family in that file went down
 (`gone`) or not (`stays`); `-` when the parent had none. The git directories are read from
 --mirrors/<owner>+<name>/repo (a bare clone with history). Nothing of the repositories is copied into
-this repository; the checkouts live under --cache. It asserts nothing and prints a table and totals.
+this repository; the checkouts live under --cache. Each run starts with an empty summary cache (as a new
+user would). It asserts nothing and prints a table and totals.
 """
 from __future__ import annotations
 
@@ -32,12 +33,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GRADPATH = HERE.parent / ".venv" / "bin" / "gradpath"
 SOURCE_SUFFIXES = (".py", ".ipynb", ".toml", ".cfg")
+# a new user has no summary cache: each run gets an empty one (set in main)
+_ENV = dict(os.environ)
 
 
 class Case:
@@ -105,12 +109,12 @@ def checkout(mirrors: Path, cache: Path, repo: str, commit: str) -> Path:
     return dest
 
 
-def analyse(tree: Path, jobs: int | None) -> tuple[list[dict], float, str]:
-    cmd = [str(GRADPATH), "check", str(tree), "--format", "json", "--exit-zero", "-q"]
+def analyse(tree: Path, jobs: int | None, gradpath: list[str]) -> tuple[list[dict], float, str]:
+    cmd = [*gradpath, "check", str(tree), "--format", "json", "--exit-zero", "-q"]
     if jobs:
         cmd += ["-j", str(jobs)]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_ENV)
     secs = time.perf_counter() - t0
     try:
         found = json.loads(proc.stdout or "[]")
@@ -169,12 +173,16 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", type=int, default=1, help="commits analysed at the same time")
     ap.add_argument("--show-missed", action="store_true", help="print the findings in the file of each miss")
     ap.add_argument("--json", default="", help="also write the per-case results here")
+    ap.add_argument("--gradpath", default=str(GRADPATH),
+                    help="the command to run (e.g. 'python -m gradpath' with PYTHONPATH set to an older checkout's "
+                         "server/ folder, to measure a baseline)")
     args = ap.parse_args(argv)
     cases = read_cases(Path(args.cases))
     only = {x for x in args.only.split(",") if x}
     if only:
         cases = [c for c in cases if c.name in only]
     mirrors, cache = Path(args.mirrors), Path(args.cache)
+    _ENV["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gradpath-history-cache-")
     commits = sorted({(c.repo, c.parent) for c in cases} | {(c.repo, c.fix) for c in cases})
     results: dict[tuple[str, str], tuple[Path, list[dict], float, str]] = {}
     t0 = time.perf_counter()
@@ -182,7 +190,7 @@ def main(argv=None) -> int:
     def run(key):
         repo, commit = key
         tree = checkout(mirrors, cache, repo, commit)
-        found, secs, err = analyse(tree, args.jobs or None)
+        found, secs, err = analyse(tree, args.jobs or None, args.gradpath.split())
         return key, (tree, found, secs, err)
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
