@@ -13,7 +13,10 @@ every module of the repository. What the cross-module rules ask about a file F:
   that register into a module of the set, with what they import.
 
 So: needed = forward closure of (F and its importers, transitively), plus registering modules,
-to a fixpoint. The import graph comes from the texts (a regular expression over import
+to a fixpoint. Both closures go by names through packages: forwards, a package `__init__` (or a
+star-imported module) that only passes a name on is read for that name, not followed whole;
+backwards, a package counts as an importer of F only for the names it passes on from F, and its
+own importers only when they take one of them. The import graph comes from the texts (a regular expression over import
 statements, resolved by the project index): reading every file is cheap; summarising or decoding
 every summary is not. The graph over-approximates (imports under `if`, in functions, in `try`): a
 module too many costs time, never a finding. Everything else works as for a folder: the index
