@@ -1,7 +1,7 @@
 """Issue 15 (session 6) on real code: what the cross-module GP3/GP2 rules and the linker's reading of
 parameter defaults add. For triage; asserts nothing.
 
-    python benchmarks/scan_fed.py [--root /work/realcode] [--only name,name] [--out DIR]
+    python benchmarks/scan_fed.py [--root /work/realcode] [--only name,name] [--out DIR] [--quick]
 
 Per repository folder under --root: builds the project model, then
 - lists the loss functions/classes fed a model's output from another module (project/fed.py) and
@@ -69,7 +69,7 @@ def _run(text, f, resolver, select):
     return analyze(text, f, Options(select=select), resolver=resolver).findings
 
 
-def scan(folder: Path) -> dict:
+def scan(folder: Path, sites_too: bool = True) -> dict:
     files = [str(f) for f in iter_python_files([str(folder)])]
     t0 = time.perf_counter()
     project = Project(str(folder), files, use_cache=False).build()
@@ -107,7 +107,7 @@ def scan(folder: Path) -> dict:
     bare = _no_defaults(project)
     out["known_defaults"] = _known_defaults(lk, project.summaries)
     out["known_defaults_without"] = _known_defaults(bare.linker(), project.summaries)
-    sites = finding_sites(lk) | finding_sites(bare.linker())
+    sites = finding_sites(lk) | finding_sites(bare.linker()) if sites_too else set()
     linked_bare = ProjectResolver(Resolver(root=str(folder), use_jedi=False), bare)
     for f in sorted(sites):
         try:
@@ -130,6 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", default=os.environ.get("GRADPATH_REALCODE", "/work/realcode"))
     ap.add_argument("--only")
     ap.add_argument("--out", default="/tmp/scan-fed")
+    ap.add_argument("--quick", action="store_true", help="skip analysing the finding sites twice (slow on big repos)")
     args = ap.parse_args(argv)
     root = Path(args.root)
     names = args.only.split(",") if args.only else sorted(
@@ -140,7 +141,7 @@ def main(argv=None) -> int:
         if not folder.is_dir():
             continue
         t0 = time.perf_counter()
-        info = scan(folder)
+        info = scan(folder, sites_too=not args.quick)
         info["total_s"] = round(time.perf_counter() - t0, 1)
         (Path(args.out) / f"{name}.json").write_text(json.dumps(info, indent=1))
         print(f"== {name}: {info['files']} files, index {info['index_s']} s, total {info['total_s']} s; "
