@@ -8,8 +8,10 @@ modules the file holding the loss never sees that call, so its parameters stay u
 numerics rules stay quiet. Here the project model says who feeds the loss (project/fed.py): the
 dataflow of this file runs again with those loss functions also invoked on a model-output value (a
 graph, the softmax/sigmoid the model's forward ends in when known), and the in-file numerics rules
-read that flow (a copy of the file's own, with only the seeded calls run on it). What they find beyond what they find on the plain flow is reported, on the
-expression in this file, with related information at the loss call in the other module. Eps guards
+read that flow (a copy of the file's own, with only the seeded calls run on it). What they find in
+the loss (and in helpers it calls) is reported on the expression in this file, with related
+information at the loss call in the other module; a finding the file's own analysis also gives
+(a class named ...Loss) comes once, with that information. Eps guards
 (`sqrt(x + eps)`, `/ (n + 1e-8)`, `clamp(min=...)`) keep them quiet exactly as in-file.
 """
 from __future__ import annotations
@@ -122,9 +124,12 @@ def fed_loss_numerics(ctx):
     for check in (numerics.unsafe_division, numerics.sqrt_at_zero, numerics.unsafe_log):
         plain = {(f.code, f.span) for f in check(ctx)}
         for f in check(seeded):
-            if (f.code, f.span) in plain or f.code == "GP303":
-                continue  # the file's own analysis reports it; log of softmax is the GP302 rule's
-            owner = _owner(ctx, f.span, users)
+            if f.code == "GP303":
+                continue  # log of a softmax/sigmoid output: the cross-module GP302 rule's
+            # one the file's own analysis reports too (a class named ...Loss is loss math on its own):
+            # yielded again inside a fed loss, with the feeder named and related information (the
+            # engine keeps one finding per code and span: this rule's, as it runs before numerics.py)
+            owner = _owner(ctx, f.span, users, strict=(f.code, f.span) in plain)
             if owner is None:
                 continue
             fq, uses = owner
@@ -140,9 +145,9 @@ def fed_loss_numerics(ctx):
             yield f
 
 
-def _owner(ctx, span: Span, users: dict):
-    """The seeded loss function whose body holds the finding (one it calls in turn counts too: its
-    caller's feeders are named)."""
+def _owner(ctx, span: Span, users: dict, strict: bool = False):
+    """The seeded loss function whose body holds the finding (unless `strict`, one it calls in turn
+    counts too: its caller's feeders are named)."""
     best = None
     for s in ctx.facts.scopes[1:]:
         n = s.node
@@ -151,6 +156,6 @@ def _owner(ctx, span: Span, users: dict):
             if id(s) in users:
                 return users[id(s)]
             best = best or s
-    if best is not None and len(users) == 1:
+    if best is not None and len(users) == 1 and not strict:
         return next(iter(users.values()))  # a helper of the one seeded loss
     return None
