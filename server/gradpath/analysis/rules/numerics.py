@@ -157,7 +157,21 @@ def _loss_method_input(ctx, e, *vals: Val) -> bool:
         return False
     if not any(v is not None and v.kind == "tensor" and v.grad == U for v in vals):
         return False
+    if _project_feeds(ctx, f"{s.class_name}.{s.name}"):
+        return False  # the project knows its callers: crossmodule_numerics runs it on what they pass
     return not (_logged_only(ctx, e.node) or _after_last_backward(ctx, e))
+
+
+def _project_feeds(ctx, qualname: str) -> bool:
+    """Does the project know a call of this file's loss `qualname` on a model's output (with a graph or
+    under no_grad)? Then what it is fed decides, not this file's guess."""
+    from gradpath.analysis.project import linked_summary
+    from gradpath.analysis.project.fed import fed_losses
+    linked = linked_summary(ctx)
+    if linked is None:
+        return False
+    _project, path, lk, _sm = linked
+    return bool(fed_losses(lk).get((path, qualname)))
 
 
 _LOOPS = (ast.For, ast.AsyncFor, ast.While)
