@@ -16,6 +16,8 @@ function, is left out.
 """
 from __future__ import annotations
 
+from gradpath.analysis.project.summaries import passed_of
+
 # model classes outside the project whose output carries a graph (what loss_uses links to `extinst`)
 _EXT_MODEL_PREFIXES = ("torch.nn.", "torchvision.models.", "timm.", "transformers.")
 
@@ -93,11 +95,11 @@ def _build_fed(lk) -> dict:
                 if models is None:
                     continue
                 (tp, tq), off = target
-                ex = extra[0] if extra else {}
+                ex = extra[0] if extra else [None, None]
                 out.setdefault((tp, tq), []).append({
                     "path": p, "fn": fq, "input": inp_sp, "loss": loss_sp, "nograd": "n" in flags,
                     "models": models, "act": _act(lk, models, elt), "elt": elt,
-                    "passed": ex.get("passed"), "data": ex.get("data"), "offset": off})
+                    "passed": passed_of(ex[0]), "data": ex[1], "offset": off})
     return out
 
 
@@ -134,10 +136,10 @@ def model_loss_uses(lk) -> dict:
                     mv = lk.eval(model_vd, p)
                     for v in mv:
                         if v[0] in ("inst", "self") and lk.is_module_class(v[1], v[2]):
-                            ex = extra[0] if extra else {}
+                            ex = extra[0] if extra else [None, None]
                             d.setdefault((v[1], v[2]), []).append({
                                 "path": p, "fn": fq, "input": inp_sp, "loss": loss_sp, "nograd": "n" in flags,
-                                "data": ex.get("data"), "elt": elt, "only": len(mv) == 1})
+                                "data": ex[1], "elt": elt, "only": len(mv) == 1})
         return d
     return _memo(lk, ("model-loss-uses",), build)
 

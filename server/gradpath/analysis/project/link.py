@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import os
 
+from gradpath.analysis.project.summaries import passed_of
+
 UNKNOWN = ("?",)
 _U = frozenset([UNKNOWN])
 MAX_EVAL_DEPTH = 12
@@ -436,7 +438,8 @@ class Linker:
         vals = None
         default = fn.get("defaults", {}).get(pname)
         kwonly = idx >= len(fn["params"]) - fn.get("nkwonly", 0)
-        for cpath, args, kw, off, passed in calls:
+        for cpath, args, kw, off, rec in calls:
+            passed = passed_of(rec)
             i = idx - off
             vpath = cpath
             if pname in kw:

@@ -16,12 +16,12 @@ Values the linker evaluates ("value descriptors", vd) are small lists:
   ["item", vd(, key vd)]   an element of a container (a registry lookup: MODELS[name], MODELS.get(n)),
                            with the key when it is a literal or a parameter (its default, its callers)
   ["coll", [vd, ...](, keys)]  a dict/list/tuple literal (its values; a dict's literal keys or None)
-  ["lit", value]           a literal str/int/float/bool (a parameter default, what a caller passes)
+  ["lit", value]           a string literal (a parameter default, what a caller passes)
   None                     unknown
 
 A function's summary holds "defaults": parameter -> vd of its default (evaluated where the function
 is defined), "nkwonly" (how many of its params are keyword-only), and every call record ends in what
-it passes ([positional count, keyword names], None with `*args`/`**kwargs`), so the linker knows
+it passes (positional count, or [that, keyword names]; None with `*args`/`**kwargs`), so the linker knows
 which parameters a call leaves to their defaults.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import builtins
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 16
+SCHEMA = 19
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -352,15 +352,19 @@ class _Fn:
             return self._item(inner, node.slice, d) if inner is not None else None
         if isinstance(node, ast.Constant) and node.value is None:
             return ["none"]  # `self.model = None` in __init__, set for real elsewhere
-        if isinstance(node, ast.Constant) and isinstance(node.value, (str, int, float, bool)) \
-                and not (isinstance(node.value, str) and len(node.value) > 80):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and len(node.value) <= 80:
+            # a name (`build_model("resnet")`, `name="logits"`): what picks a dict entry. Numbers are
+            # left unknown: no question reads them, and they are most of a summary's literals
             return ["lit", node.value]
         if isinstance(node, ast.Dict):
+            vals = _members([self.vd(v, d) for v in node.values])
+            if all(v is None for v in vals):
+                return ["coll", vals]  # a table of settings: nothing the linker follows
             keys = [k.value if isinstance(k, ast.Constant) and isinstance(k.value, (str, int)) else None
                     for k in node.keys]
-            return ["coll", [self.vd(v, d) for v in node.values], keys]
+            return ["coll", vals, keys]
         if isinstance(node, (ast.List, ast.Tuple)):
-            return ["coll", [self.vd(v, d) for v in node.elts]]
+            return ["coll", _members([self.vd(v, d) for v in node.elts])]
         return None
 
     def _item(self, inner, key_node, d):
@@ -479,9 +483,8 @@ class _Fn:
             loss = self.vd(f) if models else None
             if loss is not None:
                 # what the call passes (a loss function's defaults), and which arguments are plain data
-                extra = {"passed": None if any(isinstance(a, ast.Starred) for a in c.args)
-                         or any(k.arg is None for k in c.keywords) else [len(c.args), [k.arg for k in c.keywords]],
-                         "data": [self._is_data(a) for a in c.args]}
+                # [what the call passes (see _passed), which arguments are plain data]
+                extra = [_passed(c), [self._is_data(a) for a in c.args]]
                 for model, elt in models:
                     self.loss_uses.append([loss, model, _span(self.s.src, inp), sp, flags, elt, extra])
         # logs/sqrt of a parameter (loss modules' forward)
@@ -515,9 +518,7 @@ class _Fn:
             akeys.pop()
         # what the call passes: [number of positional arguments, keyword names], or None with
         # `*args`/`**kw` (a parameter may be given): the linker applies a default only where it is left out
-        passed = None if any(isinstance(a, ast.Starred) for a in c.args) or any(k.arg is None for k in c.keywords) \
-            else [len(c.args), [k.arg for k in c.keywords]]
-        self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys, passed])
+        self.calls.append([callee, args, kw, sp, flags, akeys, kwkeys, _passed(c)])
 
     def _bound_call_span(self, node, at):
         """The span of the call a backwarded value is exactly (`loss = crit(out, y); loss.backward()`,
@@ -659,6 +660,27 @@ class _Fn:
 
 
 _BUILTINS = frozenset(dir(builtins))
+
+
+def _members(vds: list) -> list:
+    """A collection's member vds without its string literals (names and paths in a settings table:
+    no question reads them; the keys of a dict of classes are kept apart)."""
+    return [None if v is not None and v[0] == "lit" else v for v in vds]
+
+
+def _passed(c: ast.Call):
+    """What a call passes, compactly: the number of positional arguments, [that, keyword names]
+    with keywords, None with `*args`/`**kw` (a parameter may be given). See passed_of."""
+    if any(isinstance(a, ast.Starred) for a in c.args) or any(k.arg is None for k in c.keywords):
+        return None
+    return [len(c.args), [k.arg for k in c.keywords]] if c.keywords else len(c.args)
+
+
+def passed_of(rec) -> tuple | None:
+    """(positional count, keyword names) from a call record's `passed`, or None (not known)."""
+    if rec is None:
+        return None
+    return (rec, ()) if isinstance(rec, int) else (rec[0], tuple(rec[1]))
 
 _DATA_CTORS = {"torch.randn", "torch.rand", "torch.randint", "torch.zeros", "torch.ones", "torch.tensor",
                "torch.as_tensor", "torch.from_numpy", "torch.full", "torch.arange", "torch.empty"}
