@@ -18,208 +18,35 @@ from __future__ import annotations
 import ast
 import builtins
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from gradpath.analysis import effects, frameworks
 from gradpath.analysis import loop_guards
 from gradpath.analysis.facts import unwrap_same_instance, key_of
 from gradpath.analysis.project import loop_link as project_link
+from gradpath.analysis.loop_events import ACCUM, CALL, CLOSURE, Ev, IF, _IfTest, LOOP, NOGRAD, Unit
+from gradpath.analysis.loop_events import (  # noqa: F401 - the GP4 rules import these from here
+    MAX_DEPTH, display, exclusive, key_matches, nameable, same_model)
+from gradpath.analysis.loop_bindings import LoopBindings, _is_cleared_value
 
-MAX_DEPTH = 3
 # Bounds on inlining (a file of thousands of small methods calling each other): past them a call
 # becomes an opaque event, which only ever silences a rule.
 MAX_UNIT_EVENTS = 1500
 MAX_TOTAL_COPIES = 60_000
 
-NOGRAD_CALLS = {"torch.no_grad", "torch.inference_mode", "torch.autograd.no_grad",
-                "torch.autograd.inference_mode"}
 EVENT_METHODS = {"train", "eval", "zero_grad", "step", "backward", "forward"}
 # plain functions that clear gradients by their name (fp16 utilities, training helpers)
 GRAD_CLEAR_HELPERS = frozenset({"zero_grad", "zero_grads", "zero_gradients", "clear_grad", "clear_grads",
                                 "clear_gradients", "reset_grad", "reset_grads", "reset_gradients"})
-_OPT_NAME = re.compile(r"^(opt|optim|optimizer|optimiser|Optimizer)([A-Z0-9_]\w*)?$")
-_OPT_SUFFIX = re.compile(r"_(opt|optim|optimizer|optimiser)\d*$")
 
-# Frames of an event's path
-LOOP, IF, NOGRAD, CALL, CLOSURE = "loop", "if", "nograd", "call", "closure"
-# `with accelerator.accumulate(model):` (frame: (ACCUM, with statement, model key)); see frameworks.py
-ACCUM = "accum"
 # calls that can make an event other than `fwd`/`opaque` (zero_/detach_: a hand-written grad reset)
 _RELEVANT_METHODS = {"backward", "manual_backward", "zero_grad", "step", "optimizer_step", "train", "eval",
                      "zero_", "detach_"}
 
 
-@dataclass(eq=False)
-class Ev:
-    kind: str  # zero_grad | backward | step | sched | train | eval | fwd | opaque
-    key: str | None  # optimizer / model / scheduler / loss key (see module doc)
-    node: ast.AST  # the call (a `for p in m.parameters()` statement for a manual grad reset)
-    path: tuple = ()
-    target: str = ""  # zero_grad: "optimizer" | "model"; step: "optimizer" | "unknown"
-    models: tuple = ()  # optimizer events: keys of the models whose parameters it holds
-    opt: str | None = None  # sched: the optimizer it schedules
-    args: tuple = ()  # opaque: keys its arguments mention; ("*",) when it may do anything
-    fn: ast.AST | None = None  # the function (or module) whose code holds `node`
-
-    def loops(self) -> list[ast.AST]:
-        return [f[1] for f in self.path if f[0] == LOOP]
-
-    def in_loop(self, loop: ast.AST) -> bool:
-        return any(f[0] == LOOP and f[1] is loop for f in self.path)
-
-    def frames_after(self, loop: ast.AST | None) -> tuple:
-        if loop is None:
-            return self.path
-        for i, f in enumerate(self.path):
-            if f[0] == LOOP and f[1] is loop:
-                return self.path[i + 1:]
-        return ()
-
-    def frames_to(self, loop: ast.AST) -> tuple:
-        """The path up to and including `loop`, by node identity: events of one inlined call of
-        the function holding the loop share it; the same loop reached through another call site
-        (the function called again for another model) does not."""
-        for i, f in enumerate(self.path):
-            if f[0] == LOOP and f[1] is loop:
-                return tuple((g[0], id(g[1])) for g in self.path[:i + 1])
-        return ()
-
-    def conditional_in(self, loop: ast.AST | None) -> bool:
-        return any(f[0] == IF for f in self.frames_after(loop))
-
-    @property
-    def nograd(self) -> bool:
-        return any(f[0] == NOGRAD for f in self.path)
-
-    @property
-    def in_closure(self) -> bool:
-        return any(f[0] == CLOSURE for f in self.path)
-
-    @property
-    def via_call(self) -> bool:
-        return any(f[0] == CALL for f in self.path)
-
-
-class _IfTest:
-    """The test of an `if` frame, equal to another when their texts (ast.dump) are equal; the text
-    is made on the first comparison (most frames are never compared: exclusive() is asked about
-    training events only)."""
-    __slots__ = ("test", "_dumps", "_d")
-
-    def __init__(self, test: ast.AST, dumps: dict):
-        self.test, self._dumps, self._d = test, dumps, None
-
-    def text(self) -> str:
-        d = self._d
-        if d is None:
-            d = self._dumps.get(id(self.test))
-            if d is None:
-                d = self._dumps[id(self.test)] = ast.dump(self.test)
-            self._d = d
-        return d
-
-    def __eq__(self, other):
-        if other is self:
-            return True
-        if not isinstance(other, _IfTest):
-            return NotImplemented
-        return self.text() == other.text()
-
-    def __hash__(self):
-        return hash(("if", self.text()))
-
-
-def exclusive(a: Ev, b: Ev) -> bool:
-    """True when a and b sit in different branches of the same `if`/`try`/`match`, or of two `if`s
-    with the same test text (`if phase == "train":` written twice in one iteration)."""
-    branches = {f[3]: f[2] for f in a.path if f[0] == IF}
-    return any(f[0] == IF and f[3] in branches and branches[f[3]] != f[2] for f in b.path)
-
-
-def nameable(key: str | None) -> bool:
-    return bool(key) and ":" not in key
-
-
-def display(key: str | None) -> str:
-    return (key or "?").rsplit(":", 1)[-1]
-
-
-def key_matches(a: str | None, b: str | None) -> bool:
-    """Same object, one a submodule of the other, or same attribute name (`model`/`self.model`)."""
-    if not a or not b:
-        return False
-    a, b = display(a), display(b)
-    if a == b or a.startswith(b + ".") or b.startswith(a + "."):
-        return True
-    return a.rsplit(".", 1)[-1] == b.rsplit(".", 1)[-1]
-
-
-def same_model(a: str | None, b: str | None) -> bool:
-    """Stricter: the same key, up to a leading `self.`."""
-    if not a or not b:
-        return False
-    a, b = display(a), display(b)
-    return a.removeprefix("self.") == b.removeprefix("self.")
-
-
-class Unit:
-    """One root scope flattened: its events and the loops written in its own code. Computed on
-    first use: most scopes of a file are not training code (see `relevant`)."""
-
-    def __init__(self, scope, lf: "LoopFacts", relevant: bool):
-        self.scope = scope  # facts.Scope
-        self.relevant = relevant  # may hold a zero_grad/backward/step/train/eval event at all
-        self._lf = lf
-        self._events: list[Ev] | None = None
-        self._loops: list[ast.AST] | None = None
-
-    def _compute(self) -> None:
-        events = self._lf.function_events(self.scope.node, MAX_DEPTH)
-        body = frameworks.body_of(self._lf.ctx, self.scope.node)
-        if body is not None and body.role == frameworks.LOOP_BODY:
-            # the framework runs this function once per batch: its body is one loop iteration
-            frame = (LOOP, self.scope.node)
-            events = [replace(e, path=(frame,) + e.path) for e in events]
-        loops: list[ast.AST] = []
-        seen: set[int] = set()
-        for e in events:
-            for f in e.path:
-                if f[0] == CALL:
-                    break
-                if f[0] == LOOP and id(f[1]) not in seen:
-                    seen.add(id(f[1]))
-                    loops.append(f[1])
-        loops.sort(key=lambda n: (n.lineno, n.col_offset))
-        self._events, self._loops = events, loops
-
-    @property
-    def events(self) -> list[Ev]:
-        if self._events is None:
-            self._compute()
-        return self._events
-
-    @property
-    def loops(self) -> list[ast.AST]:  # loops of the root's own code that hold an event, source order
-        if self._loops is None:
-            self._compute()
-        return self._loops
-
-    def loop_events(self, loop: ast.AST) -> list[tuple[int, Ev]]:
-        return [(i, e) for i, e in enumerate(self.events) if e.in_loop(loop)]
-
-    def parent_loop(self, loop: ast.AST) -> ast.AST | None:
-        """The loop of the root's own code that directly encloses `loop`."""
-        for e in self.events:
-            ls = e.loops()
-            for i, l in enumerate(ls):
-                if l is loop:
-                    return ls[i - 1] if i > 0 else None
-        return None
-
-
 # -- the analysis ------------------------------------------------------------------------------------
 
-class LoopFacts:
+class LoopFacts(LoopBindings):
     def __init__(self, ctx):
         self.ctx = ctx
         self.facts = ctx.facts
@@ -832,178 +659,6 @@ class LoopFacts:
             return v.func.id
         return None
 
-    # -- bindings ------------------------------------------------------------------------------------
-    def _scope_assigns(self, scope) -> list[tuple[str, ast.AST, int]]:
-        if id(scope) not in self._assigns:
-            out = []
-            for n in self.scope_stmts(scope):
-                if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
-                    targets = n.targets if isinstance(n, ast.Assign) else [n.target]
-                    if frameworks.is_prepare_call(self.sym, n.value) and len(n.value.args) == 1 and \
-                            all(key_of(t) == key_of(n.value.args[0]) for t in targets):
-                        continue  # `model = accelerator.prepare(model)`: the same object
-                    for t in targets:
-                        k = key_of(t)
-                        if k:
-                            out.append((k, n.value, n.lineno))
-            self._assigns[id(scope)] = out
-        return self._assigns[id(scope)]
-
-    def binding_value(self, key: str, scope) -> ast.AST | None:
-        """The value last assigned to `key` as seen from `scope`: its own assignments, then those
-        of the other methods of its class (for `self.` keys), then module level."""
-        if self._by_key is None:
-            # (key, id(scope)) / (key, class name) / (key, "<module>") -> (line, value) of the last
-            # assignment (the first of equal lines, in scope order)
-            idx: dict = {}
-
-            def put(k, ln, v):
-                old = idx.get(k)
-                if old is None or ln > old[0]:
-                    idx[k] = (ln, v)
-
-            for s in self.facts.scopes:
-                for k, v, ln in self._scope_assigns(s):
-                    put((k, id(s)), ln, v)
-                    if s.class_name and k.startswith("self."):
-                        put((k, "class", s.class_name), ln, v)
-                    if s.kind == "module":
-                        put((k, "module"), ln, v)
-            self._by_key = idx
-        idx = self._by_key
-        hit = idx.get((key, id(scope)))
-        if hit is None and scope.class_name and key.startswith("self."):
-            hit = idx.get((key, "class", scope.class_name))
-        if hit is None:
-            hit = idx.get((key, "module"))
-        return hit[1] if hit is not None else None
-
-    def is_optimizer(self, key: str, scope) -> bool:
-        mk = ("opt", key, id(scope))
-        if mk not in self._kind_memo:
-            self._kind_memo[mk] = self._is_optimizer(key, scope)
-        return self._kind_memo[mk]
-
-    def _is_optimizer(self, key: str, scope) -> bool:
-        if self.facts.optimizer_at(key, scope) is not None:
-            return True
-        if frameworks.lightning_optimizer_call(self.binding_value(key, scope)) == "optimizer":
-            return True  # `opt = self.optimizers()` in a LightningModule
-        if self.is_scheduler(key, scope):
-            return False
-        last = key.rsplit(".", 1)[-1]
-        return bool(_OPT_NAME.match(last) or _OPT_SUFFIX.search(last) or "optimizer" in last.lower()
-                    or "optimiser" in last.lower())
-
-    def optimizer_models(self, key: str, scope) -> tuple:
-        mk = ("models", key, id(scope))
-        if mk not in self._kind_memo:
-            self._kind_memo[mk] = self._optimizer_models(key, scope)
-        return self._kind_memo[mk]
-
-    def _optimizer_models(self, key: str, scope) -> tuple:
-        b = self.facts.optimizer_at(key, scope)
-        if b is None or b.params is None:
-            return ()
-        found: list[str] = []
-        for n in ast.walk(b.params):
-            k = None
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
-                    n.func.attr in ("parameters", "named_parameters"):
-                k = key_of(n.func.value)
-            if k and k != "self" and k not in found:
-                found.append(k)
-        return tuple(found)
-
-    def is_scheduler(self, key: str, scope) -> bool:
-        v = self.binding_value(key, scope)
-        if frameworks.lightning_optimizer_call(v) == "scheduler":
-            return True
-        if isinstance(v, ast.Call):
-            qn = self.sym.qualname(v.func) or ""
-            if qn.startswith("torch.optim.lr_scheduler.") or "schedule" in qn.rsplit(".", 1)[-1].lower() \
-                    or (qn in self.sym.classes and loop_guards.class_is_torch_scheduler(self.sym, qn)):
-                return True
-        return "sched" in key.rsplit(".", 1)[-1].lower()
-
-    def scheduler_optimizer(self, key: str, scope) -> str | None:
-        v = self.binding_value(key, scope)
-        if isinstance(v, ast.Call):
-            arg = v.args[0] if v.args else next((k.value for k in v.keywords if k.arg == "optimizer"), None)
-            return key_of(arg) if arg is not None else None
-        return None
-
-    def is_scaler(self, key: str, scope) -> bool:
-        v = self.binding_value(key, scope)
-        if isinstance(v, ast.Call):
-            qn = self.sym.qualname(v.func) or ""
-            if qn.endswith("GradScaler"):
-                return True
-        return "scaler" in key.rsplit(".", 1)[-1].lower()
-
-    def _is_local_value(self, name: str, scope) -> bool:
-        return scope.kind != "module" and name in self._local_names(scope.node)
-
-    def _module_names(self) -> set[str]:
-        if self._module_name_set is None:
-            mod = self.facts.scopes[0]
-            self._module_name_set = {k for k, _v, _l in self._scope_assigns(mod) if "." not in k}
-        return self._module_name_set
-
-    def _is_nograd_ctx(self, expr) -> bool:
-        if isinstance(expr, ast.Call):
-            qn = self.sym.qualname(expr.func)
-            if qn in NOGRAD_CALLS:
-                return True
-            if qn in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled") and expr.args:
-                a = expr.args[0]
-                return isinstance(a, ast.Constant) and a.value is False
-            return False
-        return self.sym.qualname(expr) in NOGRAD_CALLS
-
-    def _is_enable_grad_ctx(self, expr) -> bool:
-        if isinstance(expr, ast.Call):
-            qn = self.sym.qualname(expr.func)
-            if qn in ("torch.enable_grad", "torch.autograd.enable_grad"):
-                return True
-            if qn in ("torch.set_grad_enabled", "torch.autograd.set_grad_enabled") and expr.args:
-                a = expr.args[0]
-                return isinstance(a, ast.Constant) and a.value is True
-        return False
-
-    def _grad_reset_loop(self, st, scope):
-        """`for p in model.parameters(): p.grad = None` (or `.zero_()`), and the same over
-        `opt.param_groups`: (key, "model"|"optimizer", models) or None."""
-        it = st.iter
-        owner, target = None, None
-        if isinstance(it, ast.Call) and isinstance(it.func, ast.Attribute) and \
-                it.func.attr in ("parameters", "named_parameters"):
-            owner, target = key_of(it.func.value), "model"
-        elif isinstance(it, ast.Attribute) and it.attr == "param_groups":
-            owner, target = key_of(it.value), "optimizer"
-        if owner is None:
-            return None
-        for n in ast.walk(st):
-            if isinstance(n, ast.Assign) and any(isinstance(t, ast.Attribute) and t.attr == "grad"
-                                                 for t in n.targets) and _is_cleared_value(n.value):
-                break
-            if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and \
-                    n.func.attr in ("zero_", "detach_") and "grad" in ast.unparse(n.func.value).split("."):
-                break
-        else:
-            return None
-        models = self.optimizer_models(owner, scope) if target == "optimizer" else ()
-        return owner, target, models
-
-
-def _is_cleared_value(v) -> bool:
-    if isinstance(v, ast.Constant) and v.value is None:
-        return True
-    if isinstance(v, ast.Call):
-        f = v.func
-        name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
-        return name in ("zeros_like", "zeros")
-    return False
 
 
 def loop_facts(ctx) -> LoopFacts:
