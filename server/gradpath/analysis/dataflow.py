@@ -300,7 +300,23 @@ class Flow(FlowCalls):
                 elif isinstance(a, ast.Constant) and a.value is True:
                     env.pop("__nograd__", None)
                 return
+        if self._script_call_skipped(e, env, fr):
+            return
         self.ev(e, env, fr)
+
+    def _script_call_skipped(self, e, env: dict, fr: _Frame) -> bool:
+        """`main()` as a statement of module-level code: a call of one of the file's own functions
+        with no arguments, whose result is thrown away, outside no_grad. It would run the function
+        with nothing but what its own analysis (every function is analysed on its own, after the
+        module's names are known) already gives it, and at one level less of depth: not run again."""
+        if fr.depth or fr.scope is not self.facts.scopes[0] or env.get("__nograd__") is not None:
+            return False
+        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and not e.args and not e.keywords):
+            return False
+        callee = env.get(e.func.id)
+        if callee is None or callee.kind != "func" or callee.func is None or callee.self_val is not None:
+            return False
+        return callee.func.kind == "function"
 
     def _exec_loop(self, st, env: dict, fr: _Frame) -> dict | None:
         passes = 2 if fr.loop_depth < 3 else 1
