@@ -33,6 +33,10 @@ from gradpath.analysis.loop_carry import loop_carries
 _Name = ast.Name
 
 
+# what an argument is when nothing is known of it (src aside): as a parameter in its own analysis
+_PLAIN_UNKNOWN = dict(Val(U).__dict__)
+
+
 class Flow(FlowCalls):
     """Runs the interpreter over every scope once; `events` hold what the rules need."""
 
@@ -305,18 +309,34 @@ class Flow(FlowCalls):
         self.ev(e, env, fr)
 
     def _script_call_skipped(self, e, env: dict, fr: _Frame) -> bool:
-        """`main()` as a statement of module-level code: a call of one of the file's own functions
-        with no arguments, whose result is thrown away, outside no_grad. It would run the function
-        with nothing but what its own analysis (every function is analysed on its own, after the
-        module's names are known) already gives it, and at one level less of depth: not run again."""
+        """`main()` or `main(args)` as a statement of module-level code: a call of one of the file's
+        own functions, whose result is thrown away, outside no_grad, with nothing known of its
+        arguments (each one a value of unknown origin and shape, one per parameter, no defaults,
+        no decorators). It would run the function with nothing but what its own analysis (every
+        function is analysed on its own, after the module's names are known) gives it, at one level
+        less of depth: not run again."""
         if fr.depth or fr.scope is not self.facts.scopes[0] or env.get("__nograd__") is not None:
             return False
-        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and not e.args and not e.keywords):
+        if not (isinstance(e, ast.Call) and isinstance(e.func, ast.Name) and not e.keywords):
             return False
         callee = env.get(e.func.id)
         if callee is None or callee.kind != "func" or callee.func is None or callee.self_val is not None:
             return False
-        return callee.func.kind == "function"
+        scope = callee.func
+        fn = scope.node
+        if scope.kind != "function" or fn.decorator_list:
+            return False
+        a = fn.args
+        if a.defaults or a.kw_defaults or a.vararg or a.kwarg or a.kwonlyargs \
+                or len(a.posonlyargs) + len(a.args) != len(e.args):
+            return False
+        if not all(isinstance(arg, ast.Name) for arg in e.args):
+            return False  # (a name is read without side effects: reading it again below is the same)
+        for arg in e.args:
+            v = self.ev(arg, env, fr)
+            if any(x != _PLAIN_UNKNOWN.get(k) for k, x in v.__dict__.items() if k != "src"):
+                return False
+        return True
 
     def _exec_loop(self, st, env: dict, fr: _Frame) -> dict | None:
         passes = 2 if fr.loop_depth < 3 else 1
