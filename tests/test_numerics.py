@@ -218,8 +218,10 @@ def test_gp305_sigmoid_in_model_with_bce_with_logits():
         optimizer.step()
     """
     [f] = run(prog, "GP3")
-    assert (f.code, f.severity, f.span.line) == ("GP305", "warning", 20)
-    assert "sigmoid is applied twice" in f.message and "line 11 in `Detector.forward`" in f.message
+    # on the sigmoid in forward, which the fix removes; the loss call is related information
+    assert (f.code, f.severity, f.span.line) == ("GP305", "warning", 11)
+    assert "sigmoid is applied twice" in f.message and f.message.startswith("`Detector.forward` ends in a sigmoid")
+    assert "as `preds` (line 20)" in f.message and any(r.span.line == 20 for r in f.related)
     fixed = apply_fix(prog, f.fixes[0])
     assert "return self.head(torch.relu(self.backbone(x)))" in fixed
     assert codes(fixed, "GP3") == []

@@ -522,9 +522,10 @@ def _logits_fix(ctx, fl, e, a: Val, inp_node, extra_edits=(), title="Pass the lo
 
 
 def softmax_owner(ctx, a: Val, e) -> str | None:
-    """Words for the code that applies the softmax reaching a loss, when that is where the fix edits: a
-    softmax layer (`nn.Softmax()` in a Sequential), or a softmax in another function (`Net.forward`, a
-    helper); None when the softmax is written where the loss is (the fix passes the logits there)."""
+    """Words for the code that applies the softmax (or sigmoid) reaching a loss, when that is where the
+    fix edits: a layer (`nn.Softmax()` in a Sequential), or an activation in another function
+    (`Net.forward`, a helper); None when it is written where the loss is (the fix passes the logits
+    there)."""
     node = a.act_node
     if node is None or node is e.nodes.get("input"):
         return None
@@ -638,6 +639,17 @@ def loss_inputs(ctx):
                               related=rel, data=probe)
         elif kind == "bcel" and a.shape == "prob" and a.act == "sigmoid":
             if not _once(seen, "GP305", inp):
+                continue
+            at = softmax_owner(ctx, a, e)
+            if at is not None:
+                # as GP304: the sigmoid the fix removes is part of a model, so the finding goes there
+                msg = (f"{at} ends in a sigmoid whose output reaches {lname} as `{_text(ctx, inp)}` (line "
+                       f"{inp.lineno}), which applies sigmoid itself: sigmoid is applied twice and the loss "
+                       f"cannot go below ~0.31; return the logits")
+                rel = [Related(ctx.span(inp), f"{lname} applies sigmoid again here")] + \
+                    _model_related(ctx, a, "the model output passed to the loss")
+                yield ctx.finding("GP305", a.act_node, msg, severity="warning",
+                                  fixes=_logits_fix(ctx, fl, e, a, inp), related=rel, data=probe)
                 continue
             msg = (f"{lname} applies sigmoid itself, but `{_text(ctx, inp)}` is already a sigmoid output"
                    f"{act_where}: sigmoid is applied twice and the loss cannot go below ~0.31")
