@@ -46,6 +46,8 @@ log = logging.getLogger("gradpath.incremental")
 
 # Above this share of the file's lines, re-analysing the subset saves too little: run it all.
 MAX_SUBSET_FRACTION = 0.6
+# Regions' names remembered by text (see _region); cleared past this many.
+MAX_NAMES_MEMO = 5000
 # Results kept for texts seen a moment ago (see IncrementalAnalyzer._recent).
 RECENT_VERSIONS = 4
 # Names some rules look up across the whole file (`eps`, reused by GP3 fixes): an edit that adds
@@ -77,6 +79,13 @@ class _Version:
     lines: list[str]
     regions: list[Region]
     raw: RawAnalysis  # the last analysis (timings, flags) for the result
+    _coupling: Any = None
+
+    def coupling(self):
+        """script_state.coupling of its regions, worked out once (they do not change)."""
+        if self._coupling is None:
+            self._coupling = coupling(self.regions)
+        return self._coupling
 
 
 @dataclass
@@ -100,6 +109,7 @@ class IncrementalAnalyzer:
         # returns to a text analysed a moment ago. Valid while no edit shifted the kept trees'
         # lines in place (an edit that adds or removes lines clears it).
         self._recent: dict[tuple, tuple[_Version, bool]] = {}  # -> (version, whether whole-file)
+        self._names_memo: dict[str, tuple] = {}  # region text -> (kind, defines, uses, facts)
 
     def reset(self) -> None:
         self._prev = None
@@ -151,7 +161,8 @@ class IncrementalAnalyzer:
         lines = src.lines
         regions = None
         if not raw.timed_out and not src.prefix_only and "\r" not in text.replace("\r\n", ""):
-            regions = _regions(src.tree.body, 1, len(lines), lines, recovered=src.syntax_error is not None)
+            regions = _regions(src.tree.body, 1, len(lines), lines, recovered=src.syntax_error is not None,
+                               memo=self._names_memo)
             if regions is not None and src.syntax_error is not None:
                 r = _region_at(regions, src.syntax_error.span.line)
                 if r is None:
@@ -214,6 +225,15 @@ class IncrementalAnalyzer:
                 return same
         if reg.kind == "import":
             return full("edit in the imports")
+        if reg.kind == "def" and not delta and b >= a > reg.start and reg.error is None:
+            # an edit inside a function's body leaves what it binds as it was and rarely what it
+            # reads: when what the function as it was would reach is most of the file, the whole
+            # analysis runs at once (working out the same with its new text costs a parse)
+            cp = prev.coupling()
+            est = _closure(regions, _dependents(regions, [reg], reg, cp), cp)
+            est_lines = sum(r.size for r in regions if id(r) in est or r.kind == "import")
+            if est_lines > MAX_SUBSET_FRACTION * max(1, len(new)):
+                return full(f"the edit reaches {est_lines} of {len(new)} lines")
         start, end = reg.start, reg.end + delta
         if end < start:
             return full("region removed")
@@ -247,7 +267,7 @@ class IncrementalAnalyzer:
                                                       e.span.end_line + off, e.span.end_col))
         if start > 1:
             ast.increment_lineno(tree, start - 1)
-        fresh = _regions(tree.body, start, end, new, recovered=error is not None)
+        fresh = _regions(tree.body, start, end, new, recovered=error is not None, memo=self._names_memo)
         if fresh is None:
             return full("statements not at column 0")
         if error is not None:
@@ -364,7 +384,8 @@ def _first_line(st: ast.stmt) -> int:
     return st.lineno
 
 
-def _regions(stmts: list, first: int, last: int, lines: list[str], recovered: bool = False) -> list[Region] | None:
+def _regions(stmts: list, first: int, last: int, lines: list[str], recovered: bool = False,
+             memo: dict | None = None) -> list[Region] | None:
     """Cut lines first..last into regions, one per top-level statement that starts a line at
     column 0 (statements sharing a line share a region). None if a statement does not start at
     column 0 of its own line (then the cut would not be safe), except in a tree recovered from a
@@ -393,11 +414,20 @@ def _regions(stmts: list, first: int, last: int, lines: list[str], recovered: bo
         out.append(_region(first, groups[0][0] - 1, []))
     for i, (ln, sts) in enumerate(groups):
         end = groups[i + 1][0] - 1 if i + 1 < len(groups) else last
-        out.append(_region(ln, end, sts))
+        out.append(_region(ln, end, sts, lines, memo))
     return out
 
 
-def _region(start: int, end: int, stmts: list) -> Region:
+def _region(start: int, end: int, stmts: list, lines: list[str] | None = None, memo: dict | None = None) -> Region:
+    """A region of lines start..end holding `stmts`. What it binds, reads and does at module level
+    depends only on its text: `memo` (text -> those) spares working them out again for the
+    regions an edit did not touch (an editor's whole-file analysis rebuilds every region)."""
+    key = None
+    if memo is not None and lines is not None and stmts:
+        key = "\n".join(lines[start - 1:end])
+        hit = memo.get(key)
+        if hit is not None:
+            return Region(start, end, stmts, hit[0], hit[1], hit[2], facts=hit[3])
     kind, defines, uses = _names(stmts)
     if kind == "def":
         facts = def_facts(stmts[0].name)
@@ -405,6 +435,10 @@ def _region(start: int, end: int, stmts: list) -> Region:
         facts = None
     else:
         facts = statement_facts(stmts)
+    if key is not None:
+        if len(memo) > MAX_NAMES_MEMO:
+            memo.clear()
+        memo[key] = (kind, defines, uses, facts)
     return Region(start, end, stmts, kind, defines, uses, facts=facts)
 
 
@@ -540,11 +574,11 @@ def _assign(regions: list[Region], findings: list[Finding]) -> None:
             regions[i].findings.append(f)
 
 
-def _dependents(regions: list[Region], fresh: list[Region], old: Region) -> set[int]:
+def _dependents(regions: list[Region], fresh: list[Region], old: Region, cp=None) -> set[int]:
     """The fresh regions and every region that uses, transitively, a name they define or mutate (or
     the replaced region defined). Regions that share state (see `script_state.coupling`) count as
     one."""
-    cp = coupling(list(regions) + [old])
+    cp = cp or coupling(list(regions) + [old])
     stateful, defines = cp.stateful, cp.defines
     redo = {id(r) for r in fresh}
     names = set(defines.get(id(old), old.defines))
@@ -566,11 +600,11 @@ def _dependents(regions: list[Region], fresh: list[Region], old: Region) -> set[
     return redo
 
 
-def _closure(regions: list[Region], seeds: set[int]) -> set[int]:
+def _closure(regions: list[Region], seeds: set[int], cp=None) -> set[int]:
     """The seed regions and every region they depend on, transitively (a region defining or
     mutating a name a member uses; all regions that share state once one is in)."""
     out = set(seeds)
-    cp = coupling(regions)
+    cp = cp or coupling(regions)
     by_name: dict[str, list[Region]] = {}
     for r in regions:
         if r.kind in ("def", "script"):
