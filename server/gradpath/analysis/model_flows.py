@@ -193,6 +193,11 @@ class _Flow:
         if key is None:
             return None
         b = self.f.model_at(key, self.scope, call.lineno)
+        if b is not None and method is None and forward_is_cut(self.f, b):
+            # a teacher or target network whose forward detaches what it returns: calling it gives
+            # nothing to backward through (still a call of the model, seen under no_grad)
+            self.no_grad_calls.setdefault(b.key, []).append(call)
+            return None
         return b.key if b is not None else None
 
 
@@ -309,3 +314,102 @@ def in_eval_only(self, model: ModelBinding) -> bool:
     ev = [c for c in self.calls if c.receiver == model.key and c.method == "eval"]
     tr = [c for c in self.calls if c.receiver == model.key and c.method == "train"]
     return bool(ev) and not tr
+
+
+_CUT_RETURN_METHODS = frozenset({"detach", "item", "tolist", "numpy"})
+
+
+def forward_is_cut(self, model: ModelBinding) -> bool:
+    """The model's class has a forward that returns only values cut from the graph (`return
+    self.fc(x).detach()`), in this file or, through the project model, in another module: its
+    output carries no graph back to its parameters."""
+    def build():
+        return {}
+    memo = _cache(self, "forward-cut", build)
+    if model.cls in memo:
+        return memo[model.cls]
+    memo[model.cls] = False  # (a class whose forward asks about itself)
+    memo[model.cls] = _forward_is_cut(self, model)
+    return memo[model.cls]
+
+
+def _forward_is_cut(self, model: ModelBinding) -> bool:
+    sym = self.ctx.symbols
+    if model.cls in sym.classes:
+        return _local_forward_cut(sym, model.cls, 0)
+    from gradpath.analysis.project import linked_summary
+    linked = linked_summary(self.ctx)
+    if linked is None:
+        return False
+    _project, path, lk, _sm = linked
+    targets = [t for t in lk.resolve(model.cls, path) if isinstance(t, tuple) and t and t[0] == "cls"]
+    return len(targets) == 1 and _linked_forward_cut(lk, targets[0][1], targets[0][2], 0)
+
+
+def _local_forward_cut(sym, cls: str, depth: int) -> bool:
+    """A class of this file whose forward returns only cut values, or only the output of a
+    submodule (`return self.encoder(x)`) built in __init__ from such a class."""
+    from gradpath.analysis.modclass import resolve_method
+    found = resolve_method(sym, cls, "forward")
+    if found is None or depth > 3:
+        return False
+    rets = [n for n in _own_nodes(found[1]) if isinstance(n, ast.Return)]
+    if not rets:
+        return False
+    if all(_is_cut_expr(r.value) for r in rets):
+        return True
+    attrs = {_self_call_attr(r.value) for r in rets}
+    if len(attrs) != 1 or None in attrs:
+        return False
+    init = resolve_method(sym, cls, "__init__")
+    if init is None:
+        return False
+    (attr,) = attrs
+    built = [n.value for n in _own_nodes(init[1]) if isinstance(n, ast.Assign) and len(n.targets) == 1
+             and key_of(n.targets[0]) == f"self.{attr}"]
+    if len(built) != 1 or not isinstance(built[0], ast.Call) or not isinstance(built[0].func, ast.Name):
+        return False
+    sub = built[0].func.id
+    return sub in sym.classes and _local_forward_cut(sym, sub, depth + 1)
+
+
+def _linked_forward_cut(lk, path: str, cls: str, depth: int) -> bool:
+    """The same through the project model, for a class of another module."""
+    owner = lk.find_method(path, cls, "forward")
+    if owner is None or depth > 3:
+        return False
+    summ = lk.summary(owner[0])
+    fn = summ["functions"].get(owner[1]) if summ else None
+    if not fn:
+        return False
+    cut = fn.get("ret_cut")
+    if cut:
+        return not cut.get("live")
+    sub = fn.get("ret_sub")
+    if not sub:
+        return False
+    targets = [t for t in lk.attr_of(owner[0], owner[1].rsplit(".", 1)[0], sub[0])
+               if isinstance(t, tuple) and t and t[0] in ("cls", "inst")]  # an instance of the class
+    return len(targets) == 1 and _linked_forward_cut(lk, targets[0][1], targets[0][2], depth + 1)
+
+
+def _self_call_attr(e) -> str | None:
+    if isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and isinstance(e.func.value, ast.Name) \
+            and e.func.value.id == "self":
+        return e.func.attr
+    return None
+
+
+def _own_nodes(fn):
+    """The nodes of a function's own body (not of functions, classes or lambdas defined in it)."""
+    todo = list(fn.body)
+    while todo:
+        n = todo.pop()
+        yield n
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        todo.extend(ast.iter_child_nodes(n))
+
+
+def _is_cut_expr(e) -> bool:
+    return isinstance(e, ast.Call) and isinstance(e.func, ast.Attribute) and e.func.attr in _CUT_RETURN_METHODS
