@@ -590,7 +590,12 @@ class Linker:
                     continue
                 last = (self.cls_info(c[1], c[2]) or {}).get("act_layers", {}).get(layer)
                 if last:
-                    return dict(fa, act=last[0], owner=own)
+                    out = dict(fa, act=last[0], owner=(c[1], c[2]) if last[1] else own)
+                    if last[1]:
+                        # the finding goes on the activation layer (what the fix removes), not on
+                        # the `return` of the forward that calls the layer
+                        out.update(span=last[1], input=None, returned=fa.get("span"), layer_span=True)
+                    return out
         return None
 
     def backward_callers(self) -> dict:

@@ -31,7 +31,7 @@ import builtins
 
 from gradpath.analysis.source import SourceFile, normalize, split_lines
 
-SCHEMA = 19
+SCHEMA = 20
 
 ACTS = {
     "torch.softmax": "softmax", "torch.nn.functional.softmax": "softmax", "torch.special.softmax": "softmax",
@@ -274,18 +274,25 @@ class _Fn:
             self.assigned[k] = vds
             if k.startswith("self."):
                 self.self_attrs[k[5:]] = vds
+                lasts = []  # the activation each binding of the attribute ends in (None: none)
                 for v in vals:
                     ref = self._module_ctor(v)
+                    last = None
                     if ref:
                         self.submodules[k[5:]] = ref
                         if ref.endswith("Sequential") and v.args and isinstance(v.args[-1], ast.Call):
-                            last = self.s.qual(v.args[-1].func)
-                            if last in ACT_LAYERS:  # nn.Sequential(..., nn.Softmax(1))
-                                self.seq_last[k[5:]] = [ACT_LAYERS[last], _span(self.s.src, v.args[-1])]
+                            q = self.s.qual(v.args[-1].func)
+                            if q in ACT_LAYERS:  # nn.Sequential(..., nn.Softmax(1))
+                                last = [ACT_LAYERS[q], _span(self.s.src, v.args[-1])]
                         elif ref in ACT_LAYERS:
-                            self.seq_last[k[5:]] = [ACT_LAYERS[ref], None]
+                            last = [ACT_LAYERS[ref], None]
                     elif isinstance(v, ast.Call) and (self.s.qual(v.func) or "").endswith("Parameter"):
                         self.params_registered.append(k[5:])
+                    lasts.append(last)
+                # every binding (the branches of an `if`) ends in the same activation: the first one
+                # is where a finding goes
+                if lasts and all(x is not None for x in lasts) and len({x[0] for x in lasts}) == 1:
+                    self.seq_last[k[5:]] = lasts[0]
 
     def _module_ctor(self, v) -> str | None:
         if isinstance(v, ast.Call):

@@ -60,6 +60,10 @@ def model_output_to_loss(ctx):
         fa = lk.forward_act(path, cname)
         if fa is None:
             continue
+        if fa.get("layer_span"):
+            if fa["owner"][0] != path:
+                continue  # the layer is built in another module (a base class): reported there
+            fa = dict(fa, text=ctx.src.text_in(_span(fa["span"])))
         act = fa["act"]
         groups = {"ce": [], "nll": [], "bcel": []}
         for use, model in uses:
