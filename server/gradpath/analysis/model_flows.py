@@ -147,17 +147,12 @@ class _Flow:
                         self.backwards.append(Backward(self.scope, e, e.lineno, deps))
                     return set()
                 model = self._model_call(f.value, f.attr, e) if f.attr not in NON_FORWARD else None
+                whole = f.attr == "forward"
                 if model is None:
-                    model = self._model_call(f, None, e)
+                    model, whole = self._model_call(f, None, e), True
                 out = recv | args
                 if model is not None:
-                    if no_grad:
-                        if record:
-                            self.no_grad_calls.setdefault(model, []).append(e)
-                    else:
-                        out.add(model)
-                    if record:
-                        self.calls.setdefault(model, []).append(e)
+                    self._note_call(model, e, no_grad, record, out, whole)
                 return out
             qn = canonical(self.f.ctx.symbols.qualname(f) or "")
             if qn == "torch.autograd.backward":
@@ -167,13 +162,7 @@ class _Flow:
             model = self._model_call(f, None, e)
             out = set(args)
             if model is not None:
-                if no_grad:
-                    if record:
-                        self.no_grad_calls.setdefault(model, []).append(e)
-                else:
-                    out.add(model)
-                if record:
-                    self.calls.setdefault(model, []).append(e)
+                self._note_call(model, e, no_grad, record, out, True)
             else:
                 self.expr(f, no_grad, record)
             return out
@@ -188,16 +177,25 @@ class _Flow:
                     self.expr(c, no_grad, record)
         return out
 
+    def _note_call(self, model: str, e, no_grad: bool, record: bool, out: set, forward: bool) -> None:
+        """A call of `model` (its forward when `forward`): its output joins `out`, unless it runs
+        under no_grad or the forward detaches what it returns (a teacher, a target network)."""
+        if not no_grad and forward:
+            b = self.f.model_at(model, self.scope, e.lineno)
+            no_grad = b is not None and forward_is_cut(self.f, b)
+        if no_grad:
+            if record:
+                self.no_grad_calls.setdefault(model, []).append(e)
+        else:
+            out.add(model)
+        if record:
+            self.calls.setdefault(model, []).append(e)
+
     def _model_call(self, f, method, call) -> str | None:
         key = key_of(f)
         if key is None:
             return None
         b = self.f.model_at(key, self.scope, call.lineno)
-        if b is not None and method is None and forward_is_cut(self.f, b):
-            # a teacher or target network whose forward detaches what it returns: calling it gives
-            # nothing to backward through (still a call of the model, seen under no_grad)
-            self.no_grad_calls.setdefault(b.key, []).append(call)
-            return None
         return b.key if b is not None else None
 
 
