@@ -77,10 +77,63 @@ def _value_verdict(ctx, lf, value, scope, line: int, depth: int = 0) -> bool | N
         if qn in sym.classes:
             return _class_verdict(sym, qn)
         if qn in sym.functions:
-            return None  # a helper of this file: what it returns is not followed here
+            return _returned_verdict(ctx, lf, value, None, scope, depth)  # a helper of this file
         if "." in qn and qn.split(".")[0] not in ("torch",):
             # an imported class or factory of another library (timm's Scheduler, create_scheduler)
             return False if qn.rsplit(".", 1)[-1][:1].isupper() or "schedul" in qn.lower() else None
+    return None
+
+
+def _returned_verdict(ctx, lf, call, elt, scope, depth: int) -> bool | None:
+    """What a helper of this file returns (the element `elt` = (index, count) of the tuple it
+    returns, or the whole value when None): a torch scheduler in every `return` (True), not one in
+    some (False), or unknown."""
+    if depth > 3 or not isinstance(call.func, ast.Name):
+        return None
+    fn = lf._resolve_function(call.func.id, scope)
+    fscope = lf.scope_by_node.get(id(fn)) if fn is not None else None
+    if fscope is None:
+        return None
+    verdicts = []
+    for st in lf.scope_stmts(fscope):
+        if not isinstance(st, ast.Return):
+            continue
+        v = st.value
+        if elt is not None:
+            i, n = elt
+            if not isinstance(v, (ast.Tuple, ast.List)) or len(v.elts) != n:
+                return None
+            v = v.elts[i]
+        k = key_of(v)
+        arg = _argument_for(fn, call, k) if k is not None and "." not in k else None
+        if arg is not None:
+            # a parameter handed back (`return epoch, model, optimizer, scheduler` of a resume
+            # helper): what the caller passed
+            ak = key_of(arg)
+            verdicts.append(scheduler_verdict(ctx, lf, ak, scope, call.lineno - 1, depth + 1) if ak else
+                            _value_verdict(ctx, lf, arg, scope, call.lineno, depth + 1))
+        elif k is not None:
+            verdicts.append(scheduler_verdict(ctx, lf, k, fscope, st.lineno, depth + 1))
+        else:
+            verdicts.append(_value_verdict(ctx, lf, v, fscope, st.lineno, depth + 1))
+    if not verdicts:
+        return None
+    if all(x is True for x in verdicts):
+        return True
+    return False if any(x is False for x in verdicts) else None
+
+
+def _argument_for(fn, call, name: str):
+    """The argument `call` passes for parameter `name` of `fn` (positional or keyword), or None."""
+    a = fn.args
+    params = [p.arg for p in a.posonlyargs + a.args]
+    if name in params:
+        i = params.index(name)
+        if i < len(call.args) and not any(isinstance(x, ast.Starred) for x in call.args[:i + 1]):
+            return call.args[i]
+    for kw in call.keywords:
+        if kw.arg == name:
+            return kw.value
     return None
 
 
@@ -106,6 +159,8 @@ def _latest_binding(lf, key: str, scope, line: int):
                 elif isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and \
                         v.func.attr in _PASS_THROUGH and len(v.args) == len(names) and not v.keywords:
                     best = (("pass", v.args[i]), st)
+                elif isinstance(v, ast.Call) and isinstance(v.func, ast.Name):
+                    best = (("ret", v, i, len(names)), st)  # `opt, sched = get_train_utils(...)`
                 else:
                     best = (None, st)  # something unpacked from a call we do not follow
     return best
@@ -123,6 +178,8 @@ def scheduler_verdict(ctx, lf, key: str, scope, line: int, depth: int = 0) -> bo
         hit = _latest_binding(lf, key, s, line if s is scope else 10 ** 9)
         if hit is not None:
             value, st = hit
+            if isinstance(value, tuple) and value[0] == "ret":
+                return _returned_verdict(ctx, lf, value[1], value[2:], s, depth)
             if isinstance(value, tuple):
                 k = key_of(value[1])
                 return scheduler_verdict(ctx, lf, k, s, st.lineno - 1, depth + 1) if k else None

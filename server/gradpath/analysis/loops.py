@@ -39,6 +39,8 @@ EVENT_METHODS = {"train", "eval", "zero_grad", "step", "backward", "forward"}
 GRAD_CLEAR_HELPERS = frozenset({"zero_grad", "zero_grads", "zero_gradients", "clear_grad", "clear_grads",
                                 "clear_gradients", "reset_grad", "reset_grads", "reset_gradients"})
 
+# a scheduler stepped with a value of one of these names steps on a metric (ReduceLROnPlateau)
+_METRIC_NAME = re.compile(r"(?i)(^|_)(loss|losses|metric|metrics|acc|accuracy|score|val)(_|$)")
 # calls that can make an event other than `fwd`/`opaque` (zero_/detach_: a hand-written grad reset)
 _RELEVANT_METHODS = {"backward", "manual_backward", "zero_grad", "step", "optimizer_step", "train", "eval",
                      "zero_", "detach_"}
@@ -419,6 +421,8 @@ class LoopFacts(LoopBindings):
             qn = (self.sym.qualname(v.func) or "") if isinstance(v, ast.Call) else ""
             # ReduceLROnPlateau steps on a metric and does not check the optimizer's step count
             kind = "plateau" if qn.endswith("ReduceLROnPlateau") else "lr"
+            if kind == "lr" and call.args and _METRIC_NAME.search((key_of(call.args[0]) or "").rsplit(".", 1)[-1]):
+                kind = "plateau"  # `scheduler.step(val_loss)`: a metric, as ReduceLROnPlateau takes
             out.append(Ev("sched", rk, call, frames, target=kind, opt=self.scheduler_optimizer(rk, scope), fn=fn))
             return
         if self.is_scaler(rk, scope):
