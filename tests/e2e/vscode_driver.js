@@ -104,12 +104,13 @@ async function statusBarItem(page) {
   };
 }
 
-async function waitStatus(page, re) {
+async function waitStatus(page, re, textToo = false) {
+  // textToo: wait for the visible text as well (the aria label can change a moment before it)
   const deadline = Date.now() + T;
   let last;
   while (Date.now() < deadline) {
     last = await statusBarItem(page);
-    if (re.test(last.ariaLabel) || re.test(last.text)) {
+    if (textToo ? re.test(last.text) : (re.test(last.ariaLabel) || re.test(last.text))) {
       return last;
     }
     await page.waitForTimeout(250);
@@ -197,7 +198,7 @@ async function mainScenario(page) {
   // 5. the live CPU step, from the command palette; the status bar shows its result
   await page.keyboard.press("Escape");
   await runCommand(page, "Gradpath: Confirm Findings with a Live CPU Step");
-  report.statusLive = await waitStatus(page, /live: \d+ confirmed|live: .*not/);
+  report.statusLive = await waitStatus(page, /live: \d+ confirmed|live: .*not/, true);
   await page.waitForTimeout(300);
   report.problemRowsLive = await page.locator(".markers-panel .monaco-list-row").allInnerTexts();
   await shot(page, "live-step");
