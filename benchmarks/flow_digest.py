@@ -80,6 +80,9 @@ def digest(path: str, text: str) -> dict:
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or (argv[0].startswith("-") and argv[0] != "--compare"):
+        print(__doc__)  # (not an output file named "--help")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
     if argv and argv[0] == "--compare":
         a, b = (json.load(open(p)) for p in argv[1:3])
         differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

@@ -111,7 +111,8 @@ class Resolver:
             sym.imported_classes = {}
         base_dir = os.path.dirname(os.path.abspath(ctx.path)) if ctx.path else self.root
         pending = []
-        for local, (module, name, level) in self._imports(ctx.tree).items():
+        idx = _TreeIndex(ctx.tree)  # one walk for the imports, aliases and attributes read below
+        for local, (module, name, level) in idx.imports.items():
             src = self._find_class(module, name, level, base_dir, 0)
             if src is not None:
                 self._record(sym, local, src)
@@ -119,7 +120,7 @@ class Resolver:
             sub = f"{module}.{name}" if module else name
             if self._module_file(sub, level, base_dir) is not None:
                 # `from pkg import models` / `from . import models`, then `models.Net()`
-                for attr in self._attrs_used(ctx.tree, local):
+                for attr in idx.attrs.get(local, ()):
                     src = self._find_class(sub, attr, level, base_dir, 0)
                     if src is not None:
                         sym.aliases.setdefault(local, local)
@@ -134,8 +135,8 @@ class Resolver:
                     if hit is None or src is not None:
                         continue
                 pending.append(_Pending(local, key, self._call_pos(ctx.tree, local)))
-        for local, module in self._module_aliases(ctx.tree).items():
-            for attr in self._attrs_used(ctx.tree, local):
+        for local, module in idx.module_aliases.items():
+            for attr in idx.attrs.get(local, ()):
                 src = self._find_class(module, attr, 0, base_dir, 0)
                 if src is not None:
                     self._record(sym, f"{local}.{attr}", src)
@@ -201,18 +202,6 @@ class Resolver:
             sym.resolved_bases[k] = [b for b in bases if b]
 
     # -- imports of the importing file ---------------------------------------------------------
-    @staticmethod
-    def _imports(tree) -> dict[str, tuple[str, str, int]]:
-        return _tree_index(tree).imports
-
-    @staticmethod
-    def _module_aliases(tree) -> dict[str, str]:
-        return _tree_index(tree).module_aliases
-
-    @staticmethod
-    def _attrs_used(tree, local: str) -> set[str]:
-        return _tree_index(tree).attrs.get(local, set())
-
     # -- the fast path -------------------------------------------------------------------------
     def _search_dirs(self, base_dir: str | None) -> list[str]:
         dirs = []
@@ -277,12 +266,13 @@ class Resolver:
             return
         m.resolved = True
         base_dir = os.path.dirname(m.path)
-        for local, (module, name, level) in self._imports(m.tree).items():
+        idx = _TreeIndex(m.tree)
+        for local, (module, name, level) in idx.imports.items():
             src = self._find_class(module, name, level, base_dir, depth + 1)
             if src is not None:
                 self._record(m.symbols, local, src)
-        for local, module in self._module_aliases(m.tree).items():
-            for attr in self._attrs_used(m.tree, local):
+        for local, module in idx.module_aliases.items():
+            for attr in idx.attrs.get(local, ()):
                 src = self._find_class(module, attr, 0, base_dir, depth + 1)
                 if src is not None:
                     self._record(m.symbols, f"{local}.{attr}", src)
@@ -414,7 +404,7 @@ class Resolver:
 
 
 class _TreeIndex:
-    """What `enrich` reads of a tree, from one walk: `from m import a as b` imports, `import a.b as
+    """What `enrich` reads of a module's tree, from one walk: `from m import a as b` imports, `import a.b as
     c` aliases, and the capitalised attributes read through each dotted name (`models.Net`)."""
     __slots__ = ("imports", "module_aliases", "attrs")
 
@@ -446,17 +436,3 @@ class _TreeIndex:
                     if a.name.split(".")[0] in SKIP_TOP:
                         continue
                     self.module_aliases[a.asname or a.name] = a.name
-
-
-_INDEX_CACHE: list = []  # [(tree, _TreeIndex)]: the last few trees (enrich asks several times per tree)
-
-
-def _tree_index(tree) -> _TreeIndex:
-    for t, idx in _INDEX_CACHE:
-        if t is tree:
-            return idx
-    idx = _TreeIndex(tree)
-    _INDEX_CACHE.append((tree, idx))
-    if len(_INDEX_CACHE) > 4:
-        del _INDEX_CACHE[0]
-    return idx

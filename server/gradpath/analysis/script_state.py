@@ -32,8 +32,7 @@ from gradpath.analysis.facts import key_of as _dotted  # `a.b.c` of an attribute
 # Objects no rule reads beyond "unknown": argument parsers and loggers. Calls on them, and names
 # bound from them, change no finding elsewhere in the file.
 INERT_FACTORIES = frozenset({
-    "argparse.ArgumentParser", "logging.getLogger", "configargparse.ArgumentParser",
-    "configargparse.ArgParser", "configargparse.ArgumentParser",
+    "argparse.ArgumentParser", "logging.getLogger", "configargparse.ArgumentParser", "configargparse.ArgParser",
 })
 # Builtins an independent statement may call: they bind nothing and mutate no object a rule reads.
 PURE_BUILTINS = frozenset({
@@ -253,12 +252,12 @@ def statement_facts(stmts: list) -> StatementFacts:
                 if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Load) and x.id not in own:
                     uses.add(x.id)
                 elif isinstance(x, ast.Call):
-                    todo_calls = x.func
-                    if isinstance(todo_calls, ast.Name) and todo_calls.id not in own:
-                        calls.append(("name", todo_calls.id))
-                    elif isinstance(todo_calls, ast.Attribute):
-                        root = _root(todo_calls.value)
-                        calls.append(("method", root if root not in own else None, _dotted(todo_calls)))
+                    fx = x.func
+                    if isinstance(fx, ast.Name) and fx.id not in own:
+                        calls.append(("name", fx.id))
+                    elif isinstance(fx, ast.Attribute):
+                        root = _root(fx.value)
+                        calls.append(("method", root if root not in own else None, _dotted(fx)))
                     else:
                         calls.append(("other",))
                 elif isinstance(x, (ast.Lambda, ast.NamedExpr)):

@@ -45,8 +45,12 @@ QUIET_S = 0.5
 GIVE_WAY_MAX_S = 5.0
 
 
-def _freeze_long_lived() -> None:
+def _freeze_long_lived(give_way) -> None:
+    """After an index build: one full collection, then everything alive leaves the collector's
+    sight. What an earlier build froze is unfrozen first, so an index replaced since is collected."""
     import gc
+    give_way()  # a full collection holds the GIL: not in the middle of typing
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -156,7 +160,7 @@ class Projects:
         log.info("indexed %d modules of %s (%d from the cache)", len(files), root, project.cache.stats["hits"])
         # the index lives as long as the server: out of the collector's sight, so that no later
         # full collection walks it again (a pause in the middle of a keystroke's analysis)
-        await loop.run_in_executor(self.pool, _freeze_long_lived)
+        await loop.run_in_executor(self.pool, _freeze_long_lived, self._give_way)
         self.attach(self.analyzer.resolvers.get(root), root)
         # the open files of this folder again, with the project; then files not open that hold
         # cross-module findings

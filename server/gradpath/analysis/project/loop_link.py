@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ast
 
-from gradpath.analysis.project import project_view
+from gradpath.analysis.project import linked_summary, project_view
 
 
 def _callee_vd(sm: dict, func, class_name: str | None):
@@ -38,11 +38,7 @@ def _callee_vd(sm: dict, func, class_name: str | None):
 
 
 def _view(lf):
-    v = getattr(lf, "_project_view", False)
-    if v is False:
-        v = project_view(lf.ctx)
-        lf._project_view = v
-    return v
+    return project_view(lf.ctx)  # (memoised per analysis)
 
 
 def may_have_effects(lf, call) -> bool:
@@ -53,14 +49,10 @@ def may_have_effects(lf, call) -> bool:
 
 
 def _effects(lf, call, scope):
-    view = _view(lf)
-    if view is None:
+    linked = linked_summary(lf.ctx)
+    if linked is None:
         return None
-    project, path = view
-    lk = project.linker()
-    sm = lk.summary(path)
-    if not sm:
-        return None
+    _project, path, lk, sm = linked
     cls = getattr(scope, "class_name", None) if scope is not None else _enclosing_class(lf, call)
     vd = _callee_vd(sm, call.func, cls)
     if vd is None:
