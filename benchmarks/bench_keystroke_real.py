@@ -84,10 +84,13 @@ def _edits(text: str, count: int, seed: int):
                                    "end": {"line": i, "character": c + 1}}, "text": ""}, "\n".join(lines), True
             continue
         kind = order[(n // 2) % len(order)]
-        i = r.choice(kinds[kind])
-        line = lines[i]
+        for _try in range(50):  # a line whose only names follow a `#` (in a string): another one
+            i = r.choice(kinds[kind])
+            line = lines[i]
+            code_end = line.find("#") if "#" in line else len(line)
+            if IDENT.search(line[:code_end]):
+                break
         digits = [m.start() for m in re.finditer(r"\d", line)]
-        code_end = line.find("#") if "#" in line else len(line)
         digits = [d for d in digits if d < code_end]
         if digits and r.random() < 0.5:
             c = r.choice(digits)
@@ -96,7 +99,7 @@ def _edits(text: str, count: int, seed: int):
             yield kind, {"range": {"start": {"line": i, "character": c},
                                    "end": {"line": i, "character": c + 1}}, "text": new}, "\n".join(lines), False
             continue
-        ends = [m.end() for m in IDENT.finditer(line[:code_end])]
+        ends = [m.end() for m in IDENT.finditer(line[:code_end])] or [code_end]
         c = r.choice(ends)
         lines[i] = line[:c] + "q" + line[c:]
         undo = (kind, i, c)

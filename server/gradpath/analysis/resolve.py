@@ -125,7 +125,7 @@ class Resolver:
                     if src is not None:
                         sym.aliases.setdefault(local, local)
                         self._record(sym, f"{local}.{attr}", src)
-            elif self.use_jedi and ctx.path and self._jedi_candidate(ctx, local, module):
+            elif self.use_jedi and ctx.path and self._jedi_candidate(idx, local, module):
                 key = self._answer_key(ctx, local, (module, name, level))
                 known, hit = self.answers.get(key)
                 if known:
@@ -134,7 +134,7 @@ class Resolver:
                         self._record(sym, local, src)
                     if hit is None or src is not None:
                         continue
-                pending.append(_Pending(local, key, self._call_pos(ctx.tree, local)))
+                pending.append(_Pending(local, key, idx.called.get(local)))
         for local, module in idx.module_aliases.items():
             for attr in idx.attrs.get(local, ()):
                 src = self._find_class(module, attr, 0, base_dir, 0)
@@ -314,22 +314,12 @@ class Resolver:
 
     # -- the slow path (jedi) ------------------------------------------------------------------
     @staticmethod
-    def _jedi_candidate(ctx, local: str, module: str) -> bool:
+    def _jedi_candidate(idx: "_TreeIndex", local: str, module: str) -> bool:
+        """A capitalised name the module calls (`Net(...)`) or subclasses, imported from a module
+        outside the skipped libraries."""
         if not local[:1].isupper() or module.split(".")[0] in SKIP_TOP:
             return False
-        for node in ast.walk(ctx.tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
-                return True
-            if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id == local for b in node.bases):
-                return True
-        return False
-
-    @staticmethod
-    def _call_pos(tree, local: str) -> tuple[int, int] | None:
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == local:
-                return node.func.lineno, node.func.col_offset
-        return None
+        return local in idx.called or local in idx.bases
 
     @staticmethod
     def _answer_key(ctx, local: str, imported: tuple) -> tuple:
@@ -405,16 +395,27 @@ class Resolver:
 
 class _TreeIndex:
     """What `enrich` reads of a module's tree, from one walk: `from m import a as b` imports, `import a.b as
-    c` aliases, and the capitalised attributes read through each dotted name (`models.Net`)."""
-    __slots__ = ("imports", "module_aliases", "attrs")
+    c` aliases, the capitalised attributes read through each dotted name (`models.Net`), the names
+    called (with the position of their first call) and the names used as base classes."""
+    __slots__ = ("imports", "module_aliases", "attrs", "called", "bases")
 
     def __init__(self, tree):
         self.imports: dict = {}
         self.module_aliases: dict = {}
         self.attrs: dict = {}
+        self.called: dict = {}  # name -> (line, col) of the first `name(...)` in walk order
+        self.bases: set = set()  # names used as a class's base
         for node in ast.walk(tree):
             t = type(node)
-            if t is ast.Attribute:
+            if t is ast.Call:
+                f = node.func
+                if type(f) is ast.Name and f.id not in self.called:
+                    self.called[f.id] = (f.lineno, f.col_offset)
+            elif t is ast.ClassDef:
+                for b in node.bases:
+                    if type(b) is ast.Name:
+                        self.bases.add(b.id)
+            elif t is ast.Attribute:
                 if not node.attr[:1].isupper():
                     continue
                 chain, cur = [], node.value

@@ -57,60 +57,67 @@ class SourceFile:
 
     # -- parsing with recovery -----------------------------------------------------------------
     def _parse(self) -> None:
-        text = self.text
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            # The parser allocates tens of thousands of nodes, none of them garbage: the cyclic
-            # collector, left on, runs over and over (and over the whole heap) while it does, which
-            # doubles the time of a parse. Off for the parse only, as it was if someone else had it off.
-            gc_was_on = gc.isenabled()
+        # The parser allocates tens of thousands of nodes, none of them garbage: the cyclic
+        # collector, left on, runs over and over (and over the whole heap) while it does, which
+        # doubles the time of a parse. Off while parsing (recovery included), as it was if someone
+        # else had it off.
+        gc_was_on = gc.isenabled()
+        if gc_was_on:
+            gc.disable()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._parse_recovering()
+        finally:
             if gc_was_on:
-                gc.disable()
+                gc.enable()
+
+    def _parse_recovering(self) -> None:
+        text = self.text
+        try:
+            self.tree = ast.parse(text, filename=self.path or "<unknown>")
+            return
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            self.syntax_error = self._problem(exc)
+            failure = exc
+        lines = list(self.lines)
+        for _ in range(MAX_RECOVERY_ATTEMPTS):
+            if self._late():
+                break
+            # the lines the last failed parse names (parsing the same text again would fail the same way)
+            bad = self._bad_lines(failure)
+            if not bad:
+                break
+            progress = False
+            for ln in bad:
+                if 1 <= ln <= len(lines):
+                    new = _blank(lines[ln - 1])
+                    if new == lines[ln - 1] and ln in self.blanked_lines:
+                        # already `pass` and still wrong (unexpected indent): drop the indent
+                        new = new.lstrip(" \t") if new.strip() else new
+                    if new != lines[ln - 1]:
+                        progress = True
+                    lines[ln - 1] = new
+                    self.blanked_lines.add(ln)
+            if not progress:
+                break
             try:
-                self.tree = ast.parse(text, filename=self.path or "<unknown>")
+                self.tree = ast.parse("\n".join(lines))
                 return
             except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-                self.syntax_error = self._problem(exc)
-            finally:
-                if gc_was_on:
-                    gc.enable()
-            lines = list(self.lines)
-            for _ in range(MAX_RECOVERY_ATTEMPTS):
-                if self._late():
-                    break
-                bad = self._bad_lines(text, lines)
-                if not bad:
-                    break
-                progress = False
-                for ln in bad:
-                    if 1 <= ln <= len(lines):
-                        new = _blank(lines[ln - 1])
-                        if new == lines[ln - 1] and ln in self.blanked_lines:
-                            # already `pass` and still wrong (unexpected indent): drop the indent
-                            new = new.lstrip(" \t") if new.strip() else new
-                        if new != lines[ln - 1]:
-                            progress = True
-                        lines[ln - 1] = new
-                        self.blanked_lines.add(ln)
-                if not progress:
-                    break
-                try:
-                    self.tree = ast.parse("\n".join(lines))
-                    return
-                except (SyntaxError, ValueError, RecursionError, MemoryError):
-                    text = "\n".join(lines)
-                    continue
-            # Last resort: the longest prefix that parses (binary search on line count).
-            self.prefix_only = True
-            lo, hi, best = 0, len(self.lines), None
-            while lo <= hi and not (best is not None and self._late()):
-                mid = (lo + hi) // 2
-                try:
-                    best = ast.parse("\n".join(self.lines[:mid]))
-                    lo = mid + 1
-                except (SyntaxError, ValueError, RecursionError, MemoryError):
-                    hi = mid - 1
-            self.tree = best or ast.Module(body=[], type_ignores=[])
+                failure = exc
+                continue
+        # Last resort: the longest prefix that parses (binary search on line count).
+        self.prefix_only = True
+        lo, hi, best = 0, len(self.lines), None
+        while lo <= hi and not (best is not None and self._late()):
+            mid = (lo + hi) // 2
+            try:
+                best = ast.parse("\n".join(self.lines[:mid]))
+                lo = mid + 1
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                hi = mid - 1
+        self.tree = best or ast.Module(body=[], type_ignores=[])
 
     def _problem(self, exc: Exception) -> SyntaxProblem:
         if isinstance(exc, SyntaxError) and exc.lineno:
@@ -128,22 +135,17 @@ class SourceFile:
         return SyntaxProblem(f"cannot parse: {exc}", Span(1, 0, 1, 0))
 
     @staticmethod
-    def _bad_lines(text: str, lines: list[str]) -> list[int]:
-        try:
-            compile(text, "<recover>", "exec", flags=ast.PyCF_ONLY_AST, dont_inherit=True)
-            return []
-        except SyntaxError as exc:
-            ln = exc.lineno or 0
-            out = [ln]
-            end = getattr(exc, "end_lineno", None)
-            if end and end != ln and end - ln < 50:
-                out.extend(range(ln + 1, end + 1))
-            # An unclosed bracket is reported where it opens; the statement runs to the end of the
-            # bracket's extent, which we cannot know: also blank the following line if it is
-            # more indented (continuation) than the opener.
-            return [x for x in out if x > 0]
-        except (ValueError, RecursionError, MemoryError):
-            return []
+    def _bad_lines(exc: BaseException) -> list[int]:
+        """The lines a failed parse blames: the error's line, and the lines up to its end when it
+        spans a few (an unclosed bracket is reported where it opens)."""
+        if not isinstance(exc, SyntaxError):
+            return []  # null bytes, nesting too deep, memory: no line to blank
+        ln = exc.lineno or 0
+        out = [ln]
+        end = getattr(exc, "end_lineno", None)
+        if end and end != ln and end - ln < 50:
+            out.extend(range(ln + 1, end + 1))
+        return [x for x in out if x > 0]
 
     # -- positions -----------------------------------------------------------------------------
     def line_text(self, line: int) -> str:
