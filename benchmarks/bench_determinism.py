@@ -12,6 +12,7 @@ exit status and whether the findings equal the quiet run's.
     python benchmarks/bench_determinism.py --server /tmp/old/server   # another copy of server/ (e.g. an
                                                                        # older commit, via git archive)
     python benchmarks/bench_determinism.py --busy 8 --sizes 3000,3000,20000
+    python benchmarks/bench_determinism.py --folder /work/realcode/examples   # a real folder, as it is
 """
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def check(folder: Path, server: Path) -> dict:
         found = json.loads(proc.stdout)
     except json.JSONDecodeError:
         found = None
-    keys = sorted((Path(f["path"]).name, f["line"], f["column"], f["code"]) for f in found or [])
+    keys = sorted((os.path.relpath(f["path"], folder), f["line"], f["column"], f["code"], f.get("message", ""))
+                  for f in found or [])
     return {"rc": proc.returncode, "wall": wall, "cpu": cpu, "findings": keys,
             "stderr": proc.stderr.strip().splitlines()[-3:]}
 
@@ -65,12 +67,14 @@ def main() -> int:
     ap.add_argument("--server", default=str(ROOT / "server"), help="the server/ folder to import gradpath from")
     ap.add_argument("--sizes", default="3000,3000,3000,20000", help="lines of each generated file")
     ap.add_argument("--busy", type=int, default=0, help="busy-loop processes (default: 3 per core)")
+    ap.add_argument("--folder", default="", help="check this folder as it is (real code) instead of generated files")
     a = ap.parse_args()
-    sizes = [int(s) for s in a.sizes.split(",")]
+    sizes = [int(s) for s in a.sizes.split(",")] if not a.folder else []
     busy_n = a.busy or 3 * (os.cpu_count() or 1)
     with tempfile.TemporaryDirectory() as d:
-        folder = Path(d)
-        make_folder(folder, sizes)
+        folder = Path(a.folder).resolve() if a.folder else Path(d)
+        if not a.folder:
+            make_folder(folder, sizes)
         quiet = check(folder, Path(a.server))
         busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(busy_n)]
         try:
@@ -82,7 +86,9 @@ def main() -> int:
             for p in busy:
                 p.wait()
     gp101_last = [k for k in quiet["findings"] if k[0].endswith("_20000.py") and k[3] == "GP101"]
-    print(f"server: {a.server}; files: {sizes} lines; {os.cpu_count()} cores; {busy_n} busy-loop processes")
+    print(f"  {len(quiet['findings'])} findings in {len({k[0] for k in quiet['findings']})} files")
+    what = f"folder {folder}" if a.folder else f"files: {sizes} lines"
+    print(f"server: {a.server}; {what}; {os.cpu_count()} cores; {busy_n} busy-loop processes")
     for name, r in (("quiet", quiet), ("loaded", loaded)):
         has_last = any(k in r["findings"] for k in gp101_last) if gp101_last else None
         print(f"  {name:7s} wall {r['wall']:6.1f} s  cpu {r['cpu']:6.1f} s  exit {r['rc']}  "

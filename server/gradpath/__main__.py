@@ -1,3 +1,4 @@
 from gradpath.cli import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not when a child process of the server imports it (multiprocessing)
+    raise SystemExit(main())

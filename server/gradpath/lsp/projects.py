@@ -82,6 +82,7 @@ class Projects:
         self._interrupt = threading.Event()
         self._last_interrupt = 0.0  # time.monotonic() of the last keystroke's analysis request
         self.interrupted = 0  # background analyses stopped that way (for tests and logs)
+        self._stop = threading.Event()  # the server is shutting down: an index build stops
 
     # -- lookups ---------------------------------------------------------------------------------
     def for_path(self, path: str | None):
@@ -120,7 +121,8 @@ class Projects:
             try:
                 await self._index(ls, root)
             except Exception:
-                log.exception("indexing %s failed", root)
+                if not self._stop.is_set():  # (shutting down: the pools refuse new work)
+                    log.exception("indexing %s failed", root)
             finally:
                 self.indexing.discard(root)
 
@@ -142,6 +144,7 @@ class Projects:
 
     async def _index(self, ls, root: str) -> None:
         from gradpath.analysis.project import Project
+        from gradpath.analysis.project.pool import IndexStopped, ProcessSummarizer
         from gradpath.lsp.commands import Progress
         loop = asyncio.get_running_loop()
         files = await loop.run_in_executor(self.pool, self._files, root)
@@ -150,11 +153,21 @@ class Projects:
             progress.report(f"Indexing {len(files)} modules", 0)
 
             def step(i, n):
+                if self._stop.is_set():
+                    raise IndexStopped()
                 self._give_way()
                 if i % PROGRESS_EVERY == 0 or i == n:
                     loop.call_soon_threadsafe(progress.report, f"Indexing {n} modules ({i} done)",
                                               int(100 * i / max(1, n)))
-            await loop.run_in_executor(self.pool, lambda: project.build(progress=step))
+            # the summaries the cache lacks are computed in a child process (analysis/project/pool.py)
+            summarizer = ProcessSummarizer(stop=self._stop)
+            try:
+                await loop.run_in_executor(self.pool, lambda: project.build(progress=step,
+                                                                            summarize_many=summarizer))
+            except IndexStopped:
+                return
+            if summarizer.in_child:
+                log.info("%d module summaries computed in a child process", summarizer.in_child)
             await loop.run_in_executor(self.pool, project.linker().loss_uses)  # warm the linker
         self.by_root[root] = project
         log.info("indexed %d modules of %s (%d from the cache)", len(files), root, project.cache.stats["hits"])
@@ -226,6 +239,8 @@ class Projects:
         from gradpath.lsp.scheduler import analyse_file
         loop = asyncio.get_running_loop()
         for path in paths:
+            if self._stop.is_set():
+                return
             await loop.run_in_executor(self.pool, self._give_way)  # the open files' analyses go first
             await self._publish_one(ls, path, loop, analyse_file)
 
@@ -428,6 +443,7 @@ class Projects:
             await self._publish_one(self.analyzer.server, path, asyncio.get_running_loop(), analyse_file)
 
     def shutdown(self) -> None:
+        self._stop.set()
         for p in self.by_root.values():
             try:
                 p.save_cache()

@@ -57,12 +57,31 @@ class Project:
     def paths(self) -> list[str]:
         return sorted(self.index.modules)
 
-    def build(self, progress: Callable[[int, int], None] | None = None) -> "Project":
+    def build(self, progress: Callable[[int, int], None] | None = None,
+              summarize_many: Callable[[list], Iterable] | None = None) -> "Project":
+        """Summaries of every module, from the cache or computed. `progress(done, total)` is called
+        after each module. `summarize_many`, when given, computes the summaries the cache lacks
+        first: it takes a list of (path, text) and yields (path, summary) as they are ready (the
+        editor's index does it in another process, so that summarising never holds this process's
+        interpreter lock while the user types); the modules are then taken in order as before."""
         self.cache.load()
         paths = self.paths()
+        texts: dict[str, str] = {}
+        if summarize_many is not None:
+            todo = self._uncached(paths, texts)
+            if todo:
+                done = len(paths) - len(todo)
+                for path, summary in summarize_many(todo):
+                    self.cache.put(content_hash(texts[path]), summary)
+                    done += 1
+                    if progress is not None:
+                        progress(done, len(paths))
+                progress = None  # what follows reads the cache: no second count from 0
         for i, p in enumerate(paths):
             if not self._from_stat(p):
-                text = self._reader(p)
+                text = texts.pop(p, None)
+                if text is None:
+                    text = self._reader(p)
                 if text is not None:
                     self._set(p, text)
                     self._note_stat(p)
@@ -70,6 +89,27 @@ class Project:
                 progress(i + 1, len(paths))
         self.cache.save(keep=set(self.hashes.values()))
         return self
+
+    def _uncached(self, paths: list[str], texts: dict[str, str]) -> list[tuple[str, str]]:
+        """(path, text) of the modules whose summary the cache does not hold (their normalised
+        texts are kept in `texts` for the build)."""
+        out = []
+        for p in paths:
+            if self.cache.use_disk and self._reader is _read:
+                try:
+                    h = self.cache.known_file(p, os.stat(p))
+                except OSError:
+                    h = None
+                if h is not None and self.cache.knows(h):
+                    continue
+            text = self._reader(p)
+            if text is None:
+                continue
+            text = normalize(text)
+            texts[p] = text
+            if not self.cache.knows(content_hash(text)):
+                out.append((p, text))
+        return out
 
     def _from_stat(self, path: str) -> bool:
         """A warm start: the file's stat matches what the cache recorded, so its summary is taken

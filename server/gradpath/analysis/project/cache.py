@@ -167,6 +167,11 @@ class SummaryCache:
         self.stats["misses"] += 1
         return False, None
 
+    def knows(self, key: str) -> bool:
+        """Whether `get(key)` would answer from the cache (not counted in the stats)."""
+        with self._lock:
+            return key in self._mem or key in self._spans
+
     def put(self, key: str, summary: dict | None) -> None:
         with self._lock:
             if self._mem.get(key, 0) != summary:
