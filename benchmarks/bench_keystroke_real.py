@@ -10,7 +10,8 @@ as real typing does). The deletions return to a text analysed a moment before, w
 remembers: the server figures are also given apart for "(new text)" edits and "(reverts)".
 
 For each file: the server run (`gradpath serve` over stdio, default settings, edits back to back:
-didChange -> publishDiagnostics of that version, p50/p95/max), `ast.parse` and a whole-file
+didChange -> publishDiagnostics of that version, p50/p95/max; then bursts of four keys typed 50 ms
+apart, timed from the last key to the publish of its version), `ast.parse` and a whole-file
 `analyze()` in this process (CPU, median), and an in-process replay of the same edits through
 IncrementalAnalyzer: the share re-analysed in part per edit kind, why the rest ran the whole file,
 and how many results differ from a whole-file analysis.
@@ -160,9 +161,42 @@ def _server(text: str, name: str, edits: int, seed: int, workdir: Path) -> dict:
             if k >= 10:
                 lat[kind].append((m.t - t_send) * 1000)
                 lat["(new text)" if not revert else "(reverts)"].append((m.t - t_send) * 1000)
+        lat["(burst, last key)"] = _bursts(c, uri, text, version, seed)
         return lat
     finally:
         c.shutdown()
+
+
+def _bursts(c, uri: str, text: str, version: int, seed: int, bursts: int = 8, gap_s: float = 0.05) -> list[float]:
+    """Typing faster than an analysis runs: four letters typed 50 ms apart at the end of a name in
+    a function body, then deleted the same way; the time from the last key of each burst to the
+    publish of its version (the versions before it are superseded)."""
+    r = random.Random(seed)
+    lines = text.split("\n")
+    rows = _line_kinds(text).get("function body") or _line_kinds(text).get("class body") or []
+    out: list[float] = []
+    for _ in range(bursts if rows else 0):
+        i = r.choice(rows)
+        line = lines[i]
+        code_end = line.find("#") if "#" in line else len(line)
+        col = r.choice([m.end() for m in IDENT.finditer(line[:code_end])] or [code_end])
+        word = "abcd"
+        for phase in ("type", "delete"):
+            for n in range(len(word)):
+                version += 1
+                if phase == "type":
+                    rng = {"start": {"line": i, "character": col + n}, "end": {"line": i, "character": col + n}}
+                    t_send = c.change(uri, version, [{"range": rng, "text": word[n]}])
+                else:
+                    at = col + len(word) - 1 - n
+                    rng = {"start": {"line": i, "character": at}, "end": {"line": i, "character": at + 1}}
+                    t_send = c.change(uri, version, [{"range": rng, "text": ""}])
+                if n < len(word) - 1:
+                    time.sleep(gap_s)
+            m = c.wait_publish(uri, version, timeout=60)
+            out.append((m.t - t_send) * 1000)
+        time.sleep(0.3)
+    return out
 
 
 def main(argv=None) -> int:
@@ -199,6 +233,7 @@ def main(argv=None) -> int:
             if not a.no_server:
                 lat = _server(text, Path(rel).name, a.edits, n, Path(d))
                 allv = [x for k, v in lat.items() if not k.startswith("(") for x in v]
+                lat = {k: v for k, v in lat.items() if v}
                 row["server"] = {"p50_ms": pct(allv, 50), "p95_ms": pct(allv, 95), "max_ms": max(allv),
                                  "by_kind": {k: {"p50_ms": pct(v, 50), "p95_ms": pct(v, 95)} for k, v in lat.items()}}
                 kinds = ", ".join(f"{k} {pct(v, 50):.0f}/{pct(v, 95):.0f}" for k, v in lat.items())

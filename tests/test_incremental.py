@@ -441,3 +441,60 @@ def test_a_text_seen_a_moment_ago_reuses_its_result():
     _check(ia, text)
     assert ia.stats.reason != "text analysed a moment ago"
     _check(ia, typed)
+
+
+# -- a newer version arrives while an analysis runs -----------------------------------------------
+class _LateCancel:
+    """A cancel event that reads as set from its `after`-th look on: the analysis has started (and
+    an edit that adds lines has moved the kept trees) before it stops."""
+
+    def __init__(self, after: int = 2):
+        self.looks, self.after = 0, after
+
+    def is_set(self) -> bool:
+        self.looks += 1
+        return self.looks >= self.after
+
+
+def test_a_cancelled_analysis_returns_nothing_and_keeps_the_last_base():
+    import threading
+    text = generate(600, seed=4, idx=600)
+    ia = IncrementalAnalyzer()
+    base = _check(ia, text)
+    lines = text.split("\n")
+    first_def = _line_of(lines, "def ")
+    edited = "\n".join(lines[:first_def] + ["# one", "# two"] + lines[first_def:])
+    stop = threading.Event()
+    stop.set()
+    assert ia.analyze(edited, "t.py", cancel=stop) is None
+    assert ia.stats.mode == "cancelled"
+    # the base is still the first text: analysing it again is free, and an edit is incremental
+    again = ia.analyze(text, "t.py")
+    assert ia.stats.mode == "same" and _dicts(again) == _dicts(base)
+    _check(ia, edited)
+    assert ia.stats.mode == "incremental"
+
+
+def test_a_cancel_after_the_kept_trees_moved_puts_them_back():
+    text = generate(600, seed=5, idx=601)
+    lines = text.split("\n")
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    # lines added inside a function near the top: the regions after it move down (in place) before
+    # the re-analysis starts, and the cancel comes during that re-analysis
+    body = _line_of(lines, "    ", _line_of(lines, "def "))
+    edited = "\n".join(lines[:body] + ["    pass", "    pass"] + lines[body:])
+    probe = IncrementalAnalyzer()
+    probe.analyze(text, "t.py")
+    probe.analyze(edited, "t.py")
+    assert probe.stats.mode == "incremental"  # the path that moves the kept trees before analysing
+    late = _LateCancel(after=2)
+    assert ia.analyze(edited, "t.py", cancel=late) is None
+    assert late.looks >= 2  # it was looked at in the re-analysis, after the move
+    positions = [(st.lineno, st.end_lineno) for r in ia._prev.regions for st in r.stmts]
+    assert positions == [(st.lineno, st.end_lineno) for st in SourceFile.parse(text).tree.body]
+    # and the next edits are compared with the first text, as if the cancelled one never ran
+    _check(ia, edited)
+    more = edited.split("\n")
+    more.insert(body, "    x = 1")
+    _check(ia, "\n".join(more))

@@ -89,3 +89,33 @@ async def test_typing_in_one_function_publishes_the_whole_file_result(client, tm
     p = await rec.wait_for(lambda p: p.uri == uri and p.version == 4, timeout=30)
     assert _got(p) == sorted(_expected("\n".join(lines)))
     await _wait_log(client, "whole-file analysis agrees with the incremental one")
+
+
+async def test_a_burst_of_keystrokes_stops_the_analyses_it_supersedes(client, tmp_path):
+    """Keys typed faster than a whole-file analysis runs: each new version stops the analysis of the
+    one before part way (it would hold the interpreter lock, and the document's analyzer, against
+    the newer one); only the last version is published, with the whole-file result."""
+    rec = Recorder(client)
+    path = tmp_path / "gen.py"
+    text = generate(3000, seed=11, idx=3000)
+    path.write_text(text)
+    uri = uri_of(path)
+    open_doc(client, uri, text)
+    await rec.wait_for(lambda p: p.uri == uri and p.version == 1, timeout=60)
+    lines = text.split("\n")
+    # typed into the script's imports: every version needs a whole-file analysis
+    i = next(k for k, s in enumerate(lines) if s.startswith("import torch"))
+    col = len("import torch")
+    word = ",os,re,json"
+    for n, ch in enumerate(word):
+        _change(client, uri, 2 + n, i, col + n, col + n, ch)
+        await asyncio.sleep(0.005)
+    last = 1 + len(word)
+    lines[i] = lines[i][:col] + word + lines[i][col:]
+    p = await rec.wait_for(lambda p: p.uri == uri and p.version == last, timeout=60)
+    assert _got(p) == sorted(_expected("\n".join(lines)))
+    msg = await _wait_log(client, "a newer request arrived")
+    assert "gen.py: analysis of version" in msg
+    await asyncio.sleep(0.5)
+    versions = [q.version for q in rec.items if q.uri == uri]
+    assert versions[-1] == last  # nothing older published after the newest

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import bisect
 import logging
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace as dc_replace
@@ -91,7 +92,7 @@ class _Version:
 @dataclass
 class Stats:
     """How the last analysis ran (for logs, tests and benchmarks)."""
-    mode: str = "full"  # "full" | "incremental" | "same"
+    mode: str = "full"  # "full" | "incremental" | "same" | "cancelled"
     reason: str = ""
     regions: int = 0
     redone: int = 0  # regions whose findings were recomputed
@@ -110,14 +111,20 @@ class IncrementalAnalyzer:
         # lines in place (an edit that adds or removes lines clears it).
         self._recent: dict[tuple, tuple[_Version, bool]] = {}  # -> (version, whether whole-file)
         self._names_memo: dict[str, tuple] = {}  # region text -> (kind, defines, uses, facts)
+        self._cancel: threading.Event | None = None  # of the analysis running now
 
     def reset(self) -> None:
         self._prev = None
         self._recent.clear()
 
     def analyze(self, text: str, path: str | None = None, options: Options | None = None,
-                resolver: Any = None, generation: Any = None) -> AnalysisResult:
+                resolver: Any = None, generation: Any = None,
+                cancel: threading.Event | None = None) -> AnalysisResult | None:
+        """The result for `text`. `cancel`, once set by another thread (a newer version of the
+        document arrived), stops the analysis part way: then None, and the analyzer's state is
+        what it was before the call (the next text is compared with the last one analysed)."""
         options = options or Options()
+        self._cancel = cancel
         t0 = time.perf_counter()
         key = (path, _options_key(options), id(resolver), generation)
         text = normalize(text if isinstance(text, str) else str(text or ""))
@@ -135,10 +142,20 @@ class IncrementalAnalyzer:
                 out = self._result(self._prev, options)
             else:
                 out = self._incremental(prev, text, path, options, resolver, key)
+        except _Cancelled:
+            out = None
         except Exception:  # never worse than a full analysis
             log.exception("%s: incremental analysis failed; analysing the whole file", path)
-            out = self._full(text, path, options, resolver, key, "incremental step failed")
+            try:
+                out = self._full(text, path, options, resolver, key, "incremental step failed")
+            except _Cancelled:
+                out = None
+        finally:
+            self._cancel = None
         self.stats.seconds = time.perf_counter() - t0
+        if out is None:
+            self.stats = Stats("cancelled", "a newer version arrived", seconds=time.perf_counter() - t0)
+            return None
         out.mode = self.stats.mode
         if out.mode == "same" and self._prev is not None and self._prev.text == text \
                 and not self._recent.get((key, text), (None, True))[1]:
@@ -188,7 +205,9 @@ class IncrementalAnalyzer:
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
-        raw = analyze_raw(text, path, options, resolver)
+        raw = analyze_raw(text, path, options, resolver, cancel=self._cancel)
+        if raw.cancelled:
+            raise _Cancelled()
         regions = self._install(text, key, raw)
         n = len(raw.src.lines)
         self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n)
@@ -275,19 +294,13 @@ class IncrementalAnalyzer:
             r.error = error
         if any(r.kind == "import" for r in fresh):
             return full("imports added")
+        if self._cancel is not None and self._cancel.is_set():
+            raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit
         before, after = regions[:k], regions[k + 1:]
         if delta:
             self._recent.clear()  # their trees move: the results remembered no longer match them
-            for r in after:
-                r.start += delta
-                r.end += delta
-                for st in r.stmts:
-                    ast.increment_lineno(st, delta)
-                if r.error is not None:
-                    sp = r.error.span
-                    r.error = SyntaxProblem(r.error.message, Span(sp.line + delta, sp.col, sp.end_line + delta,
-                                                                   sp.end_col))
+            _shift(after, delta)
         all_regions = before + fresh + after
         # names the rules look up in the whole file (as ast.Name)
         for name in FILE_WIDE_NAMES:
@@ -314,7 +327,11 @@ class IncrementalAnalyzer:
         body = [st for r in all_regions if id(r) in subset or r.kind == "import" for st in r.stmts]
         src = SourceFile(text=text, path=path, tree=ast.Module(body=body, type_ignores=[]), lines=new)
         memo = {"file-has-eps": any(n in r.uses for r in all_regions for n in FILE_WIDE_NAMES)}
-        raw = analyze_raw(text, path, options, resolver, src=src, memo=memo)
+        raw = analyze_raw(text, path, options, resolver, src=src, memo=memo, cancel=self._cancel)
+        if raw.cancelled:
+            if delta:  # the kept trees go back where the previous text has them
+                _shift(after, -delta)
+            raise _Cancelled()
         if raw.timed_out:
             return full("the re-analysis ran out of time")
         # redone regions are new objects (a remembered version keeps its own regions and findings)
@@ -374,6 +391,22 @@ class IncrementalAnalyzer:
         raw = prev.raw
         return finish(RawAnalysis(src=raw.src, findings=[f for r in prev.regions for f in r.findings],
                                   timed_out=False, failed=list(raw.failed), timings=raw.timings), options)
+
+
+class _Cancelled(Exception):
+    """The analysis was cancelled (a newer version of the document arrived)."""
+
+
+def _shift(regions: list[Region], delta: int) -> None:
+    """Move regions (their trees and recovered syntax errors) down by `delta` lines."""
+    for r in regions:
+        r.start += delta
+        r.end += delta
+        for st in r.stmts:
+            ast.increment_lineno(st, delta)
+        if r.error is not None:
+            sp = r.error.span
+            r.error = SyntaxProblem(r.error.message, Span(sp.line + delta, sp.col, sp.end_line + delta, sp.end_col))
 
 
 # -- regions ---------------------------------------------------------------------------------------

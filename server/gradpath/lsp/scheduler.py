@@ -76,6 +76,9 @@ class UnitState:
     verify_task: asyncio.Task | None = None
     # set when the next edit arrives: the running whole-file check stops at its next time check
     verify_cancel: threading.Event | None = None
+    # set when a newer request for this unit arrives: the analysis of the older one stops part way
+    # (it would otherwise hold the interpreter lock, and `inc_lock`, against the newer one)
+    cancel: threading.Event | None = None
     _ctx: tuple[object, Context] | None = None
     # incremental re-analysis of this unit's text, one call at a time
     inc: IncrementalAnalyzer = field(default_factory=IncrementalAnalyzer)
@@ -174,8 +177,11 @@ class Analyzer:
                 self._latest[key] = snap.version
         if st.task is not None and not st.task.done():
             st.task.cancel()
+        if st.cancel is not None:
+            st.cancel.set()
+        st.cancel = threading.Event()
         self._cancel_verify(st)
-        st.task = asyncio.ensure_future(self._run(key, delay_s))
+        st.task = asyncio.ensure_future(self._run(key, delay_s, st.cancel))
 
     @staticmethod
     def _cancel_verify(st: UnitState) -> None:
@@ -195,7 +201,7 @@ class Analyzer:
             if self.is_ours(key):
                 self.schedule(key, delay_s)
 
-    async def _run(self, key: str, delay_s: float) -> None:
+    async def _run(self, key: str, delay_s: float, cancel: threading.Event | None = None) -> None:
         try:
             if delay_s > 0:
                 await asyncio.sleep(delay_s)
@@ -206,7 +212,7 @@ class Analyzer:
                 return
             options = self.server.settings.options
             loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.pool, self._analyse, snap, options)
+            out = await loop.run_in_executor(self.pool, self._analyse, snap, options, cancel)
             if out is None or not self._current(key, snap):
                 return  # a newer version exists: its own task will publish
             result, needs_slow = out
@@ -347,9 +353,10 @@ class Analyzer:
         st.snapshot, st.result = snap, result
         st._ctx = None
 
-    def _analyse(self, snap: Snapshot, options):
+    def _analyse(self, snap: Snapshot, options, cancel: threading.Event | None = None):
         """Runs in a worker thread. Returns (AnalysisResult, whether jedi could add to it) or None
-        if stale. jedi itself runs later, in `_slow`, and never here."""
+        if stale (a newer request arrived before, or while, it ran: `cancel` is then set). jedi
+        itself runs later, in `_slow`, and never here."""
         with self._lock:
             latest = self._latest.get(snap.key, snap.version)
         if latest != snap.version:
@@ -363,8 +370,15 @@ class Analyzer:
             result = analyze(snap.text, snap.path, options, resolver=resolver)
         else:
             with st.inc_lock:
-                result = st.inc.analyze(snap.text, snap.path, options, resolver, self._gen(resolver))
+                if cancel is not None and cancel.is_set():
+                    return None
+                result = st.inc.analyze(snap.text, snap.path, options, resolver, self._gen(resolver),
+                                        cancel=cancel)
                 stats = st.inc.stats
+            if result is None:
+                log.debug("%s: analysis of version %s stopped after %.1f ms: a newer request arrived",
+                          snap.key, snap.version, stats.seconds * 1000)
+                return None
             log.debug("%s: %s analysis in %.1f ms (%d of %d regions redone, %d lines analysed)%s",
                       snap.key, stats.mode, stats.seconds * 1000, stats.redone, stats.regions,
                       stats.analysed_lines, f"; {stats.reason}" if stats.reason else "")
