@@ -53,9 +53,11 @@ def _walk_no_defs(node):
 @rule("GP104")
 def unregistered_submodules(ctx):
     nn = nn_prefix(ctx)
+    # (a class that registers by name: `add_module`, `register_module` or `setattr` in its text)
+    by_name = any(w in ctx.src.text for w in ("add_module", "register_module", "setattr"))
     for cname, cls in _module_classes(ctx):
-        if any((isinstance(n, ast.Attribute) and n.attr in ("add_module", "register_module")) or
-               (isinstance(n, ast.Name) and n.id == "setattr") for n in ast.walk(cls)):
+        if by_name and any((isinstance(n, ast.Attribute) and n.attr in ("add_module", "register_module")) or
+                           (isinstance(n, ast.Name) and n.id == "setattr") for n in ast.walk(cls)):
             continue
         assigns: dict[str, list] = {}
         for m in _methods(cls):
