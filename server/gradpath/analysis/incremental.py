@@ -242,9 +242,12 @@ class IncrementalAnalyzer:
             same = self._same_tree(prev, text, new, reg, a, b, path, key, options)
             if same is not None:
                 return same
+        # the whole file is analysed for these, on a tree made of the kept statements and the edited
+        # statement parsed alone (`_whole`): the same tree a parse of the whole text gives
+        whole = None
         if reg.kind == "import":
-            return full("edit in the imports")
-        if reg.kind == "def" and not delta and b >= a > reg.start and reg.error is None:
+            whole = "edit in the imports"
+        elif reg.kind == "def" and not delta and b >= a > reg.start and reg.error is None:
             # an edit inside a function's body leaves what it binds as it was and rarely what it
             # reads: when what the function as it was would reach is most of the file, the whole
             # analysis runs at once (working out the same with its new text costs a parse)
@@ -252,7 +255,7 @@ class IncrementalAnalyzer:
             est = _closure(regions, _dependents(regions, [reg], reg, cp), cp)
             est_lines = sum(r.size for r in regions if id(r) in est or r.kind == "import")
             if est_lines > MAX_SUBSET_FRACTION * max(1, len(new)):
-                return full(f"the edit reaches {est_lines} of {len(new)} lines")
+                whole = f"the edit reaches {est_lines} of {len(new)} lines"
         start, end = reg.start, reg.end + delta
         if end < start:
             return full("region removed")
@@ -292,8 +295,10 @@ class IncrementalAnalyzer:
         if error is not None:
             r = _region_at(fresh, error.span.line) or fresh[-1]
             r.error = error
-        if any(r.kind == "import" for r in fresh):
-            return full("imports added")
+            if whole is not None:
+                return full(whole)  # (the whole text's error recovery decides)
+        if whole is None and any(r.kind == "import" for r in fresh):
+            whole = "imports added"
         if self._cancel is not None and self._cancel.is_set():
             raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit
@@ -302,6 +307,8 @@ class IncrementalAnalyzer:
             self._recent.clear()  # their trees move: the results remembered no longer match them
             _shift(after, delta)
         all_regions = before + fresh + after
+        if whole is not None:
+            return self._whole(all_regions, after, delta, text, new, path, options, resolver, key, whole)
         # names the rules look up in the whole file (as ast.Name)
         for name in FILE_WIDE_NAMES:
             was = any(name in r.uses for r in regions)
@@ -323,7 +330,8 @@ class IncrementalAnalyzer:
         total = max(1, len(new))
         sub_lines = sum(r.size for r in all_regions if id(r) in subset or r.kind == "import")
         if sub_lines > MAX_SUBSET_FRACTION * total:
-            return full(f"the edit reaches {sub_lines} of {total} lines")
+            return self._whole(all_regions, after, delta, text, new, path, options, resolver, key,
+                               f"the edit reaches {sub_lines} of {total} lines")
         body = [st for r in all_regions if id(r) in subset or r.kind == "import" for st in r.stmts]
         src = SourceFile(text=text, path=path, tree=ast.Module(body=body, type_ignores=[]), lines=new)
         memo = {"file-has-eps": any(n in r.uses for r in all_regions for n in FILE_WIDE_NAMES)}
@@ -354,6 +362,31 @@ class IncrementalAnalyzer:
         self._remember(self._prev, False)
         self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
         return finish(raw_all, options)
+
+    def _whole(self, all_regions: list[Region], after: list[Region], delta: int, text: str, new: list[str],
+               path, options, resolver, key, reason: str) -> AnalysisResult:
+        """The whole-file analysis of `text` on the tree of `all_regions`: the kept statements (moved
+        by `delta` when the edit added or removed lines) and the edited one parsed alone, which is
+        the tree a parse of the whole text gives, without that parse. A syntax error anywhere: the
+        whole text is parsed again (its recovery decides what the tree is)."""
+        if any(r.error is not None for r in all_regions):
+            return self._full(text, path, options, resolver, key, reason)
+        src = SourceFile(text=text, path=path, lines=new,
+                         tree=ast.Module(body=[st for r in all_regions for st in r.stmts], type_ignores=[]))
+        raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel)
+        if raw.cancelled:
+            if delta:
+                _shift(after, -delta)
+            raise _Cancelled()
+        if raw.timed_out:
+            return self._full(text, path, options, resolver, key, reason)
+        # every region redone: new objects (a remembered version keeps its own regions and findings)
+        regions = [dc_replace(r, findings=[]) for r in all_regions]
+        _assign(regions, raw.findings)
+        self._prev = _Version(key, text, new, regions, raw)
+        self._remember(self._prev, True)
+        self.stats = Stats("full", reason, len(regions), len(regions), len(new))
+        return finish(raw, options)
 
     def _same_tree(self, prev: _Version, text: str, new: list[str], reg: Region, a: int, b: int, path,
                    key, options) -> AnalysisResult | None:

@@ -81,7 +81,8 @@ class SourceFile:
             self.syntax_error = self._problem(exc)
             failure = exc
         lines = list(self.lines)
-        for _ in range(MAX_RECOVERY_ATTEMPTS):
+        extents = None  # line -> (first, last) line of its statement, once line blanking did not do
+        for attempt in range(MAX_RECOVERY_ATTEMPTS):
             if self._late():
                 break
             # the lines the last failed parse names (parsing the same text again would fail the same way)
@@ -89,9 +90,27 @@ class SourceFile:
             if not bad:
                 break
             progress = False
+            if attempt:
+                # a line of a statement spread over several lines (a call's arguments): blanking it
+                # alone leaves the brackets around it broken; the whole statement goes instead (its
+                # first line as below, the others emptied)
+                if extents is None:
+                    extents = _statement_extents(self.lines)
+                wide = {extents[ln] for ln in bad if ln in extents}
+                for first, last in wide:
+                    for x in range(first + 1, last + 1):
+                        if lines[x - 1].strip():
+                            lines[x - 1] = ""
+                            progress = True
+                        self.blanked_lines.add(x)
+                    new = _blank(lines[first - 1], _opens_block(lines, last, own=lines[first - 1]))
+                    progress = progress or new != lines[first - 1]
+                    lines[first - 1] = new
+                    self.blanked_lines.add(first)
+                bad = [ln for ln in bad if ln not in extents]
             for ln in bad:
                 if 1 <= ln <= len(lines):
-                    new = _blank(lines[ln - 1])
+                    new = _blank(lines[ln - 1], _opens_block(lines, ln))
                     if new == lines[ln - 1] and ln in self.blanked_lines:
                         # already `pass` and still wrong (unexpected indent): drop the indent
                         new = new.lstrip(" \t") if new.strip() else new
@@ -221,13 +240,58 @@ def _has_surrogates(text: str) -> bool:
         return True
 
 
-def _blank(line: str) -> str:
-    """Replace a statement line by `pass` at the same indentation (keeps blocks valid)."""
+def _blank(line: str, opens_block: bool = False) -> str:
+    """Replace a statement line by `pass` at the same indentation (keeps blocks valid); a line that
+    opens a block (a `for`/`if`/`with`/`def` header being typed) by `if True:`, so that its body
+    stays a block and the rest of the file still parses (with `pass`, every line of the body is an
+    unexpected indent, blanked one parse at a time, and a long body ends in the prefix fallback)."""
     stripped = line.lstrip(" \t")
     if not stripped:
         return line
     indent = line[: len(line) - len(stripped)]
-    return indent + "pass"
+    return indent + ("if True:" if opens_block else "pass")
+
+
+def _statement_extents(lines: list[str]) -> dict[int, tuple[int, int]]:
+    """For each line of a statement written over several lines (2 to 50): the statement's first
+    and last line. From the tokenizer, which reads brackets and strings right where the parser
+    fails (an unbalanced bracket stops it: the lines after that are left out)."""
+    import io
+    import tokenize
+    out: dict[int, tuple[int, int]] = {}
+    skip = (tokenize.NL, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING)
+    first = None
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO("\n".join(lines) + "\n").readline):
+            if first is None:
+                if tok.type in skip or tok.type == tokenize.ENDMARKER:
+                    continue
+                first = tok.start[0]
+            if tok.type == tokenize.NEWLINE:
+                last = tok.end[0]
+                if 1 < last - first + 1 <= 50:
+                    for ln in range(first, last + 1):
+                        out[ln] = (first, last)
+                first = None
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        pass
+    return out
+
+
+def _indent_of(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _opens_block(lines: list[str], ln: int, own: str | None = None) -> bool:
+    """Line `ln` (1-based) is followed, after blank and comment lines, by a line more indented than
+    it (or than `own`)."""
+    own = _indent_of(lines[ln - 1] if own is None else own)
+    for nxt in lines[ln:]:
+        st = nxt.strip()
+        if not st or st.startswith("#"):
+            continue
+        return _indent_of(nxt) > own
+    return False
 
 
 def utf16_len(s: str) -> int:

@@ -1,0 +1,70 @@
+"""Error recovery while typing (analysis/source.py): a half-typed block header or a broken line inside
+a call written over several lines keeps the rest of the file analysed, in a few parses."""
+from __future__ import annotations
+
+import ast
+
+from gradpath.analysis import analyze
+from gradpath.analysis.source import SourceFile
+
+HEAD = '''import torch
+import torch.nn as nn
+
+model = nn.Linear(4, 2)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+loader = [(torch.randn(8, 4), torch.randint(0, 2, (8,)))]
+'''
+LOOP_BODY = "".join(f"    v{i} = x * {i}\n" for i in range(40))
+TAIL = '''
+
+frozen_opt = torch.optim.SGD([], lr=0.1)
+'''
+
+
+def _count_parses(monkeypatch) -> list:
+    calls = []
+    real = ast.parse
+
+    def counting(*a, **k):
+        calls.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(ast, "parse", counting)
+    return calls
+
+
+def test_a_half_typed_loop_header_keeps_its_body_and_the_rest_of_the_file(monkeypatch):
+    good = HEAD + "for x, y in loader:\n" + LOOP_BODY + TAIL
+    typing = HEAD + "forq x, y in loader:\n" + LOOP_BODY + TAIL
+    assert [f.code for f in analyze(good, "t.py").findings] == ["GP101"]
+    parses = _count_parses(monkeypatch)
+    src = SourceFile.parse(typing)
+    assert not src.prefix_only
+    assert len(parses) <= 3  # the header becomes `if True:`, not 40 unexpected indents one by one
+    header = HEAD.count("\n") + 1
+    assert src.blanked_lines == {header}
+    assert src.lines[header - 1] == "forq x, y in loader:"  # the text itself is kept
+    monkeypatch.undo()
+    got = analyze(typing, "t.py")
+    assert sorted(f.code for f in got.findings) == ["GP000", "GP101"]  # the syntax error, and the bug below
+    gp101 = next(f for f in got.findings if f.code == "GP101")
+    assert gp101.span.line == typing.count("\n")
+
+
+def test_a_broken_argument_line_blanks_its_whole_call():
+    call = ("run = start_run(\n"
+            "    project='demo',\n"
+            "    resume=args.resume if args.resume elseq None,\n"
+            "    name='x',\n"
+            ")\n")
+    text = HEAD + call + TAIL
+    src = SourceFile.parse(text)
+    assert not src.prefix_only
+    first = HEAD.count("\n") + 1
+    assert src.blanked_lines >= set(range(first, first + 5))
+    assert [f.code for f in analyze(text, "t.py").findings if f.code != "GP000"] == ["GP101"]
+
+
+def test_a_one_line_error_blanks_that_line_only():
+    text = HEAD + "y = = 1\n" + TAIL
+    src = SourceFile.parse(text)
+    assert not src.prefix_only and src.blanked_lines == {HEAD.count("\n") + 1}
