@@ -74,12 +74,15 @@ def single_files(paths: list[str]) -> dict[str, list[str]]:
 
 
 def build_projects(roots: list[str], excluded, use_cache: bool = True,
-                   targets: dict[str, list[str]] | None = None, use_jedi: bool = False) -> dict:
+                   targets: dict[str, list[str]] | None = None, use_jedi: bool = False,
+                   workers: int = 1) -> dict:
     """root -> Project, its summaries built (from the cache when the texts are known). `excluded`
     (path -> bool) applies the project configuration's `exclude`. `targets` (root -> files): for
     those roots, only what the files need (see single_files). `use_jedi` (--jedi): modules outside
-    the project that its imports name, on the interpreter's sys.path (project/external.py, bounded)."""
+    the project that its imports name, on the interpreter's sys.path (project/external.py, bounded).
+    `workers` > 1: the summaries the cache lacks are computed in that many child processes."""
     from gradpath.analysis.project import Project
+    from gradpath.analysis.project.pool import ProcessSummarizer
     out = {}
     for r in roots:
         files = [str(f) for f in iter_python_files([r]) if not excluded(f)]
@@ -89,7 +92,8 @@ def build_projects(roots: list[str], excluded, use_cache: bool = True,
             p = out[r] = Project(r, files, use_cache=use_cache)
             need = build_for_files(p, targets[r])
         else:
-            p = out[r] = Project(r, files, use_cache=use_cache).build()
+            many = ProcessSummarizer(workers=workers, nice=False) if workers > 1 else None
+            p = out[r] = Project(r, files, use_cache=use_cache).build(summarize_many=many)
         if use_jedi:
             from gradpath.analysis.project.external import add_externals
             if add_externals(p, paths=sorted(need) if need is not None else None):

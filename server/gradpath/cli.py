@@ -176,7 +176,7 @@ def collect(args, warn=None, progress: bool = False) -> tuple[list[FileReport], 
         projects = batch.build_projects(
             roots, lambda f: configs.config_for(Path(f)).is_excluded(Path(f)),
             use_cache=not getattr(args, "no_cache", False), targets=batch.single_files(args.paths),
-            use_jedi=use_jedi)
+            use_jedi=use_jedi, workers=batch.workers_for(len(files), getattr(args, "jobs", None)))
         jobs, cfgs = [], []
         for f in files:
             cfg = configs.config_for(f)

@@ -77,3 +77,13 @@ def test_stop_ends_the_build(tmp_path):
         _build(root, tmp_path / "cache", ProcessSummarizer(min_modules=1, stop=stop))
     with pytest.raises(IndexStopped):
         _build(root, tmp_path / "cache2", ProcessSummarizer(min_modules=10 ** 6, stop=stop))
+
+
+def test_several_children_keep_the_order(tmp_path):
+    """`gradpath check` of a folder with no cached summaries: a child per core, the same result."""
+    root = _all_fixture_modules(tmp_path)
+    here = _build(root, tmp_path / "cache-here")
+    summarizer = ProcessSummarizer(min_modules=1, workers=2, nice=False)
+    there = _build(root, tmp_path / "cache-children", summarizer)
+    assert summarizer.in_child == len(there.paths())
+    assert list(there.summaries) == list(here.summaries) and there.summaries == here.summaries

@@ -5,7 +5,8 @@ project). In the server's own process that work holds the interpreter lock again
 of the file being typed in (one lock for all threads: each keystroke's analysis then takes up to
 twice as long). In a child process it uses another core, and the server's index thread only waits.
 
-`ProcessSummarizer()(todo)` takes [(path, text)] and yields (path, summary) in the same order. A
+`ProcessSummarizer()(todo)` takes [(path, text)] and yields (path, summary) in the same order.
+`gradpath check` uses it too, with a child per core, for a folder whose summaries are not cached. A
 few modules are summarised here (starting a process costs more); a child that cannot start or
 fails is replaced by summarising here, so the summaries are always the same as `summarize(text)`'s.
 Setting `stop` (a threading.Event) makes the generator raise `IndexStopped` (the server exits).
@@ -45,8 +46,14 @@ def _lower_priority() -> None:
 
 
 class ProcessSummarizer:
-    def __init__(self, min_modules: int = MIN_MODULES, stop: threading.Event | None = None):
+    """`workers` child processes (the editor: one, niced, beside the user's typing; `gradpath
+    check`: one per core it uses for the analyses)."""
+
+    def __init__(self, min_modules: int = MIN_MODULES, stop: threading.Event | None = None,
+                 workers: int = 1, nice: bool = True):
         self.min_modules = min_modules
+        self.workers = max(1, workers)
+        self.nice = nice
         self.stop = stop or threading.Event()
         self.in_child = 0  # modules summarised by the child
         self.here = 0  # modules summarised in this process
@@ -66,8 +73,8 @@ class ProcessSummarizer:
             yield from self._here(todo)
             return
         try:
-            ex = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_lower_priority)
+            ex = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_lower_priority if self.nice else None)
         except Exception as exc:  # no process support here (a sandbox): summarise in this process
             log.info("summaries in this process: cannot start a child (%s)", exc)
             yield from self._here(todo)
