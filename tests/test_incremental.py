@@ -498,3 +498,19 @@ def test_a_cancel_after_the_kept_trees_moved_puts_them_back():
     more = edited.split("\n")
     more.insert(body, "    x = 1")
     _check(ia, "\n".join(more))
+
+
+def test_a_cancel_during_a_whole_file_reanalysis_after_moved_trees_puts_them_back():
+    """An edit that adds lines in the imports: the kept trees move, then the whole file is analysed
+    on them; a cancel during that analysis moves them back."""
+    text = generate(600, seed=6, idx=602)
+    lines = text.split("\n")
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    imp = _line_of(lines, "import ")
+    edited = "\n".join(lines[:imp + 1] + ["import os", "import re"] + lines[imp + 1:])
+    late = _LateCancel(after=2)
+    assert ia.analyze(edited, "t.py", cancel=late) is None
+    positions = [(st.lineno, st.end_lineno) for r in ia._prev.regions for st in r.stmts]
+    assert positions == [(st.lineno, st.end_lineno) for st in SourceFile.parse(text).tree.body]
+    _check(ia, edited)

@@ -306,9 +306,22 @@ class IncrementalAnalyzer:
         if delta:
             self._recent.clear()  # their trees move: the results remembered no longer match them
             _shift(after, delta)
+        try:
+            return self._after_shift(prev, regions, reg, fresh, before, after, a, delta, whole, text, new, path,
+                                     options, resolver, key)
+        except _Cancelled:
+            if delta:  # the kept trees go back where the previous text (still the base) has them
+                _shift(after, -delta)
+            raise
+
+    def _after_shift(self, prev, regions, reg, fresh, before, after, a, delta, whole, text, new, path,
+                     options, resolver, key) -> AnalysisResult:
+        def full(reason):
+            return self._full(text, path, options, resolver, key, reason)
+
         all_regions = before + fresh + after
         if whole is not None:
-            return self._whole(all_regions, after, delta, text, new, path, options, resolver, key, whole)
+            return self._whole(all_regions, text, new, path, options, resolver, key, whole)
         # names the rules look up in the whole file (as ast.Name)
         for name in FILE_WIDE_NAMES:
             was = any(name in r.uses for r in regions)
@@ -330,15 +343,13 @@ class IncrementalAnalyzer:
         total = max(1, len(new))
         sub_lines = sum(r.size for r in all_regions if id(r) in subset or r.kind == "import")
         if sub_lines > MAX_SUBSET_FRACTION * total:
-            return self._whole(all_regions, after, delta, text, new, path, options, resolver, key,
+            return self._whole(all_regions, text, new, path, options, resolver, key,
                                f"the edit reaches {sub_lines} of {total} lines")
         body = [st for r in all_regions if id(r) in subset or r.kind == "import" for st in r.stmts]
         src = SourceFile(text=text, path=path, tree=ast.Module(body=body, type_ignores=[]), lines=new)
         memo = {"file-has-eps": any(n in r.uses for r in all_regions for n in FILE_WIDE_NAMES)}
         raw = analyze_raw(text, path, options, resolver, src=src, memo=memo, cancel=self._cancel)
         if raw.cancelled:
-            if delta:  # the kept trees go back where the previous text has them
-                _shift(after, -delta)
             raise _Cancelled()
         if raw.timed_out:
             return full("the re-analysis ran out of time")
@@ -363,20 +374,18 @@ class IncrementalAnalyzer:
         self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
         return finish(raw_all, options)
 
-    def _whole(self, all_regions: list[Region], after: list[Region], delta: int, text: str, new: list[str],
-               path, options, resolver, key, reason: str) -> AnalysisResult:
+    def _whole(self, all_regions: list[Region], text: str, new: list[str], path, options, resolver, key,
+               reason: str) -> AnalysisResult:
         """The whole-file analysis of `text` on the tree of `all_regions`: the kept statements (moved
-        by `delta` when the edit added or removed lines) and the edited one parsed alone, which is
-        the tree a parse of the whole text gives, without that parse. A syntax error anywhere: the
-        whole text is parsed again (its recovery decides what the tree is)."""
+        already when the edit added or removed lines) and the edited one parsed alone, which is the
+        tree a parse of the whole text gives, without that parse. A syntax error anywhere: the whole
+        text is parsed again (its recovery decides what the tree is)."""
         if any(r.error is not None for r in all_regions):
             return self._full(text, path, options, resolver, key, reason)
         src = SourceFile(text=text, path=path, lines=new,
                          tree=ast.Module(body=[st for r in all_regions for st in r.stmts], type_ignores=[]))
         raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel)
         if raw.cancelled:
-            if delta:
-                _shift(after, -delta)
             raise _Cancelled()
         if raw.timed_out:
             return self._full(text, path, options, resolver, key, reason)
