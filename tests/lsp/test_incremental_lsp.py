@@ -119,3 +119,24 @@ async def test_a_burst_of_keystrokes_stops_the_analyses_it_supersedes(client, tm
     await asyncio.sleep(0.5)
     versions = [q.version for q in rec.items if q.uri == uri]
     assert versions[-1] == last  # nothing older published after the newest
+
+
+async def test_a_save_does_not_stop_the_analysis_of_the_text_it_saves(client, tmp_path):
+    rec = Recorder(client)
+    path = tmp_path / "gen.py"
+    text = generate(3000, seed=12, idx=3001)
+    path.write_text(text)
+    uri = uri_of(path)
+    open_doc(client, uri, text)
+    await rec.wait_for(lambda p: p.uri == uri and p.version == 1, timeout=60)
+    lines = text.split("\n")
+    i = next(k for k, s in enumerate(lines) if s.startswith("import torch"))
+    _change(client, uri, 2, i, len(lines[i]), len(lines[i]), ", os")  # a whole-file analysis
+    lines[i] += ", os"
+    await asyncio.sleep(0.02)
+    client.text_document_did_save(types.DidSaveTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=uri)))
+    p = await rec.wait_for(lambda p: p.uri == uri and p.version == 2, timeout=60)
+    assert _got(p) == sorted(_expected("\n".join(lines)))
+    await _wait_log(client, "gen.py: same analysis")  # the save's request found it done
+    assert not [m.message for m in client.log_messages if "analysis of version 2 stopped" in m.message]

@@ -79,6 +79,7 @@ class UnitState:
     # set when a newer request for this unit arrives: the analysis of the older one stops part way
     # (it would otherwise hold the interpreter lock, and `inc_lock`, against the newer one)
     cancel: threading.Event | None = None
+    cancel_version: int | None = None  # the version the requests sharing `cancel` are for
     _ctx: tuple[object, Context] | None = None
     # incremental re-analysis of this unit's text, one call at a time
     inc: IncrementalAnalyzer = field(default_factory=IncrementalAnalyzer)
@@ -168,7 +169,10 @@ class Analyzer:
                 or key.endswith((".py", ".pyi")))
 
     # -- scheduling ------------------------------------------------------------------------------
-    def schedule(self, key: str, delay_s: float = 0.0) -> None:
+    def schedule(self, key: str, delay_s: float = 0.0, supersede: bool = True) -> None:
+        """Analyse the unit's current text (after `delay_s`) and publish. A running analysis of an
+        older version stops part way; one of this same version too, unless `supersede` is False (a
+        save: the text it analyses is the text saved, and the new request then finds it done)."""
         self.projects.interrupt()  # a background analysis of a closed file gives way to this one
         st = self.units.setdefault(key, UnitState())
         snap = self.snapshot(key)
@@ -177,9 +181,12 @@ class Analyzer:
                 self._latest[key] = snap.version
         if st.task is not None and not st.task.done():
             st.task.cancel()
-        if st.cancel is not None:
-            st.cancel.set()
-        st.cancel = threading.Event()
+        version = snap.version if snap is not None else None
+        if st.cancel is None or supersede or version != st.cancel_version:
+            if st.cancel is not None:
+                st.cancel.set()
+            st.cancel = threading.Event()  # (else the running analysis and this request share one)
+            st.cancel_version = version
         self._cancel_verify(st)
         st.task = asyncio.ensure_future(self._run(key, delay_s, st.cancel))
 

@@ -246,7 +246,7 @@ def build() -> GradpathServer:
         if ls.analyzer.is_ours(key):
             if ls.settings.live_on_save and ls.settings.live_allowed:
                 ls.pending_live.add(key)
-            ls.analyzer.schedule(key, 0.0)
+            ls.analyzer.schedule(key, 0.0, supersede=False)
 
     @ls.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     @guarded()
@@ -271,7 +271,7 @@ def build() -> GradpathServer:
         key = params.notebook_document.uri
         if ls.settings.live_on_save and ls.settings.live_allowed:
             ls.pending_live.add(key)
-        ls.analyzer.schedule(key, 0.0)
+        ls.analyzer.schedule(key, 0.0, supersede=False)
 
     @ls.feature(types.NOTEBOOK_DOCUMENT_DID_CLOSE)
     @guarded()
