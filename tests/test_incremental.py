@@ -514,3 +514,18 @@ def test_a_cancel_during_a_whole_file_reanalysis_after_moved_trees_puts_them_bac
     positions = [(st.lineno, st.end_lineno) for r in ia._prev.regions for st in r.stmts]
     assert positions == [(st.lineno, st.end_lineno) for st in SourceFile.parse(text).tree.body]
     _check(ia, edited)
+
+
+def test_a_syntax_error_message_names_the_line_in_the_file():
+    """The parser's message for a statement parsed alone names a line ("detected at line 3"):
+    counted in the file, as a whole-file parse says it."""
+    text = generate(600, seed=7, idx=603)
+    lines = text.split("\n")
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    i = _line_of(lines, "    ", _line_of(lines, "def ", 200))
+    lines[i] = lines[i] + ' "unterminated'
+    got = _check(ia, "\n".join(lines))
+    assert ia.stats.mode == "incremental"
+    msg = next(f.message for f in got.findings if f.code == "GP000")
+    assert f"detected at line {i + 1}" in msg

@@ -529,8 +529,9 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State, 
             break
         if ctx.out_of_time():
             state.timed_out = True
-            log.warning("%s: analysis stopped after %.1fs of CPU time (limit %gs); partial result",
-                        path or "<text>", time.thread_time() - start, budget)
+            if not (cancel is not None and cancel.is_set()):  # (cancelled: thrown away, nothing to report)
+                log.warning("%s: analysis stopped after %.1fs of CPU time (limit %gs); partial result",
+                            path or "<text>", time.thread_time() - start, budget)
             break
         state.current_rule = name
         got: list[Finding] = []

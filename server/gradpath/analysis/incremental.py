@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import bisect
 import logging
+import re
 import threading
 import time
 import warnings
@@ -285,8 +286,8 @@ class IncrementalAnalyzer:
                 tree = local.tree
                 e = local.syntax_error
                 off = start - 1
-                error = SyntaxProblem(e.message, Span(e.span.line + off, e.span.col,
-                                                      e.span.end_line + off, e.span.end_col))
+                error = SyntaxProblem(_shift_message(e.message, off), Span(e.span.line + off, e.span.col,
+                                                                            e.span.end_line + off, e.span.end_col))
         if start > 1:
             ast.increment_lineno(tree, start - 1)
         fresh = _regions(tree.body, start, end, new, recovered=error is not None, memo=self._names_memo)
@@ -433,6 +434,15 @@ class IncrementalAnalyzer:
         raw = prev.raw
         return finish(RawAnalysis(src=raw.src, findings=[f for r in prev.regions for f in r.findings],
                                   timed_out=False, failed=list(raw.failed), timings=raw.timings), options)
+
+
+_LINE_IN_MESSAGE = re.compile(r"((?:detected at|on) line )(\d+)")
+
+
+def _shift_message(message: str, off: int) -> str:
+    """The parser's message for a statement parsed alone, with the line numbers it names ("detected
+    at line 3", "on line 2") counted in the file."""
+    return _LINE_IN_MESSAGE.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + off}", message) if off else message
 
 
 class _Cancelled(Exception):
