@@ -529,3 +529,17 @@ def test_a_syntax_error_message_names_the_line_in_the_file():
     assert ia.stats.mode == "incremental"
     msg = next(f.message for f in got.findings if f.code == "GP000")
     assert f"detected at line {i + 1}" in msg
+
+
+def test_a_kept_syntax_error_moves_with_the_lines_its_message_names():
+    text = generate(600, seed=8, idx=604)
+    lines = text.split("\n")
+    i = _line_of(lines, "    ", _line_of(lines, "def ", 300))
+    lines[i] = lines[i] + ' "unterminated'
+    ia = IncrementalAnalyzer()
+    _check(ia, "\n".join(lines))
+    first_def = _line_of(lines, "def ")
+    lines[first_def:first_def] = ["# one", "# two"]  # above the error: it moves down two lines
+    got = _check(ia, "\n".join(lines))
+    assert ia.stats.mode == "incremental"
+    assert f"detected at line {i + 3}" in next(f.message for f in got.findings if f.code == "GP000")

@@ -458,7 +458,8 @@ def _shift(regions: list[Region], delta: int) -> None:
             ast.increment_lineno(st, delta)
         if r.error is not None:
             sp = r.error.span
-            r.error = SyntaxProblem(r.error.message, Span(sp.line + delta, sp.col, sp.end_line + delta, sp.end_col))
+            r.error = SyntaxProblem(_shift_message(r.error.message, delta),
+                                    Span(sp.line + delta, sp.col, sp.end_line + delta, sp.end_col))
 
 
 # -- regions ---------------------------------------------------------------------------------------
