@@ -82,6 +82,22 @@ def test_the_package_re_exporting_a_name_is_added_too(layout):
     assert (14, "GP407") in _codes(proj, p)
 
 
+def test_time_spent_giving_way_to_typing_is_not_counted(layout):
+    """The editor's index waits while the user types before each lookup: a wait longer than the
+    whole time budget still leaves the lookups their budget."""
+    import time
+    proj = layout / "proj"
+    p = _project(proj)
+    waits = []
+
+    def give_way():
+        waits.append(1)
+        time.sleep(0.3)
+
+    added = add_externals(p, sys_path=[str(layout / "lib")], max_seconds=0.25, give_way=give_way)
+    assert waits and [os.path.basename(a) for a in added] == ["engine.py"]
+
+
 def test_limits_and_installed_packages(layout):
     proj = layout / "proj"
     p = _project(proj)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import gc
 import logging
 import re
 import threading
@@ -267,11 +268,14 @@ class IncrementalAnalyzer:
         chunk = "\n".join(chunk_lines)
         if "__future__" in chunk:
             return full("__future__ import")
-        error, tree = None, None
+        error, tree, placed = None, None, False
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                tree = ast.parse(chunk)
+                # parsed after as many empty lines as precede it: its nodes get the file's line numbers
+                # from the parser (moving a large statement's tree afterwards walks every node)
+                tree = _parse_quietly("\n" * (start - 1) + chunk)
+                placed = True
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 tree = None
             if tree is None:
@@ -288,8 +292,8 @@ class IncrementalAnalyzer:
                 off = start - 1
                 error = SyntaxProblem(_shift_message(e.message, off), Span(e.span.line + off, e.span.col,
                                                                             e.span.end_line + off, e.span.end_col))
-        if start > 1:
-            ast.increment_lineno(tree, start - 1)
+        if start > 1 and not placed:
+            _increment_lineno(tree, start - 1)
         fresh = _regions(tree.body, start, end, new, recovered=error is not None, memo=self._names_memo)
         if fresh is None:
             return full("statements not at column 0")
@@ -449,13 +453,44 @@ class _Cancelled(Exception):
     """The analysis was cancelled (a newer version of the document arrived)."""
 
 
+def _parse_quietly(text: str) -> ast.Module:
+    """ast.parse with the cyclic collector off (see SourceFile._parse: it doubles a parse's time)."""
+    was_on = gc.isenabled()
+    if was_on:
+        gc.disable()
+    try:
+        return ast.parse(text)
+    finally:
+        if was_on:
+            gc.enable()
+
+
+def _increment_lineno(node: ast.AST, n: int) -> None:
+    """ast.increment_lineno without its generator walk: every node with a position, `node`
+    included, moves `n` lines (type ignores too)."""
+    stack = [node]
+    pop, push = stack.pop, stack.extend
+    for x in iter(lambda: pop() if stack else None, None):
+        d = x.__dict__
+        if "lineno" in d:
+            x.lineno += n
+            if d.get("end_lineno") is not None:
+                x.end_lineno += n
+        for name in x._fields:
+            v = d.get(name)
+            if v.__class__ is list:
+                push([c for c in v if isinstance(c, ast.AST)])
+            elif isinstance(v, ast.AST) and not isinstance(v, ast.expr_context):
+                stack.append(v)
+
+
 def _shift(regions: list[Region], delta: int) -> None:
     """Move regions (their trees and recovered syntax errors) down by `delta` lines."""
     for r in regions:
         r.start += delta
         r.end += delta
         for st in r.stmts:
-            ast.increment_lineno(st, delta)
+            _increment_lineno(st, delta)
         if r.error is not None:
             sp = r.error.span
             r.error = SyntaxProblem(_shift_message(r.error.message, delta),

@@ -200,7 +200,8 @@ class Projects:
         from gradpath.analysis.project.external import add_externals
         resolver = self.analyzer.resolvers.get(root)
         try:
-            added = add_externals(project, sys_path=list(getattr(resolver, "sys_path", None) or []))
+            added = add_externals(project, sys_path=list(getattr(resolver, "sys_path", None) or []),
+                                  give_way=self._give_way)
         except Exception:
             log.exception("external modules of %s", root)
             return False

@@ -87,9 +87,11 @@ def _relative_targets(index, path: str, qn: str) -> list[tuple[str, str]]:
 
 
 def add_externals(project, paths=None, max_modules: int = MAX_MODULES, max_seconds: float = MAX_SECONDS,
-                  sys_path: list[str] | None = None) -> list[str]:
+                  sys_path: list[str] | None = None, give_way=None) -> list[str]:
     """Find, index and summarise the external modules the summaries of `paths` (default: every
-    module with a summary) import; returns the paths added. Never raises."""
+    module with a summary) import; returns the paths added. Never raises. `give_way()`, when
+    given, runs before each lookup (the editor: it waits while the user types); the time it waits
+    does not count against `max_seconds`."""
     try:
         import jedi
     except ImportError:  # pragma: no cover - jedi is a dependency
@@ -125,8 +127,13 @@ def add_externals(project, paths=None, max_modules: int = MAX_MODULES, max_secon
             elif not _skip_top(qn.split(".")[0]) and project.index.split_ref(qn, mp) is None:
                 todo.append(qn)
 
+    waited = 0.0
     while todo and len(added) < max_modules:
-        if time.monotonic() - start > max_seconds:
+        if give_way is not None:
+            t0 = time.monotonic()
+            give_way()
+            waited += time.monotonic() - t0
+        if time.monotonic() - start - waited > max_seconds:
             log.info("external modules of %s: stopped after %.1f s (%d added)", root, max_seconds, len(added))
             break
         qn = todo.pop(0)
