@@ -91,21 +91,26 @@ async def test_typing_in_one_function_publishes_the_whole_file_result(client, tm
     await _wait_log(client, "whole-file analysis agrees with the incremental one")
 
 
-async def test_a_burst_of_keystrokes_stops_the_analyses_it_supersedes(client, tmp_path):
-    """Keys typed faster than a whole-file analysis runs: each new version stops the analysis of the
-    one before part way (it would hold the interpreter lock, and the document's analyzer, against
-    the newer one); only the last version is published, with the whole-file result."""
+async def _open_long(client, tmp_path, seed: int):
+    """A 3,000-line generated file, open and analysed (version 1): (recorder, uri, its lines, the
+    line of `import torch`), where a typed edit needs a whole-file analysis."""
     rec = Recorder(client)
     path = tmp_path / "gen.py"
-    text = generate(3000, seed=11, idx=3000)
+    text = generate(3000, seed=seed, idx=3000 + seed)
     path.write_text(text)
     uri = uri_of(path)
     open_doc(client, uri, text)
     await rec.wait_for(lambda p: p.uri == uri and p.version == 1, timeout=60)
     lines = text.split("\n")
-    # typed into the script's imports: every version needs a whole-file analysis
-    i = next(k for k, s in enumerate(lines) if s.startswith("import torch"))
-    col = len("import torch")
+    return rec, uri, lines, next(k for k, s in enumerate(lines) if s.startswith("import torch"))
+
+
+async def test_a_burst_of_keystrokes_stops_the_analyses_it_supersedes(client, tmp_path):
+    """Keys typed faster than a whole-file analysis runs: each new version stops the analysis of the
+    one before part way (it would hold the interpreter lock, and the document's analyzer, against
+    the newer one); only the last version is published, with the whole-file result."""
+    rec, uri, lines, i = await _open_long(client, tmp_path, seed=11)
+    col = len("import torch")  # typed into the imports: every version needs a whole-file analysis
     word = ",os,re,json"
     for n, ch in enumerate(word):
         _change(client, uri, 2 + n, i, col + n, col + n, ch)
@@ -122,15 +127,7 @@ async def test_a_burst_of_keystrokes_stops_the_analyses_it_supersedes(client, tm
 
 
 async def test_a_save_does_not_stop_the_analysis_of_the_text_it_saves(client, tmp_path):
-    rec = Recorder(client)
-    path = tmp_path / "gen.py"
-    text = generate(3000, seed=12, idx=3001)
-    path.write_text(text)
-    uri = uri_of(path)
-    open_doc(client, uri, text)
-    await rec.wait_for(lambda p: p.uri == uri and p.version == 1, timeout=60)
-    lines = text.split("\n")
-    i = next(k for k, s in enumerate(lines) if s.startswith("import torch"))
+    rec, uri, lines, i = await _open_long(client, tmp_path, seed=12)
     _change(client, uri, 2, i, len(lines[i]), len(lines[i]), ", os")  # a whole-file analysis
     lines[i] += ", os"
     await asyncio.sleep(0.02)

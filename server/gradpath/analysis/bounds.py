@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from gradpath.analysis.symbols import walk_statements
+
 INF = math.inf
 
 
@@ -305,25 +307,6 @@ def _classify(value, fn) -> tuple | None:
     return None
 
 
-def _statements(node):
-    """Every statement nested in `node`'s bodies (nested defs and classes included), in no
-    particular order: what `ast.walk` yields of them, without visiting a single expression
-    (assignments are statements, and statements only live in these lists)."""
-    stack = [node]
-    while stack:
-        n = stack.pop()
-        for name in ("body", "orelse", "finalbody"):
-            b = getattr(n, name, None)
-            if b.__class__ is list:
-                for c in b:
-                    yield c
-                    stack.append(c)
-        for h in getattr(n, "handlers", None) or ():  # try/except: the handlers' bodies
-            stack.append(h)
-        for c in getattr(n, "cases", None) or ():  # match: the cases' bodies
-            stack.append(c)
-
-
 class AttrFacts:
     """Per class: `self.<attr>` assigned only plain numbers (and whether all are positive) or
     containers. Built once per file."""
@@ -347,7 +330,7 @@ class AttrFacts:
                         idx.setdefault(t.id, []).append((st.value, None))
             if not isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue
-            for n in _statements(st):
+            for n in walk_statements(st):  # (assignments are statements: no expression visited)
                 if isinstance(n, (ast.Assign, ast.AnnAssign)) and n.value is not None:
                     tgt = n.targets if isinstance(n, ast.Assign) else [n.target]
                 elif isinstance(n, ast.AugAssign):

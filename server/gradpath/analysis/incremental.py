@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import ast
 import bisect
-import gc
 import logging
 import re
 import threading
@@ -43,7 +42,7 @@ from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analy
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
 from gradpath.analysis.script_state import StatementFacts, coupling, def_facts, statement_facts
-from gradpath.analysis.source import SourceFile, SyntaxProblem, normalize, split_lines
+from gradpath.analysis.source import SourceFile, SyntaxProblem, collector_off, normalize, split_lines
 
 log = logging.getLogger("gradpath.incremental")
 
@@ -268,14 +267,15 @@ class IncrementalAnalyzer:
         chunk = "\n".join(chunk_lines)
         if "__future__" in chunk:
             return full("__future__ import")
-        error, tree, placed = None, None, False
-        with warnings.catch_warnings():
+        error, tree = None, None
+        # parsed after as many empty lines as precede it: its nodes, and a syntax error's line,
+        # get the file's line numbers from the parser (moving a large statement's tree afterwards
+        # walks every node)
+        placed = "\n" * (start - 1) + chunk
+        with collector_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                # parsed after as many empty lines as precede it: its nodes get the file's line numbers
-                # from the parser (moving a large statement's tree afterwards walks every node)
-                tree = _parse_quietly("\n" * (start - 1) + chunk)
-                placed = True
+                tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 tree = None
             if tree is None:
@@ -284,16 +284,11 @@ class IncrementalAnalyzer:
                     return full("statement boundaries changed")
                 except (SyntaxError, ValueError, RecursionError, MemoryError):
                     pass
-                local = SourceFile.parse(chunk)
-                if local.prefix_only or local.syntax_error is None:
-                    return full("syntax error not recoverable in its statement")
-                tree = local.tree
-                e = local.syntax_error
-                off = start - 1
-                error = SyntaxProblem(_shift_message(e.message, off), Span(e.span.line + off, e.span.col,
-                                                                            e.span.end_line + off, e.span.end_col))
-        if start > 1 and not placed:
-            _increment_lineno(tree, start - 1)
+        if tree is None:
+            local = SourceFile.parse(placed)
+            if local.prefix_only or local.syntax_error is None:
+                return full("syntax error not recoverable in its statement")
+            tree, error = local.tree, local.syntax_error
         fresh = _regions(tree.body, start, end, new, recovered=error is not None, memo=self._names_memo)
         if fresh is None:
             return full("statements not at column 0")
@@ -407,15 +402,13 @@ class IncrementalAnalyzer:
         """An edit inside comments (or trailing blanks) of lines a..b that leaves the statement's
         tree as it was, positions included, and that no finding's ranges, fixes or data touch:
         every finding stays as it is (suppression comments are read again by `finish`)."""
-        chunk = "\n".join(new[reg.start - 1:reg.end])
-        with warnings.catch_warnings():
+        placed = "\n" * (reg.start - 1) + "\n".join(new[reg.start - 1:reg.end])  # (see _incremental)
+        with collector_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                tree = ast.parse(chunk)
+                tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 return None
-        if reg.start > 1:
-            ast.increment_lineno(tree, reg.start - 1)
         if len(tree.body) != len(reg.stmts) or any(
                 ast.dump(x, include_attributes=True) != ast.dump(y, include_attributes=True)
                 for x, y in zip(tree.body, reg.stmts)):
@@ -444,25 +437,13 @@ _LINE_IN_MESSAGE = re.compile(r"((?:detected at|on) line )(\d+)")
 
 
 def _shift_message(message: str, off: int) -> str:
-    """The parser's message for a statement parsed alone, with the line numbers it names ("detected
-    at line 3", "on line 2") counted in the file."""
+    """A syntax error's message with the line numbers it names ("detected at line 3", "on line 2")
+    moved `off` lines, as its region is."""
     return _LINE_IN_MESSAGE.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + off}", message) if off else message
 
 
 class _Cancelled(Exception):
     """The analysis was cancelled (a newer version of the document arrived)."""
-
-
-def _parse_quietly(text: str) -> ast.Module:
-    """ast.parse with the cyclic collector off (see SourceFile._parse: it doubles a parse's time)."""
-    was_on = gc.isenabled()
-    if was_on:
-        gc.disable()
-    try:
-        return ast.parse(text)
-    finally:
-        if was_on:
-            gc.enable()
 
 
 def _increment_lineno(node: ast.AST, n: int) -> None:

@@ -10,6 +10,7 @@ import gc
 import re
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from gradpath.analysis.findings import Span
@@ -26,6 +27,22 @@ class SyntaxProblem:
 def split_lines(text: str) -> list[str]:
     """Lines without their terminators; handles \n, \r\n and \r like Python's tokenizer."""
     return re.split(r"\r\n|\r|\n", text)
+
+
+@contextmanager
+def collector_off():
+    """The cyclic garbage collector off for a parse (recovery included), as it was if someone else
+    had it off. The parser allocates tens of thousands of nodes, none of them garbage: the
+    collector, left on, runs over and over (and over the whole heap) while it does, which doubles
+    the time of a parse."""
+    was_on = gc.isenabled()
+    if was_on:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 @dataclass
@@ -57,20 +74,9 @@ class SourceFile:
 
     # -- parsing with recovery -----------------------------------------------------------------
     def _parse(self) -> None:
-        # The parser allocates tens of thousands of nodes, none of them garbage: the cyclic
-        # collector, left on, runs over and over (and over the whole heap) while it does, which
-        # doubles the time of a parse. Off while parsing (recovery included), as it was if someone
-        # else had it off.
-        gc_was_on = gc.isenabled()
-        if gc_was_on:
-            gc.disable()
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self._parse_recovering()
-        finally:
-            if gc_was_on:
-                gc.enable()
+        with collector_off(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self._parse_recovering()
 
     def _parse_recovering(self) -> None:
         text = self.text
