@@ -278,6 +278,8 @@ class IncrementalAnalyzer:
                 tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 tree = None
+            if tree is None and whole is not None:
+                return full(whole)  # the whole text is parsed (and recovered) there: once
             if tree is None:
                 try:
                     ast.parse(text)
@@ -295,8 +297,6 @@ class IncrementalAnalyzer:
         if error is not None:
             r = _region_at(fresh, error.span.line) or fresh[-1]
             r.error = error
-            if whole is not None:
-                return full(whole)  # (the whole text's error recovery decides)
         if whole is None and any(r.kind == "import" for r in fresh):
             whole = "imports added"
         if self._cancel is not None and self._cancel.is_set():
