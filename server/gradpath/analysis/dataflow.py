@@ -65,6 +65,7 @@ class Flow(FlowCalls):
         self._last_ev: dict = {}
         self._qns: dict = {}
         self._dumps: dict = {}
+        self._consts: dict = {}  # id(ast.Constant) -> its Val
         # out_of_time() reads a CPU clock (a system call): asked every _TICK statements, and for
         # good once it said yes
         self._ticks = 0
@@ -603,14 +604,14 @@ class Flow(FlowCalls):
                    module_ctor=ctor if isinstance(ctor, ast.Call) else None, module_layers=layers)
 
     def _ev(self, node: ast.AST, env: dict, fr: _Frame) -> Val:
-        if isinstance(node, ast.Constant):
-            v = node.value
-            if isinstance(v, bool) or v is None:
-                return Val(N, kind="none" if v is None else "bool", src=node)
-            if isinstance(v, (int, float)):
-                return Val(N, kind="number", shape="pos" if v > 0 else ("zero" if v == 0 else None),
-                           src=node, numeric=_as_float(v))
-            return Val(N, kind="str", src=node)
+        if node.__class__ is ast.Constant:
+            # a constant's value depends on nothing but its node (values are never changed once
+            # made): made once, however often loops and helper calls evaluate it
+            k = id(node)
+            cv = self._consts.get(k)
+            if cv is None:
+                cv = self._consts[k] = self._constant(node)
+            return cv
         if isinstance(node, (ast.Name, ast.Attribute)):
             k = self._key(node)
             if k is not None:
@@ -724,6 +725,16 @@ class Flow(FlowCalls):
             if isinstance(child, ast.expr):
                 self.ev(child, env, fr)
         return Val(U, src=node)
+
+    @staticmethod
+    def _constant(node: ast.Constant) -> Val:
+        v = node.value
+        if isinstance(v, bool) or v is None:
+            return Val(N, kind="none" if v is None else "bool", src=node)
+        if isinstance(v, (int, float)):
+            return Val(N, kind="number", shape="pos" if v > 0 else ("zero" if v == 0 else None),
+                       src=node, numeric=_as_float(v))
+        return Val(N, kind="str", src=node)
 
     def _attr(self, base: Val, node: ast.Attribute, env: dict, fr: _Frame) -> Val:
         a = node.attr

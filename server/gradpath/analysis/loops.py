@@ -48,31 +48,6 @@ _RELEVANT_METHODS = {"backward", "manual_backward", "zero_grad", "step", "optimi
 
 # -- the analysis ------------------------------------------------------------------------------------
 
-def _calls_under(node: ast.AST) -> list[ast.Call]:
-    """The calls of the expression `node` (or of a statement's own expressions: not those of the
-    statements in its body), in source order; a lambda's calls are not its enclosing expression's."""
-    out: list[ast.Call] = []
-    stack = [node]
-    Lambda, Call, AST, Skip = ast.Lambda, ast.Call, ast.AST, (ast.stmt, ast.expr_context)
-    while stack:
-        n = stack.pop()
-        if n.__class__ is Lambda:
-            continue
-        if n.__class__ is Call:
-            out.append(n)
-        kids = []
-        for name in n._fields:
-            v = getattr(n, name, None)
-            if v.__class__ is list:
-                for x in v:
-                    if isinstance(x, AST) and not isinstance(x, Skip):
-                        kids.append(x)
-            elif isinstance(v, AST) and not isinstance(v, Skip):
-                kids.append(v)
-        stack.extend(reversed(kids))
-    return out
-
-
 class LoopFacts(LoopBindings):
     def __init__(self, ctx):
         self.ctx = ctx
@@ -111,9 +86,10 @@ class LoopFacts(LoopBindings):
 
     # -- one pass over the file ----------------------------------------------------------------------
     def _build_index(self) -> None:
-        """Statements of each scope (its own code, source order), the calls of each scope's own
-        statements and the names each def binds, from the node list facts made in its one walk. (The
-        calls under an expression are found when the flattening reads it: _calls_under.)"""
+        """Statements of each scope (its own code, source order), for every node that heads an
+        expression the flattening reads, the calls under it, the calls of each scope's own statements
+        and the names each def binds: from the node list (and each node's scope) that facts made in
+        its one walk of the tree."""
         self._scope_stmts: dict[int, list[ast.stmt]] = {}
         stmt_scope: dict[int, object] = {}
         for scope in self.facts.scopes:
@@ -139,7 +115,9 @@ class LoopFacts(LoopBindings):
         parents = self.facts.parents
         scope_calls: dict[int, list[ast.Call]] = {}
         own_names: dict[int, set[str]] = {}
-        Name, Arg, Call, Load, Stmt = ast.Name, ast.arg, ast.Call, ast.Load, ast.stmt
+        under: dict[int, list[ast.Call]] = {}
+        under_get = under.get
+        Name, Arg, Call, Load, Stmt, Lambda = ast.Name, ast.arg, ast.Call, ast.Load, ast.stmt, ast.Lambda
         Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
         fd = self.facts.__dict__
         node_scope = fd.get("_node_scope") if fd.get("_by_node", (None,))[0] == len(self.facts.scopes) else None
@@ -176,14 +154,26 @@ class LoopFacts(LoopBindings):
                 continue
             if tc is not Call:
                 continue
-            n = parents.get(id(c))
+            n, active = c, True
             while n is not None and not isinstance(n, Stmt):
+                if active:
+                    if n.__class__ is Lambda:
+                        active = False  # a lambda's calls are not its enclosing expression's
+                    else:
+                        lst = under_get(id(n))
+                        if lst is None:
+                            under[id(n)] = [c]
+                        else:
+                            lst.append(c)
                 n = parents.get(id(n))
             if n is None:
                 continue
+            if active:
+                under.setdefault(id(n), []).append(c)
             sc = stmt_scope.get(id(n))
             if sc is not None:
                 scope_calls.setdefault(id(sc), []).append(c)
+        self._under = under
         self._scope_calls = scope_calls
         self._own_names = own_names
         self._child_scopes: dict[int, list] = {}
@@ -327,7 +317,7 @@ class LoopFacts(LoopBindings):
     def _exprs(self, node, frames, scope, fn, depth, out) -> None:
         calls = self._call_lists.get(id(node))
         if calls is None:
-            calls = _calls_under(node)
+            calls = self._under.get(id(node), [])
             # post-order: arguments (and receivers) before the call that uses them
             calls.sort(key=lambda c: (c.end_lineno or 0, c.end_col_offset or 0, -(c.lineno), -c.col_offset))
             self._call_lists[id(node)] = calls
