@@ -11,7 +11,8 @@ remembers: the server figures are also given apart for "(new text)" edits and "(
 
 For each file: the server run (`gradpath serve` over stdio, default settings, edits back to back:
 didChange -> publishDiagnostics of that version, p50/p95/max; then bursts of four keys typed 50 ms
-apart, timed from the last key to the publish of its version), `ast.parse` and a whole-file
+apart, timed from the last key to the publish of its version; then new lines typed key by key in
+function bodies, most of whose texts do not parse until the line is complete), `ast.parse` and a whole-file
 `analyze()` in this process (CPU, median), and an in-process replay of the same edits through
 IncrementalAnalyzer: the share re-analysed in part per edit kind, why the rest ran the whole file,
 and how many results differ from a whole-file analysis.
@@ -162,6 +163,9 @@ def _server(text: str, name: str, edits: int, seed: int, workdir: Path) -> dict:
                 lat[kind].append((m.t - t_send) * 1000)
                 lat["(new text)" if not revert else "(reverts)"].append((m.t - t_send) * 1000)
         lat["(burst, last key)"] = _bursts(c, uri, text, version, seed)
+        version += 64
+        for key, v in _typing(c, uri, text, version, seed).items():
+            lat[key] = v
         return lat
     finally:
         c.shutdown()
@@ -195,6 +199,47 @@ def _bursts(c, uri: str, text: str, version: int, seed: int, bursts: int = 8, ga
                     time.sleep(gap_s)
             m = c.wait_publish(uri, version, timeout=60)
             out.append((m.t - t_send) * 1000)
+        time.sleep(0.3)
+    return out
+
+
+TYPED = "tmp = torch.clamp(out.mean(), min=1e-6) * scale"
+
+
+def _typing(c, uri: str, text: str, version: int, seed: int, lines_typed: int = 2) -> dict[str, list[float]]:
+    """A new line typed one key at a time, as a user writes code: Enter at the end of a line in a
+    function body (the new line indented like it), then TYPED key by key, each key's publish
+    awaited; then the line removed again. Most of these texts do not parse (`tmp =`,
+    `torch.clamp(`): their times are given apart from those that do."""
+    r = random.Random(seed + 7)
+    lines = text.split("\n")
+    rows = _line_kinds(text).get("function body") or _line_kinds(text).get("class body") or []
+    out: dict[str, list[float]] = {"(typing, parses)": [], "(typing, does not parse)": []}
+    for _ in range(lines_typed if rows else 0):
+        i = r.choice(rows)
+        indent = re.match(r"[ \t]*", lines[i]).group(0)
+        end = {"line": i, "character": len(lines[i])}
+        version += 1
+        c.change(uri, version, [{"range": {"start": end, "end": end}, "text": "\n" + indent}])
+        c.wait_publish(uri, version, timeout=60)
+        cur = list(lines[:i + 1]) + [indent] + list(lines[i + 1:])
+        for n in range(len(TYPED)):
+            version += 1
+            at = {"line": i + 1, "character": len(indent) + n}
+            m0 = c.mark()
+            t_send = c.change(uri, version, [{"range": {"start": at, "end": at}, "text": TYPED[n]}])
+            m = c.wait_publish(uri, version, timeout=60, start=m0)
+            cur[i + 1] = indent + TYPED[:n + 1]
+            try:
+                ast.parse("\n".join(cur))
+                kind = "(typing, parses)"
+            except SyntaxError:
+                kind = "(typing, does not parse)"
+            out[kind].append((m.t - t_send) * 1000)
+        version += 1
+        c.change(uri, version, [{"range": {"start": end, "end": {"line": i + 1, "character": len(cur[i + 1])}},
+                                 "text": ""}])
+        c.wait_publish(uri, version, timeout=60)
         time.sleep(0.3)
     return out
 

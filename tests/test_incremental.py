@@ -443,6 +443,70 @@ def test_a_text_seen_a_moment_ago_reuses_its_result():
     _check(ia, typed)
 
 
+def _typed_states(lines: list[str], i: int, indent: str, stmt: str):
+    """The texts of `stmt` typed one character at a time on a new line `i` (after an Enter)."""
+    cur = lines[:i] + [indent] + lines[i:]
+    yield "\n".join(cur)
+    for n in range(1, len(stmt) + 1):
+        cur[i] = indent + stmt[:n]
+        yield "\n".join(cur)
+
+
+def test_a_line_being_typed_that_does_not_parse_reuses_the_result_from_before_the_line():
+    text = (ROOT / "examples" / "detached_metric_loss.py").read_text()
+    lines = text.split("\n")
+    i = _line_of(lines, "loss.backward()") if any("loss.backward()" in x for x in lines) else _line_of(lines, ".backward(")
+    indent = re.match(r"\s*", lines[i]).group(0)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    modes = []
+    for state in _typed_states(lines, i, indent, "tmp = torch.clamp(loss.mean(), min=1e-6) * 2"):
+        _check(ia, state)
+        modes.append((SourceFile.parse(state).syntax_error is not None, ia.stats.mode, ia.stats.reason))
+    errors = [m for m in modes if m[0]]
+    assert len(errors) >= 10
+    # every state that does not parse is the text before the line was begun, once recovered
+    assert all(m[1:] == ("same", "the tree of a text analysed a moment ago") for m in errors), errors
+
+
+def test_a_recovered_line_is_compared_with_a_version_of_the_same_tree_only():
+    text = generate(400, seed=12, idx=400)
+    lines = text.split("\n")
+    i = _line_of(lines, "optimizer.step()", 40)
+    indent = re.match(r"\s*", lines[i]).group(0)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    # a statement typed and completed, then a second one begun: the first one stays in the tree
+    done = lines[:i] + [indent + "scale = 2"] + lines[i:]
+    _check(ia, "\n".join(done[:i + 1] + [indent] + done[i + 1:]))
+    _check(ia, "\n".join(done[:i + 1] + [indent + "extra = ("] + done[i + 1:]))
+    assert (ia.stats.mode, ia.stats.reason) == ("same", "the tree of a text analysed a moment ago")
+    # an edit elsewhere since then: another tree, nothing to reuse
+    other = _line_of(done, "def ", 5)
+    moved = done[:other] + [done[other] + "  "] + done[other + 1:]
+    _check(ia, "\n".join(moved[:i + 1] + [indent + "extra = ("] + moved[i + 1:]))
+
+
+def test_a_line_being_typed_that_names_an_attribute_is_analysed_again():
+    # GP113 reads the attribute names the whole text mentions: a half-typed line can name one
+    text = (
+        "import torch\nimport torch.nn as nn\n\n\nclass Net(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.fc = nn.Linear(4, 2)\n"
+        "        self.extra = nn.Linear(2, 2)\n\n    def forward(self, x):\n        return self.fc(x)\n\n\n"
+        "model = Net()\nopt = torch.optim.SGD(model.parameters(), lr=0.1)\nfor x in [torch.randn(3, 4)]:\n"
+        "    loss = model(x).sum()\n    opt.zero_grad()\n    loss.backward()\n    opt.step()\n")
+    lines = text.split("\n")
+    i = _line_of(lines, "opt.zero_grad()")  # in the training loop, away from the finding's ranges
+    ia = IncrementalAnalyzer()
+    assert "GP113" in [f.code for f in _check(ia, text).findings]
+    _check(ia, "\n".join(lines[:i] + ["    "] + lines[i:]))
+    got = _check(ia, "\n".join(lines[:i] + ["    y = model.extra +"] + lines[i:]))
+    assert ia.stats.reason != "the tree of a text analysed a moment ago"
+    assert "GP113" not in [f.code for f in got.findings]
+    _check(ia, "\n".join(lines[:i] + ["    y = 2 +"] + lines[i:]))  # no attribute named: reused
+    assert ia.stats.reason == "the tree of a text analysed a moment ago"
+
+
 # -- a newer version arrives while an analysis runs -----------------------------------------------
 class _LateCancel:
     """A cancel event that reads as set from its `after`-th look on: the analysis has started (and

@@ -50,7 +50,7 @@ def test_a_half_typed_loop_header_keeps_its_body_and_the_rest_of_the_file(monkey
     assert gp101.span.line == typing.count("\n")
 
 
-def test_a_broken_argument_line_blanks_its_whole_call():
+def test_a_broken_argument_line_is_dropped_and_the_call_kept():
     call = ("run = start_run(\n"
             "    project='demo',\n"
             "    resume=args.resume if args.resume elseq None,\n"
@@ -60,8 +60,41 @@ def test_a_broken_argument_line_blanks_its_whole_call():
     src = SourceFile.parse(text)
     assert not src.prefix_only
     first = HEAD.count("\n") + 1
-    assert src.blanked_lines >= set(range(first, first + 5))
+    assert src.blanked_lines == {first + 2}  # emptied: the call parses without that line
+    run = next(s for s in src.tree.body if isinstance(s, ast.Assign) and ast.unparse(s.targets[0]) == "run")
+    assert [k.arg for k in run.value.keywords] == ["project", "name"]
     assert [f.code for f in analyze(text, "t.py").findings if f.code != "GP000"] == ["GP101"]
+
+
+def test_a_broken_line_that_closes_a_call_blanks_the_whole_call():
+    call = ("run = start_run(\n"
+            "    project='demo',\n"
+            "    name='x' q)\n"
+            "z = 1\n")
+    text = HEAD + call + TAIL
+    src = SourceFile.parse(text)
+    assert not src.prefix_only
+    first = HEAD.count("\n") + 1
+    assert src.blanked_lines >= set(range(first, first + 3))
+    assert any(isinstance(s, ast.Assign) and ast.unparse(s) == "z = 1" for s in src.tree.body)
+    assert [f.code for f in analyze(text, "t.py").findings if f.code != "GP000"] == ["GP101"]
+
+
+def test_an_emptied_line_that_was_its_blocks_only_statement_becomes_pass():
+    text = HEAD + "for x, y in loader:\n    loss = = x\nprint(1)\n" + TAIL
+    src = SourceFile.parse(text)
+    assert not src.prefix_only
+    loop = next(s for s in src.tree.body if isinstance(s, ast.For))
+    assert [type(s).__name__ for s in loop.body] == ["Pass"]
+    assert src.lines[HEAD.count("\n") + 1] == "    loss = = x"  # the text itself is kept
+
+
+def test_a_bad_line_among_others_leaves_the_tree_of_the_text_without_it():
+    body = "for x, y in loader:\n    a = x * 2\n{}    b = y + 1\n"
+    typing = SourceFile.parse(HEAD + body.format("    tmp = torch.clamp(\n") + TAIL)
+    blank = SourceFile.parse(HEAD + body.format("    \n") + TAIL)
+    assert typing.syntax_error is not None and blank.syntax_error is None
+    assert ast.dump(typing.tree, include_attributes=True) == ast.dump(blank.tree, include_attributes=True)
 
 
 def test_a_one_line_error_blanks_that_line_only():

@@ -52,6 +52,8 @@ MAX_SUBSET_FRACTION = 0.6
 MAX_NAMES_MEMO = 5000
 # Results kept for texts seen a moment ago (see IncrementalAnalyzer._recent).
 RECENT_VERSIONS = 4
+# Versions without a syntax error kept for comparing trees (see IncrementalAnalyzer._same_as_seen)
+CLEAN_VERSIONS = 8
 # Names some rules look up across the whole file (`eps`, reused by GP3 fixes): an edit that adds
 # or removes one changes findings anywhere, so it runs the whole analysis.
 FILE_WIDE_NAMES = frozenset({"eps"})
@@ -111,12 +113,17 @@ class IncrementalAnalyzer:
         # returns to a text analysed a moment ago. Valid while no edit shifted the kept trees'
         # lines in place (an edit that adds or removes lines clears it).
         self._recent: dict[tuple, tuple[_Version, bool]] = {}  # -> (version, whether whole-file)
+        # the last few versions without a syntax error, by (key, text), on the same terms as
+        # _recent: what a line being typed is compared with once it does not parse (_same_as_seen)
+        self._clean: dict[tuple, tuple[_Version, bool]] = {}
         self._names_memo: dict[str, tuple] = {}  # region text -> (kind, defines, uses, facts)
         self._cancel: threading.Event | None = None  # of the analysis running now
+        self._first_error: SyntaxProblem | None = None
 
     def reset(self) -> None:
         self._prev = None
         self._recent.clear()
+        self._clean.clear()
 
     def analyze(self, text: str, path: str | None = None, options: Options | None = None,
                 resolver: Any = None, generation: Any = None,
@@ -126,6 +133,7 @@ class IncrementalAnalyzer:
         what it was before the call (the next text is compared with the last one analysed)."""
         options = options or Options()
         self._cancel = cancel
+        self._first_error = None  # set when the whole text was parsed (and failed) on the way
         t0 = time.perf_counter()
         key = (path, _options_key(options), id(resolver), generation)
         text = normalize(text if isinstance(text, str) else str(text or ""))
@@ -199,10 +207,13 @@ class IncrementalAnalyzer:
         """Keep `version` for its text. Its regions are never changed afterwards (an edit makes
         new ones for what it redoes), except by an edit that moves lines, which clears these."""
         k = (version.key, version.text)
-        self._recent.pop(k, None)
-        self._recent[k] = (version, whole)
-        while len(self._recent) > RECENT_VERSIONS:
-            self._recent.pop(next(iter(self._recent)))
+        for memo, size in ((self._recent, RECENT_VERSIONS), (self._clean, CLEAN_VERSIONS)):
+            if memo is self._clean and version.raw.src.syntax_error is not None:
+                continue
+            memo.pop(k, None)
+            memo[k] = (version, whole)
+            while len(memo) > size:
+                memo.pop(next(iter(memo)))
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
@@ -278,14 +289,15 @@ class IncrementalAnalyzer:
                 tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 tree = None
-            if tree is None and whole is not None:
+            if tree is None and whole is not None and delta:
                 return full(whole)  # the whole text is parsed (and recovered) there: once
             if tree is None:
                 try:
                     ast.parse(text)
                     return full("statement boundaries changed")
-                except (SyntaxError, ValueError, RecursionError, MemoryError):
-                    pass
+                except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+                    # the error a whole-file analysis reports (its parse fails the same way first)
+                    self._first_error = SourceFile(text=text, lines=new)._problem(exc)
         if tree is None:
             local = SourceFile.parse(placed)
             if local.prefix_only or local.syntax_error is None:
@@ -299,12 +311,19 @@ class IncrementalAnalyzer:
             r.error = error
         if whole is None and any(r.kind == "import" for r in fresh):
             whole = "imports added"
+        if error is not None and not delta:
+            # a line being typed that does not parse yet: recovered (emptied), the file's tree may be
+            # one analysed a moment ago, before the line was begun
+            same = self._same_as_seen(prev, k, fresh, text, new, a, b, path, options, resolver, key)
+            if same is not None:
+                return same
         if self._cancel is not None and self._cancel.is_set():
             raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit
         before, after = regions[:k], regions[k + 1:]
         if delta:
             self._recent.clear()  # their trees move: the results remembered no longer match them
+            self._clean.clear()
             _shift(after, delta)
         try:
             return self._after_shift(prev, regions, reg, fresh, before, after, a, delta, whole, text, new, path,
@@ -366,7 +385,7 @@ class IncrementalAnalyzer:
         errors = [r.error for r in all_regions if r.error is not None]
         full_src = SourceFile(text=text, path=path, tree=ast.Module(
             body=[st for r in all_regions for st in r.stmts], type_ignores=[]), lines=new,
-            syntax_error=errors[0] if errors else None)
+            syntax_error=(self._first_error or errors[0]) if errors else None)
         raw_all = RawAnalysis(src=full_src, findings=findings, timed_out=False, failed=list(raw.failed),
                               timings=raw.timings)
         self._prev = _Version(key, text, new, all_regions, raw_all)
@@ -409,9 +428,7 @@ class IncrementalAnalyzer:
                 tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 return None
-        if len(tree.body) != len(reg.stmts) or any(
-                ast.dump(x, include_attributes=True) != ast.dump(y, include_attributes=True)
-                for x, y in zip(tree.body, reg.stmts)):
+        if len(tree.body) != len(reg.stmts) or not all(_trees_equal(x, y) for x, y in zip(tree.body, reg.stmts)):
             return None
         for r in prev.regions:
             if _touches(r.findings, a, b):
@@ -427,6 +444,47 @@ class IncrementalAnalyzer:
         self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
 
+    def _same_as_seen(self, prev: _Version, k: int, fresh: list[Region], text: str, new: list[str], a: int,
+                      b: int, path, options, resolver, key) -> AnalysisResult | None:
+        """When the tree of `text` (its edited statement recovered) is, positions included, the tree
+        of a version analysed a moment ago (the same number of lines), that version's findings are
+        the findings of `text`: every rule reads the tree, and what some read from the text
+        (attribute names anywhere, suppression comments) is compared or read again. The lines
+        outside the edited statements are compared as text, those statements as trees. Not when a
+        finding's ranges, fixes or data touch the edited lines (their text may be quoted), or when
+        the project's summaries hold either text (cross-module links apply to that text alone)."""
+        project = getattr(resolver, "project", None)
+        if project is not None and path and (project.holds(path, prev.text) or project.holds(path, text)):
+            return None
+        regions = prev.regions[:k] + fresh + prev.regions[k + 1:]
+        tiles = [(r.start, r.end) for r in regions]
+        first, last = fresh[0].start, fresh[-1].end
+        stmts = [st for r in fresh for st in r.stmts]
+        for (vkey, vtext), (v, whole) in reversed(list(self._clean.items())):
+            if vkey != key or len(v.lines) != len(new) or [(r.start, r.end) for r in v.regions] != tiles:
+                continue
+            if v.lines[:first - 1] != new[:first - 1] or v.lines[last:] != new[last:]:
+                continue
+            vstmts = [st for r in v.regions[k:k + len(fresh)] for st in r.stmts]
+            if len(vstmts) != len(stmts) or not all(_trees_equal(x, y) for x, y in zip(stmts, vstmts)):
+                continue
+            findings = [f for r in v.regions for f in r.findings]
+            if _touches(findings, a, b) or text_signature(vtext) != text_signature(text):
+                return None
+            kept = [dc_replace(r, findings=[]) for r in regions]
+            _assign(kept, findings)
+            errors = [r.error for r in kept if r.error is not None]
+            src = SourceFile(text=text, path=path, lines=new, syntax_error=self._first_error or errors[0],
+                             tree=ast.Module(body=[st for r in kept for st in r.stmts], type_ignores=[]))
+            raw = RawAnalysis(src=src, findings=findings, timed_out=False, failed=list(v.raw.failed),
+                              timings=v.raw.timings)
+            self._prev = _Version(key, text, new, kept, raw)
+            self._remember(self._prev, whole)
+            self._clean[(vkey, vtext)] = self._clean.pop((vkey, vtext))  # kept while the line is typed
+            self.stats = Stats("same", "the tree of a text analysed a moment ago", len(kept), 0, 0)
+            return finish(raw, options)
+        return None
+
     def _result(self, prev: _Version, options) -> AnalysisResult:
         raw = prev.raw
         return finish(RawAnalysis(src=raw.src, findings=[f for r in prev.regions for f in r.findings],
@@ -434,6 +492,39 @@ class IncrementalAnalyzer:
 
 
 _LINE_IN_MESSAGE = re.compile(r"((?:detected at|on) line )(\d+)")
+
+
+def _trees_equal(x: ast.AST, y: ast.AST) -> bool:
+    """Two trees with the same nodes, fields and positions (what `ast.dump(include_attributes=True)`
+    compares, without writing either out)."""
+    todo = [(x, y)]
+    AST = ast.AST
+    while todo:
+        p, q = todo.pop()
+        if p.__class__ is not q.__class__:
+            return False
+        for name in p._fields:
+            u, v = getattr(p, name, None), getattr(q, name, None)
+            if isinstance(u, AST):
+                if not isinstance(v, AST):
+                    return False
+                todo.append((u, v))
+            elif u.__class__ is list:
+                if v.__class__ is not list or len(u) != len(v):
+                    return False
+                for e, f in zip(u, v):
+                    if isinstance(e, AST):
+                        if not isinstance(f, AST):
+                            return False
+                        todo.append((e, f))
+                    elif e.__class__ is not f.__class__ or e != f:
+                        return False
+            elif u.__class__ is not v.__class__ or u != v:
+                return False
+        for name in p._attributes:
+            if getattr(p, name, None) != getattr(q, name, None):
+                return False
+    return True
 
 
 def _shift_message(message: str, off: int) -> str:

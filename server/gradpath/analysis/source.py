@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from gradpath.analysis.findings import Span
 
-MAX_RECOVERY_ATTEMPTS = 25
+MAX_RECOVERY_ATTEMPTS = 60
 
 
 @dataclass
@@ -88,6 +88,11 @@ class SourceFile:
             failure = exc
         lines = list(self.lines)
         extents = None  # line -> (first, last) line of its statement, once line blanking did not do
+        # A bad line is emptied: the recovered tree is then the tree of the text without that line,
+        # the same one the editor analysed a moment before the line was typed (incremental.py
+        # reuses that result). A line that was a block's only statement needs `pass` instead: when
+        # a parse says a block is empty, the emptied line nearest above where it says so gets it.
+        emptied: dict[int, str] = {}
         for attempt in range(MAX_RECOVERY_ATTEMPTS):
             if self._late():
                 break
@@ -109,19 +114,25 @@ class SourceFile:
                             lines[x - 1] = ""
                             progress = True
                         self.blanked_lines.add(x)
-                    new = _blank(lines[first - 1], _opens_block(lines, last, own=lines[first - 1]))
+                    opens = _opens_block(lines, last, own=lines[first - 1])
+                    new = _blank(lines[first - 1], opens)
                     progress = progress or new != lines[first - 1]
+                    if not new and lines[first - 1].strip():
+                        emptied[first] = _blank(lines[first - 1], opens, empty=False)
                     lines[first - 1] = new
                     self.blanked_lines.add(first)
                 bad = [ln for ln in bad if ln not in extents]
             for ln in bad:
                 if 1 <= ln <= len(lines):
-                    new = _blank(lines[ln - 1], _opens_block(lines, ln))
+                    opens = _opens_block(lines, ln)
+                    new = _blank(lines[ln - 1], opens)
                     if new == lines[ln - 1] and ln in self.blanked_lines:
                         # already `pass` and still wrong (unexpected indent): drop the indent
                         new = new.lstrip(" \t") if new.strip() else new
                     if new != lines[ln - 1]:
                         progress = True
+                    if not new and lines[ln - 1].strip():
+                        emptied[ln] = _blank(lines[ln - 1], opens, empty=False)
                     lines[ln - 1] = new
                     self.blanked_lines.add(ln)
             if not progress:
@@ -131,7 +142,19 @@ class SourceFile:
                 return
             except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
                 failure = exc
-                continue
+            while emptied and _empty_block(failure):
+                # the block that lost its only statement ends right above the line the parser names:
+                # the nearest emptied line above it gets `pass`
+                above = [ln for ln in emptied if ln < (failure.lineno or 0)]
+                if not above:
+                    break
+                ln = max(above)
+                lines[ln - 1] = emptied.pop(ln)
+                try:
+                    self.tree = ast.parse("\n".join(lines))
+                    return
+                except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+                    failure = exc
         # Last resort: the longest prefix that parses (binary search on line count).
         self.prefix_only = True
         lo, hi, best = 0, len(self.lines), None
@@ -246,16 +269,24 @@ def _has_surrogates(text: str) -> bool:
         return True
 
 
-def _blank(line: str, opens_block: bool = False) -> str:
-    """Replace a statement line by `pass` at the same indentation (keeps blocks valid); a line that
-    opens a block (a `for`/`if`/`with`/`def` header being typed) by `if True:`, so that its body
-    stays a block and the rest of the file still parses (with `pass`, every line of the body is an
-    unexpected indent, blanked one parse at a time, and a long body ends in the prefix fallback)."""
+def _blank(line: str, opens_block: bool = False, empty: bool = True) -> str:
+    """What a bad statement line becomes: nothing (`empty`), or `pass` at the same indentation (for
+    a block that would be left without a statement); a line that opens a block (a `for`/`if`/
+    `with`/`def` header being typed) becomes `if True:`, so that its body stays a block and the rest
+    of the file still parses (otherwise every line of the body is an unexpected indent, blanked one
+    parse at a time, and a long body ends in the prefix fallback)."""
     stripped = line.lstrip(" \t")
     if not stripped:
         return line
     indent = line[: len(line) - len(stripped)]
-    return indent + ("if True:" if opens_block else "pass")
+    if opens_block:
+        return indent + "if True:"
+    return "" if empty else indent + "pass"
+
+
+def _empty_block(exc: BaseException) -> bool:
+    """The parse failed because a block has no statement (its only line was emptied)."""
+    return isinstance(exc, IndentationError) and "expected an indented block" in (exc.msg or "")
 
 
 def _statement_extents(lines: list[str]) -> dict[int, tuple[int, int]]:
