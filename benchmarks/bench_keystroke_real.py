@@ -213,11 +213,15 @@ def _typing(c, uri: str, text: str, version: int, seed: int, lines_typed: int = 
     `torch.clamp(`): their times are given apart from those that do."""
     r = random.Random(seed + 7)
     lines = text.split("\n")
-    rows = _line_kinds(text).get("function body") or _line_kinds(text).get("class body") or []
+    # after a simple statement of a function's body, indented like it (where Enter puts the cursor)
+    spots = sorted({(st.end_lineno - 1, st.col_offset) for fn in ast.walk(ast.parse(text))
+                    if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    for st in ast.walk(fn) if isinstance(st, ast.stmt) and not hasattr(st, "body")
+                    and len(lines[st.lineno - 1]) - len(lines[st.lineno - 1].lstrip()) == st.col_offset})
     out: dict[str, list[float]] = {"(typing, parses)": [], "(typing, does not parse)": []}
-    for _ in range(lines_typed if rows else 0):
-        i = r.choice(rows)
-        indent = re.match(r"[ \t]*", lines[i]).group(0)
+    for _ in range(lines_typed if spots else 0):
+        i, col = r.choice(spots)
+        indent = " " * col
         end = {"line": i, "character": len(lines[i])}
         version += 1
         c.change(uri, version, [{"range": {"start": end, "end": end}, "text": "\n" + indent}])

@@ -5,8 +5,10 @@ A file is cut into *regions*: one per top-level statement (its decorators and th
 lines after it included), so that the regions tile the file. An edit inside one region is parsed
 on its own (a region that parses alone parses the same way inside the file: it starts at column 0
 after a complete statement, and ends complete before the next one). Syntax errors stay inside their
-region: the region is recovered the way `SourceFile` recovers a whole file (the bad line becomes
-`pass`) and the rest of the file keeps its tree.
+region: the region is recovered the way `SourceFile` recovers a whole file (the bad line is
+emptied) and the rest of the file keeps its tree. A line being typed mostly does not parse until it
+is complete; recovered, the file's tree is then the tree of a text analysed a moment before the line
+was begun, and that result is taken as it is (`_same_as_seen`).
 
 Which findings can change? Those of the edited region and of every region that depends on it,
 transitively: a region depends on the regions that define a name it uses (a function calling a

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from gradpath.analysis.findings import Span
 
+# Parses of the whole text at most while recovering (one per separate error; the CPU deadline of
+# the analysis stops it sooner): then the longest prefix that parses.
 MAX_RECOVERY_ATTEMPTS = 60
 
 
