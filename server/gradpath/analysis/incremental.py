@@ -291,7 +291,7 @@ class IncrementalAnalyzer:
                 tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 tree = None
-            if tree is None and whole is not None and delta:
+            if tree is None and whole is not None and (delta or not self._may_match(key, new, reg, a, b)):
                 return full(whole)  # the whole text is parsed (and recovered) there: once
             if tree is None:
                 try:
@@ -445,6 +445,17 @@ class IncrementalAnalyzer:
         self._remember(self._prev, self._recent.get((key, prev.text), (None, False))[1])
         self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
+
+    def _may_match(self, key: tuple, new: list[str], reg: Region, a: int, b: int) -> bool:
+        """Whether a version kept for _same_as_seen has the lines of `new` outside the edited
+        statement and nothing but blanks on the edited lines (a line being typed: emptied by the
+        recovery, the statement could have that version's tree). Cheap: decides whether recovering
+        the statement is worth it before the whole file is analysed anyway."""
+        for (vkey, _text), (v, _whole) in self._clean.items():
+            if vkey == key and len(v.lines) == len(new) and all(not v.lines[i - 1].strip() for i in range(a, b + 1)) \
+                    and v.lines[:reg.start - 1] == new[:reg.start - 1] and v.lines[reg.end:] == new[reg.end:]:
+                return True
+        return False
 
     def _same_as_seen(self, prev: _Version, k: int, fresh: list[Region], text: str, new: list[str], a: int,
                       b: int, path, options, resolver, key) -> AnalysisResult | None:
