@@ -137,3 +137,30 @@ async def test_a_save_does_not_stop_the_analysis_of_the_text_it_saves(client, tm
     assert _got(p) == sorted(_expected("\n".join(lines)))
     await _wait_log(client, "gen.py: same analysis")  # the save's request found it done
     assert not [m.message for m in client.log_messages if "analysis of version 2 stopped" in m.message]
+
+
+async def test_a_line_typed_key_by_key_publishes_the_whole_file_result_at_every_key(client, tmp_path):
+    """Enter in a function body, then a statement typed one key at a time: most of those texts do
+    not parse (`tmp =`, `torch.clamp(`). Each version's diagnostics are a whole-file analysis of it
+    (its syntax error included); those that do not parse take the result from before the line."""
+    rec = Recorder(client)
+    path = tmp_path / "gen.py"
+    text = generate(800, seed=5, idx=805)
+    path.write_text(text)
+    uri = uri_of(path)
+    open_doc(client, uri, text)
+    await rec.wait_for(lambda p: p.uri == uri and p.version == 1, timeout=30)
+    lines = text.split("\n")
+    i = next(k for k, s in enumerate(lines) if "optimizer.step()" in s and k > 100)
+    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    _change(client, uri, 2, i, len(lines[i]), len(lines[i]), "\n" + indent)
+    lines.insert(i + 1, indent)
+    await rec.wait_for(lambda p: p.uri == uri and p.version == 2, timeout=30)
+    typed = "tmp = torch.clamp(loss, min=1e-6)"
+    for n, ch in enumerate(typed):
+        col = len(indent) + n
+        _change(client, uri, 3 + n, i + 1, col, col, ch)
+        lines[i + 1] += ch
+        p = await rec.wait_for(lambda p, v=3 + n: p.uri == uri and p.version == v, timeout=30)
+        assert _got(p) == sorted(_expected("\n".join(lines))), lines[i + 1]
+    await _wait_log(client, "the tree of a text analysed a moment ago")
