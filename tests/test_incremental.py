@@ -466,7 +466,7 @@ def test_a_line_being_typed_that_does_not_parse_reuses_the_result_from_before_th
     errors = [m for m in modes if m[0]]
     assert len(errors) >= 10
     # every state that does not parse is the text before the line was begun, once recovered
-    assert all(m[1:] == ("same", "the tree of a text analysed a moment ago") for m in errors), errors
+    assert all(m[1:] == ("same", "recovered, the text of a version analysed a moment ago") for m in errors), errors
 
 
 def test_a_recovered_line_is_compared_with_a_version_of_the_same_tree_only():
@@ -480,7 +480,7 @@ def test_a_recovered_line_is_compared_with_a_version_of_the_same_tree_only():
     done = lines[:i] + [indent + "scale = 2"] + lines[i:]
     _check(ia, "\n".join(done[:i + 1] + [indent] + done[i + 1:]))
     _check(ia, "\n".join(done[:i + 1] + [indent + "extra = ("] + done[i + 1:]))
-    assert (ia.stats.mode, ia.stats.reason) == ("same", "the tree of a text analysed a moment ago")
+    assert (ia.stats.mode, ia.stats.reason) == ("same", "recovered, the text of a version analysed a moment ago")
     # an edit elsewhere since then: another tree, nothing to reuse
     other = _line_of(done, "def ", 5)
     moved = done[:other] + [done[other] + "  "] + done[other + 1:]
@@ -501,10 +501,10 @@ def test_a_line_being_typed_that_names_an_attribute_is_analysed_again():
     assert "GP113" in [f.code for f in _check(ia, text).findings]
     _check(ia, "\n".join(lines[:i] + ["    "] + lines[i:]))
     got = _check(ia, "\n".join(lines[:i] + ["    y = model.extra +"] + lines[i:]))
-    assert ia.stats.reason != "the tree of a text analysed a moment ago"
+    assert ia.stats.reason != "recovered, the text of a version analysed a moment ago"
     assert "GP113" not in [f.code for f in got.findings]
     _check(ia, "\n".join(lines[:i] + ["    y = 2 +"] + lines[i:]))  # no attribute named: reused
-    assert ia.stats.reason == "the tree of a text analysed a moment ago"
+    assert ia.stats.reason == "recovered, the text of a version analysed a moment ago"
 
 
 # -- a newer version arrives while an analysis runs -----------------------------------------------

@@ -163,4 +163,4 @@ async def test_a_line_typed_key_by_key_publishes_the_whole_file_result_at_every_
         lines[i + 1] += ch
         p = await rec.wait_for(lambda p, v=3 + n: p.uri == uri and p.version == v, timeout=30)
         assert _got(p) == sorted(_expected("\n".join(lines))), lines[i + 1]
-    await _wait_log(client, "the tree of a text analysed a moment ago")
+    await _wait_log(client, "recovered, the text of a version analysed a moment ago")

@@ -44,7 +44,9 @@ from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analy
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
 from gradpath.analysis.script_state import StatementFacts, coupling, def_facts, statement_facts
-from gradpath.analysis.source import SourceFile, SyntaxProblem, collector_off, normalize, split_lines
+from gradpath.analysis.source import (
+    SourceFile, SyntaxProblem, blank_line, collector_off, normalize, opens_block, split_lines
+)
 
 log = logging.getLogger("gradpath.incremental")
 
@@ -300,6 +302,15 @@ class IncrementalAnalyzer:
                 except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
                     # the error a whole-file analysis reports (its parse fails the same way first)
                     self._first_error = SourceFile(text=text, lines=new)._problem(exc)
+                    first_failure = exc
+                if not delta:
+                    # a line being typed that does not parse yet: recovered, the text may be one
+                    # analysed a moment ago, before the line was begun
+                    same = self._same_as_seen(first_failure, text, new, a, b, path, options, resolver, key)
+                    if same is not None:
+                        return same
+                if whole is not None:
+                    return full(whole)
         if tree is None:
             local = SourceFile.parse(placed)
             if local.prefix_only or local.syntax_error is None:
@@ -313,12 +324,6 @@ class IncrementalAnalyzer:
             r.error = error
         if whole is None and any(r.kind == "import" for r in fresh):
             whole = "imports added"
-        if error is not None and not delta:
-            # a line being typed that does not parse yet: recovered (emptied), the file's tree may be
-            # one analysed a moment ago, before the line was begun
-            same = self._same_as_seen(prev, k, fresh, text, new, a, b, path, options, resolver, key)
-            if same is not None:
-                return same
         if self._cancel is not None and self._cancel.is_set():
             raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit
@@ -448,53 +453,55 @@ class IncrementalAnalyzer:
 
     def _may_match(self, key: tuple, new: list[str], reg: Region, a: int, b: int) -> bool:
         """Whether a version kept for _same_as_seen has the lines of `new` outside the edited
-        statement and nothing but blanks on the edited lines (a line being typed: emptied by the
-        recovery, the statement could have that version's tree). Cheap: decides whether recovering
-        the statement is worth it before the whole file is analysed anyway."""
+        statement and nothing but blanks on the edited lines: cheap, it decides whether the whole
+        text is worth parsing (for _same_as_seen) before the whole file is analysed anyway."""
         for (vkey, _text), (v, _whole) in self._clean.items():
             if vkey == key and len(v.lines) == len(new) and all(not v.lines[i - 1].strip() for i in range(a, b + 1)) \
                     and v.lines[:reg.start - 1] == new[:reg.start - 1] and v.lines[reg.end:] == new[reg.end:]:
                 return True
         return False
 
-    def _same_as_seen(self, prev: _Version, k: int, fresh: list[Region], text: str, new: list[str], a: int,
-                      b: int, path, options, resolver, key) -> AnalysisResult | None:
-        """When the tree of `text` (its edited statement recovered) is, positions included, the tree
-        of a version analysed a moment ago (the same number of lines), that version's findings are
-        the findings of `text`: every rule reads the tree, and what some read from the text
-        (attribute names anywhere, suppression comments) is compared or read again. The lines
-        outside the edited statements are compared as text, those statements as trees. Not when a
+    def _same_as_seen(self, failure: BaseException, text: str, new: list[str], a: int, b: int, path, options,
+                      resolver, key) -> AnalysisResult | None:
+        """A text that does not parse, whose recovery gives the text of a version analysed a moment
+        ago (no line added or removed since): that version's findings are the findings of `text`.
+        The first step of SourceFile's recovery is taken here on the whole text's first failure
+        (what a whole-file analysis does first); when its result is, line for line, a text kept
+        without a syntax error, that text parses, so the recovery stops there and the tree is that
+        version's tree. Every rule reads the tree; what some read from the text (attribute names
+        anywhere) is compared, suppression comments are read again by `finish`. Not when a
         finding's ranges, fixes or data touch the edited lines (their text may be quoted), or when
         the project's summaries hold either text (cross-module links apply to that text alone)."""
-        project = getattr(resolver, "project", None)
-        if project is not None and path and (project.holds(path, prev.text) or project.holds(path, text)):
+        bad = SourceFile._bad_lines(failure)
+        if not bad or not self._clean:
             return None
-        regions = prev.regions[:k] + fresh + prev.regions[k + 1:]
-        tiles = [(r.start, r.end) for r in regions]
-        first, last = fresh[0].start, fresh[-1].end
-        stmts = [st for r in fresh for st in r.stmts]
-        for (vkey, vtext), (v, whole) in reversed(list(self._clean.items())):
-            if vkey != key or len(v.lines) != len(new) or [(r.start, r.end) for r in v.regions] != tiles:
-                continue
-            if v.lines[:first - 1] != new[:first - 1] or v.lines[last:] != new[last:]:
-                continue
-            vstmts = [st for r in v.regions[k:k + len(fresh)] for st in r.stmts]
-            if len(vstmts) != len(stmts) or not all(_trees_equal(x, y) for x, y in zip(stmts, vstmts)):
-                continue
-            findings = [f for r in v.regions for f in r.findings]
-            if _touches(findings, a, b) or text_signature(vtext) != text_signature(text):
+        lines = list(new)
+        for ln in bad:
+            if not 1 <= ln <= len(lines):
                 return None
-            kept = [dc_replace(r, findings=[]) for r in regions]
-            _assign(kept, findings)
-            errors = [r.error for r in kept if r.error is not None]
-            src = SourceFile(text=text, path=path, lines=new, syntax_error=self._first_error or errors[0],
-                             tree=ast.Module(body=[st for r in kept for st in r.stmts], type_ignores=[]))
+            lines[ln - 1] = blank_line(lines[ln - 1], opens_block(lines, ln))
+        for (vkey, vtext), (v, whole) in reversed(list(self._clean.items())):
+            if vkey != key or v.lines != lines:
+                continue
+            project = getattr(resolver, "project", None)
+            if project is not None and path and (project.holds(path, vtext) or project.holds(path, text)):
+                return None
+            findings = [f for r in v.regions for f in r.findings]
+            if _touches(findings, a, b) or _touches(findings, min(bad), max(bad)) \
+                    or text_signature(vtext) != text_signature(text):
+                return None
+            error = self._first_error
+            regions = [dc_replace(r, findings=list(r.findings)) for r in v.regions]
+            r = _region_at(regions, error.span.line) or regions[-1]
+            r.error = error
+            src = SourceFile(text=text, path=path, lines=new, syntax_error=error,
+                             tree=ast.Module(body=[st for r in regions for st in r.stmts], type_ignores=[]))
             raw = RawAnalysis(src=src, findings=findings, timed_out=False, failed=list(v.raw.failed),
                               timings=v.raw.timings)
-            self._prev = _Version(key, text, new, kept, raw)
+            self._prev = _Version(key, text, new, regions, raw)
             self._remember(self._prev, whole)
             self._clean[(vkey, vtext)] = self._clean.pop((vkey, vtext))  # kept while the line is typed
-            self.stats = Stats("same", "the tree of a text analysed a moment ago", len(kept), 0, 0)
+            self.stats = Stats("same", "recovered, the text of a version analysed a moment ago", len(regions), 0, 0)
             return finish(raw, options)
         return None
 

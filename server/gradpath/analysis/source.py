@@ -116,25 +116,25 @@ class SourceFile:
                             lines[x - 1] = ""
                             progress = True
                         self.blanked_lines.add(x)
-                    opens = _opens_block(lines, last, own=lines[first - 1])
-                    new = _blank(lines[first - 1], opens)
+                    opens = opens_block(lines, last, own=lines[first - 1])
+                    new = blank_line(lines[first - 1], opens)
                     progress = progress or new != lines[first - 1]
-                    if not new and lines[first - 1].strip():
-                        emptied[first] = _blank(lines[first - 1], opens, empty=False)
+                    if not new.strip() and lines[first - 1].strip():
+                        emptied[first] = blank_line(lines[first - 1], opens, empty=False)
                     lines[first - 1] = new
                     self.blanked_lines.add(first)
                 bad = [ln for ln in bad if ln not in extents]
             for ln in bad:
                 if 1 <= ln <= len(lines):
-                    opens = _opens_block(lines, ln)
-                    new = _blank(lines[ln - 1], opens)
+                    opens = opens_block(lines, ln)
+                    new = blank_line(lines[ln - 1], opens)
                     if new == lines[ln - 1] and ln in self.blanked_lines:
                         # already `pass` and still wrong (unexpected indent): drop the indent
                         new = new.lstrip(" \t") if new.strip() else new
                     if new != lines[ln - 1]:
                         progress = True
-                    if not new and lines[ln - 1].strip():
-                        emptied[ln] = _blank(lines[ln - 1], opens, empty=False)
+                    if not new.strip() and lines[ln - 1].strip():
+                        emptied[ln] = blank_line(lines[ln - 1], opens, empty=False)
                     lines[ln - 1] = new
                     self.blanked_lines.add(ln)
             if not progress:
@@ -271,8 +271,9 @@ def _has_surrogates(text: str) -> bool:
         return True
 
 
-def _blank(line: str, opens_block: bool = False, empty: bool = True) -> str:
-    """What a bad statement line becomes: nothing (`empty`), or `pass` at the same indentation (for
+def blank_line(line: str, opens_block: bool = False, empty: bool = True) -> str:
+    """What a bad statement line becomes: its indentation alone (`empty`: the line a user who pressed
+    Enter and has not typed yet leaves), or `pass` at the same indentation (for
     a block that would be left without a statement); a line that opens a block (a `for`/`if`/
     `with`/`def` header being typed) becomes `if True:`, so that its body stays a block and the rest
     of the file still parses (otherwise every line of the body is an unexpected indent, blanked one
@@ -283,7 +284,7 @@ def _blank(line: str, opens_block: bool = False, empty: bool = True) -> str:
     indent = line[: len(line) - len(stripped)]
     if opens_block:
         return indent + "if True:"
-    return "" if empty else indent + "pass"
+    return indent if empty else indent + "pass"
 
 
 def _empty_block(exc: BaseException) -> bool:
@@ -321,7 +322,7 @@ def _indent_of(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
-def _opens_block(lines: list[str], ln: int, own: str | None = None) -> bool:
+def opens_block(lines: list[str], ln: int, own: str | None = None) -> bool:
     """Line `ln` (1-based) is followed, after blank and comment lines, by a line more indented than
     it (or than `own`)."""
     own = _indent_of(lines[ln - 1] if own is None else own)
