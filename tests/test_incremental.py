@@ -9,7 +9,8 @@ import sys
 import pytest
 
 from gradpath.analysis import analyze
-from gradpath.analysis.incremental import IncrementalAnalyzer, _names, _regions
+from gradpath.analysis.incremental import IncrementalAnalyzer
+from gradpath.analysis.regions import cut_regions, names_of
 from gradpath.analysis.source import SourceFile
 from testpaths import ROOT
 
@@ -40,7 +41,7 @@ def test_regions_tile_the_file_one_per_top_level_statement():
     text = ("import torch\n\n# a comment\n@dec\ndef f(x):\n    return helper(x) + g\n\n"
             "class C(Base):\n    def m(self):\n        return self.a\n\nx = 1; y = f(x)\n")
     src = SourceFile.parse(text)
-    regs = _regions(src.tree.body, 1, len(src.lines), src.lines)
+    regs = cut_regions(src.tree.body, 1, len(src.lines), src.lines)
     assert [(r.start, r.end, r.kind) for r in regs] == [
         (1, 3, "import"), (4, 7, "def"), (8, 11, "def"), (12, 13, "script")]
     assert regs[1].defines == {"f"} and {"helper", "g", "dec"} <= regs[1].uses and "x" not in regs[1].uses
@@ -52,7 +53,7 @@ def test_names_follow_python_scopes():
     import ast
     code = ("def f(model, x=cfg):\n    global counter\n    counter += 1\n    y = [z * w for z in x]\n"
             "    def g():\n        return model + other\n    return g\n")
-    kind, defines, uses = _names(ast.parse(code).body)
+    kind, defines, uses = names_of(ast.parse(code).body)
     assert kind == "script"  # a `global` statement writes module state
     assert {"f", "counter"} <= defines
     assert {"cfg", "w", "other", "counter"} <= uses
@@ -322,7 +323,7 @@ if __name__ == "__main__":
 def _coupling_of(text):
     from gradpath.analysis.script_state import coupling
     src = SourceFile.parse(text)
-    regs = _regions(src.tree.body, 1, len(src.lines), src.lines)
+    regs = cut_regions(src.tree.body, 1, len(src.lines), src.lines)
     return regs, coupling(regs)
 
 

@@ -1,0 +1,289 @@
+"""How the editor's incremental analysis cuts a file into regions, and which regions an edit reaches.
+
+A region is one top-level statement with its decorators and the blank and comment lines after it:
+the regions tile the file. What a region binds and reads at module level (`names_of`) depends only
+on its text; a region depends on the regions that define a name it uses, and regions that share
+module state (script_state.coupling) count as one (`dependents`, `closure`). Pure: stdlib `ast`.
+"""
+from __future__ import annotations
+
+import ast
+import bisect
+from dataclasses import dataclass, field
+
+from gradpath.analysis.findings import Finding
+from gradpath.analysis.script_state import StatementFacts, coupling, def_facts, statement_facts
+from gradpath.analysis.source import SyntaxProblem
+
+# Regions' names remembered by text (see make_region); cleared past this many.
+MAX_NAMES_MEMO = 5000
+
+
+@dataclass(eq=False)
+class Region:
+    start: int  # first line (1-based)
+    end: int  # last line, inclusive
+    stmts: list  # top-level ast statements, positioned for the current text
+    kind: str  # "import" | "def" | "script" | "empty"
+    defines: frozenset
+    uses: frozenset
+    error: SyntaxProblem | None = None  # a syntax error recovered inside this region
+    findings: list = field(default_factory=list)  # raw findings that start in this region
+    facts: StatementFacts | None = None  # what it binds, mutates and calls at module level
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+
+
+def first_line(st: ast.stmt) -> int:
+    decos = getattr(st, "decorator_list", None)
+    if decos:
+        return min([st.lineno] + [d.lineno for d in decos])
+    return st.lineno
+
+
+def cut_regions(stmts: list, first: int, last: int, lines: list[str], recovered: bool = False,
+             memo: dict | None = None) -> list[Region] | None:
+    """Cut lines first..last into regions, one per top-level statement that starts a line at
+    column 0 (statements sharing a line share a region). None if a statement does not start at
+    column 0 of its own line (then the cut would not be safe), except in a tree recovered from a
+    syntax error (`recovered`), where such statements (the body of a blanked `def`) join the
+    region before them."""
+    groups: list[tuple[int, list]] = []
+    for st in stmts:
+        ln = first_line(st)
+        if groups and ln == groups[-1][0]:
+            groups[-1][1].append(st)  # `a = 1; b = 2`
+            continue
+        text = lines[ln - 1] if 1 <= ln <= len(lines) else ""
+        inside = groups and ln <= max(getattr(s, "end_lineno", None) or s.lineno for s in groups[-1][1])
+        if inside or text[:1] in (" ", "\t", "\f"):
+            if recovered and groups:
+                groups[-1][1].append(st)
+                continue
+            if not (recovered and not groups):
+                return None
+        groups.append((ln, [st]))
+    out: list[Region] = []
+    if not groups:
+        return [make_region(first, last, [])]
+    if groups[0][0] > first:
+        # leading comments and blank lines: their own region (nothing in it)
+        out.append(make_region(first, groups[0][0] - 1, []))
+    for i, (ln, sts) in enumerate(groups):
+        end = groups[i + 1][0] - 1 if i + 1 < len(groups) else last
+        out.append(make_region(ln, end, sts, lines, memo))
+    return out
+
+
+def make_region(start: int, end: int, stmts: list, lines: list[str] | None = None, memo: dict | None = None) -> Region:
+    """A region of lines start..end holding `stmts`. What it binds, reads and does at module level
+    depends only on its text: `memo` (text -> those) spares working them out again for the
+    regions an edit did not touch (an editor's whole-file analysis rebuilds every region)."""
+    key = None
+    if memo is not None and lines is not None and stmts:
+        key = "\n".join(lines[start - 1:end])
+        hit = memo.get(key)
+        if hit is not None:
+            return Region(start, end, stmts, hit[0], hit[1], hit[2], facts=hit[3])
+    kind, defines, uses = names_of(stmts)
+    if kind == "def":
+        facts = def_facts(stmts[0].name)
+    elif kind == "empty":
+        facts = None
+    else:
+        facts = statement_facts(stmts)
+    if key is not None:
+        if len(memo) > MAX_NAMES_MEMO:
+            memo.clear()
+        memo[key] = (kind, defines, uses, facts)
+    return Region(start, end, stmts, kind, defines, uses, facts=facts)
+
+
+def names_of(stmts: list) -> tuple[str, frozenset, frozenset]:
+    """(kind, names it binds at module level, names it reads from module level)."""
+    if not stmts:
+        return "empty", frozenset(), frozenset()
+    sc = _Scope()
+    for st in stmts:
+        sc.visit(st)
+    free = sc.free()
+    if all(isinstance(s, (ast.Import, ast.ImportFrom)) for s in stmts):
+        return "import", frozenset(sc.stores), frozenset(free)
+    if len(stmts) == 1 and isinstance(stmts[0], (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+            and not sc.globals:
+        return "def", frozenset({stmts[0].name}), frozenset(free)
+    return "script", frozenset(sc.stores | sc.globals), frozenset(free | sc.globals)
+
+
+class _Scope:
+    """Names one scope binds and reads; nested functions, lambdas, classes and comprehensions are
+    scopes of their own whose free names count as reads here unless bound here. `global` names
+    are module-level writes."""
+
+    _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
+               ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+
+    def __init__(self):
+        self.loads: set[str] = set()
+        self.stores: set[str] = set()
+        self.nested: set[str] = set()
+        self.globals: set[str] = set()
+
+    def free(self) -> set[str]:
+        return (self.loads | self.nested) - (self.stores - self.globals)
+
+    def visit(self, node) -> None:
+        todo = [node]
+        while todo:
+            n = todo.pop()
+            t = type(n)
+            if t is ast.Name:
+                (self.loads if isinstance(n.ctx, ast.Load) else self.stores).add(n.id)
+                continue
+            if t in (ast.Global, ast.Nonlocal):
+                if t is ast.Global:
+                    self.globals.update(n.names)
+                self.stores.update(n.names)
+                continue
+            if t in (ast.Import, ast.ImportFrom):
+                for al in n.names:
+                    if al.name != "*":
+                        self.stores.add((al.asname or al.name).split(".")[0])
+                continue
+            if t in self._NESTED:
+                self._nested_scope(n, todo)
+                continue
+            if t is ast.ExceptHandler and n.name:
+                self.stores.add(n.name)
+            elif t in (ast.MatchAs, ast.MatchStar) and getattr(n, "name", None):
+                self.stores.add(n.name)
+            elif t is ast.MatchMapping and n.rest:
+                self.stores.add(n.rest)
+            todo.extend(ast.iter_child_nodes(n))
+
+    def _nested_scope(self, n, todo) -> None:
+        inner = _Scope()
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            self.stores.add(n.name)
+            # decorators, defaults, annotations, bases: evaluated here
+            todo.extend(n.decorator_list)
+            if isinstance(n, ast.ClassDef):
+                todo.extend(n.bases)
+                todo.extend(k.value for k in n.keywords)
+            else:
+                a = n.args
+                todo.extend(d for d in a.defaults + a.kw_defaults if d is not None)
+                for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
+                    inner.stores.add(arg.arg)
+                    if arg.annotation is not None:
+                        todo.append(arg.annotation)
+                if n.returns is not None:
+                    todo.append(n.returns)
+            for st in n.body:
+                inner.visit(st)
+        elif isinstance(n, ast.Lambda):
+            a = n.args
+            todo.extend(d for d in a.defaults + a.kw_defaults if d is not None)
+            for arg in a.posonlyargs + a.args + a.kwonlyargs + [x for x in (a.vararg, a.kwarg) if x]:
+                inner.stores.add(arg.arg)
+            inner.visit(n.body)
+        else:  # comprehension: the first iterable is evaluated here
+            gens = n.generators
+            if gens:
+                todo.append(gens[0].iter)
+            for i, g in enumerate(gens):
+                inner.visit(g.target)
+                if i:
+                    inner.visit(g.iter)
+                for c in g.ifs:
+                    inner.visit(c)
+            for part in ("elt", "key", "value"):
+                v = getattr(n, part, None)
+                if v is not None:
+                    inner.visit(v)
+            # comprehension targets are the comprehension's own
+        self.nested |= inner.free()
+        self.globals |= inner.globals
+
+
+def index_at(regions: list[Region], line: int) -> int | None:
+    starts = [r.start for r in regions]
+    i = bisect.bisect_right(starts, line) - 1
+    if 0 <= i < len(regions) and regions[i].start <= line <= regions[i].end:
+        return i
+    return None
+
+
+def region_at(regions: list[Region], line: int) -> Region | None:
+    i = index_at(regions, line)
+    return regions[i] if i is not None else None
+
+
+def assign_findings(regions: list[Region], findings: list[Finding]) -> None:
+    """Give each finding to the region its span starts in (findings elsewhere are dropped: they
+    belong to regions whose findings are kept from before)."""
+    if not regions:
+        return
+    starts = [r.start for r in regions]
+    for f in findings:
+        i = bisect.bisect_right(starts, f.span.line) - 1
+        if 0 <= i < len(regions) and regions[i].start <= f.span.line <= regions[i].end:
+            regions[i].findings.append(f)
+
+
+def dependents(regions: list[Region], fresh: list[Region], old: Region, cp=None) -> set[int]:
+    """The fresh regions and every region that uses, transitively, a name they define or mutate (or
+    the replaced region defined). Regions that share state (see `script_state.coupling`) count as
+    one."""
+    cp = cp or coupling(list(regions) + [old])
+    stateful, defines = cp.stateful, cp.defines
+    redo = {id(r) for r in fresh}
+    names = set(defines.get(id(old), old.defines))
+    group = id(old) in stateful or any(id(r) in stateful for r in fresh)
+    for r in fresh:
+        names |= defines.get(id(r), r.defines)
+    changed = True
+    while changed:
+        changed = False
+        for r in regions:
+            if id(r) in redo:
+                continue
+            if (group and id(r) in stateful) or (r.uses & names):
+                redo.add(id(r))
+                names |= defines.get(id(r), r.defines)
+                if id(r) in stateful:
+                    group = True
+                changed = True
+    return redo
+
+
+def closure(regions: list[Region], seeds: set[int], cp=None) -> set[int]:
+    """The seed regions and every region they depend on, transitively (a region defining or
+    mutating a name a member uses; all regions that share state once one is in)."""
+    out = set(seeds)
+    cp = cp or coupling(regions)
+    by_name: dict[str, list[Region]] = {}
+    for r in regions:
+        if r.kind in ("def", "script"):
+            for n in cp.defines.get(id(r), r.defines):
+                by_name.setdefault(n, []).append(r)
+    stateful = cp.stateful
+    todo = [r for r in regions if id(r) in out]
+    group_in = False
+    while todo:
+        r = todo.pop()
+        if id(r) in stateful and not group_in:
+            group_in = True
+            for q in regions:
+                if id(q) in stateful and id(q) not in out:
+                    out.add(id(q))
+                    todo.append(q)
+        for n in r.uses:
+            for q in by_name.get(n, ()):
+                if id(q) not in out:
+                    out.add(id(q))
+                    todo.append(q)
+    return out
