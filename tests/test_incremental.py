@@ -608,3 +608,27 @@ def test_a_kept_syntax_error_moves_with_the_lines_its_message_names():
     got = _check(ia, "\n".join(lines))
     assert ia.stats.mode == "incremental"
     assert f"detected at line {i + 3}" in next(f.message for f in got.findings if f.code == "GP000")
+
+
+def test_a_line_still_being_typed_when_the_resolver_changed_goes_on_from_its_recovered_text():
+    # the project's index or jedi's answers arrive while a line does not parse: every earlier result
+    # stops counting (another key), and the whole-file analysis of that text is kept as the result
+    # of the text its recovery made
+    text = (ROOT / "examples" / "detached_metric_loss.py").read_text()
+    lines = text.split("\n")
+    i = _line_of(lines, ".backward(")
+    indent = re.match(r"\s*", lines[i]).group(0)
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    states = list(_typed_states(lines, i, indent, "tmp = torch.clamp(loss.mean(), min=1e-6)"))
+    _check(ia, states[0])
+    _check(ia, states[7])  # "tmp = t": parses
+    half = states[12]  # "tmp = torch.": does not parse
+    got = ia.analyze(half, "t.py", generation=1)
+    assert ia.stats.reason == "options, resolver or workspace changed"
+    assert [f.to_dict() for f in got.findings] == _dicts(analyze(half, "t.py"))
+    for state in states[13:20]:
+        got = ia.analyze(state, "t.py", generation=1)
+        assert [f.to_dict() for f in got.findings] == _dicts(analyze(state, "t.py"))
+        if SourceFile.parse(state).syntax_error is not None:
+            assert ia.stats.reason == "recovered, the text of a version analysed a moment ago", state

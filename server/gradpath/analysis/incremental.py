@@ -194,13 +194,20 @@ class IncrementalAnalyzer:
         """Keep `version` for its text. Its regions are never changed afterwards (an edit makes
         new ones for what it redoes), except by an edit that moves lines, which clears these."""
         k = (version.key, version.text)
-        for memo, size in ((self._recent, RECENT_VERSIONS), (self._clean, CLEAN_VERSIONS)):
-            if memo is self._clean and version.raw.src.syntax_error is not None:
-                continue
-            memo.pop(k, None)
-            memo[k] = (version, whole)
-            while len(memo) > size:
-                memo.pop(next(iter(memo)))
+        self._recent.pop(k, None)
+        self._recent[k] = (version, whole)
+        while len(self._recent) > RECENT_VERSIONS:
+            self._recent.pop(next(iter(self._recent)))
+        if version.raw.src.syntax_error is None:
+            self._remember_clean(version, whole)
+
+    def _remember_clean(self, version: _Version, whole: bool = True) -> None:
+        """Keep `version` (a text without a syntax error) for _same_as_seen."""
+        k = (version.key, version.text)
+        self._clean.pop(k, None)
+        self._clean[k] = (version, whole)
+        while len(self._clean) > CLEAN_VERSIONS:
+            self._clean.pop(next(iter(self._clean)))
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
@@ -208,6 +215,8 @@ class IncrementalAnalyzer:
         if raw.cancelled:
             raise _Cancelled()
         regions = self._install(text, key, raw)
+        if regions is not None and raw.src.recovered_lines is not None:
+            self._keep_recovered(key, text, raw, regions)
         n = len(raw.src.lines)
         self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n)
         return finish(raw, options)
@@ -433,6 +442,21 @@ class IncrementalAnalyzer:
         self._remember(self._prev, self._recent.get((key, prev.text), (None, False))[1])
         self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
+
+    def _keep_recovered(self, key: tuple, text: str, raw: RawAnalysis, regions: list[Region]) -> None:
+        """A whole-file analysis of a text that does not parse analysed the text its recovery made:
+        kept as that text's result, for _same_as_seen (a line still being typed when the resolver's
+        answers or the project changed, and every earlier result stopped counting). Not when the
+        two texts name different attributes (GP113/GP114 read them from the text)."""
+        lines = raw.src.recovered_lines
+        rtext = "\n".join(lines)
+        if raw.timed_out or text_signature(rtext) != text_signature(text):
+            return
+        src = SourceFile(text=rtext, path=raw.src.path, tree=raw.src.tree, lines=list(lines))
+        clean = RawAnalysis(src=src, findings=list(raw.findings), timed_out=False, failed=list(raw.failed),
+                            timings=raw.timings)
+        kept = [dc_replace(r, findings=list(r.findings), error=None) for r in regions]
+        self._remember_clean(_Version(key, rtext, list(lines), kept, clean))
 
     def _may_match(self, key: tuple, new: list[str], reg: Region, a: int, b: int) -> bool:
         """Whether a version kept for _same_as_seen has the lines of `new` outside the edited

@@ -70,6 +70,8 @@ class SourceFile:
     _deadline = None  # set by parse(); not a dataclass field
     # True when error recovery gave up and the tree is only the longest prefix that parses
     prefix_only = False
+    # the lines whose parse is `tree`, when error recovery made them (bad lines blanked)
+    recovered_lines: list[str] | None = None
 
     def _late(self) -> bool:
         return self._deadline is not None and time.thread_time() > self._deadline
@@ -141,6 +143,7 @@ class SourceFile:
                 break
             try:
                 self.tree = ast.parse("\n".join(lines))
+                self.recovered_lines = lines
                 return
             except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
                 failure = exc
@@ -154,6 +157,7 @@ class SourceFile:
                 lines[ln - 1] = emptied.pop(ln)
                 try:
                     self.tree = ast.parse("\n".join(lines))
+                    self.recovered_lines = lines
                     return
                 except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
                     failure = exc
