@@ -632,3 +632,19 @@ def test_a_line_still_being_typed_when_the_resolver_changed_goes_on_from_its_rec
         assert [f.to_dict() for f in got.findings] == _dicts(analyze(state, "t.py"))
         if SourceFile.parse(state).syntax_error is not None:
             assert ia.stats.reason == "recovered, the text of a version analysed a moment ago", state
+
+
+def test_a_line_typed_while_another_line_is_broken_matches_after_the_whole_recovery():
+    text = (ROOT / "examples" / "detached_metric_loss.py").read_text()
+    lines = text.split("\n")
+    imp = _line_of(lines, "import torch")
+    lines[imp] = lines[imp] + " as"  # left broken, above
+    i = _line_of(lines, ".backward(")
+    indent = re.match(r"\s*", lines[i]).group(0)
+    ia = IncrementalAnalyzer()
+    _check(ia, "\n".join(lines))
+    modes = []
+    for state in _typed_states(lines, i, indent, "tmp = torch.clamp(loss.mean(), min=1e-6)"):
+        _check(ia, state)
+        modes.append(ia.stats.reason)
+    assert modes.count("recovered, the text of a version analysed a moment ago") >= 10, modes

@@ -475,7 +475,9 @@ class IncrementalAnalyzer:
         The first step of SourceFile's recovery is taken here on the whole text's first failure
         (what a whole-file analysis does first); when its result is, line for line, a text kept
         without a syntax error, that text parses, so the recovery stops there and the tree is that
-        version's tree. Every rule reads the tree; what some read from the text (attribute names
+        version's tree. When another line is broken too and came first, the whole recovery runs
+        (once a kept text differs from that step's result on the edited lines alone). Every rule
+        reads the tree; what some read from the text (attribute names
         anywhere) is compared, suppression comments are read again by `finish`. Not when a
         finding's ranges, fixes or data touch the edited lines (their text may be quoted), or when
         the project's summaries hold either text (cross-module links apply to that text alone)."""
@@ -487,17 +489,27 @@ class IncrementalAnalyzer:
             if not 1 <= ln <= len(lines):
                 return None
             lines[ln - 1] = blank_line(lines[ln - 1], opens_block(lines, ln))
-        for (vkey, vtext), (v, whole) in reversed(list(self._clean.items())):
-            if vkey != key or v.lines != lines:
+        error = self._first_error
+        cands = [(k, vw) for k, vw in reversed(list(self._clean.items())) if k[0] == key]
+        if not any(vw[0].lines == lines for _k, vw in cands) and any(
+                len(v.lines) == len(lines) and all(x == y or a <= i + 1 <= b for i, (x, y) in enumerate(zip(v.lines, lines)))
+                for _k, (v, _w) in cands):
+            # another error came first (a line left broken elsewhere): the whole recovery, then
+            src = SourceFile.parse(text, path)
+            if src.recovered_lines is None or src.prefix_only:
+                return None
+            lines, error = src.recovered_lines, src.syntax_error
+            bad = sorted(src.blanked_lines)
+        for (vkey, vtext), (v, whole) in cands:
+            if v.lines != lines:
                 continue
             project = getattr(resolver, "project", None)
             if project is not None and path and (project.holds(path, vtext) or project.holds(path, text)):
                 return None
             findings = [f for r in v.regions for f in r.findings]
-            if _touches(findings, a, b) or _touches(findings, min(bad), max(bad)) \
+            if _touches(findings, a, b) or any(_touches(findings, ln, ln) for ln in bad) \
                     or text_signature(vtext) != text_signature(text):
                 return None
-            error = self._first_error
             regions = [dc_replace(r, findings=list(r.findings)) for r in v.regions]
             r = region_at(regions, error.span.line) or regions[-1]
             r.error = error
