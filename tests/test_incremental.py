@@ -648,3 +648,4 @@ def test_a_line_typed_while_another_line_is_broken_matches_after_the_whole_recov
         _check(ia, state)
         modes.append(ia.stats.reason)
     assert modes.count("recovered, the text of a version analysed a moment ago") >= 10, modes
+

@@ -58,6 +58,9 @@ MAX_SUBSET_FRACTION = 0.6
 RECENT_VERSIONS = 4
 # Versions without a syntax error kept for texts that do not parse (see IncrementalAnalyzer._same_as_seen)
 CLEAN_VERSIONS = 8
+# CPU seconds for recovering a whole text with several broken lines while a line is typed (past
+# them the whole-file analysis runs, under its own budget)
+MAX_RECOVERY_S = 0.25
 # Names some rules look up across the whole file (`eps`, reused by GP3 fixes): an edit that adds
 # or removes one changes findings anywhere, so it runs the whole analysis.
 FILE_WIDE_NAMES = frozenset({"eps"})
@@ -463,8 +466,9 @@ class IncrementalAnalyzer:
         statement and nothing but blanks on the edited lines: cheap, it decides whether the whole
         text is worth parsing (for _same_as_seen) before the whole file is analysed anyway."""
         for (vkey, _text), (v, _whole) in self._clean.items():
-            if vkey == key and len(v.lines) == len(new) and all(not v.lines[i - 1].strip() for i in range(a, b + 1)) \
-                    and v.lines[:reg.start - 1] == new[:reg.start - 1] and v.lines[reg.end:] == new[reg.end:]:
+            if vkey != key or len(v.lines) != len(new) or any(v.lines[i - 1].strip() for i in range(a, b + 1)):
+                continue
+            if v.lines[:reg.start - 1] == new[:reg.start - 1] and v.lines[reg.end:] == new[reg.end:]:
                 return True
         return False
 
@@ -477,10 +481,10 @@ class IncrementalAnalyzer:
         without a syntax error, that text parses, so the recovery stops there and the tree is that
         version's tree. When another line is broken too and came first, the whole recovery runs
         (once a kept text differs from that step's result on the edited lines alone). Every rule
-        reads the tree; what some read from the text (attribute names
-        anywhere) is compared, suppression comments are read again by `finish`. Not when a
-        finding's ranges, fixes or data touch the edited lines (their text may be quoted), or when
-        the project's summaries hold either text (cross-module links apply to that text alone)."""
+        reads the tree; what some read from the text (attribute names anywhere) is compared, and
+        suppression comments are read again by `finish`. Not when a finding's ranges, fixes or data
+        touch the edited or blanked lines (their text may be quoted), or when the project's
+        summaries hold either text (cross-module links apply to that text alone)."""
         bad = SourceFile._bad_lines(failure)
         if not bad or not self._clean:
             return None
@@ -495,7 +499,7 @@ class IncrementalAnalyzer:
                 len(v.lines) == len(lines) and all(x == y or a <= i + 1 <= b for i, (x, y) in enumerate(zip(v.lines, lines)))
                 for _k, (v, _w) in cands):
             # another error came first (a line left broken elsewhere): the whole recovery, then
-            src = SourceFile.parse(text, path)
+            src = SourceFile.parse(text, path, deadline=time.thread_time() + MAX_RECOVERY_S)
             if src.recovered_lines is None or src.prefix_only:
                 return None
             lines, error = src.recovered_lines, src.syntax_error

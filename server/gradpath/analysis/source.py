@@ -92,10 +92,10 @@ class SourceFile:
             failure = exc
         lines = list(self.lines)
         extents = None  # line -> (first, last) line of its statement, once line blanking did not do
-        # A bad line is emptied: the recovered tree is then the tree of the text without that line,
-        # the same one the editor analysed a moment before the line was typed (incremental.py
-        # reuses that result). A line that was a block's only statement needs `pass` instead: when
-        # a parse says a block is empty, the emptied line nearest above where it says so gets it.
+        # A bad line keeps only its indentation (a blank line to the parser): the recovered text is
+        # then the text the editor analysed a moment before the line was typed, and so is its tree
+        # (incremental.py reuses that result). A line that was a block's only statement needs `pass`
+        # instead: when a parse says a block is empty, the emptied line nearest above gets it.
         emptied: dict[int, str] = {}
         for attempt in range(MAX_RECOVERY_ATTEMPTS):
             if self._late():
@@ -276,12 +276,12 @@ def _has_surrogates(text: str) -> bool:
 
 
 def blank_line(line: str, opens_block: bool = False, empty: bool = True) -> str:
-    """What a bad statement line becomes: its indentation alone (`empty`: the line a user who pressed
-    Enter and has not typed yet leaves), or `pass` at the same indentation (for
-    a block that would be left without a statement); a line that opens a block (a `for`/`if`/
-    `with`/`def` header being typed) becomes `if True:`, so that its body stays a block and the rest
-    of the file still parses (otherwise every line of the body is an unexpected indent, blanked one
-    parse at a time, and a long body ends in the prefix fallback)."""
+    """What a bad statement line becomes: its indentation alone (`empty`: what Enter leaves before
+    the user types), or `pass` at the same indentation (for a block that would be left without a
+    statement). A line that opens a block (a `for`/`if`/`with`/`def` header being typed) becomes
+    `if True:`, so that its body stays a block and the rest of the file still parses (otherwise
+    every line of the body is an unexpected indent, blanked one parse at a time, and a long body
+    ends in the prefix fallback)."""
     stripped = line.lstrip(" \t")
     if not stripped:
         return line
