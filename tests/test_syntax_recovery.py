@@ -101,3 +101,14 @@ def test_a_one_line_error_blanks_that_line_only():
     text = HEAD + "y = = 1\n" + TAIL
     src = SourceFile.parse(text)
     assert not src.prefix_only and src.blanked_lines == {HEAD.count("\n") + 1}
+
+
+def test_a_syntax_errors_column_comes_from_the_editors_text_not_the_file_on_disk(tmp_path):
+    # with a file name, Python reads the line it reports from the disk and converts the column
+    # with it: the file saved a moment ago is not the text being typed
+    path = tmp_path / "train.py"
+    path.write_text("import torch\n\n\ndef step(model, x):\n    y = model(x)\n    return y\n")
+    typing = "import torch\n\n\ndef step(model, x):\n    y = model(x)\n                tmp = é\n    return y\n"
+    got = next(f for f in analyze(typing, str(path)).findings if f.code == "GP000")
+    assert got.span.line == 6
+    assert got.span.col == next(f for f in analyze(typing, None).findings if f.code == "GP000").span.col == 15

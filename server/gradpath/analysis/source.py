@@ -85,7 +85,9 @@ class SourceFile:
     def _parse_recovering(self) -> None:
         text = self.text
         try:
-            self.tree = ast.parse(text, filename=self.path or "<unknown>")
+            # no file name: with one, Python reads the line it reports from the file on disk (whose
+            # text is not the editor's), and the error's column comes out of that line
+            self.tree = ast.parse(text)
             return
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
             self.syntax_error = self._problem(exc)
