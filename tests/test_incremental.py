@@ -470,7 +470,7 @@ def test_a_line_being_typed_that_does_not_parse_reuses_the_result_from_before_th
     assert all(m[1:] == ("same", "recovered, the text of a version analysed a moment ago") for m in errors), errors
 
 
-def test_a_recovered_line_is_compared_with_a_version_of_the_same_tree_only():
+def test_a_recovered_text_is_compared_with_versions_of_the_same_lines_only():
     text = generate(400, seed=12, idx=400)
     lines = text.split("\n")
     i = _line_of(lines, "optimizer.step()", 40)

@@ -91,17 +91,22 @@ async def test_typing_in_one_function_publishes_the_whole_file_result(client, tm
     await _wait_log(client, "whole-file analysis agrees with the incremental one")
 
 
-async def _open_long(client, tmp_path, seed: int):
-    """A 3,000-line generated file, open and analysed (version 1): (recorder, uri, its lines, the
-    line of `import torch`), where a typed edit needs a whole-file analysis."""
+async def _open_generated(client, tmp_path, n: int, seed: int, idx: int):
+    """A generated file of `n` lines, open and analysed (version 1): (recorder, uri, its lines)."""
     rec = Recorder(client)
     path = tmp_path / "gen.py"
-    text = generate(3000, seed=seed, idx=3000 + seed)
+    text = generate(n, seed=seed, idx=idx)
     path.write_text(text)
     uri = uri_of(path)
     open_doc(client, uri, text)
     await rec.wait_for(lambda p: p.uri == uri and p.version == 1, timeout=60)
-    lines = text.split("\n")
+    return rec, uri, text.split("\n")
+
+
+async def _open_long(client, tmp_path, seed: int):
+    """A 3,000-line generated file, open and analysed (version 1): (recorder, uri, its lines, the
+    line of `import torch`), where a typed edit needs a whole-file analysis."""
+    rec, uri, lines = await _open_generated(client, tmp_path, 3000, seed, 3000 + seed)
     return rec, uri, lines, next(k for k, s in enumerate(lines) if s.startswith("import torch"))
 
 
@@ -143,14 +148,7 @@ async def test_a_line_typed_key_by_key_publishes_the_whole_file_result_at_every_
     """Enter in a function body, then a statement typed one key at a time: most of those texts do
     not parse (`tmp =`, `torch.clamp(`). Each version's diagnostics are a whole-file analysis of it
     (its syntax error included); those that do not parse take the result from before the line."""
-    rec = Recorder(client)
-    path = tmp_path / "gen.py"
-    text = generate(800, seed=5, idx=805)
-    path.write_text(text)
-    uri = uri_of(path)
-    open_doc(client, uri, text)
-    await rec.wait_for(lambda p: p.uri == uri and p.version == 1, timeout=30)
-    lines = text.split("\n")
+    rec, uri, lines = await _open_generated(client, tmp_path, 800, seed=5, idx=805)
     i = next(k for k, s in enumerate(lines) if "optimizer.step()" in s and k > 100)
     indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
     _change(client, uri, 2, i, len(lines[i]), len(lines[i]), "\n" + indent)

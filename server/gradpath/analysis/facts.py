@@ -344,10 +344,18 @@ class Facts:
             else:
                 stack.extend(reversed(list(ast.iter_child_nodes(sub))))
 
+    def node_scopes(self) -> dict | None:
+        """id(node) -> the innermost scope strictly containing it, for every node of the single pass
+        (None when scopes were added since, or there was no single pass)."""
+        ns = self.__dict__.get("_node_scope")
+        if ns is None or len(self.scopes) != self.__dict__["_by_node"][0]:
+            return None
+        return ns
+
     def scope_of(self, node: ast.AST) -> Scope:
         """The innermost scope that contains `node`."""
-        ns = self.__dict__.get("_node_scope")
-        if ns is not None and len(self.scopes) == self.__dict__["_by_node"][0]:
+        ns = self.node_scopes()
+        if ns is not None:
             s = ns.get(id(node))
             if s is not None:
                 return s

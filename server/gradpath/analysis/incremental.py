@@ -47,7 +47,8 @@ from gradpath.analysis.regions import (
 )
 from gradpath.analysis.script_state import coupling
 from gradpath.analysis.source import (
-    SourceFile, SyntaxProblem, blank_line, collector_off, normalize, opens_block, split_lines
+    SourceFile, SyntaxProblem, bad_lines, blank_line, collector_off, normalize, opens_block, split_lines,
+    syntax_problem
 )
 
 log = logging.getLogger("gradpath.incremental")
@@ -296,7 +297,7 @@ class IncrementalAnalyzer:
                     return full("statement boundaries changed")
                 except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
                     # the error a whole-file analysis reports (its parse fails the same way first)
-                    self._first_error = SourceFile(text=text, lines=new)._problem(exc)
+                    self._first_error = syntax_problem(exc, new)
                     first_failure = exc
                 if not delta:
                     # a line being typed that does not parse yet: recovered, the text may be one
@@ -485,7 +486,7 @@ class IncrementalAnalyzer:
         suppression comments are read again by `finish`. Not when a finding's ranges, fixes or data
         touch the edited or blanked lines (their text may be quoted), or when the project's
         summaries hold either text (cross-module links apply to that text alone)."""
-        bad = SourceFile._bad_lines(failure)
+        bad = bad_lines(failure)
         if not bad or not self._clean:
             return None
         lines = list(new)

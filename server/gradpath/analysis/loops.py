@@ -119,8 +119,8 @@ class LoopFacts(LoopBindings):
         under_get = under.get
         Name, Arg, Call, Load, Stmt, Lambda = ast.Name, ast.arg, ast.Call, ast.Load, ast.stmt, ast.Lambda
         Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
-        fd = self.facts.__dict__
-        node_scope = fd.get("_node_scope") if fd.get("_by_node", (None,))[0] == len(self.facts.scopes) else None
+        node_scopes = getattr(self.facts, "node_scopes", None)
+        node_scope = node_scopes() if node_scopes is not None else None
         for c in nodes:
             tc = type(c)
             if tc is Name or tc is Arg:

@@ -82,6 +82,15 @@ class SourceFile:
             warnings.simplefilter("ignore")
             self._parse_recovering()
 
+    def _parse_lines(self, lines: list[str]) -> BaseException | None:
+        """Parse the recovered `lines`: None once they parse (the tree is theirs), else the failure."""
+        try:
+            self.tree = ast.parse("\n".join(lines))
+        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+            return exc
+        self.recovered_lines = lines
+        return None
+
     def _parse_recovering(self) -> None:
         text = self.text
         try:
@@ -90,7 +99,7 @@ class SourceFile:
             self.tree = ast.parse(text)
             return
         except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-            self.syntax_error = self._problem(exc)
+            self.syntax_error = syntax_problem(exc, self.lines)
             failure = exc
         lines = list(self.lines)
         extents = None  # line -> (first, last) line of its statement, once line blanking did not do
@@ -103,7 +112,7 @@ class SourceFile:
             if self._late():
                 break
             # the lines the last failed parse names (parsing the same text again would fail the same way)
-            bad = self._bad_lines(failure)
+            bad = bad_lines(failure)
             if not bad:
                 break
             progress = False
@@ -143,12 +152,9 @@ class SourceFile:
                     self.blanked_lines.add(ln)
             if not progress:
                 break
-            try:
-                self.tree = ast.parse("\n".join(lines))
-                self.recovered_lines = lines
+            failure = self._parse_lines(lines)
+            if failure is None:
                 return
-            except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-                failure = exc
             while emptied and _empty_block(failure):
                 # the block that lost its only statement ends right above the line the parser names:
                 # the nearest emptied line above it gets `pass`
@@ -157,12 +163,9 @@ class SourceFile:
                     break
                 ln = max(above)
                 lines[ln - 1] = emptied.pop(ln)
-                try:
-                    self.tree = ast.parse("\n".join(lines))
-                    self.recovered_lines = lines
+                failure = self._parse_lines(lines)
+                if failure is None:
                     return
-                except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-                    failure = exc
         # Last resort: the longest prefix that parses (binary search on line count).
         self.prefix_only = True
         lo, hi, best = 0, len(self.lines), None
@@ -174,34 +177,6 @@ class SourceFile:
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 hi = mid - 1
         self.tree = best or ast.Module(body=[], type_ignores=[])
-
-    def _problem(self, exc: Exception) -> SyntaxProblem:
-        if isinstance(exc, SyntaxError) and exc.lineno:
-            ln = max(1, min(exc.lineno, len(self.lines)))
-            line = self.lines[ln - 1] if self.lines else ""
-            # SyntaxError.offset is 1-based in characters for str input.
-            col = max(0, min((exc.offset or 1) - 1, len(line)))
-            end = len(line) if col >= len(line.rstrip()) else max(col + 1, len(line.rstrip()))
-            if col >= end:
-                col = 0
-            msg = exc.msg or "invalid syntax"
-            return SyntaxProblem(f"SyntaxError: {msg}", Span(ln, col, ln, max(end, col)))
-        if isinstance(exc, RecursionError):
-            return SyntaxProblem("the file is nested too deeply to analyse", Span(1, 0, 1, 0))
-        return SyntaxProblem(f"cannot parse: {exc}", Span(1, 0, 1, 0))
-
-    @staticmethod
-    def _bad_lines(exc: BaseException) -> list[int]:
-        """The lines a failed parse blames: the error's line, and the lines up to its end when it
-        spans a few (an unclosed bracket is reported where it opens)."""
-        if not isinstance(exc, SyntaxError):
-            return []  # null bytes, nesting too deep, memory: no line to blank
-        ln = exc.lineno or 0
-        out = [ln]
-        end = getattr(exc, "end_lineno", None)
-        if end and end != ln and end - ln < 50:
-            out.extend(range(ln + 1, end + 1))
-        return [x for x in out if x > 0]
 
     # -- positions -----------------------------------------------------------------------------
     def line_text(self, line: int) -> str:
@@ -275,6 +250,37 @@ def _has_surrogates(text: str) -> bool:
         return False
     except UnicodeEncodeError:
         return True
+
+
+def syntax_problem(exc: BaseException, lines: list[str]) -> SyntaxProblem:
+    """The GP000 problem of a failed parse of the text whose lines are `lines`."""
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        ln = max(1, min(exc.lineno, len(lines)))
+        line = lines[ln - 1] if lines else ""
+        # SyntaxError.offset is 1-based in characters for str input.
+        col = max(0, min((exc.offset or 1) - 1, len(line)))
+        end = len(line) if col >= len(line.rstrip()) else max(col + 1, len(line.rstrip()))
+        if col >= end:
+            col = 0
+        msg = exc.msg or "invalid syntax"
+        return SyntaxProblem(f"SyntaxError: {msg}", Span(ln, col, ln, max(end, col)))
+    if isinstance(exc, RecursionError):
+        return SyntaxProblem("the file is nested too deeply to analyse", Span(1, 0, 1, 0))
+    return SyntaxProblem(f"cannot parse: {exc}", Span(1, 0, 1, 0))
+
+
+def bad_lines(exc: BaseException) -> list[int]:
+    """The lines a failed parse blames: the error's line, and the lines up to its end when it
+    spans a few (an unclosed bracket is reported where it opens). The first step of recovery
+    blanks them."""
+    if not isinstance(exc, SyntaxError):
+        return []  # null bytes, nesting too deep, memory: no line to blank
+    ln = exc.lineno or 0
+    out = [ln]
+    end = getattr(exc, "end_lineno", None)
+    if end and end != ln and end - ln < 50:
+        out.extend(range(ln + 1, end + 1))
+    return [x for x in out if x > 0]
 
 
 def blank_line(line: str, opens_block: bool = False, empty: bool = True) -> str:
