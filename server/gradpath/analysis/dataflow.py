@@ -25,7 +25,7 @@ from gradpath.analysis.facts import key_of
 from gradpath.analysis.symbols import canonical
 from gradpath.analysis.flow_calls import FlowCalls
 from gradpath.analysis.flow_values import (
-    combine, Cut, Event, _Frame, G, join, _join_envs, N, NoGrad, NONE, replace, U, _uniq, UNKNOWN, Val
+    combine, Cut, Event, _Frame, G, join, _join_envs, N, NoGrad, NONE, replace, Run, U, _uniq, UNKNOWN, Val
 )
 from gradpath.analysis.flow_vocab import _as_float, _default_vals, _hides_cut, _NOGRAD_CTX
 from gradpath.analysis.loop_carry import loop_carries
@@ -50,7 +50,12 @@ class Flow(FlowCalls):
         self.events: list[Event] = []
         self._seen_events: set = set()
         self._fn_memo: dict = {}
-        self._memo_keep: list = []
+        # memo key -> what it was computed from: its key holds id()s of these values, kept alive with
+        # the entry so that no later object can take one of those ids and hit it by accident
+        self._memo_keep: dict = {}
+        # every execution of a function's body, in order (see Run; flow_patch.py re-runs some)
+        self.runs: list[Run] = []
+        self._expect = None  # (scope, calls): flow_patch re-runs scope's body, which made these calls
         self._fwd_memo: dict = {}
         self._active: set = set()
         self.scope_by_node = {id(s.node): s for s in self.facts.scopes}
@@ -104,29 +109,44 @@ class Flow(FlowCalls):
             if self._stopped or self.ctx.out_of_time():
                 self._stopped = True
                 break
-            node = s.node
-            self_val = self._self_val_for(s)
-            env: dict = {}
-            args = node.args
-            params = list(args.posonlyargs) + list(args.args)
-            defaults = _default_vals(args) if args.defaults or args.kw_defaults else {}
-            for i, a in enumerate(params):
-                if i == 0 and s.kind == "method" and self_val is not None:
-                    env[a.arg] = self_val
-                else:
-                    env[a.arg] = Val(U, src=a)
-            for a in list(args.kwonlyargs) + [x for x in (args.vararg, args.kwarg) if x]:
+            self._run_scope(s)
+
+    def _run_scope(self, s) -> Run:
+        """Runs a function's body on its own: its parameters unknown (a method's `self` is its
+        class's instance)."""
+        node = s.node
+        self_val = self._self_val_for(s)
+        env: dict = {}
+        args = node.args
+        params = list(args.posonlyargs) + list(args.args)
+        defaults = _default_vals(args) if args.defaults or args.kw_defaults else {}
+        for i, a in enumerate(params):
+            if i == 0 and s.kind == "method" and self_val is not None:
+                env[a.arg] = self_val
+            else:
                 env[a.arg] = Val(U, src=a)
-            # a number default (`eps=1e-5`): unknown when analysed on its own, except its sign (an
-            # eps/smooth term stays a positive guard whatever the caller passes)
-            for k, dv in defaults.items():
-                if dv.shape == "pos":
-                    env[k] = Val(U, kind="number", shape="pos", src=dv.src)
-            ng = self._decorator_nograd(node)
-            if ng is not None:
-                env["__nograd__"] = ng
-            fr = _Frame(s, s.class_name, self_val, True, 0)
-            self._exec_body(node.body, env, fr)
+        for a in list(args.kwonlyargs) + [x for x in (args.vararg, args.kwarg) if x]:
+            env[a.arg] = Val(U, src=a)
+        # a number default (`eps=1e-5`): unknown when analysed on its own, except its sign (an
+        # eps/smooth term stays a positive guard whatever the caller passes)
+        for k, dv in defaults.items():
+            if dv.shape == "pos":
+                env[k] = Val(U, kind="number", shape="pos", src=dv.src)
+        ng = self._decorator_nograd(node)
+        if ng is not None:
+            env["__nograd__"] = ng
+        run = self._new_run(s, True)
+        fr = _Frame(s, s.class_name, self_val, True, 0, run=run)
+        self._exec_body(node.body, env, fr)
+        return run
+
+    def _new_run(self, scope, standalone: bool, *rest) -> Run:
+        run = Run(scope, standalone, *rest)
+        self.runs.append(run)
+        if self._expect is not None and self._expect[0] is scope:  # (flow_patch re-runs this one)
+            run.expect = self._expect[1]
+            self._expect = None
+        return run
 
     def _self_val_for(self, scope) -> Val | None:
         if scope.kind != "method" or not scope.class_name:
@@ -764,7 +784,17 @@ class Flow(FlowCalls):
 
 
 def flow(ctx) -> Flow:
-    return ctx.memo("dataflow", lambda: Flow.build(ctx))
+    return ctx.memo("dataflow", lambda: _make_flow(ctx))
+
+
+def _make_flow(ctx) -> Flow:
+    edit = getattr(ctx, "flow_edit", None)
+    if edit is not None:
+        from gradpath.analysis import flow_patch
+        fl = flow_patch.patched(ctx, edit)
+        if fl is not None:
+            return fl
+    return Flow.build(ctx)
 
 
 # -- helpers for the rules -------------------------------------------------------------------------

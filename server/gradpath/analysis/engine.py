@@ -233,8 +233,13 @@ class Context:
     """Everything a rule may read. Facts are computed once, on first use, and shared."""
 
     def __init__(self, src: SourceFile, path: str | None, resolver: Any = None,
-                 deadline: float | None = None, cancel: threading.Event | None = None):
+                 deadline: float | None = None, cancel: threading.Event | None = None,
+                 flow_edit: Any = None):
         self.src = src
+        # an edit inside one function of the version a kept dataflow was made for (flow_patch.py):
+        # facts take over that version's scopes, the dataflow re-runs only the edited function
+        self.flow_edit = flow_edit
+        self.scope_reuse = flow_edit.scope_reuse() if flow_edit is not None else None
         self.cancel = cancel  # set by another thread: stop as if out of time (see analyze_raw)
         self.path = path
         self.tree = src.tree
@@ -331,18 +336,25 @@ class RawAnalysis:
     timings: dict[str, float] = field(default_factory=dict)
     cancelled: bool = False  # stopped early by `cancel`: partial, to be thrown away
     cpu_s: float = 0.0  # CPU seconds this analysis used (parse included)
+    flow_base: Any = None  # with keep_flow: the dataflow, for the next edit to patch (flow_patch.FlowBase)
+    flow_patched: str = ""  # with flow_edit: "" when the dataflow was patched, else why it ran whole
 
 
 def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = None,
                 src: SourceFile | None = None, memo: dict | None = None,
-                cancel: threading.Event | None = None) -> RawAnalysis:
+                cancel: threading.Event | None = None, flow_edit: Any = None,
+                keep_flow: bool = False) -> RawAnalysis:
     """Parse (unless `src` is given: a tree built elsewhere, e.g. by incremental re-analysis) and
     run every rule under the time budget and the watchdog. `memo` pre-seeds Context.memo.
 
     `cancel`, when another thread sets it, makes the analysis stop at the next point where it
     checks its time (between rules, between functions in the dataflow and loop facts): the
     server's whole-file check after a pause gives way to the next keystroke this way instead of
-    holding the GIL for a whole analysis. The result then has `cancelled=True`."""
+    holding the GIL for a whole analysis. The result then has `cancelled=True`.
+
+    `keep_flow` keeps the dataflow in the result (`flow_base`) for the next version's analysis;
+    `flow_edit` (flow_patch.FlowEdit: `src`'s tree is that base's tree with one function's body
+    edited) lets this analysis re-run only that function in the dataflow."""
     from gradpath.analysis import rules as rules_pkg
 
     if not isinstance(text, str):
@@ -350,7 +362,7 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
     checkers = list(rules_pkg.checkers())  # imports the rule modules outside the guarded region
     _gc_hold()
     try:
-        return _analyze_raw(text, path, options, resolver, src, memo, cancel, checkers)
+        return _analyze_raw(text, path, options, resolver, src, memo, cancel, checkers, flow_edit, keep_flow)
     finally:
         _gc_release()
 
@@ -383,7 +395,8 @@ def _gc_release() -> None:
     gc.collect(0)
 
 
-def _analyze_raw(text, path, options, resolver, src, memo, cancel, checkers) -> RawAnalysis:
+def _analyze_raw(text, path, options, resolver, src, memo, cancel, checkers, flow_edit=None,
+                 keep_flow=False) -> RawAnalysis:
     start = time.thread_time()
     state = _State()
     state.src = src
@@ -392,7 +405,7 @@ def _analyze_raw(text, path, options, resolver, src, memo, cancel, checkers) -> 
     interrupted = False
     try:
         try:
-            _run(text, path, options, resolver, start, budget, checkers, state, memo, cancel)
+            _run(text, path, options, resolver, start, budget, checkers, state, memo, cancel, flow_edit)
         finally:
             interrupted = _WATCHDOG.disarm(token)
     except AnalysisTimeout:
@@ -411,8 +424,14 @@ def _analyze_raw(text, path, options, resolver, src, memo, cancel, checkers) -> 
     if src is None:
         src = _empty_source(text, path)
     timings = dict(state.timings)
+    flow_base, patched = None, ""
     if state.ctx is not None:
         timings.update(state.ctx.timings)
+        if flow_edit is not None:
+            patched = flow_edit.outcome
+        if keep_flow and not state.timed_out and not (cancel is not None and cancel.is_set()):
+            from gradpath.analysis import flow_patch
+            flow_base = flow_patch.keep(state.ctx)
         # the facts hold the context that holds them: without this, every analysis would stay in
         # memory until a full garbage collection (tens of ms in an editor holding a project)
         state.ctx._memo.clear()
@@ -420,7 +439,7 @@ def _analyze_raw(text, path, options, resolver, src, memo, cancel, checkers) -> 
     cancelled = cancel is not None and cancel.is_set()
     return RawAnalysis(src=src, findings=list(state.findings), timed_out=state.timed_out or cancelled,
                        failed=list(state.failed), timings=timings, cancelled=cancelled,
-                       cpu_s=time.thread_time() - start)
+                       cpu_s=time.thread_time() - start, flow_base=flow_base, flow_patched=patched)
 
 
 def finish(raw: RawAnalysis, options: Options) -> AnalysisResult:
@@ -496,7 +515,7 @@ def _empty_source(text: str, path: str | None) -> SourceFile:
 
 
 def _run(text, path, options, resolver, start, budget, checkers, state: _State, memo=None,
-         cancel=None) -> None:
+         cancel=None, flow_edit=None) -> None:
     t0 = time.thread_time()
     try:
         if state.src is None:
@@ -512,7 +531,7 @@ def _run(text, path, options, resolver, start, budget, checkers, state: _State, 
     state.timings["parse"] = time.thread_time() - t0
     state.phase = "symbols"
     try:
-        ctx = Context(src, path, resolver, deadline=start + budget, cancel=cancel)
+        ctx = Context(src, path, resolver, deadline=start + budget, cancel=cancel, flow_edit=flow_edit)
         if memo:
             ctx._memo.update(memo)
         state.ctx = ctx

@@ -77,6 +77,13 @@ class Scope:
         return f"Scope({self.kind} {self.class_name + '.' if self.class_name else ''}{self.name})"
 
 
+def scope_place(node, kind: str, class_name: str | None) -> tuple:
+    """Where a scope is, to find the same scope in the next version of an edited file."""
+    if kind == "module":
+        return ("module",)
+    return (kind, class_name, node.name, node.lineno, node.col_offset)
+
+
 @dataclass(eq=False)
 class ModelBinding:
     key: str
@@ -144,7 +151,11 @@ class Facts:
         parents = self.parents
         calls: list[ast.Call] = []
         nodes: list[ast.AST] = [tree]
-        module_scope = Scope(tree, "module", "<module>")
+        # the scopes of a version analysed before, taken over for the same places (flow_patch.py):
+        # what that version's dataflow recorded against them then applies to this tree
+        reuse = getattr(self.ctx, "scope_reuse", None)
+        make = self._scope if reuse else Scope
+        module_scope = make(tree, "module", "<module>")
         module_scope.__dict__["_nodes"] = []
         self.scopes.append(module_scope)
         scope_ids: dict[int, Scope] = {id(tree): module_scope}
@@ -176,7 +187,7 @@ class Facts:
                 calls.append(node)
             if isinstance(node, Defs):
                 kind = "method" if class_name else "function"
-                scope = Scope(node, kind, node.name, class_name, enclosing)
+                scope = make(node, kind, node.name, class_name, enclosing)
                 scope.__dict__["_nodes"] = []
                 self.scopes.append(scope)
                 scope_ids[id(node)] = scope
@@ -240,6 +251,20 @@ class Facts:
         self.__dict__["_all_nodes"] = nodes
         self.__dict__["_node_scope"] = node_scope
         self.__dict__["_by_node"] = (len(self.scopes), scope_ids)
+
+    def _scope(self, node, kind: str, name: str, class_name: str | None = None, parent: Scope | None = None
+               ) -> Scope:
+        """A Scope for `node`: the previous version's scope at the same place when there is one
+        (its node, parent and cached lists brought up to date), else a new one."""
+        key = scope_place(node, kind, class_name)
+        s = self.ctx.scope_reuse.pop(key, None)
+        if s is None:
+            return Scope(node, kind, name, class_name, parent)
+        if s.node is not node:
+            for k in [k for k in s.__dict__ if k.startswith("_")]:
+                del s.__dict__[k]
+        s.node, s.kind, s.name, s.class_name, s.parent = node, kind, name, class_name, parent
+        return s
 
     def _collect_param_bindings(self) -> None:
         """A function's parameter that receives a model at every call site in this file is a model

@@ -516,6 +516,8 @@ class FlowCalls:
         inp = args[0] if args else kwargs.get("input", UNKNOWN)
         if module is not None and module.module_key:
             self.loss_module_uses[module.module_key] = self.loss_module_uses.get(module.module_key, 0) + (1 if fr.recording else 0)
+            if fr.run is not None:
+                fr.run.loss_uses[module.module_key] = fr.run.loss_uses.get(module.module_key, 0) + (1 if fr.recording else 0)
         self._record(fr, env, "loss", node, {"input": inp}, {"input": inp_node},
                      loss=qn, loss_kind=kind, module=module)
         # targets of unknown origin (a function's parameter) are data: the input decides
@@ -625,6 +627,21 @@ class FlowCalls:
                 tuple(id(n.node) for n in v.nograd), id(v.const), id(v.patched), v.module_key, v.module_cls,
                 v.exact, v.model_out, len(v.elts) if v.elts else -1, tuple(id(a.val) for a in v.alts))
 
+    def _as_before(self, run, fn, args, kwargs, self_val, ng, recording) -> Val | None:
+        """While flow_patch re-runs a function: what its call at this point returned the time
+        before, if it called the same function with equal values (a memo key holds ids of values
+        made during the run, which differ from one run to the next)."""
+        i = len(run.calls)
+        if i >= len(run.expect):
+            return None
+        ret, o_args, o_kwargs, o_self, o_fn, o_ng, o_rec = run.expect[i]
+        if o_fn is not fn or o_rec != recording or not isinstance(ret, Val):
+            return None
+        from gradpath.analysis.flow_patch import same_value  # (imports this module)
+        if same_value((args, kwargs, self_val, ng), (o_args, o_kwargs, o_self, o_ng)):
+            return ret
+        return None
+
     def _invoke(self, scope, node, args, kwargs, env, fr, self_val=None, is_forward=False) -> Val:
         if scope is None:
             return Val(U, src=node)
@@ -634,10 +651,18 @@ class FlowCalls:
         key = (id(fn), tuple(self._sig(a) for a in args), tuple(sorted((k or "", self._sig(v)) for k, v in kwargs.items())),
                self._sig(self_val) if self_val else None, id(ng) if ng else None, fr.recording)
         memo = self._fn_memo.get(key)
+        if memo is None and fr.run is not None and fr.run.expect is not None:
+            memo = self._as_before(fr.run, fn, args, kwargs, self_val, ng, fr.recording)
         if memo is not None:
+            if fr.run is not None:
+                fr.run.calls.append((memo, args, kwargs, self_val, fn, ng, fr.recording))
             return memo
         if id(fn) in self._active or fr.depth >= self.MAX_DEPTH:
+            if fr.run is not None:
+                fr.run.calls.append((node, args, kwargs, self_val, fn, ng, fr.recording))  # cut: unknown
             return Val(U, src=node)
+        run = self._new_run(scope, False, node, args, kwargs, ng, fr.recording, fr.depth, self_val, is_forward,
+                            frozenset(self._active), key)
         self._active.add(id(fn))
         try:
             new_env: dict = {}
@@ -672,7 +697,7 @@ class FlowCalls:
             elif ng is not None:
                 new_env["__nograd__"] = ng
             sv = self_val if self_val is not None and self_val.kind == "module" else None
-            new_fr = _Frame(scope, scope.class_name, sv, fr.recording, fr.depth + 1)
+            new_fr = _Frame(scope, scope.class_name, sv, fr.recording, fr.depth + 1, run=run)
             self._exec_body(fn.body, new_env, new_fr)
             out = None
             for v, st in new_fr.returns:
@@ -689,7 +714,8 @@ class FlowCalls:
         finally:
             self._active.discard(id(fn))
         self._fn_memo[key] = out
-        # the key holds id()s of these values and of the no_grad context: kept alive with the memo,
-        # so that no later object can take one of those ids and hit this entry by accident
-        self._memo_keep.append((args, kwargs, self_val, ng))
+        self._memo_keep[key] = (args, kwargs, self_val, ng)
+        run.result = out
+        if fr.run is not None:
+            fr.run.calls.append((out, args, kwargs, self_val, fn, ng, fr.recording))
         return out

@@ -277,3 +277,30 @@ class _Frame:
     returns: list = field(default_factory=list)
     loop_exits: list = field(default_factory=list)  # stack of lists of envs (break/continue)
     loop_depth: int = 0
+    run: "Run | None" = None  # the record of this execution of a function's body (flow_patch.py)
+
+
+@dataclass(eq=False)
+class Run:
+    """One execution of a function's body by the interpreter: on its own (`standalone`, unknown
+    arguments) or called with a caller's values (a memo miss in `_invoke`), in the order they ran.
+    Kept so that an edit inside the function can re-run just these (flow_patch.py)."""
+    scope: Any
+    standalone: bool
+    node: Any = None  # the call (invoked runs)
+    args: list = field(default_factory=list)
+    kwargs: dict = field(default_factory=dict)
+    ng: Any = None  # the caller's no_grad context
+    recording: bool = True
+    depth: int = 0
+    self_val: Any = None
+    is_forward: bool = False
+    active: frozenset = frozenset()  # ids of the functions being executed when it started
+    key: Any = None  # its memo key
+    result: Any = None  # what it returned
+    # each call of a function it made directly, in order: (what it returned, or the call node where
+    # it was cut; the arguments, keywords and self it passed; the function node; the no_grad context
+    # and whether events were recorded)
+    calls: list = field(default_factory=list)
+    loss_uses: dict = field(default_factory=dict)  # loss_module_uses counted in its own frames
+    expect: list | None = None  # while flow_patch re-runs it: the calls of its previous run

@@ -39,6 +39,7 @@ import warnings
 from dataclasses import dataclass, replace as dc_replace
 from typing import Any
 
+from gradpath.analysis import flow_patch
 from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
@@ -75,6 +76,12 @@ class _Version:
     regions: list[Region]
     raw: RawAnalysis  # the last analysis (timings, flags) for the result
     _coupling: Any = None
+    # the dataflow of a whole-file analysis of this version's tree (flow_patch.FlowBase): an edit
+    # inside one function's body then re-runs only that function in the dataflow
+    flow_base: Any = None
+    # the lines its tree was parsed from, when not `lines` (a text that does not parse, answered
+    # with the tree of the version its recovery gave)
+    tree_lines: list | None = None
 
     def coupling(self):
         """script_state.coupling of its regions, worked out once (they do not change)."""
@@ -92,6 +99,7 @@ class Stats:
     redone: int = 0  # regions whose findings were recomputed
     analysed_lines: int = 0  # lines of the tree the rules ran on
     seconds: float = 0.0
+    flow: str = ""  # a whole-file analysis of a function-body edit: how its dataflow ran (flow_patch)
 
 
 class IncrementalAnalyzer:
@@ -179,7 +187,7 @@ class IncrementalAnalyzer:
         regions = None
         if not raw.timed_out and not src.prefix_only and "\r" not in text.replace("\r\n", ""):
             regions = cut_regions(src.tree.body, 1, len(lines), lines, recovered=src.syntax_error is not None,
-                               memo=self._names_memo)
+                                  memo=self._names_memo)
             if regions is not None and src.syntax_error is not None:
                 r = region_at(regions, src.syntax_error.span.line)
                 if r is None:
@@ -188,7 +196,7 @@ class IncrementalAnalyzer:
                     r.error = src.syntax_error
         if regions is not None:
             assign_findings(regions, raw.findings)
-            self._prev = _Version(key, text, lines, regions, raw)
+            self._prev = _Version(key, text, lines, regions, raw, flow_base=raw.flow_base)
             self._remember(self._prev, True)
         else:
             self._prev = None
@@ -215,7 +223,7 @@ class IncrementalAnalyzer:
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
-        raw = analyze_raw(text, path, options, resolver, cancel=self._cancel)
+        raw = analyze_raw(text, path, options, resolver, cancel=self._cancel, keep_flow=True)
         if raw.cancelled:
             raise _Cancelled()
         regions = self._install(text, key, raw)
@@ -329,21 +337,33 @@ class IncrementalAnalyzer:
             self._clean.clear()
             _shift(after, delta)
         try:
-            return self._after_shift(prev, regions, reg, fresh, before, after, a, delta, whole, text, new, path,
-                                     options, resolver, key)
+            return self._after_shift(prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new,
+                                     path, options, resolver, key)
         except _Cancelled:
             if delta:  # the kept trees go back where the previous text (still the base) has them
                 _shift(after, -delta)
             raise
 
-    def _after_shift(self, prev, regions, reg, fresh, before, after, a, delta, whole, text, new, path,
+    def _after_shift(self, prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new, path,
                      options, resolver, key) -> AnalysisResult:
         def full(reason):
             return self._full(text, path, options, resolver, key, reason)
 
         all_regions = before + fresh + after
+
+        def whole_file(reason):
+            # an edit inside one function's body: the dataflow re-runs that function only
+            edit = None
+            if not delta and prev.flow_base is not None and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
+                    and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts) == 1:
+                # the lines that differ from the ones the kept tree was parsed from
+                span = _changed(prev.tree_lines or prev.lines, new, reg)
+                if span is not None:
+                    edit = flow_patch.prepare(prev.flow_base, reg.stmts[0], fresh[0].stmts[0], *span)
+            return self._whole(all_regions, text, new, path, options, resolver, key, reason, edit)
+
         if whole is not None:
-            return self._whole(all_regions, text, new, path, options, resolver, key, whole)
+            return whole_file(whole)
         # names the rules look up in the whole file (as ast.Name)
         for name in FILE_WIDE_NAMES:
             was = any(name in r.uses for r in regions)
@@ -365,8 +385,7 @@ class IncrementalAnalyzer:
         total = max(1, len(new))
         sub_lines = sum(r.size for r in all_regions if id(r) in subset or r.kind == "import")
         if sub_lines > MAX_SUBSET_FRACTION * total:
-            return self._whole(all_regions, text, new, path, options, resolver, key,
-                               f"the edit reaches {sub_lines} of {total} lines")
+            return whole_file(f"the edit reaches {sub_lines} of {total} lines")
         body = [st for r in all_regions if id(r) in subset or r.kind == "import" for st in r.stmts]
         src = SourceFile(text=text, path=path, tree=ast.Module(body=body, type_ignores=[]), lines=new)
         memo = {"file-has-eps": any(n in r.uses for r in all_regions for n in FILE_WIDE_NAMES)}
@@ -397,7 +416,7 @@ class IncrementalAnalyzer:
         return finish(raw_all, options)
 
     def _whole(self, all_regions: list[Region], text: str, new: list[str], path, options, resolver, key,
-               reason: str) -> AnalysisResult:
+               reason: str, edit: flow_patch.FlowEdit | None = None) -> AnalysisResult:
         """The whole-file analysis of `text` on the tree of `all_regions`: the kept statements (moved
         already when the edit added or removed lines) and the edited one parsed alone, which is the
         tree a parse of the whole text gives, without that parse. A syntax error anywhere: the whole
@@ -406,7 +425,8 @@ class IncrementalAnalyzer:
             return self._full(text, path, options, resolver, key, reason)
         src = SourceFile(text=text, path=path, lines=new,
                          tree=ast.Module(body=[st for r in all_regions for st in r.stmts], type_ignores=[]))
-        raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel)
+        raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel, flow_edit=edit,
+                          keep_flow=True)
         if raw.cancelled:
             raise _Cancelled()
         if raw.timed_out:
@@ -414,9 +434,16 @@ class IncrementalAnalyzer:
         # every region redone: new objects (a remembered version keeps its own regions and findings)
         regions = [dc_replace(r, findings=[]) for r in all_regions]
         assign_findings(regions, raw.findings)
-        self._prev = _Version(key, text, new, regions, raw)
-        self._remember(self._prev, True)
-        self.stats = Stats("full", reason, len(regions), len(regions), len(new))
+        self._prev = _Version(key, text, new, regions, raw, flow_base=raw.flow_base)
+        patched = edit is not None and not raw.flow_patched
+        # a patched dataflow is an analysis in part: the editor's whole-file check still follows
+        self._remember(self._prev, not patched)
+        if patched:
+            self.stats = Stats("incremental", f"dataflow: `{edit.new_fn.name}` re-run, the rest kept", len(regions),
+                               len(regions), len(new), flow=f"patched `{edit.new_fn.name}`")
+        else:
+            self.stats = Stats("full", reason, len(regions), len(regions), len(new),
+                               flow=edit.outcome if edit is not None else "")
         return finish(raw, options)
 
     def _same_tree(self, prev: _Version, text: str, new: list[str], reg: Region, a: int, b: int, path,
@@ -442,7 +469,7 @@ class IncrementalAnalyzer:
         src = SourceFile(text=text, path=path, tree=raw.src.tree, lines=new, syntax_error=raw.src.syntax_error)
         raw_all = RawAnalysis(src=src, findings=[f for r in prev.regions for f in r.findings], timed_out=False,
                               failed=list(raw.failed), timings=raw.timings)
-        self._prev = _Version(key, text, new, prev.regions, raw_all)
+        self._prev = _Version(key, text, new, prev.regions, raw_all, flow_base=prev.flow_base)
         self._remember(self._prev, self._recent.get((key, prev.text), (None, False))[1])
         self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
@@ -460,7 +487,7 @@ class IncrementalAnalyzer:
         clean = RawAnalysis(src=src, findings=list(raw.findings), timed_out=False, failed=list(raw.failed),
                             timings=raw.timings)
         kept = [dc_replace(r, findings=list(r.findings), error=None) for r in regions]
-        self._remember_clean(_Version(key, rtext, list(lines), kept, clean))
+        self._remember_clean(_Version(key, rtext, list(lines), kept, clean, flow_base=raw.flow_base))
 
     def _may_match(self, key: tuple, new: list[str], reg: Region, a: int, b: int) -> bool:
         """Whether a version kept for _same_as_seen has the lines of `new` outside the edited
@@ -522,7 +549,8 @@ class IncrementalAnalyzer:
                              tree=ast.Module(body=[st for r in regions for st in r.stmts], type_ignores=[]))
             raw = RawAnalysis(src=src, findings=findings, timed_out=False, failed=list(v.raw.failed),
                               timings=v.raw.timings)
-            self._prev = _Version(key, text, new, regions, raw)
+            self._prev = _Version(key, text, new, regions, raw, flow_base=v.flow_base,
+                                  tree_lines=v.tree_lines or v.lines)
             self._remember(self._prev, whole)
             self._clean[(vkey, vtext)] = self._clean.pop((vkey, vtext))  # kept while the line is typed
             self.stats = Stats("same", "recovered, the text of a version analysed a moment ago", len(regions), 0, 0)
@@ -685,6 +713,22 @@ def _max_int(obj) -> int:
     if isinstance(obj, (list, tuple)):
         return max((_max_int(v) for v in obj), default=0)
     return 0
+
+
+def _changed(old: list[str], new: list[str], reg: Region) -> tuple[int, int] | None:
+    """The first and last line (1-based) that differ between `old` and `new` (as many lines), when
+    some do and all of them lie in `reg`."""
+    if len(old) != len(new):
+        return None
+    a = reg.start
+    while a <= reg.end and old[a - 1] == new[a - 1]:
+        a += 1
+    b = reg.end
+    while b >= a and old[b - 1] == new[b - 1]:
+        b -= 1
+    if b < a or old[:reg.start - 1] != new[:reg.start - 1] or old[reg.end:] != new[reg.end:]:
+        return None
+    return a, b
 
 
 def _options_key(options: Options) -> tuple:

@@ -321,7 +321,7 @@ class Analyzer:
         resolver, options, excluded = self._prepare(snap, options)
         if excluded:
             return None
-        raw = analyze_raw(snap.text, snap.path, options, resolver, cancel=cancel)
+        raw = analyze_raw(snap.text, snap.path, options, resolver, cancel=cancel, keep_flow=True)
         if raw.cancelled:
             log.debug("%s: whole-file check stopped: the text changed", snap.key)
             return None

@@ -1,0 +1,332 @@
+"""The dataflow of an edited file, made from the previous version's by re-running one function.
+
+The interpreter (dataflow.py) runs every function on its own and again with each caller's values;
+a training script's `main()` reaches every helper, so an edit inside any function body used to
+re-run the whole file. For an edit inside one function's body (no lines added or removed), this
+module re-runs only that function's executions, each with the values it was called with before
+(`Flow.runs` records them, in order), on a copy of the previous flow's state, and checks that
+nothing the rest of the file saw can have changed:
+
+- each execution returns a value equal (field by field, nodes by identity) to what it returned
+  before, and makes the same calls in the same order, each of them getting what it got before
+  without running the callee again: from the memo, or, when the values passed are equal to the
+  ones passed before (field by field: a memo key holds ids of values made during a run), what the
+  call returned before;
+- no call it made, before or now, passed a value that mentions a node of the edited lines (a
+  callee run with it would record that node);
+- the model and optimizer bindings of the whole file, the framework bodies and the imports are as
+  they were; the edit assigns no attribute (classes' attribute facts read those), is not inside a
+  function the edited one defines, and the function defines no class (a `global` statement changes
+  nothing here: the flow keeps a function's assignments in its own frame, and the facts' bindings
+  are compared).
+
+Then the rest of the previous state (events, values by node, the module environment, the memo)
+stands for the new text as it is: the tree shares every node the edit did not touch with the
+previous tree (graft.py), and the facts take over the previous version's Scope objects, so what the
+flow recorded against those objects is still about the new tree. The edited function's events come
+after the others (the rules do not depend on their order). When a check fails the whole flow runs,
+within the same analysis; `FlowEdit.outcome` says why.
+
+A kept flow is never changed: the same base serves every version made from its tree (a line typed
+key by key, recovered to the text before it while it does not parse). Its Scope objects are shared
+with those versions, each analysis's facts pointing them at its own tree.
+"""
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Any
+
+from gradpath.analysis import frameworks
+from gradpath.analysis.dataflow import Flow
+from gradpath.analysis.facts import scope_place
+from gradpath.analysis.flow_values import _Frame
+from gradpath.analysis.graft import graft, touches
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+# the per-node caches of a Flow (id(node) -> what it computed once)
+_NODE_CACHES = ("_keys", "_carries", "_qns", "_dumps", "_consts")
+
+
+@dataclass(eq=False)
+class FlowBase:
+    """A finished analysis's dataflow, kept for later versions of the file. Never changed: a patch
+    works on copies. Its Scope objects are shared with the versions made from it (each analysis's
+    facts point them at its own tree), so where each scope was is kept apart."""
+    flow: Flow
+    places: list  # scope_place() of each of flow.facts.scopes, in this version
+    frameworks: tuple
+
+
+@dataclass(eq=False)
+class FlowEdit:
+    """An edit inside `new_fn`'s body (lines a..b, as many lines as before), `old_fn` its tree in
+    the version `base` was made for. `outcome`: "" once the flow was patched, else why not."""
+    base: FlowBase
+    old_top: ast.AST
+    old_fn: ast.AST
+    new_fn: ast.AST
+    a: int
+    b: int
+    outcome: str = "not tried"
+
+    def scope_reuse(self) -> dict:
+        return dict(zip(self.base.places, self.base.flow.facts.scopes))
+
+
+class _NoPatch(Exception):
+    pass
+
+
+def keep(ctx) -> FlowBase | None:
+    """The dataflow of a finished analysis, if it ran to the end."""
+    fl = ctx._memo.get("dataflow")
+    if type(fl) is not Flow or fl._stopped:
+        return None
+    try:
+        places = [scope_place(s.node, s.kind, s.class_name) for s in fl.facts.scopes]
+        return FlowBase(fl, places, _frameworks_sig(ctx))
+    except Exception:  # pragma: no cover - a base is an optimisation only
+        return None
+
+
+def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int, b: int) -> FlowEdit | None:
+    """A FlowEdit when lines a..b changed (no line added or removed) inside the body of one
+    function: `old_top`/`new_top` a top-level def (or a class, the function then one of its
+    methods) before and after. Grafts `new_top` (see graft.py). None when the edit is not of that
+    kind."""
+    if base is None:
+        return None
+    old_fn, new_fn = _function_at(old_top, a, b), _function_at(new_top, a, b)
+    if old_fn is None or new_fn is None or (old_fn.name, old_fn.lineno, old_fn.col_offset) != (
+            new_fn.name, new_fn.lineno, new_fn.col_offset):
+        return None
+    for fn in (old_fn, new_fn):
+        for n in ast.walk(fn):
+            if n is not fn and (isinstance(n, ast.ClassDef) or isinstance(n, _DEFS) and touches(n, a, b)):
+                return None  # a nested class; an edit inside a nested function
+            if isinstance(n, (ast.Import, ast.ImportFrom, ast.Attribute)) and touches(n, a, b) and (
+                    not isinstance(n, ast.Attribute) or isinstance(n.ctx, ast.Store)):
+                return None
+    graft(old_top, new_top, a, b)
+    return FlowEdit(base, old_top, old_fn, new_fn, a, b)
+
+
+def _function_at(top: ast.stmt, a: int, b: int):
+    fn = top
+    if isinstance(top, ast.ClassDef):
+        fn = next((st for st in top.body if isinstance(st, _DEFS) and st.lineno <= a and b <= st.end_lineno), None)
+    if not isinstance(fn, _DEFS) or not fn.body:
+        return None
+    return fn if fn.body[0].lineno <= a and b <= fn.end_lineno else None
+
+
+def patched(ctx, edit: FlowEdit) -> Flow | None:
+    """The flow of `ctx` made from the edit's base, or None (see the module's docstring)."""
+    try:
+        fl = _patch(ctx, edit)
+    except _NoPatch as why:
+        edit.outcome = str(why)
+        return None
+    edit.outcome = ""
+    return fl
+
+
+def _patch(ctx, edit: FlowEdit) -> Flow:
+    base = edit.base.flow
+    facts = ctx.facts
+    if len(facts.scopes) != len(base.facts.scopes) or any(
+            x is not y for x, y in zip(facts.scopes, base.facts.scopes)):
+        raise _NoPatch("the file's functions changed")
+    scope = next((s for s in facts.scopes if s.node is edit.new_fn), None)
+    if scope is None:
+        raise _NoPatch("the edited function has no scope")
+    if not _same_bindings(base.facts, facts):
+        raise _NoPatch("model or optimizer bindings changed")
+    if _frameworks_sig(ctx) != edit.base.frameworks:
+        raise _NoPatch("framework bodies changed")
+    old_fn, new_fn = edit.old_fn, edit.new_fn
+    new_ids = {id(n) for n in ast.walk(new_fn)}
+    old_all = {id(n) for n in ast.walk(old_fn)}
+    old_body = _own_nodes(old_fn)
+    # nodes of the previous tree that the new one no longer has (edited lines, the statements
+    # holding them, the function and class nodes themselves)
+    gone = {id(n): n for n in ast.walk(old_fn) if id(n) not in new_ids}
+    gone[id(edit.old_top)] = edit.old_top
+    fresh = {id(n) for st in new_fn.body for n in ast.walk(st) if id(n) not in old_all}
+
+    fl = Flow(ctx)
+    fl.events = [e for e in base.events if e.scope is not scope]
+    fl.module_env = base.module_env
+    last = dict(base._last_ev)
+    for k in old_body:
+        last.pop(k, None)
+    for k in gone:
+        last.pop(k, None)
+    fl._last_ev = last
+    for name in _NODE_CACHES:
+        d = dict(getattr(base, name))
+        for k in old_all:
+            d.pop(k, None)
+        d.pop(id(edit.old_top), None)
+        setattr(fl, name, d)
+    old_key = id(old_fn)
+    fl._fn_memo = {k: v for k, v in base._fn_memo.items() if k[0] != old_key}
+    fl._memo_keep = {k: v for k, v in base._memo_keep.items() if k[0] != old_key}
+    uses = dict(base.loss_module_uses)
+    fl.runs = list(base.runs)
+    for i, run in enumerate(base.runs):
+        if run.scope is not scope:
+            continue
+        if fl._stopped or ctx.out_of_time():
+            raise _NoPatch("out of time")
+        if _passes_any(run.calls, gone):
+            raise _NoPatch(f"`{new_fn.name}` passed a value made on the edited lines to a function")
+        new = _rerun(fl, run, scope, old_fn, new_fn)
+        if _passes_any(new.calls, fresh):
+            raise _NoPatch(f"`{new_fn.name}` passes a value made on the edited lines to a function")
+        for k, n in run.loss_uses.items():
+            uses[k] = uses.get(k, 0) - n
+        for k, n in new.loss_uses.items():
+            uses[k] = uses.get(k, 0) + n
+        fl.runs[i] = new
+    fl.loss_module_uses = {k: n for k, n in uses.items() if n or k in base.loss_module_uses}
+    return fl
+
+
+def _own_nodes(fn) -> set:
+    """ids of the nodes of `fn`'s body that its own frames evaluate: not the bodies of the
+    functions it defines (their own runs evaluate those, and stay)."""
+    out = set()
+    stack = list(fn.body)
+    while stack:
+        n = stack.pop()
+        out.add(id(n))
+        if isinstance(n, _DEFS):
+            stack.extend(n.decorator_list)
+            stack.append(n.args)
+            if n.returns is not None:
+                stack.append(n.returns)
+            continue
+        stack.extend(ast.iter_child_nodes(n))
+    return out
+
+
+def _rerun(fl: Flow, run, scope, old_fn, new_fn):
+    n0 = len(fl.runs)
+    fl._expect = (scope, run.calls)
+    if run.standalone:
+        fl._run_scope(scope)
+    else:
+        fl._active = {id(new_fn) if x == id(old_fn) else x for x in run.active}
+        caller = _Frame(None, None, None, run.recording, run.depth)
+        env = {"__nograd__": run.ng} if run.ng is not None else {}
+        try:
+            out = fl._invoke(scope, run.node, run.args, run.kwargs, env, caller, self_val=run.self_val,
+                             is_forward=run.is_forward)
+        finally:
+            fl._active = set()
+        if len(fl.runs) > n0 and not same_value(out, run.result):
+            raise _NoPatch(f"what `{new_fn.name}` returns changed")
+    fl._expect = None
+    if len(fl.runs) != n0 + 1:
+        raise _NoPatch(f"`{new_fn.name}` runs differently (a call not made before)")
+    new = fl.runs.pop()
+    if fl._stopped:
+        raise _NoPatch("out of time")
+    if len(new.calls) != len(run.calls) or any(x[0] is not y[0] for x, y in zip(new.calls, run.calls)):
+        raise _NoPatch(f"`{new_fn.name}` calls other functions differently")
+    return new
+
+
+def same_value(x, y, seen: set | None = None) -> bool:
+    """Whether two values are equal field by field (AST nodes and scopes: the same objects)."""
+    if seen is None:
+        seen = set()
+    if x is y:
+        return True
+    t = type(x)
+    if t is not type(y):
+        return False
+    if x is None or t in (str, int, float, bool):
+        return x == y
+    if isinstance(x, ast.AST) or t.__name__ == "Scope":
+        return False
+    if t in (tuple, list):
+        return len(x) == len(y) and all(same_value(p, q, seen) for p, q in zip(x, y))
+    if t is frozenset:
+        return x == y
+    if t is dict:
+        return x.keys() == y.keys() and all(same_value(x[k], y[k], seen) for k in x)
+    d1 = getattr(x, "__dict__", None)
+    if d1 is None:
+        return x == y
+    pair = (id(x), id(y))
+    if pair in seen:
+        return True
+    seen.add(pair)
+    d2 = y.__dict__
+    return d1.keys() == d2.keys() and all(same_value(d1[k], d2[k], seen) for k in d1)
+
+
+def _passes_any(calls: list, nodes: dict | set) -> bool:
+    """Whether a call in `calls` passed a value that mentions one of `nodes` (by id)."""
+    if not nodes:
+        return False
+    seen: set = set()
+    return any(_mentions((c[1], c[2], c[3], c[5]), nodes, seen) for c in calls)
+
+
+def _mentions(x, nodes, seen: set) -> bool:
+    if x is None:
+        return False
+    t = type(x)
+    if t in (str, int, float, bool):
+        return False
+    if isinstance(x, ast.AST):
+        return id(x) in nodes
+    if t.__name__ == "Scope":
+        return False
+    if t in (tuple, list, frozenset):
+        return any(_mentions(y, nodes, seen) for y in x)
+    if t is dict:
+        return any(_mentions(y, nodes, seen) for y in x.values())
+    d = getattr(x, "__dict__", None)
+    if d is None or id(x) in seen:
+        return False
+    seen.add(id(x))
+    return any(_mentions(y, nodes, seen) for y in d.values())
+
+
+def _same_bindings(old, new) -> bool:
+    """The model and optimizer bindings of two facts equal field by field: nodes and scopes by
+    identity, bindings they refer to (`alias_of`) by their place in the list."""
+    pos_old = {id(x): i for i, x in enumerate(old.models)}
+    pos_new = {id(x): i for i, x in enumerate(new.models)}
+
+    def same(v, w) -> bool:
+        if v is w:
+            return True
+        if type(v) is not type(w):
+            return False
+        if type(v) in (list, tuple):
+            return len(v) == len(w) and all(same(p, q) for p, q in zip(v, w))
+        if id(v) in pos_old:
+            return pos_old[id(v)] == pos_new.get(id(w), -1)
+        if isinstance(v, ast.AST) or type(v).__name__ == "Scope" or hasattr(v, "__dict__"):
+            return False
+        return v == w
+
+    for xs, ys in ((old.models, new.models), (old.optimizers, new.optimizers)):
+        if len(xs) != len(ys):
+            return False
+        for x, y in zip(xs, ys):
+            d1, d2 = x.__dict__, y.__dict__
+            if d1.keys() != d2.keys() or not all(same(v, d2[k]) for k, v in d1.items()):
+                return False
+    return True
+
+
+def _frameworks_sig(ctx) -> tuple:
+    return tuple(sorted((b.fn.lineno, b.fn.col_offset, b.role, b.framework, b.counter or "", b.counter_start)
+                        for b in frameworks.bodies(ctx).values()))

@@ -1,0 +1,70 @@
+"""Grafting: the tree of an edited statement, parsed again, with every part the edit did not touch
+taken from the statement's previous tree.
+
+An edit that changes lines a..b and keeps the number of lines leaves every other line as it was, at
+the same place. A node that lies wholly outside a..b, has the same type and the same span as the
+node at that place in the previous tree, covers the same text and so parses to the same subtree:
+the previous node object can stand in for it. What the analysis of the previous version recorded
+against those objects (values by node, events, memo keys holding node ids) then still describes the
+new tree; only the nodes on the edited lines, and the statements that contain them, are new
+(flow_patch.py builds on this).
+"""
+from __future__ import annotations
+
+import ast
+
+_ExprCtx = ast.expr_context
+
+
+def _span(n: ast.AST) -> tuple:
+    return (n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
+
+
+def graft(old: ast.AST, new: ast.AST, a: int, b: int) -> ast.AST:
+    """`new` (changed in place), its untouched parts replaced by the nodes of `old` at the same
+    places. `old` is never changed."""
+    if type(old) is not type(new):
+        return new
+    for name in new._fields:
+        nv = getattr(new, name, None)
+        ov = getattr(old, name, None)
+        if nv.__class__ is list:
+            if ov.__class__ is not list:
+                continue
+            by_index = len(nv) == len(ov)
+            by_start = None
+            for i, x in enumerate(nv):
+                if not isinstance(x, ast.AST) or isinstance(x, _ExprCtx):
+                    continue
+                o = ov[i] if by_index else None
+                if o is None or type(o) is not type(x) or (hasattr(x, "lineno") and (
+                        getattr(o, "lineno", None), getattr(o, "col_offset", None)) != (x.lineno, x.col_offset)):
+                    if not hasattr(x, "lineno"):
+                        continue
+                    if by_start is None:
+                        by_start = {(getattr(y, "lineno", None), getattr(y, "col_offset", None), type(y)): y
+                                    for y in ov if isinstance(y, ast.AST)}
+                    o = by_start.get((x.lineno, x.col_offset, type(x)))
+                    if o is None:
+                        continue
+                nv[i] = _pick(o, x, a, b)
+        elif isinstance(nv, ast.AST) and not isinstance(nv, _ExprCtx) and isinstance(ov, ast.AST):
+            setattr(new, name, _pick(ov, nv, a, b))
+    return new
+
+
+def _pick(o: ast.AST, x: ast.AST, a: int, b: int) -> ast.AST:
+    if type(o) is not type(x):
+        return x
+    if hasattr(x, "lineno") and x.end_lineno is not None:
+        if x.end_lineno < a or x.lineno > b:
+            return o if _span(o) == _span(x) else x
+        if (o.lineno, o.col_offset) != (x.lineno, x.col_offset):
+            return x
+    return graft(o, x, a, b)
+
+
+def touches(node: ast.AST, a: int, b: int) -> bool:
+    """Whether `node` has a line in a..b."""
+    ln = getattr(node, "lineno", None)
+    return ln is not None and ln <= b and (node.end_lineno or ln) >= a

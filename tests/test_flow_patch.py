@@ -1,0 +1,298 @@
+"""An edit inside one function's body re-runs only that function in the dataflow (flow_patch.py,
+graft.py): the patched flow must equal the flow a whole analysis builds for the same text, and the
+findings a whole-file `analyze()` gives."""
+from __future__ import annotations
+
+import ast
+import random
+import re
+import sys
+
+import pytest
+
+from gradpath.analysis import analyze, dataflow, flow_patch
+from gradpath.analysis.graft import graft
+from gradpath.analysis.incremental import IncrementalAnalyzer
+from testpaths import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from flow_digest import _canon, _pos  # noqa: E402
+from gen_corpus import generate  # noqa: E402
+
+SCRIPT = '''\
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class Net(nn.Module):
+    def __init__(self, n=10):
+        super().__init__()
+        self.fc1 = nn.Linear(20, 64)
+        self.fc2 = nn.Linear(64, n)
+
+    def forward(self, x):
+        h = F.relu(self.fc1(x))
+        return self.fc2(h)
+
+
+def make_batch(n, width=20):
+    x = torch.randn(n, width)
+    y = torch.randint(0, 10, (n,))
+    return x, y
+
+
+def compute_loss(criterion, out, y):
+    scale = 1.0
+    loss = criterion(out, y) * scale
+    return loss
+
+
+def log_step(step, loss, every=10):
+    if step % every == 0:
+        print(f"step {step}: {loss:.4f}")
+
+
+def train_one_epoch(model, optimizer, criterion, steps=100):
+    model.train()
+    total = 0.0
+    for step in range(steps):
+        x, y = make_batch(32)
+        optimizer.zero_grad()
+        out = model(x)
+        loss = compute_loss(criterion, out, y)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        log_step(step, loss.item())
+    return total / steps
+
+
+def main():
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    criterion = nn.CrossEntropyLoss()
+    for epoch in range(3):
+        avg = train_one_epoch(model, optimizer, criterion, steps=50)
+        print(epoch, avg)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def _dicts(result):
+    return [f.to_dict() for f in result.findings]
+
+
+class _Compare:
+    """Builds, next to every patched flow, the whole flow of the same analysis and compares them."""
+
+    def __init__(self, monkeypatch):
+        self.patched = 0
+        self.differ = []
+        orig = flow_patch.patched
+
+        def patched(ctx, edit):
+            fl = orig(ctx, edit)
+            if fl is not None:
+                self.patched += 1
+                whole = dataflow.Flow.build(ctx)
+                a, b = _state(fl, ctx.tree), _state(whole, ctx.tree)
+                if a != b:
+                    self.differ.append((edit.a, [k for k in a if a[k] != b[k]]))
+            return fl
+        monkeypatch.setattr(flow_patch, "patched", patched)
+
+
+def _state(fl, tree) -> dict:
+    """What the rules read of a flow: events (their order aside), every node's last value, the
+    module environment."""
+    return {
+        "events": sorted(repr(_canon((e.kind, e.node, e.scope, e.vals, e.nodes, e.info, e.nograd))) for e in fl.events),
+        "last": [(_pos(n), repr(_canon(fl.value_at(n)))) for n in ast.walk(tree) if fl.value_at(n) is not None],
+        "module_env": repr(_canon(fl.module_env)),
+        "loss_uses": sorted((k, v) for k, v in fl.loss_module_uses.items() if v),
+    }
+
+
+def _edit(text: str, needle: str, new: str) -> str:
+    assert text.count(needle) == 1, needle
+    return text.replace(needle, new)
+
+
+def _run(ia, text, path="t.py"):
+    got = ia.analyze(text, path)
+    assert _dicts(got) == _dicts(analyze(text, path)), ia.stats
+    return got
+
+
+# -- grafting --------------------------------------------------------------------------------------
+def test_a_grafted_tree_equals_a_fresh_parse_and_shares_every_untouched_node():
+    old = ast.parse(SCRIPT)
+    lines = SCRIPT.split("\n")
+    i = next(k for k, ln in enumerate(lines) if "loss = compute_loss" in ln)
+    lines[i] = lines[i].replace("criterion, out", "criterion, outq")
+    new_text = "\n".join(lines)
+    fresh = ast.parse(new_text)
+    a = b = i + 1
+    top_old = next(st for st in old.body if isinstance(st, ast.FunctionDef) and st.name == "train_one_epoch")
+    top_new = next(st for st in fresh.body if isinstance(st, ast.FunctionDef) and st.name == "train_one_epoch")
+    grafted = graft(top_old, top_new, a, b)
+    assert ast.dump(grafted, include_attributes=True) == ast.dump(
+        next(st for st in ast.parse(new_text).body if getattr(st, "name", "") == "train_one_epoch"),
+        include_attributes=True)
+    old_ids = {id(n) for n in ast.walk(top_old)}
+    for n in ast.walk(grafted):
+        if isinstance(n, ast.expr_context) or not hasattr(n, "lineno"):
+            continue
+        on_edit = n.lineno <= b and n.end_lineno >= a
+        assert (id(n) in old_ids) == (not on_edit), (type(n).__name__, n.lineno)
+    # the old tree is untouched
+    assert ast.dump(top_old) == ast.dump(next(st for st in ast.parse(SCRIPT).body
+                                              if getattr(st, "name", "") == "train_one_epoch"))
+
+
+# -- patching ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("needle,new,fn", [
+    ("    scale = 1.0\n", "    scale = 2.0\n", "compute_loss"),
+    ('        print(f"step {step}: {loss:.4f}")', '        print(f"step {step}: {loss:.5f}")', "log_step"),
+    ("        optimizer.zero_grad()\n", "        optimizer.zero_gradq()\n", "train_one_epoch"),
+    ("        print(epoch, avg)", "        print(epoch, avgq)", "main"),
+    ("        h = F.relu(self.fc1(x))", "        h = F.gelu(self.fc1(x))", "forward"),
+])
+def test_an_edit_inside_a_function_reruns_only_that_function(monkeypatch, needle, new, fn):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, SCRIPT)
+    _run(ia, _edit(SCRIPT, needle, new))
+    assert ia.stats.mode == "incremental" and ia.stats.flow == f"patched `{fn}`", ia.stats
+    assert cmp.patched == 1 and not cmp.differ
+
+
+def test_a_helper_that_now_returns_a_cut_loss_runs_the_whole_flow_and_finds_it(monkeypatch):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    before = _run(ia, SCRIPT)
+    text = _edit(SCRIPT, "    return loss\n", "    return loss.detach()\n")
+    got = _run(ia, text)
+    assert ia.stats.mode == "full" and ia.stats.flow == "what `compute_loss` returns changed"
+    assert cmp.patched == 0
+    assert {f.code for f in got.findings} - {f.code for f in before.findings} == {"GP201"}
+
+
+def test_a_bug_typed_into_the_training_loop_is_found_on_the_patched_flow(monkeypatch):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    before = _run(ia, SCRIPT)
+    got = _run(ia, _edit(SCRIPT, "        loss.backward()\n", "        loss.detach().backward()\n"))
+    assert ia.stats.flow == "patched `train_one_epoch`" and cmp.patched == 1 and not cmp.differ
+    assert {f.code for f in got.findings} - {f.code for f in before.findings} == {"GP201"}
+
+
+@pytest.mark.parametrize("needle,new", [
+    ("        self.fc2 = nn.Linear(64, n)", "        self.fc3 = nn.Linear(64, n)"),  # an attribute store
+    ("def make_batch(n, width=20):", "def make_batch(n, width=21):"),  # the signature
+    ("import torch.nn.functional as F", "import torch.nn.functional as G"),  # not in a function
+])
+def test_edits_the_patch_does_not_take(needle, new):
+    ia = IncrementalAnalyzer()
+    _run(ia, SCRIPT)
+    _run(ia, _edit(SCRIPT, needle, new))
+    assert not ia.stats.flow.startswith("patched"), ia.stats
+
+
+def test_a_changed_model_binding_runs_the_whole_flow(monkeypatch):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, SCRIPT)
+    _run(ia, _edit(SCRIPT, "    model = Net()\n", "    model = Net(5)\n"))
+    assert ia.stats.flow == "model or optimizer bindings changed" and cmp.patched == 0
+
+
+def test_an_edit_inside_a_nested_function_is_not_patched_but_one_beside_it_is(monkeypatch):
+    text = SCRIPT.replace("def main():\n", "def main():\n    def report(v):\n        print(v)\n\n", 1)
+    text = text.replace("        print(epoch, avg)", "        report(avg)\n        print(epoch)", 1)
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, text)
+    _run(ia, _edit(text, "        print(v)", "        print(vq)"))
+    assert not ia.stats.flow.startswith("patched")
+    _run(ia, text)
+    _run(ia, _edit(text, "        print(epoch)", "        print(epochq)"))
+    assert ia.stats.flow == "patched `main`" and not cmp.differ
+
+
+def test_a_line_typed_key_by_key_patches_every_key_that_parses(monkeypatch):
+    """The keys whose text does not parse take a kept result (recovered to the text before the
+    line); the next key that parses patches that text's flow."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    lines = SCRIPT.split("\n")
+    i = next(k for k, ln in enumerate(lines) if "optimizer.step()" in ln)
+    base = lines[:i + 1] + ["        "] + lines[i + 1:]
+    _run(ia, "\n".join(base))
+    typed = "tmp = torch.clamp(out.mean(), min=1e-6) * 2"
+    parsed = patched = 0
+    for k in range(1, len(typed) + 1):
+        cur = list(base)
+        cur[i + 1] = "        " + typed[:k]
+        text = "\n".join(cur)
+        _run(ia, text)
+        try:
+            ast.parse(text)
+        except SyntaxError:
+            continue
+        if ia.stats.mode == "same":  # a blank typed after a name: the tree is the same
+            continue
+        parsed += 1
+        patched += ia.stats.flow == "patched `train_one_epoch`"
+    assert parsed >= 10 and patched == parsed, (parsed, patched)
+    assert not cmp.differ
+
+
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_patched_flows_equal_whole_flows_over_random_edits_in_function_bodies(monkeypatch, seed):
+    """One-character edits (a digit changed, a letter typed after a name) at random lines of
+    function bodies, on the script above and the examples."""
+    cmp = _Compare(monkeypatch)
+    r = random.Random(seed)
+    for path in [None] + EXAMPLES:
+        text = SCRIPT if path is None else path.read_text()
+        tree = ast.parse(text)
+        lines = text.split("\n")
+        body = []
+        for st in tree.body:
+            fns = [st] if isinstance(st, ast.FunctionDef) else [
+                m for m in st.body if isinstance(m, ast.FunctionDef)] if isinstance(st, ast.ClassDef) else []
+            for fn in fns:
+                body += [k for k in range(fn.body[0].lineno, fn.end_lineno + 1) if lines[k - 1].strip()]
+        if not body:
+            continue
+        ia = IncrementalAnalyzer()
+        _run(ia, text, str(path or "t.py"))
+        for _ in range(12):
+            k = r.choice(body)
+            line = lines[k - 1]
+            digits = [m.start() for m in re.finditer(r"\d", line)]
+            ends = [m.end() for m in re.finditer(r"[A-Za-z_]\w*", line)]
+            if digits and r.random() < 0.5:
+                c = r.choice(digits)
+                new = line[:c] + str((int(line[c]) + 1) % 10) + line[c + 1:]
+            elif ends:
+                c = r.choice(ends)
+                new = line[:c] + "q" + line[c:]
+            else:
+                continue
+            cur = lines[:k - 1] + [new] + lines[k:]
+            try:
+                ast.parse("\n".join(cur))
+            except SyntaxError:
+                continue
+            lines = cur
+            _run(ia, "\n".join(lines), str(path or "t.py"))
+    assert cmp.patched >= 15 and not cmp.differ, (cmp.patched, cmp.differ)
