@@ -15,7 +15,9 @@ apart, timed from the last key to the publish of its version; then new lines typ
 function bodies, most of whose texts do not parse until the line is complete), `ast.parse` and a whole-file
 `analyze()` in this process (CPU, median), and an in-process replay of the same edits through
 IncrementalAnalyzer: the share re-analysed in part per edit kind, why the rest ran the whole file,
-and how many results differ from a whole-file analysis.
+how each kind's new text (an edit, not the deletion undoing it) was analysed (regions in part, the
+dataflow patched for one function, the whole file for a text that parses or does not), and how many
+results differ from a whole-file analysis.
 
     .venv/bin/python benchmarks/bench_keystroke_real.py [--edits 60] [--files a.py,b.py] [--no-server]
 """
@@ -124,21 +126,37 @@ def _replay(text: str, path: str, edits: int, seed: int) -> dict:
     ia = IncrementalAnalyzer()
     ia.analyze(text, path)
     per_kind: dict[str, list[str]] = collections.defaultdict(list)
+    # new text (not the deletion that undoes an edit) per kind: how it was analysed
+    new_text: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     reasons: collections.Counter = collections.Counter()
     inc_ms, differ = [], 0
-    for kind, _change, new_text, _revert in _edits(text, edits, seed):
-        got = ia.analyze(new_text, path)
-        per_kind[kind].append(ia.stats.mode)
-        if ia.stats.mode == "incremental":
-            inc_ms.append(ia.stats.seconds * 1000)
-        elif ia.stats.mode == "full":
-            reasons[re.sub(r"\d+", "N", ia.stats.reason)] += 1
-        ref = analyze(new_text, path)
+    for kind, _change, new, revert in _edits(text, edits, seed):
+        got = ia.analyze(new, path)
+        st = ia.stats
+        per_kind[kind].append(st.mode)
+        if not revert:
+            if st.mode == "full":
+                try:
+                    ast.parse(new)
+                    how = "whole file"
+                except SyntaxError:
+                    how = "whole file, does not parse"
+            elif st.flow.startswith("patched"):
+                how = "dataflow patched"
+            else:
+                how = {"incremental": "regions in part", "same": "result reused"}.get(st.mode, st.mode)
+            new_text[kind][how] += 1
+        if st.mode == "incremental":
+            inc_ms.append(st.seconds * 1000)
+        elif st.mode == "full":
+            reasons[re.sub(r"\d+", "N", st.reason) + (f" ({st.flow})" if st.flow else "")] += 1
+        ref = analyze(new, path)
         if [f.to_dict() for f in got.findings] != [f.to_dict() for f in ref.findings]:
             differ += 1
     share = {k: v.count("incremental") / len(v) for k, v in per_kind.items()}
     reused = {k: v.count("same") / len(v) for k, v in per_kind.items()}
     return {"share_by_kind": share, "reused_by_kind": reused, "full_reasons": dict(reasons.most_common(4)),
+            "new_text_by_kind": {k: dict(v) for k, v in new_text.items()},
             "incremental_p50_ms": pct(inc_ms, 50) if inc_ms else None, "differs": differ}
 
 
@@ -284,6 +302,8 @@ def main(argv=None) -> int:
                   f"comments changed): {reused}; p50 {rep['incremental_p50_ms'] or 0:.1f} ms; "
                   f"{rep['differs']} of {a.edits} differ from whole-file; whole-file because: {rep['full_reasons']}",
                   flush=True)
+            for k, how in rep["new_text_by_kind"].items():
+                print(f"   new text, {k}: " + ", ".join(f"{h} {n}" for h, n in sorted(how.items())), flush=True)
             if not a.no_server:
                 lat = _server(text, Path(rel).name, a.edits, n, Path(d))
                 allv = [x for k, v in lat.items() if not k.startswith("(") for x in v]

@@ -56,6 +56,8 @@ class FlowBase:
     flow: Flow
     places: list  # scope_place() of each of flow.facts.scopes, in this version
     frameworks: tuple
+    body: list  # the top-level statements of its tree
+    lines: list  # the lines that tree was parsed from (a recovered text's, when it did not parse)
 
 
 @dataclass(eq=False)
@@ -85,7 +87,9 @@ def keep(ctx) -> FlowBase | None:
         return None
     try:
         places = [scope_place(s.node, s.kind, s.class_name) for s in fl.facts.scopes]
-        return FlowBase(fl, places, _frameworks_sig(ctx))
+        src = ctx.src
+        return FlowBase(fl, places, _frameworks_sig(ctx), list(ctx.tree.body),
+                        list(src.recovered_lines if src.recovered_lines is not None else src.lines))
     except Exception:  # pragma: no cover - a base is an optimisation only
         return None
 

@@ -60,6 +60,10 @@ MAX_SUBSET_FRACTION = 0.6
 RECENT_VERSIONS = 4
 # Versions without a syntax error kept for texts that do not parse (see IncrementalAnalyzer._same_as_seen)
 CLEAN_VERSIONS = 8
+# Dataflows of whole-file analyses kept for later edits inside a function's body (flow_patch.py;
+# 4-12 MB each on files of 1,500-5,000 lines): the last ones, which include the one of the text a
+# line being typed is recovered to while it does not parse
+MAX_FLOW_BASES = 3
 # CPU seconds for recovering a whole text with several broken lines while a line is typed (past
 # them the whole-file analysis runs, under its own budget)
 MAX_RECOVERY_S = 0.25
@@ -68,7 +72,7 @@ MAX_RECOVERY_S = 0.25
 FILE_WIDE_NAMES = frozenset({"eps"})
 
 
-@dataclass
+@dataclass(eq=False)
 class _Version:
     key: tuple
     text: str
@@ -76,12 +80,6 @@ class _Version:
     regions: list[Region]
     raw: RawAnalysis  # the last analysis (timings, flags) for the result
     _coupling: Any = None
-    # the dataflow of a whole-file analysis of this version's tree (flow_patch.FlowBase): an edit
-    # inside one function's body then re-runs only that function in the dataflow
-    flow_base: Any = None
-    # the lines its tree was parsed from, when not `lines` (a text that does not parse, answered
-    # with the tree of the version its recovery gave)
-    tree_lines: list | None = None
 
     def coupling(self):
         """script_state.coupling of its regions, worked out once (they do not change)."""
@@ -116,6 +114,10 @@ class IncrementalAnalyzer:
         # _recent: what a line being typed is compared with once it does not parse (_same_as_seen)
         self._clean: dict[tuple, tuple[_Version, bool]] = {}
         self._names_memo: dict[str, tuple] = {}  # region text -> (kind, defines, uses, facts)
+        # (key, flow_patch.FlowBase) of the last whole-file analyses, the newest last: the trees of
+        # a file's versions share every statement an edit did not touch, so an edit inside a
+        # function's body can start from any of them whose other statements are the new tree's
+        self._bases: list[tuple] = []
         self._cancel: threading.Event | None = None  # of the analysis running now
         self._first_error: SyntaxProblem | None = None
 
@@ -123,6 +125,13 @@ class IncrementalAnalyzer:
         self._prev = None
         self._recent.clear()
         self._clean.clear()
+        self._bases.clear()
+
+    def _keep_base(self, key: tuple, raw: RawAnalysis) -> None:
+        if raw.flow_base is not None:
+            self._bases.append((key, raw.flow_base))
+            del self._bases[:-MAX_FLOW_BASES]
+            raw.flow_base = None  # (the versions remembered hold their RawAnalysis)
 
     def analyze(self, text: str, path: str | None = None, options: Options | None = None,
                 resolver: Any = None, generation: Any = None,
@@ -196,8 +205,9 @@ class IncrementalAnalyzer:
                     r.error = src.syntax_error
         if regions is not None:
             assign_findings(regions, raw.findings)
-            self._prev = _Version(key, text, lines, regions, raw, flow_base=raw.flow_base)
+            self._prev = _Version(key, text, lines, regions, raw)
             self._remember(self._prev, True)
+            self._keep_base(key, raw)
         else:
             self._prev = None
         return regions
@@ -335,6 +345,7 @@ class IncrementalAnalyzer:
         if delta:
             self._recent.clear()  # their trees move: the results remembered no longer match them
             self._clean.clear()
+            self._bases.clear()
             _shift(after, delta)
         try:
             return self._after_shift(prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new,
@@ -352,14 +363,10 @@ class IncrementalAnalyzer:
         all_regions = before + fresh + after
 
         def whole_file(reason):
-            # an edit inside one function's body: the dataflow re-runs that function only
             edit = None
-            if not delta and prev.flow_base is not None and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
+            if not delta and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
                     and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts) == 1:
-                # the lines that differ from the ones the kept tree was parsed from
-                span = _changed(prev.tree_lines or prev.lines, new, reg)
-                if span is not None:
-                    edit = flow_patch.prepare(prev.flow_base, reg.stmts[0], fresh[0].stmts[0], *span)
+                edit = self._flow_edit(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
             return self._whole(all_regions, text, new, path, options, resolver, key, reason, edit)
 
         if whole is not None:
@@ -415,6 +422,23 @@ class IncrementalAnalyzer:
         self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
         return finish(raw_all, options)
 
+    def _flow_edit(self, key, all_regions: list[Region], k: int, reg: Region, stmt: ast.stmt,
+                   new: list[str]) -> flow_patch.FlowEdit | None:
+        """An edit inside one function's body (the statement of region `k`, now `stmt`): the kept
+        dataflow whose tree has every other statement of the new tree, for the dataflow to re-run
+        that function only."""
+        body = [st for r in all_regions for st in r.stmts]
+        i = sum(len(r.stmts) for r in all_regions[:k])
+        for bkey, base in reversed(self._bases):
+            if bkey != key or len(base.body) != len(body) \
+                    or any(x is not y for j, (x, y) in enumerate(zip(base.body, body)) if j != i):
+                continue
+            span = _changed(base.lines, new, reg)
+            edit = flow_patch.prepare(base, base.body[i], stmt, *span) if span is not None else None
+            if edit is not None:
+                return edit
+        return None
+
     def _whole(self, all_regions: list[Region], text: str, new: list[str], path, options, resolver, key,
                reason: str, edit: flow_patch.FlowEdit | None = None) -> AnalysisResult:
         """The whole-file analysis of `text` on the tree of `all_regions`: the kept statements (moved
@@ -434,7 +458,8 @@ class IncrementalAnalyzer:
         # every region redone: new objects (a remembered version keeps its own regions and findings)
         regions = [dc_replace(r, findings=[]) for r in all_regions]
         assign_findings(regions, raw.findings)
-        self._prev = _Version(key, text, new, regions, raw, flow_base=raw.flow_base)
+        self._prev = _Version(key, text, new, regions, raw)
+        self._keep_base(key, raw)
         patched = edit is not None and not raw.flow_patched
         # a patched dataflow is an analysis in part: the editor's whole-file check still follows
         self._remember(self._prev, not patched)
@@ -469,7 +494,7 @@ class IncrementalAnalyzer:
         src = SourceFile(text=text, path=path, tree=raw.src.tree, lines=new, syntax_error=raw.src.syntax_error)
         raw_all = RawAnalysis(src=src, findings=[f for r in prev.regions for f in r.findings], timed_out=False,
                               failed=list(raw.failed), timings=raw.timings)
-        self._prev = _Version(key, text, new, prev.regions, raw_all, flow_base=prev.flow_base)
+        self._prev = _Version(key, text, new, prev.regions, raw_all)
         self._remember(self._prev, self._recent.get((key, prev.text), (None, False))[1])
         self.stats = Stats("same", "only comments changed", len(prev.regions), 0, 0)
         return finish(raw_all, options)
@@ -487,7 +512,7 @@ class IncrementalAnalyzer:
         clean = RawAnalysis(src=src, findings=list(raw.findings), timed_out=False, failed=list(raw.failed),
                             timings=raw.timings)
         kept = [dc_replace(r, findings=list(r.findings), error=None) for r in regions]
-        self._remember_clean(_Version(key, rtext, list(lines), kept, clean, flow_base=raw.flow_base))
+        self._remember_clean(_Version(key, rtext, list(lines), kept, clean))
 
     def _may_match(self, key: tuple, new: list[str], reg: Region, a: int, b: int) -> bool:
         """Whether a version kept for _same_as_seen has the lines of `new` outside the edited
@@ -549,8 +574,7 @@ class IncrementalAnalyzer:
                              tree=ast.Module(body=[st for r in regions for st in r.stmts], type_ignores=[]))
             raw = RawAnalysis(src=src, findings=findings, timed_out=False, failed=list(v.raw.failed),
                               timings=v.raw.timings)
-            self._prev = _Version(key, text, new, regions, raw, flow_base=v.flow_base,
-                                  tree_lines=v.tree_lines or v.lines)
+            self._prev = _Version(key, text, new, regions, raw)
             self._remember(self._prev, whole)
             self._clean[(vkey, vtext)] = self._clean.pop((vkey, vtext))  # kept while the line is typed
             self.stats = Stats("same", "recovered, the text of a version analysed a moment ago", len(regions), 0, 0)
