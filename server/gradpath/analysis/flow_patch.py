@@ -15,10 +15,9 @@ nothing the rest of the file saw can have changed:
 - no call it made, before or now, passed a value that mentions a node of the edited lines (a
   callee run with it would record that node);
 - the model and optimizer bindings of the whole file, the framework bodies and the imports are as
-  they were; the edit assigns no attribute (classes' attribute facts read those), is not inside a
-  function the edited one defines, and the function defines no class (a `global` statement changes
-  nothing here: the flow keeps a function's assignments in its own frame, and the facts' bindings
-  are compared).
+  they were; the edit assigns no attribute (classes' attribute facts read those) and is not inside
+  a function or class the edited one defines (a `global` statement changes nothing here: the flow
+  keeps a function's assignments in its own frame, and the facts' bindings are compared).
 
 Then the rest of the previous state (events, values by node, the module environment, the memo)
 stands for the new text as it is: the tree shares every node the edit did not touch with the
@@ -34,14 +33,14 @@ with those versions, each analysis's facts pointing them at its own tree.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gradpath.analysis import frameworks
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import scope_place
 from gradpath.analysis.flow_values import _Frame
-from gradpath.analysis.graft import graft, touches
+from gradpath.analysis.graft import graft, subtree_ids, touches
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 # the per-node caches of a Flow (id(node) -> what it computed once)
@@ -70,7 +69,10 @@ class FlowEdit:
     new_fn: ast.AST
     a: int
     b: int
+    shared: set  # ids of the roots of the subtrees the new tree took from the old one (graft)
     outcome: str = "not tried"
+    gone: dict = field(default_factory=dict)  # id -> node: the old tree's nodes the new one lacks
+    fresh: dict = field(default_factory=dict)  # id -> node: the new function's nodes the old tree lacks
 
     def scope_reuse(self) -> dict:
         return dict(zip(self.base.places, self.base.flow.facts.scopes))
@@ -106,14 +108,42 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
             new_fn.name, new_fn.lineno, new_fn.col_offset):
         return None
     for fn in (old_fn, new_fn):
-        for n in ast.walk(fn):
-            if n is not fn and (isinstance(n, ast.ClassDef) or isinstance(n, _DEFS) and touches(n, a, b)):
-                return None  # a nested class; an edit inside a nested function
-            if isinstance(n, (ast.Import, ast.ImportFrom, ast.Attribute)) and touches(n, a, b) and (
-                    not isinstance(n, ast.Attribute) or isinstance(n.ctx, ast.Store)):
-                return None
-    graft(old_top, new_top, a, b)
-    return FlowEdit(base, old_top, old_fn, new_fn, a, b)
+        for n in _touching(fn, a, b):
+            if n is fn:
+                continue
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                return None  # an edit inside a function or class the function defines
+            if isinstance(n, (ast.Import, ast.ImportFrom)) or isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+                return None  # symbols read imports anywhere; classes' attribute facts read `self.x = ...`
+    # (no refusal past this point: the graft puts old nodes into `new_top`, and grafting it again
+    # onto another tree would change those)
+    shared: set = set()
+    graft(old_top, new_top, a, b, shared)
+    gone = subtree_ids([old_fn], shared)
+    fresh = subtree_ids(new_fn.body, shared)
+    gone[id(old_top)] = old_top
+    edit = FlowEdit(base, old_top, old_fn, new_fn, a, b, shared)
+    edit.gone, edit.fresh = gone, fresh
+    return edit
+
+
+def _touching(fn, a: int, b: int) -> list:
+    """The nodes of `fn` with a line in a..b (and those without positions on the way to them)."""
+    out, stack = [], [fn]
+    AST = ast.AST
+    while stack:
+        n = stack.pop()
+        ln = getattr(n, "lineno", None)
+        if ln is not None and (n.end_lineno < a or ln > b):
+            continue
+        out.append(n)
+        for name in n._fields:
+            v = getattr(n, name, None)
+            if v.__class__ is list:
+                stack.extend(c for c in v if isinstance(c, AST))
+            elif isinstance(v, AST):
+                stack.append(v)
+    return out
 
 
 def _function_at(top: ast.stmt, a: int, b: int):
@@ -150,14 +180,12 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     if _frameworks_sig(ctx) != edit.base.frameworks:
         raise _NoPatch("framework bodies changed")
     old_fn, new_fn = edit.old_fn, edit.new_fn
-    new_ids = {id(n) for n in ast.walk(new_fn)}
-    old_all = {id(n) for n in ast.walk(old_fn)}
-    old_body = _own_nodes(old_fn)
-    # nodes of the previous tree that the new one no longer has (edited lines, the statements
-    # holding them, the function and class nodes themselves)
-    gone = {id(n): n for n in ast.walk(old_fn) if id(n) not in new_ids}
-    gone[id(edit.old_top)] = edit.old_top
-    fresh = {id(n) for st in new_fn.body for n in ast.walk(st) if id(n) not in old_all}
+    # nodes of the previous tree that the new one no longer has (the edited lines, the statements
+    # holding them, the function and class nodes themselves), and the new tree's own
+    gone, fresh = edit.gone, edit.fresh
+    # what the function's own frames evaluated before (their values by node go: the runs again
+    # write those they evaluate now)
+    old_body = subtree_ids(old_fn.body, own=True)
 
     fl = Flow(ctx)
     fl.events = [e for e in base.events if e.scope is not scope]
@@ -168,11 +196,10 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     for k in gone:
         last.pop(k, None)
     fl._last_ev = last
-    for name in _NODE_CACHES:
+    for name in _NODE_CACHES:  # (kept for the nodes both trees share)
         d = dict(getattr(base, name))
-        for k in old_all:
+        for k in gone:
             d.pop(k, None)
-        d.pop(id(edit.old_top), None)
         setattr(fl, name, d)
     old_key = id(old_fn)
     fl._fn_memo = {k: v for k, v in base._fn_memo.items() if k[0] != old_key}
@@ -196,24 +223,6 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         fl.runs[i] = new
     fl.loss_module_uses = {k: n for k, n in uses.items() if n or k in base.loss_module_uses}
     return fl
-
-
-def _own_nodes(fn) -> set:
-    """ids of the nodes of `fn`'s body that its own frames evaluate: not the bodies of the
-    functions it defines (their own runs evaluate those, and stay)."""
-    out = set()
-    stack = list(fn.body)
-    while stack:
-        n = stack.pop()
-        out.add(id(n))
-        if isinstance(n, _DEFS):
-            stack.extend(n.decorator_list)
-            stack.append(n.args)
-            if n.returns is not None:
-                stack.append(n.returns)
-            continue
-        stack.extend(ast.iter_child_nodes(n))
-    return out
 
 
 def _rerun(fl: Flow, run, scope, old_fn, new_fn):

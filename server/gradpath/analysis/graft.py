@@ -20,9 +20,10 @@ def _span(n: ast.AST) -> tuple:
     return (n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
 
 
-def graft(old: ast.AST, new: ast.AST, a: int, b: int) -> ast.AST:
+def graft(old: ast.AST, new: ast.AST, a: int, b: int, shared: set | None = None) -> ast.AST:
     """`new` (changed in place), its untouched parts replaced by the nodes of `old` at the same
-    places. `old` is never changed."""
+    places. `old` is never changed. `shared` collects the ids of the old nodes put in (the roots of
+    the shared subtrees)."""
     if type(old) is not type(new):
         return new
     for name in new._fields:
@@ -47,21 +48,52 @@ def graft(old: ast.AST, new: ast.AST, a: int, b: int) -> ast.AST:
                     o = by_start.get((x.lineno, x.col_offset, type(x)))
                     if o is None:
                         continue
-                nv[i] = _pick(o, x, a, b)
+                nv[i] = _pick(o, x, a, b, shared)
         elif isinstance(nv, ast.AST) and not isinstance(nv, _ExprCtx) and isinstance(ov, ast.AST):
-            setattr(new, name, _pick(ov, nv, a, b))
+            setattr(new, name, _pick(ov, nv, a, b, shared))
     return new
 
 
-def _pick(o: ast.AST, x: ast.AST, a: int, b: int) -> ast.AST:
+def _pick(o: ast.AST, x: ast.AST, a: int, b: int, shared: set | None) -> ast.AST:
     if type(o) is not type(x):
         return x
     if hasattr(x, "lineno") and x.end_lineno is not None:
         if x.end_lineno < a or x.lineno > b:
-            return o if _span(o) == _span(x) else x
+            if _span(o) != _span(x):
+                return x
+            if shared is not None:
+                shared.add(id(o))
+            return o
         if (o.lineno, o.col_offset) != (x.lineno, x.col_offset):
             return x
-    return graft(o, x, a, b)
+    return graft(o, x, a, b, shared)
+
+
+def subtree_ids(roots, stop: set | None = None, own: bool = False) -> dict:
+    """id -> node for every node under `roots` (a faster ast.walk), not descending into nodes
+    whose id is in `stop`; with `own`, not into the bodies of nested functions and classes."""
+    out = {}
+    stack = list(roots)
+    AST, Defs = ast.AST, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    while stack:
+        n = stack.pop()
+        if stop is not None and id(n) in stop:
+            continue
+        out[id(n)] = n
+        if own and isinstance(n, Defs):
+            stack.extend(n.decorator_list)
+            if not isinstance(n, ast.ClassDef):
+                stack.append(n.args)
+            continue
+        for name in n._fields:
+            v = getattr(n, name, None)
+            if v.__class__ is list:
+                for c in v:
+                    if isinstance(c, AST):
+                        stack.append(c)
+            elif isinstance(v, AST):
+                stack.append(v)
+    return out
 
 
 def touches(node: ast.AST, a: int, b: int) -> bool:

@@ -114,7 +114,7 @@ class IncrementalAnalyzer:
         # _recent: what a line being typed is compared with once it does not parse (_same_as_seen)
         self._clean: dict[tuple, tuple[_Version, bool]] = {}
         self._names_memo: dict[str, tuple] = {}  # region text -> (kind, defines, uses, facts)
-        # (key, flow_patch.FlowBase) of the last whole-file analyses, the newest last: the trees of
+        # (key, flow_patch.FlowBase) of the last whole-file analyses, the last used last: the trees of
         # a file's versions share every statement an edit did not touch, so an edit inside a
         # function's body can start from any of them whose other statements are the new tree's
         self._bases: list[tuple] = []
@@ -429,13 +429,17 @@ class IncrementalAnalyzer:
         that function only."""
         body = [st for r in all_regions for st in r.stmts]
         i = sum(len(r.stmts) for r in all_regions[:k])
-        for bkey, base in reversed(self._bases):
+        for n in range(len(self._bases) - 1, -1, -1):
+            bkey, base = self._bases[n]
             if bkey != key or len(base.body) != len(body) \
                     or any(x is not y for j, (x, y) in enumerate(zip(base.body, body)) if j != i):
                 continue
             span = _changed(base.lines, new, reg)
             edit = flow_patch.prepare(base, base.body[i], stmt, *span) if span is not None else None
             if edit is not None:
+                # the least recently used goes first: a base the edits keep starting from (the text
+                # they are undone to, the text before a line being typed) stays
+                self._bases.append(self._bases.pop(n))
                 return edit
         return None
 
