@@ -127,6 +127,19 @@ class IncrementalAnalyzer:
         self._clean.clear()
         self._bases.clear()
 
+    def _touch_base(self, version: "_Version | None") -> None:
+        """The kept dataflow of `version`'s tree (if any) counts as just used: an edit undone
+        returns to a text whose dataflow the next edits will start from."""
+        if version is None or len(self._bases) < 2:
+            return
+        body = [st for r in version.regions for st in r.stmts]
+        for n in range(len(self._bases) - 1, -1, -1):
+            bkey, base = self._bases[n]
+            if bkey == version.key and len(base.body) == len(body) and all(
+                    x is y for x, y in zip(base.body, body)):
+                self._bases.append(self._bases.pop(n))
+                return
+
     def _keep_base(self, key: tuple, raw: RawAnalysis) -> None:
         if raw.flow_base is not None:
             self._bases.append((key, raw.flow_base))
@@ -155,6 +168,7 @@ class IncrementalAnalyzer:
                 out = self._result(prev, options)
             elif (key, text) in self._recent:
                 self._prev = self._recent[(key, text)][0]
+                self._touch_base(self._prev)
                 self.stats = Stats("same", "text analysed a moment ago", len(self._prev.regions), 0, 0)
                 out = self._result(self._prev, options)
             else:
@@ -581,6 +595,7 @@ class IncrementalAnalyzer:
             self._prev = _Version(key, text, new, regions, raw)
             self._remember(self._prev, whole)
             self._clean[(vkey, vtext)] = self._clean.pop((vkey, vtext))  # kept while the line is typed
+            self._touch_base(v)
             self.stats = Stats("same", "recovered, the text of a version analysed a moment ago", len(regions), 0, 0)
             return finish(raw, options)
         return None

@@ -386,9 +386,10 @@ class Analyzer:
                 log.debug("%s: analysis of version %s stopped after %.1f ms: a newer request arrived",
                           snap.key, snap.version, stats.seconds * 1000)
                 return None
-            log.debug("%s: %s analysis in %.1f ms (%d of %d regions redone, %d lines analysed)%s",
+            log.debug("%s: %s analysis in %.1f ms (%d of %d regions redone, %d lines analysed)%s%s",
                       snap.key, stats.mode, stats.seconds * 1000, stats.redone, stats.regions,
-                      stats.analysed_lines, f"; {stats.reason}" if stats.reason else "")
+                      stats.analysed_lines, f"; {stats.reason}" if stats.reason else "",
+                      f"; dataflow: {stats.flow}" if stats.flow and stats.mode == "full" else "")
         self.analyses += 1
         needs = resolver is not None and ResolverPool.needs_slow_pass(resolver, snap.text, snap.path)
         return self.projects.carry(snap, result), needs
