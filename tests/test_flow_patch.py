@@ -203,12 +203,67 @@ def test_edits_the_patch_does_not_take(needle, new):
     assert not ia.stats.flow.startswith("patched"), ia.stats
 
 
-def test_a_changed_model_binding_runs_the_whole_flow(monkeypatch):
+def test_a_changed_optimizer_binding_runs_the_whole_flow(monkeypatch):
     cmp = _Compare(monkeypatch)
     ia = IncrementalAnalyzer()
     _run(ia, SCRIPT)
-    _run(ia, _edit(SCRIPT, "    model = Net()\n", "    model = Net(5)\n"))
+    _run(ia, _edit(SCRIPT, "lr=0.1)", "lr=0.2)"))
     assert ia.stats.flow == "model or optimizer bindings changed" and cmp.patched == 0
+
+
+CLASSY = '''\
+import torch
+import torch.nn as nn
+
+
+class Norm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(8, 8))
+        self.eps = 1e-6
+        self.steps = 0
+
+    def reset(self):
+        self.steps = 0
+        self.eps = 1e-6
+
+    def forward(self, x):
+        self.steps += 1
+        return self.body(x) / (x.std() + self.eps)
+
+
+def build():
+    net = Norm()
+    return net
+
+
+def main():
+    net = build()
+    opt = torch.optim.Adam(net.parameters())
+    for _ in range(10):
+        opt.zero_grad()
+        net(torch.randn(4, 8)).sum().backward()
+        opt.step()
+
+
+main()
+'''
+
+
+@pytest.mark.parametrize("needle,new,outcome", [
+    ("        self.steps = 0\n        self.eps", "        self.steps = 1\n        self.eps", "patched `reset`"),
+    ("        self.eps = 1e-6\n\n    def forward", "        self.eps = 0.0\n\n    def forward",
+     "what a class's attributes hold changed"),
+    ("    net = Norm()", "    net = Norm(); net.body.append(nn.ReLU())", ""),  # a construction, a layer added
+    ("        self.eps = 1e-6\n        self.steps", "        self.eps = 1e-5\n        self.steps", ""),  # __init__
+])
+def test_what_other_methods_read_of_an_edit_decides_the_patch(monkeypatch, needle, new, outcome):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, CLASSY)
+    _run(ia, _edit(CLASSY, needle, new))
+    assert ia.stats.flow == outcome, ia.stats
+    assert not cmp.differ
 
 
 def test_an_edit_inside_a_nested_function_is_not_patched_but_one_beside_it_is(monkeypatch):

@@ -14,10 +14,13 @@ nothing the rest of the file saw can have changed:
   call returned before;
 - no call it made, before or now, passed a value that mentions a node of the edited lines (a
   callee run with it would record that node);
-- the model and optimizer bindings of the whole file, the framework bodies and the imports are as
-  they were; the edit assigns no attribute (classes' attribute facts read those) and is not inside
-  a function or class the edited one defines (a `global` statement changes nothing here: the flow
-  keeps a function's assignments in its own frame, and the facts' bindings are compared).
+- the model and optimizer bindings of the whole file, the framework bodies, the imports and what
+  the classes' attributes hold (`self.eps = 1e-6` read from another method) are as they were; the
+  edit is not inside a function or class the edited one defines, constructs no class of the file,
+  adds no layer to a Sequential (`.append`, `.add_module`, `.extend`: the flow reads those in the
+  function that builds it) and assigns no attribute in an `__init__` (a module attribute's default
+  is read from there). A `global` statement changes nothing here: the flow keeps a function's
+  assignments in its own frame, and the facts' bindings are compared.
 
 Then the rest of the previous state (events, values by node, the module environment, the memo)
 stands for the new text as it is: the tree shares every node the edit did not touch with the
@@ -36,13 +39,15 @@ import ast
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradpath.analysis import frameworks
+from gradpath.analysis import bounds, frameworks
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import scope_place
 from gradpath.analysis.flow_values import _Frame
 from gradpath.analysis.graft import graft, subtree_ids, touches
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+# methods that add a layer to a Sequential after it is built (modelling.sequential_layers reads them)
+_LAYER_ADDS = frozenset({"add_module", "append", "extend"})
 # the per-node caches of a Flow (id(node) -> what it computed once)
 _NODE_CACHES = ("_keys", "_carries", "_qns", "_dumps", "_consts")
 
@@ -73,6 +78,7 @@ class FlowEdit:
     outcome: str = "not tried"
     gone: dict = field(default_factory=dict)  # id -> node: the old tree's nodes the new one lacks
     fresh: dict = field(default_factory=dict)  # id -> node: the new function's nodes the old tree lacks
+    stores: set = field(default_factory=set)  # attributes assigned on the edited lines (`self.x = ...`)
 
     def scope_reuse(self) -> dict:
         return dict(zip(self.base.places, self.base.flow.facts.scopes))
@@ -107,14 +113,25 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     if old_fn is None or new_fn is None or (old_fn.name, old_fn.lineno, old_fn.col_offset) != (
             new_fn.name, new_fn.lineno, new_fn.col_offset):
         return None
+    classes = base.flow.sym.classes
+    stores: set = set()
     for fn in (old_fn, new_fn):
         for n in _touching(fn, a, b):
             if n is fn:
                 continue
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 return None  # an edit inside a function or class the function defines
-            if isinstance(n, (ast.Import, ast.ImportFrom)) or isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
-                return None  # symbols read imports anywhere; classes' attribute facts read `self.x = ...`
+            if isinstance(n, (ast.Import, ast.ImportFrom)):
+                return None  # the symbols read imports anywhere
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+                if fn.name == "__init__":
+                    return None  # a module attribute's default (modelling.default_module) reads these
+                stores.add(n.attr)  # the classes' attribute facts read these: compared in _patch
+            if isinstance(n, ast.Call) and (isinstance(n.func, ast.Name) and n.func.id in classes or isinstance(
+                    n.func, ast.Attribute) and n.func.attr in _LAYER_ADDS):
+                # a construction of a class of the file (which arguments its constructions pass
+                # decides a module attribute's default), or a layer added to a Sequential
+                return None
     # (no refusal past this point: the graft puts old nodes into `new_top`, and grafting it again
     # onto another tree would change those)
     shared: set = set()
@@ -123,7 +140,7 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     fresh = subtree_ids(new_fn.body, shared)
     gone[id(old_top)] = old_top
     edit = FlowEdit(base, old_top, old_fn, new_fn, a, b, shared)
-    edit.gone, edit.fresh = gone, fresh
+    edit.gone, edit.fresh, edit.stores = gone, fresh, stores
     return edit
 
 
@@ -179,6 +196,10 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         raise _NoPatch("model or optimizer bindings changed")
     if _frameworks_sig(ctx) != edit.base.frameworks:
         raise _NoPatch("framework bodies changed")
+    if edit.stores:
+        before, now = bounds.AttrFacts(base.sym), bounds.attr_facts(ctx)
+        if any(before.of(c, attr) != now.of(c, attr) for c in ctx.symbols.classes for attr in edit.stores):
+            raise _NoPatch("what a class's attributes hold changed")
     old_fn, new_fn = edit.old_fn, edit.new_fn
     # nodes of the previous tree that the new one no longer has (the edited lines, the statements
     # holding them, the function and class nodes themselves), and the new tree's own
