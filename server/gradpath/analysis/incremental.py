@@ -44,7 +44,7 @@ from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analy
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
 from gradpath.analysis.regions import (
-    Region, assign_findings, closure, cut_regions, dependents, index_at, region_at
+    Region, assign_findings, closure, cut_regions, dependents, first_line, index_at, region_at
 )
 from gradpath.analysis.script_state import coupling
 from gradpath.analysis.source import (
@@ -247,15 +247,58 @@ class IncrementalAnalyzer:
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
-        raw = analyze_raw(text, path, options, resolver, cancel=self._cancel, keep_flow=True)
+        src, edit = self._parsed_like_a_base(text, path, key, options)
+        raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel, flow_edit=edit,
+                          keep_flow=True)
         if raw.cancelled:
             raise _Cancelled()
         regions = self._install(text, key, raw)
         if regions is not None and raw.src.recovered_lines is not None:
             self._keep_recovered(key, text, raw, regions)
         n = len(raw.src.lines)
-        self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n)
+        if edit is not None and not raw.flow_patched and regions is not None:
+            self._recent[(key, text)] = (self._prev, False)  # (an analysis in part: see _whole)
+            self.stats = Stats("incremental", f"dataflow: `{edit.new_fn.name}` re-run, the rest kept", len(regions),
+                               len(regions), n, flow=f"patched `{edit.new_fn.name}`")
+        else:
+            self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n,
+                               flow=edit.outcome if edit is not None else "")
         return finish(raw, options)
+
+    def _parsed_like_a_base(self, text: str, path, key, options) -> tuple:
+        """For a whole-file analysis: when the text (recovered, if it does not parse) differs from
+        the tree of a kept dataflow inside one function's body only (a keyword being typed, a line
+        pasted into a function), (its SourceFile with the kept tree's statements in place of the
+        ones parsed again, a FlowEdit); else (None, None) and the analysis parses the text itself."""
+        lines = split_lines(text)
+        cands = [b for k, b in reversed(self._bases) if k == key and len(b.lines) == len(lines)]
+        if not cands:
+            return None, None
+        src = SourceFile.parse(text, path, deadline=time.thread_time() + options.time_budget_s)
+        if src.prefix_only:
+            return src, None
+        got = src.recovered_lines if src.recovered_lines is not None else src.lines
+        body = src.tree.body
+        for base in cands:
+            if len(base.body) != len(body) or len(base.lines) != len(got):
+                continue
+            differ = [j for j, (x, y) in enumerate(zip(base.body, body))
+                      if not _same_statement(x, y, base.lines, got)]
+            if len(differ) != 1:
+                continue
+            i = differ[0]
+            x, y = base.body[i], body[i]
+            if type(x) is not type(y) or not isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                    or (first_line(x), x.end_lineno) != (first_line(y), y.end_lineno):
+                continue
+            lo, hi = first_line(x), x.end_lineno
+            a = next(n for n in range(lo, hi + 1) if base.lines[n - 1] != got[n - 1])
+            b = next(n for n in range(hi, lo - 1, -1) if base.lines[n - 1] != got[n - 1])
+            edit = flow_patch.prepare(base, x, y, a, b)
+            if edit is not None:
+                body[:] = [y if j == i else st for j, st in enumerate(base.body)]
+                return src, edit
+        return src, None
 
     # -- one region changed ----------------------------------------------------------------------
     def _incremental(self, prev: _Version, text, path, options, resolver, key) -> AnalysisResult:
@@ -756,6 +799,15 @@ def _max_int(obj) -> int:
     if isinstance(obj, (list, tuple)):
         return max((_max_int(v) for v in obj), default=0)
     return 0
+
+
+def _same_statement(x: ast.stmt, y: ast.stmt, xlines: list[str], ylines: list[str]) -> bool:
+    """Two top-level statements of the same type at the same place, their lines the same text
+    (so the same tree)."""
+    if type(x) is not type(y) or x.col_offset != y.col_offset:
+        return False
+    lo, hi = first_line(x), x.end_lineno
+    return (lo, hi) == (first_line(y), y.end_lineno) and xlines[lo - 1:hi] == ylines[lo - 1:hi]
 
 
 def _changed(old: list[str], new: list[str], reg: Region) -> tuple[int, int] | None:
