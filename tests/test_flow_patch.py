@@ -94,10 +94,13 @@ class _Compare:
         self.differ = []
         orig = flow_patch.patched
 
+        self.with_script = 0
+
         def patched(ctx, edit):
             fl = orig(ctx, edit)
             if fl is not None:
                 self.patched += 1
+                self.with_script += bool(edit.module_edits)
                 whole = dataflow.Flow.build(ctx)
                 a, b = _state(fl, ctx.tree), _state(whole, ctx.tree)
                 if a != b:
@@ -189,6 +192,44 @@ def test_a_bug_typed_into_the_training_loop_is_found_on_the_patched_flow(monkeyp
     got = _run(ia, _edit(SCRIPT, "        loss.backward()\n", "        loss.detach().backward()\n"))
     assert ia.stats.flow == "patched `train_one_epoch`" and cmp.patched == 1 and not cmp.differ
     assert {f.code for f in got.findings} - {f.code for f in before.findings} == {"GP201"}
+
+
+def test_a_line_that_does_not_parse_patches_the_dataflow_of_the_recovered_text(monkeypatch):
+    """The whole-file analysis of a text with a syntax error analyses the text its recovery makes:
+    that text differs from the kept one inside one function only, and its dataflow is patched."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, SCRIPT)
+    got = _run(ia, _edit(SCRIPT, "        optimizer.zero_grad()\n", "        optimizer.zero_grad(\n"))
+    assert ia.stats.flow == "patched `train_one_epoch`" and cmp.patched == 1 and not cmp.differ
+    assert {"GP000", "GP401"} <= {f.code for f in got.findings}
+
+
+ARGS = "import argparse\n" + SCRIPT.replace('if __name__ == "__main__":', '''parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+parser.add_argument("--epochs", type=int, default=3)
+
+if __name__ == "__main__":''')
+
+
+def test_script_statements_edited_since_are_rerun_with_the_function(monkeypatch):
+    """An argument parser's line edited (analysed in part: no whole dataflow of that text is kept),
+    then a function's body: the dataflow re-runs that statement of the script and the function."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, ARGS)
+    text = _edit(ARGS, "default=0.1)", "default=0.2)")
+    _run(ia, text)
+    assert ia.stats.mode == "incremental" and not ia.stats.flow  # the parser's line alone
+    text = _edit(text, "        optimizer.zero_grad()\n", "        optimizer.zero_gradq()\n")
+    _run(ia, text)
+    assert ia.stats.flow == "patched `train_one_epoch`" and cmp.with_script == 1 and not cmp.differ
+    # a statement that binds what it did not before: the whole dataflow
+    text = _edit(text, "parser = argparse.ArgumentParser()", "parser = argparse.ArgumentParser(); lr = 1")
+    _run(ia, text)
+    text = _edit(text, "    scale = 1.0\n", "    scale = 3.0\n")
+    _run(ia, text)
+    assert not ia.stats.flow.startswith("patched") and not cmp.differ
 
 
 @pytest.mark.parametrize("needle,new", [

@@ -56,6 +56,8 @@ class Flow(FlowCalls):
         # every execution of a function's body, in order (see Run; flow_patch.py re-runs some)
         self.runs: list[Run] = []
         self._expect = None  # (scope, calls): flow_patch re-runs scope's body, which made these calls
+        self.module_envs: list[dict] = []  # the environment before each module statement
+        self.module_runs: list[Run] = []  # the calls each module statement made
         self._fwd_memo: dict = {}
         self._active: set = set()
         self.scope_by_node = {id(s.node): s for s in self.facts.scopes}
@@ -103,7 +105,20 @@ class Flow(FlowCalls):
         scopes = self.facts.scopes
         module = scopes[0]
         fr = _Frame(module, None, None, True, 0)
-        env = self._exec_body(module.body, {}, fr)
+        # the module's statements one by one, each with its own record of the calls it makes and
+        # the environment before it (flow_patch.py re-runs an edited statement of the script)
+        env: dict | None = {}
+        for st in module.body:
+            if env is None or self._stopped:
+                break
+            self._ticks += 1
+            if self._ticks >= self._TICK and self._out_of_time():
+                break
+            self.module_envs.append(env)
+            fr.run = Run(module, True)
+            self.module_runs.append(fr.run)
+            env = self._exec(st, dict(env), fr)
+        fr.run = None
         self.module_env = env or {}
         for s in scopes[1:]:
             if self._stopped or self.ctx.out_of_time():

@@ -42,12 +42,15 @@ from typing import Any
 from gradpath.analysis import bounds, frameworks
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import scope_place
-from gradpath.analysis.flow_values import _Frame
+from gradpath.analysis.flow_values import Run, _Frame
 from gradpath.analysis.graft import graft, subtree_ids, touches
+from gradpath.analysis.regions import first_line
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 # methods that add a layer to a Sequential after it is built (modelling.sequential_layers reads them)
 _LAYER_ADDS = frozenset({"add_module", "append", "extend"})
+_NOT_SCRIPT = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Global,
+               ast.Nonlocal)
 # the per-node caches of a Flow (id(node) -> what it computed once)
 _NODE_CACHES = ("_keys", "_carries", "_qns", "_dumps", "_consts")
 
@@ -79,6 +82,9 @@ class FlowEdit:
     gone: dict = field(default_factory=dict)  # id -> node: the old tree's nodes the new one lacks
     fresh: dict = field(default_factory=dict)  # id -> node: the new function's nodes the old tree lacks
     stores: set = field(default_factory=set)  # attributes assigned on the edited lines (`self.x = ...`)
+    # statements of the script that differ from the base's too (edits analysed in part since):
+    # (index among the top-level statements, old statement, new statement)
+    module_edits: list = field(default_factory=list)
 
     def scope_reuse(self) -> dict:
         return dict(zip(self.base.places, self.base.flow.facts.scopes))
@@ -144,6 +150,23 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     return edit
 
 
+def script_statement_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> bool:
+    """Whether a statement of the script that differs from the base's can be re-run on its own
+    (see _rerun_statement): no definitions, imports or constructions of the file's classes in it
+    (the symbols and a module attribute's default read those), no layer added to a Sequential."""
+    if base.flow.module_envs is None or isinstance(old, _NOT_SCRIPT) or isinstance(new, _NOT_SCRIPT):
+        return False
+    classes = base.flow.sym.classes
+    for st in (old, new):
+        for n in subtree_ids([st]).values():
+            if isinstance(n, _NOT_SCRIPT) or isinstance(n, ast.Lambda):
+                return False
+            if isinstance(n, ast.Call) and (isinstance(n.func, ast.Name) and n.func.id in classes or isinstance(
+                    n.func, ast.Attribute) and n.func.attr in _LAYER_ADDS):
+                return False
+    return True
+
+
 def _touching(fn, a: int, b: int) -> list:
     """The nodes of `fn` with a line in a..b (and those without positions on the way to them)."""
     out, stack = [], [fn]
@@ -206,11 +229,20 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     gone, fresh = edit.gone, edit.fresh
     # what the function's own frames evaluated before (their values by node go: the runs again
     # write those they evaluate now)
-    old_body = subtree_ids(old_fn.body, own=True)
+    old_body = set(subtree_ids(old_fn.body, own=True))
 
+    module_scope = facts.scopes[0]
+    spans = [(first_line(o), o.end_lineno) for _j, o, _n in edit.module_edits]
     fl = Flow(ctx)
-    fl.events = [e for e in base.events if e.scope is not scope]
+    fl.events = [e for e in base.events if e.scope is not scope and not (
+        spans and e.scope is module_scope and any(lo <= getattr(e.node, "lineno", 0) <= hi for lo, hi in spans))]
     fl.module_env = base.module_env
+    fl.module_envs = base.module_envs
+    fl.module_runs = list(base.module_runs)
+    for _j, o, _n in edit.module_edits:  # the old statements' nodes go (the new ones are all new)
+        for k in subtree_ids([o]):
+            gone.setdefault(k, None)
+            old_body.add(k)
     last = dict(base._last_ev)
     for k in old_body:
         last.pop(k, None)
@@ -226,6 +258,13 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     fl._fn_memo = {k: v for k, v in base._fn_memo.items() if k[0] != old_key}
     fl._memo_keep = {k: v for k, v in base._memo_keep.items() if k[0] != old_key}
     uses = dict(base.loss_module_uses)
+    for j, o, n in edit.module_edits:
+        new = _rerun_statement(fl, base, j, o, n, module_scope)
+        for k, c in base.module_runs[j].loss_uses.items():
+            uses[k] = uses.get(k, 0) - c
+        for k, c in new.loss_uses.items():
+            uses[k] = uses.get(k, 0) + c
+        fl.module_runs[j] = new
     fl.runs = list(base.runs)
     for i, run in enumerate(base.runs):
         if run.scope is not scope:
@@ -244,6 +283,30 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         fl.runs[i] = new
     fl.loss_module_uses = {k: n for k, n in uses.items() if n or k in base.loss_module_uses}
     return fl
+
+
+def _rerun_statement(fl: Flow, base: Flow, j: int, old: ast.stmt, new: ast.stmt, module_scope) -> Run:
+    """Runs statement `new` of the script in place of `old` (the j-th), from the environment the
+    base had before it: it must leave the same environment and make the same calls."""
+    if j >= len(base.module_envs):
+        raise _NoPatch("the script stopped before that statement")
+    prev = base.module_runs[j]
+    run = Run(module_scope, True)
+    run.expect = prev.calls
+    fr = _Frame(module_scope, None, None, True, 0, run=run)
+    n0 = len(fl.runs)
+    after = fl._exec(new, dict(base.module_envs[j]), fr)
+    if len(fl.runs) != n0:
+        raise _NoPatch("a statement of the script calls differently")
+    if len(run.calls) != len(prev.calls) or any(x[0] is not y[0] for x, y in zip(run.calls, prev.calls)):
+        raise _NoPatch("a statement of the script calls differently")
+    if _passes_any(prev.calls, {id(n): n for n in subtree_ids([old]).values()}) or \
+            _passes_any(run.calls, {id(n): n for n in subtree_ids([new]).values()}):
+        raise _NoPatch("a statement of the script passes a value made in it to a function")
+    before = base.module_envs[j + 1] if j + 1 < len(base.module_envs) else base.module_env
+    if after is None or not same_value(after, before):
+        raise _NoPatch("what a statement of the script binds changed")
+    return run
 
 
 def _rerun(fl: Flow, run, scope, old_fn, new_fn):

@@ -64,6 +64,8 @@ CLEAN_VERSIONS = 8
 # 4-12 MB each on files of 1,500-5,000 lines): the last ones, which include the one of the text a
 # line being typed is recovered to while it does not parse
 MAX_FLOW_BASES = 3
+# At most this many statements of the script edited since a kept dataflow are re-run with a function
+MAX_SCRIPT_EDITS = 8
 # CPU seconds for recovering a whole text with several broken lines while a line is typed (past
 # them the whole-file analysis runs, under its own budget)
 MAX_RECOVERY_S = 0.25
@@ -488,12 +490,19 @@ class IncrementalAnalyzer:
         i = sum(len(r.stmts) for r in all_regions[:k])
         for n in range(len(self._bases) - 1, -1, -1):
             bkey, base = self._bases[n]
-            if bkey != key or len(base.body) != len(body) \
-                    or any(x is not y for j, (x, y) in enumerate(zip(base.body, body)) if j != i):
+            if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
                 continue
-            span = _changed(base.lines, new, reg)
+            # statements of the script edited since (analysed in part, so with no kept dataflow of
+            # their own) are re-run too, when each can be on its own
+            others = [j for j, (x, y) in enumerate(zip(base.body, body)) if j != i and x is not y]
+            if len(others) > MAX_SCRIPT_EDITS or not all(
+                    _same_place(base.body[j], body[j]) and flow_patch.script_statement_ok(base, base.body[j], body[j])
+                    for j in others):
+                continue
+            span = _changed(base.lines, new, reg, [body[j] for j in others])
             edit = flow_patch.prepare(base, base.body[i], stmt, *span) if span is not None else None
             if edit is not None:
+                edit.module_edits = [(j, base.body[j], body[j]) for j in others]
                 # the least recently used goes first: a base the edits keep starting from (the text
                 # they are undone to, the text before a line being typed) stays
                 self._bases.append(self._bases.pop(n))
@@ -810,9 +819,9 @@ def _same_statement(x: ast.stmt, y: ast.stmt, xlines: list[str], ylines: list[st
     return (lo, hi) == (first_line(y), y.end_lineno) and xlines[lo - 1:hi] == ylines[lo - 1:hi]
 
 
-def _changed(old: list[str], new: list[str], reg: Region) -> tuple[int, int] | None:
-    """The first and last line (1-based) that differ between `old` and `new` (as many lines), when
-    some do and all of them lie in `reg`."""
+def _changed(old: list[str], new: list[str], reg: Region, others: list = ()) -> tuple[int, int] | None:
+    """The first and last line (1-based) of `reg` that differ between `old` and `new` (as many
+    lines), when some do and every other line that differs lies in one of the statements `others`."""
     if len(old) != len(new):
         return None
     a = reg.start
@@ -821,9 +830,25 @@ def _changed(old: list[str], new: list[str], reg: Region) -> tuple[int, int] | N
     b = reg.end
     while b >= a and old[b - 1] == new[b - 1]:
         b -= 1
-    if b < a or old[:reg.start - 1] != new[:reg.start - 1] or old[reg.end:] != new[reg.end:]:
+    if b < a:
+        return None
+    if not others:
+        if old[:reg.start - 1] != new[:reg.start - 1] or old[reg.end:] != new[reg.end:]:
+            return None
+        return a, b
+    allowed = sorted((first_line(st), st.end_lineno) for st in others)
+    lo = 1
+    for s_lo, s_hi in sorted(allowed + [(reg.start, reg.end)]):
+        if old[lo - 1:s_lo - 1] != new[lo - 1:s_lo - 1]:
+            return None
+        lo = max(lo, s_hi + 1)
+    if old[lo - 1:] != new[lo - 1:]:
         return None
     return a, b
+
+
+def _same_place(x: ast.stmt, y: ast.stmt) -> bool:
+    return type(x) is type(y) and (first_line(x), x.end_lineno, x.col_offset) == (first_line(y), y.end_lineno, y.col_offset)
 
 
 def _options_key(options: Options) -> tuple:
