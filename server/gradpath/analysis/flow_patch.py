@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass, field
-from typing import Any
 
 from gradpath.analysis import bounds, frameworks
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import scope_place
 from gradpath.analysis.flow_values import Run, _Frame
-from gradpath.analysis.graft import graft, subtree_ids, touches
+from gradpath.analysis.graft import graft, subtree_ids
 from gradpath.analysis.regions import first_line
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -154,7 +153,7 @@ def script_statement_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> bool:
     """Whether a statement of the script that differs from the base's can be re-run on its own
     (see _rerun_statement): no definitions, imports or constructions of the file's classes in it
     (the symbols and a module attribute's default read those), no layer added to a Sequential."""
-    if base.flow.module_envs is None or isinstance(old, _NOT_SCRIPT) or isinstance(new, _NOT_SCRIPT):
+    if isinstance(old, _NOT_SCRIPT) or isinstance(new, _NOT_SCRIPT):
         return False
     classes = base.flow.sym.classes
     for st in (old, new):

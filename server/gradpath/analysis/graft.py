@@ -94,9 +94,3 @@ def subtree_ids(roots, stop: set | None = None, own: bool = False) -> dict:
             elif isinstance(v, AST):
                 stack.append(v)
     return out
-
-
-def touches(node: ast.AST, a: int, b: int) -> bool:
-    """Whether `node` has a line in a..b."""
-    ln = getattr(node, "lineno", None)
-    return ln is not None and ln <= b and (node.end_lineno or ln) >= a

@@ -40,11 +40,12 @@ from dataclasses import dataclass, replace as dc_replace
 from typing import Any
 
 from gradpath.analysis import flow_patch
+from gradpath.analysis.flow_bases import FlowBases
 from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
 from gradpath.analysis.regions import (
-    Region, assign_findings, closure, cut_regions, dependents, first_line, index_at, region_at
+    Region, assign_findings, closure, cut_regions, dependents, index_at, region_at
 )
 from gradpath.analysis.script_state import coupling
 from gradpath.analysis.source import (
@@ -60,12 +61,6 @@ MAX_SUBSET_FRACTION = 0.6
 RECENT_VERSIONS = 4
 # Versions without a syntax error kept for texts that do not parse (see IncrementalAnalyzer._same_as_seen)
 CLEAN_VERSIONS = 8
-# Dataflows of whole-file analyses kept for later edits inside a function's body (flow_patch.py;
-# 4-12 MB each on files of 1,500-5,000 lines): the last ones, which include the one of the text a
-# line being typed is recovered to while it does not parse
-MAX_FLOW_BASES = 3
-# At most this many statements of the script edited since a kept dataflow are re-run with a function
-MAX_SCRIPT_EDITS = 8
 # CPU seconds for recovering a whole text with several broken lines while a line is typed (past
 # them the whole-file analysis runs, under its own budget)
 MAX_RECOVERY_S = 0.25
@@ -116,10 +111,8 @@ class IncrementalAnalyzer:
         # _recent: what a line being typed is compared with once it does not parse (_same_as_seen)
         self._clean: dict[tuple, tuple[_Version, bool]] = {}
         self._names_memo: dict[str, tuple] = {}  # region text -> (kind, defines, uses, facts)
-        # (key, flow_patch.FlowBase) of the last whole-file analyses, the last used last: the trees of
-        # a file's versions share every statement an edit did not touch, so an edit inside a
-        # function's body can start from any of them whose other statements are the new tree's
-        self._bases: list[tuple] = []
+        # the dataflows of the last whole-file analyses (flow_bases.py)
+        self._bases = FlowBases()
         self._cancel: threading.Event | None = None  # of the analysis running now
         self._first_error: SyntaxProblem | None = None
 
@@ -128,25 +121,6 @@ class IncrementalAnalyzer:
         self._recent.clear()
         self._clean.clear()
         self._bases.clear()
-
-    def _touch_base(self, version: "_Version | None") -> None:
-        """The kept dataflow of `version`'s tree (if any) counts as just used: an edit undone
-        returns to a text whose dataflow the next edits will start from."""
-        if version is None or len(self._bases) < 2:
-            return
-        body = [st for r in version.regions for st in r.stmts]
-        for n in range(len(self._bases) - 1, -1, -1):
-            bkey, base = self._bases[n]
-            if bkey == version.key and len(base.body) == len(body) and all(
-                    x is y for x, y in zip(base.body, body)):
-                self._bases.append(self._bases.pop(n))
-                return
-
-    def _keep_base(self, key: tuple, raw: RawAnalysis) -> None:
-        if raw.flow_base is not None:
-            self._bases.append((key, raw.flow_base))
-            del self._bases[:-MAX_FLOW_BASES]
-            raw.flow_base = None  # (the versions remembered hold their RawAnalysis)
 
     def analyze(self, text: str, path: str | None = None, options: Options | None = None,
                 resolver: Any = None, generation: Any = None,
@@ -170,7 +144,7 @@ class IncrementalAnalyzer:
                 out = self._result(prev, options)
             elif (key, text) in self._recent:
                 self._prev = self._recent[(key, text)][0]
-                self._touch_base(self._prev)
+                self._bases.touch(self._prev)
                 self.stats = Stats("same", "text analysed a moment ago", len(self._prev.regions), 0, 0)
                 out = self._result(self._prev, options)
             else:
@@ -223,7 +197,7 @@ class IncrementalAnalyzer:
             assign_findings(regions, raw.findings)
             self._prev = _Version(key, text, lines, regions, raw)
             self._remember(self._prev, True)
-            self._keep_base(key, raw)
+            self._bases.keep(key, raw)
         else:
             self._prev = None
         return regions
@@ -249,7 +223,7 @@ class IncrementalAnalyzer:
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
-        src, edit = self._parsed_like_a_base(text, path, key, options)
+        src, edit = self._bases.parse_like_a_base(text, path, key, options)
         raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel, flow_edit=edit,
                           keep_flow=True)
         if raw.cancelled:
@@ -266,41 +240,6 @@ class IncrementalAnalyzer:
             self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n,
                                flow=edit.outcome if edit is not None else "")
         return finish(raw, options)
-
-    def _parsed_like_a_base(self, text: str, path, key, options) -> tuple:
-        """For a whole-file analysis: when the text (recovered, if it does not parse) differs from
-        the tree of a kept dataflow inside one function's body only (a keyword being typed, a line
-        pasted into a function), (its SourceFile with the kept tree's statements in place of the
-        ones parsed again, a FlowEdit); else (None, None) and the analysis parses the text itself."""
-        lines = split_lines(text)
-        cands = [b for k, b in reversed(self._bases) if k == key and len(b.lines) == len(lines)]
-        if not cands:
-            return None, None
-        src = SourceFile.parse(text, path, deadline=time.thread_time() + options.time_budget_s)
-        if src.prefix_only:
-            return src, None
-        got = src.recovered_lines if src.recovered_lines is not None else src.lines
-        body = src.tree.body
-        for base in cands:
-            if len(base.body) != len(body) or len(base.lines) != len(got):
-                continue
-            differ = [j for j, (x, y) in enumerate(zip(base.body, body))
-                      if not _same_statement(x, y, base.lines, got)]
-            if len(differ) != 1:
-                continue
-            i = differ[0]
-            x, y = base.body[i], body[i]
-            if type(x) is not type(y) or not isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
-                    or (first_line(x), x.end_lineno) != (first_line(y), y.end_lineno):
-                continue
-            lo, hi = first_line(x), x.end_lineno
-            a = next(n for n in range(lo, hi + 1) if base.lines[n - 1] != got[n - 1])
-            b = next(n for n in range(hi, lo - 1, -1) if base.lines[n - 1] != got[n - 1])
-            edit = flow_patch.prepare(base, x, y, a, b)
-            if edit is not None:
-                body[:] = [y if j == i else st for j, st in enumerate(base.body)]
-                return src, edit
-        return src, None
 
     # -- one region changed ----------------------------------------------------------------------
     def _incremental(self, prev: _Version, text, path, options, resolver, key) -> AnalysisResult:
@@ -425,7 +364,7 @@ class IncrementalAnalyzer:
             edit = None
             if not delta and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
                     and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts) == 1:
-                edit = self._flow_edit(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
+                edit = self._bases.edit_in_function(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
             return self._whole(all_regions, text, new, path, options, resolver, key, reason, edit)
 
         if whole is not None:
@@ -481,34 +420,6 @@ class IncrementalAnalyzer:
         self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
         return finish(raw_all, options)
 
-    def _flow_edit(self, key, all_regions: list[Region], k: int, reg: Region, stmt: ast.stmt,
-                   new: list[str]) -> flow_patch.FlowEdit | None:
-        """An edit inside one function's body (the statement of region `k`, now `stmt`): the kept
-        dataflow whose tree has every other statement of the new tree, for the dataflow to re-run
-        that function only."""
-        body = [st for r in all_regions for st in r.stmts]
-        i = sum(len(r.stmts) for r in all_regions[:k])
-        for n in range(len(self._bases) - 1, -1, -1):
-            bkey, base = self._bases[n]
-            if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
-                continue
-            # statements of the script edited since (analysed in part, so with no kept dataflow of
-            # their own) are re-run too, when each can be on its own
-            others = [j for j, (x, y) in enumerate(zip(base.body, body)) if j != i and x is not y]
-            if len(others) > MAX_SCRIPT_EDITS or not all(
-                    _same_place(base.body[j], body[j]) and flow_patch.script_statement_ok(base, base.body[j], body[j])
-                    for j in others):
-                continue
-            span = _changed(base.lines, new, reg, [body[j] for j in others])
-            edit = flow_patch.prepare(base, base.body[i], stmt, *span) if span is not None else None
-            if edit is not None:
-                edit.module_edits = [(j, base.body[j], body[j]) for j in others]
-                # the least recently used goes first: a base the edits keep starting from (the text
-                # they are undone to, the text before a line being typed) stays
-                self._bases.append(self._bases.pop(n))
-                return edit
-        return None
-
     def _whole(self, all_regions: list[Region], text: str, new: list[str], path, options, resolver, key,
                reason: str, edit: flow_patch.FlowEdit | None = None) -> AnalysisResult:
         """The whole-file analysis of `text` on the tree of `all_regions`: the kept statements (moved
@@ -529,7 +440,7 @@ class IncrementalAnalyzer:
         regions = [dc_replace(r, findings=[]) for r in all_regions]
         assign_findings(regions, raw.findings)
         self._prev = _Version(key, text, new, regions, raw)
-        self._keep_base(key, raw)
+        self._bases.keep(key, raw)
         patched = edit is not None and not raw.flow_patched
         # a patched dataflow is an analysis in part: the editor's whole-file check still follows
         self._remember(self._prev, not patched)
@@ -647,7 +558,7 @@ class IncrementalAnalyzer:
             self._prev = _Version(key, text, new, regions, raw)
             self._remember(self._prev, whole)
             self._clean[(vkey, vtext)] = self._clean.pop((vkey, vtext))  # kept while the line is typed
-            self._touch_base(v)
+            self._bases.touch(v)
             self.stats = Stats("same", "recovered, the text of a version analysed a moment ago", len(regions), 0, 0)
             return finish(raw, options)
         return None
@@ -808,47 +719,6 @@ def _max_int(obj) -> int:
     if isinstance(obj, (list, tuple)):
         return max((_max_int(v) for v in obj), default=0)
     return 0
-
-
-def _same_statement(x: ast.stmt, y: ast.stmt, xlines: list[str], ylines: list[str]) -> bool:
-    """Two top-level statements of the same type at the same place, their lines the same text
-    (so the same tree)."""
-    if type(x) is not type(y) or x.col_offset != y.col_offset:
-        return False
-    lo, hi = first_line(x), x.end_lineno
-    return (lo, hi) == (first_line(y), y.end_lineno) and xlines[lo - 1:hi] == ylines[lo - 1:hi]
-
-
-def _changed(old: list[str], new: list[str], reg: Region, others: list = ()) -> tuple[int, int] | None:
-    """The first and last line (1-based) of `reg` that differ between `old` and `new` (as many
-    lines), when some do and every other line that differs lies in one of the statements `others`."""
-    if len(old) != len(new):
-        return None
-    a = reg.start
-    while a <= reg.end and old[a - 1] == new[a - 1]:
-        a += 1
-    b = reg.end
-    while b >= a and old[b - 1] == new[b - 1]:
-        b -= 1
-    if b < a:
-        return None
-    if not others:
-        if old[:reg.start - 1] != new[:reg.start - 1] or old[reg.end:] != new[reg.end:]:
-            return None
-        return a, b
-    allowed = sorted((first_line(st), st.end_lineno) for st in others)
-    lo = 1
-    for s_lo, s_hi in sorted(allowed + [(reg.start, reg.end)]):
-        if old[lo - 1:s_lo - 1] != new[lo - 1:s_lo - 1]:
-            return None
-        lo = max(lo, s_hi + 1)
-    if old[lo - 1:] != new[lo - 1:]:
-        return None
-    return a, b
-
-
-def _same_place(x: ast.stmt, y: ast.stmt) -> bool:
-    return type(x) is type(y) and (first_line(x), x.end_lineno, x.col_offset) == (first_line(y), y.end_lineno, y.col_offset)
 
 
 def _options_key(options: Options) -> tuple:

@@ -6,7 +6,8 @@ import ast
 import re
 
 from gradpath.analysis import bounds
-from gradpath.analysis.dataflow import G, N, U, Val, flow, is_parenthesised, module_alias, name_in_file, wrap
+from gradpath.analysis.dataflow import G, N, U, Val, flow
+from gradpath.analysis.flow_text import is_parenthesised, module_alias, name_in_file, wrap
 from gradpath.analysis.findings import Edit, Fix, Related, Span
 from gradpath.analysis.rules import rule
 

@@ -1,0 +1,160 @@
+"""The dataflows the editor keeps for later edits (flow_patch.FlowBase), and which of them an edit
+can start from.
+
+The trees of a file's versions share every statement an edit did not touch (the incremental
+analysis keeps them, graft.py keeps the untouched parts of an edited one). An edit inside one
+function's body can then start from any kept dataflow whose tree has every other top-level
+statement of the new tree, or differs from it in statements of the script that can be re-run on
+their own (flow_patch.script_statement_ok): the dataflow re-runs that function (and those
+statements) and keeps the rest. The least recently used is dropped first, so a text the edits keep
+returning to (an edit undone, the text before a line being typed) keeps its dataflow.
+"""
+from __future__ import annotations
+
+import ast
+import time
+
+from gradpath.analysis import flow_patch
+from gradpath.analysis.regions import first_line
+from gradpath.analysis.source import SourceFile, split_lines
+
+# Dataflows of whole-file analyses kept (4-12 MB each on files of 1,500-5,000 lines)
+MAX_FLOW_BASES = 3
+# At most this many statements of the script edited since a kept dataflow are re-run with a function
+MAX_SCRIPT_EDITS = 8
+
+
+class FlowBases:
+    """(analyzer key, FlowBase) of the last whole-file analyses of one document, the last used last."""
+
+    def __init__(self):
+        self._list: list[tuple] = []
+
+    def clear(self) -> None:
+        self._list.clear()
+
+    def __len__(self) -> int:
+        return len(self._list)
+
+    def touch(self, version) -> None:
+        """The kept dataflow of `version`'s tree (if any) counts as just used: an edit undone
+        returns to a text whose dataflow the next edits will start from."""
+        if version is None or len(self._list) < 2:
+            return
+        body = [st for r in version.regions for st in r.stmts]
+        for n in range(len(self._list) - 1, -1, -1):
+            bkey, base = self._list[n]
+            if bkey == version.key and len(base.body) == len(body) and all(
+                    x is y for x, y in zip(base.body, body)):
+                self._list.append(self._list.pop(n))
+                return
+
+    def keep(self, key: tuple, raw) -> None:
+        if raw.flow_base is not None:
+            self._list.append((key, raw.flow_base))
+            del self._list[:-MAX_FLOW_BASES]
+            raw.flow_base = None  # (the versions remembered hold their RawAnalysis)
+
+    def parse_like_a_base(self, text: str, path, key, options) -> tuple:
+        """For a whole-file analysis: when the text (recovered, if it does not parse) differs from
+        the tree of a kept dataflow inside one function's body only (a keyword being typed, a line
+        pasted into a function), (its SourceFile with the kept tree's statements in place of the
+        ones parsed again, a FlowEdit); else (None, None) and the analysis parses the text itself."""
+        lines = split_lines(text)
+        cands = [b for k, b in reversed(self._list) if k == key and len(b.lines) == len(lines)]
+        if not cands:
+            return None, None
+        src = SourceFile.parse(text, path, deadline=time.thread_time() + options.time_budget_s)
+        if src.prefix_only:
+            return src, None
+        got = src.recovered_lines if src.recovered_lines is not None else src.lines
+        body = src.tree.body
+        for base in cands:
+            if len(base.body) != len(body) or len(base.lines) != len(got):
+                continue
+            differ = [j for j, (x, y) in enumerate(zip(base.body, body))
+                      if not _same_statement(x, y, base.lines, got)]
+            if len(differ) != 1:
+                continue
+            i = differ[0]
+            x, y = base.body[i], body[i]
+            if type(x) is not type(y) or not isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) \
+                    or (first_line(x), x.end_lineno) != (first_line(y), y.end_lineno):
+                continue
+            lo, hi = first_line(x), x.end_lineno
+            a = next(n for n in range(lo, hi + 1) if base.lines[n - 1] != got[n - 1])
+            b = next(n for n in range(hi, lo - 1, -1) if base.lines[n - 1] != got[n - 1])
+            edit = flow_patch.prepare(base, x, y, a, b)
+            if edit is not None:
+                body[:] = [y if j == i else st for j, st in enumerate(base.body)]
+                return src, edit
+        return src, None
+
+    def edit_in_function(self, key, all_regions: list, k: int, reg, stmt: ast.stmt,
+                   new: list[str]) -> flow_patch.FlowEdit | None:
+        """An edit inside one function's body (the statement of region `k`, now `stmt`): the kept
+        dataflow whose tree has every other statement of the new tree, for the dataflow to re-run
+        that function only."""
+        body = [st for r in all_regions for st in r.stmts]
+        i = sum(len(r.stmts) for r in all_regions[:k])
+        for n in range(len(self._list) - 1, -1, -1):
+            bkey, base = self._list[n]
+            if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
+                continue
+            # statements of the script edited since (analysed in part, so with no kept dataflow of
+            # their own) are re-run too, when each can be on its own
+            others = [j for j, (x, y) in enumerate(zip(base.body, body)) if j != i and x is not y]
+            if len(others) > MAX_SCRIPT_EDITS or not all(
+                    _same_place(base.body[j], body[j]) and flow_patch.script_statement_ok(base, base.body[j], body[j])
+                    for j in others):
+                continue
+            span = _changed(base.lines, new, reg, [body[j] for j in others])
+            edit = flow_patch.prepare(base, base.body[i], stmt, *span) if span is not None else None
+            if edit is not None:
+                edit.module_edits = [(j, base.body[j], body[j]) for j in others]
+                # the least recently used goes first: a base the edits keep starting from (the text
+                # they are undone to, the text before a line being typed) stays
+                self._list.append(self._list.pop(n))
+                return edit
+        return None
+
+
+def _same_statement(x: ast.stmt, y: ast.stmt, xlines: list[str], ylines: list[str]) -> bool:
+    """Two top-level statements of the same type at the same place, their lines the same text
+    (so the same tree)."""
+    if type(x) is not type(y) or x.col_offset != y.col_offset:
+        return False
+    lo, hi = first_line(x), x.end_lineno
+    return (lo, hi) == (first_line(y), y.end_lineno) and xlines[lo - 1:hi] == ylines[lo - 1:hi]
+
+
+def _changed(old: list[str], new: list[str], reg, others: list = ()) -> tuple[int, int] | None:
+    """The first and last line (1-based) of `reg` that differ between `old` and `new` (as many
+    lines), when some do and every other line that differs lies in one of the statements `others`."""
+    if len(old) != len(new):
+        return None
+    a = reg.start
+    while a <= reg.end and old[a - 1] == new[a - 1]:
+        a += 1
+    b = reg.end
+    while b >= a and old[b - 1] == new[b - 1]:
+        b -= 1
+    if b < a:
+        return None
+    if not others:
+        if old[:reg.start - 1] != new[:reg.start - 1] or old[reg.end:] != new[reg.end:]:
+            return None
+        return a, b
+    allowed = sorted((first_line(st), st.end_lineno) for st in others)
+    lo = 1
+    for s_lo, s_hi in sorted(allowed + [(reg.start, reg.end)]):
+        if old[lo - 1:s_lo - 1] != new[lo - 1:s_lo - 1]:
+            return None
+        lo = max(lo, s_hi + 1)
+    if old[lo - 1:] != new[lo - 1:]:
+        return None
+    return a, b
+
+
+def _same_place(x: ast.stmt, y: ast.stmt) -> bool:
+    return type(x) is type(y) and (first_line(x), x.end_lineno, x.col_offset) == (first_line(y), y.end_lineno, y.col_offset)
