@@ -22,6 +22,10 @@ nothing the rest of the file saw can have changed:
   is read from there). A `global` statement changes nothing here: the flow keeps a function's
   assignments in its own frame, and the facts' bindings are compared.
 
+Statements of the script edited since the kept flow (an argument parser's line: analysed in part,
+so with no whole flow of their own) are re-run first, each from the environment the kept flow had
+before it (`Flow.module_envs`): each must leave the same environment and make the same calls.
+
 Then the rest of the previous state (events, values by node, the module environment, the memo)
 stands for the new text as it is: the tree shares every node the edit did not touch with the
 previous tree (graft.py), and the facts take over the previous version's Scope objects, so what the
