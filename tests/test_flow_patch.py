@@ -392,3 +392,17 @@ def test_patched_flows_equal_whole_flows_over_random_edits_in_function_bodies(mo
             lines = cur
             _run(ia, "\n".join(lines), str(path or "t.py"))
     assert cmp.patched >= 15 and not cmp.differ, (cmp.patched, cmp.differ)
+
+
+def test_only_the_documents_analysed_last_keep_their_dataflows():
+    from gradpath.analysis import flow_bases
+    docs = [IncrementalAnalyzer() for _ in range(flow_bases.MAX_DOCUMENTS + 1)]
+    for n, ia in enumerate(docs):
+        ia.analyze(SCRIPT, f"d{n}.py")
+        assert len(ia._bases) == 1
+    assert len(docs[0]._bases) == 0 and all(len(ia._bases) == 1 for ia in docs[1:])
+    # the first document, edited again: it keeps one again (after a whole-file analysis), and the
+    # least recently used of the others drops its own
+    _run(docs[0], _edit(SCRIPT, "    scale = 1.0\n", "    scale = 2.0\n"), "d0.py")
+    assert not docs[0].stats.flow.startswith("patched") and len(docs[0]._bases) == 1
+    assert len(docs[1]._bases) == 0

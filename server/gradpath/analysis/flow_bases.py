@@ -12,7 +12,10 @@ returning to (an edit undone, the text before a line being typed) keeps its data
 from __future__ import annotations
 
 import ast
+import threading
 import time
+import weakref
+from collections import OrderedDict
 
 from gradpath.analysis import flow_patch
 from gradpath.analysis.regions import first_line
@@ -22,19 +25,56 @@ from gradpath.analysis.source import SourceFile, split_lines
 MAX_FLOW_BASES = 3
 # At most this many statements of the script edited since a kept dataflow are re-run with a function
 MAX_SCRIPT_EDITS = 8
+# Documents that keep dataflows (the ones analysed last)
+MAX_DOCUMENTS = 4
+
+_IN_USE_LOCK = threading.Lock()
+_IN_USE: "OrderedDict[int, weakref.ref]" = OrderedDict()  # id(FlowBases) -> it, the last used last
+
+
+def _used(bases: "FlowBases") -> None:
+    """`bases` just kept a dataflow: past MAX_DOCUMENTS, the least recently used documents drop
+    theirs."""
+    drop = []
+    with _IN_USE_LOCK:
+        _IN_USE.pop(id(bases), None)
+        _IN_USE[id(bases)] = weakref.ref(bases)
+        while len(_IN_USE) > MAX_DOCUMENTS:
+            _k, ref = _IN_USE.popitem(last=False)
+            other = ref()
+            if other is not None and other is not bases:
+                drop.append(other)
+    for other in drop:  # (outside the registry's lock: clear() takes the document's own)
+        other.clear()
 
 
 class FlowBases:
-    """(analyzer key, FlowBase) of the last whole-file analyses of one document, the last used last."""
+    """(analyzer key, FlowBase) of the last whole-file analyses of one document, the last used last.
+
+    Only the documents edited last keep theirs (MAX_DOCUMENTS): an editor holding many files open
+    keeps no dataflow for those merely open. Another document's analysis may drop this one's (from
+    its own thread), hence the lock around the list."""
 
     def __init__(self):
         self._list: list[tuple] = []
+        self._lock = threading.Lock()
 
     def clear(self) -> None:
-        self._list.clear()
+        with self._lock:
+            self._list.clear()
 
     def __len__(self) -> int:
         return len(self._list)
+
+    def _snapshot(self) -> list[tuple]:
+        with self._lock:
+            return list(self._list)
+
+    def _to_end(self, entry: tuple) -> None:
+        with self._lock:
+            if entry in self._list:
+                self._list.remove(entry)
+                self._list.append(entry)
 
     def touch(self, version) -> None:
         """The kept dataflow of `version`'s tree (if any) counts as just used: an edit undone
@@ -42,18 +82,20 @@ class FlowBases:
         if version is None or len(self._list) < 2:
             return
         body = [st for r in version.regions for st in r.stmts]
-        for n in range(len(self._list) - 1, -1, -1):
-            bkey, base = self._list[n]
+        for entry in reversed(self._snapshot()):
+            bkey, base = entry
             if bkey == version.key and len(base.body) == len(body) and all(
                     x is y for x, y in zip(base.body, body)):
-                self._list.append(self._list.pop(n))
+                self._to_end(entry)
                 return
 
     def keep(self, key: tuple, raw) -> None:
         if raw.flow_base is not None:
-            self._list.append((key, raw.flow_base))
-            del self._list[:-MAX_FLOW_BASES]
+            with self._lock:
+                self._list.append((key, raw.flow_base))
+                del self._list[:-MAX_FLOW_BASES]
             raw.flow_base = None  # (the versions remembered hold their RawAnalysis)
+            _used(self)
 
     def parse_like_a_base(self, text: str, path, key, options) -> tuple:
         """For a whole-file analysis: when the text (recovered, if it does not parse) differs from
@@ -61,7 +103,7 @@ class FlowBases:
         pasted into a function), (its SourceFile with the kept tree's statements in place of the
         ones parsed again, a FlowEdit); else (None, None) and the analysis parses the text itself."""
         lines = split_lines(text)
-        cands = [b for k, b in reversed(self._list) if k == key and len(b.lines) == len(lines)]
+        cands = [b for k, b in reversed(self._snapshot()) if k == key and len(b.lines) == len(lines)]
         if not cands:
             return None, None
         src = SourceFile.parse(text, path, deadline=time.thread_time() + options.time_budget_s)
@@ -97,8 +139,8 @@ class FlowBases:
         that function only."""
         body = [st for r in all_regions for st in r.stmts]
         i = sum(len(r.stmts) for r in all_regions[:k])
-        for n in range(len(self._list) - 1, -1, -1):
-            bkey, base = self._list[n]
+        for entry in reversed(self._snapshot()):
+            bkey, base = entry
             if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
                 continue
             # statements of the script edited since (analysed in part, so with no kept dataflow of
@@ -114,7 +156,7 @@ class FlowBases:
                 edit.module_edits = [(j, base.body[j], body[j]) for j in others]
                 # the least recently used goes first: a base the edits keep starting from (the text
                 # they are undone to, the text before a line being typed) stays
-                self._list.append(self._list.pop(n))
+                self._to_end(entry)
                 return edit
         return None
 
