@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Digests of what the dataflow and the loop facts compute, per file, to check that a change meant
 to make them faster computes exactly the same: every dataflow event with its values, the last value
-of every node (`Flow.value_at`), the module environment, the loss-module uses, and every loop-fact
+of every node (`Flow.value_at`), the module environment, and every loop-fact
 unit's events with their paths.
 
     PYTHONHASHSEED=0 PYTHONPATH=<copy of the old tree>/server .venv/bin/python benchmarks/flow_digest.py old.json 'DIR/**/*.py' ...
@@ -63,7 +63,6 @@ def digest(path: str, text: str) -> dict:
         "events": [_canon((e.kind, e.node, e.scope, e.vals, e.nodes, e.info, e.nograd)) for e in fl.events],
         "last": [(_pos(n), _canon(fl.value_at(n))) for n in ast.walk(src.tree) if fl.value_at(n) is not None],
         "module_env": _canon(fl.module_env),
-        "loss_uses": _canon(fl.loss_module_uses),
     }
 
     def ev(e):

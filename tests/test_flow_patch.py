@@ -17,7 +17,6 @@ from testpaths import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from flow_digest import _canon, _pos  # noqa: E402
-from gen_corpus import generate  # noqa: E402
 
 SCRIPT = '''\
 import torch
@@ -116,7 +115,6 @@ def _state(fl, tree) -> dict:
         "events": sorted(repr(_canon((e.kind, e.node, e.scope, e.vals, e.nodes, e.info, e.nograd))) for e in fl.events),
         "last": [(_pos(n), repr(_canon(fl.value_at(n)))) for n in ast.walk(tree) if fl.value_at(n) is not None],
         "module_env": repr(_canon(fl.module_env)),
-        "loss_uses": sorted((k, v) for k, v in fl.loss_module_uses.items() if v),
     }
 
 

@@ -47,7 +47,6 @@ class Flow(FlowCalls):
         self.sym = ctx.symbols
         self.src = ctx.src
         self.events: list[Event] = []
-        self._seen_events: set = set()
         self._fn_memo: dict = {}
         # memo key -> what it was computed from: its key holds id()s of these values, kept alive with
         # the entry so that no later object can take one of those ids and hit it by accident
@@ -57,11 +56,9 @@ class Flow(FlowCalls):
         self._expect = None  # (scope, calls): flow_patch re-runs scope's body, which made these calls
         self.module_envs: list[dict] = []  # the environment before each module statement
         self.module_runs: list[Run] = []  # the calls each module statement made
-        self._fwd_memo: dict = {}
         self._active: set = set()
         self.scope_by_node = {id(s.node): s for s in self.facts.scopes}
         self.module_env: dict = {}
-        self.loss_module_uses: dict = {}  # module key -> number of calls
         self._model_keys = {b.key for b in self.facts.models}
         self._module_scope = self.facts.scopes[0]
         # per-node caches: the tree does not change while the flow runs, and loops / helper calls

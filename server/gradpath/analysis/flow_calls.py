@@ -9,7 +9,7 @@ from gradpath.analysis import bounds, frameworks
 from gradpath.analysis import modelling
 from gradpath.analysis.symbols import canonical, is_torch_module_qualname
 from gradpath.analysis.flow_values import (
-    combine, _Frame, G, join, N, NoGrad, NONE, replace, U, _uniq, UNKNOWN, Val
+    combine, _Frame, G, join, N, NoGrad, NONE, replace, same_value, U, _uniq, UNKNOWN, Val
 )
 from gradpath.analysis.flow_vocab import (
     _CUT_BUILTINS, _CUT_FUNCS, _CUT_METHODS, _default_vals, _fn_name, _FUNCTIONAL_LOSSES, _hides_cut,
@@ -514,10 +514,6 @@ class FlowCalls:
         kind = LOSS_KINDS.get(qn)
         inp_node = node.args[0] if node.args else next((kw.value for kw in node.keywords if kw.arg == "input"), None)
         inp = args[0] if args else kwargs.get("input", UNKNOWN)
-        if module is not None and module.module_key:
-            self.loss_module_uses[module.module_key] = self.loss_module_uses.get(module.module_key, 0) + (1 if fr.recording else 0)
-            if fr.run is not None:
-                fr.run.loss_uses[module.module_key] = fr.run.loss_uses.get(module.module_key, 0) + (1 if fr.recording else 0)
         self._record(fr, env, "loss", node, {"input": inp}, {"input": inp_node},
                      loss=qn, loss_kind=kind, module=module)
         # targets of unknown origin (a function's parameter) are data: the input decides
@@ -637,7 +633,6 @@ class FlowCalls:
         ret, o_args, o_kwargs, o_self, o_fn, o_ng, o_rec = run.expect[i]
         if o_fn is not fn or o_rec != recording or not isinstance(ret, Val):
             return None
-        from gradpath.analysis.flow_patch import same_value  # (imports this module)
         if same_value((args, kwargs, self_val, ng), (o_args, o_kwargs, o_self, o_ng)):
             return ret
         return None

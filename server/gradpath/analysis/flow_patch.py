@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 from gradpath.analysis import bounds, frameworks
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import scope_place
-from gradpath.analysis.flow_values import Run, _Frame
-from gradpath.analysis.graft import graft, subtree_ids
+from gradpath.analysis.flow_values import mentions, Run, same_value, _Frame
+from gradpath.analysis.graft import children, graft, subtree_ids
 from gradpath.analysis.regions import first_line
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
@@ -80,7 +80,6 @@ class FlowEdit:
     new_fn: ast.AST
     a: int
     b: int
-    shared: set  # ids of the roots of the subtrees the new tree took from the old one (graft)
     outcome: str = "not tried"
     gone: dict = field(default_factory=dict)  # id -> node: the old tree's nodes the new one lacks
     fresh: dict = field(default_factory=dict)  # id -> node: the new function's nodes the old tree lacks
@@ -148,7 +147,7 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     gone = subtree_ids([old_fn], shared)
     fresh = subtree_ids(new_fn.body, shared)
     gone[id(old_top)] = old_top
-    edit = FlowEdit(base, old_top, old_fn, new_fn, a, b, shared)
+    edit = FlowEdit(base, old_top, old_fn, new_fn, a, b)
     edit.gone, edit.fresh, edit.stores = gone, fresh, stores
     return edit
 
@@ -173,19 +172,13 @@ def script_statement_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> bool:
 def _touching(fn, a: int, b: int) -> list:
     """The nodes of `fn` with a line in a..b (and those without positions on the way to them)."""
     out, stack = [], [fn]
-    AST = ast.AST
     while stack:
         n = stack.pop()
         ln = getattr(n, "lineno", None)
         if ln is not None and (n.end_lineno < a or ln > b):
             continue
         out.append(n)
-        for name in n._fields:
-            v = getattr(n, name, None)
-            if v.__class__ is list:
-                stack.extend(c for c in v if isinstance(c, AST))
-            elif isinstance(v, AST):
-                stack.append(v)
+        stack.extend(children(n))
     return out
 
 
@@ -260,14 +253,8 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     old_key = id(old_fn)
     fl._fn_memo = {k: v for k, v in base._fn_memo.items() if k[0] != old_key}
     fl._memo_keep = {k: v for k, v in base._memo_keep.items() if k[0] != old_key}
-    uses = dict(base.loss_module_uses)
     for j, o, n in edit.module_edits:
-        new = _rerun_statement(fl, base, j, o, n, module_scope)
-        for k, c in base.module_runs[j].loss_uses.items():
-            uses[k] = uses.get(k, 0) - c
-        for k, c in new.loss_uses.items():
-            uses[k] = uses.get(k, 0) + c
-        fl.module_runs[j] = new
+        fl.module_runs[j] = _rerun_statement(fl, base, j, o, n, module_scope)
     fl.runs = list(base.runs)
     for i, run in enumerate(base.runs):
         if run.scope is not scope:
@@ -279,12 +266,7 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         new = _rerun(fl, run, scope, old_fn, new_fn)
         if _passes_any(new.calls, fresh):
             raise _NoPatch(f"`{new_fn.name}` passes a value made on the edited lines to a function")
-        for k, n in run.loss_uses.items():
-            uses[k] = uses.get(k, 0) - n
-        for k, n in new.loss_uses.items():
-            uses[k] = uses.get(k, 0) + n
         fl.runs[i] = new
-    fl.loss_module_uses = {k: n for k, n in uses.items() if n or k in base.loss_module_uses}
     return fl
 
 
@@ -339,63 +321,12 @@ def _rerun(fl: Flow, run, scope, old_fn, new_fn):
     return new
 
 
-def same_value(x, y, seen: set | None = None) -> bool:
-    """Whether two values are equal field by field (AST nodes and scopes: the same objects)."""
-    if seen is None:
-        seen = set()
-    if x is y:
-        return True
-    t = type(x)
-    if t is not type(y):
-        return False
-    if x is None or t in (str, int, float, bool):
-        return x == y
-    if isinstance(x, ast.AST) or t.__name__ == "Scope":
-        return False
-    if t in (tuple, list):
-        return len(x) == len(y) and all(same_value(p, q, seen) for p, q in zip(x, y))
-    if t is frozenset:
-        return x == y
-    if t is dict:
-        return x.keys() == y.keys() and all(same_value(x[k], y[k], seen) for k in x)
-    d1 = getattr(x, "__dict__", None)
-    if d1 is None:
-        return x == y
-    pair = (id(x), id(y))
-    if pair in seen:
-        return True
-    seen.add(pair)
-    d2 = y.__dict__
-    return d1.keys() == d2.keys() and all(same_value(d1[k], d2[k], seen) for k in d1)
-
-
 def _passes_any(calls: list, nodes: dict | set) -> bool:
     """Whether a call in `calls` passed a value that mentions one of `nodes` (by id)."""
     if not nodes:
         return False
     seen: set = set()
-    return any(_mentions((c[1], c[2], c[3], c[5]), nodes, seen) for c in calls)
-
-
-def _mentions(x, nodes, seen: set) -> bool:
-    if x is None:
-        return False
-    t = type(x)
-    if t in (str, int, float, bool):
-        return False
-    if isinstance(x, ast.AST):
-        return id(x) in nodes
-    if t.__name__ == "Scope":
-        return False
-    if t in (tuple, list, frozenset):
-        return any(_mentions(y, nodes, seen) for y in x)
-    if t is dict:
-        return any(_mentions(y, nodes, seen) for y in x.values())
-    d = getattr(x, "__dict__", None)
-    if d is None or id(x) in seen:
-        return False
-    seen.add(id(x))
-    return any(_mentions(y, nodes, seen) for y in d.values())
+    return any(mentions((c[1], c[2], c[3], c[5]), nodes, seen) for c in calls)
 
 
 def _same_bindings(old, new) -> bool:

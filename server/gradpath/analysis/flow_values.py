@@ -302,5 +302,57 @@ class Run:
     # it was cut; the arguments, keywords and self it passed; the function node; the no_grad context
     # and whether events were recorded)
     calls: list = field(default_factory=list)
-    loss_uses: dict = field(default_factory=dict)  # loss_module_uses counted in its own frames
     expect: list | None = None  # while flow_patch re-runs it: the calls of its previous run
+
+
+# -- comparing values (flow_patch.py) ------------------------------------------------------------
+def same_value(x, y, seen: set | None = None) -> bool:
+    """Whether two values are equal field by field (AST nodes and scopes: the same objects)."""
+    if seen is None:
+        seen = set()
+    if x is y:
+        return True
+    t = type(x)
+    if t is not type(y):
+        return False
+    if x is None or t in (str, int, float, bool):
+        return x == y
+    if isinstance(x, ast.AST) or t.__name__ == "Scope":
+        return False
+    if t in (tuple, list):
+        return len(x) == len(y) and all(same_value(p, q, seen) for p, q in zip(x, y))
+    if t is frozenset:
+        return x == y
+    if t is dict:
+        return x.keys() == y.keys() and all(same_value(x[k], y[k], seen) for k in x)
+    d1 = getattr(x, "__dict__", None)
+    if d1 is None:
+        return x == y
+    pair = (id(x), id(y))
+    if pair in seen:
+        return True
+    seen.add(pair)
+    d2 = y.__dict__
+    return d1.keys() == d2.keys() and all(same_value(d1[k], d2[k], seen) for k in d1)
+
+
+def mentions(x, nodes, seen: set) -> bool:
+    """Whether value `x` (or anything it holds) refers to one of `nodes` (ids of AST nodes)."""
+    if x is None:
+        return False
+    t = type(x)
+    if t in (str, int, float, bool):
+        return False
+    if isinstance(x, ast.AST):
+        return id(x) in nodes
+    if t.__name__ == "Scope":
+        return False
+    if t in (tuple, list, frozenset):
+        return any(mentions(y, nodes, seen) for y in x)
+    if t is dict:
+        return any(mentions(y, nodes, seen) for y in x.values())
+    d = getattr(x, "__dict__", None)
+    if d is None or id(x) in seen:
+        return False
+    seen.add(id(x))
+    return any(mentions(y, nodes, seen) for y in d.values())

@@ -74,7 +74,7 @@ def subtree_ids(roots, stop: set | None = None, own: bool = False) -> dict:
     whose id is in `stop`; with `own`, not into the bodies of nested functions and classes."""
     out = {}
     stack = list(roots)
-    AST, Defs = ast.AST, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+    Defs = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
     while stack:
         n = stack.pop()
         if stop is not None and id(n) in stop:
@@ -85,12 +85,17 @@ def subtree_ids(roots, stop: set | None = None, own: bool = False) -> dict:
             if not isinstance(n, ast.ClassDef):
                 stack.append(n.args)
             continue
-        for name in n._fields:
-            v = getattr(n, name, None)
-            if v.__class__ is list:
-                for c in v:
-                    if isinstance(c, AST):
-                        stack.append(c)
-            elif isinstance(v, AST):
-                stack.append(v)
+        stack.extend(children(n))
+    return out
+
+
+def children(n: ast.AST) -> list:
+    """The child nodes of `n` (ast.iter_child_nodes without its generators)."""
+    out = []
+    for name in n._fields:
+        v = getattr(n, name, None)
+        if v.__class__ is list:
+            out.extend(c for c in v if isinstance(c, ast.AST))
+        elif isinstance(v, ast.AST):
+            out.append(v)
     return out
