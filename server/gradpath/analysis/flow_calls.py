@@ -657,7 +657,7 @@ class FlowCalls:
                 fr.run.calls.append((node, args, kwargs, self_val, fn, ng, fr.recording))  # cut: unknown
             return Val(U, src=node)
         run = self._new_run(scope, False, node, args, kwargs, ng, fr.recording, fr.depth, self_val, is_forward,
-                            frozenset(self._active), key)
+                            frozenset(self._active))
         self._active.add(id(fn))
         try:
             new_env: dict = {}

@@ -296,7 +296,6 @@ class Run:
     self_val: Any = None
     is_forward: bool = False
     active: frozenset = frozenset()  # ids of the functions being executed when it started
-    key: Any = None  # its memo key
     result: Any = None  # what it returned
     # each call of a function it made directly, in order: (what it returned, or the call node where
     # it was cut; the arguments, keywords and self it passed; the function node; the no_grad context
