@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from gradpath.analysis import analyze, dataflow, flow_patch
+from gradpath.analysis import facts as facts_mod
 from gradpath.analysis.graft import graft
 from gradpath.analysis.incremental import IncrementalAnalyzer
 from testpaths import ROOT
@@ -90,6 +91,7 @@ class _Compare:
 
     def __init__(self, monkeypatch):
         self.patched = 0
+        self.taken = 0  # scopes whose facts were taken over from the base's
         self.differ = []
         orig = flow_patch.patched
 
@@ -104,8 +106,56 @@ class _Compare:
                 a, b = _state(fl, ctx.tree), _state(whole, ctx.tree)
                 if a != b:
                     self.differ.append((edit.a, [k for k in a if a[k] != b[k]]))
+                # the facts took over what they could from the base's: as if built from nothing
+                self.taken += len(ctx.facts.__dict__.get("_taken", ()))
+                a, b = _facts_state(ctx.facts), _facts_state(_fresh_facts(ctx))
+                if a != b:
+                    self.differ.append((edit.a, ["facts: " + k for k in a if a[k] != b[k]]))
             return fl
         monkeypatch.setattr(flow_patch, "patched", patched)
+
+
+class _Bare:
+    """A context's tree and symbols without the kept dataflow: facts built from nothing."""
+
+    def __init__(self, ctx):
+        self.tree, self.symbols, self.src, self.path = ctx.tree, ctx.symbols, ctx.src, ctx.path
+        self.resolver = ctx.resolver
+        self.flow_edit = self.scope_reuse = None
+
+
+def _fresh_facts(ctx):
+    return facts_mod.Facts.build(_Bare(ctx))
+
+
+def _facts_state(f) -> dict:
+    """Everything Facts.build records, scopes by their place in the list, nodes by identity."""
+    at = {id(s): i for i, s in enumerate(f.scopes)}
+    pos = {id(b): i for i, b in enumerate(f.models)}
+
+    def rec(x):
+        out = []
+        for k, v in sorted(x.__dict__.items()):
+            if k == "scope":
+                v = at[id(v)]
+            elif k == "alias_of":
+                v = [pos.get(id(y), (y.key, y.line, y.cls)) for y in v]
+            elif isinstance(v, ast.AST):
+                v = id(v)
+            out.append((k, v))
+        return out
+
+    return {
+        "scopes": [(id(s.node), s.kind, s.name, s.class_name, at.get(id(s.parent)),
+                    [id(n) for n in s.walk()]) for s in f.scopes],
+        "parents": {k: id(v) for k, v in f.parents.items()},
+        "nodes": [id(n) for n in f.all_nodes()],
+        "calls": [id(n) for n in f.__dict__["_all_calls"]],
+        "node_scope": {k: at[id(v)] for k, v in f.node_scopes().items()},
+        "models": [rec(x) for x in f.models],
+        "optimizers": [rec(x) for x in f.optimizers],
+        "method_calls": [rec(x) for x in f.calls],
+    }
 
 
 def _state(fl, tree) -> dict:
@@ -170,6 +220,9 @@ def test_an_edit_inside_a_function_reruns_only_that_function(monkeypatch, needle
     _run(ia, _edit(SCRIPT, needle, new))
     assert ia.stats.mode == "incremental" and ia.stats.flow == f"patched `{fn}`", ia.stats
     assert cmp.patched == 1 and not cmp.differ
+    # the facts of every other top-level statement were taken over: of the eight scopes, all but
+    # the module's and those of the edited statement (the class's two methods for `forward`)
+    assert cmp.taken == (6 if fn != "forward" else 5)
 
 
 def test_a_helper_that_now_returns_a_cut_loss_runs_the_whole_flow_and_finds_it(monkeypatch):

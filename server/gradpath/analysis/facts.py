@@ -24,6 +24,19 @@ from typing import Iterator
 from gradpath.analysis.symbols import is_optimizer_qualname, is_torch_module_qualname, canonical
 
 
+def _shared_operators() -> tuple:
+    """The operator nodes the parser shares between all the places they appear (`+`, `==`, `not`,
+    `and`: one object each, like Load and Store). They have no parent of their own."""
+    sample = "a + b - c * d / e // f % g ** h @ i << j >> k | l & m ^ n; (not o) and p or q; ~r; -s; +t;" \
+             "u == v != w < x <= y > z >= aa is bb is not cc in dd not in ee"
+    first, again = ast.parse(sample), ast.parse(sample)
+    ops = (ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
+    return tuple(x for x, y in zip(ast.walk(first), ast.walk(again)) if isinstance(x, ops) and x is y)
+
+
+_SHARED_OPERATORS = {id(x): x for x in _shared_operators()}
+
+
 def key_of(expr: ast.AST | None) -> str | None:
     """`model` -> "model"; `self.model` -> "self.model"; `a.b.c` -> "a.b.c"; else None."""
     parts = []
@@ -134,9 +147,26 @@ class Facts:
     @classmethod
     def build(cls, ctx) -> "Facts":
         f = cls(ctx)
-        f._single_pass(ctx.tree)
+        base = _facts_base(ctx)
+        f._single_pass(ctx.tree, base)
+        # a scope whose statement was taken over from the base (see _single_pass) binds what it
+        # bound there, unless a statement of the script changed too (what its names resolve to may)
+        edit = getattr(ctx, "flow_edit", None)
+        taken = f.__dict__.get("_taken", ()) if base is not None and not edit.module_edits else ()
+        old_slices = base.__dict__.get("_bind_slices", {}) if taken else {}
+        slices = {}
+        models, opts, calls = f.models, f.optimizers, f.calls
         for scope in f.scopes:
-            f._collect_bindings(scope)
+            m0, o0, c0 = len(models), len(opts), len(calls)
+            old = old_slices.get(id(scope)) if id(scope) in taken else None
+            if old is not None:
+                models.extend(base.models[old[0]:old[1]])
+                opts.extend(base.optimizers[old[2]:old[3]])
+                calls.extend(base.calls[old[4]:old[5]])
+            else:
+                f._collect_bindings(scope)
+            slices[id(scope)] = (m0, len(models), o0, len(opts), c0, len(calls))
+        f.__dict__["_bind_slices"] = slices
         try:
             f._collect_param_bindings()
             f._collect_late_copies()
@@ -144,10 +174,16 @@ class Facts:
             pass
         return f
 
-    def _single_pass(self, tree: ast.AST) -> None:
+    def _single_pass(self, tree: ast.AST, base: "Facts | None" = None) -> None:
         """One walk over the tree, in source order, recording: each node's parent, every call,
         every node, the scopes (functions and methods, nested ones after their parent), each
-        scope's own node list (what Scope.walk yields) and each node's innermost scope."""
+        scope's own node list (what Scope.walk yields) and each node's innermost scope.
+
+        `base`: the facts of the version a kept dataflow was made for, whose tree shares with this
+        one every top-level statement but the edited one (graft.py). What the walk recorded for
+        such a statement there is taken over as it is (its slice of each list, its scopes with
+        their node lists; the maps copied, the replaced statements' nodes taken out): the same
+        walk of the same nodes records the same. Each statement's slices are kept (`_chunks`)."""
         parents = self.parents
         calls: list[ast.Call] = []
         nodes: list[ast.AST] = [tree]
@@ -160,23 +196,76 @@ class Facts:
         self.scopes.append(module_scope)
         scope_ids: dict[int, Scope] = {id(tree): module_scope}
         node_scope: dict[int, Scope] = {}  # id(node) -> innermost scope strictly containing it
-        iter_fields = ast.iter_fields
-        AST, Call = ast.AST, ast.Call
-        Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
-        ClassDef, Lambda = ast.ClassDef, ast.Lambda
         # stack entries: (node, owner list or None, enclosing scope, class name for direct defs)
         stack: list = []
         own = module_scope.__dict__["_nodes"]
-        for child in reversed(tree.body):
-            parents[id(child)] = tree
-            stack.append((child, own, module_scope, None))
+        old_chunks = base.__dict__.get("_chunks") if base is not None else None
+        if old_chunks is not None:
+            kept = {id(st) for st in tree.body}
+            parents.update(base.parents)
+            node_scope.update(base.__dict__["_node_scope"])
+            old_nodes = base.__dict__["_all_nodes"]
+            for ch in old_chunks.values():
+                if id(ch[0]) not in kept:
+                    for n in old_nodes[ch[1]:ch[2]]:
+                        parents.pop(id(n), None)
+                        node_scope.pop(id(n), None)
+            old_calls = base.__dict__["_all_calls"]
+            old_own = base.__dict__["_module_own"]
         # nodes of the module that are not in its body (type_ignores) keep the old handling
         for child in getattr(tree, "type_ignores", ()):
             parents[id(child)] = tree
+        chunks: dict[int, tuple] = {}
+        taken: set[int] = set()
         pending: list = []
         push = stack.append
         # Load/Store/Del are shared singletons (no parent of their own): not recorded
         ExprCtx = ast.expr_context
+        for top in tree.body:
+            parents[id(top)] = tree
+            n0, c0, s0, m0 = len(nodes), len(calls), len(self.scopes), len(own)
+            ch = old_chunks.get(id(top)) if old_chunks is not None else None
+            if ch is not None and ch[0] is top:
+                nodes.extend(old_nodes[ch[1]:ch[2]])
+                calls.extend(old_calls[ch[3]:ch[4]])
+                own.extend(old_own[ch[5]:ch[6]])
+                node_scope[id(top)] = module_scope
+                for sc, node, parent, kind, name, class_name, lst in ch[7]:
+                    if sc.node is not node:  # pointed at another version's tree since
+                        for k in [k for k in sc.__dict__ if k.startswith("_")]:
+                            del sc.__dict__[k]
+                    sc.node, sc.parent, sc.kind, sc.name, sc.class_name = node, parent, kind, name, class_name
+                    sc.__dict__["_nodes"] = lst
+                    self.scopes.append(sc)
+                    scope_ids[id(node)] = sc
+                    taken.add(id(sc))
+            else:
+                stack.append((top, own, module_scope, None))
+                self._walk_statement(stack, push, pending, nodes, node_scope, calls, parents, make, scope_ids,
+                                     ExprCtx)
+            chunks[id(top)] = (top, n0, len(nodes), c0, len(calls), m0, len(own), [
+                (sc, sc.node, sc.parent, sc.kind, sc.name, sc.class_name, sc.__dict__["_nodes"])
+                for sc in self.scopes[s0:]])
+        # the walk gave each shared operator the parent it met it under last: none of them is its
+        # own node, and a walk that takes statements over meets them in another order
+        for k in _SHARED_OPERATORS:
+            parents.pop(k, None)
+            node_scope.pop(k, None)
+        self.__dict__["_all_calls"] = calls
+        self.__dict__["_all_nodes"] = nodes
+        self.__dict__["_node_scope"] = node_scope
+        self.__dict__["_by_node"] = (len(self.scopes), scope_ids)
+        self.__dict__["_module_own"] = own
+        self.__dict__["_chunks"] = chunks
+        self.__dict__["_taken"] = taken
+
+    def _walk_statement(self, stack, push, pending, nodes, node_scope, calls, parents, make, scope_ids,
+                        ExprCtx) -> None:
+        """The single pass's walk of one top-level statement (on `stack`)."""
+        AST, Call = ast.AST, ast.Call
+        Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+        ClassDef, Lambda = ast.ClassDef, ast.Lambda
+        iter_fields = ast.iter_fields
         while stack:
             node, owner, enclosing, class_name = stack.pop()
             nodes.append(node)
@@ -247,10 +336,6 @@ class Facts:
             for entry in reversed(pending):
                 parents[id(entry[0])] = node
                 push(entry)
-        self.__dict__["_all_calls"] = calls
-        self.__dict__["_all_nodes"] = nodes
-        self.__dict__["_node_scope"] = node_scope
-        self.__dict__["_by_node"] = (len(self.scopes), scope_ids)
 
     def _scope(self, node, kind: str, name: str, class_name: str | None = None, parent: Scope | None = None
                ) -> Scope:
@@ -578,6 +663,18 @@ class Facts:
 
     def calls_named(self, method: str, scope: Scope | None = None) -> list[MethodCall]:
         return [c for c in self.calls if c.method == method and (scope is None or c.scope is scope)]
+
+
+def _facts_base(ctx) -> "Facts | None":
+    """The facts of the version the analysis's kept dataflow was made for (flow_patch.py), when
+    they recorded what their walk saw per statement."""
+    edit = getattr(ctx, "flow_edit", None)
+    if edit is None or getattr(ctx, "scope_reuse", None) is None:
+        return None
+    base = getattr(edit.base.flow, "facts", None)
+    if base is None or "_chunks" not in base.__dict__:
+        return None
+    return base
 
 
 def _binds_locally(scope: Scope, key: str) -> bool:
