@@ -205,6 +205,85 @@ def test_a_grafted_tree_equals_a_fresh_parse_and_shares_every_untouched_node():
                                               if getattr(st, "name", "") == "train_one_epoch"))
 
 
+TRAINER = '''\
+import torch
+
+
+class Trainer:
+    """A trainer of many methods."""
+
+    def __init__(self, model, lr=0.1):
+        self.model = model
+        self.opt = torch.optim.SGD(model.parameters(), lr=lr)
+
+    @torch.no_grad()
+    def evaluate(self, x):
+        return self.model(x).mean()
+
+    def step(self, x, y):
+        self.opt.zero_grad()
+        loss = (self.model(x) - y).pow(2).mean()
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+    def fit(self, batches):
+        for x, y in batches:
+            self.step(x, y)
+'''
+
+
+@pytest.mark.parametrize("old,new,reparsed", [
+    ("        return self.model(x).mean()", "        return self.model(x).sum()", True),  # decorated method
+    ("        loss.backward()", "        loss.backward(retain_graph=True)", True),
+    ("            self.step(x, y)", "            self.step(x, yq)", True),  # the class's last line
+    ("        loss.backward()", "    loss.backward()", False),  # dedented: a statement of the class now
+    ("        loss.backward()", "loss.backward()", False),  # out of the class
+    ("        return loss.item()", "        return (loss.item()", False),  # a bracket left open
+    ("        return loss.item()", '        return """loss.item()', False),  # a string left open
+    ("        loss.backward()", "        if loss:", False),  # a block without a body
+])
+def test_a_method_parsed_alone_gives_the_tree_a_parse_of_the_class_gives(old, new, reparsed):
+    from gradpath.analysis.graft import method_reparsed
+    before = ast.parse(TRAINER)
+    text = _edit(TRAINER, old, new)
+    lines = text.split("\n")
+    k = next(i + 1 for i, ln in enumerate(lines) if ln == new)
+    got = method_reparsed(before.body[1], k, k, lines)
+    if not reparsed:
+        assert got is None
+        return
+    whole = ast.parse(text).body[1]
+    assert ast.dump(got, include_attributes=True) == ast.dump(whole, include_attributes=True)
+    # the other methods are the previous tree's nodes; the edited one is new
+    assert [m is o for m, o in zip(got.body, before.body[1].body)] == [
+        not (m.lineno <= k <= m.end_lineno) for m in got.body]
+
+
+def test_an_edit_in_a_method_takes_over_the_facts_of_the_other_methods(monkeypatch):
+    from gradpath.analysis import incremental
+    cmp = _Compare(monkeypatch)
+    made = []
+    orig = incremental.method_reparsed
+    monkeypatch.setattr(incremental, "method_reparsed", lambda *a: made.append(orig(*a)) or made[-1])
+    walked = []
+    orig_walk = facts_mod.Facts._walk_statement
+    monkeypatch.setattr(facts_mod.Facts, "_walk_statement",
+                        lambda self, stack, *a: walked.append((self, stack[-1][0])) or orig_walk(self, stack, *a))
+    ia = IncrementalAnalyzer()
+    _run(ia, TRAINER + "\n\nTrainer(torch.nn.Linear(2, 1)).fit([])\n")
+    walked.clear()
+    _run(ia, _edit(TRAINER, "        loss.backward()", "        loss.backward(retain_graph=True)")
+         + "\n\nTrainer(torch.nn.Linear(2, 1)).fit([])\n")
+    assert ia.stats.flow == "patched `step`" and cmp.patched == 1 and not cmp.differ
+    assert made and made[-1] is not None
+    # the analysis's facts (built first; the comparison's are built from nothing after) walked the
+    # edited method only: the class's docstring and other methods, the import and the script's
+    # statement were taken over
+    walked = [n for f, n in walked if f is walked[0][0]]
+    assert [type(n).__name__ for n in walked] == ["FunctionDef"] and walked[0].name == "step"
+
+
 # -- patching ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("needle,new,fn", [
     ("    scale = 1.0\n", "    scale = 2.0\n", "compute_loss"),

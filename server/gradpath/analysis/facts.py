@@ -200,18 +200,32 @@ class Facts:
         stack: list = []
         own = module_scope.__dict__["_nodes"]
         old_chunks = base.__dict__.get("_chunks") if base is not None else None
+        old_subs: dict[int, tuple] = {}  # statements of an edited class's body taken over
         if old_chunks is not None:
             kept = {id(st) for st in tree.body}
+            kept_sub = {id(st) for top in tree.body if top.__class__ is ast.ClassDef and id(top) not in old_chunks
+                        for st in top.body}
             parents.update(base.parents)
             node_scope.update(base.__dict__["_node_scope"])
             old_nodes = base.__dict__["_all_nodes"]
-            for ch in old_chunks.values():
-                if id(ch[0]) not in kept:
-                    for n in old_nodes[ch[1]:ch[2]]:
-                        parents.pop(id(n), None)
-                        node_scope.pop(id(n), None)
             old_calls = base.__dict__["_all_calls"]
             old_own = base.__dict__["_module_own"]
+
+            def forget(lo, hi):
+                for n in old_nodes[lo:hi]:
+                    parents.pop(id(n), None)
+                    node_scope.pop(id(n), None)
+
+            for ch in old_chunks.values():
+                if id(ch[0]) in kept:
+                    continue
+                lo = ch[1]
+                for sub in ch[8] or ():
+                    if id(sub[0]) in kept_sub:
+                        forget(lo, sub[1])
+                        lo = sub[2]
+                        old_subs[id(sub[0])] = sub
+                forget(lo, ch[2])
         # nodes of the module that are not in its body (type_ignores) keep the old handling
         for child in getattr(tree, "type_ignores", ()):
             parents[id(child)] = tree
@@ -221,31 +235,78 @@ class Facts:
         push = stack.append
         # Load/Store/Del are shared singletons (no parent of their own): not recorded
         ExprCtx = ast.expr_context
+
+        def take(ch) -> None:
+            """What the base's walk recorded for statement ch[0], in the lists of this walk."""
+            nodes.extend(old_nodes[ch[1]:ch[2]])
+            calls.extend(old_calls[ch[3]:ch[4]])
+            own.extend(old_own[ch[5]:ch[6]])
+            for sc, node, parent, kind, name, class_name, lst in ch[7]:
+                if sc.node is not node:  # pointed at another version's tree since
+                    for k in [k for k in sc.__dict__ if k.startswith("_")]:
+                        del sc.__dict__[k]
+                sc.node, sc.parent, sc.kind, sc.name, sc.class_name = node, parent, kind, name, class_name
+                sc.__dict__["_nodes"] = lst
+                self.scopes.append(sc)
+                scope_ids[id(node)] = sc
+
+        def walk(entry) -> None:
+            push(entry)
+            self._walk_statement(stack, push, pending, nodes, node_scope, calls, parents, make, scope_ids, ExprCtx)
+
+        def chunk(st, n0, c0, s0, m0, subs):
+            return (st, n0, len(nodes), c0, len(calls), m0, len(own), [
+                (sc, sc.node, sc.parent, sc.kind, sc.name, sc.class_name, sc.__dict__["_nodes"])
+                for sc in self.scopes[s0:]], subs)
+
         for top in tree.body:
             parents[id(top)] = tree
             n0, c0, s0, m0 = len(nodes), len(calls), len(self.scopes), len(own)
             ch = old_chunks.get(id(top)) if old_chunks is not None else None
+            subs = None
             if ch is not None and ch[0] is top:
-                nodes.extend(old_nodes[ch[1]:ch[2]])
-                calls.extend(old_calls[ch[3]:ch[4]])
-                own.extend(old_own[ch[5]:ch[6]])
+                take(ch)
                 node_scope[id(top)] = module_scope
-                for sc, node, parent, kind, name, class_name, lst in ch[7]:
-                    if sc.node is not node:  # pointed at another version's tree since
-                        for k in [k for k in sc.__dict__ if k.startswith("_")]:
-                            del sc.__dict__[k]
-                    sc.node, sc.parent, sc.kind, sc.name, sc.class_name = node, parent, kind, name, class_name
-                    sc.__dict__["_nodes"] = lst
-                    self.scopes.append(sc)
-                    scope_ids[id(node)] = sc
-                    taken.add(id(sc))
+                taken.update(id(sc) for sc, *_rest in ch[7])
+                if ch[8] is not None:  # the class's statements, at their places in this walk's lists
+                    dn, dc, dm = n0 - ch[1], c0 - ch[3], m0 - ch[5]
+                    subs = [(x[0], x[1] + dn, x[2] + dn, x[3] + dc, x[4] + dc, x[5] + dm, x[6] + dm, x[7], None)
+                            for x in ch[8]]
+            elif top.__class__ is ast.ClassDef:
+                # as the walk below would do it, statement by statement of the body, so that an
+                # edit inside one method takes the others over
+                nodes.append(top)
+                node_scope[id(top)] = module_scope
+                own.append(top)
+                entries, body = [], top.body
+                for name, value in ast.iter_fields(top):
+                    if name == "body":
+                        entries += [(c, None, module_scope, top.name) for c in value]
+                    elif name == "decorator_list":
+                        entries += [(c, own, module_scope, None) for c in value]
+                    elif isinstance(value, ast.AST):
+                        entries.append((value, None, module_scope, None))
+                    elif isinstance(value, list):
+                        entries += [(c, None, module_scope, None) for c in value if isinstance(c, ast.AST)]
+                for e in entries:
+                    parents[id(e[0])] = top
+                subs = []
+                in_body = {id(c) for c in body}
+                for e in entries:
+                    st = e[0]
+                    if id(st) not in in_body:
+                        walk(e)
+                        continue
+                    b0, bc0, bs0, bm0 = len(nodes), len(calls), len(self.scopes), len(own)
+                    sub = old_subs.get(id(st))
+                    if sub is not None and sub[0] is st:
+                        take(sub)
+                    else:
+                        walk(e)
+                    subs.append(chunk(st, b0, bc0, bs0, bm0, None))
             else:
-                stack.append((top, own, module_scope, None))
-                self._walk_statement(stack, push, pending, nodes, node_scope, calls, parents, make, scope_ids,
-                                     ExprCtx)
-            chunks[id(top)] = (top, n0, len(nodes), c0, len(calls), m0, len(own), [
-                (sc, sc.node, sc.parent, sc.kind, sc.name, sc.class_name, sc.__dict__["_nodes"])
-                for sc in self.scopes[s0:]])
+                walk((top, own, module_scope, None))
+            chunks[id(top)] = chunk(top, n0, c0, s0, m0, subs)
         # the walk gave each shared operator the parent it met it under last: none of them is its
         # own node, and a walk that takes statements over meets them in another order
         for k in _SHARED_OPERATORS:

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 
 from gradpath.analysis import bounds, frameworks
 from gradpath.analysis.dataflow import Flow
-from gradpath.analysis.facts import scope_place
+from gradpath.analysis.facts import ModelBinding, scope_place
 from gradpath.analysis.flow_values import mentions, Run, same_value, _Frame
 from gradpath.analysis.graft import children, graft, subtree_ids
 from gradpath.analysis.regions import first_line
@@ -344,17 +344,20 @@ def _same_bindings(old, new) -> bool:
             return len(v) == len(w) and all(same(p, q) for p, q in zip(v, w))
         if id(v) in pos_old:
             return pos_old[id(v)] == pos_new.get(id(w), -1)
+        if isinstance(v, ModelBinding) and id(w) not in pos_new:
+            # `Trainer(Net())`: the instance built in the call, a binding of no name (not listed)
+            return same_fields(v, w)
         if isinstance(v, ast.AST) or type(v).__name__ == "Scope" or hasattr(v, "__dict__"):
             return False
         return v == w
 
+    def same_fields(x, y) -> bool:
+        d1, d2 = x.__dict__, y.__dict__
+        return d1.keys() == d2.keys() and all(same(v, d2[k]) for k, v in d1.items())
+
     for xs, ys in ((old.models, new.models), (old.optimizers, new.optimizers)):
-        if len(xs) != len(ys):
+        if len(xs) != len(ys) or not all(same_fields(x, y) for x, y in zip(xs, ys)):
             return False
-        for x, y in zip(xs, ys):
-            d1, d2 = x.__dict__, y.__dict__
-            if d1.keys() != d2.keys() or not all(same(v, d2[k]) for k, v in d1.items()):
-                return False
     return True
 
 

@@ -12,6 +12,10 @@ new tree; only the nodes on the edited lines, and the statements that contain th
 from __future__ import annotations
 
 import ast
+import copy
+import warnings
+
+from gradpath.analysis.source import collector_off
 
 _ExprCtx = ast.expr_context
 
@@ -98,4 +102,52 @@ def children(n: ast.AST) -> list:
             out.extend(c for c in v if isinstance(c, ast.AST))
         elif isinstance(v, ast.AST):
             out.append(v)
+    return out
+
+
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str]) -> ast.ClassDef | None:
+    """The tree of class `cls` after lines a..b changed inside one of its methods' body (as many
+    lines as before; `lines` the new text's), made by parsing that method alone, or None when the
+    edit is not of that kind or the method alone does not parse to a method on the same lines.
+
+    Parsed alone, inside a `class` header placed on the line before it, the method's lines give the
+    nodes a parse of the whole class gives them: its lines start where a statement started (the
+    tokenizer in the same state, the lines above unchanged) and, when the method parses to one
+    statement ending on its old last line, end where the next statement starts, unchanged too. The
+    other statements of the class are the previous tree's objects (as graft() would make them); the
+    class node itself is a copy. A large class (a trainer of thousands of lines) is not parsed, nor
+    its names worked out, again for each key typed in one of its methods."""
+    body = cls.body
+    i = next((k for k, st in enumerate(body) if isinstance(st, _DEFS) and st.body and st.body[0].lineno <= a
+              and b <= st.end_lineno), None)
+    if i is None:
+        return None
+    m = body[i]
+    lo = min([m.lineno] + [d.lineno for d in m.decorator_list])
+    if lo <= cls.lineno or (i and body[i - 1].end_lineno >= lo) or not lines[lo - 1][:1].isspace():
+        return None
+    if i + 1 < len(body):
+        nxt = body[i + 1]
+        if min([nxt.lineno] + [d.lineno for d in getattr(nxt, "decorator_list", ())]) <= m.end_lineno:
+            return None
+    text = "\n" * (lo - 2) + "class _:\n" + "\n".join(lines[lo - 1:m.end_lineno])
+    try:
+        with collector_off(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef) or len(tree.body[0].body) != 1:
+        return None
+    new = tree.body[0].body[0]
+    if type(new) is not type(m) or new.name != m.name or _span(new)[:3] != _span(m)[:3] or min(
+            [new.lineno] + [d.lineno for d in new.decorator_list]) != lo:
+        return None
+    out = copy.copy(cls)
+    out.body = body[:i] + [new] + body[i + 1:]
+    if i == len(body) - 1:
+        out.end_col_offset = new.end_col_offset
     return out

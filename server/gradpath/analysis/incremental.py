@@ -41,6 +41,7 @@ from typing import Any
 
 from gradpath.analysis import flow_patch
 from gradpath.analysis.flow_bases import FlowBases
+from gradpath.analysis.graft import method_reparsed
 from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
@@ -295,6 +296,12 @@ class IncrementalAnalyzer:
         if "__future__" in chunk:
             return full("__future__ import")
         error, tree = None, None
+        if not delta and b >= a and reg.kind == "def" and reg.error is None and len(reg.stmts) == 1 \
+                and isinstance(reg.stmts[0], ast.ClassDef):
+            # inside one method of a class: that method parsed alone, the rest of the class kept
+            cls = method_reparsed(reg.stmts[0], a, b, new)
+            if cls is not None:
+                tree = ast.Module(body=[cls], type_ignores=[])
         # parsed after as many empty lines as precede it: its nodes, and a syntax error's line,
         # get the file's line numbers from the parser (moving a large statement's tree afterwards
         # walks every node)
@@ -302,7 +309,8 @@ class IncrementalAnalyzer:
         with collector_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                tree = ast.parse(placed)
+                if tree is None:
+                    tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 tree = None
             if tree is None and whole is not None and (delta or not self._may_match(key, new, reg, a, b)):

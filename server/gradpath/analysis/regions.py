@@ -88,7 +88,7 @@ def make_region(start: int, end: int, stmts: list, lines: list[str] | None = Non
         hit = memo.get(key)
         if hit is not None:
             return Region(start, end, stmts, hit[0], hit[1], hit[2], facts=hit[3])
-    kind, defines, uses = names_of(stmts)
+    kind, defines, uses = names_of(stmts, memo)
     if kind == "def":
         facts = def_facts(stmts[0].name)
     elif kind == "empty":
@@ -102,11 +102,13 @@ def make_region(start: int, end: int, stmts: list, lines: list[str] | None = Non
     return Region(start, end, stmts, kind, defines, uses, facts=facts)
 
 
-def names_of(stmts: list) -> tuple[str, frozenset, frozenset]:
-    """(kind, names it binds at module level, names it reads from module level)."""
+def names_of(stmts: list, memo: dict | None = None) -> tuple[str, frozenset, frozenset]:
+    """(kind, names it binds at module level, names it reads from module level). `memo` keeps what
+    each statement of a class body binds and reads, by statement object: an edit inside one method
+    of a large class visits that method only (the others are the previous tree's objects)."""
     if not stmts:
         return "empty", frozenset(), frozenset()
-    sc = _Scope()
+    sc = _Scope(memo)
     for st in stmts:
         sc.visit(st)
     free = sc.free()
@@ -126,11 +128,30 @@ class _Scope:
     _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
-    def __init__(self):
+    def __init__(self, memo: dict | None = None):
         self.loads: set[str] = set()
         self.stores: set[str] = set()
         self.nested: set[str] = set()
         self.globals: set[str] = set()
+        self.memo = memo
+
+    def visit_class_statement(self, st) -> None:
+        """visit(st) for a statement of a class body: what a scope's visits add is the union of what
+        each statement adds, so a statement's part is worked out once per statement object."""
+        if self.memo is None:
+            self.visit(st)
+            return
+        key = ("class statement", id(st))
+        hit = self.memo.get(key)
+        if hit is None or hit[0] is not st:
+            part = _Scope(self.memo)
+            part.visit(st)
+            hit = self.memo[key] = (st, frozenset(part.loads), frozenset(part.stores), frozenset(part.nested),
+                                    frozenset(part.globals))
+        self.loads |= hit[1]
+        self.stores |= hit[2]
+        self.nested |= hit[3]
+        self.globals |= hit[4]
 
     def free(self) -> set[str]:
         return (self.loads | self.nested) - (self.stores - self.globals)
@@ -165,7 +186,7 @@ class _Scope:
             todo.extend(ast.iter_child_nodes(n))
 
     def _nested_scope(self, n, todo) -> None:
-        inner = _Scope()
+        inner = _Scope(self.memo)
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             self.stores.add(n.name)
             # decorators, defaults, annotations, bases: evaluated here
@@ -182,8 +203,12 @@ class _Scope:
                         todo.append(arg.annotation)
                 if n.returns is not None:
                     todo.append(n.returns)
-            for st in n.body:
-                inner.visit(st)
+            if isinstance(n, ast.ClassDef):
+                for st in n.body:
+                    inner.visit_class_statement(st)
+            else:
+                for st in n.body:
+                    inner.visit(st)
         elif isinstance(n, ast.Lambda):
             a = n.args
             todo.extend(d for d in a.defaults + a.kw_defaults if d is not None)
