@@ -426,7 +426,8 @@ main()
     ("        self.eps = 1e-6\n\n    def forward", "        self.eps = 0.0\n\n    def forward",
      "what a class's attributes hold changed"),
     ("    net = Norm()", "    net = Norm(); net.body.append(nn.ReLU())", ""),  # a construction, a layer added
-    ("        self.eps = 1e-6\n        self.steps", "        self.eps = 1e-5\n        self.steps", ""),  # __init__
+    ("        self.eps = 1e-6\n        self.steps", "        self.eps = 1e-5\n        self.steps",
+     "what a class's attributes hold changed"),  # in __init__
 ])
 def test_what_other_methods_read_of_an_edit_decides_the_patch(monkeypatch, needle, new, outcome):
     cmp = _Compare(monkeypatch)
@@ -435,6 +436,50 @@ def test_what_other_methods_read_of_an_edit_decides_the_patch(monkeypatch, needl
     _run(ia, _edit(CLASSY, needle, new))
     assert ia.stats.flow == outcome, ia.stats
     assert not cmp.differ
+
+
+HEADY = '''\
+import torch
+import torch.nn as nn
+
+
+class Head(nn.Module):
+    def __init__(self, loss=nn.MSELoss(), width=8):
+        super().__init__()
+        self.fc = nn.Linear(width, 1)
+        self.loss = loss
+        self.name = "head"
+
+    def forward(self, x, y):
+        return self.loss(self.fc(x), y)
+
+
+def main():
+    head = Head()
+    opt = torch.optim.SGD(head.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        head(torch.randn(4, 8), torch.randn(4, 1)).backward()
+        opt.step()
+
+
+main()
+'''
+
+
+@pytest.mark.parametrize("needle,new,outcome", [
+    ('        self.name = "head"', '        self.name = "heads"', "patched `__init__`"),
+    # the loss module `forward` calls comes from the constructor's default: not any more
+    ("        self.loss = loss", "        self.loss = lossq", "the module a class's attribute gets from a default changed"),
+    ("        self.fc = nn.Linear(width, 1)", "        self.fc = nn.Linear(width, 2)", "model or optimizer bindings changed"),
+])
+def test_an_edit_in_init_patches_when_what_other_methods_read_is_the_same(monkeypatch, needle, new, outcome):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, HEADY)
+    _run(ia, _edit(HEADY, needle, new))
+    assert not cmp.differ
+    assert ia.stats.flow == outcome, ia.stats
 
 
 def test_an_edit_inside_a_nested_function_is_not_patched_but_one_beside_it_is(monkeypatch):

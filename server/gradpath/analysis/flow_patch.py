@@ -18,9 +18,10 @@ nothing the rest of the file saw can have changed:
   the classes' attributes hold (`self.eps = 1e-6` read from another method) are as they were; the
   edit is not inside a function or class the edited one defines, constructs no class of the file,
   adds no layer to a Sequential (`.append`, `.add_module`, `.extend`: the flow reads those in the
-  function that builds it) and assigns no attribute in an `__init__` (a module attribute's default
-  is read from there). A `global` statement changes nothing here: the flow keeps a function's
-  assignments in its own frame, and the facts' bindings are compared.
+  function that builds it); an attribute it assigns (in `__init__` too) gets the same module as
+  before from a constructor's default (`def __init__(self, loss=nn.MSELoss()): self.loss = loss`,
+  modelling.default_module). A `global` statement changes nothing here: the flow keeps a
+  function's assignments in its own frame, and the facts' bindings are compared.
 
 Statements of the script edited since the kept flow (an argument parser's line: analysed in part,
 so with no whole flow of their own) are re-run first, each from the environment the kept flow had
@@ -42,7 +43,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass, field
 
-from gradpath.analysis import bounds, frameworks
+from gradpath.analysis import bounds, frameworks, modelling
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import ModelBinding, scope_place
 from gradpath.analysis.flow_values import mentions, Run, same_value, _Frame
@@ -132,9 +133,9 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
             if isinstance(n, (ast.Import, ast.ImportFrom)):
                 return None  # the symbols read imports anywhere
             if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
-                if fn.name == "__init__":
-                    return None  # a module attribute's default (modelling.default_module) reads these
-                stores.add(n.attr)  # the classes' attribute facts read these: compared in _patch
+                # the classes' attribute facts and a module attribute's default read these:
+                # compared in _patch
+                stores.add(n.attr)
             if isinstance(n, ast.Call) and (isinstance(n.func, ast.Name) and n.func.id in classes or isinstance(
                     n.func, ast.Attribute) and n.func.attr in _LAYER_ADDS):
                 # a construction of a class of the file (which arguments its constructions pass
@@ -219,6 +220,13 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         before, now = bounds.AttrFacts(base.sym), bounds.attr_facts(ctx)
         if any(before.of(c, attr) != now.of(c, attr) for c in ctx.symbols.classes for attr in edit.stores):
             raise _NoPatch("what a class's attributes hold changed")
+        old_tree, c0, c1 = ast.Module(body=edit.base.body, type_ignores=[]), {}, {}
+        for c in ctx.symbols.classes:
+            for attr in edit.stores:
+                d0 = modelling.default_module(base.sym, old_tree, c, attr, c0)
+                d1 = modelling.default_module(ctx.symbols, ctx.tree, c, attr, c1)
+                if (d0 is None) != (d1 is None) or d0 is not None and (d0[0] is not d1[0] or d0[1] != d1[1]):
+                    raise _NoPatch("the module a class's attribute gets from a default changed")
     old_fn, new_fn = edit.old_fn, edit.new_fn
     # nodes of the previous tree that the new one no longer has (the edited lines, the statements
     # holding them, the function and class nodes themselves), and the new tree's own
