@@ -18,6 +18,7 @@ Pure: no torch, no pygls.
 from __future__ import annotations
 
 import ast
+import time
 
 from gradpath.analysis import bounds, frameworks
 from gradpath.analysis.facts import key_of
@@ -53,7 +54,11 @@ class Flow(FlowCalls):
         self._memo_keep: dict = {}
         # every execution of a function's body, in order (see Run; flow_patch.py re-runs some)
         self.runs: list[Run] = []
-        self._expect = None  # (scope, calls): flow_patch re-runs scope's body, which made these calls
+        self._expect = None  # (scope, run): flow_patch re-runs that run of scope's body
+        # while flow_patch re-runs functions: the ids of their scopes (None otherwise), and the
+        # scopes of other functions the re-runs found they must run too
+        self._patch_scopes: set | None = None
+        self._grow: dict = {}
         self.module_envs: list[dict] = []  # the environment before each module statement
         self.module_runs: list[Run] = []  # the calls each module statement made
         self._active: set = set()
@@ -155,7 +160,8 @@ class Flow(FlowCalls):
         run = Run(scope, standalone, *rest)
         self.runs.append(run)
         if self._expect is not None and self._expect[0] is scope:  # (flow_patch re-runs this one)
-            run.expect = self._expect[1]
+            run.was = self._expect[1]
+            run.expect = run.was.calls
             self._expect = None
         return run
 
@@ -805,4 +811,7 @@ def _make_flow(ctx) -> Flow:
         fl = flow_patch.patched(ctx, edit)
         if fl is not None:
             return fl
-    return Flow.build(ctx)
+    t0 = time.thread_time()
+    fl = Flow.build(ctx)
+    fl.cost = time.thread_time() - t0  # (a patch made from this flow gives up when it costs more)
+    return fl

@@ -623,6 +623,10 @@ class FlowCalls:
                 tuple(id(n.node) for n in v.nograd), id(v.const), id(v.patched), v.module_key, v.module_cls,
                 v.exact, v.model_out, len(v.elts) if v.elts else -1, tuple(id(a.val) for a in v.alts))
 
+    def memo_key(self, fn, args, kwargs, self_val, ng, recording) -> tuple:
+        return (id(fn), tuple(self._sig(a) for a in args), tuple(sorted((k or "", self._sig(v)) for k, v in kwargs.items())),
+                self._sig(self_val) if self_val else None, id(ng) if ng else None, recording)
+
     def _as_before(self, run, fn, args, kwargs, self_val, ng, recording) -> Val | None:
         """While flow_patch re-runs a function: what its call at this point returned the time
         before, if it called the same function with equal values (a memo key holds ids of values
@@ -630,7 +634,7 @@ class FlowCalls:
         i = len(run.calls)
         if i >= len(run.expect):
             return None
-        ret, o_args, o_kwargs, o_self, o_fn, o_ng, o_rec = run.expect[i]
+        ret, o_args, o_kwargs, o_self, o_fn, o_ng, o_rec, _child, _node = run.expect[i]
         if o_fn is not fn or o_rec != recording or not isinstance(ret, Val):
             return None
         if same_value((args, kwargs, self_val, ng), (o_args, o_kwargs, o_self, o_ng)):
@@ -643,21 +647,32 @@ class FlowCalls:
         fn = scope.node
         ng = env.get("__nograd__") if not is_forward else None
         deco = self._decorator_nograd(fn)
-        key = (id(fn), tuple(self._sig(a) for a in args), tuple(sorted((k or "", self._sig(v)) for k, v in kwargs.items())),
-               self._sig(self_val) if self_val else None, id(ng) if ng else None, fr.recording)
+        key = self.memo_key(fn, args, kwargs, self_val, ng, fr.recording)
         memo = self._fn_memo.get(key)
-        if memo is None and fr.run is not None and fr.run.expect is not None:
+        patching = self._patch_scopes
+        if memo is None and fr.run is not None and fr.run.expect is not None and (
+                patching is None or id(scope) not in patching):
             memo = self._as_before(fr.run, fn, args, kwargs, self_val, ng, fr.recording)
         if memo is not None:
             if fr.run is not None:
-                fr.run.calls.append((memo, args, kwargs, self_val, fn, ng, fr.recording))
+                fr.run.calls.append((memo, args, kwargs, self_val, fn, ng, fr.recording, None, node))
             return memo
         if id(fn) in self._active or fr.depth >= self.MAX_DEPTH:
             if fr.run is not None:
-                fr.run.calls.append((node, args, kwargs, self_val, fn, ng, fr.recording))  # cut: unknown
+                fr.run.calls.append((node, args, kwargs, self_val, fn, ng, fr.recording, None, node))  # cut
             return Val(U, src=node)
+        at = len(fr.run.calls) if fr.run is not None else -1
         run = self._new_run(scope, False, node, args, kwargs, ng, fr.recording, fr.depth, self_val, is_forward,
                             frozenset(self._active))
+        run.parent = fr.run
+        if patching is not None:
+            if id(scope) not in patching:
+                self._grow[id(scope)] = scope  # a function flow_patch does not re-run: it must
+            elif run.was is None and fr.run is not None and fr.run.was is not None and at < len(fr.run.was.calls):
+                # the run the call at this place made the time before stands for this one
+                child = fr.run.was.calls[at][7]
+                if child is not None and child.scope is scope:
+                    run.was, run.expect = child, child.calls
         self._active.add(id(fn))
         try:
             new_env: dict = {}
@@ -709,8 +724,8 @@ class FlowCalls:
         finally:
             self._active.discard(id(fn))
         self._fn_memo[key] = out
-        self._memo_keep[key] = (args, kwargs, self_val, ng)
+        self._memo_keep[key] = (args, kwargs, self_val, ng, run)  # (and the run that made the entry)
         run.result = out
         if fr.run is not None:
-            fr.run.calls.append((out, args, kwargs, self_val, fn, ng, fr.recording))
+            fr.run.calls.append((out, args, kwargs, self_val, fn, ng, fr.recording, run, node))
         return out

@@ -41,18 +41,23 @@ with those versions, each analysis's facts pointing them at its own tree.
 from __future__ import annotations
 
 import ast
+import time
 from dataclasses import dataclass, field
 
 from gradpath.analysis import bounds, frameworks, modelling
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import ModelBinding, scope_place
-from gradpath.analysis.flow_values import mentions, Run, same_value, _Frame
+from gradpath.analysis.flow_values import mentions, Run, same_value, Val, _Frame
 from gradpath.analysis.graft import children, graft, subtree_ids
 from gradpath.analysis.regions import first_line
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 # methods that add a layer to a Sequential after it is built (modelling.sequential_layers reads them)
 _LAYER_ADDS = frozenset({"add_module", "append", "extend"})
+# a patch re-runs the edited function and then, round after round, the functions it reaches
+MAX_ROUNDS = 4
+MAX_SCOPES = 8
+MAX_COST_SHARE = 0.5
 _NOT_SCRIPT = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Global,
                ast.Nonlocal)
 # the per-node caches of a Flow (id(node) -> what it computed once)
@@ -88,6 +93,11 @@ class FlowEdit:
     # statements of the script that differ from the base's too (edits analysed in part since):
     # (index among the top-level statements, old statement, new statement)
     module_edits: list = field(default_factory=list)
+    also: list = field(default_factory=list)  # once patched: the other functions re-run, by name
+
+    def patched_text(self) -> str:
+        also = ", ".join(f"`{n}`" for n in self.also)
+        return f"patched `{self.new_fn.name}`" + (f" (with {also})" if also else "")
 
     def scope_reuse(self) -> dict:
         return dict(zip(self.base.places, self.base.flow.facts.scopes))
@@ -100,7 +110,7 @@ class _NoPatch(Exception):
 def keep(ctx) -> FlowBase | None:
     """The dataflow of a finished analysis, if it ran to the end."""
     fl = ctx._memo.get("dataflow")
-    if type(fl) is not Flow or fl._stopped:
+    if type(fl) is not Flow or fl._stopped or getattr(fl, "_cascaded", False):
         return None
     try:
         places = [scope_place(s.node, s.kind, s.class_name) for s in fl.facts.scopes]
@@ -227,18 +237,57 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
                 d1 = modelling.default_module(ctx.symbols, ctx.tree, c, attr, c1)
                 if (d0 is None) != (d1 is None) or d0 is not None and (d0[0] is not d1[0] or d0[1] != d1[1]):
                     raise _NoPatch("the module a class's attribute gets from a default changed")
+    # the functions to re-run: the edited one, and those the re-runs find they reach (a callee
+    # passed other values, a caller that gets another value back); each round starts again
+    scopes = [scope]
+    # a patch that re-runs more and more functions gives up when it has cost more than a share of
+    # what the whole flow cost (then built in its place), or 5 ms on a small file
+    limit = time.thread_time() + max(MAX_COST_SHARE * getattr(base, "cost", 1.0), 0.005)
+    for _round in range(MAX_ROUNDS):
+        if _round and time.thread_time() > limit:
+            raise _NoPatch(f"re-running {len(scopes)} functions costs more than the whole flow")
+        fl, grow = _attempt(ctx, edit, scopes)
+        if not grow:
+            edit.also = [s.name for s in scopes[1:]]
+            fl.cost = getattr(base, "cost", 1.0)
+            if len(scopes) > 1:
+                fl._cascaded = True  # (its runs are not kept in order: no base for later versions)
+            return fl
+        for s in grow:
+            if s is module_scope_of(ctx):
+                raise _NoPatch("what the script gets changed")
+            if s not in scopes:
+                scopes.append(s)
+        if len(scopes) > MAX_SCOPES:
+            raise _NoPatch(f"the edit reaches more than {MAX_SCOPES} functions")
+    raise _NoPatch(f"the edit reaches functions beyond {MAX_ROUNDS} rounds")
+
+
+def module_scope_of(ctx):
+    return ctx.facts.scopes[0]
+
+
+def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
+    """The patched flow re-running `scopes` (the edited function first), and the scopes of other
+    functions it found must be re-run too (empty: the flow is the patched flow)."""
+    base = edit.base.flow
+    facts = ctx.facts
+    scope = scopes[0]
+    rerun = {id(s) for s in scopes}
     old_fn, new_fn = edit.old_fn, edit.new_fn
     # nodes of the previous tree that the new one no longer has (the edited lines, the statements
     # holding them, the function and class nodes themselves), and the new tree's own
     gone, fresh = edit.gone, edit.fresh
-    # what the function's own frames evaluated before (their values by node go: the runs again
-    # write those they evaluate now)
+    # what the re-run functions' own frames evaluated before (their values by node go: the runs
+    # again write those they evaluate now)
     old_body = set(subtree_ids(old_fn.body, own=True))
+    for s in scopes[1:]:
+        old_body.update(subtree_ids(s.node.body, own=True))
 
     module_scope = facts.scopes[0]
     spans = [(first_line(o), o.end_lineno) for _j, o, _n in edit.module_edits]
     fl = Flow(ctx)
-    fl.events = [e for e in base.events if e.scope is not scope and not (
+    fl.events = [e for e in base.events if id(e.scope) not in rerun and not (
         spans and e.scope is module_scope and any(lo <= getattr(e.node, "lineno", 0) <= hi for lo, hi in spans))]
     fl.module_env = base.module_env
     fl.module_envs = base.module_envs
@@ -258,24 +307,88 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         for k in gone:
             d.pop(k, None)
         setattr(fl, name, d)
-    old_key = id(old_fn)
-    fl._fn_memo = {k: v for k, v in base._fn_memo.items() if k[0] != old_key}
-    fl._memo_keep = {k: v for k, v in base._memo_keep.items() if k[0] != old_key}
+    old_keys = {id(old_fn)} | {id(s.node) for s in scopes[1:]}
+    fl._fn_memo = {k: v for k, v in base._fn_memo.items() if k[0] not in old_keys}
+    fl._memo_keep = {k: v for k, v in base._memo_keep.items() if k[0] not in old_keys}
     for j, o, n in edit.module_edits:
         fl.module_runs[j] = _rerun_statement(fl, base, j, o, n, module_scope)
-    fl.runs = list(base.runs)
-    for i, run in enumerate(base.runs):
-        if run.scope is not scope:
+
+    def reruns_with(run) -> bool:  # an ancestor's function is re-run: so is this run, with it
+        p = run.parent
+        while p is not None:
+            if id(p.scope) in rerun:
+                return True
+            p = p.parent
+        return False
+
+    fl._patch_scopes = rerun
+    fl._grow = {}
+    fl.runs = []
+    made: list = []  # every run the re-runs made
+    for run in base.runs:
+        if id(run.scope) not in rerun:
+            fl.runs.append(run)
+            continue
+        if reruns_with(run):
             continue
         if fl._stopped or ctx.out_of_time():
             raise _NoPatch("out of time")
-        if _passes_any(run.calls, gone):
-            raise _NoPatch(f"`{new_fn.name}` passed a value made on the edited lines to a function")
-        new = _rerun(fl, run, scope, old_fn, new_fn)
-        if _passes_any(new.calls, fresh):
-            raise _NoPatch(f"`{new_fn.name}` passes a value made on the edited lines to a function")
-        fl.runs[i] = new
-    return fl
+        new, created = _rerun(fl, run, run.scope, old_fn, new_fn)
+        fl.runs += created
+        made += created
+        if not run.standalone and not same_value(new.result, run.result):
+            p = run.parent
+            if p is None or p.scope is module_scope:
+                raise _NoPatch(f"what `{run.scope.name}` returns to the script changed")
+            fl._grow[id(p.scope)] = p.scope  # its caller runs again with what it gets now
+    fl._patch_scopes = None
+    # each call the re-runs made of a function not re-run got what it got at that place the time
+    # before (from the memo or as before, not run again), passing no value of the edited lines;
+    # a function run from that call (the same call node) the time before then keeps that run
+    kept: set = set()
+    for new in made:
+        was = new.was
+        for j, c in enumerate(new.calls):
+            callee = fl.scope_by_node.get(id(c[4]))
+            if callee is None or id(callee) in rerun:
+                continue
+            o = was.calls[j] if was is not None and j < len(was.calls) else None
+            if o is None or o[4] is not c[4] or o[0] is not c[0] or (o[7] is not None and o[8] is not c[8]) \
+                    or _passes_any([c], fresh) or _passes_any([o], gone):
+                fl._grow[id(callee)] = callee
+            elif o[7] is not None:
+                kept.add(id(o[7]))
+                new.calls[j] = c[:7] + (o[7], c[8])  # the run that call made stands (for later patches)
+    superseded = set()
+    for run in base.runs:
+        if not reruns_with(run):
+            continue
+        superseded.add(id(run))
+        if id(run.scope) in rerun:
+            continue
+        top = run  # the run a re-run one made, that this one is part of
+        while id(top.parent.scope) not in rerun:
+            top = top.parent
+        if id(top) not in kept:
+            fl._grow[id(top.scope)] = top.scope  # no call makes it now: its function runs again
+    if len(scopes) > 1:
+        # a call of a re-run function that got its value from the memo, in a run that is not run
+        # again: the run that made that entry must run again where it ran (a root re-run, whose
+        # value is compared), else the caller runs again too (one run of the edited function
+        # alone never runs inside another re-run)
+        for run in base.runs + base.module_runs:
+            if id(run.scope) in rerun or id(run) in superseded:
+                continue
+            for c in run.calls:
+                if c[7] is not None or not isinstance(c[0], Val):
+                    continue
+                callee = fl.scope_by_node.get(id(c[4]))
+                if callee is None or id(callee) not in rerun:
+                    continue
+                made_by = base._memo_keep.get(base.memo_key(c[4], c[1], c[2], c[3], c[5], c[6]))
+                if made_by is None or id(made_by[4]) in superseded:
+                    fl._grow[id(run.scope)] = run.scope
+    return fl, [s for s in fl._grow.values() if id(s) not in rerun]
 
 
 def _rerun_statement(fl: Flow, base: Flow, j: int, old: ast.stmt, new: ast.stmt, module_scope) -> Run:
@@ -302,9 +415,10 @@ def _rerun_statement(fl: Flow, base: Flow, j: int, old: ast.stmt, new: ast.stmt,
     return run
 
 
-def _rerun(fl: Flow, run, scope, old_fn, new_fn):
+def _rerun(fl: Flow, run, scope, old_fn, new_fn) -> tuple:
+    """Runs `run` of `scope` again: the new run, and every run it made (itself first)."""
     n0 = len(fl.runs)
-    fl._expect = (scope, run.calls)
+    fl._expect = (scope, run)
     if run.standalone:
         fl._run_scope(scope)
     else:
@@ -312,21 +426,20 @@ def _rerun(fl: Flow, run, scope, old_fn, new_fn):
         caller = _Frame(None, None, None, run.recording, run.depth)
         env = {"__nograd__": run.ng} if run.ng is not None else {}
         try:
-            out = fl._invoke(scope, run.node, run.args, run.kwargs, env, caller, self_val=run.self_val,
-                             is_forward=run.is_forward)
+            fl._invoke(scope, run.node, run.args, run.kwargs, env, caller, self_val=run.self_val,
+                       is_forward=run.is_forward)
         finally:
             fl._active = set()
-        if len(fl.runs) > n0 and not same_value(out, run.result):
-            raise _NoPatch(f"what `{new_fn.name}` returns changed")
     fl._expect = None
-    if len(fl.runs) != n0 + 1:
-        raise _NoPatch(f"`{new_fn.name}` runs differently (a call not made before)")
-    new = fl.runs.pop()
     if fl._stopped:
         raise _NoPatch("out of time")
-    if len(new.calls) != len(run.calls) or any(x[0] is not y[0] for x, y in zip(new.calls, run.calls)):
-        raise _NoPatch(f"`{new_fn.name}` calls other functions differently")
-    return new
+    created = fl.runs[n0:]
+    del fl.runs[n0:]
+    if not created or created[0].scope is not scope:
+        raise _NoPatch(f"`{scope.name}` runs differently (a call not made before)")
+    new = created[0]
+    new.parent = run.parent
+    return new, created
 
 
 def _passes_any(calls: list, nodes: dict | set) -> bool:

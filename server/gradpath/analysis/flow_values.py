@@ -298,10 +298,13 @@ class Run:
     active: frozenset = frozenset()  # ids of the functions being executed when it started
     result: Any = None  # what it returned
     # each call of a function it made directly, in order: (what it returned, or the call node where
-    # it was cut; the arguments, keywords and self it passed; the function node; the no_grad context
-    # and whether events were recorded)
+    # it was cut; the arguments, keywords and self it passed; the function node; the no_grad context;
+    # whether events were recorded; the Run the call made, None when it was not run; the call node)
     calls: list = field(default_factory=list)
-    expect: list | None = None  # while flow_patch re-runs it: the calls of its previous run
+    parent: Any = None  # the run that made the call (a statement's of the script, or a function's)
+    # while flow_patch re-runs it: the run it stands for in the previous flow, and that run's calls
+    was: Any = None
+    expect: list | None = None
 
 
 # -- comparing values (flow_patch.py) ------------------------------------------------------------

@@ -236,7 +236,7 @@ class IncrementalAnalyzer:
         if edit is not None and not raw.flow_patched and regions is not None:
             self._recent[(key, text)] = (self._prev, False)  # (an analysis in part: see _whole)
             self.stats = Stats("incremental", f"dataflow: `{edit.new_fn.name}` re-run, the rest kept", len(regions),
-                               len(regions), n, flow=f"patched `{edit.new_fn.name}`")
+                               len(regions), n, flow=edit.patched_text())
         else:
             self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n,
                                flow=edit.outcome if edit is not None else "")
@@ -454,7 +454,7 @@ class IncrementalAnalyzer:
         self._remember(self._prev, not patched)
         if patched:
             self.stats = Stats("incremental", f"dataflow: `{edit.new_fn.name}` re-run, the rest kept", len(regions),
-                               len(regions), len(new), flow=f"patched `{edit.new_fn.name}`")
+                               len(regions), len(new), flow=edit.patched_text())
         else:
             self.stats = Stats("full", reason, len(regions), len(regions), len(new),
                                flow=edit.outcome if edit is not None else "")
