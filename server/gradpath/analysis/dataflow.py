@@ -61,7 +61,7 @@ class Flow(FlowCalls):
         self._grow: dict = {}
         self.module_envs: list[dict] = []  # the environment before each module statement
         self.module_runs: list[Run] = []  # the calls each module statement made
-        self._active: set = set()
+        self._active: set = set()  # ids of the scopes of the functions being executed
         self.scope_by_node = {id(s.node): s for s in self.facts.scopes}
         self.module_env: dict = {}
         self._model_keys = {b.key for b in self.facts.models}

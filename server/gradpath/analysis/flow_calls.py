@@ -657,7 +657,7 @@ class FlowCalls:
             if fr.run is not None:
                 fr.run.calls.append((memo, args, kwargs, self_val, fn, ng, fr.recording, None, node))
             return memo
-        if id(fn) in self._active or fr.depth >= self.MAX_DEPTH:
+        if id(scope) in self._active or fr.depth >= self.MAX_DEPTH:
             if fr.run is not None:
                 fr.run.calls.append((node, args, kwargs, self_val, fn, ng, fr.recording, None, node))  # cut
             return Val(U, src=node)
@@ -673,7 +673,7 @@ class FlowCalls:
                 child = fr.run.was.calls[at][7]
                 if child is not None and child.scope is scope:
                     run.was, run.expect = child, child.calls
-        self._active.add(id(fn))
+        self._active.add(id(scope))
         try:
             new_env: dict = {}
             params = list(fn.args.posonlyargs) + list(fn.args.args)
@@ -722,7 +722,7 @@ class FlowCalls:
                 else:
                     out = self._under_nograd(out, node, {"__nograd__": r})
         finally:
-            self._active.discard(id(fn))
+            self._active.discard(id(scope))
         self._fn_memo[key] = out
         self._memo_keep[key] = (args, kwargs, self_val, ng, run)  # (and the run that made the entry)
         run.result = out

@@ -321,6 +321,14 @@ def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
             p = p.parent
         return False
 
+    # a function node recorded by a run is the tree's of the version that made the run: the
+    # scope is found by place (an edit since made another node of the same function)
+    at_place = {(s.node.lineno, s.node.col_offset, s.name): s for s in facts.scopes[1:]}
+
+    def scope_of(fn):
+        s = fl.scope_by_node.get(id(fn))
+        return s if s is not None else at_place.get((fn.lineno, fn.col_offset, fn.name))
+
     fl._patch_scopes = rerun
     fl._grow = {}
     fl.runs = []
@@ -349,40 +357,45 @@ def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
     for new in made:
         was = new.was
         for j, c in enumerate(new.calls):
-            callee = fl.scope_by_node.get(id(c[4]))
+            callee = scope_of(c[4])
             if callee is None or id(callee) in rerun:
                 continue
             o = was.calls[j] if was is not None and j < len(was.calls) else None
-            if o is None or o[4] is not c[4] or o[0] is not c[0] or (o[7] is not None and o[8] is not c[8]) \
+            if o is None or scope_of(o[4]) is not callee or o[0] is not c[0] or (o[7] is not None and o[8] is not c[8]) \
                     or _passes_any([c], fresh) or _passes_any([o], gone):
                 fl._grow[id(callee)] = callee
             elif o[7] is not None:
                 kept.add(id(o[7]))
                 new.calls[j] = c[:7] + (o[7], c[8])  # the run that call made stands (for later patches)
-    superseded = set()
+    superseded, gone_runs = set(), set()
     for run in base.runs:
         if not reruns_with(run):
             continue
         superseded.add(id(run))
         if id(run.scope) in rerun:
+            gone_runs.add(id(run))
             continue
         top = run  # the run a re-run one made, that this one is part of
         while id(top.parent.scope) not in rerun:
             top = top.parent
         if id(top) not in kept:
+            gone_runs.add(id(run))
             fl._grow[id(top.scope)] = top.scope  # no call makes it now: its function runs again
     if len(scopes) > 1:
-        # a call of a re-run function that got its value from the memo, in a run that is not run
-        # again: the run that made that entry must run again where it ran (a root re-run, whose
-        # value is compared), else the caller runs again too (one run of the edited function
-        # alone never runs inside another re-run)
+        # a call of a re-run function that got its value from the memo, in a run that stays (not
+        # run again): the run that made that entry must run again where it ran (a root re-run,
+        # whose value is compared), else the caller runs again too (one run of the edited
+        # function alone never runs inside another re-run)
         for run in base.runs + base.module_runs:
-            if id(run.scope) in rerun or id(run) in superseded:
+            if id(run.scope) in rerun or id(run) in gone_runs:
                 continue
             for c in run.calls:
+                if c[7] is not None and id(c[7]) in gone_runs:
+                    # it ran a re-run function inside a re-run one: only the caller can run it again
+                    fl._grow[id(run.scope)] = run.scope
                 if c[7] is not None or not isinstance(c[0], Val):
                     continue
-                callee = fl.scope_by_node.get(id(c[4]))
+                callee = scope_of(c[4])
                 if callee is None or id(callee) not in rerun:
                     continue
                 made_by = base._memo_keep.get(base.memo_key(c[4], c[1], c[2], c[3], c[5], c[6]))
@@ -422,7 +435,7 @@ def _rerun(fl: Flow, run, scope, old_fn, new_fn) -> tuple:
     if run.standalone:
         fl._run_scope(scope)
     else:
-        fl._active = {id(new_fn) if x == id(old_fn) else x for x in run.active}
+        fl._active = set(run.active)
         caller = _Frame(None, None, None, run.recording, run.depth)
         env = {"__nograd__": run.ng} if run.ng is not None else {}
         try:

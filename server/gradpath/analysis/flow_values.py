@@ -295,7 +295,7 @@ class Run:
     depth: int = 0
     self_val: Any = None
     is_forward: bool = False
-    active: frozenset = frozenset()  # ids of the functions being executed when it started
+    active: frozenset = frozenset()  # ids of the scopes of the functions being executed when it started
     result: Any = None  # what it returned
     # each call of a function it made directly, in order: (what it returned, or the call node where
     # it was cut; the arguments, keywords and self it passed; the function node; the no_grad context;
