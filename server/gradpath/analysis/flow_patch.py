@@ -1,42 +1,56 @@
-"""The dataflow of an edited file, made from the previous version's by re-running one function.
+"""The dataflow of an edited file, made from the previous version's by re-running some functions.
 
 The interpreter (dataflow.py) runs every function on its own and again with each caller's values;
 a training script's `main()` reaches every helper, so an edit inside any function body used to
 re-run the whole file. For an edit inside one function's body (no lines added or removed), this
-module re-runs only that function's executions, each with the values it was called with before
-(`Flow.runs` records them, in order), on a copy of the previous flow's state, and checks that
-nothing the rest of the file saw can have changed:
+module re-runs that function's executions, each with the values it was called with before
+(`Flow.runs` records them, in order, each with the run that called it and, per call it made, what
+the call returned and the run it made), on a copy of the previous flow's state: the re-run
+functions' events, node values and memo entries are taken out, and their runs run again in order.
 
-- each execution returns a value equal (field by field, nodes by identity) to what it returned
-  before, and makes the same calls in the same order, each of them getting what it got before
-  without running the callee again: from the memo, or, when the values passed are equal to the
-  ones passed before (field by field: a memo key holds ids of values made during a run), what the
-  call returned before;
-- no call it made, before or now, passed a value that mentions a node of the edited lines (a
-  callee run with it would record that node);
-- the model and optimizer bindings of the whole file, the framework bodies, the imports and what
-  the classes' attributes hold (`self.eps = 1e-6` read from another method) are as they were; the
-  edit is not inside a function or class the edited one defines, constructs no class of the file,
-  adds no layer to a Sequential (`.append`, `.add_module`, `.extend`: the flow reads those in the
-  function that builds it); an attribute it assigns (in `__init__` too) gets the same module as
-  before from a constructor's default (`def __init__(self, loss=nn.MSELoss()): self.loss = loss`,
-  modelling.default_module). A `global` statement changes nothing here: the flow keeps a
-  function's assignments in its own frame, and the facts' bindings are compared.
+Then it checks what the rest of the file saw, and when something changed there, the functions
+concerned run again too, in another round (at most MAX_ROUNDS rounds and MAX_SCOPES functions, and
+no more CPU than half of what the whole flow cost):
+- a run called by a function not re-run returns another value (field by field, nodes by
+  identity): its caller runs again (when the caller is a statement of the script: no patch);
+- a call a re-run function makes of a function not re-run must get what the call at that place got
+  before without running the callee (from the memo, or, when the values passed are equal to the
+  ones passed before, what it returned before: a memo key holds ids of values made during a run),
+  and pass no value that mentions a node of the edited lines (before or now): else the callee runs
+  again; a run such a call made before stands only if the same call (node) makes it now, else its
+  function runs again;
+- a run that stays and took a re-run function's value from the memo, where the run that made the
+  entry was itself inside a re-run one (superseded), or that ran a re-run function from inside a
+  re-run region, makes its own function run again.
+A run of a re-run function made from inside another re-run function runs again there, as the
+caller runs; the others run again where they ran, with their recorded values.
+
+What the rest of the analysis reads beyond the flow must be as it was: the model and optimizer
+bindings of the whole file, the framework bodies, the imports and what the classes' attributes hold
+(`self.eps = 1e-6` read from another method); the edit is not inside a function or class the edited
+one defines, constructs no class of the file, adds no layer to a Sequential (`.append`,
+`.add_module`, `.extend`: the flow reads those in the function that builds it); an attribute it
+assigns (in `__init__` too) gets the same module as before from a constructor's default
+(`def __init__(self, loss=nn.MSELoss()): self.loss = loss`, modelling.default_module). A `global`
+statement changes nothing here: the flow keeps a function's assignments in its own frame, and the
+facts' bindings are compared.
 
 Statements of the script edited since the kept flow (an argument parser's line: analysed in part,
 so with no whole flow of their own) are re-run first, each from the environment the kept flow had
 before it (`Flow.module_envs`): each must leave the same environment and make the same calls.
 
-Then the rest of the previous state (events, values by node, the module environment, the memo)
-stands for the new text as it is: the tree shares every node the edit did not touch with the
-previous tree (graft.py), and the facts take over the previous version's Scope objects, so what the
-flow recorded against those objects is still about the new tree. The edited function's events come
+The rest of the previous state (events, values by node, the module environment, the memo) stands
+for the new text as it is: the tree shares every node the edit did not touch with the previous
+tree (graft.py), and the facts take over the previous version's Scope objects, so what the flow
+recorded against those objects is still about the new tree. The re-run functions' events come
 after the others (the rules do not depend on their order). When a check fails the whole flow runs,
 within the same analysis; `FlowEdit.outcome` says why.
 
 A kept flow is never changed: the same base serves every version made from its tree (a line typed
 key by key, recovered to the text before it while it does not parse). Its Scope objects are shared
-with those versions, each analysis's facts pointing them at its own tree.
+with those versions, each analysis's facts pointing them at its own tree. A flow patched by
+re-running more than the edited function is not kept as a base (its runs are not in the order the
+whole flow would run them).
 """
 from __future__ import annotations
 
@@ -245,7 +259,7 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     limit = time.thread_time() + max(MAX_COST_SHARE * getattr(base, "cost", 1.0), 0.005)
     for _round in range(MAX_ROUNDS):
         if _round and time.thread_time() > limit:
-            raise _NoPatch(f"re-running {len(scopes)} functions costs more than the whole flow")
+            raise _NoPatch(f"re-running {len(scopes)} functions costs more than half the whole flow")
         fl, grow = _attempt(ctx, edit, scopes)
         if not grow:
             edit.also = [s.name for s in scopes[1:]]
@@ -254,17 +268,13 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
                 fl._cascaded = True  # (its runs are not kept in order: no base for later versions)
             return fl
         for s in grow:
-            if s is module_scope_of(ctx):
+            if s is facts.scopes[0]:
                 raise _NoPatch("what the script gets changed")
             if s not in scopes:
                 scopes.append(s)
         if len(scopes) > MAX_SCOPES:
             raise _NoPatch(f"the edit reaches more than {MAX_SCOPES} functions")
     raise _NoPatch(f"the edit reaches functions beyond {MAX_ROUNDS} rounds")
-
-
-def module_scope_of(ctx):
-    return ctx.facts.scopes[0]
 
 
 def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
@@ -341,7 +351,7 @@ def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
             continue
         if fl._stopped or ctx.out_of_time():
             raise _NoPatch("out of time")
-        new, created = _rerun(fl, run, run.scope, old_fn, new_fn)
+        new, created = _rerun(fl, run, run.scope)
         fl.runs += created
         made += created
         if not run.standalone and not same_value(new.result, run.result):
@@ -428,7 +438,7 @@ def _rerun_statement(fl: Flow, base: Flow, j: int, old: ast.stmt, new: ast.stmt,
     return run
 
 
-def _rerun(fl: Flow, run, scope, old_fn, new_fn) -> tuple:
+def _rerun(fl: Flow, run, scope) -> tuple:
     """Runs `run` of `scope` again: the new run, and every run it made (itself first)."""
     n0 = len(fl.runs)
     fl._expect = (scope, run)
