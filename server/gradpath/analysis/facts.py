@@ -21,20 +21,9 @@ import ast
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from gradpath.analysis.facts_walk import (  # noqa: F401 - Scope and scope_place are imported from here
+    _facts_base, Scope, scope_place, single_pass, walk_statement)
 from gradpath.analysis.symbols import is_optimizer_qualname, is_torch_module_qualname, canonical
-
-
-def _shared_operators() -> tuple:
-    """The operator nodes the parser shares between all the places they appear (`+`, `==`, `not`,
-    `and`: one object each, like Load and Store). They have no parent of their own."""
-    sample = "a + b - c * d / e // f % g ** h @ i << j >> k | l & m ^ n; (not o) and p or q; ~r; -s; +t;" \
-             "u == v != w < x <= y > z >= aa is bb is not cc in dd not in ee"
-    first, again = ast.parse(sample), ast.parse(sample)
-    ops = (ast.operator, ast.boolop, ast.unaryop, ast.cmpop)
-    return tuple(x for x, y in zip(ast.walk(first), ast.walk(again)) if isinstance(x, ops) and x is y)
-
-
-_SHARED_OPERATORS = {id(x): x for x in _shared_operators()}
 
 
 def key_of(expr: ast.AST | None) -> str | None:
@@ -48,53 +37,6 @@ def key_of(expr: ast.AST | None) -> str | None:
         parts.append(node.id)
         return ".".join(reversed(parts))
     return None
-
-
-@dataclass(eq=False)
-class Scope:
-    node: ast.AST  # ast.Module, FunctionDef, AsyncFunctionDef
-    kind: str  # "module" | "function" | "method"
-    name: str
-    class_name: str | None = None
-    parent: "Scope | None" = None
-
-    @property
-    def body(self) -> list[ast.stmt]:
-        return getattr(self.node, "body", [])
-
-    def walk(self) -> Iterator[ast.AST]:
-        """Every node of this scope in source order, not descending into nested defs/classes/lambdas
-        (the shared Load/Store/Del context singletons are left out).
-
-        Facts.build records these lists in its single pass over the tree; a scope made elsewhere
-        computes its list on the first call. Either way later calls reuse the list."""
-        nodes = self.__dict__.get("_nodes")
-        if nodes is None:
-            nodes = list(self._walk_uncached())
-            self.__dict__["_nodes"] = nodes
-        return iter(nodes)
-
-    def _walk_uncached(self) -> Iterator[ast.AST]:
-        stack = list(reversed(self.body))
-        while stack:
-            node = stack.pop()
-            yield node
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
-                # decorators and defaults belong to the enclosing scope
-                extra = list(getattr(node, "decorator_list", []))
-                stack.extend(reversed(extra))
-                continue
-            stack.extend(reversed([c for c in ast.iter_child_nodes(node) if not isinstance(c, ast.expr_context)]))
-
-    def __repr__(self) -> str:
-        return f"Scope({self.kind} {self.class_name + '.' if self.class_name else ''}{self.name})"
-
-
-def scope_place(node, kind: str, class_name: str | None) -> tuple:
-    """Where a scope is, to find the same scope in the next version of an edited file."""
-    if kind == "module":
-        return ("module",)
-    return (kind, class_name, node.name, node.lineno, node.col_offset)
 
 
 @dataclass(eq=False)
@@ -174,229 +116,8 @@ class Facts:
             pass
         return f
 
-    def _single_pass(self, tree: ast.AST, base: "Facts | None" = None) -> None:
-        """One walk over the tree, in source order, recording: each node's parent, every call,
-        every node, the scopes (functions and methods, nested ones after their parent), each
-        scope's own node list (what Scope.walk yields) and each node's innermost scope.
-
-        `base`: the facts of the version a kept dataflow was made for, whose tree shares with this
-        one every top-level statement but the edited one (graft.py). What the walk recorded for
-        such a statement there is taken over as it is (its slice of each list, its scopes with
-        their node lists; the maps copied, the replaced statements' nodes taken out): the same
-        walk of the same nodes records the same. Each statement's slices are kept (`_chunks`)."""
-        parents = self.parents
-        calls: list[ast.Call] = []
-        nodes: list[ast.AST] = [tree]
-        # the scopes of a version analysed before, taken over for the same places (flow_patch.py):
-        # what that version's dataflow recorded against them then applies to this tree
-        reuse = getattr(self.ctx, "scope_reuse", None)
-        make = self._scope if reuse else Scope
-        module_scope = make(tree, "module", "<module>")
-        module_scope.__dict__["_nodes"] = []
-        self.scopes.append(module_scope)
-        scope_ids: dict[int, Scope] = {id(tree): module_scope}
-        node_scope: dict[int, Scope] = {}  # id(node) -> innermost scope strictly containing it
-        # stack entries: (node, owner list or None, enclosing scope, class name for direct defs)
-        stack: list = []
-        own = module_scope.__dict__["_nodes"]
-        old_chunks = base.__dict__.get("_chunks") if base is not None else None
-        old_subs: dict[int, tuple] = {}  # statements of an edited class's body taken over
-        if old_chunks is not None:
-            kept = {id(st) for st in tree.body}
-            kept_sub = {id(st) for top in tree.body if top.__class__ is ast.ClassDef and id(top) not in old_chunks
-                        for st in top.body}
-            parents.update(base.parents)
-            node_scope.update(base.__dict__["_node_scope"])
-            old_nodes = base.__dict__["_all_nodes"]
-            old_calls = base.__dict__["_all_calls"]
-            old_own = base.__dict__["_module_own"]
-
-            def forget(lo, hi):
-                for n in old_nodes[lo:hi]:
-                    parents.pop(id(n), None)
-                    node_scope.pop(id(n), None)
-
-            for ch in old_chunks.values():
-                if id(ch[0]) in kept:
-                    continue
-                lo = ch[1]
-                for sub in ch[8] or ():
-                    if id(sub[0]) in kept_sub:
-                        forget(lo, sub[1])
-                        lo = sub[2]
-                        old_subs[id(sub[0])] = sub
-                forget(lo, ch[2])
-        # nodes of the module that are not in its body (type_ignores) keep the old handling
-        for child in getattr(tree, "type_ignores", ()):
-            parents[id(child)] = tree
-        chunks: dict[int, tuple] = {}
-        taken: set[int] = set()
-        pending: list = []
-        push = stack.append
-        # Load/Store/Del are shared singletons (no parent of their own): not recorded
-        ExprCtx = ast.expr_context
-
-        def take(ch) -> None:
-            """What the base's walk recorded for statement ch[0], in the lists of this walk."""
-            nodes.extend(old_nodes[ch[1]:ch[2]])
-            calls.extend(old_calls[ch[3]:ch[4]])
-            own.extend(old_own[ch[5]:ch[6]])
-            for sc, node, parent, kind, name, class_name, lst in ch[7]:
-                if sc.node is not node:  # pointed at another version's tree since
-                    for k in [k for k in sc.__dict__ if k.startswith("_")]:
-                        del sc.__dict__[k]
-                sc.node, sc.parent, sc.kind, sc.name, sc.class_name = node, parent, kind, name, class_name
-                sc.__dict__["_nodes"] = lst
-                self.scopes.append(sc)
-                scope_ids[id(node)] = sc
-
-        def walk(entry) -> None:
-            push(entry)
-            self._walk_statement(stack, push, pending, nodes, node_scope, calls, parents, make, scope_ids, ExprCtx)
-
-        def chunk(st, n0, c0, s0, m0, subs):
-            return (st, n0, len(nodes), c0, len(calls), m0, len(own), [
-                (sc, sc.node, sc.parent, sc.kind, sc.name, sc.class_name, sc.__dict__["_nodes"])
-                for sc in self.scopes[s0:]], subs)
-
-        for top in tree.body:
-            parents[id(top)] = tree
-            n0, c0, s0, m0 = len(nodes), len(calls), len(self.scopes), len(own)
-            ch = old_chunks.get(id(top)) if old_chunks is not None else None
-            subs = None
-            if ch is not None and ch[0] is top:
-                take(ch)
-                node_scope[id(top)] = module_scope
-                taken.update(id(sc) for sc, *_rest in ch[7])
-                if ch[8] is not None:  # the class's statements, at their places in this walk's lists
-                    dn, dc, dm = n0 - ch[1], c0 - ch[3], m0 - ch[5]
-                    subs = [(x[0], x[1] + dn, x[2] + dn, x[3] + dc, x[4] + dc, x[5] + dm, x[6] + dm, x[7], None)
-                            for x in ch[8]]
-            elif top.__class__ is ast.ClassDef:
-                # as the walk below would do it, statement by statement of the body, so that an
-                # edit inside one method takes the others over
-                nodes.append(top)
-                node_scope[id(top)] = module_scope
-                own.append(top)
-                entries, body = [], top.body
-                for name, value in ast.iter_fields(top):
-                    if name == "body":
-                        entries += [(c, None, module_scope, top.name) for c in value]
-                    elif name == "decorator_list":
-                        entries += [(c, own, module_scope, None) for c in value]
-                    elif isinstance(value, ast.AST):
-                        entries.append((value, None, module_scope, None))
-                    elif isinstance(value, list):
-                        entries += [(c, None, module_scope, None) for c in value if isinstance(c, ast.AST)]
-                for e in entries:
-                    parents[id(e[0])] = top
-                subs = []
-                in_body = {id(c) for c in body}
-                for e in entries:
-                    st = e[0]
-                    if id(st) not in in_body:
-                        walk(e)
-                        continue
-                    b0, bc0, bs0, bm0 = len(nodes), len(calls), len(self.scopes), len(own)
-                    sub = old_subs.get(id(st))
-                    if sub is not None and sub[0] is st:
-                        take(sub)
-                    else:
-                        walk(e)
-                    subs.append(chunk(st, b0, bc0, bs0, bm0, None))
-            else:
-                walk((top, own, module_scope, None))
-            chunks[id(top)] = chunk(top, n0, c0, s0, m0, subs)
-        # the walk gave each shared operator the parent it met it under last: none of them is its
-        # own node, and a walk that takes statements over meets them in another order
-        for k in _SHARED_OPERATORS:
-            parents.pop(k, None)
-            node_scope.pop(k, None)
-        self.__dict__["_all_calls"] = calls
-        self.__dict__["_all_nodes"] = nodes
-        self.__dict__["_node_scope"] = node_scope
-        self.__dict__["_by_node"] = (len(self.scopes), scope_ids)
-        self.__dict__["_module_own"] = own
-        self.__dict__["_chunks"] = chunks
-        self.__dict__["_taken"] = taken
-
-    def _walk_statement(self, stack, push, pending, nodes, node_scope, calls, parents, make, scope_ids,
-                        ExprCtx) -> None:
-        """The single pass's walk of one top-level statement (on `stack`)."""
-        AST, Call = ast.AST, ast.Call
-        Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
-        ClassDef, Lambda = ast.ClassDef, ast.Lambda
-        iter_fields = ast.iter_fields
-        while stack:
-            node, owner, enclosing, class_name = stack.pop()
-            nodes.append(node)
-            node_scope[id(node)] = enclosing
-            if owner is not None:
-                owner.append(node)
-            if isinstance(node, Call):
-                calls.append(node)
-            if isinstance(node, Defs):
-                kind = "method" if class_name else "function"
-                scope = make(node, kind, node.name, class_name, enclosing)
-                scope.__dict__["_nodes"] = []
-                self.scopes.append(scope)
-                scope_ids[id(node)] = scope
-                sub_own = scope.__dict__["_nodes"]
-                # children: body -> the new scope; decorators -> the enclosing walk; the rest
-                # (arguments, defaults, returns) -> no walk, innermost scope = the function
-                pending.clear()
-                for name, value in iter_fields(node):
-                    if name == "body":
-                        for c in value:
-                            pending.append((c, sub_own, scope, None))
-                    elif name == "decorator_list":
-                        # in the enclosing walk; scope_of() keeps naming the function (as before)
-                        for c in value:
-                            pending.append((c, owner, scope, None))
-                    elif isinstance(value, AST):
-                        pending.append((value, None, scope, None))
-                    elif isinstance(value, list):
-                        for c in value:
-                            if isinstance(c, AST):
-                                pending.append((c, None, scope, None))
-            elif isinstance(node, ClassDef):
-                pending.clear()
-                for name, value in iter_fields(node):
-                    if name == "body":
-                        for c in value:
-                            pending.append((c, None, enclosing, node.name))
-                    elif name == "decorator_list":
-                        for c in value:
-                            pending.append((c, owner, enclosing, None))
-                    elif isinstance(value, AST):
-                        pending.append((value, None, enclosing, None))
-                    elif isinstance(value, list):
-                        for c in value:
-                            if isinstance(c, AST):
-                                pending.append((c, None, enclosing, None))
-            else:
-                if node.__class__ is Lambda:
-                    sub, cn = None, None
-                else:
-                    # a def reached through an if/try/with inside a class body is still a method
-                    sub, cn = owner, (class_name if owner is None else None)
-                kids = []
-                for name in node._fields:
-                    value = getattr(node, name, None)
-                    if value.__class__ is list:
-                        for c in value:
-                            if isinstance(c, AST):
-                                kids.append(c)
-                    elif isinstance(value, AST) and not isinstance(value, ExprCtx):
-                        kids.append(value)
-                nid = node
-                for c in reversed(kids):
-                    parents[id(c)] = nid
-                    push((c, sub, enclosing, cn))
-                continue
-            for entry in reversed(pending):
-                parents[id(entry[0])] = node
-                push(entry)
+    _single_pass = single_pass  # (facts_walk.py)
+    _walk_statement = walk_statement
 
     def _scope(self, node, kind: str, name: str, class_name: str | None = None, parent: Scope | None = None
                ) -> Scope:
@@ -724,18 +445,6 @@ class Facts:
 
     def calls_named(self, method: str, scope: Scope | None = None) -> list[MethodCall]:
         return [c for c in self.calls if c.method == method and (scope is None or c.scope is scope)]
-
-
-def _facts_base(ctx) -> "Facts | None":
-    """The facts of the version the analysis's kept dataflow was made for (flow_patch.py), when
-    they recorded what their walk saw per statement."""
-    edit = getattr(ctx, "flow_edit", None)
-    if edit is None or getattr(ctx, "scope_reuse", None) is None:
-        return None
-    base = getattr(edit.base.flow, "facts", None)
-    if base is None or "_chunks" not in base.__dict__:
-        return None
-    return base
 
 
 def _binds_locally(scope: Scope, key: str) -> bool:

@@ -282,9 +282,8 @@ def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
     functions it found must be re-run too (empty: the flow is the patched flow)."""
     base = edit.base.flow
     facts = ctx.facts
-    scope = scopes[0]
     rerun = {id(s) for s in scopes}
-    old_fn, new_fn = edit.old_fn, edit.new_fn
+    old_fn = edit.old_fn
     # nodes of the previous tree that the new one no longer has (the edited lines, the statements
     # holding them, the function and class nodes themselves), and the new tree's own
     gone, fresh = edit.gone, edit.fresh
