@@ -410,7 +410,11 @@ def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
                 made_by = base._memo_keep.get(base.memo_key(c[4], c[1], c[2], c[3], c[5], c[6]))
                 if made_by is None or id(made_by[4]) in superseded:
                     fl._grow[id(run.scope)] = run.scope
-    return fl, [s for s in fl._grow.values() if id(s) not in rerun]
+    grow = [s for s in fl._grow.values() if id(s) not in rerun]
+    if not grow:
+        for new in made:  # (kept, they would hold every earlier version's runs alive)
+            new.was = new.expect = None
+    return fl, grow
 
 
 def _rerun_statement(fl: Flow, base: Flow, j: int, old: ast.stmt, new: ast.stmt, module_scope) -> Run:
@@ -434,6 +438,7 @@ def _rerun_statement(fl: Flow, base: Flow, j: int, old: ast.stmt, new: ast.stmt,
     before = base.module_envs[j + 1] if j + 1 < len(base.module_envs) else base.module_env
     if after is None or not same_value(after, before):
         raise _NoPatch("what a statement of the script binds changed")
+    run.expect = None
     return run
 
 

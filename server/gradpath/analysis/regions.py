@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import bisect
+import weakref
 from dataclasses import dataclass, field
 
 from gradpath.analysis.findings import Finding
@@ -103,9 +104,10 @@ def make_region(start: int, end: int, stmts: list, lines: list[str] | None = Non
 
 
 def names_of(stmts: list, memo: dict | None = None) -> tuple[str, frozenset, frozenset]:
-    """(kind, names it binds at module level, names it reads from module level). `memo` keeps what
-    each statement of a class body binds and reads, by statement object: an edit inside one method
-    of a large class visits that method only (the others are the previous tree's objects)."""
+    """(kind, names it binds at module level, names it reads from module level). With `memo` (an
+    editor's analysis), what each statement of a class body binds and reads is kept while that
+    statement's tree lives: an edit inside one method of a large class visits that method only (the
+    others are the previous tree's objects)."""
     if not stmts:
         return "empty", frozenset(), frozenset()
     sc = _Scope(memo)
@@ -118,6 +120,11 @@ def names_of(stmts: list, memo: dict | None = None) -> tuple[str, frozenset, fro
             and not sc.globals:
         return "def", frozenset({stmts[0].name}), frozenset(free)
     return "script", frozenset(sc.stores | sc.globals), frozenset(free | sc.globals)
+
+
+# what each statement of a class body binds and reads (see _Scope.visit_class_statement), for as
+# long as the statement's tree is alive
+_CLASS_PARTS: "weakref.WeakKeyDictionary[ast.stmt, tuple]" = weakref.WeakKeyDictionary()
 
 
 class _Scope:
@@ -141,17 +148,16 @@ class _Scope:
         if self.memo is None:
             self.visit(st)
             return
-        key = ("class statement", id(st))
-        hit = self.memo.get(key)
-        if hit is None or hit[0] is not st:
+        hit = _CLASS_PARTS.get(st)
+        if hit is None:
             part = _Scope(self.memo)
             part.visit(st)
-            hit = self.memo[key] = (st, frozenset(part.loads), frozenset(part.stores), frozenset(part.nested),
-                                    frozenset(part.globals))
-        self.loads |= hit[1]
-        self.stores |= hit[2]
-        self.nested |= hit[3]
-        self.globals |= hit[4]
+            hit = _CLASS_PARTS[st] = (frozenset(part.loads), frozenset(part.stores), frozenset(part.nested),
+                                      frozenset(part.globals))
+        self.loads |= hit[0]
+        self.stores |= hit[1]
+        self.nested |= hit[2]
+        self.globals |= hit[3]
 
     def free(self) -> set[str]:
         return (self.loads | self.nested) - (self.stores - self.globals)
