@@ -258,9 +258,7 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     # what the whole flow cost (then built in its place), or 5 ms on a small file
     limit = time.thread_time() + max(MAX_COST_SHARE * getattr(base, "cost", 1.0), 0.005)
     for _round in range(MAX_ROUNDS):
-        if _round and time.thread_time() > limit:
-            raise _NoPatch(f"re-running {len(scopes)} functions costs more than half the whole flow")
-        fl, grow = _attempt(ctx, edit, scopes)
+        fl, grow = _attempt(ctx, edit, scopes, limit if _round else None)
         if not grow:
             edit.also = [s.name for s in scopes[1:]]
             fl.cost = getattr(base, "cost", 1.0)
@@ -277,9 +275,10 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     raise _NoPatch(f"the edit reaches functions beyond {MAX_ROUNDS} rounds")
 
 
-def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
+def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
     """The patched flow re-running `scopes` (the edited function first), and the scopes of other
-    functions it found must be re-run too (empty: the flow is the patched flow)."""
+    functions it found must be re-run too (empty: the flow is the patched flow). `limit`: the CPU
+    clock past which it gives up."""
     base = edit.base.flow
     facts = ctx.facts
     rerun = {id(s) for s in scopes}
@@ -350,6 +349,8 @@ def _attempt(ctx, edit: FlowEdit, scopes: list) -> tuple:
             continue
         if fl._stopped or ctx.out_of_time():
             raise _NoPatch("out of time")
+        if limit is not None and time.thread_time() > limit:
+            raise _NoPatch(f"re-running {len(scopes)} functions costs more than half the whole flow")
         new, created = _rerun(fl, run, run.scope)
         fl.runs += created
         made += created
