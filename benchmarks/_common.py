@@ -13,7 +13,11 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
 sys.path.insert(0, str(ROOT / "tests" / "robustness"))
-sys.path.insert(0, str(ROOT / "server"))
+# this checkout's server, unless PYTHONPATH names another one (to compare two versions in-process,
+# as profile_real.py does): it stays first then
+_named = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+_after = [i + 1 for i, p in enumerate(sys.path) if p and os.path.abspath(p) in _named]
+sys.path.insert(max(_after, default=0), str(ROOT / "server"))
 sys.path.insert(0, str(BENCH))
 
 from lspclient import LspClient, descendants, rss_kb, cmdline, server_env  # noqa: E402,F401

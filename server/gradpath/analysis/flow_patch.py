@@ -13,12 +13,12 @@ concerned run again too, in another round (at most MAX_ROUNDS rounds and MAX_SCO
 no more CPU than half of what the whole flow cost):
 - a run called by a function not re-run returns another value (field by field, nodes by
   identity): its caller runs again (when the caller is a statement of the script: no patch);
-- a call a re-run function makes of a function not re-run must get what the call at that place got
-  before without running the callee (from the memo, or, when the values passed are equal to the
-  ones passed before, what it returned before: a memo key holds ids of values made during a run),
-  and pass no value that mentions a node of the edited lines (before or now): else the callee runs
-  again; a run such a call made before stands only if the same call (node) makes it now, else its
-  function runs again;
+- a call a re-run function makes of a function not re-run must pass values equal (field by field)
+  to the ones the call at that place passed before, get what it got before without running the
+  callee (from the memo, or what it returned before: a memo key holds ids of values made during a
+  run, and leaves some fields out), and pass no value that mentions a node of the edited lines
+  (before or now): else the callee runs again; a run such a call made before stands only if the
+  same call (node) makes it now, else its function runs again;
 - a run that stays and took a re-run function's value from the memo, where the run that made the
   entry was itself inside a re-run one (superseded), or that ran a re-run function from inside a
   re-run region, makes its own function run again.
@@ -371,7 +371,10 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
             if callee is None or id(callee) in rerun:
                 continue
             o = was.calls[j] if was is not None and j < len(was.calls) else None
+            # (values equal field by field: a memo entry is found by a key that leaves some of a
+            # value's fields out, and the whole flow would make it from the values passed here)
             if o is None or scope_of(o[4]) is not callee or o[0] is not c[0] or (o[7] is not None and o[8] is not c[8]) \
+                    or not same_value((c[1], c[2], c[3], c[5]), (o[1], o[2], o[3], o[5])) \
                     or _passes_any([c], fresh) or _passes_any([o], gone):
                 fl._grow[id(callee)] = callee
             elif o[7] is not None:
