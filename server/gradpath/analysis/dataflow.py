@@ -154,7 +154,9 @@ class Flow(FlowCalls, FlowModes):
             env["__nograd__"] = ng
         run = self._new_run(s, True)
         fr = _Frame(s, s.class_name, self_val, True, 0, run=run)
+        t0 = time.thread_time()
         self._exec_body(node.body, env, fr)
+        run.cost = time.thread_time() - t0
         return run
 
     def _new_run(self, scope, standalone: bool, *rest) -> Run:

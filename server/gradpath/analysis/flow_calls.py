@@ -4,6 +4,7 @@ calls into the file's own functions with the caller's values (the interprocedura
 from __future__ import annotations
 
 import ast
+import time
 
 from gradpath.analysis import bounds, frameworks
 from gradpath.analysis import modelling
@@ -667,7 +668,9 @@ class FlowCalls:
         run.parent = fr.run
         if patching is not None:
             if id(scope) not in patching:
-                self._grow[id(scope)] = scope  # a function flow_patch does not re-run: it must
+                # a function flow_patch does not re-run: it must, in another round (this one stops)
+                self._grow[id(scope)] = scope
+                self._stopped = True
             elif run.was is None and fr.run is not None and fr.run.was is not None and at < len(fr.run.was.calls):
                 # the run the call at this place made the time before stands for this one
                 child = fr.run.was.calls[at][7]
@@ -708,7 +711,9 @@ class FlowCalls:
                 new_env["__nograd__"] = ng
             sv = self_val if self_val is not None and self_val.kind == "module" else None
             new_fr = _Frame(scope, scope.class_name, sv, fr.recording, fr.depth + 1, run=run)
+            t0 = time.thread_time()
             self._exec_body(fn.body, new_env, new_fr)
+            run.cost = time.thread_time() - t0
             out = None
             for v, st in new_fr.returns:
                 out = join(out, v, st, "branch")

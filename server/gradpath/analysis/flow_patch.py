@@ -337,34 +337,18 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
         s = fl.scope_by_node.get(id(fn))
         return s if s is not None else at_place.get((fn.lineno, fn.col_offset, fn.name))
 
-    fl._patch_scopes = rerun
-    fl._grow = {}
-    fl.runs = []
-    made: list = []  # every run the re-runs made
-    for run in base.runs:
-        if id(run.scope) not in rerun:
-            fl.runs.append(run)
-            continue
-        if reruns_with(run):
-            continue
-        if fl._stopped or ctx.out_of_time():
-            raise _NoPatch("out of time")
-        if limit is not None and time.thread_time() > limit:
+    if limit is not None:
+        # what the runs to re-run cost the time before: past the limit, no use starting
+        estimate = sum(r.cost for r in base.runs if id(r.scope) in rerun and not reruns_with(r))
+        if time.thread_time() + estimate > limit:
             raise _NoPatch(f"re-running {len(scopes)} functions costs more than half the whole flow")
-        new, created = _rerun(fl, run, run.scope)
-        fl.runs += created
-        made += created
-        if not run.standalone and not same_value(new.result, run.result):
-            p = run.parent
-            if p is None or p.scope is module_scope:
-                raise _NoPatch(f"what `{run.scope.name}` returns to the script changed")
-            fl._grow[id(p.scope)] = p.scope  # its caller runs again with what it gets now
-    fl._patch_scopes = None
-    # each call the re-runs made of a function not re-run got what it got at that place the time
-    # before (from the memo or as before, not run again), passing no value of the edited lines;
-    # a function run from that call (the same call node) the time before then keeps that run
     kept: set = set()
-    for new in made:
+
+    def check_calls(new) -> None:
+        """Each call run `new` made of a function not re-run got what the call at that place got
+        the time before (from the memo or as before, not run again), passing the same values and
+        none of the edited lines; a run that call (the same call node) made the time before then
+        stands. Else that function runs again."""
         was = new.was
         for j, c in enumerate(new.calls):
             callee = scope_of(c[4])
@@ -380,6 +364,38 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
             elif o[7] is not None:
                 kept.add(id(o[7]))
                 new.calls[j] = c[:7] + (o[7], c[8])  # the run that call made stands (for later patches)
+
+    fl._patch_scopes = rerun
+    fl._grow = {}
+    fl.runs = []
+    made: list = []  # every run the re-runs made
+    for run in base.runs:
+        if id(run.scope) not in rerun:
+            fl.runs.append(run)
+            continue
+        if reruns_with(run):
+            continue
+        if fl._stopped or ctx.out_of_time():
+            raise _NoPatch("out of time")
+        if limit is not None and time.thread_time() > limit:
+            raise _NoPatch(f"re-running {len(scopes)} functions costs more than half the whole flow")
+        new, created = _rerun(fl, run, run.scope)
+        if new is None:  # it ran a function not re-run, and stopped there: another round
+            break
+        fl.runs += created
+        made += created
+        if not run.standalone and not same_value(new.result, run.result):
+            p = run.parent
+            if p is None or p.scope is module_scope:
+                raise _NoPatch(f"what `{run.scope.name}` returns to the script changed")
+            fl._grow[id(p.scope)] = p.scope  # its caller runs again with what it gets now
+        for c in created:
+            check_calls(c)
+        if fl._grow:
+            break  # another round will run them all again, these functions with them
+    fl._patch_scopes = None
+    if fl._grow:
+        return fl, [s for s in fl._grow.values() if id(s) not in rerun]
     superseded, gone_runs = set(), set()
     for run in base.runs:
         if not reruns_with(run):
@@ -447,7 +463,8 @@ def _rerun_statement(fl: Flow, base: Flow, j: int, old: ast.stmt, new: ast.stmt,
 
 
 def _rerun(fl: Flow, run, scope) -> tuple:
-    """Runs `run` of `scope` again: the new run, and every run it made (itself first)."""
+    """Runs `run` of `scope` again: the new run, and every run it made (itself first); the new run
+    None when it stopped because it ran a function not re-run."""
     n0 = len(fl.runs)
     fl._expect = (scope, run)
     if run.standalone:
@@ -462,10 +479,12 @@ def _rerun(fl: Flow, run, scope) -> tuple:
         finally:
             fl._active = set()
     fl._expect = None
-    if fl._stopped:
-        raise _NoPatch("out of time")
     created = fl.runs[n0:]
     del fl.runs[n0:]
+    if fl._grow and fl._stopped:
+        return None, created  # (see Flow._invoke: a function not re-run was run)
+    if fl._stopped:
+        raise _NoPatch("out of time")
     if not created or created[0].scope is not scope:
         raise _NoPatch(f"`{scope.name}` runs differently (a call not made before)")
     new = created[0]

@@ -297,6 +297,7 @@ class Run:
     is_forward: bool = False
     active: frozenset = frozenset()  # ids of the scopes of the functions being executed when it started
     result: Any = None  # what it returned
+    cost: float = 0.0  # CPU seconds its body took (the runs it made included)
     # each call of a function it made directly, in order: (what it returned, or the call node where
     # it was cut; the arguments, keywords and self it passed; the function node; the no_grad context;
     # whether events were recorded; the Run the call made, None when it was not run; the call node)
