@@ -175,6 +175,16 @@ def _edit(text: str, needle: str, new: str) -> str:
     return text.replace(needle, new)
 
 
+def _edited_once(monkeypatch, text: str, needle: str, new: str):
+    """An analyzer that analysed `text`, then `text` with `needle` replaced (every patched flow
+    compared with the whole one, see _Compare)."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, text)
+    _run(ia, _edit(text, needle, new))
+    return ia, cmp
+
+
 def _run(ia, text, path="t.py"):
     got = ia.analyze(text, path)
     assert _dicts(got) == _dicts(analyze(text, path)), ia.stats
@@ -295,10 +305,7 @@ def test_an_edit_in_a_method_takes_over_the_facts_of_the_other_methods(monkeypat
     ("        h = F.relu(self.fc1(x))", "        h = F.gelu(self.fc1(x))", "forward"),
 ])
 def test_an_edit_inside_a_function_reruns_only_that_function(monkeypatch, needle, new, fn):
-    cmp = _Compare(monkeypatch)
-    ia = IncrementalAnalyzer()
-    _run(ia, SCRIPT)
-    _run(ia, _edit(SCRIPT, needle, new))
+    ia, cmp = _edited_once(monkeypatch, SCRIPT, needle, new)
     assert ia.stats.mode == "incremental" and ia.stats.flow == f"patched `{fn}`", ia.stats
     assert cmp.patched == 1 and not cmp.differ
     # the facts of every other top-level statement were taken over: of the eight scopes, all but
@@ -436,10 +443,7 @@ main()
      "what a class's attributes hold changed"),  # in __init__
 ])
 def test_what_other_methods_read_of_an_edit_decides_the_patch(monkeypatch, needle, new, outcome):
-    cmp = _Compare(monkeypatch)
-    ia = IncrementalAnalyzer()
-    _run(ia, CLASSY)
-    _run(ia, _edit(CLASSY, needle, new))
+    ia, cmp = _edited_once(monkeypatch, CLASSY, needle, new)
     assert ia.stats.flow == outcome, ia.stats
     assert not cmp.differ
 
@@ -480,10 +484,7 @@ main()
     ("        self.fc = nn.Linear(width, 1)", "        self.fc = nn.Linear(width, 2)", "model or optimizer bindings changed"),
 ])
 def test_an_edit_in_init_patches_when_what_other_methods_read_is_the_same(monkeypatch, needle, new, outcome):
-    cmp = _Compare(monkeypatch)
-    ia = IncrementalAnalyzer()
-    _run(ia, HEADY)
-    _run(ia, _edit(HEADY, needle, new))
+    ia, cmp = _edited_once(monkeypatch, HEADY, needle, new)
     assert not cmp.differ
     assert ia.stats.flow == outcome, ia.stats
 

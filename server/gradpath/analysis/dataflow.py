@@ -79,6 +79,10 @@ class Flow(FlowCalls, FlowModes):
         # good once it said yes
         self._ticks = 0
         self._stopped = False
+        # CPU seconds the whole flow took (set where it is built; a patch made from this flow gives
+        # up past a share of it), and whether a patch re-ran more than the edited function
+        self.cost = 1.0
+        self.cascaded = False
 
     def _key(self, node) -> str | None:
         k = id(node)
@@ -740,5 +744,5 @@ def _make_flow(ctx) -> Flow:
             return fl
     t0 = time.thread_time()
     fl = Flow.build(ctx)
-    fl.cost = time.thread_time() - t0  # (a patch made from this flow gives up when it costs more)
+    fl.cost = time.thread_time() - t0
     return fl

@@ -70,6 +70,23 @@ def _shared_operators() -> tuple:
 _SHARED_OPERATORS = {id(x): x for x in _shared_operators()}
 
 
+def def_children(node, body: tuple, decorators: tuple, other: tuple) -> list:
+    """The walk's stack entries for the children of a def or class node, in field order: each
+    child with the (owner list, enclosing scope, class name) of its part: `body`, `decorators`,
+    `other` (bases, arguments, defaults, returns)."""
+    out = []
+    for name, value in ast.iter_fields(node):
+        if name == "body":
+            out += [(c, *body) for c in value]
+        elif name == "decorator_list":
+            out += [(c, *decorators) for c in value]
+        elif isinstance(value, ast.AST):
+            out.append((value, *other))
+        elif isinstance(value, list):
+            out += [(c, *other) for c in value if isinstance(c, ast.AST)]
+    return out
+
+
 def _facts_base(ctx):
     """The facts of the version the analysis's kept dataflow was made for (flow_patch.py), when
     they recorded what their walk saw per statement."""
@@ -186,16 +203,9 @@ def single_pass(self, tree: ast.AST, base=None) -> None:
             nodes.append(top)
             node_scope[id(top)] = module_scope
             own.append(top)
-            entries, body = [], top.body
-            for name, value in ast.iter_fields(top):
-                if name == "body":
-                    entries += [(c, None, module_scope, top.name) for c in value]
-                elif name == "decorator_list":
-                    entries += [(c, own, module_scope, None) for c in value]
-                elif isinstance(value, ast.AST):
-                    entries.append((value, None, module_scope, None))
-                elif isinstance(value, list):
-                    entries += [(c, None, module_scope, None) for c in value if isinstance(c, ast.AST)]
+            body = top.body
+            entries = def_children(top, (None, module_scope, top.name), (own, module_scope, None),
+                                   (None, module_scope, None))
             for e in entries:
                 parents[id(e[0])] = top
             subs = []
@@ -234,7 +244,6 @@ def walk_statement(self, stack, push, pending, nodes, node_scope, calls, parents
     AST, Call = ast.AST, ast.Call
     Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
     ClassDef, Lambda = ast.ClassDef, ast.Lambda
-    iter_fields = ast.iter_fields
     while stack:
         node, owner, enclosing, class_name = stack.pop()
         nodes.append(node)
@@ -252,36 +261,11 @@ def walk_statement(self, stack, push, pending, nodes, node_scope, calls, parents
             sub_own = scope.__dict__["_nodes"]
             # children: body -> the new scope; decorators -> the enclosing walk; the rest
             # (arguments, defaults, returns) -> no walk, innermost scope = the function
-            pending.clear()
-            for name, value in iter_fields(node):
-                if name == "body":
-                    for c in value:
-                        pending.append((c, sub_own, scope, None))
-                elif name == "decorator_list":
-                    # in the enclosing walk; scope_of() keeps naming the function (as before)
-                    for c in value:
-                        pending.append((c, owner, scope, None))
-                elif isinstance(value, AST):
-                    pending.append((value, None, scope, None))
-                elif isinstance(value, list):
-                    for c in value:
-                        if isinstance(c, AST):
-                            pending.append((c, None, scope, None))
+            # (decorators: in the enclosing walk; scope_of() keeps naming the function)
+            pending[:] = def_children(node, (sub_own, scope, None), (owner, scope, None), (None, scope, None))
         elif isinstance(node, ClassDef):
-            pending.clear()
-            for name, value in iter_fields(node):
-                if name == "body":
-                    for c in value:
-                        pending.append((c, None, enclosing, node.name))
-                elif name == "decorator_list":
-                    for c in value:
-                        pending.append((c, owner, enclosing, None))
-                elif isinstance(value, AST):
-                    pending.append((value, None, enclosing, None))
-                elif isinstance(value, list):
-                    for c in value:
-                        if isinstance(c, AST):
-                            pending.append((c, None, enclosing, None))
+            pending[:] = def_children(node, (None, enclosing, node.name), (owner, enclosing, None),
+                                      (None, enclosing, None))
         else:
             if node.__class__ is Lambda:
                 sub, cn = None, None

@@ -124,7 +124,7 @@ class _NoPatch(Exception):
 def keep(ctx) -> FlowBase | None:
     """The dataflow of a finished analysis, if it ran to the end."""
     fl = ctx._memo.get("dataflow")
-    if type(fl) is not Flow or fl._stopped or getattr(fl, "_cascaded", False):
+    if type(fl) is not Flow or fl._stopped or fl.cascaded:
         return None
     try:
         places = [scope_place(s.node, s.kind, s.class_name) for s in fl.facts.scopes]
@@ -256,14 +256,14 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     scopes = [scope]
     # a patch that re-runs more and more functions gives up when it has cost more than a share of
     # what the whole flow cost (then built in its place), or 5 ms on a small file
-    limit = time.thread_time() + max(MAX_COST_SHARE * getattr(base, "cost", 1.0), 0.005)
+    limit = time.thread_time() + max(MAX_COST_SHARE * base.cost, 0.005)
     for _round in range(MAX_ROUNDS):
         fl, grow = _attempt(ctx, edit, scopes, limit if _round else None)
         if not grow:
             edit.also = [s.name for s in scopes[1:]]
-            fl.cost = getattr(base, "cost", 1.0)
+            fl.cost = base.cost
             if len(scopes) > 1:
-                fl._cascaded = True  # (its runs are not kept in order: no base for later versions)
+                fl.cascaded = True  # (its runs are not kept in order: no base for later versions)
             return fl
         for s in grow:
             if s is facts.scopes[0]:

@@ -89,7 +89,7 @@ def make_region(start: int, end: int, stmts: list, lines: list[str] | None = Non
         hit = memo.get(key)
         if hit is not None:
             return Region(start, end, stmts, hit[0], hit[1], hit[2], facts=hit[3])
-    kind, defines, uses = names_of(stmts, memo)
+    kind, defines, uses = names_of(stmts, class_parts=memo is not None)
     if kind == "def":
         facts = def_facts(stmts[0].name)
     elif kind == "empty":
@@ -103,14 +103,14 @@ def make_region(start: int, end: int, stmts: list, lines: list[str] | None = Non
     return Region(start, end, stmts, kind, defines, uses, facts=facts)
 
 
-def names_of(stmts: list, memo: dict | None = None) -> tuple[str, frozenset, frozenset]:
-    """(kind, names it binds at module level, names it reads from module level). With `memo` (an
-    editor's analysis), what each statement of a class body binds and reads is kept while that
-    statement's tree lives: an edit inside one method of a large class visits that method only (the
-    others are the previous tree's objects)."""
+def names_of(stmts: list, class_parts: bool = False) -> tuple[str, frozenset, frozenset]:
+    """(kind, names it binds at module level, names it reads from module level). With
+    `class_parts` (an editor's analysis), what each statement of a class body binds and reads is
+    kept while that statement's tree lives: an edit inside one method of a large class visits that
+    method only (the others are the previous tree's objects)."""
     if not stmts:
         return "empty", frozenset(), frozenset()
-    sc = _Scope(memo)
+    sc = _Scope(class_parts)
     for st in stmts:
         sc.visit(st)
     free = sc.free()
@@ -135,22 +135,22 @@ class _Scope:
     _NESTED = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef,
                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
 
-    def __init__(self, memo: dict | None = None):
+    def __init__(self, class_parts: bool = False):
         self.loads: set[str] = set()
         self.stores: set[str] = set()
         self.nested: set[str] = set()
         self.globals: set[str] = set()
-        self.memo = memo
+        self.class_parts = class_parts
 
     def visit_class_statement(self, st) -> None:
         """visit(st) for a statement of a class body: what a scope's visits add is the union of what
         each statement adds, so a statement's part is worked out once per statement object."""
-        if self.memo is None:
+        if not self.class_parts:
             self.visit(st)
             return
         hit = _CLASS_PARTS.get(st)
         if hit is None:
-            part = _Scope(self.memo)
+            part = _Scope(True)
             part.visit(st)
             hit = _CLASS_PARTS[st] = (frozenset(part.loads), frozenset(part.stores), frozenset(part.nested),
                                       frozenset(part.globals))
@@ -192,7 +192,7 @@ class _Scope:
             todo.extend(ast.iter_child_nodes(n))
 
     def _nested_scope(self, n, todo) -> None:
-        inner = _Scope(self.memo)
+        inner = _Scope(self.class_parts)
         if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             self.stores.add(n.name)
             # decorators, defaults, annotations, bases: evaluated here
