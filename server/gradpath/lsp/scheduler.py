@@ -6,7 +6,6 @@ A unit is a text document (key = its uri) or a notebook (key = the notebook's ur
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import threading
@@ -19,6 +18,7 @@ from lsprotocol import types
 
 from gradpath.analysis.engine import AnalysisResult, Context, analyze, analyze_raw, finish
 from gradpath.analysis.incremental import IncrementalAnalyzer
+from gradpath.lsp.collector import Collector
 from gradpath.lsp.convert import diagnostics_by_uri
 from gradpath.lsp.notebook import Snapshot, notebook_snapshot
 from gradpath.lsp.resolvers import ResolverPool, root_for
@@ -28,9 +28,6 @@ log = logging.getLogger("gradpath.lsp")
 # After an incremental analysis is published, the whole file is analysed again once typing has
 # paused this long; if that finds anything different, it is republished (same version).
 VERIFY_DELAY_S = 0.4
-
-# After a document is closed, a full garbage collection: at most one this often.
-COLLECT_EVERY_S = 1.0
 
 PYTHON_LANGUAGES = {"python", "python3", "ipython", None, ""}
 WARM_UP_TEXT = """import torch
@@ -114,8 +111,7 @@ class Analyzer:
         self._latest: dict[str, object] = {}  # key -> latest known version (read by threads)
         self._lock = threading.Lock()
         self.analyses = 0  # count of analyses run (for logs and tests)
-        self._collect_pending: asyncio.TimerHandle | None = None  # see _collect_soon
-        self._collected_at = float("-inf")
+        self.collector = Collector()  # garbage collected in the pauses (`gradpath serve` only)
         self._config_warned: set[str] = set()
 
     # -- documents -------------------------------------------------------------------------------
@@ -180,6 +176,7 @@ class Analyzer:
         older version stops part way; one of this same version too, unless `supersede` is False (a
         save: the text it analyses is the text saved, and the new request then finds it done)."""
         self.projects.interrupt()  # a background analysis of a closed file gives way to this one
+        self.collector.busy()
         st = self.units.setdefault(key, UnitState())
         snap = self.snapshot(key)
         if snap is not None:
@@ -231,6 +228,7 @@ class Analyzer:
             result, needs_slow = out
             self._store(key, snap, result)
             self.publish(key)
+            self.collector.published(asyncio.get_running_loop())
             self.server.on_analysed(key)
             self.projects.after_analysis(key, snap)
             if result.mode == "incremental" and self.verify_delay_s >= 0:
@@ -553,24 +551,13 @@ class Analyzer:
             self._send(uri, [], None)
 
     def _collect_soon(self) -> None:
-        """A full collection of the cyclic garbage closed documents left (their analyses' trees,
-        facts and dataflows hold cycles), at most one every COLLECT_EVERY_S. Between analyses only
-        the youngest generation is collected (engine._gc_release): what survived into the older
-        ones stayed until the interpreter's own thresholds, which a session opening and closing
-        files did not reach (the server's memory grew by ~90 kB a close, without end)."""
+        """What a closed document's analyses left (trees, facts and dataflows hold cycles) is
+        collected in the next pause (lsp/collector.py); an in-process server leaves it to Python."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        if self._collect_pending is not None:
-            return  # one is due already
-        wait = max(0.0, self._collected_at + COLLECT_EVERY_S - loop.time())
-
-        def collect():
-            self._collect_pending = None
-            self._collected_at = loop.time()
-            gc.collect()
-        self._collect_pending = loop.call_later(wait, collect)
+        self.collector.closed(loop)
 
     def clear_all(self) -> None:
         for key in list(self.units):

@@ -65,6 +65,7 @@ class GradpathServer(LanguageServer):
         self.initialized = False
         self.client_log: logs.ClientLogHandler | None = None
         self.pending_live: set[str] = set()
+        self.collect_in_pauses = False  # `gradpath serve` (main): see lsp/collector.py
 
     # -- messages to the client ------------------------------------------------------------------
     def send_status(self, state: str, message: str = "", **extra: Any) -> None:
@@ -182,6 +183,8 @@ def build() -> GradpathServer:
     @guarded()
     async def initialized(ls: GradpathServer, params: types.InitializedParams):
         ls.initialized = True
+        if ls.collect_in_pauses and not ls.analyzer.collector.active:
+            ls.analyzer.collector.start(asyncio.get_running_loop())
         for p in ls.settings.problems:
             log.warning("settings: %s", p)
         log.info("gradpath %s ready (trusted=%s, live.onSave=%s, encoding=%s)", __version__,
@@ -431,6 +434,7 @@ def _unquote(uri: str) -> str:
 def main(args=None) -> int:
     logs.setup(getattr(args, "log_file", None))
     ls = build()
+    ls.collect_in_pauses = True
     log.info("starting gradpath %s language server on stdio", __version__)
     # The LSP stream owns the real stdout; a stray print() anywhere in the process goes to stderr.
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
