@@ -67,7 +67,8 @@ class Collector:
             self._collect_young()
         else:
             self._young = loop.call_later(YOUNG_AFTER_S, self._collect_young)
-        self._old = loop.call_later(OLD_AFTER_S, self._collect_old)
+        if self._old is None:  # (else the one a close asked for is still to come)
+            self._old = loop.call_later(OLD_AFTER_S, self._collect_old)
 
     def closed(self, loop: asyncio.AbstractEventLoop) -> None:
         """A document was closed: what its analyses left goes in the next pause."""
