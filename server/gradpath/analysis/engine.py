@@ -370,7 +370,9 @@ def analyze_raw(text: str, path: str | None, options: Options, resolver: Any = N
 # The cyclic garbage collector is off while analyses run: an analysis builds tens of thousands of
 # objects that live until it ends (trees, facts, values), and the collector, left on, runs over
 # them again and again (about a quarter of an analysis's CPU time on real files). When the last
-# running analysis ends, one collection of the youngest generation frees what they left in cycles.
+# running analysis ends, one collection of the youngest generation frees what they left in cycles
+# (only if the collector was on: `gradpath serve` turns it off and collects in the pauses between
+# keystrokes instead, lsp/collector.py).
 _GC_LOCK = threading.Lock()
 _GC_HOLDS = 0
 _GC_WAS_ON = False

@@ -18,8 +18,9 @@ due (benchmarks/README.md, session 11).
   leaves no pause; the background index and jedi threads allocate too), and all of them every
   CHECK_EVERY_S once the middle generation was collected 2 * OLD_EVERY times without a pause.
 A request that arrives cancels the collections planned for the pause, except the one a close asked
-for. In-process servers (tests)
-never call `start`: the collector stays as Python runs it and this class does nothing.
+for. In-process servers (tests) never call `start`: the collector stays as Python runs it and this
+class does nothing (the engine's own collection after each analysis then stays too: it collects only
+when it found the collector on).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ PILED_UP = 100_000
 class Collector:
     def __init__(self):
         self.active = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the server's, once started
         self.collections = [0, 0, 0]  # how many of each generation (logs, tests)
         self._young: asyncio.TimerHandle | None = None
         self._old: asyncio.TimerHandle | None = None
@@ -44,9 +46,9 @@ class Collector:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """The automatic collector off; collections from here on (the server's event loop)."""
-        self.active = True
+        self.active, self._loop = True, loop
         gc.disable()
-        loop.call_later(CHECK_EVERY_S, self._check, loop)
+        loop.call_later(CHECK_EVERY_S, self._check)
 
     def busy(self) -> None:
         """A request arrived: no collection in the pause that was expected (but the one a close
@@ -59,9 +61,10 @@ class Collector:
             self._old.cancel()
             self._old = None
 
-    def published(self, loop: asyncio.AbstractEventLoop) -> None:
+    def published(self) -> None:
         if not self.active:
             return
+        loop = self._loop
         self.busy()
         if gc.get_count()[0] > PILED_UP:
             self._collect_young()
@@ -70,13 +73,13 @@ class Collector:
         if self._old is None:  # (else the one a close asked for is still to come)
             self._old = loop.call_later(OLD_AFTER_S, self._collect_old)
 
-    def closed(self, loop: asyncio.AbstractEventLoop) -> None:
+    def closed(self) -> None:
         """A document was closed: what its analyses left goes in the next pause."""
         if not self.active:
             return
         self._closed = True
         if self._old is None:
-            self._old = loop.call_later(OLD_AFTER_S, self._collect_old)
+            self._old = self._loop.call_later(OLD_AFTER_S, self._collect_old)
 
     def _collect_young(self) -> None:
         self._young = None
@@ -93,10 +96,10 @@ class Collector:
         elif gc.get_count()[0]:
             self._collect_young()
 
-    def _check(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _check(self) -> None:
         if gc.get_count()[2] >= 2 * OLD_EVERY:  # typing for minutes without a pause
             gc.collect()
             self.collections[2] += 1
         elif gc.get_count()[0] > PILED_UP:
             self._collect_young()
-        loop.call_later(CHECK_EVERY_S, self._check, loop)
+        self._loop.call_later(CHECK_EVERY_S, self._check)

@@ -228,7 +228,7 @@ class Analyzer:
             result, needs_slow = out
             self._store(key, snap, result)
             self.publish(key)
-            self.collector.published(asyncio.get_running_loop())
+            self.collector.published()
             self.server.on_analysed(key)
             self.projects.after_analysis(key, snap)
             if result.mode == "incremental" and self.verify_delay_s >= 0:
@@ -546,18 +546,9 @@ class Analyzer:
                     t.cancel()
             self._cancel_verify(st)
             clear |= st.published
-            self._collect_soon()
+            self.collector.closed()  # what its analyses left goes in the next pause
         for uri in sorted(clear):
             self._send(uri, [], None)
-
-    def _collect_soon(self) -> None:
-        """What a closed document's analyses left (trees, facts and dataflows hold cycles) is
-        collected in the next pause (lsp/collector.py); an in-process server leaves it to Python."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self.collector.closed(loop)
 
     def clear_all(self) -> None:
         for key in list(self.units):
