@@ -589,3 +589,82 @@ def test_only_the_documents_analysed_last_keep_their_dataflows():
     _run(docs[0], _edit(SCRIPT, "    scale = 1.0\n", "    scale = 2.0\n"), "d0.py")
     assert not docs[0].stats.flow.startswith("patched") and len(docs[0]._bases) == 1
     assert len(docs[1]._bases) == 0
+
+
+# -- edits in the imports --------------------------------------------------------------------------
+IMPORTS = '''\
+import os
+
+import torch
+import torch.nn as nn
+from torch.nn.functional import softmax
+from torch import no_grad
+from torch.optim import SGD
+
+
+def loss_fn(logits, target):
+    p = softmax(logits, dim=-1)
+    return -(target * torch.log(p)).sum()
+
+
+@no_grad()
+def evaluate(model, data):
+    return [model(x) for x in data]
+
+
+def train(model, data):
+    opt = SGD(model.parameters(), lr=0.1)
+    for x, y in data:
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+
+def main():
+    model = nn.Linear(4, 2)
+    train(model, [])
+    evaluate(model, [])
+    print(os.getcwd())
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def test_an_import_edit_reruns_the_functions_that_read_the_name(monkeypatch):
+    """`softmax` no longer imported: `loss_fn`, the one function reading it, runs again (and its
+    caller, which gets another value back); the log of a softmax (GP303) goes, and comes back with
+    the import."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    before = _run(ia, IMPORTS)
+    assert "GP303" in {f.code for f in before.findings}
+    text = _edit(IMPORTS, "import softmax\n", "import softmaxq\n")
+    got = _run(ia, text)
+    assert ia.stats.mode == "incremental" and ia.stats.flow == "patched imports: `loss_fn` re-run (with `train`)"
+    assert "GP303" not in {f.code for f in got.findings}
+    assert {f.code for f in _run(ia, IMPORTS).findings} == {f.code for f in before.findings}  # undone
+    # a name only `main` reads: `main` alone
+    _run(ia, _edit(IMPORTS, "import os\n", "import osq\n"))
+    assert ia.stats.flow == "patched imports: `main` re-run", ia.stats
+    assert cmp.patched == 2 and not cmp.differ
+    # (the facts of the readers bound their names again: as if built from nothing, see _Compare)
+
+
+@pytest.mark.parametrize("needle,new,outcome", [
+    # the optimizer's class is the import's: its binding changed
+    ("from torch.optim import SGD\n", "from torch.optim import SGDq\n", "model or optimizer bindings changed"),
+    # a decorator reads it (the script evaluates decorators)
+    ("from torch import no_grad\n", "from torch import no_gradq\n", ""),
+    # how rules spell torch.nn: the whole file
+    ("import torch.nn as nn\n", "import torch.nn as nnq\n", ""),
+])
+def test_import_edits_the_patch_does_not_take(monkeypatch, needle, new, outcome):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, IMPORTS)
+    _run(ia, _edit(IMPORTS, needle, new))
+    assert not ia.stats.flow.startswith("patched") and ia.stats.flow == outcome, ia.stats
+    assert cmp.patched == 0

@@ -649,3 +649,73 @@ def test_a_line_typed_while_another_line_is_broken_matches_after_the_whole_recov
         modes.append(ia.stats.reason)
     assert modes.count("recovered, the text of a version analysed a moment ago") >= 10, modes
 
+
+
+# -- edits in the imports --------------------------------------------------------------------------
+MASKED = '''import torch
+
+
+def masked_mean(values, mask):
+    return (values * mask).sum() / mask.sum()
+
+
+def main():
+    model = torch.nn.Linear(8, 8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, lengths in loader:
+        pad = torch.arange(8) > lengths.unsqueeze(1)
+        loss = masked_mean(model(x), ~pad)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+''' + "".join(f"\n\ndef helper_{k}(t):\n    y = t * {k}\n    return y\n" for k in range(10))
+
+
+@pytest.mark.parametrize("what", ["blank line after the imports", "line added to a function above"])
+def test_a_finding_that_moves_is_redone_with_the_callers_it_depends_on(what):
+    """Lines added above `masked_mean` move its GP301 (the mask's sum can be 0 where `main` passes
+    a padding mask): redone for its new line, it needs `main` too, which passes that mask. Redone
+    alone, it lost the finding (an edit in a function nothing calls had the same fault)."""
+    text = MASKED if what.startswith("blank") else MASKED.replace(
+        "import torch\n", "import torch\n\n\ndef unused(t):\n    return t\n", 1)
+    ia = IncrementalAnalyzer()
+    before = _check(ia, text)
+    if what.startswith("blank"):
+        new = text.replace("import torch\n", "import torch\n\n", 1)
+    else:
+        new = text.replace("    return t\n", "    t = t + 1\n    return t\n", 1)
+    got = _check(ia, new)
+    assert ia.stats.mode == "incremental", ia.stats
+    assert [(f.code, f.span.line + 1) for f in before.findings] == [(f.code, f.span.line) for f in got.findings]
+    assert [f.code for f in got.findings] == ["GP301"]
+
+
+def test_an_import_line_typed_key_by_key_is_analysed_in_part_while_nothing_reads_its_name():
+    lines = MASKED.split("\n")
+    ia = IncrementalAnalyzer()
+    _check(ia, MASKED)
+    modes = []
+    typed = "from collections import OrderedDict"
+    for k in range(len(typed) + 1):
+        _check(ia, "\n".join(lines[:1] + [typed[:k]] + lines[1:]))
+        modes.append(ia.stats.mode)
+    # the texts that parse bind a name nothing reads (`f`, `fr`, ..., `OrderedDict`): in part; the
+    # others are the text before the line was begun, recovered
+    assert "full" not in modes, modes
+    assert modes.count("incremental") >= 10, modes
+    # an edit of it that binds a name the script reads: redone with what reads it
+    text = MASKED.replace("import torch\n", "import torch\nfrom os import environ as loader\n", 1)
+    _check(ia, text)
+    _check(ia, text.replace("environ as loader", "environ as loaderq"))
+
+
+@pytest.mark.parametrize("old,new", [
+    ("import torch\n", "import torch\nfrom os import *\n"),  # a star import: any name
+    ("import torch\n", "import torch\nimport torch.nn as nn\n"),  # how rules spell torch.nn
+    ("import torch\n", "import torchq\n"),
+])
+def test_import_edits_that_run_the_whole_file(old, new):
+    ia = IncrementalAnalyzer()
+    _check(ia, MASKED)
+    _check(ia, MASKED.replace(old, new, 1))
+    assert ia.stats.mode == "full", ia.stats

@@ -92,9 +92,11 @@ class Facts:
         base = _facts_base(ctx)
         f._single_pass(ctx.tree, base)
         # a scope whose statement was taken over from the base (see _single_pass) binds what it
-        # bound there, unless a statement of the script changed too (what its names resolve to may)
+        # bound there, unless a statement of the script or an import changed too (what its names
+        # resolve to may)
         edit = getattr(ctx, "flow_edit", None)
-        taken = f.__dict__.get("_taken", ()) if base is not None and not edit.module_edits else ()
+        taken = f.__dict__.get("_taken", ()) if base is not None and not edit.module_edits and not edit.imports \
+            else ()
         old_slices = base.__dict__.get("_bind_slices", {}) if taken else {}
         slices = {}
         models, opts, calls = f.models, f.optimizers, f.calls

@@ -161,6 +161,42 @@ class FlowBases:
         return None
 
 
+    def edit_in_imports(self, key, all_regions: list, k: int, reg, names: frozenset,
+                        new: list[str]) -> flow_patch.FlowEdit | None:
+        """An edit of the import statements of region `k` (as many lines as before, `reg` the region
+        it replaced) that binds `names` differently, when every other top-level statement is the
+        kept dataflow's and every one that reads a name of `names` is a function: the kept dataflow
+        for those functions to run again."""
+        fresh = all_regions[k]
+        readers = [r for r in all_regions if r is not fresh and r.uses & names]
+        if not readers or any(r.kind != "def" or len(r.stmts) != 1 or not isinstance(
+                r.stmts[0], (ast.FunctionDef, ast.AsyncFunctionDef)) for r in readers):
+            return None
+        body = [st for r in all_regions for st in r.stmts]
+        i = sum(len(r.stmts) for r in all_regions[:k])
+        n = len(fresh.stmts)
+        for entry in reversed(self._snapshot()):
+            bkey, base = entry
+            if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
+                continue
+            # statements of the script edited since, as for an edit in a function
+            others = [j for j, (x, y) in enumerate(zip(base.body, body)) if not i <= j < i + n and x is not y]
+            if len(others) > MAX_SCRIPT_EDITS or not all(
+                    _same_place(base.body[j], body[j]) and flow_patch.script_statement_ok(base, base.body[j], body[j])
+                    for j in others):
+                continue
+            span = _changed(base.lines, new, reg, [body[j] for j in others])
+            if span is None:
+                continue
+            edit = flow_patch.prepare_imports(base, base.body[i:i + n], fresh.stmts, *span, names,
+                                              [r.stmts[0] for r in readers])
+            if edit is not None:
+                edit.module_edits = [(j, base.body[j], body[j]) for j in others]
+                self._to_end(entry)
+                return edit
+        return None
+
+
 def _same_statement(x: ast.stmt, y: ast.stmt, xlines: list[str], ylines: list[str]) -> bool:
     """Two top-level statements of the same type at the same place, their lines the same text
     (so the same tree)."""

@@ -35,6 +35,14 @@ assigns (in `__init__` too) gets the same module as before from a constructor's 
 statement changes nothing here: the flow keeps a function's assignments in its own frame, and the
 facts' bindings are compared.
 
+An edit of import statements (as many lines as before) that binds some names differently, where
+every top-level statement reading one of them is a function whose decorators do not
+(`prepare_imports`), re-runs those functions, and the ones nested in them, the same way: the
+import statements bind nothing in the flow's environments (the symbols resolve those names), the
+names' qualified names are worked out again (`_qns`), and the facts bind every scope's names
+again. The model and optimizer bindings and framework bodies are compared as above; the rounds
+that follow are the same.
+
 Statements of the script edited since the kept flow (an argument parser's line: analysed in part,
 so with no whole flow of their own) are re-run first, each from the environment the kept flow had
 before it (`Flow.module_envs`): each must leave the same environment and make the same calls.
@@ -108,9 +116,16 @@ class FlowEdit:
     # (index among the top-level statements, old statement, new statement)
     module_edits: list = field(default_factory=list)
     also: list = field(default_factory=list)  # once patched: the other functions re-run, by name
+    # an edit of import statements (see prepare_imports): the names it binds differently, and the
+    # top-level functions that read them (their functions, nested ones too, re-run)
+    imports: frozenset = frozenset()
+    readers: list = field(default_factory=list)
 
     def patched_text(self) -> str:
         also = ", ".join(f"`{n}`" for n in self.also)
+        if self.imports:
+            return "patched imports: " + ", ".join(f"`{fn.name}`" for fn in self.readers) + (
+                f" re-run (with {also})" if also else " re-run")
         return f"patched `{self.new_fn.name}`" + (f" (with {also})" if also else "")
 
     def scope_reuse(self) -> dict:
@@ -174,6 +189,28 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     gone[id(old_top)] = old_top
     edit = FlowEdit(base, old_top, old_fn, new_fn, a, b)
     edit.gone, edit.fresh, edit.stores = gone, fresh, stores
+    return edit
+
+
+def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: int, b: int,
+                    names: frozenset, readers: list) -> FlowEdit | None:
+    """A FlowEdit for an edit of import statements (lines a..b, as many lines as before) that binds
+    `names` differently (regions.changed_imports), where every top-level statement reading one of
+    them is a function in `readers`: those functions (and the ones nested in them) run again, every
+    node that reads a name taking what it names from the new imports. None when a reader's
+    decorators read one of the names (they are evaluated by the script, which is kept)."""
+    if base is None or not names or not readers or not old_stmts or not new_stmts:
+        return None
+    for fn in readers:
+        if not isinstance(fn, _DEFS):
+            return None
+        for d in fn.decorator_list:
+            if any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(d)):
+                return None
+    edit = FlowEdit(base, old_stmts[0], readers[0], readers[0], a, b)
+    edit.gone = subtree_ids(old_stmts)
+    edit.fresh = subtree_ids(new_stmts)
+    edit.imports, edit.readers = frozenset(names), list(readers)
     return edit
 
 
@@ -254,15 +291,28 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     # the functions to re-run: the edited one, and those the re-runs find they reach (a callee
     # passed other values, a caller that gets another value back); each round starts again
     scopes = [scope]
+    first = 1
+    if edit.imports:
+        # an import edit: every function of the readers, nested ones too
+        tops = {id(fn) for fn in edit.readers}
+        for s in facts.scopes[1:]:
+            top = s
+            while top.parent is not None and top.parent is not facts.scopes[0]:
+                top = top.parent
+            if id(top.node) in tops and s is not scope:
+                scopes.append(s)
+        first = len(scopes)
+        if first > MAX_SCOPES:
+            raise _NoPatch(f"the edit reaches more than {MAX_SCOPES} functions")
     # a patch that re-runs more and more functions gives up when it has cost more than a share of
     # what the whole flow cost (then built in its place), or 5 ms on a small file
     limit = time.thread_time() + max(MAX_COST_SHARE * base.cost, 0.005)
     for _round in range(MAX_ROUNDS):
         fl, grow = _attempt(ctx, edit, scopes, limit if _round else None)
         if not grow:
-            edit.also = [s.name for s in scopes[1:]]
+            edit.also = [s.name for s in scopes[first:]]
             fl.cost = base.cost
-            if len(scopes) > 1:
+            if len(scopes) > 1 or edit.imports:
                 fl.cascaded = True  # (its runs are not kept in order: no base for later versions)
             return fl
         for s in grow:
@@ -311,6 +361,8 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
         last.pop(k, None)
     fl._last_ev = last
     for name in _NODE_CACHES:  # (kept for the nodes both trees share)
+        if name == "_qns" and edit.imports:
+            continue  # what names mean changed with the imports: worked out again
         d = dict(getattr(base, name))
         for k in gone:
             d.pop(k, None)

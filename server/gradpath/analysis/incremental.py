@@ -17,13 +17,19 @@ helper, a loop building a model class). Module-level code that is not a `def` or
 mutate objects the rules read, call functions with the script's values) are re-analysed together
 with what reads those objects and what they reach, and a function with a `global` statement
 belongs to them (see `script_state.py`: an argument parser's `add_argument` lines and a logger are
-independent statements). A statement that mutates an object counts as defining its name. The
+independent statements). A statement that mutates an object counts as defining its name. An edit
+of import statements defines the names it binds differently (`regions.changed_imports`: `import
+osq` defines `os` and `osq`), unless it can change findings anywhere (a star or `__future__`
+import, a binding of a name some rules spell file-wide: `torch`, `torch.nn`, ...). The
 rules run on a tree made of those regions, of what they depend on, and of the imports; their
 findings replace the old ones of those regions; every other region keeps its findings. When an
 edit adds or removes lines, regions whose findings mention positions after the edit are redone
-too (their messages and live-step data name lines). Whatever is not plainly safe (an edit across
-regions or in the imports, a change to the set of module-level names the rules read file-wide,
-an earlier result that timed out, a subset that is most of the file) runs the whole analysis.
+too (their messages and live-step data name lines), with what uses them (a function's findings
+can depend on the values its callers pass). Whatever is not plainly safe (an edit across
+regions, a change to the set of module-level names the rules read file-wide, an earlier result
+that timed out, a subset that is most of the file) runs the whole analysis; its dataflow re-runs
+only the edited function, or the functions reading the names an import edit changed, when it can
+(flow_patch.py).
 
 `tests/test_incremental.py` checks, over thousands of edits to real and generated files, that the
 result equals a full `analyze()` of the same text.
@@ -46,7 +52,7 @@ from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analy
 from gradpath.analysis.findings import Finding, Span
 from gradpath.analysis.modclass import text_signature
 from gradpath.analysis.regions import (
-    Region, assign_findings, closure, cut_regions, dependents, index_at, region_at
+    Region, assign_findings, changed_imports, closure, cut_regions, dependents, index_at, region_at
 )
 from gradpath.analysis.script_state import coupling
 from gradpath.analysis.source import (
@@ -274,9 +280,7 @@ class IncrementalAnalyzer:
         # the whole file is analysed for these, on a tree made of the kept statements and the edited
         # statement parsed alone (`_whole`): the same tree a parse of the whole text gives
         whole = None
-        if reg.kind == "import":
-            whole = "edit in the imports"
-        elif reg.kind == "def" and not delta and b >= a > reg.start and reg.error is None:
+        if reg.kind == "def" and not delta and b >= a > reg.start and reg.error is None:
             # an edit inside a function's body leaves what it binds as it was and rarely what it
             # reads: when what the function as it was would reach is most of the file, the whole
             # analysis runs at once (working out the same with its new text costs a parse)
@@ -342,8 +346,15 @@ class IncrementalAnalyzer:
         if error is not None:
             r = region_at(fresh, error.span.line) or fresh[-1]
             r.error = error
-        if whole is None and any(r.kind == "import" for r in fresh):
-            whole = "imports added"
+        imports = frozenset()
+        if whole is None and (reg.kind == "import" or any(r.kind == "import" for r in fresh)):
+            # what the edit binds differently: the regions reading those names are redone
+            changed = changed_imports([st for r in [reg] if r.kind == "import" for st in r.stmts],
+                                      [st for r in fresh if r.kind == "import" for st in r.stmts])
+            if changed is None:
+                whole = "edit in the imports" if reg.kind == "import" else "imports added"
+            else:
+                imports = changed
         if self._cancel is not None and self._cancel.is_set():
             raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit
@@ -355,14 +366,14 @@ class IncrementalAnalyzer:
             _shift(after, delta)
         try:
             return self._after_shift(prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new,
-                                     path, options, resolver, key)
+                                     path, options, resolver, key, imports)
         except _Cancelled:
             if delta:  # the kept trees go back where the previous text (still the base) has them
                 _shift(after, -delta)
             raise
 
     def _after_shift(self, prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new, path,
-                     options, resolver, key) -> AnalysisResult:
+                     options, resolver, key, imports=frozenset()) -> AnalysisResult:
         def full(reason):
             return self._full(text, path, options, resolver, key, reason)
 
@@ -373,6 +384,9 @@ class IncrementalAnalyzer:
             if not delta and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
                     and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts) == 1:
                 edit = self._bases.edit_in_function(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
+            elif imports and not delta and len(fresh) == 1 and fresh[0].kind == reg.kind == "import" \
+                    and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts):
+                edit = self._bases.edit_in_imports(key, all_regions, len(before), reg, imports, new)
             return self._whole(all_regions, text, new, path, options, resolver, key, reason, edit)
 
         if whole is not None:
@@ -387,13 +401,14 @@ class IncrementalAnalyzer:
         # training present): when it changes, findings of regions the edit does not reach change
         if text_signature(prev.text) != text_signature(text):
             return full("module attributes or classes used file-wide changed")
-        redo = dependents(all_regions, fresh, reg)
+        redo = dependents(all_regions, fresh, reg, imports=imports)
         if delta:
             # findings that name positions after the edit (their messages and live-step data name
-            # lines): redo them. Before the first changed line, old and new numbering agree.
-            for r in all_regions:
-                if r.findings and id(r) not in redo and _mentions_after(r.findings, a - 1):
-                    redo.add(id(r))
+            # lines): redo them, with what uses them (a function's findings can depend on the values
+            # its callers pass). Before the first changed line, old and new numbering agree.
+            moved = [r for r in all_regions if r.findings and id(r) not in redo and _mentions_after(r.findings, a - 1)]
+            if moved:
+                redo |= dependents(all_regions, moved, moved[0])
         subset = closure(all_regions, redo)
         total = max(1, len(new))
         sub_lines = sum(r.size for r in all_regions if id(r) in subset or r.kind == "import")
@@ -453,7 +468,8 @@ class IncrementalAnalyzer:
         # a patched dataflow is an analysis in part: the editor's whole-file check still follows
         self._remember(self._prev, not patched)
         if patched:
-            self.stats = Stats("incremental", f"dataflow: `{edit.new_fn.name}` re-run, the rest kept", len(regions),
+            what = ", ".join(f"`{fn.name}`" for fn in edit.readers) if edit.imports else f"`{edit.new_fn.name}`"
+            self.stats = Stats("incremental", f"dataflow: {what} re-run, the rest kept", len(regions),
                                len(regions), len(new), flow=edit.patched_text())
         else:
             self.stats = Stats("full", reason, len(regions), len(regions), len(new),

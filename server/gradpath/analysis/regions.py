@@ -240,6 +240,58 @@ class _Scope:
         self.globals |= inner.globals
 
 
+# Qualified names whose local spelling some rules look up in the whole import table rather than
+# through a name a region reads: a fix or message spelled `nn.Parameter`, `F.softplus`, `chain(...)`
+# (rules/_gp1.nn_prefix and torch_prefix, flow_text.module_alias, rules/params' itertools.chain), and
+# whether anything comes from ignite (frameworks.engine_process_functions). An import edit that
+# changes how one of these is bound changes findings anywhere.
+FILE_WIDE_IMPORTS = frozenset({"torch", "torch.nn", "torch.nn.functional", "itertools", "itertools.chain"})
+FILE_WIDE_PACKAGES = frozenset({"ignite"})
+
+
+def import_bindings(stmts: list) -> dict[str, list] | None:
+    """What the import statements among `stmts` bind at module level: local name -> what each
+    binding of it imports, in order. None for a star import or a `__future__` import (they change
+    what every name, or the parser, means)."""
+    out: dict[str, list] = {}
+    for st in stmts:
+        if isinstance(st, ast.Import):
+            for al in st.names:
+                local = al.asname or al.name.split(".")[0]
+                out.setdefault(local, []).append(("import", al.name, al.asname))
+        elif isinstance(st, ast.ImportFrom):
+            if st.module == "__future__":
+                return None
+            for al in st.names:
+                if al.name == "*":
+                    return None
+                out.setdefault(al.asname or al.name, []).append(("from", st.level, st.module, al.name))
+    return out
+
+
+def _qualified(binding: tuple) -> str:
+    if binding[0] == "import":
+        return binding[1] if binding[2] else binding[1].split(".")[0]
+    _kind, level, module, name = binding
+    return ("." * level) + (f"{module}.{name}" if module else name)
+
+
+def changed_imports(old_stmts: list, new_stmts: list) -> frozenset | None:
+    """The module-level names an edit of import statements binds differently (old statements ->
+    new ones): the names whose readers can change. None when the edit can change more than its
+    readers (a star or `__future__` import, a binding of a name rules spell file-wide)."""
+    old, new = import_bindings(old_stmts), import_bindings(new_stmts)
+    if old is None or new is None:
+        return None
+    changed = frozenset(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+    for n in changed:
+        for b in old.get(n, []) + new.get(n, []):
+            q = _qualified(b)
+            if q in FILE_WIDE_IMPORTS or q.split(".")[0] in FILE_WIDE_PACKAGES:
+                return None
+    return changed
+
+
 def index_at(regions: list[Region], line: int) -> int | None:
     starts = [r.start for r in regions]
     i = bisect.bisect_right(starts, line) - 1
@@ -265,17 +317,20 @@ def assign_findings(regions: list[Region], findings: list[Finding]) -> None:
             regions[i].findings.append(f)
 
 
-def dependents(regions: list[Region], fresh: list[Region], old: Region, cp=None) -> set[int]:
+def dependents(regions: list[Region], fresh: list[Region], old: Region, cp=None,
+               imports: frozenset = frozenset()) -> set[int]:
     """The fresh regions and every region that uses, transitively, a name they define or mutate (or
     the replaced region defined). Regions that share state (see `script_state.coupling`) count as
-    one."""
+    one. Import regions among the old and fresh ones define only `imports`: the names the edit
+    binds differently (`changed_imports`), not every name they bind."""
     cp = cp or coupling(list(regions) + [old])
     stateful, defines = cp.stateful, cp.defines
     redo = {id(r) for r in fresh}
-    names = set(defines.get(id(old), old.defines))
+    names = set(imports)
     group = id(old) in stateful or any(id(r) in stateful for r in fresh)
-    for r in fresh:
-        names |= defines.get(id(r), r.defines)
+    for r in [old] + fresh:
+        if r.kind != "import":
+            names |= defines.get(id(r), r.defines)
     changed = True
     while changed:
         changed = False
