@@ -668,3 +668,47 @@ def test_import_edits_the_patch_does_not_take(monkeypatch, needle, new, outcome)
     _run(ia, _edit(IMPORTS, needle, new))
     assert not ia.stats.flow.startswith("patched") and ia.stats.flow == outcome, ia.stats
     assert cmp.patched == 0
+
+
+METHODS = '''\
+import torch
+import torch.nn as nn
+from torch.nn import Module
+from torch.nn.functional import softmax
+
+
+class Head(Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return torch.log(softmax(self.fc(x), dim=-1))
+
+
+def main():
+    model = Head()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for x, y in loader:
+        opt.zero_grad()
+        loss = nn.functional.nll_loss(model(x), y)
+        loss.backward()
+        opt.step()
+
+
+main()
+'''
+
+
+def test_an_import_edit_reruns_the_methods_that_read_the_name(monkeypatch):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    before = _run(ia, METHODS)
+    got = _run(ia, _edit(METHODS, "import softmax\n", "import softmaxq\n"))
+    assert ia.stats.flow.startswith("patched imports: `forward` re-run"), ia.stats
+    assert cmp.patched == 1 and not cmp.differ
+    assert "GP303" in {f.code for f in before.findings} - {f.code for f in got.findings}
+    # a class's base reads it: the script builds the class (kept), so the whole flow runs
+    _run(ia, METHODS)
+    _run(ia, _edit(METHODS, "import Module\n", "import Moduleq\n"))
+    assert not ia.stats.flow.startswith("patched") and cmp.patched == 1, ia.stats

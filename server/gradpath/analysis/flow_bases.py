@@ -18,7 +18,7 @@ import weakref
 from collections import OrderedDict
 
 from gradpath.analysis import flow_patch
-from gradpath.analysis.regions import first_line
+from gradpath.analysis.regions import first_line, names_of
 from gradpath.analysis.source import SourceFile, split_lines
 
 # Dataflows of whole-file analyses kept (4-12 MB each on files of 1,500-5,000 lines)
@@ -168,9 +168,8 @@ class FlowBases:
         kept dataflow's and every one that reads a name of `names` is a function: the kept dataflow
         for those functions to run again."""
         fresh = all_regions[k]
-        readers = [r for r in all_regions if r is not fresh and r.uses & names]
-        if not readers or any(r.kind != "def" or len(r.stmts) != 1 or not isinstance(
-                r.stmts[0], (ast.FunctionDef, ast.AsyncFunctionDef)) for r in readers):
+        readers = _readers([r for r in all_regions if r is not fresh and r.uses & names], names)
+        if not readers:
             return None
         body = [st for r in all_regions for st in r.stmts]
         i = sum(len(r.stmts) for r in all_regions[:k])
@@ -188,13 +187,39 @@ class FlowBases:
             span = _changed(base.lines, new, reg, [body[j] for j in others])
             if span is None:
                 continue
-            edit = flow_patch.prepare_imports(base, base.body[i:i + n], fresh.stmts, *span, names,
-                                              [r.stmts[0] for r in readers])
+            edit = flow_patch.prepare_imports(base, base.body[i:i + n], fresh.stmts, *span, names, readers)
             if edit is not None:
                 edit.module_edits = [(j, base.body[j], body[j]) for j in others]
                 self._to_end(entry)
                 return edit
         return None
+
+
+def _readers(regions: list, names: frozenset) -> list | None:
+    """The functions of `regions` (top-level statements that read one of `names`) that read them:
+    a top-level function, or the methods of a class that read them when nothing else of the class
+    does (its bases, decorators, keywords and the statements of its body that are not methods are
+    run by the script, which is kept). None when a statement of the script reads one."""
+    out = []
+    for r in regions:
+        if r.kind != "def" or len(r.stmts) != 1:
+            return None
+        st = r.stmts[0]
+        if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            out.append(st)
+            continue
+        if not isinstance(st, ast.ClassDef):
+            return None
+        outside = st.bases + [kw.value for kw in st.keywords] + st.decorator_list
+        if any(isinstance(n, ast.Name) and n.id in names for e in outside for n in ast.walk(e)):
+            return None
+        for m in st.body:
+            if not names_of([m], class_parts=True)[2] & names:
+                continue
+            if not isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                return None
+            out.append(m)
+    return out or None
 
 
 def _same_statement(x: ast.stmt, y: ast.stmt, xlines: list[str], ylines: list[str]) -> bool:

@@ -196,9 +196,10 @@ def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: 
                     names: frozenset, readers: list) -> FlowEdit | None:
     """A FlowEdit for an edit of import statements (lines a..b, as many lines as before) that binds
     `names` differently (regions.changed_imports), where every top-level statement reading one of
-    them is a function in `readers`: those functions (and the ones nested in them) run again, every
-    node that reads a name taking what it names from the new imports. None when a reader's
-    decorators read one of the names (they are evaluated by the script, which is kept)."""
+    them is a function in `readers`, or a class whose methods in `readers` are all of it that reads
+    them: those functions (and the ones nested in them) run again, every node that reads a name
+    taking what it names from the new imports. None when a reader's decorators read one of the
+    names (the script evaluates them, and it is kept)."""
     if base is None or not names or not readers or not old_stmts or not new_stmts:
         return None
     for fn in readers:
@@ -211,6 +212,9 @@ def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: 
     edit.gone = subtree_ids(old_stmts)
     edit.fresh = subtree_ids(new_stmts)
     edit.imports, edit.readers = frozenset(names), list(readers)
+    # attributes a re-run method assigns: what the classes' attributes hold is compared (_patch)
+    edit.stores = {n.attr for fn in readers for n in ast.walk(fn)
+                   if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)}
     return edit
 
 
