@@ -12,7 +12,7 @@ another version's `server/` folder); this checkout's runs as "new".
     .venv/bin/python benchmarks/bench_paced.py --old /tmp/old/server [--gap 0.15] [--edits 40] [--files a.py,b.py]
 
 Prints, per file and server: p50/p95/max over all edits and over new text (not the deletions),
-and the server's RSS at the end. It asserts nothing.
+p50/p95 of new text per edit kind, and the server's RSS at the end. It asserts nothing.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def run(rel: str, old: str, edits: int, gap: float, seed: int) -> None:
     lat = collections.defaultdict(list)
     version = 1
     try:
-        for k, (_kind, change, _new, revert) in enumerate(B._edits(text, edits, seed)):
+        for k, (kind, change, _new, revert) in enumerate(B._edits(text, edits, seed)):
             version += 1
             for tag in (("old", "new") if k % 2 == 0 else ("new", "old")):
                 c, uri = clients[tag]
@@ -54,6 +54,8 @@ def run(rel: str, old: str, edits: int, gap: float, seed: int) -> None:
                 t = c.change(uri, version, [change])
                 m = c.wait_publish(uri, version, timeout=60, start=m0)
                 lat[(tag, "rev" if revert else "new")].append((m.t - t) * 1000)
+                if not revert:
+                    lat[(tag, kind)].append((m.t - t) * 1000)
                 time.sleep(gap)
         rss = {tag: c.rss_kb() for tag, (c, _uri) in clients.items()}
     finally:
@@ -65,6 +67,9 @@ def run(rel: str, old: str, edits: int, gap: float, seed: int) -> None:
         print(f"{tag} {rel}: gap {gap}s, all p50/p95/max {pct(every, 50):.1f}/{pct(every, 95):.1f}/"
               f"{max(every):.0f} ms, new text p50/p95 {pct(fresh, 50):.1f}/{pct(fresh, 95):.1f} ms, "
               f"RSS {rss[tag] / 1024:.0f} MB", flush=True)
+        kinds = [k for k in B.KINDS if lat[(tag, k)]]
+        print("    new text by kind, p50/p95: " + ", ".join(
+            f"{k} {pct(lat[(tag, k)], 50):.0f}/{pct(lat[(tag, k)], 95):.0f}" for k in kinds), flush=True)
 
 
 def main(argv=None) -> int:
