@@ -653,6 +653,22 @@ def test_an_import_edit_reruns_the_functions_that_read_the_name(monkeypatch):
     # (the facts of the readers bound their names again: as if built from nothing, see _Compare)
 
 
+def test_an_import_line_that_does_not_parse_patches_the_dataflow_of_the_recovered_text(monkeypatch):
+    """`importq os`: the whole-file analysis analyses the text without that line (emptied by the
+    recovery), which differs from the kept one by one import statement fewer: `main`, the one
+    function reading `os`, runs again."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, IMPORTS)
+    got = _run(ia, _edit(IMPORTS, "import os\n", "importq os\n"))
+    assert ia.stats.flow == "patched imports: `main` re-run", ia.stats
+    assert "GP000" in {f.code for f in got.findings}
+    _run(ia, IMPORTS)
+    _run(ia, _edit(IMPORTS, "from torch.nn.functional import softmax\n", "from torch.nn.functional import softmax,\n"))
+    assert ia.stats.flow == "patched imports: `loss_fn` re-run (with `train`)", ia.stats
+    assert cmp.patched == 2 and not cmp.differ
+
+
 @pytest.mark.parametrize("needle,new,outcome", [
     # the optimizer's class is the import's: its binding changed
     ("from torch.optim import SGD\n", "from torch.optim import SGDq\n", "model or optimizer bindings changed"),

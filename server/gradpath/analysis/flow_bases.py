@@ -18,7 +18,7 @@ import weakref
 from collections import OrderedDict
 
 from gradpath.analysis import flow_patch
-from gradpath.analysis.regions import first_line, names_of
+from gradpath.analysis.regions import changed_imports, first_line, names_of
 from gradpath.analysis.source import SourceFile, split_lines
 
 # Dataflows of whole-file analyses kept (4-12 MB each on files of 1,500-5,000 lines)
@@ -112,7 +112,13 @@ class FlowBases:
         got = src.recovered_lines if src.recovered_lines is not None else src.lines
         body = src.tree.body
         for base in cands:
-            if len(base.body) != len(body) or len(base.lines) != len(got):
+            if len(base.lines) != len(got):
+                continue
+            if len(base.body) in (len(body), len(body) + 1):
+                edit = _imports_like_a_base(base, body, got)
+                if edit is not None:
+                    return src, edit
+            if len(base.body) != len(body):
                 continue
             differ = [j for j, (x, y) in enumerate(zip(base.body, body))
                       if not _same_statement(x, y, base.lines, got)]
@@ -193,6 +199,56 @@ class FlowBases:
                 self._to_end(entry)
                 return edit
         return None
+
+
+def _imports_like_a_base(base, body: list, got: list[str]) -> flow_patch.FlowEdit | None:
+    """A text (recovered, if it does not parse) that differs from a kept dataflow's tree in import
+    statements only, as many lines: the same statements, or one import statement fewer (a line that
+    does not parse, emptied: `importq os`). The FlowEdit for the functions reading the names they
+    bind differently (see FlowBases.edit_in_imports), `body` then made of the kept statements."""
+    imports = (ast.Import, ast.ImportFrom)
+    old, new, kept = [], [], []
+    j = 0
+    for k, x in enumerate(base.body):
+        y = body[j] if j < len(body) else None
+        if y is not None and _same_statement(x, y, base.lines, got):
+            kept.append(x)
+            j += 1
+        elif y is not None and isinstance(x, imports) and isinstance(y, imports) \
+                and len(base.body) == len(body) and (first_line(x), x.end_lineno) == (first_line(y), y.end_lineno):
+            old.append(x)
+            new.append(y)
+            kept.append(y)
+            j += 1
+        elif isinstance(x, imports) and len(base.body) == len(body) + 1 and not old:
+            old.append(x)  # its line emptied (the only difference)
+        else:
+            return None
+    if j != len(body) or not old:
+        return None
+    names = changed_imports(old, new)
+    if not names:
+        return None
+    regions = []
+    for st in kept:
+        kind, _defines, uses = names_of([st], class_parts=True)
+        if uses & names:
+            regions.append(_Reader(kind, [st]))
+    readers = _readers(regions, names)
+    if not readers:
+        return None
+    lo, hi = first_line(old[0]), max(st.end_lineno for st in old)
+    edit = flow_patch.prepare_imports(base, old, new, lo, hi, names, readers)
+    if edit is not None:
+        body[:] = kept
+    return edit
+
+
+class _Reader:
+    """A top-level statement reading a name an import edit changed (what _readers reads of a region)."""
+
+    def __init__(self, kind: str, stmts: list):
+        self.kind, self.stmts = kind, stmts
 
 
 def _readers(regions: list, names: frozenset) -> list | None:

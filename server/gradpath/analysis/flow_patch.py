@@ -194,13 +194,14 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
 
 def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: int, b: int,
                     names: frozenset, readers: list) -> FlowEdit | None:
-    """A FlowEdit for an edit of import statements (lines a..b, as many lines as before) that binds
+    """A FlowEdit for an edit of import statements (lines a..b, as many lines as before; `new_stmts`
+    empty for an import statement whose line a syntax error's recovery emptied) that binds
     `names` differently (regions.changed_imports), where every top-level statement reading one of
     them is a function in `readers`, or a class whose methods in `readers` are all of it that reads
     them: those functions (and the ones nested in them) run again, every node that reads a name
     taking what it names from the new imports. None when a reader's decorators read one of the
     names (the script evaluates them, and it is kept)."""
-    if base is None or not names or not readers or not old_stmts or not new_stmts:
+    if base is None or not names or not readers or not old_stmts:
         return None
     for fn in readers:
         if not isinstance(fn, _DEFS):

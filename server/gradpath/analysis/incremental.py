@@ -241,7 +241,7 @@ class IncrementalAnalyzer:
         n = len(raw.src.lines)
         if edit is not None and not raw.flow_patched and regions is not None:
             self._recent[(key, text)] = (self._prev, False)  # (an analysis in part: see _whole)
-            self.stats = Stats("incremental", f"dataflow: `{edit.new_fn.name}` re-run, the rest kept", len(regions),
+            self.stats = Stats("incremental", f"dataflow: {_rerun_names(edit)} re-run, the rest kept", len(regions),
                                len(regions), n, flow=edit.patched_text())
         else:
             self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n,
@@ -468,8 +468,7 @@ class IncrementalAnalyzer:
         # a patched dataflow is an analysis in part: the editor's whole-file check still follows
         self._remember(self._prev, not patched)
         if patched:
-            what = ", ".join(f"`{fn.name}`" for fn in edit.readers) if edit.imports else f"`{edit.new_fn.name}`"
-            self.stats = Stats("incremental", f"dataflow: {what} re-run, the rest kept", len(regions),
+            self.stats = Stats("incremental", f"dataflow: {_rerun_names(edit)} re-run, the rest kept", len(regions),
                                len(regions), len(new), flow=edit.patched_text())
         else:
             self.stats = Stats("full", reason, len(regions), len(regions), len(new),
@@ -594,6 +593,11 @@ class IncrementalAnalyzer:
 
 
 _LINE_IN_MESSAGE = re.compile(r"((?:detected at|on) line )(\d+)")
+
+
+def _rerun_names(edit: flow_patch.FlowEdit) -> str:
+    """The functions a patched dataflow re-ran first: the edited one, or an import edit's readers."""
+    return ", ".join(f"`{fn.name}`" for fn in edit.readers) if edit.imports else f"`{edit.new_fn.name}`"
 
 
 def _trees_equal(x: ast.AST, y: ast.AST) -> bool:
