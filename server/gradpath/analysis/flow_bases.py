@@ -255,16 +255,18 @@ def _readers(regions: list, names: frozenset) -> list | None:
     """The functions of `regions` (top-level statements that read one of `names`) that read them:
     a top-level function, or the methods of a class that read them when nothing else of the class
     does (its bases, decorators, keywords and the statements of its body that are not methods are
-    run by the script, which is kept). None when a statement of the script reads one."""
+    run by the script, which is kept). None when another statement of the script reads one."""
     out = []
     for r in regions:
-        if r.kind != "def" or len(r.stmts) != 1:
+        if r.kind not in ("def", "script") or len(r.stmts) != 1:
             return None
         st = r.stmts[0]
         if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            # (a function with a `global` statement is a region of the script: re-run the same way,
+            # see flow_patch's docstring on `global`)
             out.append(st)
             continue
-        if not isinstance(st, ast.ClassDef):
+        if r.kind != "def" or not isinstance(st, ast.ClassDef):
             return None
         outside = st.bases + [kw.value for kw in st.keywords] + st.decorator_list
         if any(isinstance(n, ast.Name) and n.id in names for e in outside for n in ast.walk(e)):
