@@ -728,3 +728,45 @@ def test_an_import_edit_reruns_the_methods_that_read_the_name(monkeypatch):
     _run(ia, METHODS)
     _run(ia, _edit(METHODS, "import Module\n", "import Moduleq\n"))
     assert not ia.stats.flow.startswith("patched") and cmp.patched == 1, ia.stats
+
+
+SCRIPT_LOOP = '''\
+import math
+
+import torch
+
+warmup = 100
+base_lr = 0.1
+
+
+def get_lr(it):
+    if it < warmup:
+        return base_lr * (it + 1) / (warmup + 1)
+    return base_lr * 0.5 * (1.0 + math.cos(it))
+
+
+model = torch.nn.Linear(4, 4)
+opt = torch.optim.SGD(model.parameters(), lr=base_lr)
+for it in range(10):
+    lr = get_lr(it)
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad()
+    model(torch.randn(2, 4)).sum().backward()
+    opt.step()
+'''
+
+
+@pytest.mark.parametrize("needle,new", [
+    ("    return base_lr * 0.5", "    return base_lr * 0.6"),  # in the function
+    ("import math\n", "import mathq\n"),  # in the imports
+])
+def test_a_function_the_script_calls_reruns_without_the_module_environment(monkeypatch, needle, new):
+    """The whole flow runs the script's statements before it knows the module's environment, so a
+    function they call sees no module variable (`warmup` here) there; its re-run must not either."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, SCRIPT_LOOP)
+    _run(ia, _edit(SCRIPT_LOOP, needle, new))
+    assert ia.stats.flow.startswith("patched") and "get_lr" in ia.stats.flow, ia.stats
+    assert cmp.patched == 1 and not cmp.differ, cmp.differ

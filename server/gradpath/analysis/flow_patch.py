@@ -530,11 +530,17 @@ def _rerun(fl: Flow, run, scope) -> tuple:
         fl._active = set(run.active)
         caller = _Frame(None, None, None, run.recording, run.depth)
         env = {"__nograd__": run.ng} if run.ng is not None else {}
+        # a run made while the script's statements ran saw no module environment yet (the whole
+        # flow sets it once the script is done: Flow._run)
+        module_env = fl.module_env
+        if _during_script(run, fl.facts.scopes[0]):
+            fl.module_env = {}
         try:
             fl._invoke(scope, run.node, run.args, run.kwargs, env, caller, self_val=run.self_val,
                        is_forward=run.is_forward)
         finally:
             fl._active = set()
+            fl.module_env = module_env
     fl._expect = None
     created = fl.runs[n0:]
     del fl.runs[n0:]
@@ -547,6 +553,16 @@ def _rerun(fl: Flow, run, scope) -> tuple:
     new = created[0]
     new.parent = run.parent
     return new, created
+
+
+def _during_script(run, module_scope) -> bool:
+    """Whether `run` was made (through its callers) by a statement of the script."""
+    p = run.parent
+    while p is not None:
+        if p.scope is module_scope:
+            return True
+        p = p.parent
+    return False
 
 
 def _passes_any(calls: list, nodes: dict | set) -> bool:
