@@ -378,7 +378,6 @@ def test_script_statements_edited_since_are_rerun_with_the_function(monkeypatch)
 @pytest.mark.parametrize("needle,new", [
     ("        self.fc2 = nn.Linear(64, n)", "        self.fc3 = nn.Linear(64, n)"),  # an attribute store
     ("def make_batch(n, width=20):", "def make_batch(n, width=21):"),  # the signature
-    ("import torch.nn.functional as F", "import torch.nn.functional as G"),  # not in a function
 ])
 def test_edits_the_patch_does_not_take(needle, new):
     ia = IncrementalAnalyzer()
@@ -653,6 +652,22 @@ def test_an_import_edit_reruns_the_functions_that_read_the_name(monkeypatch):
     # (the facts of the readers bound their names again: as if built from nothing, see _Compare)
 
 
+@pytest.mark.parametrize("text,needle,new,readers", [
+    (SCRIPT, "import torch.nn.functional as F", "import torch.nn.functional as G", "`forward`"),
+    (IMPORTS, "import torch\n", "import torchq\n", "`loss_fn`"),  # (the others read `nn`, `SGD`, ...)
+])
+def test_an_import_rules_spell_file_wide_runs_every_rule_and_patches_the_dataflow(monkeypatch, text, needle, new,
+                                                                                 readers):
+    """How the file spells torch.nn or its functional module: fixes and messages anywhere use it,
+    so the whole file's rules run again; the dataflow still re-runs only the functions reading it."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, text)
+    _run(ia, _edit(text, needle, new))
+    assert ia.stats.flow == f"patched imports: {readers} re-run", ia.stats
+    assert cmp.patched == 1 and not cmp.differ
+
+
 def test_an_import_line_that_does_not_parse_patches_the_dataflow_of_the_recovered_text(monkeypatch):
     """`importq os`: the whole-file analysis analyses the text without that line (emptied by the
     recovery), which differs from the kept one by one import statement fewer: `main`, the one
@@ -674,8 +689,6 @@ def test_an_import_line_that_does_not_parse_patches_the_dataflow_of_the_recovere
     ("from torch.optim import SGD\n", "from torch.optim import SGDq\n", "model or optimizer bindings changed"),
     # a decorator reads it (the script evaluates decorators)
     ("from torch import no_grad\n", "from torch import no_gradq\n", ""),
-    # how rules spell torch.nn: the whole file
-    ("import torch.nn as nn\n", "import torch.nn as nnq\n", ""),
 ])
 def test_import_edits_the_patch_does_not_take(monkeypatch, needle, new, outcome):
     cmp = _Compare(monkeypatch)

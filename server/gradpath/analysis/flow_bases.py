@@ -226,7 +226,7 @@ def _imports_like_a_base(base, body: list, got: list[str]) -> flow_patch.FlowEdi
             return None
     if j != len(body) or not old:
         return None
-    names = changed_imports(old, new)
+    names = changed_imports(old, new, spelled=True)  # (a whole-file analysis: every rule runs again)
     if not names:
         return None
     regions = []

@@ -20,7 +20,8 @@ belongs to them (see `script_state.py`: an argument parser's `add_argument` line
 independent statements). A statement that mutates an object counts as defining its name. An edit
 of import statements defines the names it binds differently (`regions.changed_imports`: `import
 osq` defines `os` and `osq`), unless it can change findings anywhere (a star or `__future__`
-import, a binding of a name some rules spell file-wide: `torch`, `torch.nn`, ...). The
+import, a binding of a name some rules spell file-wide: `torch`, `torch.nn`, ...; then every
+rule runs again, and the dataflow may still re-run only what reads the names). The
 rules run on a tree made of those regions, of what they depend on, and of the imports; their
 findings replace the old ones of those regions; every other region keeps its findings. When an
 edit adds or removes lines, regions whose findings mention positions after the edit are redone
@@ -349,12 +350,14 @@ class IncrementalAnalyzer:
         imports = frozenset()
         if whole is None and (reg.kind == "import" or any(r.kind == "import" for r in fresh)):
             # what the edit binds differently: the regions reading those names are redone
-            changed = changed_imports([st for r in [reg] if r.kind == "import" for st in r.stmts],
-                                      [st for r in fresh if r.kind == "import" for st in r.stmts])
+            old_imps = [st for r in [reg] if r.kind == "import" for st in r.stmts]
+            new_imps = [st for r in fresh if r.kind == "import" for st in r.stmts]
+            changed = changed_imports(old_imps, new_imps)
             if changed is None:
                 whole = "edit in the imports" if reg.kind == "import" else "imports added"
-            else:
-                imports = changed
+                # (the whole file's rules run again: its dataflow can still re-run the readers)
+                changed = changed_imports(old_imps, new_imps, spelled=True)
+            imports = changed or frozenset()
         if self._cancel is not None and self._cancel.is_set():
             raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit

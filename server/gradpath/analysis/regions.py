@@ -276,14 +276,17 @@ def _qualified(binding: tuple) -> str:
     return ("." * level) + (f"{module}.{name}" if module else name)
 
 
-def changed_imports(old_stmts: list, new_stmts: list) -> frozenset | None:
+def changed_imports(old_stmts: list, new_stmts: list, spelled: bool = False) -> frozenset | None:
     """The module-level names an edit of import statements binds differently (old statements ->
     new ones): the names whose readers can change. None when the edit can change more than its
-    readers (a star or `__future__` import, a binding of a name rules spell file-wide)."""
+    readers: a star or `__future__` import, or a binding of a name rules spell file-wide (unless
+    `spelled`: a whole-file analysis, whose rules all run again, asks only what the dataflow reads)."""
     old, new = import_bindings(old_stmts), import_bindings(new_stmts)
     if old is None or new is None:
         return None
     changed = frozenset(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+    if spelled:
+        return changed
     for n in changed:
         for b in old.get(n, []) + new.get(n, []):
             q = _qualified(b)
