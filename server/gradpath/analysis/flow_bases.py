@@ -20,6 +20,7 @@ from collections import OrderedDict
 from gradpath.analysis import flow_patch
 from gradpath.analysis.regions import changed_imports, first_line, names_of
 from gradpath.analysis.source import SourceFile, split_lines
+from gradpath.analysis.symbols import walk_statements
 
 # Dataflows of whole-file analyses kept (4-12 MB each on files of 1,500-5,000 lines)
 MAX_FLOW_BASES = 3
@@ -174,9 +175,10 @@ class FlowBases:
         kept dataflow's and every one that reads a name of `names` is a function: the kept dataflow
         for those functions to run again."""
         fresh = all_regions[k]
-        readers = _readers([r for r in all_regions if r is not fresh and r.uses & names], names)
-        if not readers:
+        found = _readers([r for r in all_regions if r is not fresh and r.uses & names], names, new)
+        if found is None:
             return None
+        readers, stores = found
         body = [st for r in all_regions for st in r.stmts]
         i = sum(len(r.stmts) for r in all_regions[:k])
         n = len(fresh.stmts)
@@ -193,7 +195,7 @@ class FlowBases:
             span = _changed(base.lines, new, reg, [body[j] for j in others])
             if span is None:
                 continue
-            edit = flow_patch.prepare_imports(base, base.body[i:i + n], fresh.stmts, *span, names, readers)
+            edit = flow_patch.prepare_imports(base, base.body[i:i + n], fresh.stmts, *span, names, readers, stores)
             if edit is not None:
                 edit.module_edits = [(j, base.body[j], body[j]) for j in others]
                 self._to_end(entry)
@@ -231,14 +233,16 @@ def _imports_like_a_base(base, body: list, got: list[str]) -> flow_patch.FlowEdi
         return None
     regions = []
     for st in kept:
+        if isinstance(st, imports) or not _mentions(got, st, names):
+            continue
         kind, _defines, uses = names_of([st], class_parts=True)
         if uses & names:
             regions.append(_Reader(kind, [st]))
-    readers = _readers(regions, names)
-    if not readers:
+    found = _readers(regions, names, got)
+    if found is None:
         return None
     lo, hi = first_line(old[0]), max(st.end_lineno for st in old)
-    edit = flow_patch.prepare_imports(base, old, new, lo, hi, names, readers)
+    edit = flow_patch.prepare_imports(base, old, new, lo, hi, names, *found)
     if edit is not None:
         body[:] = kept
     return edit
@@ -251,12 +255,38 @@ class _Reader:
         self.kind, self.stmts = kind, stmts
 
 
-def _readers(regions: list, names: frozenset) -> list | None:
+def _mentions(lines: list[str], st: ast.AST, names: frozenset) -> bool:
+    """Whether the lines of `st` hold one of `names` as text (a cheap test before its names are
+    worked out: every name it reads is in its text)."""
+    text = "\n".join(lines[first_line(st) - 1:st.end_lineno])
+    return any(n in text for n in names)
+
+
+def _self_stores(fn) -> set:
+    """The attributes `self.<attr>` a method assigns (what bounds.AttrFacts and
+    modelling.default_module read of a class: the assignments of its methods' statements)."""
+    out = set()
+    for n in walk_statements(fn):
+        if isinstance(n, ast.Assign):
+            targets = n.targets
+        elif isinstance(n, (ast.AugAssign, ast.AnnAssign)):
+            targets = [n.target]
+        else:
+            continue
+        for t in targets:
+            for e in (t.elts if isinstance(t, (ast.Tuple, ast.List)) else [t]):
+                if isinstance(e, ast.Attribute) and isinstance(e.value, ast.Name) and e.value.id == "self":
+                    out.add(e.attr)
+    return out
+
+
+def _readers(regions: list, names: frozenset, lines: list[str]) -> tuple[list, set] | None:
     """The functions of `regions` (top-level statements that read one of `names`) that read them:
     a top-level function, or the methods of a class that read them when nothing else of the class
     does (its bases, decorators, keywords and the statements of its body that are not methods are
-    run by the script, which is kept). None when another statement of the script reads one."""
-    out = []
+    run by the script, which is kept); with the attributes those methods assign on `self`. None
+    when another statement of the script reads one."""
+    out, stores = [], set()
     for r in regions:
         if r.kind not in ("def", "script") or len(r.stmts) != 1:
             return None
@@ -272,12 +302,13 @@ def _readers(regions: list, names: frozenset) -> list | None:
         if any(isinstance(n, ast.Name) and n.id in names for e in outside for n in ast.walk(e)):
             return None
         for m in st.body:
-            if not names_of([m], class_parts=True)[2] & names:
+            if not _mentions(lines, m, names) or not names_of([m], class_parts=True)[2] & names:
                 continue
             if not isinstance(m, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 return None
             out.append(m)
-    return out or None
+            stores |= _self_stores(m)
+    return (out, stores) if out else None
 
 
 def _same_statement(x: ast.stmt, y: ast.stmt, xlines: list[str], ylines: list[str]) -> bool:

@@ -193,14 +193,15 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
 
 
 def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: int, b: int,
-                    names: frozenset, readers: list) -> FlowEdit | None:
+                    names: frozenset, readers: list, stores: set) -> FlowEdit | None:
     """A FlowEdit for an edit of import statements (lines a..b, as many lines as before; `new_stmts`
     empty for an import statement whose line a syntax error's recovery emptied) that binds
     `names` differently (regions.changed_imports), where every top-level statement reading one of
     them is a function in `readers`, or a class whose methods in `readers` are all of it that reads
     them: those functions (and the ones nested in them) run again, every node that reads a name
     taking what it names from the new imports. None when a reader's decorators read one of the
-    names (the script evaluates them, and it is kept)."""
+    names (the script evaluates them, and it is kept). `stores`: the attributes the readers that are
+    methods assign on `self`."""
     if base is None or not names or not readers or not old_stmts:
         return None
     for fn in readers:
@@ -213,9 +214,9 @@ def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: 
     edit.gone = subtree_ids(old_stmts)
     edit.fresh = subtree_ids(new_stmts)
     edit.imports, edit.readers = frozenset(names), list(readers)
-    # attributes a re-run method assigns: what the classes' attributes hold is compared (_patch)
-    edit.stores = {n.attr for fn in readers for n in ast.walk(fn)
-                   if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)}
+    # `stores`: the attributes re-run methods assign on `self` (what classes' attributes hold is
+    # compared, _patch)
+    edit.stores = set(stores)
     return edit
 
 
