@@ -783,3 +783,19 @@ def test_a_function_the_script_calls_reruns_without_the_module_environment(monke
     _run(ia, _edit(SCRIPT_LOOP, needle, new))
     assert ia.stats.flow.startswith("patched") and "get_lr" in ia.stats.flow, ia.stats
     assert cmp.patched == 1 and not cmp.differ, cmp.differ
+
+
+def test_a_function_edited_since_the_kept_flow_reruns_with_the_edited_one(monkeypatch):
+    """An edit in a function nothing calls is analysed in part (no dataflow of that text is kept);
+    the next edit, in a function the training reaches, starts from the dataflow before both and
+    re-runs both functions."""
+    text = SCRIPT.replace("\n\ndef main():", "\n\n@staticmethod\ndef unused_helper(x):\n    return x * 2\n\n\ndef main():")
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, text)
+    text = _edit(text, "    return x * 2\n", "    return x * 3\n")
+    _run(ia, text)
+    assert ia.stats.mode == "incremental" and not ia.stats.flow  # regions in part
+    _run(ia, _edit(text, "    scale = 1.0\n", "    scale = 2.0\n"))
+    assert ia.stats.flow == "patched `compute_loss` (with `unused_helper`)", ia.stats
+    assert cmp.patched == 1 and not cmp.differ, cmp.differ

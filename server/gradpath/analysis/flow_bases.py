@@ -5,8 +5,10 @@ The trees of a file's versions share every statement an edit did not touch (the 
 analysis keeps them, graft.py keeps the untouched parts of an edited one). An edit inside one
 function's body can then start from any kept dataflow whose tree has every other top-level
 statement of the new tree, or differs from it in statements of the script that can be re-run on
-their own (flow_patch.script_statement_ok): the dataflow re-runs that function (and those
-statements) and keeps the rest. The least recently used is dropped first, so a text the edits keep
+their own (flow_patch.script_statement_ok) and in functions edited since
+(flow_patch.function_edit_ok): the dataflow re-runs that function (and those statements and
+functions) and keeps the rest. An edit of import statements starts from one the same way
+(`edit_in_imports`), re-running the functions that read the names it binds differently. The least recently used is dropped first, so a text the edits keep
 returning to (an edit undone, the text before a line being typed) keeps its dataflow.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import weakref
 from collections import OrderedDict
 
 from gradpath.analysis import flow_patch
+from gradpath.analysis.graft import subtree_ids
 from gradpath.analysis.regions import changed_imports, first_line, names_of
 from gradpath.analysis.source import SourceFile, split_lines
 from gradpath.analysis.symbols import walk_statements
@@ -151,16 +154,34 @@ class FlowBases:
             if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
                 continue
             # statements of the script edited since (analysed in part, so with no kept dataflow of
-            # their own) are re-run too, when each can be on its own
+            # their own) are re-run too, when each can be on its own; so are functions edited since
             others = [j for j, (x, y) in enumerate(zip(base.body, body)) if j != i and x is not y]
-            if len(others) > MAX_SCRIPT_EDITS or not all(
-                    _same_place(base.body[j], body[j]) and flow_patch.script_statement_ok(base, base.body[j], body[j])
-                    for j in others):
+            if len(others) > MAX_SCRIPT_EDITS or not all(_same_place(base.body[j], body[j]) for j in others):
+                continue
+            fns, stores, ok = [], set(), True
+            for j in others:
+                x, y = base.body[j], body[j]
+                if isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    got = flow_patch.function_edit_ok(base, x, y)
+                    if got is None:
+                        ok = False
+                        break
+                    fns.append(j)
+                    stores |= got
+                elif not flow_patch.script_statement_ok(base, x, y):
+                    ok = False
+                    break
+            if not ok:
                 continue
             span = _changed(base.lines, new, reg, [body[j] for j in others])
             edit = flow_patch.prepare(base, base.body[i], stmt, *span) if span is not None else None
             if edit is not None:
-                edit.module_edits = [(j, base.body[j], body[j]) for j in others]
+                edit.fn_edits = [(base.body[j], body[j]) for j in fns]
+                for j in fns:
+                    edit.gone.update(subtree_ids([base.body[j]]))
+                    edit.fresh.update(subtree_ids([body[j]]))
+                edit.stores |= stores
+                edit.module_edits = [(j, base.body[j], body[j]) for j in others if j not in fns]
                 # the least recently used goes first: a base the edits keep starting from (the text
                 # they are undone to, the text before a line being typed) stays
                 self._to_end(entry)

@@ -43,6 +43,11 @@ names' qualified names are worked out again (`_qns`), and the facts bind every s
 again. The model and optimizer bindings and framework bodies are compared as above; the rounds
 that follow are the same.
 
+Top-level functions edited since the kept flow (analysed in part then, by regions: no dataflow of
+that text was kept) re-run with the edited one (`FlowEdit.fn_edits`, `function_edit_ok`): same
+signature and decorators, no definitions, imports, constructions of the file's classes or layers
+added in them; their decorators, which the script evaluated, get the values the old ones got.
+
 Statements of the script edited since the kept flow (an argument parser's line: analysed in part,
 so with no whole flow of their own) are re-run first, each from the environment the kept flow had
 before it (`Flow.module_envs`): each must leave the same environment and make the same calls.
@@ -115,6 +120,9 @@ class FlowEdit:
     # statements of the script that differ from the base's too (edits analysed in part since):
     # (index among the top-level statements, old statement, new statement)
     module_edits: list = field(default_factory=list)
+    # top-level functions edited since the kept flow too (analysed in part then, so with no kept
+    # dataflow of their own): (old def, new def), re-run with the edited one
+    fn_edits: list = field(default_factory=list)
     also: list = field(default_factory=list)  # once patched: the other functions re-run, by name
     # an edit of import statements (see prepare_imports): the names it binds differently, and the
     # top-level functions that read them (their functions, nested ones too, re-run)
@@ -220,6 +228,36 @@ def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: 
     return edit
 
 
+def function_edit_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> set | None:
+    """Whether a top-level function edited since the kept flow (every line of it may differ) can be
+    re-run with the edited one: the attributes it assigns (old or new), or None when it defines a
+    function or class, imports, constructs a class of the file or adds a layer to a Sequential
+    (what `prepare` refuses on an edited line)."""
+    if not isinstance(old, _DEFS) or not isinstance(new, _DEFS) or old.name != new.name:
+        return None
+    classes = base.flow.sym.classes
+    stores: set = set()
+    for fn in (old, new):
+        for n in subtree_ids([fn]).values():
+            if n is fn:
+                continue
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
+                              ast.Lambda)):
+                return None
+            if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
+                stores.add(n.attr)
+            if isinstance(n, ast.Call) and (isinstance(n.func, ast.Name) and n.func.id in classes or isinstance(
+                    n.func, ast.Attribute) and n.func.attr in _LAYER_ADDS):
+                return None
+        for d in fn.decorator_list:
+            if not isinstance(d, (ast.Name, ast.Attribute, ast.Call)):
+                return None
+    if ast.dump(old.args) != ast.dump(new.args) or len(old.decorator_list) != len(new.decorator_list) or any(
+            ast.dump(x) != ast.dump(y) for x, y in zip(old.decorator_list, new.decorator_list)):
+        return None  # its signature or decorators (evaluated by the script, which is kept)
+    return stores
+
+
 def script_statement_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> bool:
     """Whether a statement of the script that differs from the base's can be re-run on its own
     (see _rerun_statement): no definitions, imports or constructions of the file's classes in it
@@ -297,6 +335,11 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     # the functions to re-run: the edited one, and those the re-runs find they reach (a callee
     # passed other values, a caller that gets another value back); each round starts again
     scopes = [scope]
+    for _old, new in edit.fn_edits:
+        s = next((x for x in facts.scopes if x.node is new), None)
+        if s is None:
+            raise _NoPatch("a function edited since has no scope")
+        scopes.append(s)
     first = 1
     if edit.imports:
         # an import edit: every function of the readers, nested ones too
@@ -347,6 +390,8 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
     old_body = set(subtree_ids(old_fn.body, own=True))
     for s in scopes[1:]:
         old_body.update(subtree_ids(s.node.body, own=True))
+    for o, _n in edit.fn_edits:  # (their scopes point at the new trees: the old ones' nodes too)
+        old_body.update(subtree_ids(o.body, own=True))
 
     module_scope = facts.scopes[0]
     spans = [(first_line(o), o.end_lineno) for _j, o, _n in edit.module_edits]
@@ -365,6 +410,14 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
         last.pop(k, None)
     for k in gone:
         last.pop(k, None)
+    for o, n in edit.fn_edits:
+        # a function edited since was parsed again: its decorators (the script evaluated them, and
+        # function_edit_ok found them the same) get the values the old ones got
+        for x, y in zip(ast.walk(ast.Module(body=list(o.decorator_list), type_ignores=[])),
+                        ast.walk(ast.Module(body=list(n.decorator_list), type_ignores=[]))):
+            v = base._last_ev.get(id(x))
+            if v is not None:
+                last[id(y)] = v
     fl._last_ev = last
     for name in _NODE_CACHES:  # (kept for the nodes both trees share)
         if name == "_qns" and edit.imports:
@@ -373,7 +426,7 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
         for k in gone:
             d.pop(k, None)
         setattr(fl, name, d)
-    old_keys = {id(old_fn)} | {id(s.node) for s in scopes[1:]}
+    old_keys = {id(old_fn)} | {id(s.node) for s in scopes[1:]} | {id(o) for o, _n in edit.fn_edits}
     fl._fn_memo = {k: v for k, v in base._fn_memo.items() if k[0] not in old_keys}
     fl._memo_keep = {k: v for k, v in base._memo_keep.items() if k[0] not in old_keys}
     for j, o, n in edit.module_edits:
