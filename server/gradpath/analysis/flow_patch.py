@@ -45,8 +45,9 @@ that follow are the same.
 
 Top-level functions edited since the kept flow (analysed in part then, by regions: no dataflow of
 that text was kept) re-run with the edited one (`FlowEdit.fn_edits`, `function_edit_ok`): same
-signature and decorators, no definitions, imports, constructions of the file's classes or layers
-added in them; their decorators, which the script evaluated, get the values the old ones got.
+signature and decorators (names, no calls), no definitions, imports, constructions of the file's
+classes or layers added in them; their decorators, which the script evaluated, get the values the
+old ones got.
 
 Statements of the script edited since the kept flow (an argument parser's line: analysed in part,
 so with no whole flow of their own) are re-run first, each from the environment the kept flow had
@@ -250,7 +251,9 @@ def function_edit_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> set | None
                     n.func, ast.Attribute) and n.func.attr in _LAYER_ADDS):
                 return None
         for d in fn.decorator_list:
-            if not isinstance(d, (ast.Name, ast.Attribute, ast.Call)):
+            # a name or attribute: its value is all the script's evaluation left (a call could have
+            # left events on the old nodes)
+            if not isinstance(d, (ast.Name, ast.Attribute)) or any(isinstance(x, ast.Call) for x in ast.walk(d)):
                 return None
     if ast.dump(old.args) != ast.dump(new.args) or len(old.decorator_list) != len(new.decorator_list) or any(
             ast.dump(x) != ast.dump(y) for x, y in zip(old.decorator_list, new.decorator_list)):
