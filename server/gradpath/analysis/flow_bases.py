@@ -8,8 +8,9 @@ statement of the new tree, or differs from it in statements of the script that c
 their own (flow_patch.script_statement_ok) and in functions edited since
 (flow_patch.function_edit_ok): the dataflow re-runs that function (and those statements and
 functions) and keeps the rest. An edit of import statements starts from one the same way
-(`edit_in_imports`), re-running the functions that read the names it binds differently. The least recently used is dropped first, so a text the edits keep
-returning to (an edit undone, the text before a line being typed) keeps its dataflow.
+(`edit_in_imports`), re-running the functions that read the names it binds differently. The least
+recently used is dropped first, so a text the edits keep returning to (an edit undone, the text
+before a line being typed) keeps its dataflow.
 """
 from __future__ import annotations
 
@@ -118,14 +119,20 @@ class FlowBases:
         for base in cands:
             if len(base.lines) != len(got):
                 continue
-            if len(base.body) in (len(body), len(body) + 1):
+            if len(base.body) == len(body) + 1:  # an import line emptied by the recovery?
                 edit = _imports_like_a_base(base, body, got)
                 if edit is not None:
                     return src, edit
+                continue
             if len(base.body) != len(body):
                 continue
             differ = [j for j, (x, y) in enumerate(zip(base.body, body))
                       if not _same_statement(x, y, base.lines, got)]
+            if differ and all(isinstance(base.body[j], _IMPORTS) and isinstance(body[j], _IMPORTS) for j in differ):
+                edit = _imports_like_a_base(base, body, got)
+                if edit is not None:
+                    return src, edit
+                continue
             if len(differ) != 1:
                 continue
             i = differ[0]
@@ -153,26 +160,10 @@ class FlowBases:
             bkey, base = entry
             if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
                 continue
-            # statements of the script edited since (analysed in part, so with no kept dataflow of
-            # their own) are re-run too, when each can be on its own; so are functions edited since
-            others = [j for j, (x, y) in enumerate(zip(base.body, body)) if j != i and x is not y]
-            if len(others) > MAX_SCRIPT_EDITS or not all(_same_place(base.body[j], body[j]) for j in others):
+            since = _edited_since(base, body, {i}, functions=True)
+            if since is None:
                 continue
-            fns, stores, ok = [], set(), True
-            for j in others:
-                x, y = base.body[j], body[j]
-                if isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                    got = flow_patch.function_edit_ok(base, x, y)
-                    if got is None:
-                        ok = False
-                        break
-                    fns.append(j)
-                    stores |= got
-                elif not flow_patch.script_statement_ok(base, x, y):
-                    ok = False
-                    break
-            if not ok:
-                continue
+            others, fns, stores = since
             span = _changed(base.lines, new, reg, [body[j] for j in others])
             edit = flow_patch.prepare(base, base.body[i], stmt, *span) if span is not None else None
             if edit is not None:
@@ -188,7 +179,6 @@ class FlowBases:
                 return edit
         return None
 
-
     def edit_in_imports(self, key, all_regions: list, k: int, reg, names: frozenset,
                         new: list[str]) -> flow_patch.FlowEdit | None:
         """An edit of the import statements of region `k` (as many lines as before, `reg` the region
@@ -196,7 +186,7 @@ class FlowBases:
         kept dataflow's and every one that reads a name of `names` is a function: the kept dataflow
         for those functions to run again."""
         fresh = all_regions[k]
-        found = _readers([r for r in all_regions if r is not fresh and r.uses & names], names, new)
+        found = _readers([(r.kind, r.stmts) for r in all_regions if r is not fresh and r.uses & names], names, new)
         if found is None:
             return None
         readers, stores = found
@@ -207,12 +197,10 @@ class FlowBases:
             bkey, base = entry
             if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
                 continue
-            # statements of the script edited since, as for an edit in a function
-            others = [j for j, (x, y) in enumerate(zip(base.body, body)) if not i <= j < i + n and x is not y]
-            if len(others) > MAX_SCRIPT_EDITS or not all(
-                    _same_place(base.body[j], body[j]) and flow_patch.script_statement_ok(base, base.body[j], body[j])
-                    for j in others):
+            since = _edited_since(base, body, set(range(i, i + n)), functions=False)
+            if since is None:
                 continue
+            others = since[0]
             span = _changed(base.lines, new, reg, [body[j] for j in others])
             if span is None:
                 continue
@@ -224,15 +212,41 @@ class FlowBases:
         return None
 
 
+def _edited_since(base, body: list, edited: set, functions: bool) -> tuple | None:
+    """The top-level statements of `body` other than `edited` (indexes) that are not the kept
+    dataflow's: edited since (analysed in part, so with no kept dataflow of their own), each at its
+    old place. (their indexes, those that are functions, the attributes those assign) when the
+    statements of the script can each be re-run on their own (flow_patch.script_statement_ok) and,
+    with `functions`, the functions with the edited one (flow_patch.function_edit_ok); else None."""
+    others = [j for j, (x, y) in enumerate(zip(base.body, body)) if j not in edited and x is not y]
+    if len(others) > MAX_SCRIPT_EDITS or not all(_same_place(base.body[j], body[j]) for j in others):
+        return None
+    fns, stores = [], set()
+    for j in others:
+        x, y = base.body[j], body[j]
+        if functions and isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            got = flow_patch.function_edit_ok(base, x, y)
+            if got is None:
+                return None
+            fns.append(j)
+            stores |= got
+        elif not flow_patch.script_statement_ok(base, x, y):
+            return None
+    return others, fns, stores
+
+
+_IMPORTS = (ast.Import, ast.ImportFrom)
+
+
 def _imports_like_a_base(base, body: list, got: list[str]) -> flow_patch.FlowEdit | None:
     """A text (recovered, if it does not parse) that differs from a kept dataflow's tree in import
     statements only, as many lines: the same statements, or one import statement fewer (a line that
     does not parse, emptied: `importq os`). The FlowEdit for the functions reading the names they
     bind differently (see FlowBases.edit_in_imports), `body` then made of the kept statements."""
-    imports = (ast.Import, ast.ImportFrom)
+    imports = _IMPORTS
     old, new, kept = [], [], []
     j = 0
-    for k, x in enumerate(base.body):
+    for x in base.body:
         y = body[j] if j < len(body) else None
         if y is not None and _same_statement(x, y, base.lines, got):
             kept.append(x)
@@ -258,7 +272,7 @@ def _imports_like_a_base(base, body: list, got: list[str]) -> flow_patch.FlowEdi
             continue
         kind, _defines, uses = names_of([st], class_parts=True)
         if uses & names:
-            regions.append(_Reader(kind, [st]))
+            regions.append((kind, [st]))
     found = _readers(regions, names, got)
     if found is None:
         return None
@@ -267,13 +281,6 @@ def _imports_like_a_base(base, body: list, got: list[str]) -> flow_patch.FlowEdi
     if edit is not None:
         body[:] = kept
     return edit
-
-
-class _Reader:
-    """A top-level statement reading a name an import edit changed (what _readers reads of a region)."""
-
-    def __init__(self, kind: str, stmts: list):
-        self.kind, self.stmts = kind, stmts
 
 
 def _mentions(lines: list[str], st: ast.AST, names: frozenset) -> bool:
@@ -302,22 +309,23 @@ def _self_stores(fn) -> set:
 
 
 def _readers(regions: list, names: frozenset, lines: list[str]) -> tuple[list, set] | None:
-    """The functions of `regions` (top-level statements that read one of `names`) that read them:
+    """The functions of `regions` ((kind, statements) of the regions that read one of `names`,
+    regions.names_of's kinds) that read them:
     a top-level function, or the methods of a class that read them when nothing else of the class
     does (its bases, decorators, keywords and the statements of its body that are not methods are
     run by the script, which is kept); with the attributes those methods assign on `self`. None
     when another statement of the script reads one."""
     out, stores = [], set()
-    for r in regions:
-        if r.kind not in ("def", "script") or len(r.stmts) != 1:
+    for kind, stmts in regions:
+        if kind not in ("def", "script") or len(stmts) != 1:
             return None
-        st = r.stmts[0]
+        st = stmts[0]
         if isinstance(st, (ast.FunctionDef, ast.AsyncFunctionDef)):
             # (a function with a `global` statement is a region of the script: re-run the same way,
             # see flow_patch's docstring on `global`)
             out.append(st)
             continue
-        if r.kind != "def" or not isinstance(st, ast.ClassDef):
+        if kind != "def" or not isinstance(st, ast.ClassDef):
             return None
         outside = st.bases + [kw.value for kw in st.keywords] + st.decorator_list
         if any(isinstance(n, ast.Name) and n.id in names for e in outside for n in ast.walk(e)):
