@@ -33,9 +33,10 @@ class _Flow:
         self.detached: dict[str, list[ast.AST]] = {}
 
     def run(self) -> None:
+        # one pass, recording. (A second pass without recording ran here "so that values defined
+        # late in a loop reach earlier uses"; it recorded nothing and `env` is not read after the
+        # run, so it changed no result: it is gone. Making it record is a rule change, not made.)
         self.block(self.scope.body, self.f._scope_no_grad(self.scope))
-        # loops: a second pass lets values defined late in the body reach earlier uses
-        self.block(self.scope.body, self.f._scope_no_grad(self.scope), record=False)
 
     def block(self, body, no_grad: bool, record: bool = True) -> None:
         for stmt in body:

@@ -62,14 +62,17 @@ def unused_submodule(ctx):
     if not tf.trains or tf.penalises:
         return  # nothing is trained in this file / every parameter reaches a loss
     for cls in _module_classes(ctx):
-        reach = mc.forward_reach(sym, cls)
-        if not reach or not tf.built(cls):
+        if not tf.built(cls):
             continue
         attrs = mc.init_attrs(sym, cls)
         if not attrs:
             continue
         cands = [a for a in attrs if not tf.used(a.attr) and not tf.stored_twice(a.attr)]
-        if not cands or _dynamic(sym, tf, cls):
+        if not cands:
+            continue
+        # (the questions that walk methods last: most classes have no candidate)
+        reach = mc.forward_reach(sym, cls)
+        if not reach or _dynamic(sym, tf, cls):
             continue
         fwd_cls, fwd = reach[0]
         for a in cands:

@@ -182,8 +182,8 @@ def unregistered_tensor(ctx):
     tp = torch_prefix(ctx)
     for cname, cls in _module_classes(ctx):
         for m in _methods(cls):
-            for n in _walk_no_defs(m):
-                if not isinstance(n, ast.Assign) or len(n.targets) != 1:
+            for n in _method_nodes(ctx, m):
+                if n.__class__ is not ast.Assign or len(n.targets) != 1:
                     continue
                 attr = _self_attr_name(n.targets[0])
                 if attr is None:
@@ -331,7 +331,7 @@ def layer_in_forward(ctx):
     for cname, cls in _module_classes(ctx):
         methods = _methods(cls)
         init = next((m for m in methods if m.name == "__init__"), None)
-        attrs = {a for m in methods for n in ast.walk(m) for a in [_self_attr_name(n)] if a}
+        attrs = None  # the attribute names the class's methods use: made for a fix's new name
         # forward and the methods it reaches through self. calls (own or inherited): each def once
         for owner, m in forward_reach(ctx.symbols, cname):
             if id(m) in done or (owner != cname and m.name == "forward"):
@@ -339,8 +339,8 @@ def layer_in_forward(ctx):
             done.add(id(m))
             where = "forward()" if m.name == "forward" else f"{m.name}() (which forward() calls)"
             parents = ctx.facts.parents
-            for n in _walk_no_defs(m):
-                if not isinstance(n, ast.Call) or not _is_module_ctor(ctx, n):
+            for n in _method_nodes(ctx, m):
+                if n.__class__ is not ast.Call or not _is_module_ctor(ctx, n):
                     continue
                 inv = ctx.facts.inventories.of_call(n)
                 if inv is None or not inv.has_params or opaque_library_class(ctx, n, inv):
@@ -364,6 +364,8 @@ def layer_in_forward(ctx):
                 msg = (f"{text if len(text) <= 40 else short(ctx.facts.module_class_of_call(n)) + '(...)'} is built inside "
                        f"{where}: every call creates a fresh {pnames} that {cname} does not register, so no "
                        f"optimizer trains them")
+                if owner == cname and attrs is None:
+                    attrs = {a for mm in methods for x in ast.walk(mm) for a in [_self_attr_name(x)] if a}
                 fixes = _gp112_fix(ctx, n, init, target_name, attrs, par, self_target) if owner == cname else []
                 yield ctx.finding("GP112", n, msg, fixes=fixes,
                                   data={"model_class": cname, "layer_class": ctx.facts.module_class_of_call(n)})
