@@ -71,6 +71,7 @@ from __future__ import annotations
 import ast
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from gradpath.analysis import bounds, frameworks, modelling
 from gradpath.analysis.dataflow import Flow
@@ -102,6 +103,7 @@ class FlowBase:
     frameworks: tuple
     body: list  # the top-level statements of its tree
     lines: list  # the lines that tree was parsed from (a recovered text's, when it did not parse)
+    loops: Any = None  # the loop facts of the same analysis, when it made them (see loop_reuse.py)
 
 
 @dataclass(eq=False)
@@ -154,7 +156,8 @@ def keep(ctx) -> FlowBase | None:
         places = [scope_place(s.node, s.kind, s.class_name) for s in fl.facts.scopes]
         src = ctx.src
         return FlowBase(fl, places, _frameworks_sig(ctx), list(ctx.tree.body),
-                        list(src.recovered_lines if src.recovered_lines is not None else src.lines))
+                        list(src.recovered_lines if src.recovered_lines is not None else src.lines),
+                        ctx._memo.get("gp4.loops"))
     except Exception:  # pragma: no cover - a base is an optimisation only
         return None
 

@@ -21,7 +21,8 @@ import re
 from dataclasses import replace
 
 from gradpath.analysis import effects, frameworks
-from gradpath.analysis import loop_guards
+from gradpath.analysis import loop_guards, loop_reuse
+from gradpath.analysis.project import project_view
 from gradpath.analysis.facts import unwrap_same_instance, key_of
 from gradpath.analysis.project import loop_link as project_link
 from gradpath.analysis.loop_events import ACCUM, CALL, CLOSURE, Ev, IF, _IfTest, LOOP, NOGRAD, Unit
@@ -48,7 +49,26 @@ _RELEVANT_METHODS = {"backward", "manual_backward", "zero_grad", "step", "optimi
 
 # -- the analysis ------------------------------------------------------------------------------------
 
+class _Computing:
+    """What a function whose events are being computed used so far (see LoopFacts._meta)."""
+    __slots__ = ("deps", "callees", "height", "copies", "pure")
+
+    def __init__(self):
+        self.deps: set = set()
+        self.callees: set = set()
+        self.height = 0
+        self.copies = 0
+        self.pure = True
+
+    def asked(self, k: int, meta: tuple) -> None:
+        self.deps.add(k)
+        self.deps |= meta[1]
+        self.pure = self.pure and meta[4]
+
+
 class LoopFacts(LoopBindings):
+    MAX_COPIES = MAX_TOTAL_COPIES
+
     def __init__(self, ctx):
         self.ctx = ctx
         self.facts = ctx.facts
@@ -68,6 +88,15 @@ class LoopFacts(LoopBindings):
         self._kind_memo: dict[tuple, bool] = {}
         self._dumps: dict[int, str] = {}  # id(if test) -> ast.dump of it
         self._effects_cache: dict = {}  # per-function facts of effects.py (call_literals, element_params)
+        # per function computed without a cut: (its node, the functions whose events it asked for,
+        # transitively, the levels of inlining it used, the copies its own call sites made, whether
+        # it used no cut result, the (function, depth step) of each call it inlined): loop_reuse.py
+        self._meta: dict[int, tuple] = {}
+        self._poisoned: set = set()  # (function, depth) computed with a cut, in _cache
+        self._track: list[_Computing] = []  # the functions being computed, innermost last
+        self._view = project_view(ctx) is not None
+        self._reuse = loop_reuse.reuse_for(self)
+        self.adopted = 0  # functions whose events were taken over from the previous version
         self._build_index()
         relevant = self._relevant_scopes()
         self.units: list[Unit] = []
@@ -78,6 +107,7 @@ class LoopFacts(LoopBindings):
             if unit.relevant:
                 unit._compute()  # in scope order, as the inlining caches and bounds expect
             self.units.append(unit)
+        self._finished = len(self.units) == len(self.facts.scopes)
 
     @property
     def training_units(self) -> list[Unit]:
@@ -231,12 +261,22 @@ class LoopFacts(LoopBindings):
 
     # -- flattening --------------------------------------------------------------------------------
     def function_events(self, fn: ast.AST, depth: int) -> list[Ev]:
-        if id(fn) in self._complete:
-            return self._complete[id(fn)]
-        ck = (id(fn), depth)
+        k = id(fn)
+        done = self._complete.get(k)
+        if done is None and self._reuse is not None:
+            done = loop_reuse.adopt(self, fn, depth)
+        if done is not None:
+            if self._track:  # (the function being computed asked for this one)
+                self._track[-1].asked(k, self._meta[k])
+            return done
+        ck = (k, depth)
         if ck in self._cache:
+            if self._track:
+                self._track[-1].pure = False  # (a result with a cut: complete ones are in _complete)
             return self._cache[ck]
-        self._busy.add(id(fn))
+        self._busy.add(k)
+        me = _Computing()
+        self._track.append(me)
         truncated_before = self._truncations
         scope = self.scope_by_node.get(id(fn))
         out: list[Ev] = []
@@ -248,10 +288,16 @@ class LoopFacts(LoopBindings):
             frames = ((NOGRAD, fn),)  # Lightning's validation_step, test_step, predict_step
         if scope is not None:
             self._stmts(fn.body, frames, scope, fn, depth, out)
-        self._busy.discard(id(fn))
+        self._busy.discard(k)
+        self._track.pop()
         self._cache[ck] = out
         if self._truncations == truncated_before:
-            self._complete[id(fn)] = out  # nothing was cut off: the same at any depth
+            self._complete[k] = out  # nothing was cut off: the same at any depth
+            meta = self._meta[k] = (fn, frozenset(me.deps), me.height, me.copies, me.pure, frozenset(me.callees))
+            if self._track:
+                self._track[-1].asked(k, meta)
+        else:
+            self._poisoned.add(ck)
         return out
 
     def _stmts(self, body, frames, scope, fn, depth, out) -> None:
@@ -486,6 +532,11 @@ class LoopFacts(LoopBindings):
             out.append(Ev("opaque", getattr(target, "name", "?"), call, frames, args=("*",) + keys, fn=fn))
             return
         inner = self.function_events(target, depth - (0 if closure else 1))
+        meta = self._meta.get(id(target))
+        if meta is not None and self._track:  # (what this call used, for loop_reuse)
+            top = self._track[-1]
+            top.height = max(top.height, meta[2] if closure else meta[2] + 1, 1)
+            top.callees.add((id(target), 0 if closure else 1))
         if not closure and all(e.kind == "fwd" for e in inner):
             return  # only model calls inside: nothing that orders a training step
         if not closure and not isinstance(target, ast.Lambda):
@@ -495,6 +546,8 @@ class LoopFacts(LoopBindings):
             out.append(Ev("opaque", getattr(target, "name", "?"), call, frames, args=("*",), fn=fn))
             return
         self._copies += len(inner)
+        if self._track:
+            self._track[-1].copies += len(inner)
         mapping = {} if closure else self._arg_mapping(call, target, recv_key)
         local = self._local_names(target)
         prefix = getattr(target, "name", "<lambda>")
