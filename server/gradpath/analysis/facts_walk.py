@@ -238,21 +238,43 @@ def single_pass(self, tree: ast.AST, base=None) -> None:
     self.__dict__["_chunks"] = chunks
     self.__dict__["_taken"] = taken
 
+# fields that never hold a node, per node class (names, flags, the shared Load/Store context):
+# left out of the walk's look at each node's fields. A class not listed keeps all of its fields.
+_NOT_NODES = {
+    "Name": ("id", "ctx"), "Attribute": ("attr", "ctx"), "Constant": ("value", "kind"), "Starred": ("ctx",),
+    "Subscript": ("ctx",), "List": ("ctx",), "Tuple": ("ctx",), "arg": ("arg", "type_comment"), "keyword": ("arg",),
+    "alias": ("name", "asname"), "ImportFrom": ("module", "level"), "Global": ("names",), "Nonlocal": ("names",),
+    "ExceptHandler": ("name",), "FormattedValue": ("conversion",), "comprehension": ("is_async",),
+    "MatchAs": ("name",), "MatchStar": ("name",), "MatchMapping": ("rest",), "MatchClass": ("kwd_attrs",),
+    "MatchSingleton": ("value",), "Assign": ("type_comment",), "For": ("type_comment",),
+    "AsyncFor": ("type_comment",), "With": ("type_comment",), "AsyncWith": ("type_comment",),
+}
+_CHILD_FIELDS: dict = {}  # node class -> the fields to look at, in field order
+
+
+def _child_fields(cls) -> tuple:
+    skip = _NOT_NODES.get(cls.__name__, ())
+    got = _CHILD_FIELDS[cls] = tuple(f for f in cls._fields if f not in skip)
+    return got
+
+
 def walk_statement(self, stack, push, pending, nodes, node_scope, calls, parents, make, scope_ids,
-                    ExprCtx) -> None:
+                   ExprCtx) -> None:
     """The single pass's walk of one top-level statement (on `stack`)."""
     AST, Call = ast.AST, ast.Call
-    Defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    FunctionDef, AsyncFunctionDef = ast.FunctionDef, ast.AsyncFunctionDef
     ClassDef, Lambda = ast.ClassDef, ast.Lambda
+    fields_of = _CHILD_FIELDS.get
     while stack:
         node, owner, enclosing, class_name = stack.pop()
         nodes.append(node)
         node_scope[id(node)] = enclosing
         if owner is not None:
             owner.append(node)
-        if isinstance(node, Call):
+        cls = node.__class__
+        if cls is Call:
             calls.append(node)
-        if isinstance(node, Defs):
+        elif cls is FunctionDef or cls is AsyncFunctionDef:
             kind = "method" if class_name else "function"
             scope = make(node, kind, node.name, class_name, enclosing)
             scope.__dict__["_nodes"] = []
@@ -263,29 +285,36 @@ def walk_statement(self, stack, push, pending, nodes, node_scope, calls, parents
             # (arguments, defaults, returns) -> no walk, innermost scope = the function
             # (decorators: in the enclosing walk; scope_of() keeps naming the function)
             pending[:] = def_children(node, (sub_own, scope, None), (owner, scope, None), (None, scope, None))
-        elif isinstance(node, ClassDef):
+            for entry in reversed(pending):
+                parents[id(entry[0])] = node
+                push(entry)
+            continue
+        elif cls is ClassDef:
             pending[:] = def_children(node, (None, enclosing, node.name), (owner, enclosing, None),
                                       (None, enclosing, None))
-        else:
-            if node.__class__ is Lambda:
-                sub, cn = None, None
-            else:
-                # a def reached through an if/try/with inside a class body is still a method
-                sub, cn = owner, (class_name if owner is None else None)
-            kids = []
-            for name in node._fields:
-                value = getattr(node, name, None)
-                if value.__class__ is list:
-                    for c in value:
-                        if isinstance(c, AST):
-                            kids.append(c)
-                elif isinstance(value, AST) and not isinstance(value, ExprCtx):
-                    kids.append(value)
-            nid = node
-            for c in reversed(kids):
-                parents[id(c)] = nid
-                push((c, sub, enclosing, cn))
+            for entry in reversed(pending):
+                parents[id(entry[0])] = node
+                push(entry)
             continue
-        for entry in reversed(pending):
-            parents[id(entry[0])] = node
-            push(entry)
+        fields = fields_of(cls)
+        if fields is None:
+            fields = _child_fields(cls)
+        if not fields:
+            continue  # (a name, a constant: four nodes in ten)
+        if cls is Lambda:
+            sub, cn = None, None
+        else:
+            # a def reached through an if/try/with inside a class body is still a method
+            sub, cn = owner, (class_name if owner is None else None)
+        kids = []
+        for name in fields:
+            value = getattr(node, name, None)
+            if value.__class__ is list:
+                for c in value:
+                    if isinstance(c, AST):
+                        kids.append(c)
+            elif isinstance(value, AST) and not isinstance(value, ExprCtx):
+                kids.append(value)
+        for c in reversed(kids):
+            parents[id(c)] = node
+            push((c, sub, enclosing, cn))
