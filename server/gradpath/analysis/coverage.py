@@ -22,6 +22,15 @@ def all_nodes(self) -> list:
     return nodes
 
 
+def all_calls(self) -> list:
+    """Every call of the tree, in source order (the single pass's list)."""
+    calls = self.__dict__.get("_all_calls")
+    if calls is None:
+        calls = [n for n in all_nodes(self) if n.__class__ is ast.Call]
+        self.__dict__["_all_calls"] = calls
+    return calls
+
+
 def _cache(self, name, factory):
     store = self.__dict__.setdefault("_lazy", {})
     if name not in store:

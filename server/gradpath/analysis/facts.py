@@ -11,7 +11,8 @@ Beyond models/optimizers/calls (see Facts), the GP1 layer adds, all lazy and cac
                                                       `.groups`, `.fresh`, `.bound_methods`, `.modules`
   facts.freezes(), facts.frozen_names(binding)         requires_grad=False loops / requires_grad_(False)
   facts.backwards(), facts.reaches_backward(binding)   which models' outputs reach a backwarded value
-  facts.model_calls(key), facts.escapes(binding), facts.same_instance(a, b), facts.all_nodes()
+  facts.model_calls(key), facts.escapes(binding), facts.same_instance(a, b), facts.all_nodes(),
+  facts.all_calls()
 Model bindings have `origin`: "new" (constructor), "derived" (model.to(dev): same instance),
 "copy" (copy.deepcopy), "param" (a function parameter that receives a model at every call site).
 """
@@ -526,14 +527,14 @@ def _derivation(call: ast.Call, sym) -> tuple[str, str | None]:
 from gradpath.analysis.param_facts import (  # noqa: E402,F401 - names other modules import from here
     ClassSource, InventoryBuilder, _TENSOR_FACTORIES, _param_rg_set, const_value, path_parts)
 from gradpath.analysis.coverage import (  # noqa: E402,F401 - after the names they use; one other module imports the first
-    _is_requires_grad_test, all_nodes, cover_expr, _cover_group, _cover_params_call, coverage,
+    _is_requires_grad_test, all_calls, all_nodes, cover_expr, _cover_group, _cover_params_call, coverage,
     _filtered, _follow_name, freezes, frozen_names, _inventories, inventory_of, is_model_key,
     is_no_grad_with, resolve_receiver, roots_of, same_instance, _scope_no_grad)
 from gradpath.analysis.model_flows import (  # noqa: E402 - imported after the names they use
     backwards, escapes, flows, in_eval_only, model_calls, optimizers_holding, reaches_backward)
 for _fn in (_inventories, inventory_of, resolve_receiver, is_model_key, coverage, cover_expr, _filtered,
             _cover_group, _cover_params_call, _follow_name, freezes, frozen_names, _scope_no_grad,
-            roots_of, same_instance, all_nodes,
+            roots_of, same_instance, all_calls, all_nodes,
             is_no_grad_with, flows, backwards, model_calls, reaches_backward, escapes, optimizers_holding,
             in_eval_only):
     setattr(Facts, _fn.__name__, _fn)

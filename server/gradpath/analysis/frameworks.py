@@ -141,23 +141,20 @@ def _param(fn, i: int) -> str | None:
     return ps[i].arg if len(ps) > i else None
 
 
-def engine_process_functions(sym, tree) -> list[ast.AST]:
+def engine_process_functions(ctx) -> list[ast.AST]:
     """Functions of this file given to an ignite `Engine(...)` as its process function."""
+    sym = ctx.symbols
     if not any(v.split(".")[0] == "ignite" for v in sym.aliases.values()):
         return []  # nothing imported from ignite: no Engine to look for
     names = []
-    for n in ast.walk(tree):
-        if isinstance(n, ast.Call) and sym.qualname(n.func) in IGNITE_ENGINES:
+    for n in ctx.facts.all_calls():
+        if sym.qualname(n.func) in IGNITE_ENGINES:
             arg = n.args[0] if n.args else next((k.value for k in n.keywords if k.arg == "process_function"), None)
             if isinstance(arg, ast.Name):
                 names.append(arg.id)
     if not names:
         return []
-    out = []
-    for n in ast.walk(tree):
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name in names:
-            out.append(n)
-    return out
+    return [s.node for s in ctx.facts.scopes if s.kind != "module" and s.node.name in names]
 
 
 def bodies(ctx) -> dict[int, Body]:
@@ -187,7 +184,7 @@ def _bodies(ctx) -> dict[int, Body]:
             else:
                 if st.name == "compute_loss":
                     out[id(st)] = Body(LOSS_BODY, fw, st)
-    for fn in engine_process_functions(sym, ctx.tree):
+    for fn in engine_process_functions(ctx):
         eng = _param(fn, 0)
         out.setdefault(id(fn), Body(LOOP_BODY, "ignite", fn,
                                     counter=f"{eng}.state.iteration" if eng else None, counter_start=1))
