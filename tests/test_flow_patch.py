@@ -503,8 +503,18 @@ def test_an_edit_inside_a_nested_function_is_not_patched_but_one_beside_it_is(mo
 
 def test_a_line_typed_key_by_key_patches_every_key_that_parses(monkeypatch):
     """The keys whose text does not parse take a kept result (recovered to the text before the
-    line); the next key that parses patches that text's flow."""
+    line); the next key that parses patches that text's flow. The edited function's own nodes
+    come from the note of the flow patched for the key before (flow_patch.own_body_ids): they must
+    be the ones a walk finds."""
     cmp = _Compare(monkeypatch)
+    noted, orig_ids = [], flow_patch.own_body_ids
+
+    def own_body_ids(base, fn):
+        got = orig_ids(base, fn)
+        noted.append(base.own_body is not None and base.own_body[0] is fn)
+        assert got == set(flow_patch.subtree_ids(fn.body, own=True))
+        return got
+    monkeypatch.setattr(flow_patch, "own_body_ids", own_body_ids)
     ia = IncrementalAnalyzer()
     lines = SCRIPT.split("\n")
     i = next(k for k, ln in enumerate(lines) if "optimizer.step()" in ln)
@@ -527,6 +537,7 @@ def test_a_line_typed_key_by_key_patches_every_key_that_parses(monkeypatch):
         patched += ia.stats.flow == "patched `train_one_epoch`"
     assert parsed >= 10 and patched == parsed, (parsed, patched)
     assert not cmp.differ
+    assert sum(noted) >= 8, noted  # (taken from the note, key after key)
 
 
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))

@@ -83,6 +83,8 @@ class Flow(FlowCalls, FlowModes):
         # up past a share of it), and whether a patch re-ran more than the edited function
         self.cost = 1.0
         self.cascaded = False
+        # flow_patch's note on the function a patch re-ran: (its node, the ids of its own body's nodes)
+        self.own_body = None
 
     def _key(self, node) -> str | None:
         k = id(node)

@@ -131,6 +131,7 @@ class FlowEdit:
     # top-level functions that read them (their functions, nested ones too, re-run)
     imports: frozenset = frozenset()
     readers: list = field(default_factory=list)
+    own_before: set | None = None  # ids of old_fn's own body's nodes (own_body_ids)
 
     def patched_text(self) -> str:
         also = ", ".join(f"`{n}`" for n in self.also)
@@ -369,6 +370,9 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
             fl.cost = base.cost
             if len(scopes) > 1 or edit.imports:
                 fl.cascaded = True  # (its runs are not kept in order: no base for later versions)
+            else:
+                # the edited function's own nodes now, for the next edit of it made from this flow
+                fl.own_body = (edit.new_fn, (edit.own_before - edit.gone.keys()) | edit.fresh.keys())
             return fl
         for s in grow:
             if s is facts.scopes[0]:
@@ -378,6 +382,17 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         if len(scopes) > MAX_SCOPES:
             raise _NoPatch(f"the edit reaches more than {MAX_SCOPES} functions")
     raise _NoPatch(f"the edit reaches functions beyond {MAX_ROUNDS} rounds")
+
+
+def own_body_ids(base: Flow, fn) -> set:
+    """The ids of the nodes of `fn`'s own body (subtree_ids(fn.body, own=True)): from `base`'s note
+    when `base` is the patched flow of an edit of `fn` (a line typed key by key re-runs the same
+    function again and again: its nodes are those before the edit, less the ones it took out, and
+    the ones it made), else walked."""
+    got = base.own_body
+    if got is not None and got[0] is fn:
+        return set(got[1])
+    return set(subtree_ids(fn.body, own=True))
 
 
 def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
@@ -393,7 +408,9 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
     gone, fresh = edit.gone, edit.fresh
     # what the re-run functions' own frames evaluated before (their values by node go: the runs
     # again write those they evaluate now)
-    old_body = set(subtree_ids(old_fn.body, own=True))
+    if edit.own_before is None:
+        edit.own_before = own_body_ids(base, old_fn)
+    old_body = set(edit.own_before)
     for s in scopes[1:]:
         old_body.update(subtree_ids(s.node.body, own=True))
     for o, _n in edit.fn_edits:  # (their scopes point at the new trees: the old ones' nodes too)
