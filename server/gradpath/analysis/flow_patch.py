@@ -73,7 +73,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gradpath.analysis import bounds, frameworks, modelling
+from gradpath.analysis import bounds, frameworks, loop_reuse, modelling
 from gradpath.analysis.dataflow import Flow
 from gradpath.analysis.facts import ModelBinding, scope_place
 from gradpath.analysis.flow_values import mentions, Run, same_value, Val, _Frame
@@ -158,7 +158,7 @@ def keep(ctx) -> FlowBase | None:
         src = ctx.src
         return FlowBase(fl, places, _frameworks_sig(ctx), list(ctx.tree.body),
                         list(src.recovered_lines if src.recovered_lines is not None else src.lines),
-                        ctx._memo.get("gp4.loops"))
+                        loop_reuse.kept(ctx._memo.get("gp4.loops")))
     except Exception:  # pragma: no cover - a base is an optimisation only
         return None
 

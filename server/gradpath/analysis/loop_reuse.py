@@ -41,6 +41,20 @@ import re
 from gradpath.analysis.regions import first_line
 
 
+class Kept:
+    """What a later version takes over from a LoopFacts (kept with the dataflow, flow_patch.FlowBase):
+    the functions' events and their entries, whether every unit was computed and whether it had a
+    project view; not the rest of it (its indexes of the tree)."""
+    __slots__ = ("_complete", "_meta", "_finished", "_view")
+
+    def __init__(self, lf):
+        self._complete, self._meta, self._finished, self._view = lf._complete, lf._meta, lf._finished, lf._view
+
+
+def kept(lf) -> Kept | None:
+    return Kept(lf) if lf is not None and hasattr(lf, "_meta") else None
+
+
 class Reuse:
     """What a LoopFacts may take over: the previous version's LoopFacts, and the line ranges of the
     previous tree that hold the functions whose entries it may not take ("dirty": the edited
