@@ -810,3 +810,56 @@ def test_a_function_edited_since_the_kept_flow_reruns_with_the_edited_one(monkey
     _run(ia, _edit(text, "    scale = 1.0\n", "    scale = 2.0\n"))
     assert ia.stats.flow == "patched `compute_loss` (with `unused_helper`)", ia.stats
     assert cmp.patched == 1 and not cmp.differ, cmp.differ
+
+
+# -- edits of a statement of the script ------------------------------------------------------------
+SCRIPT_STATEMENTS = '''\
+import torch
+import torch.nn as nn
+from diffusers.utils import check_min_version
+from accelerate.logging import get_logger
+
+check_min_version("0.10.0")
+logger = get_logger(__name__)
+TARGETS = ["to_q", "to_v"]
+
+
+def train(model, opt, steps):
+    for step in range(steps):
+        opt.zero_grad()
+        probs = torch.softmax(model(torch.randn(8, 4)), dim=-1)
+        loss = -torch.log(probs).mean()
+        loss.backward()
+        opt.step()
+        logger.info(f"step {step}: {TARGETS}")
+
+
+def main():
+    model = nn.Linear(4, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    train(model, opt, 10)
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+@pytest.mark.parametrize("needle,new,outcome", [
+    # a call of another module's function with another version: the statement alone runs again
+    ('check_min_version("0.10.0")', 'check_min_version("0.11.0")', "patched a statement of the script"),
+    # what `main` is called as: the statement runs again, the script calls no function of the file
+    # either way (`main()` with nothing known of its arguments is not run again, see dataflow.py)
+    ("    main()", "    mainq()", "patched a statement of the script"),
+    # it binds another value: every function reading it would see another one
+    ('TARGETS = ["to_q", "to_v"]', 'TARGETS = ["to_qq", "to_v"]', "what a statement of the script binds changed"),
+])
+def test_an_edit_of_a_statement_of_the_script_reruns_that_statement(monkeypatch, needle, new, outcome):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    before = _run(ia, SCRIPT_STATEMENTS)
+    assert "GP303" in {f.code for f in before.findings}
+    got = _run(ia, _edit(SCRIPT_STATEMENTS, needle, new))
+    assert ia.stats.flow == outcome, ia.stats
+    assert {f.code for f in got.findings} == {f.code for f in before.findings}
+    assert cmp.patched == (outcome.startswith("patched")) and not cmp.differ

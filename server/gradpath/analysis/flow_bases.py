@@ -179,6 +179,31 @@ class FlowBases:
                 return edit
         return None
 
+    def edit_in_script(self, key, all_regions: list, k: int, reg, stmt: ast.stmt,
+                       new: list[str]) -> flow_patch.FlowEdit | None:
+        """An edit of one statement of the script (region `k`, now `stmt`, as many lines as before):
+        the kept dataflow whose tree has every other statement of the new tree (statements of the
+        script edited since re-run with it), for the dataflow to re-run that statement alone."""
+        body = [st for r in all_regions for st in r.stmts]
+        i = sum(len(r.stmts) for r in all_regions[:k])
+        for entry in reversed(self._snapshot()):
+            bkey, base = entry
+            if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
+                continue
+            if not _same_place(base.body[i], stmt):
+                continue
+            since = _edited_since(base, body, {i}, functions=False)
+            if since is None:
+                continue
+            others = since[0]
+            span = _changed(base.lines, new, reg, [body[j] for j in others])
+            edit = flow_patch.prepare_script(base, base.body[i], stmt, *span) if span is not None else None
+            if edit is not None:
+                edit.module_edits = [(i, base.body[i], stmt)] + [(j, base.body[j], body[j]) for j in others]
+                self._to_end(entry)
+                return edit
+        return None
+
     def edit_in_imports(self, key, all_regions: list, k: int, reg, names: frozenset,
                         new: list[str]) -> flow_patch.FlowEdit | None:
         """An edit of the import statements of region `k` (as many lines as before, `reg` the region

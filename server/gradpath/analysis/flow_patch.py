@@ -112,8 +112,8 @@ class FlowEdit:
     the version `base` was made for. `outcome`: "" once the flow was patched, else why not."""
     base: FlowBase
     old_top: ast.AST
-    old_fn: ast.AST
-    new_fn: ast.AST
+    old_fn: ast.AST | None  # (None: an edit of a statement of the script, module_edits[0])
+    new_fn: ast.AST | None
     a: int
     b: int
     outcome: str = "not tried"
@@ -138,6 +138,8 @@ class FlowEdit:
         if self.imports:
             return "patched imports: " + ", ".join(f"`{fn.name}`" for fn in self.readers) + (
                 f" re-run (with {also})" if also else " re-run")
+        if self.new_fn is None:
+            return "patched a statement of the script"
         return f"patched `{self.new_fn.name}`" + (f" (with {also})" if also else "")
 
     def scope_reuse(self) -> dict:
@@ -233,6 +235,20 @@ def prepare_imports(base: FlowBase | None, old_stmts: list, new_stmts: list, a: 
     return edit
 
 
+def prepare_script(base: FlowBase | None, old: ast.stmt, new: ast.stmt, a: int, b: int) -> FlowEdit | None:
+    """A FlowEdit for an edit of one statement of the script (lines a..b, as many lines as before)
+    that can be re-run on its own (script_statement_ok): `check_min_version("0.10.0")` with another
+    version, a logging call, a constant's text. The patch re-runs it from the environment the kept
+    flow had before it (as for a statement edited since, `module_edits`): it must leave the same
+    environment and make the same calls, and every function's runs stand. None when it cannot."""
+    if base is None or not script_statement_ok(base, old, new):
+        return None
+    edit = FlowEdit(base, old, None, None, a, b)
+    edit.gone = subtree_ids([old])
+    edit.fresh = subtree_ids([new])
+    return edit
+
+
 def function_edit_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> set | None:
     """Whether a top-level function edited since the kept flow (every line of it may differ) can be
     re-run with the edited one: the attributes it assigns (old or new), or None when it defines a
@@ -321,8 +337,8 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     if len(facts.scopes) != len(base.facts.scopes) or any(
             x is not y for x, y in zip(facts.scopes, base.facts.scopes)):
         raise _NoPatch("the file's functions changed")
-    scope = next((s for s in facts.scopes if s.node is edit.new_fn), None)
-    if scope is None:
+    scope = next((s for s in facts.scopes if s.node is edit.new_fn), None) if edit.new_fn is not None else None
+    if scope is None and edit.new_fn is not None:
         raise _NoPatch("the edited function has no scope")
     if not _same_bindings(base.facts, facts):
         raise _NoPatch("model or optimizer bindings changed")
@@ -339,6 +355,12 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
                 d1 = modelling.default_module(ctx.symbols, ctx.tree, c, attr, c1)
                 if (d0 is None) != (d1 is None) or d0 is not None and (d0[0] is not d1[0] or d0[1] != d1[1]):
                     raise _NoPatch("the module a class's attribute gets from a default changed")
+    if scope is None:
+        # an edit of a statement of the script: that statement runs again from the environment the
+        # kept flow had before it, and must leave the same one and make the same calls
+        fl, _grow = _attempt(ctx, edit, [], None)
+        fl.cost = base.cost
+        return fl
     # the functions to re-run: the edited one, and those the re-runs find they reach (a callee
     # passed other values, a caller that gets another value back); each round starts again
     scopes = [scope]
@@ -409,7 +431,7 @@ def _attempt(ctx, edit: FlowEdit, scopes: list, limit: float | None) -> tuple:
     # what the re-run functions' own frames evaluated before (their values by node go: the runs
     # again write those they evaluate now)
     if edit.own_before is None:
-        edit.own_before = own_body_ids(base, old_fn)
+        edit.own_before = own_body_ids(base, old_fn) if old_fn is not None else set()
     old_body = set(edit.own_before)
     for s in scopes[1:]:
         old_body.update(subtree_ids(s.node.body, own=True))

@@ -387,6 +387,8 @@ class IncrementalAnalyzer:
             if not delta and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
                     and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts) == 1:
                 edit = self._bases.edit_in_function(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
+                if edit is None and reg.kind == "script":
+                    edit = self._bases.edit_in_script(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
             elif imports and not delta and len(fresh) == 1 and fresh[0].kind == reg.kind == "import" \
                     and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts):
                 edit = self._bases.edit_in_imports(key, all_regions, len(before), reg, imports, new)
@@ -600,7 +602,9 @@ _LINE_IN_MESSAGE = re.compile(r"((?:detected at|on) line )(\d+)")
 
 def _rerun_names(edit: flow_patch.FlowEdit) -> str:
     """The functions a patched dataflow re-ran first: the edited one, or an import edit's readers."""
-    return ", ".join(f"`{fn.name}`" for fn in edit.readers) if edit.imports else f"`{edit.new_fn.name}`"
+    if edit.imports:
+        return ", ".join(f"`{fn.name}`" for fn in edit.readers)
+    return f"`{edit.new_fn.name}`" if edit.new_fn is not None else "a statement of the script"
 
 
 def _trees_equal(x: ast.AST, y: ast.AST) -> bool:

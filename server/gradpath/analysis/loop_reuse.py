@@ -105,7 +105,8 @@ def reuse_for(lf) -> Reuse | None:
     old_lines, lines = edit.base.lines, ctx.src.lines
     if len(old_lines) != len(lines):
         return None
-    if _mentions_scoped_names(old_lines, edit.old_fn) or _mentions_scoped_names(lines, edit.new_fn) \
+    if (edit.old_fn is not None and (_mentions_scoped_names(old_lines, edit.old_fn)
+                                     or _mentions_scoped_names(lines, edit.new_fn))) \
             or any(_mentions_scoped_names(old_lines, o) or _mentions_scoped_names(lines, n) for o, n in edit.fn_edits):
         return None
     from gradpath.analysis import flow_patch  # (flow_patch imports the dataflow; loops does not need it)
