@@ -29,8 +29,9 @@ too (their messages and live-step data name lines), with what uses them (a funct
 can depend on the values its callers pass). Whatever is not plainly safe (an edit across
 regions, a change to the set of module-level names the rules read file-wide, an earlier result
 that timed out, a subset that is most of the file) runs the whole analysis; its dataflow re-runs
-only the edited function, or the functions reading the names an import edit changed, when it can
-(flow_patch.py).
+only the edited function, the edited statement of the script, or the functions reading the names
+an import edit changed, when it can (flow_patch.py), and its loop facts take over the events of the
+functions the edit cannot reach (loop_reuse.py).
 
 `tests/test_incremental.py` checks, over thousands of edits to real and generated files, that the
 result equals a full `analyze()` of the same text.

@@ -12,6 +12,9 @@ conditional there?", "are these two in exclusive branches?".
 
 Keys are the facts module's keys (`opt`, `self.optimizer`); a key local to a followed callee that the
 caller cannot name is prefixed with the callee's name and a colon (`train_step:opt`).
+
+The loop facts of an edited file take over the previous version's events of every function the edit
+cannot reach (loop_reuse.py); `_meta` records what each function's events were made from.
 """
 from __future__ import annotations
 
