@@ -159,7 +159,9 @@ def adopt(lf, fn, depth: int):
 def _computes_whole(lf, b, k: int, depth: int, seen: dict) -> bool:
     """Whether computing function `k` at `depth` in `lf` now would cut nothing: each function it
     reaches is complete in `lf` already, or reached with as many levels left as it used, and not at
-    a depth where `lf` cut it before (that result, in lf._cache, is what it would get)."""
+    a depth where `lf` cut it before (that result, in lf._cache, is what it would get). (Given the
+    tests in adopt, the last cannot happen: an entry made from no cut result has no cycle below it,
+    and the bound on copies is checked there; it is kept as a net.)"""
     if k in lf._complete:
         return True
     key = (k, depth)
