@@ -863,3 +863,64 @@ def test_an_edit_of_a_statement_of_the_script_reruns_that_statement(monkeypatch,
     assert ia.stats.flow == outcome, ia.stats
     assert {f.code for f in got.findings} == {f.code for f in before.findings}
     assert cmp.patched == (outcome.startswith("patched")) and not cmp.differ
+
+
+# -- edits analysed in part (the regions an edit reaches), the dataflow of that part patched ----------
+def _part_text(helpers: int = 12) -> str:
+    """A model class and the loop that trains it, beside helpers that neither reaches (an edit in
+    the class reaches less than most of the file, so it is analysed in part)."""
+    head = '''\
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.fc(x)
+        return torch.softmax(h, dim=-1)
+
+
+def train():
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(10):
+        opt.zero_grad()
+        loss = -torch.log(model(torch.randn(8, 4))).mean()
+        loss.backward()
+        opt.step()
+'''
+    tail = "".join(f'''
+
+def helper_{n}(values):
+    total = 0
+    for v in values:
+        total += v * {n}
+    return total
+''' for n in range(helpers))
+    return head + tail
+
+
+def test_keys_typed_into_a_method_analysed_in_part_patch_the_dataflow_of_that_part(monkeypatch):
+    """The edit reaches the class and the loop that uses it, not the helpers: the rules run on that
+    part, and from the second key on its dataflow is the one of the key before, with `forward`
+    re-run (flow_bases.edit_in_part)."""
+    cmp = _Compare(monkeypatch)
+    text = _part_text()
+    ia = IncrementalAnalyzer()
+    before = _run(ia, text)
+    assert "GP303" in {f.code for f in before.findings}
+    needle = "        h = self.fc(x)\n"
+    flows = []
+    for typed in ("        h = self.fc(x)\n        s\n", "        h = self.fc(x)\n        sc\n",
+                  "        h = self.fc(x)\n        sca\n"):
+        _run(ia, _edit(text, needle, typed))
+        assert ia.stats.mode == "incremental" and ia.stats.analysed_lines < len(text.split("\n")), ia.stats
+        flows.append(ia.stats.flow)
+        text2 = _edit(text, needle, typed)
+    assert flows[1:] == ["patched `forward`", "patched `forward`"], flows
+    assert cmp.patched == 2 and not cmp.differ
+    assert {f.code for f in _run(ia, text2).findings} == {f.code for f in before.findings}

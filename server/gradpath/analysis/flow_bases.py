@@ -62,24 +62,29 @@ class FlowBases:
 
     def __init__(self):
         self._list: list[tuple] = []
+        # the same for the analyses of a part of the file (the regions an edit reaches): their
+        # trees are made of those regions' statements only
+        self._partial: list[tuple] = []
         self._lock = threading.Lock()
 
     def clear(self) -> None:
         with self._lock:
             self._list.clear()
+            self._partial.clear()
 
     def __len__(self) -> int:
         return len(self._list)
 
-    def _snapshot(self) -> list[tuple]:
+    def _snapshot(self, partial: bool = False) -> list[tuple]:
         with self._lock:
-            return list(self._list)
+            return list(self._partial if partial else self._list)
 
     def _to_end(self, entry: tuple) -> None:
         with self._lock:
-            if entry in self._list:
-                self._list.remove(entry)
-                self._list.append(entry)
+            for lst in (self._list, self._partial):
+                if entry in lst:
+                    lst.remove(entry)
+                    lst.append(entry)
 
     def touch(self, version) -> None:
         """The kept dataflow of `version`'s tree (if any) counts as just used: an edit undone
@@ -94,11 +99,12 @@ class FlowBases:
                 self._to_end(entry)
                 return
 
-    def keep(self, key: tuple, raw) -> None:
+    def keep(self, key: tuple, raw, partial: bool = False) -> None:
         if raw.flow_base is not None:
             with self._lock:
-                self._list.append((key, raw.flow_base))
-                del self._list[:-MAX_FLOW_BASES]
+                lst = self._partial if partial else self._list
+                lst.append((key, raw.flow_base))
+                del lst[:-MAX_FLOW_BASES]
             raw.flow_base = None  # (the versions remembered hold their RawAnalysis)
             _used(self)
 
@@ -156,7 +162,19 @@ class FlowBases:
         that function only."""
         body = [st for r in all_regions for st in r.stmts]
         i = sum(len(r.stmts) for r in all_regions[:k])
-        for entry in reversed(self._snapshot()):
+        return self._edit_in_function(key, body, i, reg, stmt, new, False)
+
+    def edit_in_part(self, key, body: list, i: int, reg, stmt: ast.stmt,
+                     new: list[str]) -> flow_patch.FlowEdit | None:
+        """The same for the analysis of a part of the file: `body` the statements of the regions
+        the edit reaches (and the imports), `stmt` (its i-th) the edited one; the kept dataflow of
+        an analysis of the same part (its other statements the same), as the edits typed into one
+        method of a large class analyse again and again."""
+        return self._edit_in_function(key, body, i, reg, stmt, new, True)
+
+    def _edit_in_function(self, key, body: list, i: int, reg, stmt: ast.stmt, new: list[str],
+                          partial: bool) -> flow_patch.FlowEdit | None:
+        for entry in reversed(self._snapshot(partial)):
             bkey, base = entry
             if bkey != key or len(base.body) != len(body) or len(base.lines) != len(new):
                 continue

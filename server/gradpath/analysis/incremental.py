@@ -423,11 +423,23 @@ class IncrementalAnalyzer:
         body = [st for r in all_regions if id(r) in subset or r.kind == "import" for st in r.stmts]
         src = SourceFile(text=text, path=path, tree=ast.Module(body=body, type_ignores=[]), lines=new)
         memo = {"file-has-eps": any(n in r.uses for r in all_regions for n in FILE_WIDE_NAMES)}
-        raw = analyze_raw(text, path, options, resolver, src=src, memo=memo, cancel=self._cancel)
+        edit = None
+        if not delta and len(fresh) == 1 and fresh[0].kind == reg.kind == "def" and fresh[0].error is None \
+                and len(reg.stmts) == len(fresh[0].stmts) == 1:
+            # an edit inside one function's body, analysed with the same part of the file as before
+            # (a line typed into a method of a large class): the dataflow of that part re-runs
+            # that function only
+            stmt = fresh[0].stmts[0]
+            i = next((j for j, st in enumerate(body) if st is stmt), None)
+            if i is not None:
+                edit = self._bases.edit_in_part(key, body, i, reg, stmt, new)
+        raw = analyze_raw(text, path, options, resolver, src=src, memo=memo, cancel=self._cancel,
+                          flow_edit=edit, keep_flow=True)
         if raw.cancelled:
             raise _Cancelled()
         if raw.timed_out:
             return full("the re-analysis ran out of time")
+        self._bases.keep(key, raw, partial=True)
         # redone regions are new objects (a remembered version keeps its own regions and findings)
         redone, kept = [], []
         for r in all_regions:
@@ -446,7 +458,8 @@ class IncrementalAnalyzer:
                               timings=raw.timings)
         self._prev = _Version(key, text, new, all_regions, raw_all)
         self._remember(self._prev, False)
-        self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines)
+        self.stats = Stats("incremental", "", len(all_regions), len(redone), sub_lines,
+                           flow=edit.patched_text() if edit is not None and not raw.flow_patched else "")
         return finish(raw_all, options)
 
     def _whole(self, all_regions: list[Region], text: str, new: list[str], path, options, resolver, key,
