@@ -327,6 +327,8 @@ def patched(ctx, edit: FlowEdit) -> Flow | None:
     except _NoPatch as why:
         edit.outcome = str(why)
         return None
+    finally:
+        edit.own_before = None  # (the analysis keeps its edit: the ids are not needed past the patch)
     edit.outcome = ""
     return fl
 
