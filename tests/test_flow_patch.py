@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import random
-import re
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ from gradpath.analysis import analyze, dataflow, flow_patch
 from gradpath.analysis import facts as facts_mod
 from gradpath.analysis.graft import graft
 from gradpath.analysis.incremental import IncrementalAnalyzer
+from body_edits import random_body_edits
 from testpaths import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -551,38 +551,10 @@ def test_patched_flows_equal_whole_flows_over_random_edits_in_function_bodies(mo
     r = random.Random(seed)
     for path in [None] + EXAMPLES:
         text = SCRIPT if path is None else path.read_text()
-        tree = ast.parse(text)
-        lines = text.split("\n")
-        body = []
-        for st in tree.body:
-            fns = [st] if isinstance(st, ast.FunctionDef) else [
-                m for m in st.body if isinstance(m, ast.FunctionDef)] if isinstance(st, ast.ClassDef) else []
-            for fn in fns:
-                body += [k for k in range(fn.body[0].lineno, fn.end_lineno + 1) if lines[k - 1].strip()]
-        if not body:
-            continue
         ia = IncrementalAnalyzer()
         _run(ia, text, str(path or "t.py"))
-        for _ in range(12):
-            k = r.choice(body)
-            line = lines[k - 1]
-            digits = [m.start() for m in re.finditer(r"\d", line)]
-            ends = [m.end() for m in re.finditer(r"[A-Za-z_]\w*", line)]
-            if digits and r.random() < 0.5:
-                c = r.choice(digits)
-                new = line[:c] + str((int(line[c]) + 1) % 10) + line[c + 1:]
-            elif ends:
-                c = r.choice(ends)
-                new = line[:c] + "q" + line[c:]
-            else:
-                continue
-            cur = lines[:k - 1] + [new] + lines[k:]
-            try:
-                ast.parse("\n".join(cur))
-            except SyntaxError:
-                continue
-            lines = cur
-            _run(ia, "\n".join(lines), str(path or "t.py"))
+        for new in random_body_edits(text, r, 12):
+            _run(ia, new, str(path or "t.py"))
     assert cmp.patched >= 15 and not cmp.differ, (cmp.patched, cmp.differ)
     assert cmp.cascaded >= 1, cmp.cascaded  # some of them re-ran callers or callees too
 

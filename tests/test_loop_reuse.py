@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import ast
 import random
-import re
 
 import pytest
 
 from gradpath.analysis import analyze, loop_reuse, loops
 from gradpath.analysis.incremental import IncrementalAnalyzer
 from gradpath.analysis.loop_events import _IfTest
+from body_edits import random_body_edits
 from testpaths import ROOT
 
 SCRIPT = '''\
@@ -317,40 +317,11 @@ def test_loop_facts_taken_over_equal_loop_facts_built_from_nothing_over_random_e
     w = _Watch(monkeypatch)
     r = random.Random(seed)
     reused = 0
-    for path in [None, None] + EXAMPLES:
-        text = (SCRIPT if reused % 2 == 0 else CLASSES) if path is None else path.read_text()
-        tree = ast.parse(text)
-        lines = text.split("\n")
-        body = []
-        for st in tree.body:
-            fns = [st] if isinstance(st, ast.FunctionDef) else [
-                m for m in st.body if isinstance(m, ast.FunctionDef)] if isinstance(st, ast.ClassDef) else []
-            for fn in fns:
-                body += [k for k in range(fn.body[0].lineno, fn.end_lineno + 1) if lines[k - 1].strip()]
-        if not body:
-            continue
+    for path, text in [("t.py", SCRIPT), ("t.py", CLASSES)] + [(str(p), p.read_text()) for p in EXAMPLES]:
         ia = IncrementalAnalyzer()
-        _run(ia, text, str(path or "t.py"))
-        for _ in range(8):
-            k = r.choice(body)
-            line = lines[k - 1]
-            digits = [m.start() for m in re.finditer(r"\d", line)]
-            ends = [m.end() for m in re.finditer(r"[A-Za-z_]\w*", line)]
-            if digits and r.random() < 0.5:
-                c = r.choice(digits)
-                new = line[:c] + str((int(line[c]) + 1) % 10) + line[c + 1:]
-            elif ends:
-                c = r.choice(ends)
-                new = line[:c] + "q" + line[c:]
-            else:
-                continue
-            cur = lines[:k - 1] + [new] + lines[k:]
-            try:
-                ast.parse("\n".join(cur))
-            except SyntaxError:
-                continue
-            lines = cur
-            _run(ia, "\n".join(lines), str(path or "t.py"))
+        _run(ia, text, path)
+        for new in random_body_edits(text, r, 8):
+            _run(ia, new, path)
             reused += bool(w.edited and w.last().adopted)
             w.edited.clear()
     assert reused >= 20 and not w.differ, (reused, w.differ)
