@@ -132,6 +132,7 @@ class FlowEdit:
     imports: frozenset = frozenset()
     readers: list = field(default_factory=list)
     own_before: set | None = None  # ids of old_fn's own body's nodes (own_body_ids)
+    facts_changed: str | None = None  # (facts_changed, once worked out)
 
     def patched_text(self) -> str:
         also = ", ".join(f"`{n}`" for n in self.also)
@@ -342,10 +343,9 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
     scope = next((s for s in facts.scopes if s.node is edit.new_fn), None) if edit.new_fn is not None else None
     if scope is None and edit.new_fn is not None:
         raise _NoPatch("the edited function has no scope")
-    if not _same_bindings(base.facts, facts):
-        raise _NoPatch("model or optimizer bindings changed")
-    if _frameworks_sig(ctx) != edit.base.frameworks:
-        raise _NoPatch("framework bodies changed")
+    changed = facts_changed(ctx, edit)
+    if changed:
+        raise _NoPatch(changed)
     if edit.stores:
         before, now = bounds.AttrFacts(base.sym), bounds.attr_facts(ctx)
         if any(before.of(c, attr) != now.of(c, attr) for c in ctx.symbols.classes for attr in edit.stores):
@@ -406,6 +406,20 @@ def _patch(ctx, edit: FlowEdit) -> Flow:
         if len(scopes) > MAX_SCOPES:
             raise _NoPatch(f"the edit reaches more than {MAX_SCOPES} functions")
     raise _NoPatch(f"the edit reaches functions beyond {MAX_ROUNDS} rounds")
+
+
+def facts_changed(ctx, edit: FlowEdit) -> str:
+    """What of the facts both the dataflow and the loop facts read differs from the kept
+    version's: the model and optimizer bindings, or the framework bodies ("" when neither). Worked
+    out once per edit (the loop facts ask first, see loop_reuse.py)."""
+    if edit.facts_changed is None:
+        if not _same_bindings(edit.base.flow.facts, ctx.facts):
+            edit.facts_changed = "model or optimizer bindings changed"
+        elif _frameworks_sig(ctx) != edit.base.frameworks:
+            edit.facts_changed = "framework bodies changed"
+        else:
+            edit.facts_changed = ""
+    return edit.facts_changed
 
 
 def own_body_ids(base: Flow, fn) -> set:

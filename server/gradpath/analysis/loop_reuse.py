@@ -110,7 +110,7 @@ def reuse_for(lf) -> Reuse | None:
             or any(_mentions_scoped_names(old_lines, o) or _mentions_scoped_names(lines, n) for o, n in edit.fn_edits):
         return None
     from gradpath.analysis import flow_patch  # (flow_patch imports the dataflow; loops does not need it)
-    if not flow_patch._same_bindings(old_facts, facts) or flow_patch._frameworks_sig(ctx) != edit.base.frameworks:
+    if flow_patch.facts_changed(ctx, edit):
         return None
     if edit.imports:
         # the functions reading a name the edit binds differently (methods, when some class's read it)
