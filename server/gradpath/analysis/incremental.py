@@ -152,6 +152,9 @@ class IncrementalAnalyzer:
                 self.stats = Stats("same", "text unchanged", len(prev.regions), 0, 0)
                 out = self._result(prev, options)
             elif (key, text) in self._recent:
+                # (the last used last: a text the edits keep returning to, the one before a key
+                # typed and deleted again, outlives the texts of the keys typed since)
+                self._recent[(key, text)] = self._recent.pop((key, text))
                 self._prev = self._recent[(key, text)][0]
                 self._bases.touch(self._prev)
                 self.stats = Stats("same", "text analysed a moment ago", len(self._prev.regions), 0, 0)

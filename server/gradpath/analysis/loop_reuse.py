@@ -17,8 +17,9 @@ their events are made from is as it was:
 - the facts the events read: the model and optimizer bindings (optimizer_at, model_at) and the
   framework bodies, compared as flow_patch.py compares them;
 - a method's `self.<attr>` bindings are read from the other methods of its class (and whether a
-  framework class assigns an attribute, from its bases): an edit inside a class makes every method
-  of every class of the file "dirty";
+  framework class assigns an attribute, from its bases): an edit inside a method that assigns
+  `self` and its attributes the same values (by text) at the same lines as before makes that method
+  "dirty"; any other edit inside a class, every method of every class of the file;
 - the project: cross-module events (project/loop_link.py) need a project view, which both analyses
   must lack (the view exists only while the project holds this very text).
 
@@ -38,6 +39,7 @@ from __future__ import annotations
 import ast
 import re
 
+from gradpath.analysis.facts import key_of
 from gradpath.analysis.regions import first_line
 
 
@@ -58,7 +60,8 @@ def kept(lf) -> Kept | None:
 class Reuse:
     """What a LoopFacts may take over: the previous version's LoopFacts, and the line ranges of the
     previous tree that hold the functions whose entries it may not take ("dirty": the edited
-    top-level statement, the functions edited since, every class when the edit is in one). The
+    top-level statement or method, the functions edited since, every class when the edit is in one
+    and may change what its methods read of it). The
     new tree has as many lines as that one and shares every node outside those ranges."""
 
     def __init__(self, base, ranges: list):
@@ -120,11 +123,45 @@ def reuse_for(lf) -> Reuse | None:
     else:
         ranges = [(first_line(edit.old_top), edit.old_top.end_lineno)]
         in_class = isinstance(edit.old_top, ast.ClassDef)
+        if in_class and edit.old_fn is not None and any(m is edit.old_fn for m in edit.old_top.body) \
+                and _self_assigns(edit.old_fn) == _self_assigns(edit.new_fn):
+            # a method edited, assigning the same `self.<attr>`s the same values at the same lines:
+            # what the other methods read of their class is as it was
+            ranges, in_class = [(first_line(edit.old_fn), edit.old_fn.end_lineno)], False
     ranges += [(first_line(o), o.end_lineno) for o, _n in edit.fn_edits]
     ranges += [(first_line(o), o.end_lineno) for _j, o, _n in edit.module_edits]
     if in_class:
         ranges += [(first_line(st), st.end_lineno) for st in edit.base.body if isinstance(st, ast.ClassDef)]
     return Reuse(base, ranges)
+
+
+def _self_assigns(fn) -> list:
+    """Every assignment to `self` or an attribute path under it anywhere in `fn` (nested code and
+    tuple targets too): (target key, line, the value's text). What a class's other methods read of
+    this one (LoopBindings.binding_value's `self.` keys, frameworks.assigns_self_attr) is made of
+    these."""
+    out = []
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Assign):
+            targets = n.targets
+        elif isinstance(n, ast.AnnAssign):
+            targets = [n.target]
+        else:
+            continue
+        todo = list(targets)
+        while todo:
+            t = todo.pop()
+            if isinstance(t, (ast.Tuple, ast.List)):
+                todo.extend(t.elts)
+                continue
+            if isinstance(t, ast.Starred):
+                todo.append(t.value)
+                continue
+            k = key_of(t)
+            if k is not None and (k == "self" or k.startswith("self.")):
+                out.append((k, n.lineno, ast.dump(n.value) if n.value is not None else None))
+    out.sort()
+    return out
 
 
 def adopt(lf, fn, depth: int):
