@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from gradpath.analysis import analyze
-from gradpath.analysis.incremental import IncrementalAnalyzer
+from gradpath.analysis.incremental import RECENT_VERSIONS, IncrementalAnalyzer
 from gradpath.analysis.regions import cut_regions, names_of
 from gradpath.analysis.source import SourceFile
 from testpaths import ROOT
@@ -442,6 +442,21 @@ def test_a_text_seen_a_moment_ago_reuses_its_result():
     _check(ia, text)
     assert ia.stats.reason != "text analysed a moment ago"
     _check(ia, typed)
+
+
+def test_a_text_returned_to_again_and_again_outlives_the_texts_typed_since():
+    """Keys typed at different places, each deleted again: the text they return to is the one
+    used last, so it stays among the results kept (RECENT_VERSIONS) however many keys came."""
+    text = generate(400, seed=9, idx=400)
+    lines = text.split("\n")
+    ia = IncrementalAnalyzer()
+    _check(ia, text)
+    rows = [i for i, ln in enumerate(lines) if "opt" in ln][:RECENT_VERSIONS + 2]
+    assert len(rows) == RECENT_VERSIONS + 2
+    for i in rows:
+        _check(ia, "\n".join(lines[:i] + [lines[i] + "q"] + lines[i + 1:]))
+        _check(ia, text)
+        assert (ia.stats.mode, ia.stats.reason) == ("same", "text analysed a moment ago"), i
 
 
 def _typed_states(lines: list[str], i: int, indent: str, stmt: str):
