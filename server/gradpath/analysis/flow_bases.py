@@ -108,16 +108,17 @@ class FlowBases:
             raw.flow_base = None  # (the versions remembered hold their RawAnalysis)
             _used(self)
 
-    def parse_like_a_base(self, text: str, path, key, options) -> tuple:
+    def parse_like_a_base(self, text: str, path, key, options, failure: BaseException | None = None) -> tuple:
         """For a whole-file analysis: when the text (recovered, if it does not parse) differs from
         the tree of a kept dataflow inside one function's body only (a keyword being typed, a line
         pasted into a function), (its SourceFile with the kept tree's statements in place of the
-        ones parsed again, a FlowEdit); else (None, None) and the analysis parses the text itself."""
+        ones parsed again, a FlowEdit); else (None, None) and the analysis parses the text itself.
+        `failure`: what ast.parse raised for `text`, when the caller tried it already."""
         lines = split_lines(text)
         cands = [b for k, b in reversed(self._snapshot()) if k == key and len(b.lines) == len(lines)]
         if not cands:
             return None, None
-        src = SourceFile.parse(text, path, deadline=time.thread_time() + options.time_budget_s)
+        src = SourceFile.parse(text, path, deadline=time.thread_time() + options.time_budget_s, failure=failure)
         if src.prefix_only:
             return src, None
         got = src.recovered_lines if src.recovered_lines is not None else src.lines

@@ -108,7 +108,8 @@ def children(n: ast.AST) -> list:
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef)
 
 
-def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str]) -> ast.ClassDef | None:
+def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str],
+                    failed: list | None = None) -> ast.ClassDef | None:
     """The tree of class `cls` after lines a..b changed inside one of its methods' body (as many
     lines as before; `lines` the new text's), made by parsing that method alone, or None when the
     edit is not of that kind or the method alone does not parse to a method on the same lines.
@@ -119,7 +120,8 @@ def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str]) -> ast.
     statement ending on its old last line, end where the next statement starts, unchanged too. The
     other statements of the class are the previous tree's objects (as graft() would make them); the
     class node itself is a copy. A large class (a trainer of thousands of lines) is not parsed, nor
-    its names worked out, again for each key typed in one of its methods."""
+    its names worked out, again for each key typed in one of its methods. When the method's lines
+    alone do not parse, what the parser raised is appended to `failed` (if given)."""
     body = cls.body
     i = next((k for k, st in enumerate(body) if isinstance(st, _DEFS) and st.body and st.body[0].lineno <= a
               and b <= st.end_lineno), None)
@@ -138,7 +140,9 @@ def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str]) -> ast.
         with collector_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tree = ast.parse(text)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        if failed is not None:
+            failed.append(exc)
         return None
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef) or len(tree.body[0].body) != 1:
         return None

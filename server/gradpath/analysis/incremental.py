@@ -124,6 +124,7 @@ class IncrementalAnalyzer:
         self._bases = FlowBases()
         self._cancel: threading.Event | None = None  # of the analysis running now
         self._first_error: SyntaxProblem | None = None
+        self._failure: tuple | None = None
 
     def reset(self) -> None:
         self._prev = None
@@ -140,6 +141,7 @@ class IncrementalAnalyzer:
         options = options or Options()
         self._cancel = cancel
         self._first_error = None  # set when the whole text was parsed (and failed) on the way
+        self._failure = None  # (text, what ast.parse raised for it) then: not parsed again
         t0 = time.perf_counter()
         key = (path, _options_key(options), id(resolver), generation)
         text = normalize(text if isinstance(text, str) else str(text or ""))
@@ -171,6 +173,7 @@ class IncrementalAnalyzer:
                 out = None
         finally:
             self._cancel = None
+            self._failure = None  # (its traceback holds the frames it was raised in)
         self.stats.seconds = time.perf_counter() - t0
         if out is None:
             self.stats = Stats("cancelled", "a newer version arrived", seconds=time.perf_counter() - t0)
@@ -235,7 +238,10 @@ class IncrementalAnalyzer:
 
     # -- whole file ------------------------------------------------------------------------------
     def _full(self, text, path, options, resolver, key, reason: str) -> AnalysisResult:
-        src, edit = self._bases.parse_like_a_base(text, path, key, options)
+        failure = self._failure[1] if self._failure is not None and self._failure[0] == text else None
+        src, edit = self._bases.parse_like_a_base(text, path, key, options, failure)
+        if src is None and failure is not None:
+            src = SourceFile.parse(text, path, deadline=time.thread_time() + options.time_budget_s, failure=failure)
         raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel, flow_edit=edit,
                           keep_flow=True)
         if raw.cancelled:
@@ -305,10 +311,11 @@ class IncrementalAnalyzer:
         if "__future__" in chunk:
             return full("__future__ import")
         error, tree = None, None
+        method_failed: list = []
         if not delta and b >= a and reg.kind == "def" and reg.error is None and len(reg.stmts) == 1 \
                 and isinstance(reg.stmts[0], ast.ClassDef):
             # inside one method of a class: that method parsed alone, the rest of the class kept
-            cls = method_reparsed(reg.stmts[0], a, b, new)
+            cls = method_reparsed(reg.stmts[0], a, b, new, method_failed)
             if cls is not None:
                 tree = ast.Module(body=[cls], type_ignores=[])
         # parsed after as many empty lines as precede it: its nodes, and a syntax error's line,
@@ -318,7 +325,10 @@ class IncrementalAnalyzer:
         with collector_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                if tree is None:
+                if tree is None and not (method_failed and whole is not None):
+                    # (a method that does not parse alone mostly leaves its class unparsable too;
+                    # when the whole file is analysed anyway, the class is not parsed to find out:
+                    # what follows parses the whole text, which decides)
                     tree = ast.parse(placed)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 tree = None
@@ -331,6 +341,7 @@ class IncrementalAnalyzer:
                 except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
                     # the error a whole-file analysis reports (its parse fails the same way first)
                     self._first_error = syntax_problem(exc, new)
+                    self._failure = (text, exc)
                     first_failure = exc
                 if not delta:
                     # a line being typed that does not parse yet: recovered, the text may be one
@@ -578,7 +589,7 @@ class IncrementalAnalyzer:
                 len(v.lines) == len(lines) and all(x == y or a <= i + 1 <= b for i, (x, y) in enumerate(zip(v.lines, lines)))
                 for _k, (v, _w) in cands):
             # another error came first (a line left broken elsewhere): the whole recovery, then
-            src = SourceFile.parse(text, path, deadline=time.thread_time() + MAX_RECOVERY_S)
+            src = SourceFile.parse(text, path, deadline=time.thread_time() + MAX_RECOVERY_S, failure=failure)
             if src.recovered_lines is None or src.prefix_only:
                 return None
             lines, error = src.recovered_lines, src.syntax_error

@@ -57,14 +57,16 @@ class SourceFile:
     lines: list[str] = field(default_factory=list)
 
     @classmethod
-    def parse(cls, text: str, path: str | None = None, deadline: float | None = None) -> "SourceFile":
+    def parse(cls, text: str, path: str | None = None, deadline: float | None = None,
+              failure: BaseException | None = None) -> "SourceFile":
         """Parse `text`; never raises. Past `deadline` (time.thread_time() of this thread: CPU
         seconds), error recovery stops and the tree is the longest prefix that parsed so far (or
-        empty)."""
+        empty). `failure`: what `ast.parse` raised for this very text when the caller tried it
+        already (recovery starts from it instead of parsing the text again)."""
         text = normalize(text)
         src = cls(text=text, path=path, lines=split_lines(text))
         src._deadline = deadline
-        src._parse()
+        src._parse(failure)
         return src
 
     _deadline = None  # set by parse(); not a dataclass field
@@ -77,10 +79,10 @@ class SourceFile:
         return self._deadline is not None and time.thread_time() > self._deadline
 
     # -- parsing with recovery -----------------------------------------------------------------
-    def _parse(self) -> None:
+    def _parse(self, failure: BaseException | None = None) -> None:
         with collector_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._parse_recovering()
+            self._parse_recovering(failure)
 
     def _parse_lines(self, lines: list[str]) -> BaseException | None:
         """Parse the recovered `lines`: None once they parse (the tree is theirs), else the failure."""
@@ -91,16 +93,17 @@ class SourceFile:
         self.recovered_lines = lines
         return None
 
-    def _parse_recovering(self) -> None:
+    def _parse_recovering(self, failure: BaseException | None = None) -> None:
         text = self.text
-        try:
-            # no file name: with one, Python reads the line it reports from the file on disk (whose
-            # text is not the editor's), and the error's column comes out of that line
-            self.tree = ast.parse(text)
-            return
-        except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-            self.syntax_error = syntax_problem(exc, self.lines)
-            failure = exc
+        if failure is None:
+            try:
+                # no file name: with one, Python reads the line it reports from the file on disk (whose
+                # text is not the editor's), and the error's column comes out of that line
+                self.tree = ast.parse(text)
+                return
+            except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+                failure = exc
+        self.syntax_error = syntax_problem(failure, self.lines)
         lines = list(self.lines)
         extents = None  # line -> (first, last) line of its statement, once line blanking did not do
         # A bad line keeps only its indentation (a blank line to the parser): the recovered text is
