@@ -2,13 +2,14 @@
 whole-file `analyze()` of the same text, while re-analysing only what the edit can affect."""
 from __future__ import annotations
 
+import ast
 import random
 import re
 import sys
 
 import pytest
 
-from gradpath.analysis import analyze
+from gradpath.analysis import analyze, catalog
 from gradpath.analysis.incremental import RECENT_VERSIONS, IncrementalAnalyzer
 from gradpath.analysis.regions import cut_regions, names_of
 from gradpath.analysis.source import SourceFile
@@ -734,3 +735,51 @@ def test_import_edits_that_run_the_whole_file(old, new):
     _check(ia, MASKED)
     _check(ia, MASKED.replace(old, new, 1))
     assert ia.stats.mode == "full", ia.stats
+
+
+LARGE_CLASS = '''import torch
+import torch.nn as nn
+
+
+class Trainer:
+    def __init__(self, model):
+        self.model = model
+        self.opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    def fit(self, loader):
+        for x in loader:
+            self.opt.zero_grad()
+            loss = self.model(x).sum()
+            loss.backward()
+            self.opt.step()
+''' + "".join(f'''
+    def helper_{i}(self, x):
+        y = x * {i}
+        return y + {i}
+''' for i in range(30)) + '''
+
+Trainer(nn.Linear(2, 1)).fit([])
+'''
+
+
+def test_a_key_that_breaks_a_method_of_a_large_class_does_not_parse_the_class(monkeypatch):
+    """A method that does not parse alone: the whole file is analysed (the edit reaches most of
+    it), its text recovered from its own parse; the class is not parsed on its own to find out
+    that it does not parse either. The findings are those of a whole-file analysis."""
+    ia = IncrementalAnalyzer()
+    _check(ia, LARGE_CLASS)
+    parsed = []
+    real = ast.parse
+
+    def recording(text, *a, **k):
+        parsed.append(text)
+        return real(text, *a, **k)
+    monkeypatch.setattr(ast, "parse", recording)
+    broken = LARGE_CLASS.replace("        y = x * 7\n", "        y = x *q 7\n")
+    got = ia.analyze(broken, "t.py")
+    monkeypatch.undo()
+    assert "the edit reaches" in ia.stats.reason or ia.stats.flow, ia.stats
+    assert [f.span.line for f in got.findings if f.code == catalog.SYNTAX_ERROR] == [broken.split("\n").index("        y = x *q 7") + 1]
+    assert not any(t.lstrip("\n").startswith("class Trainer") for t in parsed), [t[:40] for t in parsed]
+    assert _dicts(got) == _dicts(analyze(broken, "t.py"))
+    _check(ia, LARGE_CLASS)

@@ -112,3 +112,27 @@ def test_a_syntax_errors_column_comes_from_the_editors_text_not_the_file_on_disk
     got = next(f for f in analyze(typing, str(path)).findings if f.code == "GP000")
     assert got.span.line == 6
     assert got.span.col == next(f for f in analyze(typing, None).findings if f.code == "GP000").span.col == 15
+
+
+def test_a_failure_already_met_starts_the_recovery_with_the_same_result(monkeypatch):
+    """The editor parses a text once to find its first error; handed that failure, the recovery
+    parses the text once less and gives what a recovery from nothing gives."""
+    texts = [HEAD + "forq x, y in loader:\n" + LOOP_BODY + TAIL,
+             HEAD + "def f(a, b):\n    return g(a,\n        b c)\n" + TAIL,
+             HEAD + "if True:\n    x = (\n" + TAIL]
+    for text in texts:
+        alone = SourceFile.parse(text)
+        try:
+            ast.parse(text)
+        except SyntaxError as exc:
+            failure = exc
+        parses = _count_parses(monkeypatch)
+        given = SourceFile.parse(text, failure=failure)
+        monkeypatch.undo()
+        parses_alone = _count_parses(monkeypatch)
+        SourceFile.parse(text)
+        monkeypatch.undo()
+        assert len(parses) == len(parses_alone) - 1
+        assert ast.dump(given.tree, include_attributes=True) == ast.dump(alone.tree, include_attributes=True)
+        assert (given.syntax_error, given.recovered_lines, given.blanked_lines, given.prefix_only) == \
+            (alone.syntax_error, alone.recovered_lines, alone.blanked_lines, alone.prefix_only)
