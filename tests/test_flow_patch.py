@@ -896,3 +896,87 @@ def test_keys_typed_into_a_method_analysed_in_part_patch_the_dataflow_of_that_pa
     assert flows[1:] == ["patched `forward`", "patched `forward`"], flows
     assert cmp.patched == 2 and not cmp.differ
     assert {f.code for f in _run(ia, text2).findings} == {f.code for f in before.findings}
+
+
+# -- blank lines added or removed --------------------------------------------------------------------
+# (the loop's zero_grad removed: a GP4 finding after most places where a line is opened below)
+NO_ZERO_GRAD = SCRIPT.replace("        optimizer.zero_grad()\n", "")
+
+
+def _opened_after(text: str, needle: str) -> tuple[str, int]:
+    """`text` with the Enter key pressed at the end of the line holding `needle` (the new line
+    indented like it, blank): the new text and the new line's number."""
+    lines = text.split("\n")
+    i = next(k for k, ln in enumerate(lines) if needle in ln)
+    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    return "\n".join(lines[:i + 1] + [indent] + lines[i + 1:]), i + 2
+
+
+@pytest.mark.parametrize("needle", ["x, y = make_batch(32)", "h = F.relu(self.fc1(x))", "import torch.nn as nn",
+                                    "    main()", "avg = train_one_epoch("])
+def test_the_enter_key_moves_the_tree_and_the_dataflow_and_runs_none_of_it(monkeypatch, needle):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    before = _run(ia, NO_ZERO_GRAD)
+    assert before.findings
+    text, line = _opened_after(NO_ZERO_GRAD, needle)
+    after = _run(ia, text)
+    assert (ia.stats.reason, ia.stats.flow) == ("lines moved: the dataflow kept as it was", "lines moved: nothing re-run")
+    assert cmp.patched == 1 and not cmp.differ, cmp.differ
+    assert [(f.code, f.span.line + (f.span.line >= line)) for f in before.findings] == \
+        [(f.code, f.span.line) for f in after.findings]
+    # the blank line deleted again (a Backspace): moved back the same way
+    _run(ia, NO_ZERO_GRAD)
+    assert ia.stats.reason == "lines moved: the dataflow kept as it was"
+    assert cmp.patched == 2 and not cmp.differ, cmp.differ
+
+
+def test_a_key_typed_on_the_opened_line_patches_the_moved_dataflow(monkeypatch):
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, SCRIPT)
+    text, line = _opened_after(SCRIPT, "x, y = make_batch(32)")
+    _run(ia, text)
+    lines = text.split("\n")
+    for word in ("x", "x.", "x.sum", "x.sum()"):
+        lines[line - 1] = "        " + word
+        _run(ia, "\n".join(lines))
+        if word in ("x", "x.sum()"):
+            assert ia.stats.flow == "patched `train_one_epoch`", (word, ia.stats)
+    assert cmp.patched >= 3 and not cmp.differ, cmp.differ
+
+
+DOCSTRING = SCRIPT.replace("    model.train()\n    total = 0.0\n",
+                           '    """One epoch.\n\n    Returns the mean loss."""\n    model.train()\n    total = 0.0 + \\\n        0.0\n')
+
+
+@pytest.mark.parametrize("needle, moved", [('"""One epoch.', False), ("Returns the mean loss", True),
+                                           ("total = 0.0 + \\", False)])
+def test_a_blank_line_inside_a_string_or_after_a_continued_line_is_no_move(monkeypatch, needle, moved):
+    """Inside a string a blank line is part of its value; after a backslash it ends the statement
+    (a syntax error): neither leaves the tree as it was."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, DOCSTRING)
+    text, _line = _opened_after(DOCSTRING, needle)
+    _run(ia, text)
+    assert (ia.stats.reason == "lines moved: the dataflow kept as it was") == moved, ia.stats
+    assert not cmp.differ
+
+
+def test_a_moved_analysis_cancelled_leaves_the_last_version_as_it_was(monkeypatch):
+    import threading
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, NO_ZERO_GRAD)
+    # (above the function holding the finding: its statement's tree is one of those that move)
+    text, _line = _opened_after(NO_ZERO_GRAD, "x = torch.randn(n, width)")
+    stop = threading.Event()
+    stop.set()
+    assert ia.analyze(text, "t.py", cancel=stop) is None
+    _run(ia, NO_ZERO_GRAD)  # the last version's trees are where its text has them
+    assert ia.stats.mode == "same"
+    _run(ia, text)
+    _run(ia, NO_ZERO_GRAD)
+    assert ia.stats.reason == "lines moved: the dataflow kept as it was"
+    assert not cmp.differ

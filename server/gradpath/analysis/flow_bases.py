@@ -99,6 +99,26 @@ class FlowBases:
                 self._to_end(entry)
                 return
 
+    def exactly(self, key: tuple, body: list, lines: list) -> "flow_patch.FlowBase | None":
+        """The kept whole-file dataflow of exactly the tree of `body` (top-level statements, the same
+        objects) parsed from `lines`, or None."""
+        for bkey, base in reversed(self._snapshot()):
+            if bkey == key and len(base.body) == len(body) and all(x is y for x, y in zip(base.body, body)) \
+                    and base.lines == lines:
+                return base
+        return None
+
+    def moved(self, key: tuple, base, first: int, delta: int, new_lines: list) -> None:
+        """Blank lines were added or removed and `base`'s tree (exactly()) moved in place, every
+        line from `first` on by `delta`: `base` moves with it (flow_patch.rebase_moved, its lines
+        now `new_lines`) and stays the one kept; every other kept dataflow is dropped (their trees
+        share statements that moved)."""
+        with self._lock:
+            self._list.clear()
+            self._partial.clear()
+            self._list.append((key, base))
+        flow_patch.rebase_moved(base, first, delta, new_lines)
+
     def keep(self, key: tuple, raw, partial: bool = False) -> None:
         if raw.flow_base is not None:
             with self._lock:

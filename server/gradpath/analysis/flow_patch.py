@@ -133,12 +133,15 @@ class FlowEdit:
     readers: list = field(default_factory=list)
     own_before: set | None = None  # ids of old_fn's own body's nodes (own_body_ids)
     facts_changed: str | None = None  # (facts_changed, once worked out)
+    moved: bool = False  # blank lines added or removed, the tree the base's (see prepare_moved)
 
     def patched_text(self) -> str:
         also = ", ".join(f"`{n}`" for n in self.also)
         if self.imports:
             return "patched imports: " + ", ".join(f"`{fn.name}`" for fn in self.readers) + (
                 f" re-run (with {also})" if also else " re-run")
+        if self.moved:
+            return "lines moved: nothing re-run"
         if self.new_fn is None:
             return "patched a statement of the script"
         return f"patched `{self.new_fn.name}`" + (f" (with {also})" if also else "")
@@ -205,6 +208,36 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     gone[id(old_top)] = old_top
     edit = FlowEdit(base, old_top, old_fn, new_fn, a, b)
     edit.gone, edit.fresh, edit.stores = gone, fresh, stores
+    return edit
+
+
+def rebase_moved(base: FlowBase, first: int, delta: int, lines: list) -> None:
+    """`base`'s tree has just been moved in place: every node from line `first` on is `delta` lines
+    further (blank lines added or removed before it, incremental.py); what the base holds of
+    positions follows: its lines become `lines` (the new text's), the places of its scopes and its
+    framework bodies' lines move, and so do the lines of its facts' bindings (a later analysis takes
+    them over as they are, see Facts.build). Its dataflow holds nodes, not positions."""
+    def at(ln):
+        return ln + delta if ln >= first else ln
+
+    base.lines = list(lines)
+    base.places = [p if len(p) < 5 else p[:3] + (at(p[3]),) + p[4:] for p in base.places]
+    base.frameworks = tuple(sorted((at(f[0]),) + tuple(f[1:]) for f in base.frameworks))
+    facts = base.flow.facts
+    seen = set()
+    for b in list(facts.models) + list(facts.optimizers) + list(facts.calls):
+        if id(b) not in seen:
+            seen.add(id(b))
+            b.line = at(b.line)
+
+
+def prepare_moved(base: FlowBase | None, a: int, b: int) -> FlowEdit | None:
+    """A FlowEdit for a text whose tree is `base`'s own, moved (rebase_moved): the Enter key that
+    opens a line, a blank line deleted. Nothing runs again: the patched flow is the base's."""
+    if base is None:
+        return None
+    edit = FlowEdit(base, None, None, None, a, b)
+    edit.moved = True
     return edit
 
 

@@ -252,7 +252,7 @@ class IncrementalAnalyzer:
         n = len(raw.src.lines)
         if edit is not None and not raw.flow_patched and regions is not None:
             self._recent[(key, text)] = (self._prev, False)  # (an analysis in part: see _whole)
-            self.stats = Stats("incremental", f"dataflow: {_rerun_names(edit)} re-run, the rest kept", len(regions),
+            self.stats = Stats("incremental", _patched_reason(edit), len(regions),
                                len(regions), n, flow=edit.patched_text())
         else:
             self.stats = Stats("full", reason, len(regions or ()), len(regions or ()), n,
@@ -284,6 +284,10 @@ class IncrementalAnalyzer:
         reg = regions[k]
         if b >= a and b > reg.end:
             return full("edit across top-level statements")
+        if delta and reg.error is None and prev.raw.src.syntax_error is None:
+            moved = self._moved(prev, k, a, b, delta, text, new, path, options, resolver, key)
+            if moved is not None:
+                return moved
         if not delta and b >= a and reg.error is None and _comment_only(old, new, a, b):
             same = self._same_tree(prev, text, new, reg, a, b, path, key, options)
             if same is not None:
@@ -390,8 +394,39 @@ class IncrementalAnalyzer:
                 _shift(after, -delta)
             raise
 
+    def _moved(self, prev: _Version, k: int, a: int, b: int, delta: int, text: str, new: list[str], path,
+               options, resolver, key) -> AnalysisResult | None:
+        """Blank lines added or removed (the Enter key that opens a line, a blank line deleted):
+        outside strings and continued lines they are nothing to the parser, so the new text's tree
+        is the last version's, moved. When a dataflow of exactly that version is kept, its
+        statements are kept and moved in place, and so is that dataflow (nothing of it runs again,
+        flow_patch.prepare_moved); every rule runs again (findings name positions). None when the
+        lines are not blank only, a string spans them, or no such dataflow is kept."""
+        regions, reg, old = prev.regions, prev.regions[k], prev.lines
+        first = _blank_lines_moved(old, new, a, b, delta)
+        if first is None or reg.end + delta < reg.start:
+            return None
+        body = [st for r in regions for st in r.stmts]
+        base = self._bases.exactly(key, body, old)
+        if base is None or not _shift_from(reg.stmts, first, delta):
+            return None
+        self._recent.clear()  # (the trees move: see _incremental)
+        self._clean.clear()
+        self._bases.moved(key, base, first, delta, new)
+        before, after = regions[:k], regions[k + 1:]
+        _shift(after, delta)
+        fresh = [dc_replace(reg, end=reg.end + delta)]
+        try:
+            return self._after_shift(prev, regions, reg, fresh, before, after, a, b, delta, None, text, new,
+                                     path, options, resolver, key, frozenset(), base)
+        except _Cancelled:
+            _shift(after, -delta)
+            _shift_from(reg.stmts, first + delta, -delta, strings=False)
+            self._bases.clear()  # (the one kept was moved with the trees)
+            raise
+
     def _after_shift(self, prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new, path,
-                     options, resolver, key, imports=frozenset()) -> AnalysisResult:
+                     options, resolver, key, imports=frozenset(), moved_base=None) -> AnalysisResult:
         def full(reason):
             return self._full(text, path, options, resolver, key, reason)
 
@@ -399,7 +434,9 @@ class IncrementalAnalyzer:
 
         def whole_file(reason):
             edit = None
-            if not delta and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
+            if moved_base is not None:
+                edit = flow_patch.prepare_moved(moved_base, a, b)
+            elif not delta and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
                     and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts) == 1:
                 edit = self._bases.edit_in_function(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
                 if edit is None and reg.kind == "script":
@@ -411,6 +448,9 @@ class IncrementalAnalyzer:
 
         if whole is not None:
             return whole_file(whole)
+        if moved_base is not None:
+            # the tree and the dataflow are the last version's, moved: every rule runs again on them
+            return whole_file("lines moved")
         # names the rules look up in the whole file (as ast.Name)
         for name in FILE_WIDE_NAMES:
             was = any(name in r.uses for r in regions)
@@ -501,7 +541,7 @@ class IncrementalAnalyzer:
         # a patched dataflow is an analysis in part: the editor's whole-file check still follows
         self._remember(self._prev, not patched)
         if patched:
-            self.stats = Stats("incremental", f"dataflow: {_rerun_names(edit)} re-run, the rest kept", len(regions),
+            self.stats = Stats("incremental", _patched_reason(edit), len(regions),
                                len(regions), len(new), flow=edit.patched_text())
         else:
             self.stats = Stats("full", reason, len(regions), len(regions), len(new),
@@ -628,6 +668,13 @@ class IncrementalAnalyzer:
 _LINE_IN_MESSAGE = re.compile(r"((?:detected at|on) line )(\d+)")
 
 
+def _patched_reason(edit: flow_patch.FlowEdit) -> str:
+    """Stats.reason of an analysis whose dataflow was patched."""
+    if edit.moved:
+        return "lines moved: the dataflow kept as it was"
+    return f"dataflow: {_rerun_names(edit)} re-run, the rest kept"
+
+
 def _rerun_names(edit: flow_patch.FlowEdit) -> str:
     """The functions a patched dataflow re-ran first: the edited one, or an import edit's readers."""
     if edit.imports:
@@ -665,6 +712,56 @@ def _trees_equal(x: ast.AST, y: ast.AST) -> bool:
         for name in p._attributes:
             if getattr(p, name, None) != getattr(q, name, None):
                 return False
+    return True
+
+
+def _blank_lines_moved(old: list[str], new: list[str], a: int, b: int, delta: int) -> int | None:
+    """When the only lines that differ (old a..b, new a..b+delta; lines added or removed) are blank
+    (whitespace only) and the line above them does not go on past its end (a backslash): the
+    first old line after them, from which every line moves `delta` lines. Blank lines are nothing
+    to the parser outside strings (the trees then decide)."""
+    if not delta:
+        return None
+    for ln in range(a, b + 1):
+        if old[ln - 1].strip():
+            return None
+    for ln in range(a, b + delta + 1):
+        if new[ln - 1].strip():
+            return None
+    if a >= 2 and old[a - 2].rstrip(" \t\f").endswith("\\"):
+        return None
+    return b + 1
+
+
+def _shift_from(stmts: list, first: int, delta: int, strings: bool = True) -> bool:
+    """Move every position of `stmts` from line `first` on by `delta` lines, in place (a node that
+    starts before `first` and ends after it: its end only). False, and nothing moved, when a string
+    starts before `first` and ends after it (the lines added or removed are inside it)."""
+    stack = list(stmts)
+    pop, push = stack.pop, stack.extend
+    spanned = False
+    Constant, JoinedStr = ast.Constant, ast.JoinedStr
+    for x in iter(lambda: pop() if stack else None, None):
+        d = x.__dict__
+        ln = d.get("lineno")
+        if ln is not None:
+            end = d.get("end_lineno")
+            if ln >= first:
+                x.lineno = ln + delta
+            elif strings and end is not None and end >= first and (x.__class__ is JoinedStr or x.__class__ is Constant and (
+                    x.value.__class__ is str or x.value.__class__ is bytes)):
+                spanned = True
+            if end is not None and end >= first:
+                x.end_lineno = end + delta
+        for name in x._fields:
+            v = d.get(name)
+            if v.__class__ is list:
+                push([c for c in v if isinstance(c, ast.AST)])
+            elif isinstance(v, ast.AST) and not isinstance(v, ast.expr_context):
+                stack.append(v)
+    if spanned:
+        _shift_from(stmts, first + delta, -delta, strings=False)
+        return False
     return True
 
 

@@ -120,6 +120,8 @@ def reuse_for(lf) -> Reuse | None:
         ranges = [(first_line(r), r.end_lineno) for r in edit.readers]
         tops = {id(st) for st in edit.base.body}
         in_class = any(id(r) not in tops for r in edit.readers)
+    elif edit.moved:
+        ranges, in_class = [], False  # (the same tree, moved: nothing of it changed)
     else:
         ranges = [(first_line(edit.old_top), edit.old_top.end_lineno)]
         in_class = isinstance(edit.old_top, ast.ClassDef)
