@@ -980,3 +980,22 @@ def test_a_moved_analysis_cancelled_leaves_the_last_version_as_it_was(monkeypatc
     _run(ia, NO_ZERO_GRAD)
     assert ia.stats.reason == "lines moved: the dataflow kept as it was"
     assert not cmp.differ
+
+
+@pytest.mark.parametrize("needle, fn", [("    return total / steps", "train_one_epoch"),
+                                        ("        return self.fc2(h)", "forward"),
+                                        ("        print(epoch, avg)", "main")])
+def test_a_line_typed_after_the_last_statement_of_a_function_patches_it(monkeypatch, needle, fn):
+    """The function grows by the line (the previous tree's ends before it): it is the edited one
+    all the same, in a class too (the method parsed alone, with the line)."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    text, line = _opened_after(SCRIPT, needle)
+    _run(ia, text)  # (a blank line after it already: the keys below add no line)
+    lines = text.split("\n")
+    indent = needle[:len(needle) - len(needle.lstrip())]
+    for word in ("x", "x.sum()", "y = x.sum()"):
+        lines[line - 1] = indent + word
+        _run(ia, "\n".join(lines))
+        assert ia.stats.flow == f"patched `{fn}`", (word, ia.stats)
+    assert cmp.patched == 3 and not cmp.differ, cmp.differ

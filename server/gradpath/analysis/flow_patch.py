@@ -104,6 +104,7 @@ class FlowBase:
     body: list  # the top-level statements of its tree
     lines: list  # the lines that tree was parsed from (a recovered text's, when it did not parse)
     loops: Any = None  # the loop facts of the same analysis, when it made them (see loop_reuse.py)
+    tree: Any = None  # its tree's module node (a version with the very same statements may use it again)
 
 
 @dataclass(eq=False)
@@ -164,7 +165,7 @@ def keep(ctx) -> FlowBase | None:
         src = ctx.src
         return FlowBase(fl, places, _frameworks_sig(ctx), list(ctx.tree.body),
                         list(src.recovered_lines if src.recovered_lines is not None else src.lines),
-                        loop_reuse.kept(ctx._memo.get("gp4.loops")))
+                        loop_reuse.kept(ctx._memo.get("gp4.loops")), ctx.tree)
     except Exception:  # pragma: no cover - a base is an optimisation only
         return None
 
@@ -177,6 +178,8 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     if base is None:
         return None
     old_fn, new_fn = _function_at(old_top, a, b), _function_at(new_top, a, b)
+    if old_fn is None and new_fn is not None:
+        old_fn = _function_before(old_top, a, b)  # lines typed after its last statement
     if old_fn is None or new_fn is None or (old_fn.name, old_fn.lineno, old_fn.col_offset) != (
             new_fn.name, new_fn.lineno, new_fn.col_offset):
         return None
@@ -352,6 +355,21 @@ def _function_at(top: ast.stmt, a: int, b: int):
     if not isinstance(fn, _DEFS) or not fn.body:
         return None
     return fn if fn.body[0].lineno <= a and b <= fn.end_lineno else None
+
+
+def _function_before(top: ast.stmt, a: int, b: int):
+    """The function of `top` (`top` itself, or a method of a class) that ends before line `a`, with
+    nothing of `top` from there to line `b`: lines typed after its last statement, where the new
+    tree's function holds them (a line added at the end of a function's body)."""
+    fn = top
+    if isinstance(top, ast.ClassDef):
+        i = max((k for k, st in enumerate(top.body) if st.end_lineno < a), default=None)
+        if i is None or any(first_line(st) <= b for st in top.body[i + 1:]):
+            return None
+        fn = top.body[i]
+    if not isinstance(fn, _DEFS) or not fn.body or fn.end_lineno >= a:
+        return None
+    return fn
 
 
 def patched(ctx, edit: FlowEdit) -> Flow | None:

@@ -125,17 +125,24 @@ def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str],
     body = cls.body
     i = next((k for k, st in enumerate(body) if isinstance(st, _DEFS) and st.body and st.body[0].lineno <= a
               and b <= st.end_lineno), None)
+    end = None  # the method's last line: its old one, or b for lines typed after its last statement
     if i is None:
-        return None
+        # lines typed after the last statement of a method, before the class's next statement: the
+        # method grows (when they parse as part of it)
+        k = max((k for k, st in enumerate(body) if st.end_lineno < a), default=None)
+        if k is None or not isinstance(body[k], _DEFS) or not body[k].body:
+            return None
+        i, end = k, b
     m = body[i]
+    end = end or m.end_lineno
     lo = min([m.lineno] + [d.lineno for d in m.decorator_list])
     if lo <= cls.lineno or (i and body[i - 1].end_lineno >= lo) or not lines[lo - 1][:1].isspace():
         return None
     if i + 1 < len(body):
         nxt = body[i + 1]
-        if min([nxt.lineno] + [d.lineno for d in getattr(nxt, "decorator_list", ())]) <= m.end_lineno:
+        if min([nxt.lineno] + [d.lineno for d in getattr(nxt, "decorator_list", ())]) <= end:
             return None
-    text = "\n" * (lo - 2) + "class _:\n" + "\n".join(lines[lo - 1:m.end_lineno])
+    text = "\n" * (lo - 2) + "class _:\n" + "\n".join(lines[lo - 1:end])
     try:
         with collector_off(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -147,11 +154,10 @@ def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str],
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef) or len(tree.body[0].body) != 1:
         return None
     new = tree.body[0].body[0]
-    if type(new) is not type(m) or new.name != m.name or _span(new)[:3] != _span(m)[:3] or min(
-            [new.lineno] + [d.lineno for d in new.decorator_list]) != lo:
+    if type(new) is not type(m) or new.name != m.name or _span(new)[:2] != _span(m)[:2] or new.end_lineno != end or min([new.lineno] + [d.lineno for d in new.decorator_list]) != lo:
         return None
     out = copy.copy(cls)
     out.body = body[:i] + [new] + body[i + 1:]
     if i == len(body) - 1:
-        out.end_col_offset = new.end_col_offset
+        out.end_lineno, out.end_col_offset = new.end_lineno, new.end_col_offset
     return out

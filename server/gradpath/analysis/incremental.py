@@ -524,8 +524,14 @@ class IncrementalAnalyzer:
         text is parsed again (its recovery decides what the tree is)."""
         if any(r.error is not None for r in all_regions):
             return self._full(text, path, options, resolver, key, reason)
-        src = SourceFile(text=text, path=path, lines=new,
-                         tree=ast.Module(body=[st for r in all_regions for st in r.stmts], type_ignores=[]))
+        body = [st for r in all_regions for st in r.stmts]
+        tree = edit.base.tree if edit is not None and edit.moved else None
+        if tree is None or tree.type_ignores or len(tree.body) != len(body) or any(
+                x is not y for x, y in zip(tree.body, body)):
+            tree = ast.Module(body=body, type_ignores=[])
+        # (else the kept version's module node itself: what was made of it, the script's loop
+        # events, is taken over too)
+        src = SourceFile(text=text, path=path, lines=new, tree=tree)
         raw = analyze_raw(text, path, options, resolver, src=src, cancel=self._cancel, flow_edit=edit,
                           keep_flow=True)
         if raw.cancelled:

@@ -69,7 +69,9 @@ class Reuse:
         self.ranges = ranges
 
     def dirty(self, node) -> bool:
-        ln = node.lineno
+        ln = getattr(node, "lineno", None)
+        if ln is None:  # the module (the same object only when its statements all are): the script
+            return bool(self.ranges)
         return any(lo <= ln <= hi for lo, hi in self.ranges)
 
 
