@@ -999,3 +999,55 @@ def test_a_line_typed_after_the_last_statement_of_a_function_patches_it(monkeypa
         _run(ia, "\n".join(lines))
         assert ia.stats.flow == f"patched `{fn}`", (word, ia.stats)
     assert cmp.patched == 3 and not cmp.differ, cmp.differ
+
+
+def _lines_edited(text: str, needle: str, replacement: list) -> str:
+    """`text` with the line holding `needle` replaced by the lines `replacement` (none: deleted)."""
+    lines = text.split("\n")
+    i = next(k for k, ln in enumerate(lines) if needle in ln)
+    return "\n".join(lines[:i] + replacement + lines[i + 1:])
+
+
+@pytest.mark.parametrize("needle, replacement, fn", [
+    ("    model.train()", [], "train_one_epoch"),
+    ("total += loss.item()", ["        total += loss.item()", "        total += 0.0"], "train_one_epoch"),
+    ("h = F.relu(self.fc1(x))", ["        h = F.relu(self.fc1(x))", "        h = h * 1.0", "        h = h + 0.0"], "forward"),
+    ("    model = Net()", ["    model = Net()", '    print("start")'], "main"),
+])
+def test_lines_added_or_removed_in_a_function_body_patch_that_function(monkeypatch, needle, replacement, fn):
+    """A line deleted, pasted or duplicated: the kept tree is moved where the new text has the
+    lines after it, and the edited function re-runs (its statements on the old lines go)."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    before = _run(ia, NO_ZERO_GRAD)
+    text = _lines_edited(NO_ZERO_GRAD, needle, replacement)
+    after = _run(ia, text)
+    assert ia.stats.flow.startswith(f"patched `{fn}`"), ia.stats
+    assert cmp.patched == 1 and not cmp.differ, cmp.differ
+    assert len(after.findings) == len(before.findings)
+    _run(ia, NO_ZERO_GRAD)  # and back
+    assert cmp.patched == 2 and not cmp.differ, cmp.differ
+
+
+def test_a_deleted_line_that_assigns_an_attribute_runs_the_whole_flow(monkeypatch):
+    """(what a class's attributes hold is compared on the kept tree, whose edited lines did not
+    move): found right all the same."""
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, SCRIPT)
+    _run(ia, _lines_edited(SCRIPT, "self.fc2 = nn.Linear(64, n)", []))
+    assert not ia.stats.flow.startswith("patched") and not cmp.differ
+
+
+def test_a_line_deletion_cancelled_leaves_the_last_version_as_it_was(monkeypatch):
+    import threading
+    cmp = _Compare(monkeypatch)
+    ia = IncrementalAnalyzer()
+    _run(ia, NO_ZERO_GRAD)
+    text = _lines_edited(NO_ZERO_GRAD, "y = torch.randint(0, 10, (n,))", [])
+    stop = threading.Event()
+    stop.set()
+    assert ia.analyze(text, "t.py", cancel=stop) is None
+    _run(ia, text)  # (the finding below the edit, in train_one_epoch, where the text has it)
+    _run(ia, NO_ZERO_GRAD)
+    assert not cmp.differ

@@ -2,8 +2,9 @@
 
 The interpreter (dataflow.py) runs every function on its own and again with each caller's values;
 a training script's `main()` reaches every helper, so an edit inside any function body used to
-re-run the whole file. For an edit inside one function's body (no lines added or removed), this
-module re-runs that function's executions, each with the values it was called with before
+re-run the whole file. For an edit inside one function's body (lines added or removed too: the
+kept tree is moved first, see `prepare` and incremental.py), this module re-runs that function's
+executions, each with the values it was called with before
 (`Flow.runs` records them, in order, each with the run that called it and, per call it made, what
 the call returned and the run it made), on a copy of the previous flow's state: the re-run
 functions' events, node values and memo entries are taken out, and their runs run again in order.
@@ -170,14 +171,24 @@ def keep(ctx) -> FlowBase | None:
         return None
 
 
-def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int, b: int) -> FlowEdit | None:
+def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int, b: int,
+            stores_ok: bool = True, new_b: int | None = None, moved: tuple | None = None) -> FlowEdit | None:
     """A FlowEdit when lines a..b changed (no line added or removed) inside the body of one
     function: `old_top`/`new_top` a top-level def (or a class, the function then one of its
     methods) before and after. Grafts `new_top` (see graft.py). None when the edit is not of that
-    kind."""
+    kind. With `stores_ok` False, None too when the edited lines assign an attribute.
+
+    Lines added or removed (incremental.py): the old lines a..b are the new lines a..new_b, and
+    `old_top` has been moved where the new text has the lines after them; `moved` = (the edited
+    function found in `old_top` before it moved, the ids of its nodes on the old lines a..b and of
+    those holding them: not moved, never grafted, see graft())."""
     if base is None:
         return None
-    old_fn, new_fn = _function_at(old_top, a, b), _function_at(new_top, a, b)
+    nb = b if new_b is None else new_b
+    old_fn = _function_at(old_top, a, b) if moved is None else moved[0]
+    # (lines only removed: the function holding the line above them, or the one now in their place)
+    new_fn = _function_at(new_top, a, nb) if nb >= a else (
+        _function_at(new_top, a - 1, a - 1) or _function_at(new_top, a, a))
     if old_fn is None and new_fn is not None:
         old_fn = _function_before(old_top, a, b)  # lines typed after its last statement
     if old_fn is None or new_fn is None or (old_fn.name, old_fn.lineno, old_fn.col_offset) != (
@@ -185,8 +196,8 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
         return None
     classes = base.flow.sym.classes
     stores: set = set()
-    for fn in (old_fn, new_fn):
-        for n in _touching(fn, a, b):
+    for fn, hi in ((old_fn, b), (new_fn, nb)):
+        for n in _touching(fn, a, hi):
             if n is fn:
                 continue
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -196,6 +207,8 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
             if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store):
                 # the classes' attribute facts and a module attribute's default read these:
                 # compared in _patch
+                if not stores_ok:
+                    return None
                 stores.add(n.attr)
             if isinstance(n, ast.Call) and (isinstance(n.func, ast.Name) and n.func.id in classes or isinstance(
                     n.func, ast.Attribute) and n.func.attr in _LAYER_ADDS):
@@ -205,7 +218,8 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     # (no refusal past this point: the graft puts old nodes into `new_top`, and grafting it again
     # onto another tree would change those)
     shared: set = set()
-    graft(old_top, new_top, a, b, shared)
+    graft(old_top, new_top, a, nb, shared, moved[1] if moved is not None else None)
+    b = max(b, nb)
     gone = subtree_ids([old_fn], shared)
     fresh = subtree_ids(new_fn.body, shared)
     gone[id(old_top)] = old_top
@@ -355,6 +369,11 @@ def _function_at(top: ast.stmt, a: int, b: int):
     if not isinstance(fn, _DEFS) or not fn.body:
         return None
     return fn if fn.body[0].lineno <= a and b <= fn.end_lineno else None
+
+
+# (for incremental.py: the edited function and its nodes on the edited lines, before the tree moves)
+function_at = _function_at
+touching = _touching
 
 
 def _function_before(top: ast.stmt, a: int, b: int):

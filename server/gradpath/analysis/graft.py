@@ -24,10 +24,13 @@ def _span(n: ast.AST) -> tuple:
     return (n.lineno, n.col_offset, n.end_lineno, n.end_col_offset)
 
 
-def graft(old: ast.AST, new: ast.AST, a: int, b: int, shared: set | None = None) -> ast.AST:
+def graft(old: ast.AST, new: ast.AST, a: int, b: int, shared: set | None = None,
+          stale: set | None = None) -> ast.AST:
     """`new` (changed in place), its untouched parts replaced by the nodes of `old` at the same
     places. `old` is never changed. `shared` collects the ids of the old nodes put in (the roots of
-    the shared subtrees)."""
+    the shared subtrees). `stale`: ids of old nodes never put in (lines were added or removed: the
+    old tree was moved where the new text has the lines after the edit, but its nodes on the old
+    edited lines were not, and may sit where other nodes now are)."""
     if type(old) is not type(new):
         return new
     for name in new._fields:
@@ -52,25 +55,25 @@ def graft(old: ast.AST, new: ast.AST, a: int, b: int, shared: set | None = None)
                     o = by_start.get((x.lineno, x.col_offset, type(x)))
                     if o is None:
                         continue
-                nv[i] = _pick(o, x, a, b, shared)
+                nv[i] = _pick(o, x, a, b, shared, stale)
         elif isinstance(nv, ast.AST) and not isinstance(nv, _ExprCtx) and isinstance(ov, ast.AST):
-            setattr(new, name, _pick(ov, nv, a, b, shared))
+            setattr(new, name, _pick(ov, nv, a, b, shared, stale))
     return new
 
 
-def _pick(o: ast.AST, x: ast.AST, a: int, b: int, shared: set | None) -> ast.AST:
+def _pick(o: ast.AST, x: ast.AST, a: int, b: int, shared: set | None, stale: set | None = None) -> ast.AST:
     if type(o) is not type(x):
         return x
     if hasattr(x, "lineno") and x.end_lineno is not None:
         if x.end_lineno < a or x.lineno > b:
-            if _span(o) != _span(x):
+            if _span(o) != _span(x) or (stale is not None and id(o) in stale):
                 return x
             if shared is not None:
                 shared.add(id(o))
             return o
         if (o.lineno, o.col_offset) != (x.lineno, x.col_offset):
             return x
-    return graft(o, x, a, b, shared)
+    return graft(o, x, a, b, shared, stale)
 
 
 def subtree_ids(roots, stop: set | None = None, own: bool = False) -> dict:

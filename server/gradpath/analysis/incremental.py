@@ -31,7 +31,10 @@ regions, a change to the set of module-level names the rules read file-wide, an 
 that timed out, a subset that is most of the file) runs the whole analysis; its dataflow re-runs
 only the edited function, the edited statement of the script, or the functions reading the names
 an import edit changed, when it can (flow_patch.py), and its loop facts take over the events of the
-functions the edit cannot reach (loop_reuse.py).
+functions the edit cannot reach (loop_reuse.py). Blank lines added or removed (the Enter key) leave
+the tree as it was, moved: the last version's statements and its kept dataflow are moved in place
+and nothing of the dataflow runs again (`_moved`); lines added or removed inside one function's
+body move them the same way, and the dataflow re-runs that function (`shifted` in _incremental).
 
 `tests/test_incremental.py` checks, over thousands of edits to real and generated files, that the
 result equals a full `analyze()` of the same text.
@@ -40,7 +43,6 @@ from __future__ import annotations
 
 import ast
 import logging
-import re
 import threading
 import time
 import warnings
@@ -51,8 +53,11 @@ from gradpath.analysis import flow_patch
 from gradpath.analysis.flow_bases import FlowBases
 from gradpath.analysis.graft import method_reparsed
 from gradpath.analysis.engine import AnalysisResult, Options, RawAnalysis, analyze_raw, finish
-from gradpath.analysis.findings import Finding, Span
+from gradpath.analysis.findings import Finding
 from gradpath.analysis.modclass import text_signature
+from gradpath.analysis.moved_lines import (
+    blank_lines_moved, mentions_after, shift_from, shift_regions, unshift
+)
 from gradpath.analysis.regions import (
     Region, assign_findings, changed_imports, closure, cut_regions, dependents, index_at, region_at
 )
@@ -381,17 +386,34 @@ class IncrementalAnalyzer:
             raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit
         before, after = regions[:k], regions[k + 1:]
+        shifted, moved = None, []
         if delta:
             self._recent.clear()  # their trees move: the results remembered no longer match them
             self._clean.clear()
+            if error is None and reg.error is None and prev.raw.src.syntax_error is None and len(fresh) == 1 \
+                    and fresh[0].kind == reg.kind == "def" and len(reg.stmts) == len(fresh[0].stmts) == 1 \
+                    and not any("global" in ln or "nonlocal" in ln for ln in old[a - 1:b]):
+                # lines added or removed inside one function's body: the kept dataflow of exactly
+                # the last version, its tree moved where the lines after the edit are now, is
+                # where the edited function re-runs from (its old statements on the edited lines
+                # are the only nodes not where the new text has them: the patch takes them out)
+                shifted = self._bases.exactly(key, [st for r in regions for st in r.stmts], old)
             self._bases.clear()
-            _shift(after, delta)
+            shift_regions(after, delta)
+            if shifted is not None:
+                # (the edited function, and its nodes on the edited lines, found where they were)
+                top = reg.stmts[0]
+                shifted = (shifted, flow_patch.function_at(top, a, b),
+                           {id(n) for n in flow_patch.touching(top, a, b)})
+                shift_from(reg.stmts, b + 1, delta, strings=False, record=moved)
+                flow_patch.rebase_moved(shifted[0], b + 1, delta, new)
         try:
             return self._after_shift(prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new,
-                                     path, options, resolver, key, imports)
+                                     path, options, resolver, key, imports, shifted=shifted)
         except _Cancelled:
             if delta:  # the kept trees go back where the previous text (still the base) has them
-                _shift(after, -delta)
+                shift_regions(after, -delta)
+                unshift(moved, delta)
             raise
 
     def _moved(self, prev: _Version, k: int, a: int, b: int, delta: int, text: str, new: list[str], path,
@@ -403,30 +425,30 @@ class IncrementalAnalyzer:
         flow_patch.prepare_moved); every rule runs again (findings name positions). None when the
         lines are not blank only, a string spans them, or no such dataflow is kept."""
         regions, reg, old = prev.regions, prev.regions[k], prev.lines
-        first = _blank_lines_moved(old, new, a, b, delta)
+        first = blank_lines_moved(old, new, a, b, delta)
         if first is None or reg.end + delta < reg.start:
             return None
         body = [st for r in regions for st in r.stmts]
         base = self._bases.exactly(key, body, old)
-        if base is None or not _shift_from(reg.stmts, first, delta):
+        if base is None or not shift_from(reg.stmts, first, delta):
             return None
         self._recent.clear()  # (the trees move: see _incremental)
         self._clean.clear()
         self._bases.moved(key, base, first, delta, new)
         before, after = regions[:k], regions[k + 1:]
-        _shift(after, delta)
+        shift_regions(after, delta)
         fresh = [dc_replace(reg, end=reg.end + delta)]
         try:
             return self._after_shift(prev, regions, reg, fresh, before, after, a, b, delta, None, text, new,
                                      path, options, resolver, key, frozenset(), base)
         except _Cancelled:
-            _shift(after, -delta)
-            _shift_from(reg.stmts, first + delta, -delta, strings=False)
+            shift_regions(after, -delta)
+            shift_from(reg.stmts, first + delta, -delta, strings=False)
             self._bases.clear()  # (the one kept was moved with the trees)
             raise
 
     def _after_shift(self, prev, regions, reg, fresh, before, after, a, b, delta, whole, text, new, path,
-                     options, resolver, key, imports=frozenset(), moved_base=None) -> AnalysisResult:
+                     options, resolver, key, imports=frozenset(), moved_base=None, shifted=None) -> AnalysisResult:
         def full(reason):
             return self._full(text, path, options, resolver, key, reason)
 
@@ -436,6 +458,12 @@ class IncrementalAnalyzer:
             edit = None
             if moved_base is not None:
                 edit = flow_patch.prepare_moved(moved_base, a, b)
+            elif shifted is not None:
+                # (the old lines a..b are now the new lines a..b+delta)
+                # (what a class's attributes hold is compared on the old tree, part of it not moved:
+                # no attribute assigned on the edited lines)
+                edit = flow_patch.prepare(shifted[0], reg.stmts[0], fresh[0].stmts[0], a, b, stores_ok=False,
+                                          new_b=b + delta, moved=shifted[1:])
             elif not delta and len(fresh) == 1 and fresh[0].kind == reg.kind != "import" \
                     and fresh[0].error is None and len(reg.stmts) == len(fresh[0].stmts) == 1:
                 edit = self._bases.edit_in_function(key, all_regions, len(before), reg, fresh[0].stmts[0], new)
@@ -466,7 +494,7 @@ class IncrementalAnalyzer:
             # findings that name positions after the edit (their messages and live-step data name
             # lines): redo them, with what uses them (a function's findings can depend on the values
             # its callers pass). Before the first changed line, old and new numbering agree.
-            moved = [r for r in all_regions if r.findings and id(r) not in redo and _mentions_after(r.findings, a - 1)]
+            moved = [r for r in all_regions if r.findings and id(r) not in redo and mentions_after(r.findings, a - 1)]
             if moved:
                 redo |= dependents(all_regions, moved, moved[0])
         subset = closure(all_regions, redo)
@@ -671,9 +699,6 @@ class IncrementalAnalyzer:
                                   timed_out=False, failed=list(raw.failed), timings=raw.timings), options)
 
 
-_LINE_IN_MESSAGE = re.compile(r"((?:detected at|on) line )(\d+)")
-
-
 def _patched_reason(edit: flow_patch.FlowEdit) -> str:
     """Stats.reason of an analysis whose dataflow was patched."""
     if edit.moved:
@@ -721,96 +746,8 @@ def _trees_equal(x: ast.AST, y: ast.AST) -> bool:
     return True
 
 
-def _blank_lines_moved(old: list[str], new: list[str], a: int, b: int, delta: int) -> int | None:
-    """When the only lines that differ (old a..b, new a..b+delta; lines added or removed) are blank
-    (whitespace only) and the line above them does not go on past its end (a backslash): the
-    first old line after them, from which every line moves `delta` lines. Blank lines are nothing
-    to the parser outside strings (the trees then decide)."""
-    if not delta:
-        return None
-    for ln in range(a, b + 1):
-        if old[ln - 1].strip():
-            return None
-    for ln in range(a, b + delta + 1):
-        if new[ln - 1].strip():
-            return None
-    if a >= 2 and old[a - 2].rstrip(" \t\f").endswith("\\"):
-        return None
-    return b + 1
-
-
-def _shift_from(stmts: list, first: int, delta: int, strings: bool = True) -> bool:
-    """Move every position of `stmts` from line `first` on by `delta` lines, in place (a node that
-    starts before `first` and ends after it: its end only). False, and nothing moved, when a string
-    starts before `first` and ends after it (the lines added or removed are inside it)."""
-    stack = list(stmts)
-    pop, push = stack.pop, stack.extend
-    spanned = False
-    Constant, JoinedStr = ast.Constant, ast.JoinedStr
-    for x in iter(lambda: pop() if stack else None, None):
-        d = x.__dict__
-        ln = d.get("lineno")
-        if ln is not None:
-            end = d.get("end_lineno")
-            if ln >= first:
-                x.lineno = ln + delta
-            elif strings and end is not None and end >= first and (x.__class__ is JoinedStr or x.__class__ is Constant and (
-                    x.value.__class__ is str or x.value.__class__ is bytes)):
-                spanned = True
-            if end is not None and end >= first:
-                x.end_lineno = end + delta
-        for name in x._fields:
-            v = d.get(name)
-            if v.__class__ is list:
-                push([c for c in v if isinstance(c, ast.AST)])
-            elif isinstance(v, ast.AST) and not isinstance(v, ast.expr_context):
-                stack.append(v)
-    if spanned:
-        _shift_from(stmts, first + delta, -delta, strings=False)
-        return False
-    return True
-
-
-def _shift_message(message: str, off: int) -> str:
-    """A syntax error's message with the line numbers it names ("detected at line 3", "on line 2")
-    moved `off` lines, as its region is."""
-    return _LINE_IN_MESSAGE.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + off}", message) if off else message
-
-
 class _Cancelled(Exception):
     """The analysis was cancelled (a newer version of the document arrived)."""
-
-
-def _increment_lineno(node: ast.AST, n: int) -> None:
-    """ast.increment_lineno without its generator walk: every node with a position, `node`
-    included, moves `n` lines (type ignores too)."""
-    stack = [node]
-    pop, push = stack.pop, stack.extend
-    for x in iter(lambda: pop() if stack else None, None):
-        d = x.__dict__
-        if "lineno" in d:
-            x.lineno += n
-            if d.get("end_lineno") is not None:
-                x.end_lineno += n
-        for name in x._fields:
-            v = d.get(name)
-            if v.__class__ is list:
-                push([c for c in v if isinstance(c, ast.AST)])
-            elif isinstance(v, ast.AST) and not isinstance(v, ast.expr_context):
-                stack.append(v)
-
-
-def _shift(regions: list[Region], delta: int) -> None:
-    """Move regions (their trees and recovered syntax errors) down by `delta` lines."""
-    for r in regions:
-        r.start += delta
-        r.end += delta
-        for st in r.stmts:
-            _increment_lineno(st, delta)
-        if r.error is not None:
-            sp = r.error.span
-            r.error = SyntaxProblem(_shift_message(r.error.message, delta),
-                                    Span(sp.line + delta, sp.col, sp.end_line + delta, sp.end_col))
 
 
 # -- regions ---------------------------------------------------------------------------------------
@@ -851,40 +788,6 @@ def _ints_in(obj, a: int, b: int) -> bool:
     if isinstance(obj, (list, tuple)):
         return any(_ints_in(v, a, b) for v in obj)
     return False
-
-
-def _mentions_after(findings: list[Finding], line: int) -> bool:
-    """Whether any finding names a position after `line` (spans, related, fixes, data, or a
-    number in its message that could be a line)."""
-    for f in findings:
-        if f.span.end_line > line:
-            return True
-        if any(r.span.end_line > line for r in f.related):
-            return True
-        if any(e.span.end_line > line for fx in f.fixes for e in fx.edits):
-            return True
-        if _max_int(f.data) > line:
-            return True
-        if any(int(m) > line for m in _digits(f.message)):
-            return True
-    return False
-
-
-def _digits(s: str) -> list[str]:
-    import re
-    return re.findall(r"\d+", s)
-
-
-def _max_int(obj) -> int:
-    if isinstance(obj, bool):
-        return 0
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, dict):
-        return max((_max_int(v) for v in obj.values()), default=0)
-    if isinstance(obj, (list, tuple)):
-        return max((_max_int(v) for v in obj), default=0)
-    return 0
 
 
 def _options_key(options: Options) -> tuple:
