@@ -232,8 +232,9 @@ TYPED = "tmp = torch.clamp(out.mean(), min=1e-6) * scale"
 def _typing(c, uri: str, text: str, version: int, seed: int, lines_typed: int = 2) -> dict[str, list[float]]:
     """A new line typed one key at a time, as a user writes code: Enter at the end of a line in a
     function body (the new line indented like it: timed apart, "(typing, Enter)"), then TYPED key
-    by key, each key's publish awaited; then the line removed again. Most of these texts do not parse (`tmp =`,
-    `torch.clamp(`): their times are given apart from those that do."""
+    by key, each key's publish awaited; then the line removed again ("(typing, line removed)").
+    Most of the typed texts do not parse (`tmp =`, `torch.clamp(`): their times are given apart
+    from those that do."""
     r = random.Random(seed + 7)
     lines = text.split("\n")
     # after a simple statement of a function's body, indented like it (where Enter puts the cursor)
@@ -241,7 +242,8 @@ def _typing(c, uri: str, text: str, version: int, seed: int, lines_typed: int = 
                     if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
                     for st in ast.walk(fn) if isinstance(st, ast.stmt) and not hasattr(st, "body")
                     and len(lines[st.lineno - 1]) - len(lines[st.lineno - 1].lstrip()) == st.col_offset})
-    out: dict[str, list[float]] = {"(typing, parses)": [], "(typing, does not parse)": [], "(typing, Enter)": []}
+    out: dict[str, list[float]] = {"(typing, parses)": [], "(typing, does not parse)": [], "(typing, Enter)": [],
+                                   "(typing, line removed)": []}
     for _ in range(lines_typed if spots else 0):
         i, col = r.choice(spots)
         indent = " " * col
@@ -266,9 +268,11 @@ def _typing(c, uri: str, text: str, version: int, seed: int, lines_typed: int = 
                 kind = "(typing, does not parse)"
             out[kind].append((m.t - t_send) * 1000)
         version += 1
-        c.change(uri, version, [{"range": {"start": end, "end": {"line": i + 1, "character": len(cur[i + 1])}},
-                                 "text": ""}])
-        c.wait_publish(uri, version, timeout=60)
+        m0 = c.mark()
+        t_send = c.change(uri, version, [{"range": {"start": end, "end": {"line": i + 1, "character": len(cur[i + 1])}},
+                                          "text": ""}])
+        m = c.wait_publish(uri, version, timeout=60, start=m0)
+        out["(typing, line removed)"].append((m.t - t_send) * 1000)
         time.sleep(0.3)
     return out
 
