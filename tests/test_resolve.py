@@ -1,4 +1,5 @@
 """Cross-module resolution: model classes imported from the user's other modules."""
+import ast
 import os
 import subprocess
 import sys
@@ -227,3 +228,33 @@ def test_from_package_import_module(tmp_path):
     r = Resolver(root=str(tmp_path), use_jedi=False)
     assert len(_gp102(tmp_path / "proj" / "train.py", r)) == 1
     assert len(_gp102(tmp_path / "train2.py", r)) == 1
+
+
+def test_the_tree_index_follows_the_breadth_first_walk_and_walks_each_statement_once(monkeypatch):
+    """`enrich` reads imports (a later one wins) and first calls in the order of `ast.walk`
+    (breadth first: a nested import comes after every top-level one); each top-level statement is
+    walked once for as long as its tree lives, so a version sharing statements walks only its own."""
+    from gradpath.analysis import resolve
+    text = ("if cond:\n    from a import Net\n    Net(1)\nfrom b import Net\n"
+            "def f():\n    Net(2)\nNet(3)\nimport torch.nn as tnn\nx = models.Big.Net\n")
+    tree = ast.parse(text)
+    idx = resolve._TreeIndex(tree)
+    walked = {}
+    for node in ast.walk(tree):  # (what a walk of the whole tree in its order finds)
+        if isinstance(node, ast.ImportFrom):
+            for a in node.names:
+                walked[a.asname or a.name] = (node.module, a.name, node.level)
+    assert idx.imports == walked == {"Net": ("a", "Net", 0)}
+    assert idx.called == {"Net": (7, 0)}  # the top-level call, before the nested ones in the walk
+    assert idx.attrs == {"models": {"Big"}, "models.Big": {"Net"}} and idx.module_aliases == {}
+    made = []
+    real = resolve._StatementIndex.__init__
+
+    def counting(self, st):
+        made.append(st)
+        real(self, st)
+    monkeypatch.setattr(resolve._StatementIndex, "__init__", counting)
+    edited = ast.parse("y = 1\n").body[0]
+    again = resolve._TreeIndex(ast.Module(body=tree.body[:-1] + [edited], type_ignores=[]))
+    assert made == [edited]
+    assert again.imports == idx.imports and again.called == idx.called and again.attrs == {}

@@ -24,6 +24,8 @@ import ast
 import logging
 import os
 import threading
+import weakref
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -396,21 +398,73 @@ class Resolver:
 class _TreeIndex:
     """What `enrich` reads of a module's tree, from one walk: `from m import a as b` imports, `import a.b as
     c` aliases, the capitalised attributes read through each dotted name (`models.Net`), the names
-    called (with the position of their first call) and the names used as base classes."""
+    called (with the position of their first call) and the names used as base classes.
+
+    In the order of `ast.walk` (breadth first): a later import of a name wins, the first call of a
+    name counts. Each top-level statement is walked once for as long as its tree lives
+    (`_StatementIndex`, kept by statement: an editor's versions share the statements an edit did
+    not touch); where it stands in the walk is its depth, then its place among the statements,
+    then its place in its own walk."""
     __slots__ = ("imports", "module_aliases", "attrs", "called", "bases")
 
     def __init__(self, tree):
+        self.attrs: dict = {}
+        self.bases: set = set()  # names used as a class's base
+        called: dict = {}  # name -> ((depth, statement, seq), the call's func node)
+        imports: dict = {}  # name -> ((depth, statement, seq), value)
+        aliases: dict = {}
+        for i, st in enumerate(getattr(tree, "body", ())):
+            part = _STATEMENT_INDEX.get(st)
+            if part is None:
+                part = _StatementIndex(st)
+                try:
+                    _STATEMENT_INDEX[st] = part
+                except TypeError:  # pragma: no cover - every ast node can be referenced weakly
+                    pass
+            for name, (depth, seq, node) in part.called.items():
+                key = (depth, i, seq)
+                got = called.get(name)
+                if got is None or key < got[0]:
+                    called[name] = (key, node)
+            for mine, theirs in ((part.imports, imports), (part.module_aliases, aliases)):
+                for name, (depth, seq, value) in mine.items():
+                    key = (depth, i, seq)
+                    got = theirs.get(name)
+                    if got is None or key > got[0]:
+                        theirs[name] = (key, value)
+            for dotted, names in part.attrs.items():
+                self.attrs.setdefault(dotted, set()).update(names)
+            self.bases |= part.bases
+        self.called: dict = {n: (f.lineno, f.col_offset) for n, (_k, f) in called.items()}  # first `name(...)`
+        self.imports: dict = {n: v for n, (_k, v) in imports.items()}
+        self.module_aliases: dict = {n: v for n, (_k, v) in aliases.items()}
+
+
+class _StatementIndex:
+    """_TreeIndex's findings in one top-level statement, each with where the walk met it: (depth in
+    the module's walk, place in this statement's walk). Nodes rather than positions (an edit that
+    adds lines moves the statement in place)."""
+    __slots__ = ("imports", "module_aliases", "attrs", "called", "bases", "__weakref__")
+
+    def __init__(self, st):
         self.imports: dict = {}
         self.module_aliases: dict = {}
         self.attrs: dict = {}
-        self.called: dict = {}  # name -> (line, col) of the first `name(...)` in walk order
-        self.bases: set = set()  # names used as a class's base
-        for node in ast.walk(tree):
+        self.called: dict = {}
+        self.bases: set = set()
+        todo = deque([(st, 1)])
+        seq = 0
+        pop, push = todo.popleft, todo.append
+        while todo:
+            node, depth = pop()
+            seq += 1
+            for child in ast.iter_child_nodes(node):
+                push((child, depth + 1))
             t = type(node)
             if t is ast.Call:
                 f = node.func
                 if type(f) is ast.Name and f.id not in self.called:
-                    self.called[f.id] = (f.lineno, f.col_offset)
+                    self.called[f.id] = (depth, seq, f)
             elif t is ast.ClassDef:
                 for b in node.bases:
                     if type(b) is ast.Name:
@@ -431,9 +485,13 @@ class _TreeIndex:
                     continue
                 for a in node.names:
                     if a.name != "*":
-                        self.imports[a.asname or a.name] = (mod, a.name, node.level)
+                        self.imports[a.asname or a.name] = (depth, seq, (mod, a.name, node.level))
             elif t is ast.Import:
                 for a in node.names:
                     if a.name.split(".")[0] in SKIP_TOP:
                         continue
-                    self.module_aliases[a.asname or a.name] = a.name
+                    self.module_aliases[a.asname or a.name] = (depth, seq, a.name)
+
+
+# (statement -> its _StatementIndex, while the statement's tree lives)
+_STATEMENT_INDEX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
