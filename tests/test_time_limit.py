@@ -185,3 +185,45 @@ def test_a_cancelled_analysis_is_interrupted_even_between_its_own_checks(monkeyp
     assert spins and raw.cancelled and raw.timed_out
     assert "test.stubborn" not in raw.failed  # a cancel is not a failure to report
     assert used < 30  # the 60 s CPU limit did not have to stop it
+
+
+def test_an_interruption_delivered_as_the_watchdog_lock_is_taken_does_not_leave_it_taken():
+    """The watchdog's interruption can land in an analysis thread right after it took the
+    watchdog's lock (in `arm`/`disarm`); the lock must be free afterwards, else every later
+    analysis, and the watchdog, wait for it forever (a server that never published again)."""
+    import threading
+    from gradpath.analysis import engine
+
+    wd = engine._Watchdog()
+    token = wd.arm(60.0)
+
+    class Interrupting:
+        """The watchdog's lock, with an interruption delivered just after the first acquire."""
+        def __init__(self, lock):
+            self.lock, self.fired = lock, False
+
+        def acquire(self, *a, **k):
+            got = self.lock.acquire(*a, **k)
+            if not self.fired:
+                self.fired = True
+                raise engine.AnalysisTimeout()
+            return got
+
+        def __enter__(self):
+            return self.acquire()
+
+        def __exit__(self, *exc):
+            self.lock.release()
+
+        def __getattr__(self, name):
+            return getattr(self.lock, name)
+
+    real = wd._lock
+    wd._lock = Interrupting(real)
+    wd._cond = threading.Condition(wd._lock)
+    assert wd.disarm(token) is True  # (an interruption met on the way counts as fired)
+    free = []
+    t = threading.Thread(target=lambda: free.append(real.acquire(timeout=2.0)))
+    t.start()
+    t.join()
+    assert free == [True]

@@ -88,7 +88,8 @@ class _Watchdog:
     """
 
     def __init__(self):
-        self._lock = threading.Lock()
+        # (reentrant: `_locked` asks whether this thread holds it)
+        self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._armed: dict[int, _Watch] = {}  # token -> watch
         self._next = 0
@@ -101,13 +102,29 @@ class _Watchdog:
                                             daemon=True)
             self._thread.start()
 
+    def _locked(self, fn):
+        """fn() with the lock held, in an analysis thread. Not `with self._cond:`: an interruption
+        delivered in Condition.__enter__ once the lock is taken (a Python frame: it checks for
+        pending exceptions on its way out) leaves the lock taken for good, and every analysis and
+        the watchdog then wait for it (seen: a server that never published again). Here the lock is
+        taken inside the `try`, and released whenever this thread holds it; while it does, the
+        watchdog (which fires with the lock held) cannot set another interruption."""
+        lock = self._lock
+        try:
+            lock.acquire()
+            return fn()
+        finally:
+            if lock._is_owned():
+                lock.release()
+
     def arm(self, cpu_s: float, cancel: threading.Event | None = None) -> int:
         _install_unraisable_hook()
         ident = threading.get_ident()
         clock = _thread_clock(ident)
         if clock is None:
             cpu_s = cpu_s * WALL_FALLBACK_FACTOR + 1.0
-        with self._cond:
+
+        def register() -> int:
             self._next += 1
             token = self._next
             w = _Watch(ident, clock, 0.0, cancel)
@@ -116,6 +133,7 @@ class _Watchdog:
             self._ensure_thread()
             self._cond.notify()
             return token
+        return self._locked(register)
 
     def disarm(self, token: int) -> bool:
         """Stop watching this analysis; True when the watchdog fired for it. An interruption that
@@ -125,9 +143,8 @@ class _Watchdog:
         fired = False
         for _ in range(3):
             try:
-                with self._cond:
-                    w = self._armed.pop(token, None)
-                    fired = bool(w is not None and w.fired) or fired
+                w = self._locked(lambda: self._armed.pop(token, None))
+                fired = bool(w is not None and w.fired) or fired
                 if fired:
                     for _ in range(1000):  # backward jumps: the pending exception lands here
                         pass
@@ -138,12 +155,13 @@ class _Watchdog:
 
     def lost(self, ident: int) -> None:
         """An AnalysisTimeout raised in thread `ident` was swallowed: raise it again at once."""
-        with self._cond:
+        def again() -> None:
             for w in self._armed.values():
                 if w.ident == ident and w.fired:
                     self.swallowed += 1
                     w.deadline = w.now()
                     self._cond.notify()
+        self._locked(again)
 
     def _run(self) -> None:
         while True:
