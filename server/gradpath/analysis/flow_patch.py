@@ -185,10 +185,10 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     if base is None:
         return None
     nb = b if new_b is None else new_b
-    old_fn = _function_at(old_top, a, b) if moved is None else moved[0]
+    old_fn = function_at(old_top, a, b) if moved is None else moved[0]
     # (lines only removed: the function holding the line above them, or the one now in their place)
-    new_fn = _function_at(new_top, a, nb) if nb >= a else (
-        _function_at(new_top, a - 1, a - 1) or _function_at(new_top, a, a))
+    new_fn = function_at(new_top, a, nb) if nb >= a else (
+        function_at(new_top, a - 1, a - 1) or function_at(new_top, a, a))
     if old_fn is None and new_fn is not None:
         old_fn = _function_before(old_top, a, b)  # lines typed after its last statement
     if old_fn is None or new_fn is None or (old_fn.name, old_fn.lineno, old_fn.col_offset) != (
@@ -197,7 +197,7 @@ def prepare(base: FlowBase | None, old_top: ast.stmt, new_top: ast.stmt, a: int,
     classes = base.flow.sym.classes
     stores: set = set()
     for fn, hi in ((old_fn, b), (new_fn, nb)):
-        for n in _touching(fn, a, hi):
+        for n in touching(fn, a, hi):
             if n is fn:
                 continue
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -349,7 +349,7 @@ def script_statement_ok(base: FlowBase, old: ast.stmt, new: ast.stmt) -> bool:
     return True
 
 
-def _touching(fn, a: int, b: int) -> list:
+def touching(fn, a: int, b: int) -> list:
     """The nodes of `fn` with a line in a..b (and those without positions on the way to them)."""
     out, stack = [], [fn]
     while stack:
@@ -362,18 +362,13 @@ def _touching(fn, a: int, b: int) -> list:
     return out
 
 
-def _function_at(top: ast.stmt, a: int, b: int):
+def function_at(top: ast.stmt, a: int, b: int):
     fn = top
     if isinstance(top, ast.ClassDef):
         fn = next((st for st in top.body if isinstance(st, _DEFS) and st.lineno <= a and b <= st.end_lineno), None)
     if not isinstance(fn, _DEFS) or not fn.body:
         return None
     return fn if fn.body[0].lineno <= a and b <= fn.end_lineno else None
-
-
-# (for incremental.py: the edited function and its nodes on the edited lines, before the tree moves)
-function_at = _function_at
-touching = _touching
 
 
 def _function_before(top: ast.stmt, a: int, b: int):

@@ -157,7 +157,8 @@ def method_reparsed(cls: ast.ClassDef, a: int, b: int, lines: list[str],
     if len(tree.body) != 1 or not isinstance(tree.body[0], ast.ClassDef) or len(tree.body[0].body) != 1:
         return None
     new = tree.body[0].body[0]
-    if type(new) is not type(m) or new.name != m.name or _span(new)[:2] != _span(m)[:2] or new.end_lineno != end or min([new.lineno] + [d.lineno for d in new.decorator_list]) != lo:
+    if type(new) is not type(m) or new.name != m.name or _span(new)[:2] != _span(m)[:2] or new.end_lineno != end \
+            or min([new.lineno] + [d.lineno for d in new.decorator_list]) != lo:
         return None
     out = copy.copy(cls)
     out.body = body[:i] + [new] + body[i + 1:]

@@ -386,7 +386,7 @@ class IncrementalAnalyzer:
             raise _Cancelled()
         # other regions keep their trees: shift the ones after the edit
         before, after = regions[:k], regions[k + 1:]
-        shifted, moved = None, []
+        shifted, moved = None, []  # (base, edited function, its nodes on the old lines), what moved
         if delta:
             self._recent.clear()  # their trees move: the results remembered no longer match them
             self._clean.clear()
@@ -397,14 +397,15 @@ class IncrementalAnalyzer:
                 # the last version, its tree moved where the lines after the edit are now, is
                 # where the edited function re-runs from (its old statements on the edited lines
                 # are the only nodes not where the new text has them: the patch takes them out)
-                shifted = self._bases.exactly(key, [st for r in regions for st in r.stmts], old)
+                base = self._bases.exactly(key, [st for r in regions for st in r.stmts], old)
+                if base is not None:
+                    # (the edited function, and its nodes on the edited lines, found where they were)
+                    top = reg.stmts[0]
+                    shifted = (base, flow_patch.function_at(top, a, b),
+                               {id(n) for n in flow_patch.touching(top, a, b)})
             self._bases.clear()
             shift_regions(after, delta)
             if shifted is not None:
-                # (the edited function, and its nodes on the edited lines, found where they were)
-                top = reg.stmts[0]
-                shifted = (shifted, flow_patch.function_at(top, a, b),
-                           {id(n) for n in flow_patch.touching(top, a, b)})
                 shift_from(reg.stmts, b + 1, delta, strings=False, record=moved)
                 flow_patch.rebase_moved(shifted[0], b + 1, delta, new)
         try:

@@ -36,7 +36,7 @@ def shift_from(stmts: list, first: int, delta: int, strings: bool = True, record
     """Move every position of `stmts` from line `first` on by `delta` lines, in place (a node that
     starts before `first` and ends after it: its end only). False, and nothing moved, when a string
     starts before `first` and ends after it (the lines added or removed are inside it), unless
-    `strings` is False. `record` collects what moved, for _unshift."""
+    `strings` is False. `record` collects what moved, for unshift()."""
     stack = list(stmts)
     pop, push = stack.pop, stack.extend
     spanned = False
@@ -70,7 +70,7 @@ def shift_from(stmts: list, first: int, delta: int, strings: bool = True, record
 
 
 def unshift(record: list, delta: int) -> None:
-    """Undo what _shift_from moved (and recorded)."""
+    """Undo what shift_from moved (and recorded)."""
     for x, start in record:
         if start:
             x.lineno -= delta
@@ -84,32 +84,12 @@ def shift_message(message: str, off: int) -> str:
     return _LINE_IN_MESSAGE.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + off}", message) if off else message
 
 
-def increment_lineno(node: ast.AST, n: int) -> None:
-    """ast.increment_lineno without its generator walk: every node with a position, `node`
-    included, moves `n` lines (type ignores too)."""
-    stack = [node]
-    pop, push = stack.pop, stack.extend
-    for x in iter(lambda: pop() if stack else None, None):
-        d = x.__dict__
-        if "lineno" in d:
-            x.lineno += n
-            if d.get("end_lineno") is not None:
-                x.end_lineno += n
-        for name in x._fields:
-            v = d.get(name)
-            if v.__class__ is list:
-                push([c for c in v if isinstance(c, ast.AST)])
-            elif isinstance(v, ast.AST) and not isinstance(v, ast.expr_context):
-                stack.append(v)
-
-
 def shift_regions(regions: list[Region], delta: int) -> None:
     """Move regions (their trees and recovered syntax errors) down by `delta` lines."""
     for r in regions:
         r.start += delta
         r.end += delta
-        for st in r.stmts:
-            increment_lineno(st, delta)
+        shift_from(r.stmts, 1, delta, strings=False)  # (every line)
         if r.error is not None:
             sp = r.error.span
             r.error = SyntaxProblem(shift_message(r.error.message, delta),
